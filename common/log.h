@@ -1,0 +1,35 @@
+// One-line log records to stderr (journald adds its own timestamp under
+// systemd). Call sites name the pool, client and reason in the message.
+#pragma once
+
+#include <sstream>
+#include <string_view>
+
+namespace sluice::log {
+
+enum class Level { debug = 0, info = 1, warning = 2, error = 3 };
+
+void set_level(Level level);
+[[nodiscard]] bool enabled(Level level);
+void write(Level level, std::string_view message);
+// "debug" | "info" | "warning" | "error"; anything else means info.
+Level level_from_name(std::string_view name);
+
+template <class... Parts>
+void emit(Level level, const Parts&... parts) {
+  if (!enabled(level)) return;
+  std::ostringstream line;
+  (line << ... << parts);
+  write(level, line.str());
+}
+
+template <class... Parts>
+void debug(const Parts&... parts) { emit(Level::debug, parts...); }
+template <class... Parts>
+void info(const Parts&... parts) { emit(Level::info, parts...); }
+template <class... Parts>
+void warning(const Parts&... parts) { emit(Level::warning, parts...); }
+template <class... Parts>
+void error(const Parts&... parts) { emit(Level::error, parts...); }
+
+}  // namespace sluice::log

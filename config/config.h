@@ -1,0 +1,103 @@
+// sluiced's configuration: the schema with its defaults. Loading and
+// validation live in config_loader.h; every key is documented in README.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace sluice::config {
+
+enum class PoolMode { transaction, session };
+enum class AuthType { trust, peer };
+
+// Settings a database inherits from the top-level `pool` section and may override.
+struct PoolSettings {
+  int pool_size = 20;
+  PoolMode pool_mode = PoolMode::transaction;
+  int query_wait_timeout_ms = 120000;       // waiting for a server; 0 = forever
+  int server_connect_timeout_ms = 15000;    // opening a server connection
+  int server_idle_timeout_s = 600;          // retire servers idle this long; 0 = never
+  int server_lifetime_s = 3600;             // retire idle servers older than this; 0 = never
+  int idle_transaction_timeout_ms = 0;      // client idle inside a transaction; 0 = off
+  int client_idle_timeout_s = 0;            // client idle between transactions; 0 = off
+  std::string reset_query = "DISCARD ALL";  // session mode, before a server goes back idle
+  int max_prepared_statements = 100;        // per server connection, transaction mode
+
+  bool operator==(const PoolSettings&) const = default;
+};
+
+struct DatabaseConfig {
+  std::string conninfo;  // libpq conninfo; missing user/dbname mean the client's
+  PoolSettings pool;
+
+  bool operator==(const DatabaseConfig&) const = default;
+};
+
+struct ListenConfig {
+  std::string unix_socket_dir = "/run/sluice";
+  int port = 6432;
+  std::optional<std::string> tcp;  // "host:port"
+
+  bool operator==(const ListenConfig&) const = default;
+};
+
+struct ControlConfig {
+  std::string socket = "/run/sluice/control.sock";
+  std::optional<std::string> group;  // members may use the socket (mode 0660)
+
+  bool operator==(const ControlConfig&) const = default;
+};
+
+struct TeardownConfig {
+  int sla_ms = 5;       // budget for one release
+  int max_ms = 10000;   // hard deadline: past it the server connection is discarded
+
+  bool operator==(const TeardownConfig&) const = default;
+};
+
+struct DrainConfig {
+  int timeout_s = 30;
+
+  bool operator==(const DrainConfig&) const = default;
+};
+
+struct AuthConfig {
+  AuthType type = AuthType::trust;
+
+  bool operator==(const AuthConfig&) const = default;
+};
+
+struct LimitsConfig {
+  int max_client_conn = 1000;
+  int startup_packet_max = 10000;       // bytes, as PostgreSQL's MAX_STARTUP_PACKET_LENGTH
+  int message_max = 256 * 1024 * 1024;  // bytes, any one protocol message
+  int login_timeout_ms = 10000;         // to finish the startup handshake
+  int control_request_max = 65536;      // bytes, one control-socket request line
+
+  bool operator==(const LimitsConfig&) const = default;
+};
+
+struct DiagnosticsConfig {
+  int slow_callback_ms = 100;
+
+  bool operator==(const DiagnosticsConfig&) const = default;
+};
+
+struct Config {
+  ListenConfig listen;
+  ControlConfig control;
+  PoolSettings pool;  // defaults for every database
+  std::map<std::string, DatabaseConfig> databases;
+  TeardownConfig teardown;
+  DrainConfig drain;
+  AuthConfig auth;
+  LimitsConfig limits;
+  DiagnosticsConfig diagnostics;
+  std::string log_level = "info";  // "debug" | "info" | "warning" | "error"
+
+  bool operator==(const Config&) const = default;
+};
+
+}  // namespace sluice::config

@@ -1,0 +1,306 @@
+#include "daemon/client_session.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "daemon/daemon.h"
+#include "daemon/peer_auth.h"
+#include "net/scratch_buffer.h"
+#include "protocol/backend_messages.h"
+#include "protocol/sqlstate.h"
+
+namespace sluice::daemon {
+namespace {
+
+// A goodbye between transactions needs no server.
+bool is_lone_terminate(protocol::Bytes chunk) {
+  return chunk.size() == 5 && chunk[0] == 'X' && protocol::read_u32(chunk.data() + 1) == 4;
+}
+
+}  // namespace
+
+std::string_view client_state_name(ClientState state) {
+  switch (state) {
+    case ClientState::handshake: return "handshake";
+    case ClientState::login: return "login";
+    case ClientState::idle: return "idle";
+    case ClientState::waiting: return "waiting";
+    case ClientState::active: return "active";
+    case ClientState::closing: return "closing";
+  }
+  return "closing";
+}
+
+ClientSession::ClientSession(Daemon& daemon, std::uint64_t id, int fd, Transport transport)
+    : daemon_(daemon),
+      id_(id),
+      transport_(transport),
+      connected_at_(Clock::now()),
+      state_since_(connected_at_),
+      socket_(net::PollSocket::open(daemon.loop(), fd, /*owns_fd=*/true, this)),
+      scanner_(static_cast<std::uint32_t>(daemon.config().limits.message_max)) {}
+
+ClientSession::~ClientSession() = default;
+
+void ClientSession::set_state(ClientState state) {
+  state_ = state;
+  state_since_ = Clock::now();
+}
+
+void ClientSession::close(std::string_view reason) {
+  if (state_ == ClientState::closing) return;
+  log::debug("client ", id_, ": closing because: ", reason);
+  if (wait_ticket_) {
+    pool_->cancel_wait(*wait_ticket_);
+    wait_ticket_.reset();
+  }
+  if (scope_) scope_.end(reason, !scanner_.at_boundary());
+  set_state(ClientState::closing);
+  net::PollSocket::close_when_flushed(std::move(socket_));
+  daemon_.client_closed(*this);
+}
+
+void ClientSession::fail(const char* sqlstate, const std::string& message) {
+  if (state_ == ClientState::closing) return;
+  std::string error;
+  protocol::append_error_response(error, protocol::Severity::fatal, sqlstate, message);
+  socket_->write(error);
+  close(message);
+}
+
+void ClientSession::on_socket_error(int uv_status) { close(std::string("socket error: ") + uv_strerror(uv_status)); }
+
+void ClientSession::on_readable() {
+  switch (state_) {
+    case ClientState::handshake: return read_startup();
+    case ClientState::idle:
+    case ClientState::active: return read_client();
+    case ClientState::login:
+    case ClientState::waiting:
+    case ClientState::closing: socket_->set_reading(false); return;
+  }
+}
+
+// The startup packet may arrive in pieces; it is the only thing buffered.
+void ClientSession::read_startup() {
+  const auto& limits = daemon_.config().limits;
+  char chunk[1024];
+  const ssize_t n = socket_->read(chunk, sizeof chunk);
+  if (n == -EAGAIN) return;
+  if (n <= 0) return close(n == 0 ? "client closed during startup" : "read failed during startup");
+  startup_buffer_.append(chunk, static_cast<std::size_t>(n));
+
+  while (state_ == ClientState::handshake) {
+    const auto length =
+        protocol::startup_packet_length(protocol::as_bytes(startup_buffer_), static_cast<std::uint32_t>(limits.startup_packet_max));
+    if (!length) return fail(length.error().sqlstate, length.error().message);
+    if (!*length || startup_buffer_.size() < **length) return;
+    const auto packet = protocol::parse_startup_packet(protocol::Bytes(
+        reinterpret_cast<const std::uint8_t*>(startup_buffer_.data()), **length));
+    if (!packet) return fail(packet.error().sqlstate, packet.error().message);
+    startup_buffer_.erase(0, **length);
+    handle_startup(*packet);
+  }
+}
+
+void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
+  using protocol::StartupKind;
+  if (packet.kind == StartupKind::ssl_request || packet.kind == StartupKind::gssenc_request) {
+    // No TLS or GSSAPI yet: 'N' tells the client to go on in plain text.
+    if (!startup_buffer_.empty()) return fail(sqlstate::kProtocolViolation, "unexpected data after encryption request");
+    socket_->write(std::string("N"));
+    return;
+  }
+  if (packet.kind == StartupKind::cancel_request) {
+    daemon_.cancel(packet.cancel_process_id, packet.cancel_secret_key);
+    return close("cancel request handled");
+  }
+  if (!startup_buffer_.empty()) return fail(sqlstate::kProtocolViolation, "unexpected data after startup packet");
+  std::string reply;
+  const std::uint32_t minor = packet.protocol_version & 0xffff;
+  if (minor > 0 || !packet.protocol_options.empty()) {
+    protocol::append_negotiate_protocol_version(reply, 0, packet.protocol_options);
+  }
+  const std::string* user = packet.parameter("user");
+  if (user == nullptr || user->empty()) {
+    return fail(sqlstate::kInvalidAuthorizationSpecification, "no PostgreSQL user name specified in startup packet");
+  }
+  user_ = *user;
+  const std::string* database = packet.parameter("database");
+  database_ = database != nullptr && !database->empty() ? *database : user_;
+
+  if (daemon_.config().auth.type == config::AuthType::peer) {
+    const auto peer = transport_ == Transport::unix_socket ? peer_user_name(socket_->fd()) : std::nullopt;
+    if (!peer || *peer != user_) {
+      return fail(sqlstate::kInvalidAuthorizationSpecification,
+                  "Peer authentication failed for user \"" + user_ + "\"");
+    }
+  }
+  pool_ = daemon_.pool_for(database_, user_);
+  if (pool_ == nullptr) return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+  if (!daemon_.accepting_logins()) return fail(sqlstate::kCannotConnectNow, "the pooler is shutting down");
+  session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
+  if (!reply.empty()) socket_->write(reply);
+  daemon_.assign_cancel_key(*this, cancel_pid_, cancel_secret_);
+  std::string().swap(startup_buffer_);
+
+  set_state(ClientState::login);
+  socket_->set_reading(false);
+  // The welcome needs a server's ParameterStatus values; session mode needs its server anyway.
+  if (pool_->parameters() != nullptr && !session_mode_) return send_welcome();
+  wait_ticket_ = pool_->acquire(*this, id_);
+}
+
+void ClientSession::send_welcome() {
+  std::string welcome;
+  protocol::append_authentication_ok(welcome);
+  for (const auto& [name, value] : *pool_->parameters()) protocol::append_parameter_status(welcome, name, value);
+  protocol::append_backend_key_data(welcome, cancel_pid_, cancel_secret_);
+  protocol::append_ready_for_query(welcome, 'I');
+  if (!socket_->write(welcome)) return close("client gone during login");
+  log::debug("client ", id_, ": logged in to ", pool_->name());
+  set_state(scope_ ? ClientState::active : ClientState::idle);
+  socket_->set_reading(true);
+}
+
+void ClientSession::read_client() {
+  const auto buffer = net::scratch_buffer();
+  const ssize_t n = socket_->read(buffer.data(), buffer.size());
+  if (n == -EAGAIN) return;
+  if (n == 0) return close("client disconnected");
+  if (n < 0) return close(std::string("client read failed: ") + std::strerror(static_cast<int>(-n)));
+  const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
+  if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
+  if (!scope_) {
+    set_state(ClientState::waiting);
+    wait_ticket_ = pool_->acquire(*this, id_);  // may grant before it returns
+    if (!scope_) {
+      // Held only while waiting; the kernel keeps whatever follows.
+      held_.assign(reinterpret_cast<const char*>(chunk.data()), chunk.size());
+      socket_->set_reading(false);
+      return;
+    }
+  }
+  forward_to_server(chunk);
+}
+
+void ClientSession::on_scope_granted(pool::Scope scope) {
+  wait_ticket_.reset();
+  scope_ = std::move(scope);
+  scope_.server().attach(this);
+  if (state_ == ClientState::login) {
+    if (session_mode_) return send_welcome();
+    scope_.end("login parameters fetched");
+    return send_welcome();
+  }
+  set_state(ClientState::active);
+  if (held_.empty()) return;  // granted inside acquire: the caller forwards
+  std::string held;
+  held.swap(held_);
+  socket_->set_reading(true);
+  forward_to_server(protocol::as_bytes(held));
+}
+
+void ClientSession::on_scope_failed(const char* sqlstate, const std::string& message) {
+  wait_ticket_.reset();
+  fail(sqlstate, message);
+}
+
+void ClientSession::forward_to_server(protocol::Bytes chunk) {
+  pool::ServerConnection& server = scope_.server();
+  const auto result = scanner_.scan(chunk, [&](const protocol::MessageEvent& event) {
+    if (event.type == 'X') {
+      terminating_ = true;
+      return false;
+    }
+    server.note_frontend_message(event.type);
+    return true;
+  });
+  if (result.status == protocol::ScanStatus::bad_length) {
+    return fail(sqlstate::kProtocolViolation, "invalid message length");
+  }
+  if (result.status == protocol::ScanStatus::too_long) {
+    return fail(sqlstate::kProtocolViolation, "message exceeds the configured limits.message_max");
+  }
+  if (terminating_) {
+    // Terminate itself is not forwarded: the server stays with the pool.
+    // One split across reads already sent its first bytes: the server is mid-message.
+    if (result.consumed < 5) scope_.end("client terminated", /*client_mid_message=*/true);
+    if (result.consumed > 5 && !server.send(chunk.first(result.consumed - 5))) return close("server write failed");
+    return close("client terminated");
+  }
+  if (!server.send(chunk)) return close("server write failed");
+  if (server.has_pending_output()) socket_->set_reading(false);  // resume in on_server_drained
+}
+
+void ClientSession::on_server_drained() {
+  if (state_ == ClientState::active) socket_->set_reading(true);
+}
+
+void ClientSession::on_server_data(protocol::Bytes bytes) {
+  if (!socket_->write(bytes)) return close("client write failed");
+  if (socket_->has_pending_output()) scope_.server().set_reading(false);  // resume in on_drained
+}
+
+void ClientSession::on_drained() {
+  if (scope_) scope_.server().set_reading(true);
+}
+
+void ClientSession::on_server_ready() {
+  if (!scanner_.at_boundary()) return;
+  if (daemon_.draining()) return leave_for_drain();
+  if (session_mode_) return;
+  scope_.end("transaction complete");
+  set_state(ClientState::idle);
+  socket_->set_reading(true);
+}
+
+bool ClientSession::at_transaction_boundary() const {
+  if (state_ == ClientState::idle) return true;
+  return state_ == ClientState::active && scope_ && scope_.server().idle_clean() && scanner_.at_boundary() &&
+         !scope_.server().has_pending_output();
+}
+
+// The last reply is already written: the FATAL follows it, then the close.
+void ClientSession::leave_for_drain() {
+  if (scope_) scope_.end("drain: client closed at a transaction boundary");
+  fail(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+}
+
+void ClientSession::drain() {
+  switch (state_) {
+    case ClientState::handshake:
+    case ClientState::login:
+      return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
+    case ClientState::idle:
+    case ClientState::active:
+      if (at_transaction_boundary()) leave_for_drain();
+      return;
+    case ClientState::waiting:
+    case ClientState::closing:
+      return;
+  }
+}
+
+bool ClientSession::force_close_for_drain() {
+  if (state_ == ClientState::closing) return false;
+  const bool had_scope = static_cast<bool>(scope_);
+  if (had_scope) {
+    log::warning("client ", id_, ": drain deadline passed inside a transaction; its scope is forced");
+    scope_.end("drain deadline passed", !scanner_.at_boundary());
+  }
+  fail(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+  return had_scope;
+}
+
+void ClientSession::on_server_lost(const std::string& reason) {
+  scope_.discard(reason);
+  fail(sqlstate::kConnectionFailure, "server connection lost: " + reason);
+}
+
+void ClientSession::forward_cancel() {
+  if (scope_) scope_.server().forward_cancel();
+}
+
+}  // namespace sluice::daemon

@@ -1,0 +1,112 @@
+// One client connection: the v3 front end (startup, authentication, the
+// welcome), then forwarding between the client and the server its scope
+// holds. Transaction mode takes a scope per transaction, session mode one
+// for the whole login.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "daemon/listener.h"
+#include "net/poll_socket.h"
+#include "pool/pool.h"
+#include "protocol/message_scanner.h"
+#include "protocol/startup.h"
+
+namespace sluice::daemon {
+
+class Daemon;
+
+enum class ClientState {
+  handshake,  // reading the startup packet
+  login,      // authenticated, waiting for a server's parameters to welcome it
+  idle,       // logged in, holds no server
+  waiting,    // queued for a server
+  active,     // holds a scope
+  closing,
+};
+std::string_view client_state_name(ClientState state);
+
+class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::ServerUser {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  ClientSession(Daemon& daemon, std::uint64_t id, int fd, Transport transport);
+  ~ClientSession();
+  ClientSession(const ClientSession&) = delete;
+  ClientSession& operator=(const ClientSession&) = delete;
+
+  // Sends a FATAL ErrorResponse (when the protocol allows one) and closes.
+  void fail(const char* sqlstate, const std::string& message);
+  void close(std::string_view reason);
+  // A CancelRequest carrying this client's key: cancel what its server runs.
+  void forward_cancel();
+  // Drain started: leave now if between transactions, else at the next boundary.
+  void drain();
+  // Drain deadline: end the scope (cancel / rollback) and close; true when a scope was cut.
+  bool force_close_for_drain();
+
+  [[nodiscard]] std::uint64_t id() const { return id_; }
+  [[nodiscard]] ClientState state() const { return state_; }
+  [[nodiscard]] Clock::time_point connected_at() const { return connected_at_; }
+  [[nodiscard]] Clock::time_point state_since() const { return state_since_; }
+  [[nodiscard]] const std::string& user() const { return user_; }
+  [[nodiscard]] const std::string& database() const { return database_; }
+  [[nodiscard]] pool::Pool* pool() const { return pool_; }
+  [[nodiscard]] std::uint32_t cancel_process_id() const { return cancel_pid_; }
+  [[nodiscard]] std::uint32_t cancel_secret() const { return cancel_secret_; }
+
+  std::list<std::unique_ptr<ClientSession>>::iterator position;  // in the daemon's client list
+
+ private:
+  // net::PollSocket::Handler
+  void on_readable() override;
+  void on_drained() override;
+  void on_socket_error(int uv_status) override;
+  // pool::ScopeWaiter
+  void on_scope_granted(pool::Scope scope) override;
+  void on_scope_failed(const char* sqlstate, const std::string& message) override;
+  // pool::ServerUser
+  void on_server_data(protocol::Bytes bytes) override;
+  void on_server_ready() override;
+  void on_server_lost(const std::string& reason) override;
+  void on_server_drained() override;
+
+  void set_state(ClientState state);
+  [[nodiscard]] bool at_transaction_boundary() const;
+  void leave_for_drain();
+  void read_startup();
+  void handle_startup(const protocol::StartupPacket& packet);
+  void send_welcome();
+  void read_client();
+  void forward_to_server(protocol::Bytes chunk);
+
+  Daemon& daemon_;
+  std::uint64_t id_;
+  Transport transport_;
+  ClientState state_ = ClientState::handshake;
+  Clock::time_point connected_at_;
+  Clock::time_point state_since_;
+  net::PollSocket::Ptr socket_;
+  std::string startup_buffer_;  // only during the handshake
+
+  std::string user_;
+  std::string database_;
+  pool::Pool* pool_ = nullptr;
+  bool session_mode_ = false;
+  std::uint32_t cancel_pid_ = 0;
+  std::uint32_t cancel_secret_ = 0;
+
+  protocol::MessageScanner scanner_;  // client-to-server direction
+  pool::Scope scope_;
+  std::optional<pool::Pool::WaitTicket> wait_ticket_;
+  std::string held_;  // bytes read before a server was ours
+  bool terminating_ = false;  // client sent Terminate
+};
+
+}  // namespace sluice::daemon

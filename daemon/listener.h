@@ -1,0 +1,50 @@
+// A listening socket (Unix or TCP) that accepts without blocking and hands
+// each new connection's fd to its owner.
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <string>
+
+#include "common/result.h"
+#include "net/poll_socket.h"
+
+namespace sluice::daemon {
+
+enum class Transport { unix_socket, tcp };
+
+class Listener final : net::PollSocket::Handler {
+ public:
+  using AcceptCallback = std::function<void(int fd, Transport transport)>;
+
+  // Binds `path` (a stale socket file is replaced) with the given file mode.
+  static Result<std::unique_ptr<Listener>> open_unix(uv_loop_t* loop, const std::string& path, unsigned mode,
+                                                     AcceptCallback on_accept);
+  // Binds "host:port".
+  static Result<std::unique_ptr<Listener>> open_tcp(uv_loop_t* loop, const std::string& address,
+                                                    AcceptCallback on_accept);
+  ~Listener();
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  [[nodiscard]] const std::string& name() const { return name_; }
+
+ private:
+  Listener(Transport transport, std::string name, std::string unlink_path, AcceptCallback on_accept)
+      : transport_(transport), name_(std::move(name)), unlink_path_(std::move(unlink_path)),
+        on_accept_(std::move(on_accept)) {}
+  static Result<std::unique_ptr<Listener>> start(uv_loop_t* loop, int fd, std::unique_ptr<Listener> listener);
+
+  void on_readable() override;
+  void on_drained() override {}
+  void on_socket_error(int uv_status) override;
+
+  Transport transport_;
+  std::string name_;
+  std::string unlink_path_;  // the Unix socket file, removed on close
+  AcceptCallback on_accept_;
+  net::PollSocket::Ptr socket_;
+};
+
+}  // namespace sluice::daemon

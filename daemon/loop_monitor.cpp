@@ -1,0 +1,66 @@
+#include "daemon/loop_monitor.h"
+
+#include "common/log.h"
+
+namespace sluice::daemon {
+namespace {
+
+template <class Handle>
+void close_and_free(Handle* handle) {
+  uv_close(reinterpret_cast<uv_handle_t*>(handle), [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
+}
+
+}  // namespace
+
+LoopMonitor::LoopMonitor(uv_loop_t* loop, int slow_callback_ms)
+    : loop_(loop), timer_(new uv_timer_t{}), after_poll_(new uv_check_t{}), before_poll_(new uv_prepare_t{}) {
+  set_slow_callback_ms(slow_callback_ms);
+  uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
+  uv_timer_init(loop, timer_);
+  uv_check_init(loop, after_poll_);
+  uv_prepare_init(loop, before_poll_);
+  timer_->data = after_poll_->data = before_poll_->data = this;
+  // Monitoring alone must not keep the loop alive.
+  uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(after_poll_));
+  uv_unref(reinterpret_cast<uv_handle_t*>(before_poll_));
+  expected_tick_ns_ = uv_hrtime() + kTickMs * 1000000;
+  uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<LoopMonitor*>(t->data)->on_tick(); }, kTickMs, kTickMs);
+  uv_check_start(after_poll_, [](uv_check_t* h) { static_cast<LoopMonitor*>(h->data)->after_poll(); });
+  uv_prepare_start(before_poll_, [](uv_prepare_t* h) { static_cast<LoopMonitor*>(h->data)->before_poll(); });
+}
+
+LoopMonitor::~LoopMonitor() {
+  close_and_free(timer_);
+  close_and_free(after_poll_);
+  close_and_free(before_poll_);
+}
+
+void LoopMonitor::on_tick() {
+  const std::uint64_t now = uv_hrtime();
+  last_lag_ns_ = now > expected_tick_ns_ ? now - expected_tick_ns_ : 0;
+  if (last_lag_ns_ > max_lag_ns_) max_lag_ns_ = last_lag_ns_;
+  expected_tick_ns_ = now + kTickMs * 1000000;
+}
+
+void LoopMonitor::after_poll() {
+  const std::uint64_t now = uv_hrtime();
+  const std::uint64_t slept = uv_metrics_idle_time(loop_) - idle_at_poll_start_ns_;
+  const std::uint64_t elapsed = poll_started_ns_ == 0 ? 0 : now - poll_started_ns_;
+  poll_busy_ns_ = elapsed > slept ? elapsed - slept : 0;
+  poll_ended_ns_ = now;
+}
+
+void LoopMonitor::before_poll() {
+  const std::uint64_t now = uv_hrtime();
+  const std::uint64_t held = poll_busy_ns_ + (poll_ended_ns_ == 0 ? 0 : now - poll_ended_ns_);
+  poll_busy_ns_ = 0;
+  poll_started_ns_ = now;
+  idle_at_poll_start_ns_ = uv_metrics_idle_time(loop_);
+  if (held < slow_callback_ns_) return;
+  ++slow_callbacks_;
+  log::warning("slow callback: the loop was held for ", held / 1000000, " ms (diagnostics.slow_callback_ms is ",
+               slow_callback_ns_ / 1000000, ")");
+}
+
+}  // namespace sluice::daemon

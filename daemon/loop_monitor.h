@@ -1,0 +1,48 @@
+// Watches the loop's own health: how late a periodic timer fires (lag) and
+// how long one turn's callbacks hold the loop (slow callbacks, DESIGN §2).
+// A turn's busy time is the poll phase less the time the kernel poll slept
+// (libuv's idle-time metric), plus the timers and close callbacks after it.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+
+namespace sluice::daemon {
+
+class LoopMonitor {
+ public:
+  LoopMonitor(uv_loop_t* loop, int slow_callback_ms);
+  ~LoopMonitor();
+  LoopMonitor(const LoopMonitor&) = delete;
+  LoopMonitor& operator=(const LoopMonitor&) = delete;
+
+  void set_slow_callback_ms(int ms) { slow_callback_ns_ = static_cast<std::uint64_t>(ms) * 1000000; }
+  [[nodiscard]] double lag_ms() const { return static_cast<double>(last_lag_ns_) / 1e6; }
+  [[nodiscard]] double max_lag_ms() const { return static_cast<double>(max_lag_ns_) / 1e6; }
+  [[nodiscard]] std::uint64_t slow_callbacks() const { return slow_callbacks_; }
+
+ private:
+  static constexpr std::uint64_t kTickMs = 250;
+
+  void on_tick();
+  void after_poll();
+  void before_poll();
+
+  uv_loop_t* loop_;
+  // Heap handles: their close callbacks may run after this object is gone.
+  uv_timer_t* timer_;
+  uv_check_t* after_poll_;
+  uv_prepare_t* before_poll_;
+  std::uint64_t slow_callback_ns_;
+  std::uint64_t expected_tick_ns_ = 0;
+  std::uint64_t poll_started_ns_ = 0;
+  std::uint64_t idle_at_poll_start_ns_ = 0;
+  std::uint64_t poll_ended_ns_ = 0;
+  std::uint64_t poll_busy_ns_ = 0;
+  std::uint64_t last_lag_ns_ = 0;
+  std::uint64_t max_lag_ns_ = 0;
+  std::uint64_t slow_callbacks_ = 0;
+};
+
+}  // namespace sluice::daemon

@@ -1,0 +1,42 @@
+// sluiced: parse the command line, load the configuration, run the daemon.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <string>
+
+#include "common/log.h"
+#include "common/version.h"
+#include "config/config_loader.h"
+#include "daemon/daemon.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"sluiced: a PostgreSQL connection pooler"};
+  std::string config_path;
+  bool check_only = false;
+  bool show_version = false;
+  app.add_option("-c,--config", config_path, "configuration file (JSON, comments allowed)");
+  app.add_flag("--check", check_only, "validate the configuration and exit");
+  app.add_flag("--version", show_version, "print the version and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  if (show_version) {
+    std::printf("sluiced %s\n", sluice::kVersion);
+    return 0;
+  }
+  if (config_path.empty()) {
+    std::fprintf(stderr, "sluiced: a configuration file is required (-c FILE)\n");
+    return 2;
+  }
+  auto config = sluice::config::load_config_file(config_path);
+  if (!config) {
+    std::fprintf(stderr, "sluiced: %s\n", config.error().c_str());
+    return 1;
+  }
+  if (check_only) {
+    std::printf("%s: configuration is valid\n", config_path.c_str());
+    return 0;
+  }
+  sluice::log::set_level(sluice::log::level_from_name(config->log_level));
+  sluice::daemon::Daemon daemon(std::move(*config), config_path);
+  return daemon.run();
+}

@@ -1,0 +1,126 @@
+#include "net/poll_socket.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace sluice::net {
+
+PollSocket::Ptr PollSocket::open(uv_loop_t* loop, int fd, bool owns_fd, Handler* handler) {
+  auto* socket = new PollSocket(fd, owns_fd, handler);
+  if (uv_poll_init_socket(loop, &socket->poll_, fd) != 0) {
+    if (owns_fd) ::close(fd);
+    delete socket;
+    return nullptr;
+  }
+  socket->poll_.data = socket;
+  socket->update_events();
+  return Ptr(socket);
+}
+
+void PollSocket::close_when_flushed(Ptr socket) {
+  PollSocket* self = socket.release();
+  self->handler_ = nullptr;
+  if (self->pending_.empty()) return self->close();
+  self->close_when_flushed_ = true;
+  self->reading_ = false;
+  self->update_events();
+}
+
+void PollSocket::close() {
+  if (closing_) return;
+  closing_ = true;
+  handler_ = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), [](uv_handle_t* handle) {
+    auto* socket = static_cast<PollSocket*>(handle->data);
+    if (socket->owns_fd_) ::close(socket->fd_);
+    delete socket;
+  });
+}
+
+ssize_t PollSocket::read(void* buffer, std::size_t size) {
+  for (;;) {
+    const ssize_t n = ::recv(fd_, buffer, size, 0);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) return -EAGAIN;
+    return -errno;
+  }
+}
+
+bool PollSocket::write(std::span<const std::uint8_t> bytes) {
+  if (closing_) return false;
+  if (pending_.empty()) {
+    while (!bytes.empty()) {
+      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n >= 0) {
+        bytes = bytes.subspan(static_cast<std::size_t>(n));
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      return false;
+    }
+    if (bytes.empty()) return true;
+  }
+  pending_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  update_events();
+  return true;
+}
+
+void PollSocket::set_reading(bool reading) {
+  if (reading_ == reading || closing_) return;
+  reading_ = reading;
+  update_events();
+}
+
+void PollSocket::update_events() {
+  const bool want_writable = !pending_.empty();
+  const int events = (reading_ ? UV_READABLE : 0) | (want_writable ? UV_WRITABLE : 0);
+  watching_writable_ = want_writable;
+  if (events == 0) {
+    uv_poll_stop(&poll_);
+  } else {
+    uv_poll_start(&poll_, events, &PollSocket::on_poll);
+  }
+}
+
+void PollSocket::flush() {
+  while (pending_offset_ < pending_.size()) {
+    const ssize_t n = ::send(fd_, pending_.data() + pending_offset_, pending_.size() - pending_offset_,
+                             MSG_NOSIGNAL);
+    if (n >= 0) {
+      pending_offset_ += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    if (close_when_flushed_) return close();
+    if (handler_ != nullptr) handler_->on_socket_error(-errno);
+    return;
+  }
+  if (close_when_flushed_) return close();
+  // Drained: give the buffer's memory back, an idle connection keeps none.
+  std::string().swap(pending_);
+  pending_offset_ = 0;
+  update_events();
+  if (handler_ != nullptr) handler_->on_drained();
+}
+
+void PollSocket::on_poll(uv_poll_t* handle, int status, int events) {
+  auto* socket = static_cast<PollSocket*>(handle->data);
+  if (socket->closing_) return;
+  if (status < 0) {
+    if (socket->close_when_flushed_) return socket->close();
+    if (socket->handler_ != nullptr) socket->handler_->on_socket_error(status);
+    return;
+  }
+  if ((events & UV_WRITABLE) != 0 && socket->watching_writable_) socket->flush();
+  // A handler may close the socket; its memory lives until the close callback.
+  if ((events & UV_READABLE) != 0 && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr) {
+    socket->handler_->on_readable();
+  }
+}
+
+}  // namespace sluice::net

@@ -1,0 +1,299 @@
+#include "pool/pool.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "protocol/sqlstate.h"
+
+namespace sluice::pool {
+namespace {
+
+using std::chrono::duration_cast;
+using std::chrono::microseconds;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+// The conninfo's own keywords, then the client's user and database where the
+// conninfo names none (DESIGN §7).
+void build_connect_params(const std::string& conninfo, const PoolKey& key, std::vector<std::string>& keywords,
+                          std::vector<std::string>& values) {
+  keywords.clear();
+  values.clear();
+  bool has_user = false;
+  bool has_dbname = false;
+  if (PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), nullptr)) {
+    for (PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+      if (option->val == nullptr) continue;
+      keywords.emplace_back(option->keyword);
+      values.emplace_back(option->val);
+      has_user = has_user || keywords.back() == "user";
+      has_dbname = has_dbname || keywords.back() == "dbname";
+    }
+    PQconninfoFree(options);
+  }
+  if (!has_user) {
+    keywords.emplace_back("user");
+    values.push_back(key.user);
+  }
+  if (!has_dbname) {
+    keywords.emplace_back("dbname");
+    values.push_back(key.database);
+  }
+  keywords.emplace_back("fallback_application_name");
+  values.emplace_back("sluice");
+}
+
+}  // namespace
+
+Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database)
+    : context_(context), key_(std::move(key)), name_(key_.name()), database_(std::move(database)) {
+  build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
+}
+
+Pool::~Pool() {
+  for (List* list : {&connecting_, &idle_, &active_, &resetting_, &closing_}) {
+    for (auto& server : *list) server->close_connection();
+  }
+}
+
+void Pool::update(config::DatabaseConfig database) {
+  const bool target_changed = database.conninfo != database_.conninfo;
+  database_ = std::move(database);
+  if (!target_changed) return;
+  build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
+  // Idle servers point at the old target: let new ones be opened.
+  close_idle("conninfo changed on reload");
+}
+
+Pool::List& Pool::list_for(ServerState state) {
+  switch (state) {
+    case ServerState::connecting: return connecting_;
+    case ServerState::idle: return idle_;
+    case ServerState::active: return active_;
+    case ServerState::resetting: return resetting_;
+    case ServerState::closing: return closing_;
+  }
+  return closing_;
+}
+
+const Pool::List& Pool::list_for(ServerState state) const {
+  return const_cast<Pool*>(this)->list_for(state);  // NOLINT(cppcoreguidelines-pro-type-const-cast)
+}
+
+std::size_t Pool::total_servers() const {
+  return connecting_.size() + idle_.size() + active_.size() + resetting_.size();
+}
+
+std::optional<Pool::Clock::time_point> Pool::oldest_wait() const {
+  if (waiters_.empty()) return std::nullopt;
+  return waiters_.front().since;
+}
+
+// The one place a server changes state: it moves between the state lists.
+void Pool::transition(ServerConnection& server, ServerState next) {
+  List& from = list_for(server.state_);
+  List& to = list_for(next);
+  to.splice(to.end(), from, server.position_);
+  server.state_ = next;
+  server.state_since_ = Clock::now();
+}
+
+void Pool::close_server(ServerConnection& server, std::string_view reason) {
+  if (server.state_ == ServerState::closing) return;
+  log::info("pool ", name_, ": closing ", describe(server), " because: ", reason);
+  server.close_connection();
+  transition(server, ServerState::closing);
+  // Freed on the next loop turn: a callback of this server may be on the stack.
+  context_.deleter->defer(std::move(*server.position_));
+  closing_.erase(server.position_);
+}
+
+std::string Pool::describe(const ServerConnection& server) const {
+  return "server " + std::to_string(server.id()) + " (backend pid " + std::to_string(server.backend_pid()) + ")";
+}
+
+std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t client_id) {
+  if (!idle_.empty() && waiters_.empty() && !paused_) {
+    ServerConnection& server = *idle_.back();
+    transition(server, ServerState::active);
+    context_.stats->scope_started();
+    waiter.on_scope_granted(Scope(*this, server, client_id));
+    return std::nullopt;
+  }
+  waiters_.push_back({&waiter, client_id, Clock::now()});
+  const auto ticket = std::prev(waiters_.end());
+  launch_connections();
+  return ticket;
+}
+
+void Pool::launch_connections() {
+  if (paused_) return;
+  const auto size = static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
+  while (total_servers() < size && waiters_.size() > connecting_.size()) {
+    auto owned = std::make_unique<ServerConnection>(*this, context_.next_server_id++);
+    ServerConnection& server = *owned;
+    connecting_.push_back(std::move(owned));
+    server.position_ = std::prev(connecting_.end());
+    server.state_ = ServerState::connecting;
+    log::debug("pool ", name_, ": opening server ", server.id());
+    server.connect(connect_keywords_, connect_values_);
+  }
+}
+
+void Pool::set_paused(bool paused) {
+  paused_ = paused;
+  if (!paused_) serve_waiters();
+}
+
+void Pool::serve_waiters() {
+  if (paused_) return;
+  while (!waiters_.empty() && !idle_.empty()) {
+    const Waiter waiter = waiters_.front();
+    waiters_.pop_front();
+    ServerConnection& server = *idle_.back();
+    transition(server, ServerState::active);
+    context_.stats->scope_started();
+    waiter.waiter->on_scope_granted(Scope(*this, server, waiter.client_id));
+  }
+  launch_connections();
+}
+
+void Pool::fail_waiters(const char* sqlstate, const std::string& message) {
+  std::list<Waiter> failed;
+  failed.swap(waiters_);
+  for (const Waiter& waiter : failed) waiter.waiter->on_scope_failed(sqlstate, message);
+}
+
+// The idle-list invariant (DESIGN §1) is checked here, on the only way in;
+// false when the guard closed the server instead.
+bool Pool::return_to_idle(ServerConnection& server) {
+  if (!server.idle_clean() || !server.scanner_.at_boundary() || server.has_pending_output()) {
+    close_server(server, "not clean at release (invariant guard)");
+    return false;
+  }
+  server.detach();
+  server.set_reading(true);  // an idle server that speaks or hangs up is closed
+  transition(server, ServerState::idle);
+  return true;
+}
+
+void Pool::connect_succeeded(ServerConnection& server) {
+  log::debug("pool ", name_, ": ", describe(server), " connected");
+  if (!parameters_) parameters_ = server.parameters();
+  if (return_to_idle(server)) serve_waiters();
+}
+
+void Pool::connect_failed(ServerConnection& server, const std::string& reason) {
+  close_server(server, "connect failed: " + reason);
+  // Nothing else can serve the waiters soon: tell them now rather than let them hang.
+  if (connecting_.empty() && active_.empty() && resetting_.empty() && idle_.empty()) {
+    fail_waiters(sqlstate::kConnectionFailure, "could not connect to server: " + reason);
+  }
+}
+
+void Pool::server_lost(ServerConnection& server, const std::string& reason) {
+  if (server.state_ == ServerState::resetting) {
+    return finish_teardown(server, ScopeOutcome::discard, server.plan_.reason + "; then " + reason);
+  }
+  if (server.state_ == ServerState::active) context_.stats->scope_ended();
+  close_server(server, reason);
+  launch_connections();
+}
+
+void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::string_view reason,
+                     bool client_mid_message, bool force_discard) {
+  context_.stats->scope_ended();
+  server.detach();
+  TeardownPlan plan;
+  plan.started_at = Clock::now();
+  plan.client_id = client_id;
+  plan.reason = std::string(reason);
+  const bool session_mode = database_.pool.pool_mode == config::PoolMode::session;
+  if (session_mode) plan.reset_query = database_.pool.reset_query;
+
+  if (force_discard || client_mid_message) {
+    if (client_mid_message) plan.reason += " (client stopped mid-message)";
+    server.plan_ = plan;
+    return finish_teardown(server, ScopeOutcome::discard, plan.reason);
+  }
+  if (server.busy()) {
+    plan.outcome = ScopeOutcome::cancel;
+    plan.send_cancel = true;
+  } else if (server.transaction_status() != 'I') {
+    plan.outcome = ScopeOutcome::rollback;
+  } else {
+    plan.outcome = ScopeOutcome::clean;
+  }
+  if (plan.outcome == ScopeOutcome::clean && plan.reset_query.empty()) {
+    server.plan_ = plan;
+    return finish_teardown(server, ScopeOutcome::clean, plan.reason);
+  }
+  transition(server, ServerState::resetting);
+  server.begin_teardown(std::move(plan));
+}
+
+void Pool::teardown_finished(ServerConnection& server, bool ok, const std::string& reason) {
+  const ScopeOutcome outcome = ok ? server.plan_.outcome : ScopeOutcome::discard;
+  finish_teardown(server, outcome, ok ? server.plan_.reason : server.plan_.reason + "; then " + reason);
+}
+
+// Ends a teardown: idle again (or closed), timed up to that moment and
+// counted, and only then handed to the next waiter.
+void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason) {
+  const TeardownPlan plan = server.plan_;
+  std::string why = reason;
+  if (outcome == ScopeOutcome::discard) {
+    close_server(server, reason);
+  } else if (!return_to_idle(server)) {
+    outcome = ScopeOutcome::discard;
+    why += "; then not clean at release";
+  }
+  const auto duration = duration_cast<microseconds>(Clock::now() - plan.started_at);
+  context_.stats->record(outcome, duration, name_, plan.client_id, why);
+  log::debug("pool ", name_, ": scope of client ", plan.client_id, " ended ", outcome_name(outcome), " in ",
+             duration.count(), " us: ", why);
+  serve_waiters();
+}
+
+void Pool::close_idle(std::string_view reason) {
+  while (!idle_.empty()) close_server(*idle_.front(), reason);
+}
+
+void Pool::tick(Clock::time_point now) {
+  const auto& settings = database_.pool;
+  if (settings.query_wait_timeout_ms > 0 && !paused_) {
+    const auto limit = milliseconds(settings.query_wait_timeout_ms);
+    while (!waiters_.empty() && now - waiters_.front().since >= limit) {
+      const Waiter waiter = waiters_.front();
+      waiters_.pop_front();
+      waiter.waiter->on_scope_failed(sqlstate::kProtocolViolation,
+                                     "query_wait_timeout: no server connection available in pool \"" + name_ +
+                                         "\" within " + std::to_string(settings.query_wait_timeout_ms) + " ms");
+    }
+  }
+  const auto connect_limit = milliseconds(settings.server_connect_timeout_ms);
+  while (settings.server_connect_timeout_ms > 0 && !connecting_.empty() &&
+         now - connecting_.front()->created_at() >= connect_limit) {
+    connect_failed(*connecting_.front(), "server_connect_timeout (" +
+                                             std::to_string(settings.server_connect_timeout_ms) + " ms) passed");
+  }
+  const auto teardown_limit = milliseconds(context_.teardown_max_ms);
+  while (!resetting_.empty() && now - resetting_.front()->state_since() >= teardown_limit) {
+    finish_teardown(*resetting_.front(), ScopeOutcome::discard,
+                    resetting_.front()->plan_.reason + "; then teardown.max_ms passed");
+  }
+  // Retire idle servers only: one in use is never touched.
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    ServerConnection& server = **it++;
+    if (settings.server_idle_timeout_s > 0 && now - server.state_since() >= seconds(settings.server_idle_timeout_s)) {
+      close_server(server, "server_idle_timeout");
+    } else if (settings.server_lifetime_s > 0 && now - server.created_at() >= seconds(settings.server_lifetime_s)) {
+      close_server(server, "server_lifetime");
+    }
+  }
+  if (!waiters_.empty()) launch_connections();
+}
+
+}  // namespace sluice::pool

@@ -1,0 +1,143 @@
+// One pool per (database, user): its server connections, one list per state,
+// and a FIFO queue of clients waiting for one. Every state change goes
+// through transition(); every close through close_server(), with a reason.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+#include "net/deferred_deleter.h"
+#include "pool/scope.h"
+#include "pool/server_connection.h"
+#include "pool/teardown_stats.h"
+
+namespace sluice::pool {
+
+// A client waiting for a server hears back through this, exactly once.
+class ScopeWaiter {
+ public:
+  virtual void on_scope_granted(Scope scope) = 0;
+  virtual void on_scope_failed(const char* sqlstate, const std::string& message) = 0;
+
+ protected:
+  ~ScopeWaiter() = default;
+};
+
+// What pools share: the loop, deferred deletion, telemetry, global settings.
+struct PoolContext {
+  uv_loop_t* loop = nullptr;
+  net::DeferredDeleter* deleter = nullptr;
+  TeardownStats* stats = nullptr;
+  int message_max = 0;
+  int teardown_max_ms = 0;
+  std::uint64_t next_server_id = 1;
+};
+
+struct PoolKey {
+  std::string database;
+  std::string user;
+  bool operator<(const PoolKey& other) const {
+    return database != other.database ? database < other.database : user < other.user;
+  }
+  [[nodiscard]] std::string name() const { return database + "/" + user; }
+};
+
+class Pool {
+ public:
+  using Clock = std::chrono::steady_clock;
+  struct Waiter {
+    ScopeWaiter* waiter;
+    std::uint64_t client_id;
+    Clock::time_point since;
+  };
+  using WaitTicket = std::list<Waiter>::iterator;
+
+  Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database);
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Grants at once (the callback runs before acquire returns and no ticket is
+  // given) or queues the waiter; a queued waiter may cancel with its ticket.
+  std::optional<WaitTicket> acquire(ScopeWaiter& waiter, std::uint64_t client_id);
+  void cancel_wait(WaitTicket ticket) { waiters_.erase(ticket); }
+
+  // Login needs the server's ParameterStatus values: known once any server connected.
+  [[nodiscard]] const ServerParameters* parameters() const {
+    return parameters_ ? &*parameters_ : nullptr;
+  }
+
+  // Timeouts: waiters, connects, teardown deadline, idle and old servers.
+  void tick(Clock::time_point now);
+  // Reload: new settings for the next acquire and release.
+  void update(config::DatabaseConfig database);
+  // Closes idle servers now (drain, shutdown).
+  void close_idle(std::string_view reason);
+  // Paused: no scope is granted and waits do not time out; resuming serves the queue.
+  void set_paused(bool paused);
+
+  [[nodiscard]] const PoolKey& key() const { return key_; }
+  [[nodiscard]] const std::string& name() const { return name_; }
+  [[nodiscard]] const config::PoolSettings& settings() const { return database_.pool; }
+  [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
+  [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
+  [[nodiscard]] std::size_t total_servers() const;
+  [[nodiscard]] std::optional<Clock::time_point> oldest_wait() const;
+  template <class Visit>
+  void for_each_server(Visit&& visit) const {
+    for (const List* list : {&connecting_, &idle_, &active_, &resetting_}) {
+      for (const auto& server : *list) visit(*server);
+    }
+  }
+
+  // For ServerConnection and Scope.
+  [[nodiscard]] uv_loop_t* loop() const { return context_.loop; }
+  [[nodiscard]] int message_max() const { return context_.message_max; }
+  void connect_succeeded(ServerConnection& server);
+  void connect_failed(ServerConnection& server, const std::string& reason);
+  void server_lost(ServerConnection& server, const std::string& reason);
+  void teardown_finished(ServerConnection& server, bool ok, const std::string& reason);
+  void end_scope(ServerConnection& server, std::uint64_t client_id, std::string_view reason,
+                 bool client_mid_message, bool force_discard);
+
+ private:
+  using List = std::list<std::unique_ptr<ServerConnection>>;
+
+  List& list_for(ServerState state);
+  [[nodiscard]] const List& list_for(ServerState state) const;
+  void transition(ServerConnection& server, ServerState next);
+  void close_server(ServerConnection& server, std::string_view reason);
+  bool return_to_idle(ServerConnection& server);
+  void serve_waiters();
+  void launch_connections();
+  void fail_waiters(const char* sqlstate, const std::string& message);
+  void finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason);
+  [[nodiscard]] std::string describe(const ServerConnection& server) const;
+
+  PoolContext& context_;
+  PoolKey key_;
+  std::string name_;
+  config::DatabaseConfig database_;
+  std::vector<std::string> connect_keywords_;
+  std::vector<std::string> connect_values_;
+  std::optional<ServerParameters> parameters_;
+
+  List connecting_;
+  List idle_;  // most recently used at the back
+  List active_;
+  List resetting_;
+  List closing_;  // until the deferred deleter frees them
+  std::list<Waiter> waiters_;
+  bool paused_ = false;
+};
+
+}  // namespace sluice::pool

@@ -1,0 +1,327 @@
+#include "pool/server_connection.h"
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "net/scratch_buffer.h"
+#include "pool/pool.h"
+#include "protocol/backend_messages.h"
+
+namespace sluice::pool {
+namespace {
+
+// ParameterStatus values a client expects at login; copied from the server.
+constexpr std::array<const char*, 14> kReportedParameters = {
+    "server_version",    "server_encoding",      "client_encoding",
+    "application_name",  "DateStyle",            "IntervalStyle",
+    "TimeZone",          "integer_datetimes",    "standard_conforming_strings",
+    "is_superuser",      "session_authorization", "default_transaction_read_only",
+    "in_hot_standby",    "scram_iterations"};
+
+struct CancelWork {
+  uv_work_t request{};
+  PGcancel* cancel = nullptr;
+  std::shared_ptr<ServerConnection*> server;
+  bool ok = false;
+  std::array<char, 256> error{};
+};
+
+}  // namespace
+
+std::string_view state_name(ServerState state) {
+  switch (state) {
+    case ServerState::connecting: return "connecting";
+    case ServerState::idle: return "idle";
+    case ServerState::active: return "active";
+    case ServerState::resetting: return "resetting";
+    case ServerState::closing: return "closing";
+  }
+  return "closing";
+}
+
+ServerConnection::ServerConnection(Pool& pool, std::uint64_t id)
+    : pool_(pool),
+      id_(id),
+      created_at_(Clock::now()),
+      state_since_(created_at_),
+      self_(std::make_shared<ServerConnection*>(this)),
+      scanner_(static_cast<std::uint32_t>(pool.message_max())) {}
+
+ServerConnection::~ServerConnection() {
+  *self_ = nullptr;
+  close_connection();
+}
+
+void ServerConnection::connect(const std::vector<std::string>& keywords,
+                               const std::vector<std::string>& values) {
+  std::vector<const char*> keys;
+  std::vector<const char*> vals;
+  for (std::size_t i = 0; i < keywords.size(); ++i) {
+    keys.push_back(keywords[i].c_str());
+    vals.push_back(values[i].c_str());
+  }
+  keys.push_back(nullptr);
+  vals.push_back(nullptr);
+  conn_ = PQconnectStartParams(keys.data(), vals.data(), 0);
+  if (conn_ == nullptr) return connect_failed("out of memory");
+  if (PQstatus(conn_) == CONNECTION_BAD) return connect_failed(PQerrorMessage(conn_));
+  start_connect_poll();
+}
+
+// libpq may switch sockets while it tries hosts; watch whichever it uses now.
+void ServerConnection::start_connect_poll() {
+  const int fd = PQsocket(conn_);
+  if (fd < 0) return connect_failed("libpq has no socket");
+  if (connect_poll_ == nullptr || fd != connect_fd_) {
+    if (connect_poll_ != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(connect_poll_),
+               [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+    }
+    connect_poll_ = new uv_poll_t{};
+    connect_fd_ = fd;
+    uv_poll_init_socket(pool_.loop(), connect_poll_, fd);
+    connect_poll_->data = this;
+  }
+  const PostgresPollingStatusType status = PQconnectPoll(conn_);
+  switch (status) {
+    case PGRES_POLLING_OK: return connect_ready();
+    case PGRES_POLLING_FAILED: return connect_failed(PQerrorMessage(conn_));
+    default: break;
+  }
+  if (PQsocket(conn_) != connect_fd_) return start_connect_poll();
+  const int events = status == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE;
+  uv_poll_start(connect_poll_, events, [](uv_poll_t* handle, int, int) {
+    static_cast<ServerConnection*>(handle->data)->on_connect_poll();
+  });
+}
+
+void ServerConnection::on_connect_poll() {
+  const PostgresPollingStatusType status = PQconnectPoll(conn_);
+  if (status == PGRES_POLLING_OK) return connect_ready();
+  if (status == PGRES_POLLING_FAILED) return connect_failed(PQerrorMessage(conn_));
+  if (PQsocket(conn_) != connect_fd_) return start_connect_poll();
+  uv_poll_start(connect_poll_, status == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE,
+                [](uv_poll_t* handle, int, int) { static_cast<ServerConnection*>(handle->data)->on_connect_poll(); });
+}
+
+void ServerConnection::connect_ready() {
+  uv_close(reinterpret_cast<uv_handle_t*>(connect_poll_),
+           [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+  connect_poll_ = nullptr;
+  PQsetnonblocking(conn_, 1);
+  backend_pid_ = PQbackendPID(conn_);
+  for (const char* name : kReportedParameters) {
+    if (const char* value = PQparameterStatus(conn_, name)) parameters_.emplace_back(name, value);
+  }
+  transaction_status_ = 'I';
+  socket_ = net::PollSocket::open(pool_.loop(), PQsocket(conn_), /*owns_fd=*/false, this);
+  if (!socket_) return connect_failed("cannot watch the server socket");
+  pool_.connect_succeeded(*this);
+}
+
+void ServerConnection::connect_failed(const std::string& reason) {
+  std::string message = reason;
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' ')) message.pop_back();
+  pool_.connect_failed(*this, message);
+}
+
+void ServerConnection::close_connection() {
+  if (connect_poll_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(connect_poll_),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
+    connect_poll_ = nullptr;
+  }
+  socket_.reset();  // stops polling before libpq closes the fd
+  if (conn_ != nullptr) {
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+  user_ = nullptr;
+}
+
+void ServerConnection::attach(ServerUser* user) {
+  user_ = user;
+  if (socket_) socket_->set_reading(true);
+}
+
+void ServerConnection::detach() { user_ = nullptr; }
+
+bool ServerConnection::send(protocol::Bytes bytes) { return socket_ && socket_->write(bytes); }
+
+bool ServerConnection::has_pending_output() const { return socket_ && socket_->has_pending_output(); }
+
+void ServerConnection::set_reading(bool reading) {
+  if (socket_) socket_->set_reading(reading);
+}
+
+void ServerConnection::note_frontend_message(char type) {
+  switch (type) {
+    case 'Q':
+    case 'F':
+      ++replies_outstanding_;
+      break;
+    case 'S':
+      ++replies_outstanding_;
+      unsynced_ = false;
+      break;
+    case 'P':
+    case 'B':
+    case 'E':
+    case 'D':
+    case 'C':
+    case 'H':
+      unsynced_ = true;
+      break;
+    case 'c':
+    case 'f':
+      copy_in_ = false;
+      break;
+    default:
+      break;
+  }
+}
+
+// Follows one server message; false stops nothing, the scan runs to the end.
+bool ServerConnection::track(const protocol::MessageEvent& event) {
+  switch (event.type) {
+    case 'Z':
+      if (replies_outstanding_ > 0) --replies_outstanding_;
+      transaction_status_ = static_cast<char>(event.first_byte);
+      break;
+    case 'G':
+      copy_in_ = true;
+      break;
+    case 'E':
+      copy_in_ = false;
+      if (state_ == ServerState::resetting && step_ != TeardownStep::draining) step_failed_ = true;
+      break;
+    default:
+      break;
+  }
+  return true;
+}
+
+void ServerConnection::on_readable() { read_server(); }
+
+void ServerConnection::read_server() {
+  const auto buffer = net::scratch_buffer();
+  const ssize_t n = socket_->read(buffer.data(), buffer.size());
+  if (n == -EAGAIN) return;
+  if (n == 0) return lost("server closed the connection");
+  if (n < 0) return lost(std::string("server read failed: ") + std::strerror(static_cast<int>(-n)));
+
+  const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
+  if (state_ == ServerState::idle) return lost("idle server sent unexpected data");
+  const auto result = scanner_.scan(chunk, [this](const protocol::MessageEvent& e) { return track(e); });
+  if (result.status != protocol::ScanStatus::ok) return lost("server sent an invalid message length");
+
+  if (state_ == ServerState::active && user_ != nullptr) {
+    user_->on_server_data(chunk);
+    if (state_ == ServerState::active && user_ != nullptr && idle_clean() && scanner_.at_boundary()) {
+      user_->on_server_ready();
+    }
+  } else if (state_ == ServerState::resetting) {
+    teardown_advance();
+  }
+}
+
+void ServerConnection::on_drained() {
+  if (state_ == ServerState::active && user_ != nullptr) user_->on_server_drained();
+}
+
+void ServerConnection::on_socket_error(int uv_status) {
+  lost(std::string("server socket error: ") + uv_strerror(uv_status));
+}
+
+void ServerConnection::lost(const std::string& reason) {
+  if (state_ == ServerState::active && user_ != nullptr) {
+    ServerUser* user = user_;
+    user_ = nullptr;
+    user->on_server_lost(reason);
+  }
+  pool_.server_lost(*this, reason);
+}
+
+void ServerConnection::begin_teardown(TeardownPlan plan) {
+  plan_ = std::move(plan);
+  user_ = nullptr;
+  step_ = TeardownStep::draining;
+  step_failed_ = false;
+  reset_done_ = false;
+  socket_->set_reading(true);
+  // Bring the server to a point where it owes exactly one ReadyForQuery per
+  // request: abort an open COPY, close an unsynced extended-protocol batch.
+  std::string finish;
+  if (copy_in_) {
+    finish += 'f';
+    protocol::append_u32(finish, 4 + 23);
+    finish.append("client connection lost", 23);
+    copy_in_ = false;
+  }
+  if (unsynced_) {
+    finish += 'S';
+    protocol::append_u32(finish, 4);
+    ++replies_outstanding_;
+    unsynced_ = false;
+  }
+  if (!finish.empty() && !socket_->write(finish)) return lost("cannot write to server");
+  if (plan_.send_cancel && replies_outstanding_ > 0) send_cancel_request();
+  teardown_advance();
+}
+
+void ServerConnection::teardown_advance() {
+  if (state_ != ServerState::resetting) return;
+  if (replies_outstanding_ > 0 || cancel_in_flight_ || !scanner_.at_boundary()) return;
+  if (step_failed_) {
+    return pool_.teardown_finished(*this, false, "server reported an error during teardown");
+  }
+  if (transaction_status_ != 'I') return teardown_send("ROLLBACK", TeardownStep::rolling_back);
+  if (!plan_.reset_query.empty() && !reset_done_) {
+    reset_done_ = true;
+    return teardown_send(plan_.reset_query, TeardownStep::resetting);
+  }
+  pool_.teardown_finished(*this, true, "");
+}
+
+void ServerConnection::teardown_send(std::string_view sql, TeardownStep step) {
+  step_ = step;
+  std::string query;
+  protocol::append_query(query, sql);
+  ++replies_outstanding_;
+  if (!socket_->write(query)) lost("cannot write to server");
+}
+
+void ServerConnection::forward_cancel() {
+  if (state_ == ServerState::active && busy()) send_cancel_request();
+}
+
+// PQcancel blocks on its own connection, so it runs on libuv's thread pool;
+// the loop hears back in the after-work callback.
+void ServerConnection::send_cancel_request() {
+  if (conn_ == nullptr || cancel_in_flight_) return;
+  auto* work = new CancelWork;
+  work->cancel = PQgetCancel(conn_);
+  work->server = self_;
+  work->request.data = work;
+  cancel_in_flight_ = true;
+  uv_queue_work(
+      pool_.loop(), &work->request,
+      [](uv_work_t* request) {
+        auto* w = static_cast<CancelWork*>(request->data);
+        w->ok = w->cancel != nullptr &&
+                PQcancel(w->cancel, w->error.data(), static_cast<int>(w->error.size())) == 1;
+      },
+      [](uv_work_t* request, int) {
+        std::unique_ptr<CancelWork> w(static_cast<CancelWork*>(request->data));
+        if (w->cancel != nullptr) PQfreeCancel(w->cancel);
+        ServerConnection* server = *w->server;
+        if (server == nullptr) return;
+        server->cancel_in_flight_ = false;
+        if (!w->ok) log::warning("server ", server->id_, ": cancel request failed: ", w->error.data());
+        server->teardown_advance();
+      });
+}
+
+}  // namespace sluice::pool

@@ -1,0 +1,154 @@
+// One connection to PostgreSQL: opened by libpq without blocking the loop,
+// then driven as raw protocol bytes. It tracks the server's real state
+// (transaction status, replies outstanding, COPY) so that a scope's end can
+// pick its outcome, and it runs the teardown steps of that outcome.
+#pragma once
+
+#include <libpq-fe.h>
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "net/poll_socket.h"
+#include "pool/scope_outcome.h"
+#include "protocol/message_scanner.h"
+
+namespace sluice::pool {
+
+class Pool;
+
+// The client session leasing a server hears from it through this.
+class ServerUser {
+ public:
+  virtual void on_server_data(protocol::Bytes bytes) = 0;
+  virtual void on_server_ready() = 0;  // ReadyForQuery 'I' with nothing outstanding
+  virtual void on_server_lost(const std::string& reason) = 0;
+  virtual void on_server_drained() = 0;  // buffered client bytes reached the server
+
+ protected:
+  ~ServerUser() = default;
+};
+
+enum class ServerState {
+  connecting,  // libpq handshake in progress
+  idle,        // ReadyForQuery 'I', nothing pending (and reset): may be leased
+  active,      // leased to a client by a scope
+  resetting,   // scope ended: cancel / ROLLBACK / reset query under way
+  closing,     // closed; freed when the loop next turns
+};
+std::string_view state_name(ServerState state);
+
+using ServerParameters = std::vector<std::pair<std::string, std::string>>;
+
+// What teardown must do beyond draining outstanding replies.
+struct TeardownPlan {
+  ScopeOutcome outcome = ScopeOutcome::clean;
+  bool send_cancel = false;  // a query may be running: CancelRequest first
+  std::string reset_query;   // session mode: run once at 'I' (empty: none)
+  // For telemetry and logs.
+  std::chrono::steady_clock::time_point started_at{};
+  std::uint64_t client_id = 0;
+  std::string reason;
+};
+
+class ServerConnection final : net::PollSocket::Handler {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  ServerConnection(Pool& pool, std::uint64_t id);
+  ~ServerConnection();
+  ServerConnection(const ServerConnection&) = delete;
+  ServerConnection& operator=(const ServerConnection&) = delete;
+
+  // Starts libpq's non-blocking connect; the pool hears back either way.
+  void connect(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
+
+  // While leased.
+  void attach(ServerUser* user);
+  void detach();
+  bool send(protocol::Bytes bytes);
+  void note_frontend_message(char type);
+  [[nodiscard]] bool has_pending_output() const;
+  void set_reading(bool reading);
+
+  // The server's state as its messages tell it.
+  [[nodiscard]] char transaction_status() const { return transaction_status_; }
+  // A reply is outstanding: a query runs, results stream, or COPY is open.
+  [[nodiscard]] bool busy() const { return replies_outstanding_ > 0 || unsynced_ || copy_in_; }
+  [[nodiscard]] bool idle_clean() const { return !busy() && transaction_status_ == 'I'; }
+
+  // Runs the plan (state resetting); reports to Pool::teardown_finished.
+  void begin_teardown(TeardownPlan plan);
+  // Sends the client's cancel for whatever runs now (off the loop).
+  void forward_cancel();
+  // Stops I/O and closes the libpq connection now (sends Terminate).
+  void close_connection();
+
+  [[nodiscard]] std::uint64_t id() const { return id_; }
+  [[nodiscard]] int backend_pid() const { return backend_pid_; }
+  [[nodiscard]] ServerState state() const { return state_; }
+  [[nodiscard]] Clock::time_point created_at() const { return created_at_; }
+  [[nodiscard]] Clock::time_point state_since() const { return state_since_; }
+  [[nodiscard]] const ServerParameters& parameters() const { return parameters_; }
+  [[nodiscard]] const TeardownPlan& teardown_plan() const { return plan_; }
+
+ private:
+  friend class Pool;  // owns state changes and list membership
+  using Position = std::list<std::unique_ptr<ServerConnection>>::iterator;
+
+  enum class TeardownStep { draining, rolling_back, resetting };
+
+  // net::PollSocket::Handler
+  void on_readable() override;
+  void on_drained() override;
+  void on_socket_error(int uv_status) override;
+
+  void start_connect_poll();
+  void on_connect_poll();
+  void connect_ready();
+  void connect_failed(const std::string& reason);
+  void read_server();
+  void lost(const std::string& reason);
+  bool track(const protocol::MessageEvent& event);
+  void teardown_advance();
+  void teardown_send(std::string_view sql, TeardownStep step);
+  void send_cancel_request();
+
+  Pool& pool_;
+  std::uint64_t id_;
+  ServerState state_ = ServerState::connecting;
+  Position position_{};
+  Clock::time_point created_at_;
+  Clock::time_point state_since_;
+  // Async work (host lookup, cancel) checks this before touching `this`.
+  std::shared_ptr<ServerConnection*> self_;
+
+  PGconn* conn_ = nullptr;
+  uv_poll_t* connect_poll_ = nullptr;
+  int connect_fd_ = -1;
+  net::PollSocket::Ptr socket_;
+  int backend_pid_ = 0;
+  ServerParameters parameters_;
+
+  ServerUser* user_ = nullptr;
+  protocol::MessageScanner scanner_;
+  char transaction_status_ = 'I';
+  int replies_outstanding_ = 0;  // Query / Sync / FunctionCall sent, ReadyForQuery not yet seen
+  bool unsynced_ = false;        // extended-protocol messages sent since the last Sync
+  bool copy_in_ = false;         // server waits for CopyData from the client
+
+  TeardownPlan plan_;
+  TeardownStep step_ = TeardownStep::draining;
+  bool cancel_in_flight_ = false;
+  bool step_failed_ = false;
+  bool reset_done_ = false;
+};
+
+}  // namespace sluice::pool

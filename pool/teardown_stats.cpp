@@ -1,0 +1,57 @@
+#include "pool/teardown_stats.h"
+
+#include <bit>
+#include <cmath>
+
+#include "common/log.h"
+
+namespace sluice::pool {
+
+int LatencyHistogram::bucket_of(std::uint64_t micros) {
+  if (micros < (1U << kSubBits)) return static_cast<int>(micros);
+  const int magnitude = std::bit_width(micros) - 1;  // >= kSubBits
+  const int shift = magnitude - kSubBits;
+  const auto sub = static_cast<int>((micros >> shift) & ((1U << kSubBits) - 1));
+  return ((shift + 1) << kSubBits) + sub;
+}
+
+std::uint64_t LatencyHistogram::bucket_upper(int bucket) {
+  const int group = bucket >> kSubBits;
+  const std::uint64_t sub = static_cast<std::uint64_t>(bucket) & ((1U << kSubBits) - 1);
+  if (group == 0) return sub;
+  const int shift = group - 1;
+  return (((std::uint64_t{1} << kSubBits) | sub) << shift) + ((std::uint64_t{1} << shift) - 1);
+}
+
+void LatencyHistogram::record(std::uint64_t micros) {
+  ++buckets_[static_cast<std::size_t>(bucket_of(micros))];
+  ++count_;
+  if (micros > max_) max_ = micros;
+}
+
+std::uint64_t LatencyHistogram::percentile(double p) const {
+  if (count_ == 0) return 0;
+  const auto rank = static_cast<std::uint64_t>(std::ceil(p / 100.0 * static_cast<double>(count_)));
+  std::uint64_t seen = 0;
+  for (int bucket = 0; bucket < kBuckets; ++bucket) {
+    seen += buckets_[static_cast<std::size_t>(bucket)];
+    if (seen >= rank && seen > 0) return std::min(bucket_upper(bucket), max_);
+  }
+  return max_;
+}
+
+void TeardownStats::record(ScopeOutcome outcome, std::chrono::microseconds duration, const std::string& pool,
+                           std::uint64_t client_id, const std::string& reason) {
+  const auto index = static_cast<std::size_t>(outcome);
+  const auto micros = static_cast<std::uint64_t>(duration.count() < 0 ? 0 : duration.count());
+  histograms_[index].record(micros);
+  if (duration <= sla_) return;
+  ++violations_[index];
+  log::warning("teardown SLA violated: outcome=", outcome_name(outcome), " pool=", pool, " client=", client_id,
+               " duration_us=", micros, " sla_us=", sla_.count(), " active_scopes=", active_scopes_,
+               " reason=\"", reason, "\"");
+  recent_.push_back({outcome, pool, client_id, micros, active_scopes_, reason, std::chrono::system_clock::now()});
+  if (recent_.size() > kRecentViolations) recent_.pop_front();
+}
+
+}  // namespace sluice::pool

@@ -1,0 +1,77 @@
+// Teardown telemetry: per-outcome latency histograms, the SLA, and the most
+// recent violations with their context (DESIGN.md §1).
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include "pool/scope_outcome.h"
+
+namespace sluice::pool {
+
+// Log-linear buckets over microseconds: 16 sub-buckets per power of two keep
+// any percentile within ~6% while the whole histogram stays a fixed array.
+class LatencyHistogram {
+ public:
+  void record(std::uint64_t micros);
+  [[nodiscard]] std::uint64_t count() const { return count_; }
+  [[nodiscard]] std::uint64_t max() const { return max_; }
+  // Upper bound of the bucket holding the p-th percentile (0 < p <= 100).
+  [[nodiscard]] std::uint64_t percentile(double p) const;
+
+ private:
+  static constexpr int kSubBits = 4;
+  static constexpr int kBuckets = (64 - kSubBits + 1) << kSubBits;
+  static int bucket_of(std::uint64_t micros);
+  static std::uint64_t bucket_upper(int bucket);
+
+  std::array<std::uint64_t, kBuckets> buckets_{};
+  std::uint64_t count_ = 0;
+  std::uint64_t max_ = 0;
+};
+
+struct SlaViolation {
+  ScopeOutcome outcome;
+  std::string pool;
+  std::uint64_t client_id;
+  std::uint64_t micros;
+  int active_scopes;
+  std::string reason;
+  std::chrono::system_clock::time_point at;
+};
+
+class TeardownStats {
+ public:
+  static constexpr std::size_t kRecentViolations = 32;
+
+  void set_sla(std::chrono::microseconds sla) { sla_ = sla; }
+  [[nodiscard]] std::chrono::microseconds sla() const { return sla_; }
+
+  // Records one release; logs and keeps it when over the SLA.
+  void record(ScopeOutcome outcome, std::chrono::microseconds duration, const std::string& pool,
+              std::uint64_t client_id, const std::string& reason);
+
+  void scope_started() { ++active_scopes_; }
+  void scope_ended() { --active_scopes_; }
+  [[nodiscard]] int active_scopes() const { return active_scopes_; }
+
+  [[nodiscard]] const LatencyHistogram& histogram(ScopeOutcome outcome) const {
+    return histograms_[static_cast<std::size_t>(outcome)];
+  }
+  [[nodiscard]] std::uint64_t violations(ScopeOutcome outcome) const {
+    return violations_[static_cast<std::size_t>(outcome)];
+  }
+  [[nodiscard]] const std::deque<SlaViolation>& recent_violations() const { return recent_; }
+
+ private:
+  std::chrono::microseconds sla_{5000};
+  std::array<LatencyHistogram, kScopeOutcomeCount> histograms_{};
+  std::array<std::uint64_t, kScopeOutcomeCount> violations_{};
+  std::deque<SlaViolation> recent_;
+  int active_scopes_ = 0;
+};
+
+}  // namespace sluice::pool
