@@ -21,7 +21,8 @@ inline Failure<std::string> fail(std::string message) { return {std::move(messag
 template <class T, class E = std::string>
 class Result {
  public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value)
+      : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT(google-explicit-constructor)
   template <class F>
   Result(Failure<F> failure)  // NOLINT(google-explicit-constructor)
       : state_(std::in_place_index<1>, E(std::move(failure.error))) {}

@@ -51,8 +51,8 @@ struct ControlConfig {
 };
 
 struct TeardownConfig {
-  int sla_ms = 5;       // budget for one release
-  int max_ms = 10000;   // hard deadline: past it the server connection is discarded
+  int sla_ms = 5;      // budget for one release
+  int max_ms = 10000;  // hard deadline: past it the server connection is discarded
 
   bool operator==(const TeardownConfig&) const = default;
 };

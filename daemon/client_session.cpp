@@ -22,12 +22,18 @@ bool is_lone_terminate(protocol::Bytes chunk) {
 
 std::string_view client_state_name(ClientState state) {
   switch (state) {
-    case ClientState::handshake: return "handshake";
-    case ClientState::login: return "login";
-    case ClientState::idle: return "idle";
-    case ClientState::waiting: return "waiting";
-    case ClientState::active: return "active";
-    case ClientState::closing: return "closing";
+    case ClientState::handshake:
+      return "handshake";
+    case ClientState::login:
+      return "login";
+    case ClientState::idle:
+      return "idle";
+    case ClientState::waiting:
+      return "waiting";
+    case ClientState::active:
+      return "active";
+    case ClientState::closing:
+      return "closing";
   }
   return "closing";
 }
@@ -39,7 +45,8 @@ ClientSession::ClientSession(Daemon& daemon, std::uint64_t id, int fd, Transport
       connected_at_(Clock::now()),
       state_since_(connected_at_),
       socket_(net::PollSocket::open(daemon.loop(), fd, /*owns_fd=*/true, this)),
-      scanner_(static_cast<std::uint32_t>(daemon.config().limits.message_max)) {}
+      scanner_(static_cast<std::uint32_t>(daemon.config().limits.message_max)),
+      last_activity_ms_(uv_now(daemon.loop())) {}
 
 ClientSession::~ClientSession() = default;
 
@@ -69,16 +76,22 @@ void ClientSession::fail(const char* sqlstate, const std::string& message) {
   close(message);
 }
 
-void ClientSession::on_socket_error(int uv_status) { close(std::string("socket error: ") + uv_strerror(uv_status)); }
+void ClientSession::on_socket_error(int uv_status) {
+  close(std::string("socket error: ") + uv_strerror(uv_status));
+}
 
 void ClientSession::on_readable() {
   switch (state_) {
-    case ClientState::handshake: return read_startup();
+    case ClientState::handshake:
+      return read_startup();
     case ClientState::idle:
-    case ClientState::active: return read_client();
+    case ClientState::active:
+      return read_client();
     case ClientState::login:
     case ClientState::waiting:
-    case ClientState::closing: socket_->set_reading(false); return;
+    case ClientState::closing:
+      socket_->set_reading(false);
+      return;
   }
 }
 
@@ -92,12 +105,12 @@ void ClientSession::read_startup() {
   startup_buffer_.append(chunk, static_cast<std::size_t>(n));
 
   while (state_ == ClientState::handshake) {
-    const auto length =
-        protocol::startup_packet_length(protocol::as_bytes(startup_buffer_), static_cast<std::uint32_t>(limits.startup_packet_max));
+    const auto length = protocol::startup_packet_length(
+        protocol::as_bytes(startup_buffer_), static_cast<std::uint32_t>(limits.startup_packet_max));
     if (!length) return fail(length.error().sqlstate, length.error().message);
     if (!*length || startup_buffer_.size() < **length) return;
-    const auto packet = protocol::parse_startup_packet(protocol::Bytes(
-        reinterpret_cast<const std::uint8_t*>(startup_buffer_.data()), **length));
+    const auto packet = protocol::parse_startup_packet(
+        protocol::Bytes(reinterpret_cast<const std::uint8_t*>(startup_buffer_.data()), **length));
     if (!packet) return fail(packet.error().sqlstate, packet.error().message);
     startup_buffer_.erase(0, **length);
     handle_startup(*packet);
@@ -108,7 +121,8 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   using protocol::StartupKind;
   if (packet.kind == StartupKind::ssl_request || packet.kind == StartupKind::gssenc_request) {
     // No TLS or GSSAPI yet: 'N' tells the client to go on in plain text.
-    if (!startup_buffer_.empty()) return fail(sqlstate::kProtocolViolation, "unexpected data after encryption request");
+    if (!startup_buffer_.empty())
+      return fail(sqlstate::kProtocolViolation, "unexpected data after encryption request");
     socket_->write(std::string("N"));
     return;
   }
@@ -116,7 +130,8 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
     daemon_.cancel(packet.cancel_process_id, packet.cancel_secret_key);
     return close("cancel request handled");
   }
-  if (!startup_buffer_.empty()) return fail(sqlstate::kProtocolViolation, "unexpected data after startup packet");
+  if (!startup_buffer_.empty())
+    return fail(sqlstate::kProtocolViolation, "unexpected data after startup packet");
   std::string reply;
   const std::uint32_t minor = packet.protocol_version & 0xffff;
   if (minor > 0 || !packet.protocol_options.empty()) {
@@ -124,7 +139,8 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   }
   const std::string* user = packet.parameter("user");
   if (user == nullptr || user->empty()) {
-    return fail(sqlstate::kInvalidAuthorizationSpecification, "no PostgreSQL user name specified in startup packet");
+    return fail(sqlstate::kInvalidAuthorizationSpecification,
+                "no PostgreSQL user name specified in startup packet");
   }
   user_ = *user;
   const std::string* database = packet.parameter("database");
@@ -138,7 +154,8 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
     }
   }
   pool_ = daemon_.pool_for(database_, user_);
-  if (pool_ == nullptr) return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+  if (pool_ == nullptr)
+    return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
   if (!daemon_.accepting_logins()) return fail(sqlstate::kCannotConnectNow, "the pooler is shutting down");
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
   if (!reply.empty()) socket_->write(reply);
@@ -155,7 +172,8 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
 void ClientSession::send_welcome() {
   std::string welcome;
   protocol::append_authentication_ok(welcome);
-  for (const auto& [name, value] : *pool_->parameters()) protocol::append_parameter_status(welcome, name, value);
+  for (const auto& [name, value] : *pool_->parameters())
+    protocol::append_parameter_status(welcome, name, value);
   protocol::append_backend_key_data(welcome, cancel_pid_, cancel_secret_);
   protocol::append_ready_for_query(welcome, 'I');
   if (!socket_->write(welcome)) return close("client gone during login");
@@ -171,6 +189,7 @@ void ClientSession::read_client() {
   if (n == 0) return close("client disconnected");
   if (n < 0) return close(std::string("client read failed: ") + std::strerror(static_cast<int>(-n)));
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
+  last_activity_ms_ = uv_now(daemon_.loop());
   if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
   if (!scope_) {
     set_state(ClientState::waiting);
@@ -227,7 +246,8 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
     // Terminate itself is not forwarded: the server stays with the pool.
     // One split across reads already sent its first bytes: the server is mid-message.
     if (result.consumed < 5) scope_.end("client terminated", /*client_mid_message=*/true);
-    if (result.consumed > 5 && !server.send(chunk.first(result.consumed - 5))) return close("server write failed");
+    if (result.consumed > 5 && !server.send(chunk.first(result.consumed - 5)))
+      return close("server write failed");
     return close("client terminated");
   }
   if (!server.send(chunk)) return close("server write failed");
@@ -239,6 +259,7 @@ void ClientSession::on_server_drained() {
 }
 
 void ClientSession::on_server_data(protocol::Bytes bytes) {
+  last_activity_ms_ = uv_now(daemon_.loop());
   if (!socket_->write(bytes)) return close("client write failed");
   if (socket_->has_pending_output()) scope_.server().set_reading(false);  // resume in on_drained
 }
@@ -280,6 +301,35 @@ void ClientSession::drain() {
     case ClientState::waiting:
     case ClientState::closing:
       return;
+  }
+}
+
+void ClientSession::check_timeouts(std::uint64_t now_ms) {
+  const auto& limits = daemon_.config().limits;
+  const std::uint64_t quiet_ms = now_ms - last_activity_ms_;
+  if (state_ == ClientState::handshake) {
+    if (quiet_ms >= static_cast<std::uint64_t>(limits.login_timeout_ms)) {
+      fail(sqlstate::kProtocolViolation,
+           "login timeout: startup not completed within " + std::to_string(limits.login_timeout_ms) + " ms");
+    }
+    return;
+  }
+  if (pool_ == nullptr) return;
+  const auto& settings = pool_->settings();
+  const bool in_transaction = state_ == ClientState::active && scope_ && !scope_.server().busy() &&
+                              scope_.server().transaction_status() != 'I' && scanner_.at_boundary();
+  if (in_transaction && settings.idle_transaction_timeout_ms > 0 &&
+      quiet_ms >= static_cast<std::uint64_t>(settings.idle_transaction_timeout_ms)) {
+    scope_.end("idle_transaction_timeout");
+    return fail(sqlstate::kIdleInTransactionSessionTimeout,
+                "terminating connection due to idle-in-transaction timeout");
+  }
+  const bool idle =
+      state_ == ClientState::idle || (state_ == ClientState::active && at_transaction_boundary());
+  if (idle && settings.client_idle_timeout_s > 0 &&
+      quiet_ms >= static_cast<std::uint64_t>(settings.client_idle_timeout_s) * 1000) {
+    if (scope_) scope_.end("client_idle_timeout");
+    fail(sqlstate::kIdleSessionTimeout, "terminating connection due to idle-session timeout");
   }
 }
 

@@ -50,6 +50,8 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   void drain();
   // Drain deadline: end the scope (cancel / rollback) and close; true when a scope was cut.
   bool force_close_for_drain();
+  // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s.
+  void check_timeouts(std::uint64_t now_ms);
 
   [[nodiscard]] std::uint64_t id() const { return id_; }
   [[nodiscard]] ClientState state() const { return state_; }
@@ -105,8 +107,9 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   protocol::MessageScanner scanner_;  // client-to-server direction
   pool::Scope scope_;
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
-  std::string held_;  // bytes read before a server was ours
-  bool terminating_ = false;  // client sent Terminate
+  std::string held_;                    // bytes read before a server was ours
+  bool terminating_ = false;            // client sent Terminate
+  std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
 };
 
 }  // namespace sluice::daemon

@@ -31,11 +31,16 @@ struct ReloadWork {
 
 std::string_view service_state_name(ServiceState state) {
   switch (state) {
-    case ServiceState::running: return "running";
-    case ServiceState::paused: return "paused";
-    case ServiceState::draining: return "draining";
-    case ServiceState::drained: return "drained";
-    case ServiceState::stopped: return "stopped";
+    case ServiceState::running:
+      return "running";
+    case ServiceState::paused:
+      return "paused";
+    case ServiceState::draining:
+      return "draining";
+    case ServiceState::drained:
+      return "drained";
+    case ServiceState::stopped:
+      return "stopped";
   }
   return "stopped";
 }
@@ -80,31 +85,51 @@ int Daemon::run() {
     listeners_.push_back(std::move(*tcp_listener));
   }
 
+  ControlServer::Settings control_settings;
+  control_settings.path = config_.control.socket;
+  control_settings.group = config_.control.group;
+  control_settings.max_request_bytes = static_cast<std::size_t>(config_.limits.control_request_max);
+  auto control =
+      ControlServer::open(&loop_, std::move(control_settings),
+                          [this](const ControlRequest& request) { return handle_control(request); });
+  if (!control) {
+    log::error(control.error());
+    return 1;
+  }
+  control_ = std::move(*control);
+
   uv_timer_init(&loop_, &janitor_);
   janitor_.data = this;
-  uv_timer_start(&janitor_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->on_janitor(); },
-                 kJanitorIntervalMs, kJanitorIntervalMs);
+  uv_timer_start(
+      &janitor_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->on_janitor(); }, kJanitorIntervalMs,
+      kJanitorIntervalMs);
   for (const int signum : {SIGINT, SIGTERM, SIGHUP}) {
     auto handle = std::make_unique<uv_signal_t>();
     uv_signal_init(&loop_, handle.get());
     handle->data = this;
-    uv_signal_start(handle.get(), [](uv_signal_t* h, int s) { static_cast<Daemon*>(h->data)->on_signal(s); },
-                    signum);
+    uv_signal_start(
+        handle.get(), [](uv_signal_t* h, int s) { static_cast<Daemon*>(h->data)->on_signal(s); }, signum);
     signals_.push_back(std::move(handle));
   }
   std::signal(SIGPIPE, SIG_IGN);
 
   for (const auto& listener : listeners_) log::info("listening on ", listener->name());
+  log::info("control socket ", control_->path());
+  start_watchdog();
+  systemd_.ready();
+  notify_status();
   uv_run(&loop_, UV_RUN_DEFAULT);
   return 0;
 }
 
 void Daemon::on_signal(int signum) {
   switch (signum) {
-    case SIGHUP: return reload();
+    case SIGHUP:
+      return reload();
     case SIGTERM:
       return start_drain(std::chrono::seconds(config_.drain.timeout_s), /*exit_when_done=*/true);
-    default: return shutdown("SIGINT");
+    default:
+      return shutdown("SIGINT");
   }
 }
 
@@ -118,8 +143,10 @@ void Daemon::pause() {
 }
 
 void Daemon::resume() {
-  if (state_ != ServiceState::paused) return;
+  if (state_ == ServiceState::running || state_ == ServiceState::stopped) return;
+  // After a drain the listeners are still open (they refuse with an error): back to running.
   state_ = ServiceState::running;
+  drain_.reset();
   log::info("resumed");
   for (auto& [key, pool] : pools_) pool->set_paused(false);
 }
@@ -133,6 +160,7 @@ void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done)
   const auto now = Clock::now();
   drain_ = DrainProgress{now, now + timeout, exit_when_done, 0};
   state_ = ServiceState::draining;
+  systemd_.stopping();
   log::info("drain started: ", clients_.size(), " clients, deadline in ", timeout.count(), " ms");
   for (auto& [key, pool] : pools_) pool->set_paused(false);
   // Each client is closed at its next transaction boundary; idle ones now.
@@ -141,6 +169,28 @@ void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done)
     client.drain();
   }
   advance_drain(now);
+}
+
+void Daemon::notify_status() {
+  if (!systemd_.enabled()) return;
+  std::size_t active = 0;
+  std::size_t idle = 0;
+  for (const auto& [key, pool] : pools_) {
+    active += pool->count(pool::ServerState::active);
+    idle += pool->count(pool::ServerState::idle);
+  }
+  systemd_.status(std::string(service_state_name(state_)) + ": " + std::to_string(clients_.size()) + " clients, " +
+                  std::to_string(active) + " active and " + std::to_string(idle) + " idle servers");
+}
+
+// WATCHDOG=1 comes from a loop timer, so a stuck loop stops it and systemd restarts us.
+void Daemon::start_watchdog() {
+  const auto interval = systemd_.watchdog_interval();
+  if (!interval) return;
+  const auto ms = static_cast<std::uint64_t>(std::max<std::int64_t>(1, interval->count() / 1000));
+  uv_timer_init(&loop_, &watchdog_);
+  watchdog_.data = this;
+  uv_timer_start(&watchdog_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->systemd_.watchdog(); }, 0, ms);
 }
 
 void Daemon::advance_drain(Clock::time_point now) {
@@ -168,6 +218,7 @@ void Daemon::advance_drain(Clock::time_point now) {
 void Daemon::shutdown(std::string_view reason) {
   if (state_ == ServiceState::stopped) return;
   log::info("shutting down: ", reason);
+  systemd_.stopping();
   for (auto it = clients_.begin(); it != clients_.end();) {
     ClientSession& client = **it++;
     client.fail(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
@@ -179,8 +230,10 @@ void Daemon::shutdown(std::string_view reason) {
 void Daemon::stop_loop() {
   state_ = ServiceState::stopped;
   listeners_.clear();
+  control_.reset();
   pools_.clear();
   uv_timer_stop(&janitor_);
+  uv_timer_stop(&watchdog_);
   for (auto& signal : signals_) uv_signal_stop(signal.get());
   log::info("stopped");
   uv_stop(&loop_);
@@ -202,6 +255,7 @@ void Daemon::reload() {
   if (reload_in_flight_ || state_ == ServiceState::stopped) return;
   reload_in_flight_ = true;
   log::info("reloading ", config_path_);
+  systemd_.reloading();
   auto* work = new ReloadWork;
   work->daemon = this;
   work->path = config_path_;
@@ -216,9 +270,17 @@ void Daemon::reload() {
         std::unique_ptr<ReloadWork> w(static_cast<ReloadWork*>(request->data));
         Daemon& daemon = *w->daemon;
         daemon.reload_in_flight_ = false;
-        if (status != 0 || !w->result) return log::error("reload failed: the configuration could not be read");
-        if (!*w->result) return log::error("reload rejected, configuration unchanged: ", w->result->error());
+        daemon.systemd_.ready();  // reload over, whatever its outcome: the running config serves
+        if (status != 0 || !w->result) {
+          daemon.last_reload_ = ReloadOutcome{false, "the configuration could not be read", Clock::now()};
+          return log::error("reload failed: the configuration could not be read");
+        }
+        if (!*w->result) {
+          daemon.last_reload_ = ReloadOutcome{false, w->result->error(), Clock::now()};
+          return log::error("reload rejected, configuration unchanged: ", w->result->error());
+        }
         daemon.apply_config(std::move(w->result->value()));
+        daemon.last_reload_ = ReloadOutcome{true, "", Clock::now()};
       });
 }
 
@@ -231,7 +293,8 @@ void Daemon::apply_config(config::Config next) {
   for (auto& [key, pool] : pools_) {
     const auto db = next.databases.find(key.database);
     if (db == next.databases.end()) {
-      log::info("reload: database ", key.database, " removed: its clients stay until they leave, no new logins");
+      log::info("reload: database ", key.database,
+                " removed: its clients stay until they leave, no new logins");
     } else if (!(db->second == config_.databases.at(key.database))) {
       log::info("reload: pool ", pool->name(), " updated");
       pool->update(db->second);
@@ -246,15 +309,35 @@ void Daemon::apply_config(config::Config next) {
   log::info("reload applied");
 }
 
+void Daemon::defer_call(std::function<void()> call) {
+  struct Deferred {
+    uv_timer_t timer{};
+    std::function<void()> call;
+  };
+  auto* deferred = new Deferred{{}, std::move(call)};
+  uv_timer_init(&loop_, &deferred->timer);
+  deferred->timer.data = deferred;
+  uv_timer_start(
+      &deferred->timer,
+      [](uv_timer_t* timer) {
+        auto* d = static_cast<Deferred*>(timer->data);
+        d->call();
+        uv_close(reinterpret_cast<uv_handle_t*>(timer),
+                 [](uv_handle_t* handle) { delete static_cast<Deferred*>(handle->data); });
+      },
+      0, 0);
+}
+
 // ---- clients -------------------------------------------------------------
 
 void Daemon::accept_client(int fd, Transport transport) {
   const bool refusing = !accepting_logins();
   if (refusing || clients_.size() >= static_cast<std::size_t>(config_.limits.max_client_conn)) {
     std::string error;
-    protocol::append_error_response(error, protocol::Severity::fatal,
-                                    refusing ? sqlstate::kCannotConnectNow : sqlstate::kTooManyConnections,
-                                    refusing ? "the database system is shutting down" : "sorry, too many clients already");
+    protocol::append_error_response(
+        error, protocol::Severity::fatal,
+        refusing ? sqlstate::kCannotConnectNow : sqlstate::kTooManyConnections,
+        refusing ? "the database system is shutting down" : "sorry, too many clients already");
     // Best effort on a fresh socket: a small write lands in the kernel buffer.
     [[maybe_unused]] const auto written = ::write(fd, error.data(), error.size());
     ::close(fd);
@@ -312,15 +395,13 @@ void Daemon::cancel(std::uint32_t process_id, std::uint32_t secret) {
 void Daemon::on_janitor() {
   const auto now = Clock::now();
   for (auto& [key, pool] : pools_) pool->tick(now);
-  const auto login_limit = std::chrono::milliseconds(config_.limits.login_timeout_ms);
+  const std::uint64_t now_ms = uv_now(&loop_);
   for (auto it = clients_.begin(); it != clients_.end();) {
     ClientSession& client = **it++;
-    if (client.state() == ClientState::handshake && now - client.connected_at() >= login_limit) {
-      client.fail(sqlstate::kProtocolViolation, "login timeout: startup not completed within " +
-                                                    std::to_string(config_.limits.login_timeout_ms) + " ms");
-    }
+    client.check_timeouts(now_ms);
   }
   advance_drain(now);
+  if (++janitor_ticks_ % 10 == 0) notify_status();
 }
 
 }  // namespace sluice::daemon

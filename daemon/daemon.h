@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -18,8 +19,11 @@
 
 #include "config/config.h"
 #include "daemon/client_session.h"
+#include "daemon/control_request.h"
+#include "daemon/control_server.h"
 #include "daemon/listener.h"
 #include "daemon/loop_monitor.h"
+#include "daemon/systemd_notify.h"
 #include "net/deferred_deleter.h"
 #include "pool/pool.h"
 #include "pool/teardown_stats.h"
@@ -28,6 +32,12 @@ namespace sluice::daemon {
 
 enum class ServiceState { running, paused, draining, drained, stopped };
 std::string_view service_state_name(ServiceState state);
+
+struct ReloadOutcome {
+  bool ok = false;
+  std::string message;  // the reason a reload was rejected
+  std::chrono::steady_clock::time_point at;
+};
 
 struct DrainProgress {
   std::chrono::steady_clock::time_point started_at;
@@ -55,6 +65,8 @@ class Daemon {
   // Reads the config file off the loop, validates it, applies what can change live.
   void reload();
   void shutdown(std::string_view reason);
+  // One control-socket request; the answer goes back as one JSON line.
+  nlohmann::json handle_control(const ControlRequest& request);
 
   // For client sessions.
   [[nodiscard]] uv_loop_t* loop() { return &loop_; }
@@ -77,6 +89,7 @@ class Daemon {
   [[nodiscard]] const std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>& pools() const { return pools_; }
   [[nodiscard]] const pool::TeardownStats& teardown_stats() const { return stats_; }
   [[nodiscard]] const LoopMonitor& loop_monitor() const { return *loop_monitor_; }
+  [[nodiscard]] const std::optional<ReloadOutcome>& last_reload() const { return last_reload_; }
 
  private:
   void accept_client(int fd, Transport transport);
@@ -84,7 +97,11 @@ class Daemon {
   void on_signal(int signum);
   void advance_drain(Clock::time_point now);
   void apply_config(config::Config next);
+  // Runs `call` on a later loop turn (after the current callback has finished).
+  void defer_call(std::function<void()> call);
   void stop_loop();
+  void notify_status();
+  void start_watchdog();
   void close_handles();
 
   config::Config config_;
@@ -98,14 +115,19 @@ class Daemon {
   pool::TeardownStats stats_;
   pool::PoolContext pool_context_;
   std::vector<std::unique_ptr<Listener>> listeners_;
+  std::unique_ptr<ControlServer> control_;
   std::map<pool::PoolKey, std::unique_ptr<pool::Pool>> pools_;
   std::list<std::unique_ptr<ClientSession>> clients_;
   std::unordered_map<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
   std::uint64_t next_client_id_ = 1;
   std::mt19937 cancel_pid_generator_{std::random_device{}()};
   uv_timer_t janitor_{};
+  uv_timer_t watchdog_{};
+  SystemdNotifier systemd_;
+  std::uint64_t janitor_ticks_ = 0;
   std::vector<std::unique_ptr<uv_signal_t>> signals_;
   bool reload_in_flight_ = false;
+  std::optional<ReloadOutcome> last_reload_;
 };
 
 }  // namespace sluice::daemon

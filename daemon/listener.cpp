@@ -37,7 +37,9 @@ Result<std::unique_ptr<Listener>> Listener::open_unix(uv_loop_t* loop, const std
     ::close(fd);
     return error;
   }
-  return start(loop, fd, std::unique_ptr<Listener>(new Listener(Transport::unix_socket, path, path, std::move(on_accept))));
+  return start(
+      loop, fd,
+      std::unique_ptr<Listener>(new Listener(Transport::unix_socket, path, path, std::move(on_accept))));
 }
 
 Result<std::unique_ptr<Listener>> Listener::open_tcp(uv_loop_t* loop, const std::string& address_text,
@@ -53,7 +55,8 @@ Result<std::unique_ptr<Listener>> Listener::open_tcp(uv_loop_t* loop, const std:
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* found = nullptr;
   // Startup only, before the loop runs: a blocking lookup is harmless here.
-  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+  if (const int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &found);
+      rc != 0) {
     return fail("cannot resolve " + address_text + ": " + gai_strerror(rc));
   }
   const int fd = ::socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -70,10 +73,13 @@ Result<std::unique_ptr<Listener>> Listener::open_tcp(uv_loop_t* loop, const std:
     ::close(fd);
     return error;
   }
-  return start(loop, fd, std::unique_ptr<Listener>(new Listener(Transport::tcp, address_text, "", std::move(on_accept))));
+  return start(
+      loop, fd,
+      std::unique_ptr<Listener>(new Listener(Transport::tcp, address_text, "", std::move(on_accept))));
 }
 
-Result<std::unique_ptr<Listener>> Listener::start(uv_loop_t* loop, int fd, std::unique_ptr<Listener> listener) {
+Result<std::unique_ptr<Listener>> Listener::start(uv_loop_t* loop, int fd,
+                                                  std::unique_ptr<Listener> listener) {
   listener->socket_ = net::PollSocket::open(loop, fd, /*owns_fd=*/true, listener.get());
   if (!listener->socket_) return fail("cannot watch listening socket " + listener->name_);
   return listener;
@@ -90,7 +96,8 @@ void Listener::on_readable() {
     const int fd = ::accept4(socket_->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) log::warning("accept on ", name_, ": ", std::strerror(errno));
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        log::warning("accept on ", name_, ": ", std::strerror(errno));
       return;
     }
     if (transport_ == Transport::tcp) {
@@ -101,6 +108,8 @@ void Listener::on_readable() {
   }
 }
 
-void Listener::on_socket_error(int uv_status) { log::error("listener ", name_, ": ", uv_strerror(uv_status)); }
+void Listener::on_socket_error(int uv_status) {
+  log::error("listener ", name_, ": ", uv_strerror(uv_status));
+}
 
 }  // namespace sluice::daemon

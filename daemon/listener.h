@@ -32,7 +32,9 @@ class Listener final : net::PollSocket::Handler {
 
  private:
   Listener(Transport transport, std::string name, std::string unlink_path, AcceptCallback on_accept)
-      : transport_(transport), name_(std::move(name)), unlink_path_(std::move(unlink_path)),
+      : transport_(transport),
+        name_(std::move(name)),
+        unlink_path_(std::move(unlink_path)),
         on_accept_(std::move(on_accept)) {}
   static Result<std::unique_ptr<Listener>> start(uv_loop_t* loop, int fd, std::unique_ptr<Listener> listener);
 

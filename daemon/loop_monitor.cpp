@@ -7,7 +7,8 @@ namespace {
 
 template <class Handle>
 void close_and_free(Handle* handle) {
-  uv_close(reinterpret_cast<uv_handle_t*>(handle), [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
+  uv_close(reinterpret_cast<uv_handle_t*>(handle),
+           [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
 }
 
 }  // namespace
@@ -25,7 +26,8 @@ LoopMonitor::LoopMonitor(uv_loop_t* loop, int slow_callback_ms)
   uv_unref(reinterpret_cast<uv_handle_t*>(after_poll_));
   uv_unref(reinterpret_cast<uv_handle_t*>(before_poll_));
   expected_tick_ns_ = uv_hrtime() + kTickMs * 1000000;
-  uv_timer_start(timer_, [](uv_timer_t* t) { static_cast<LoopMonitor*>(t->data)->on_tick(); }, kTickMs, kTickMs);
+  uv_timer_start(
+      timer_, [](uv_timer_t* t) { static_cast<LoopMonitor*>(t->data)->on_tick(); }, kTickMs, kTickMs);
   uv_check_start(after_poll_, [](uv_check_t* h) { static_cast<LoopMonitor*>(h->data)->after_poll(); });
   uv_prepare_start(before_poll_, [](uv_prepare_t* h) { static_cast<LoopMonitor*>(h->data)->before_poll(); });
 }
@@ -59,8 +61,8 @@ void LoopMonitor::before_poll() {
   idle_at_poll_start_ns_ = uv_metrics_idle_time(loop_);
   if (held < slow_callback_ns_) return;
   ++slow_callbacks_;
-  log::warning("slow callback: the loop was held for ", held / 1000000, " ms (diagnostics.slow_callback_ms is ",
-               slow_callback_ns_ / 1000000, ")");
+  log::warning("slow callback: the loop was held for ", held / 1000000,
+               " ms (diagnostics.slow_callback_ms is ", slow_callback_ns_ / 1000000, ")");
 }
 
 }  // namespace sluice::daemon

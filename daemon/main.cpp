@@ -1,6 +1,5 @@
 // sluiced: parse the command line, load the configuration, run the daemon.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <string>
 

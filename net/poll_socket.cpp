@@ -88,8 +88,8 @@ void PollSocket::update_events() {
 
 void PollSocket::flush() {
   while (pending_offset_ < pending_.size()) {
-    const ssize_t n = ::send(fd_, pending_.data() + pending_offset_, pending_.size() - pending_offset_,
-                             MSG_NOSIGNAL);
+    const ssize_t n =
+        ::send(fd_, pending_.data() + pending_offset_, pending_.size() - pending_offset_, MSG_NOSIGNAL);
     if (n >= 0) {
       pending_offset_ += static_cast<std::size_t>(n);
       continue;

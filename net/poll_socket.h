@@ -3,6 +3,7 @@
 // writes go straight to the kernel and only an unsent remainder is kept.
 #pragma once
 
+#include <sys/types.h>
 #include <uv.h>
 
 #include <cstddef>
@@ -10,7 +11,6 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <sys/types.h>
 
 namespace sluice::net {
 

@@ -69,11 +69,16 @@ void Pool::update(config::DatabaseConfig database) {
 
 Pool::List& Pool::list_for(ServerState state) {
   switch (state) {
-    case ServerState::connecting: return connecting_;
-    case ServerState::idle: return idle_;
-    case ServerState::active: return active_;
-    case ServerState::resetting: return resetting_;
-    case ServerState::closing: return closing_;
+    case ServerState::connecting:
+      return connecting_;
+    case ServerState::idle:
+      return idle_;
+    case ServerState::active:
+      return active_;
+    case ServerState::resetting:
+      return resetting_;
+    case ServerState::closing:
+      return closing_;
   }
   return closing_;
 }
@@ -111,7 +116,8 @@ void Pool::close_server(ServerConnection& server, std::string_view reason) {
 }
 
 std::string Pool::describe(const ServerConnection& server) const {
-  return "server " + std::to_string(server.id()) + " (backend pid " + std::to_string(server.backend_pid()) + ")";
+  return "server " + std::to_string(server.id()) + " (backend pid " + std::to_string(server.backend_pid()) +
+         ")";
 }
 
 std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t client_id) {
@@ -270,14 +276,16 @@ void Pool::tick(Clock::time_point now) {
       waiters_.pop_front();
       waiter.waiter->on_scope_failed(sqlstate::kProtocolViolation,
                                      "query_wait_timeout: no server connection available in pool \"" + name_ +
-                                         "\" within " + std::to_string(settings.query_wait_timeout_ms) + " ms");
+                                         "\" within " + std::to_string(settings.query_wait_timeout_ms) +
+                                         " ms");
     }
   }
   const auto connect_limit = milliseconds(settings.server_connect_timeout_ms);
   while (settings.server_connect_timeout_ms > 0 && !connecting_.empty() &&
          now - connecting_.front()->created_at() >= connect_limit) {
-    connect_failed(*connecting_.front(), "server_connect_timeout (" +
-                                             std::to_string(settings.server_connect_timeout_ms) + " ms) passed");
+    connect_failed(
+        *connecting_.front(),
+        "server_connect_timeout (" + std::to_string(settings.server_connect_timeout_ms) + " ms) passed");
   }
   const auto teardown_limit = milliseconds(context_.teardown_max_ms);
   while (!resetting_.empty() && now - resetting_.front()->state_since() >= teardown_limit) {
@@ -287,9 +295,11 @@ void Pool::tick(Clock::time_point now) {
   // Retire idle servers only: one in use is never touched.
   for (auto it = idle_.begin(); it != idle_.end();) {
     ServerConnection& server = **it++;
-    if (settings.server_idle_timeout_s > 0 && now - server.state_since() >= seconds(settings.server_idle_timeout_s)) {
+    if (settings.server_idle_timeout_s > 0 &&
+        now - server.state_since() >= seconds(settings.server_idle_timeout_s)) {
       close_server(server, "server_idle_timeout");
-    } else if (settings.server_lifetime_s > 0 && now - server.created_at() >= seconds(settings.server_lifetime_s)) {
+    } else if (settings.server_lifetime_s > 0 &&
+               now - server.created_at() >= seconds(settings.server_lifetime_s)) {
       close_server(server, "server_lifetime");
     }
   }

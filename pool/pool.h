@@ -72,9 +72,7 @@ class Pool {
   void cancel_wait(WaitTicket ticket) { waiters_.erase(ticket); }
 
   // Login needs the server's ParameterStatus values: known once any server connected.
-  [[nodiscard]] const ServerParameters* parameters() const {
-    return parameters_ ? &*parameters_ : nullptr;
-  }
+  [[nodiscard]] const ServerParameters* parameters() const { return parameters_ ? &*parameters_ : nullptr; }
 
   // Timeouts: waiters, connects, teardown deadline, idle and old servers.
   void tick(Clock::time_point now);

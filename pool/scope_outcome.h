@@ -20,10 +20,14 @@ inline constexpr std::array<ScopeOutcome, kScopeOutcomeCount> kAllScopeOutcomes 
 
 inline std::string_view outcome_name(ScopeOutcome outcome) {
   switch (outcome) {
-    case ScopeOutcome::clean: return "clean";
-    case ScopeOutcome::rollback: return "rollback";
-    case ScopeOutcome::cancel: return "cancel";
-    case ScopeOutcome::discard: return "discard";
+    case ScopeOutcome::clean:
+      return "clean";
+    case ScopeOutcome::rollback:
+      return "rollback";
+    case ScopeOutcome::cancel:
+      return "cancel";
+    case ScopeOutcome::discard:
+      return "discard";
   }
   return "discard";
 }

@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "net/scratch_buffer.h"
+#include "pool/host_resolution.h"
 #include "pool/pool.h"
 #include "protocol/backend_messages.h"
 
@@ -13,12 +14,20 @@ namespace sluice::pool {
 namespace {
 
 // ParameterStatus values a client expects at login; copied from the server.
-constexpr std::array<const char*, 14> kReportedParameters = {
-    "server_version",    "server_encoding",      "client_encoding",
-    "application_name",  "DateStyle",            "IntervalStyle",
-    "TimeZone",          "integer_datetimes",    "standard_conforming_strings",
-    "is_superuser",      "session_authorization", "default_transaction_read_only",
-    "in_hot_standby",    "scram_iterations"};
+constexpr std::array<const char*, 14> kReportedParameters = {"server_version",
+                                                             "server_encoding",
+                                                             "client_encoding",
+                                                             "application_name",
+                                                             "DateStyle",
+                                                             "IntervalStyle",
+                                                             "TimeZone",
+                                                             "integer_datetimes",
+                                                             "standard_conforming_strings",
+                                                             "is_superuser",
+                                                             "session_authorization",
+                                                             "default_transaction_read_only",
+                                                             "in_hot_standby",
+                                                             "scram_iterations"};
 
 struct CancelWork {
   uv_work_t request{};
@@ -32,11 +41,16 @@ struct CancelWork {
 
 std::string_view state_name(ServerState state) {
   switch (state) {
-    case ServerState::connecting: return "connecting";
-    case ServerState::idle: return "idle";
-    case ServerState::active: return "active";
-    case ServerState::resetting: return "resetting";
-    case ServerState::closing: return "closing";
+    case ServerState::connecting:
+      return "connecting";
+    case ServerState::idle:
+      return "idle";
+    case ServerState::active:
+      return "active";
+    case ServerState::resetting:
+      return "resetting";
+    case ServerState::closing:
+      return "closing";
   }
   return "closing";
 }
@@ -56,6 +70,21 @@ ServerConnection::~ServerConnection() {
 
 void ServerConnection::connect(const std::vector<std::string>& keywords,
                                const std::vector<std::string>& values) {
+  auto hosts = hosts_needing_resolution(keywords, values);
+  if (hosts.empty()) return start_libpq(keywords, values);
+  resolve_hostaddrs(pool_.loop(), std::move(hosts),
+                    [self = self_, keys = keywords, vals = values](Result<std::string> hostaddr) mutable {
+                      ServerConnection* server = *self;
+                      if (server == nullptr) return;
+                      if (!hostaddr) return server->connect_failed(hostaddr.error());
+                      keys.emplace_back("hostaddr");
+                      vals.push_back(std::move(*hostaddr));
+                      server->start_libpq(keys, vals);
+                    });
+}
+
+void ServerConnection::start_libpq(const std::vector<std::string>& keywords,
+                                   const std::vector<std::string>& values) {
   std::vector<const char*> keys;
   std::vector<const char*> vals;
   for (std::size_t i = 0; i < keywords.size(); ++i) {
@@ -86,9 +115,12 @@ void ServerConnection::start_connect_poll() {
   }
   const PostgresPollingStatusType status = PQconnectPoll(conn_);
   switch (status) {
-    case PGRES_POLLING_OK: return connect_ready();
-    case PGRES_POLLING_FAILED: return connect_failed(PQerrorMessage(conn_));
-    default: break;
+    case PGRES_POLLING_OK:
+      return connect_ready();
+    case PGRES_POLLING_FAILED:
+      return connect_failed(PQerrorMessage(conn_));
+    default:
+      break;
   }
   if (PQsocket(conn_) != connect_fd_) return start_connect_poll();
   const int events = status == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE;
@@ -102,8 +134,9 @@ void ServerConnection::on_connect_poll() {
   if (status == PGRES_POLLING_OK) return connect_ready();
   if (status == PGRES_POLLING_FAILED) return connect_failed(PQerrorMessage(conn_));
   if (PQsocket(conn_) != connect_fd_) return start_connect_poll();
-  uv_poll_start(connect_poll_, status == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE,
-                [](uv_poll_t* handle, int, int) { static_cast<ServerConnection*>(handle->data)->on_connect_poll(); });
+  uv_poll_start(
+      connect_poll_, status == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE,
+      [](uv_poll_t* handle, int, int) { static_cast<ServerConnection*>(handle->data)->on_connect_poll(); });
 }
 
 void ServerConnection::connect_ready() {

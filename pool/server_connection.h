@@ -110,6 +110,7 @@ class ServerConnection final : net::PollSocket::Handler {
   void on_drained() override;
   void on_socket_error(int uv_status) override;
 
+  void start_libpq(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
   void start_connect_poll();
   void on_connect_poll();
   void connect_ready();

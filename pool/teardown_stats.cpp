@@ -47,10 +47,11 @@ void TeardownStats::record(ScopeOutcome outcome, std::chrono::microseconds durat
   histograms_[index].record(micros);
   if (duration <= sla_) return;
   ++violations_[index];
-  log::warning("teardown SLA violated: outcome=", outcome_name(outcome), " pool=", pool, " client=", client_id,
-               " duration_us=", micros, " sla_us=", sla_.count(), " active_scopes=", active_scopes_,
-               " reason=\"", reason, "\"");
-  recent_.push_back({outcome, pool, client_id, micros, active_scopes_, reason, std::chrono::system_clock::now()});
+  log::warning("teardown SLA violated: outcome=", outcome_name(outcome), " pool=", pool,
+               " client=", client_id, " duration_us=", micros, " sla_us=", sla_.count(),
+               " active_scopes=", active_scopes_, " reason=\"", reason, "\"");
+  recent_.push_back(
+      {outcome, pool, client_id, micros, active_scopes_, reason, std::chrono::system_clock::now()});
   if (recent_.size() > kRecentViolations) recent_.pop_front();
 }
 

@@ -14,8 +14,8 @@ namespace sluice::protocol {
 // first body byte (if it has one) have passed.
 struct MessageEvent {
   char type = 0;
-  std::uint32_t length = 0;    // the wire length field: body plus the 4 length bytes
-  std::uint8_t first_byte = 0; // first body byte; 0 when the body is empty
+  std::uint32_t length = 0;     // the wire length field: body plus the 4 length bytes
+  std::uint8_t first_byte = 0;  // first body byte; 0 when the body is empty
   // Offset just past this message within the current chunk, or kContinues when
   // the message's remaining bytes arrive in later chunks.
   std::size_t end = 0;
@@ -63,7 +63,7 @@ class MessageScanner {
   std::uint8_t header_[kHeaderSize + 1] = {};  // header plus first body byte
   std::size_t header_have_ = 0;
   std::size_t header_want_ = kHeaderSize;
-  std::uint64_t body_remaining_ = 0;  // bytes still to skip after the captured header
+  std::uint64_t body_remaining_ = 0;    // bytes still to skip after the captured header
   ScanStatus failed_ = ScanStatus::ok;  // sticky bad_length / too_long
 };
 

@@ -43,7 +43,7 @@ struct ProtocolError {
 // included) once 4 bytes are there; an error for a length below 8 or above
 // `max_length`.
 Result<std::optional<std::uint32_t>, ProtocolError> startup_packet_length(Bytes buffer,
-                                                                           std::uint32_t max_length);
+                                                                          std::uint32_t max_length);
 
 // Parses one whole packet (as delimited by startup_packet_length).
 // Unsupported major versions are an error with PostgreSQL's 0A000 wording; a

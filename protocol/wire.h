@@ -20,8 +20,8 @@ inline std::uint16_t read_u16(const std::uint8_t* p) {
 }
 
 inline void append_u32(std::string& out, std::uint32_t v) {
-  const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16),
-                         static_cast<char>(v >> 8), static_cast<char>(v)};
+  const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                         static_cast<char>(v)};
   out.append(bytes, 4);
 }
 

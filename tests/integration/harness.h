@@ -1,0 +1,167 @@
+// Integration-test harness: a throwaway PostgreSQL per test binary, sluiced as a child process,
+// and small libpq helpers. See README.md beside this file.
+#pragma once
+
+#include <libpq-fe.h>
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+namespace harness {
+
+// A fresh directory under /tmp (short: Unix socket paths are limited to 107 bytes),
+// removed with everything in it on destruction.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "sluice-it");
+  ~TempDir();
+  TempDir(TempDir&& other) noexcept;
+  TempDir& operator=(TempDir&& other) noexcept;
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A throwaway PostgreSQL cluster: initdb into a temp dir (UTF8, C.UTF-8, trust auth), reachable only
+// through the Unix socket <socket_dir()>/.s.PGSQL.<port()>. Run as root, the server runs as `postgres`
+// and a superuser role named after the invoking user is created, so libpq's default user works.
+// The postmaster is a direct child that gets SIGINT (fast shutdown) if this thread dies first.
+// Failures throw std::runtime_error carrying the tail of the server log.
+class PostgresServer {
+ public:
+  explicit PostgresServer(int port);
+  ~PostgresServer();  // stops the server and removes the directory
+  PostgresServer(const PostgresServer&) = delete;
+  PostgresServer& operator=(const PostgresServer&) = delete;
+  PostgresServer(PostgresServer&&) = delete;
+  PostgresServer& operator=(PostgresServer&&) = delete;
+
+  void start();    // no-op when running; returns once it accepts connections
+  void stop();     // fast shutdown (clients are disconnected); no-op when stopped
+  void restart();  // stop, then start on the same data and socket
+
+  [[nodiscard]] bool running() const { return pid_ > 0; }
+  [[nodiscard]] const std::string& socket_dir() const { return dir_.path(); }
+  [[nodiscard]] int port() const { return port_; }
+  // "host=<socket_dir> port=<port> dbname=<dbname>", plus user when given.
+  [[nodiscard]] std::string conninfo(const std::string& dbname = "postgres",
+                                     const std::string& user = "") const;
+  [[nodiscard]] std::string log() const;  // the server log so far
+
+ private:
+  void init_cluster();
+  void wait_ready();
+
+  TempDir dir_;  // socket dir; the cluster lives in <dir>/data
+  int port_;
+  pid_t pid_ = -1;  // the postmaster, while running
+};
+
+// The PostgresServer of this test binary, started once before the first test by a global
+// ::testing::Environment and stopped after the last.
+PostgresServer& postgres();
+
+// A port per test binary, so parallel binaries do not share socket names.
+int default_postgres_port();  // 54000 + pid % 1000
+int default_sluiced_port();   // 55000 + pid % 1000
+
+// What default_config() varies; designated initializers read well: {.pool_size = 2}.
+struct PoolOptions {
+  std::string dbname = "postgres";  // the databases.<name> key clients connect to
+  int pool_size = 4;
+  std::string pool_mode = "transaction";  // or "session"
+  // Merged last (JSON merge patch), e.g. {{"drain", {{"timeout_s", 1}}}}.
+  nlohmann::json overrides = nlohmann::json::object();
+};
+
+// A config and the fresh directory it names: listen socket, control socket, config file and log
+// all live in `dir`.
+struct SluicedConfig {
+  TempDir dir;
+  int port = 0;
+  std::string text;  // JSON
+};
+
+// Listens on <dir>/.s.PGSQL.<default_sluiced_port()>, control socket <dir>/control.sock, one database
+// `options.dbname` whose conninfo points at postgres() (no dbname/user: the client's are used), and a
+// short drain timeout so that stopping sluiced stays quick.
+SluicedConfig default_config(const PoolOptions& options = {});
+
+// sluiced (SLUICED_PATH) as a child process: `sluiced -c <dir>/sluiced.json`, stdout and stderr
+// appended to <dir>/sluiced.log. The destructor sends SIGTERM (drain, then exit 0), waits, and
+// SIGKILLs if it must; it records a test failure if sluiced died on its own or did not exit 0,
+// and prints the log whenever the current test has failed. Start failures throw.
+class Sluiced {
+ public:
+  enum class Wait { ready, none };  // ready: until the client socket accepts connections
+
+  explicit Sluiced(const PoolOptions& options = {}, Wait wait = Wait::ready);
+  explicit Sluiced(SluicedConfig config, Wait wait = Wait::ready);
+  ~Sluiced();
+  Sluiced(const Sluiced&) = delete;
+  Sluiced& operator=(const Sluiced&) = delete;
+  Sluiced(Sluiced&&) = delete;
+  Sluiced& operator=(Sluiced&&) = delete;
+
+  [[nodiscard]] pid_t pid() const { return pid_; }
+  [[nodiscard]] const std::string& socket_dir() const { return config_.dir.path(); }
+  [[nodiscard]] int port() const { return config_.port; }
+  [[nodiscard]] std::string socket_path() const;     // <dir>/.s.PGSQL.<port>
+  [[nodiscard]] std::string control_socket() const;  // <dir>/control.sock (as default_config sets)
+  [[nodiscard]] std::string config_path() const;
+  // "host=<dir> port=<port> dbname=<dbname> connect_timeout=10", plus user when given.
+  [[nodiscard]] std::string conninfo(const std::string& dbname = "postgres",
+                                     const std::string& user = "") const;
+  [[nodiscard]] std::string log() const;
+
+  void send_signal(int signo);  // no-op once reaped; an exit after it is expected, not a failure
+  // The wait status (as waitpid's, for WIFEXITED & co.) once sluiced has exited, or nullopt if it
+  // is still running after `timeout`. Reaps it; later calls return the same status.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout);
+  [[nodiscard]] bool alive();
+
+ private:
+  void wait_ready();
+
+  SluicedConfig config_;
+  pid_t pid_ = -1;
+  std::optional<int> status_;   // set once reaped
+  bool exit_expected_ = false;  // the test signalled sluiced or waited for its exit
+};
+
+// libpq handles that clean up after themselves.
+struct PgConnDeleter {
+  void operator()(PGconn* conn) const { PQfinish(conn); }
+};
+struct PgResultDeleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using PgConn = std::unique_ptr<PGconn, PgConnDeleter>;
+using PgResult = std::unique_ptr<PGresult, PgResultDeleter>;
+
+// Connects, or throws std::runtime_error with libpq's message (GoogleTest reports it as a failure).
+PgConn connect(const std::string& conninfo);
+// Connects without judging: check PQstatus() yourself, e.g. to expect a refusal.
+PgConn try_connect(const std::string& conninfo);
+// Runs `sql` and returns whatever came back; check PQresultStatus() yourself.
+PgResult exec(const PgConn& conn, const std::string& sql);
+// Runs `sql` and returns the first column of its only row; throws unless it returned exactly one
+// row and one column (the message says what came back instead).
+std::string scalar(const PgConn& conn, const std::string& sql);
+// Runs `sql` and throws unless it succeeded (COMMAND_OK or TUPLES_OK).
+void exec_ok(const PgConn& conn, const std::string& sql);
+
+// Polls `predicate` with short waits until it holds or `timeout` passes; returns its last value.
+bool wait_until(const std::function<bool()>& predicate,
+                std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+}  // namespace harness

@@ -1,0 +1,198 @@
+// COPY through sluiced: FROM STDIN and TO STDOUT in volume, and failures in either direction that
+// must leave the client's connection (and the pooled server) usable.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+
+#include "tests/integration/harness.h"
+
+namespace harness {
+namespace {
+
+// A table made directly in PostgreSQL (not through sluiced) and dropped afterwards.
+class Table {
+ public:
+  Table(std::string name, const std::string& columns)
+      : name_(std::move(name)), direct_(connect(postgres().conninfo())) {
+    PQsetNoticeProcessor(
+        direct_.get(), [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
+    exec_ok(direct_, "DROP TABLE IF EXISTS " + name_);
+    exec_ok(direct_, "CREATE TABLE " + name_ + " (" + columns + ")");
+  }
+  ~Table() {
+    try {
+      exec_ok(direct_, "DROP TABLE IF EXISTS " + name_);
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "dropping " << name_ << ": " << e.what();
+    }
+  }
+  Table(const Table&) = delete;
+  Table& operator=(const Table&) = delete;
+
+  [[nodiscard]] const std::string& name() const { return name_; }
+  [[nodiscard]] const PgConn& direct() const { return direct_; }
+
+ private:
+  std::string name_;
+  PgConn direct_;
+};
+
+std::string sqlstate(const PGresult* result) {
+  const char* code = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  return code != nullptr ? code : "";
+}
+
+// Sends `data` in pieces of `piece` bytes, so that rows straddle CopyData messages.
+void put_copy_data(const PgConn& conn, const std::string& data, std::size_t piece) {
+  for (std::size_t at = 0; at < data.size(); at += piece) {
+    const std::string chunk = data.substr(at, piece);
+    ASSERT_EQ(PQputCopyData(conn.get(), chunk.data(), static_cast<int>(chunk.size())), 1)
+        << PQerrorMessage(conn.get());
+  }
+}
+
+TEST(PoolerCopyTest, CopyFromStdinLoadsEveryRow) {
+  const Table table("pooler_copy_in", "id int PRIMARY KEY, label text");
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = connect(sluiced.conninfo());
+
+  constexpr int kRows = 20000;
+  std::string data;
+  for (int id = 1; id <= kRows; ++id) data += std::to_string(id) + "\trow " + std::to_string(id) + "\n";
+
+  const PgResult start = exec(conn, "COPY " + table.name() + " (id, label) FROM STDIN");
+  ASSERT_EQ(PQresultStatus(start.get()), PGRES_COPY_IN) << PQresultErrorMessage(start.get());
+  ASSERT_NO_FATAL_FAILURE(put_copy_data(conn, data, 1000));
+  ASSERT_EQ(PQputCopyEnd(conn.get(), nullptr), 1) << PQerrorMessage(conn.get());
+  const PgResult done(PQgetResult(conn.get()));
+  ASSERT_EQ(PQresultStatus(done.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(done.get());
+  EXPECT_STREQ(PQcmdTuples(done.get()), std::to_string(kRows).c_str());
+  EXPECT_EQ(PQgetResult(conn.get()), nullptr);
+
+  // Checked directly in PostgreSQL.
+  EXPECT_EQ(scalar(table.direct(), "SELECT count(*) FROM " + table.name()), std::to_string(kRows));
+  EXPECT_EQ(scalar(table.direct(), "SELECT sum(id) FROM " + table.name()),
+            std::to_string(static_cast<long long>(kRows) * (kRows + 1) / 2));
+  EXPECT_EQ(scalar(table.direct(), "SELECT count(*) FROM " + table.name() + " WHERE label <> 'row ' || id"),
+            "0");
+
+  // The connection (and pool_size 1's only server) goes on.
+  EXPECT_EQ(scalar(conn, "SELECT max(id) FROM " + table.name()), std::to_string(kRows));
+}
+
+TEST(PoolerCopyTest, CopyFromStdinInsideATransaction) {
+  const Table table("pooler_copy_in_tx", "id int");
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = connect(sluiced.conninfo());
+
+  exec_ok(conn, "BEGIN");
+  const PgResult start = exec(conn, "COPY " + table.name() + " FROM STDIN");
+  ASSERT_EQ(PQresultStatus(start.get()), PGRES_COPY_IN) << PQresultErrorMessage(start.get());
+  ASSERT_NO_FATAL_FAILURE(put_copy_data(conn, "1\n2\n3\n", 2));
+  ASSERT_EQ(PQputCopyEnd(conn.get(), nullptr), 1);
+  const PgResult done(PQgetResult(conn.get()));
+  ASSERT_EQ(PQresultStatus(done.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(done.get());
+  EXPECT_EQ(PQgetResult(conn.get()), nullptr);
+  EXPECT_EQ(PQtransactionStatus(conn.get()), PQTRANS_INTRANS);
+  EXPECT_EQ(scalar(table.direct(), "SELECT count(*) FROM " + table.name()), "0");  // not yet committed
+  exec_ok(conn, "COMMIT");
+  EXPECT_EQ(scalar(table.direct(), "SELECT count(*) FROM " + table.name()), "3");
+}
+
+TEST(PoolerCopyTest, CopyToStdoutReturnsEveryRow) {
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = connect(sluiced.conninfo());
+
+  constexpr int kRows = 20000;
+  const PgResult start = exec(conn, "COPY (SELECT g, 'value ' || g FROM generate_series(1, " +
+                                        std::to_string(kRows) + ") g) TO STDOUT");
+  ASSERT_EQ(PQresultStatus(start.get()), PGRES_COPY_OUT) << PQresultErrorMessage(start.get());
+  std::string received;
+  int rows = 0;
+  for (;;) {
+    char* buffer = nullptr;
+    const int n = PQgetCopyData(conn.get(), &buffer, /*async=*/0);
+    if (n == -1) break;  // done
+    ASSERT_GE(n, 0) << PQerrorMessage(conn.get());
+    received.append(buffer, static_cast<std::size_t>(n));
+    PQfreemem(buffer);
+    ++rows;
+  }
+  const PgResult done(PQgetResult(conn.get()));
+  ASSERT_EQ(PQresultStatus(done.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(done.get());
+  EXPECT_STREQ(PQcmdTuples(done.get()), std::to_string(kRows).c_str());
+  EXPECT_EQ(PQgetResult(conn.get()), nullptr);
+
+  EXPECT_EQ(rows, kRows);  // the server sends one CopyData per row
+  std::string expected;
+  for (int g = 1; g <= kRows; ++g) expected += std::to_string(g) + "\tvalue " + std::to_string(g) + "\n";
+  EXPECT_EQ(received.size(), expected.size());
+  EXPECT_TRUE(received == expected) << "the copied text differs from what the server produced";
+
+  EXPECT_EQ(scalar(conn, "SELECT 'after copy out'"), "after copy out");
+}
+
+TEST(PoolerCopyTest, BadDataInCopyFromStdinReportsTheErrorAndKeepsTheConnection) {
+  const Table table("pooler_copy_bad", "n int");
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = connect(sluiced.conninfo());
+
+  const PgResult start = exec(conn, "COPY " + table.name() + " FROM STDIN");
+  ASSERT_EQ(PQresultStatus(start.get()), PGRES_COPY_IN) << PQresultErrorMessage(start.get());
+  std::string data;
+  for (int n = 1; n <= 1000; ++n) data += std::to_string(n) + "\n";
+  data += "not-a-number\n";
+  for (int n = 1001; n <= 2000; ++n) data += std::to_string(n) + "\n";
+  ASSERT_NO_FATAL_FAILURE(put_copy_data(conn, data, 512));
+  ASSERT_EQ(PQputCopyEnd(conn.get(), nullptr), 1);
+  const PgResult failed(PQgetResult(conn.get()));
+  EXPECT_EQ(PQresultStatus(failed.get()), PGRES_FATAL_ERROR);
+  EXPECT_EQ(sqlstate(failed.get()), "22P02");
+  EXPECT_NE(std::string(PQresultErrorMessage(failed.get())).find("not-a-number"), std::string::npos)
+      << PQresultErrorMessage(failed.get());
+  EXPECT_EQ(PQgetResult(conn.get()), nullptr);
+
+  EXPECT_EQ(PQstatus(conn.get()), CONNECTION_OK);
+  EXPECT_EQ(PQtransactionStatus(conn.get()), PQTRANS_IDLE);
+  EXPECT_EQ(scalar(conn, "SELECT 'usable'"), "usable");
+  EXPECT_EQ(scalar(table.direct(), "SELECT count(*) FROM " + table.name()), "0");
+
+  // A second client on the only server: nothing of the failed COPY is left on it.
+  const PgConn other = connect(sluiced.conninfo());
+  EXPECT_EQ(scalar(other, "SELECT 'clean'"), "clean");
+}
+
+TEST(PoolerCopyTest, ClientAbortedCopyReportsTheErrorAndKeepsTheConnection) {
+  const Table table("pooler_copy_abort", "n int");
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = connect(sluiced.conninfo());
+
+  const PgResult start = exec(conn, "COPY " + table.name() + " FROM STDIN");
+  ASSERT_EQ(PQresultStatus(start.get()), PGRES_COPY_IN) << PQresultErrorMessage(start.get());
+  ASSERT_NO_FATAL_FAILURE(put_copy_data(conn, "1\n2\n3\n", 6));
+  // CopyFail: the server answers with an error naming the client's reason.
+  ASSERT_EQ(PQputCopyEnd(conn.get(), "the client changed its mind"), 1);
+  const PgResult failed(PQgetResult(conn.get()));
+  EXPECT_EQ(PQresultStatus(failed.get()), PGRES_FATAL_ERROR);
+  EXPECT_EQ(sqlstate(failed.get()), "57014");
+  EXPECT_NE(std::string(PQresultErrorMessage(failed.get())).find("the client changed its mind"),
+            std::string::npos)
+      << PQresultErrorMessage(failed.get());
+  EXPECT_EQ(PQgetResult(conn.get()), nullptr);
+
+  EXPECT_EQ(scalar(conn, "SELECT 'usable'"), "usable");
+  EXPECT_EQ(scalar(table.direct(), "SELECT count(*) FROM " + table.name()), "0");
+}
+
+TEST(PoolerCopyTest, CopyFromUnknownTableFailsBeforeCopyMode) {
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = connect(sluiced.conninfo());
+  const PgResult failed = exec(conn, "COPY pooler_copy_no_such_table FROM STDIN");
+  EXPECT_EQ(PQresultStatus(failed.get()), PGRES_FATAL_ERROR);
+  EXPECT_EQ(sqlstate(failed.get()), "42P01");
+  EXPECT_EQ(scalar(conn, "SELECT 'usable'"), "usable");
+}
+
+}  // namespace
+}  // namespace harness

@@ -1,0 +1,429 @@
+// Logging in through sluiced, and being refused cleanly: unknown database, peer authentication,
+// max_client_conn, an unreachable server, query_wait_timeout, encryption requests, and startup
+// packets that break the protocol. Some tests speak the wire protocol on a raw socket, to see the
+// exact messages (libpq hides the SQLSTATE of a refused login).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tests/integration/harness.h"
+
+namespace harness {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr milliseconds kReplyTimeout{5000};
+
+std::string os_user() {
+  const passwd* pw = getpwuid(geteuid());
+  return pw != nullptr ? pw->pw_name : "";
+}
+
+// ---- a minimal frontend on a raw Unix socket ----
+
+struct Message {
+  char type = 0;
+  std::string payload;  // without the type byte and the length
+};
+
+// ErrorResponse/NoticeResponse fields by their one-byte code ('S', 'V', 'C', 'M', ...).
+std::map<char, std::string> error_fields(const Message& message) {
+  std::map<char, std::string> fields;
+  std::size_t at = 0;
+  while (at < message.payload.size() && message.payload[at] != '\0') {
+    const char code = message.payload[at++];
+    const std::size_t end = message.payload.find('\0', at);
+    if (end == std::string::npos) break;
+    fields[code] = message.payload.substr(at, end - at);
+    at = end + 1;
+  }
+  return fields;
+}
+
+std::string be32(std::uint32_t value) {
+  const std::uint32_t net = htonl(value);
+  return {reinterpret_cast<const char*>(&net), sizeof net};
+}
+
+std::string startup_packet(const std::vector<std::pair<std::string, std::string>>& parameters) {
+  std::string body = be32(196608);  // protocol 3.0
+  for (const auto& [name, value] : parameters) {
+    body += name;
+    body += '\0';
+    body += value;
+    body += '\0';
+  }
+  body += '\0';
+  return be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
+}
+
+std::string query_message(const std::string& sql) {
+  return "Q" + be32(static_cast<std::uint32_t>(sql.size() + 5)) + sql + '\0';
+}
+
+class RawClient {
+ public:
+  explicit RawClient(const std::string& path) : fd_(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
+    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+      throw std::runtime_error("connect " + path + ": " + std::strerror(errno));
+    }
+  }
+  ~RawClient() { close(fd_); }
+  RawClient(const RawClient&) = delete;
+  RawClient& operator=(const RawClient&) = delete;
+
+  void send(const std::string& bytes) const {
+    std::size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw std::runtime_error(std::string("send: ") + std::strerror(errno));
+      sent += static_cast<std::size_t>(n);
+    }
+  }
+
+  // Exactly `count` bytes, or nullopt at end of stream or timeout.
+  std::optional<std::string> read_bytes(std::size_t count, milliseconds timeout = kReplyTimeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (buffer_.size() < count) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (left <= milliseconds::zero()) return std::nullopt;
+      pollfd readable{.fd = fd_, .events = POLLIN, .revents = 0};
+      if (poll(&readable, 1, static_cast<int>(left.count())) <= 0) continue;
+      char chunk[8192];
+      const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof_ = true;
+        return std::nullopt;
+      }
+      buffer_.append(chunk, static_cast<std::size_t>(n));
+    }
+    std::string bytes = buffer_.substr(0, count);
+    buffer_.erase(0, count);
+    return bytes;
+  }
+
+  std::optional<Message> read_message(milliseconds timeout = kReplyTimeout) {
+    const auto header = read_bytes(5, timeout);
+    if (!header) return std::nullopt;
+    std::uint32_t length = 0;
+    std::memcpy(&length, header->data() + 1, sizeof length);
+    length = ntohl(length);
+    if (length < 4) throw std::runtime_error("message with length " + std::to_string(length));
+    const auto payload = read_bytes(length - 4, timeout);
+    if (!payload) return std::nullopt;
+    return Message{(*header)[0], *payload};
+  }
+
+  // Reads until a message of `type` (returned) or an ErrorResponse (returned too) arrives.
+  std::optional<Message> read_until(char type, std::vector<Message>* skipped = nullptr) {
+    for (;;) {
+      auto message = read_message();
+      if (!message || message->type == type || message->type == 'E') return message;
+      if (skipped != nullptr) skipped->push_back(*message);
+    }
+  }
+
+  // True once the peer has closed the connection (after whatever it still had to say).
+  bool closed_by_peer(milliseconds timeout = kReplyTimeout) {
+    while (!eof_) {
+      buffer_.clear();
+      if (!read_bytes(1, timeout) && !eof_) return false;
+    }
+    return true;
+  }
+
+ private:
+  int fd_;
+  std::string buffer_;
+  bool eof_ = false;
+};
+
+// ---- unknown database ----
+
+TEST(PoolerLoginTest, UnknownDatabaseIsRefusedWithPostgresWording) {
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = try_connect(sluiced.conninfo("nope"));
+  EXPECT_EQ(PQstatus(conn.get()), CONNECTION_BAD);
+  EXPECT_NE(std::string(PQerrorMessage(conn.get())).find("database \"nope\" does not exist"),
+            std::string::npos)
+      << PQerrorMessage(conn.get());
+
+  // The SQLSTATE, read off the wire.
+  RawClient raw(sluiced.socket_path());
+  raw.send(startup_packet({{"user", os_user()}, {"database", "nope"}}));
+  const auto error = raw.read_message();
+  ASSERT_TRUE(error);
+  ASSERT_EQ(error->type, 'E');
+  auto fields = error_fields(*error);
+  EXPECT_EQ(fields['S'], "FATAL");
+  EXPECT_EQ(fields['C'], "3D000");
+  EXPECT_EQ(fields['M'], "database \"nope\" does not exist");
+  EXPECT_TRUE(raw.closed_by_peer());
+
+  // The daemon is unharmed: the configured database still works.
+  EXPECT_EQ(scalar(connect(sluiced.conninfo()), "SELECT 1"), "1");
+}
+
+// ---- peer authentication ----
+
+TEST(PoolerLoginTest, PeerAuthenticationRefusesAnotherUser) {
+  const std::string me = os_user();
+  ASSERT_FALSE(me.empty());
+  const std::string other = me == "postgres" ? "root" : "postgres";
+  Sluiced sluiced({.pool_size = 1, .overrides = {{"auth", {{"type", "peer"}}}}});
+
+  const PgConn refused = try_connect(sluiced.conninfo("postgres", other));
+  EXPECT_EQ(PQstatus(refused.get()), CONNECTION_BAD);
+  EXPECT_NE(std::string(PQerrorMessage(refused.get()))
+                .find("Peer authentication failed for user \"" + other + "\""),
+            std::string::npos)
+      << PQerrorMessage(refused.get());
+
+  RawClient raw(sluiced.socket_path());
+  raw.send(startup_packet({{"user", other}, {"database", "postgres"}}));
+  const auto error = raw.read_message();
+  ASSERT_TRUE(error);
+  ASSERT_EQ(error->type, 'E');
+  EXPECT_EQ(error_fields(*error)['C'], "28000");
+  EXPECT_TRUE(raw.closed_by_peer());
+}
+
+TEST(PoolerLoginTest, PeerAuthenticationAcceptsTheOsUser) {
+  const std::string me = os_user();
+  ASSERT_FALSE(me.empty());
+  Sluiced sluiced({.pool_size = 1, .overrides = {{"auth", {{"type", "peer"}}}}});
+  const PgConn conn = connect(sluiced.conninfo("postgres", me));
+  EXPECT_EQ(scalar(conn, "SELECT current_user"), me);
+  EXPECT_EQ(scalar(conn, "SELECT session_user"), me);
+}
+
+// ---- max_client_conn ----
+
+TEST(PoolerLoginTest, MaxClientConnRefusesTheNextClient) {
+  Sluiced sluiced({.pool_size = 2, .overrides = {{"limits", {{"max_client_conn", 2}}}}});
+  const PgConn first = connect(sluiced.conninfo());
+  PgConn second = connect(sluiced.conninfo());
+
+  const PgConn third = try_connect(sluiced.conninfo());
+  EXPECT_EQ(PQstatus(third.get()), CONNECTION_BAD);
+  EXPECT_NE(std::string(PQerrorMessage(third.get())).find("sorry, too many clients already"),
+            std::string::npos)
+      << PQerrorMessage(third.get());
+
+  {
+    RawClient raw(sluiced.socket_path());  // refused before it says anything
+    const auto error = raw.read_message();
+    ASSERT_TRUE(error);
+    ASSERT_EQ(error->type, 'E');
+    EXPECT_EQ(error_fields(*error)['C'], "53300");
+    EXPECT_TRUE(raw.closed_by_peer());
+  }
+
+  // The admitted ones are unaffected.
+  EXPECT_EQ(scalar(first, "SELECT 1"), "1");
+  EXPECT_EQ(scalar(second, "SELECT 2"), "2");
+
+  // A slot freed is a slot again, once sluiced has seen the client go.
+  second.reset();
+  PgConn again;
+  ASSERT_TRUE(wait_until([&] {
+    again = try_connect(sluiced.conninfo());
+    return PQstatus(again.get()) == CONNECTION_OK;
+  })) << PQerrorMessage(again.get());
+  EXPECT_EQ(scalar(again, "SELECT 3"), "3");
+}
+
+// ---- server unreachable ----
+
+TEST(PoolerLoginTest, UnreachableServerIsReportedPromptly) {
+  const TempDir nowhere("sluice-nopg");  // a socket directory with no server in it
+  Sluiced sluiced(
+      {.pool_size = 1,
+       .overrides = {
+           {"databases",
+            {{"ghost", {{"conninfo", "host=" + nowhere.path() + " port=5999"}, {"pool_size", 1}}}}}}});
+
+  const auto start = Clock::now();
+  const PgConn conn = try_connect(sluiced.conninfo("ghost"));
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(PQstatus(conn.get()), CONNECTION_BAD);
+  const std::string message = PQerrorMessage(conn.get());
+  EXPECT_NE(message.find("could not connect"), std::string::npos) << message;
+  EXPECT_LT(took, seconds(5)) << "the refusal took " << std::chrono::duration_cast<milliseconds>(took).count()
+                              << " ms";
+
+  // Again (no cached server, no stuck waiter), and the SQLSTATE on the wire.
+  RawClient raw(sluiced.socket_path());
+  raw.send(startup_packet({{"user", os_user()}, {"database", "ghost"}}));
+  const auto error = raw.read_until('Z');
+  ASSERT_TRUE(error);
+  ASSERT_EQ(error->type, 'E');
+  auto fields = error_fields(*error);
+  EXPECT_EQ(fields['S'], "FATAL");
+  EXPECT_EQ(fields['C'].substr(0, 2), "08") << fields['C'];  // connection exception class
+  EXPECT_NE(fields['M'].find("could not connect"), std::string::npos) << fields['M'];
+
+  // The reachable database in the same daemon still works.
+  EXPECT_EQ(scalar(connect(sluiced.conninfo()), "SELECT 1"), "1");
+}
+
+// ---- query_wait_timeout ----
+
+TEST(PoolerLoginTest, QueryWaitTimeoutFailsTheWaitingClient) {
+  Sluiced sluiced({.pool_size = 1, .overrides = {{"pool", {{"query_wait_timeout_ms", 300}}}}});
+  const PgConn holder = connect(sluiced.conninfo());
+  exec_ok(holder, "BEGIN");
+  exec_ok(holder, "SELECT 1");  // the only server is the holder's until it commits
+
+  const PgConn waiter = connect(sluiced.conninfo());
+  const auto start = Clock::now();
+  const PgResult result = exec(waiter, "SELECT 'never'");
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(PQresultStatus(result.get()), PGRES_FATAL_ERROR);
+  const std::string message = std::string(PQresultErrorMessage(result.get())) + PQerrorMessage(waiter.get());
+  EXPECT_NE(message.find("query_wait_timeout"), std::string::npos) << message;
+  EXPECT_GE(took, milliseconds(250)) << "failed before the timeout";
+  EXPECT_LT(took, seconds(4)) << "took " << std::chrono::duration_cast<milliseconds>(took).count() << " ms";
+
+  // The holder is unaffected and, once it commits, newcomers are served.
+  exec_ok(holder, "COMMIT");
+  EXPECT_EQ(scalar(holder, "SELECT 'holder'"), "holder");
+  EXPECT_EQ(scalar(connect(sluiced.conninfo()), "SELECT 'newcomer'"), "newcomer");
+}
+
+// ---- encryption requests ----
+
+TEST(PoolerLoginTest, SslRequestIsAnsweredNThenTheStartupProceeds) {
+  Sluiced sluiced({.pool_size = 1});
+  RawClient raw(sluiced.socket_path());
+  raw.send(be32(8) + be32(80877103));  // SSLRequest
+  const auto answer = raw.read_bytes(1);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, "N");
+
+  raw.send(startup_packet({{"user", os_user()}, {"database", "postgres"}, {"application_name", "raw"}}));
+  std::vector<Message> login;
+  const auto ready = raw.read_until('Z', &login);
+  ASSERT_TRUE(ready);
+  ASSERT_EQ(ready->type, 'Z') << error_fields(*ready)['M'];
+  EXPECT_EQ(ready->payload, "I");
+  ASSERT_FALSE(login.empty());
+  EXPECT_EQ(login.front().type, 'R');
+  EXPECT_EQ(login.front().payload, be32(0)) << "AuthenticationOk";
+  int parameter_status = 0;
+  int backend_key_data = 0;
+  for (const Message& message : login) {
+    parameter_status += message.type == 'S' ? 1 : 0;
+    backend_key_data += message.type == 'K' ? 1 : 0;
+  }
+  EXPECT_GE(parameter_status, 1);
+  EXPECT_EQ(backend_key_data, 1);
+
+  raw.send(query_message("SELECT 40 + 2"));
+  std::vector<Message> reply;
+  const auto done = raw.read_until('Z', &reply);
+  ASSERT_TRUE(done);
+  ASSERT_EQ(done->type, 'Z') << error_fields(*done)['M'];
+  ASSERT_EQ(reply.size(), 3U);  // RowDescription, DataRow, CommandComplete
+  EXPECT_EQ(reply[0].type, 'T');
+  EXPECT_EQ(reply[1].type, 'D');
+  EXPECT_EQ(reply[1].payload, std::string("\0\1", 2) + be32(2) + "42");
+  EXPECT_EQ(reply[2].type, 'C');
+  EXPECT_EQ(reply[2].payload, std::string("SELECT 1\0", 9));
+
+  raw.send("X" + be32(4));  // Terminate
+  EXPECT_TRUE(raw.closed_by_peer());
+}
+
+TEST(PoolerLoginTest, GssEncRequestIsAnsweredN) {
+  Sluiced sluiced({.pool_size = 1});
+  RawClient raw(sluiced.socket_path());
+  raw.send(be32(8) + be32(80877104));  // GSSENCRequest
+  const auto answer = raw.read_bytes(1);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(*answer, "N");
+  raw.send(startup_packet({{"user", os_user()}, {"database", "postgres"}}));
+  const auto ready = raw.read_until('Z');
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->type, 'Z') << error_fields(*ready)['M'];
+}
+
+// ---- protocol violations ----
+
+TEST(PoolerLoginTest, StartupPacketTooShortIsAProtocolViolation) {
+  Sluiced sluiced({.pool_size = 1});
+  RawClient raw(sluiced.socket_path());
+  raw.send(be32(3) + "abcd");  // a length below the 8 a startup packet needs
+  const auto error = raw.read_message();
+  ASSERT_TRUE(error) << "no ErrorResponse for a startup length of 3";
+  ASSERT_EQ(error->type, 'E');
+  auto fields = error_fields(*error);
+  EXPECT_EQ(fields['S'], "FATAL");
+  EXPECT_EQ(fields['C'], "08P01") << fields['M'];
+  EXPECT_TRUE(raw.closed_by_peer());
+  EXPECT_EQ(scalar(connect(sluiced.conninfo()), "SELECT 1"), "1");
+}
+
+TEST(PoolerLoginTest, StartupPacketTooLongIsAProtocolViolation) {
+  Sluiced sluiced({.pool_size = 1});
+  RawClient raw(sluiced.socket_path());
+  raw.send(be32(0x7fffffff) + be32(196608));  // PostgreSQL caps a startup packet at 10000 bytes
+  const auto error = raw.read_message();
+  ASSERT_TRUE(error) << "no ErrorResponse for a startup length of 2^31-1";
+  ASSERT_EQ(error->type, 'E');
+  auto fields = error_fields(*error);
+  EXPECT_EQ(fields['C'], "08P01") << fields['M'];
+  EXPECT_TRUE(raw.closed_by_peer());
+}
+
+TEST(PoolerLoginTest, StartupWithoutUserIsRefused) {
+  Sluiced sluiced({.pool_size = 1});
+  RawClient raw(sluiced.socket_path());
+  raw.send(startup_packet({{"database", "postgres"}}));
+  const auto error = raw.read_message();
+  ASSERT_TRUE(error);
+  ASSERT_EQ(error->type, 'E');
+  auto fields = error_fields(*error);
+  EXPECT_EQ(fields['C'], "28000");
+  EXPECT_EQ(fields['M'], "no PostgreSQL user name specified in startup packet");
+  EXPECT_TRUE(raw.closed_by_peer());
+}
+
+TEST(PoolerLoginTest, SilentClientIsDroppedAtTheLoginTimeout) {
+  Sluiced sluiced({.pool_size = 1, .overrides = {{"limits", {{"login_timeout_ms", 300}}}}});
+  RawClient raw(sluiced.socket_path());
+  const auto start = Clock::now();
+  const auto error = raw.read_message(seconds(5));  // says nothing, and waits
+  const auto took = Clock::now() - start;
+  ASSERT_TRUE(error) << "no ErrorResponse within 5 s for a client that never sent a startup packet";
+  ASSERT_EQ(error->type, 'E');
+  EXPECT_EQ(error_fields(*error)['C'], "08P01");
+  EXPECT_TRUE(raw.closed_by_peer());
+  EXPECT_GE(took, milliseconds(250));
+  EXPECT_LT(took, seconds(4));
+}
+
+}  // namespace
+}  // namespace harness
