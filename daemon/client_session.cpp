@@ -86,9 +86,9 @@ void ClientSession::on_readable() {
       return read_startup();
     case ClientState::idle:
     case ClientState::active:
+    case ClientState::waiting:
       return read_client();
     case ClientState::login:
-    case ClientState::waiting:
     case ClientState::closing:
       socket_->set_reading(false);
       return;
@@ -191,17 +191,20 @@ void ClientSession::read_client() {
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   last_activity_ms_ = uv_now(daemon_.loop());
   if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
-  if (!scope_) {
+  if (!scope_ && state_ != ClientState::waiting) {
     set_state(ClientState::waiting);
     wait_ticket_ = pool_->acquire(*this, id_);  // may grant before it returns
-    if (!scope_) {
-      // Held only while waiting; the kernel keeps whatever follows.
-      held_.assign(reinterpret_cast<const char*>(chunk.data()), chunk.size());
-      socket_->set_reading(false);
-      return;
-    }
   }
+  if (!scope_) return hold(chunk);
   forward_to_server(chunk);
+}
+
+// Bytes read while waiting for a server are kept until it comes. Reading goes
+// on (a client usually sends one query and waits, so this costs no epoll
+// changes) until the held bytes reach a bound; then the kernel keeps the rest.
+void ClientSession::hold(protocol::Bytes chunk) {
+  held_.append(reinterpret_cast<const char*>(chunk.data()), chunk.size());
+  if (held_.size() >= kMaxHeldBytes) socket_->set_reading(false);
 }
 
 void ClientSession::on_scope_granted(pool::Scope scope) {

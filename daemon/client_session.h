@@ -86,6 +86,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   void handle_startup(const protocol::StartupPacket& packet);
   void send_welcome();
   void read_client();
+  void hold(protocol::Bytes chunk);
   void forward_to_server(protocol::Bytes chunk);
 
   Daemon& daemon_;
@@ -107,6 +108,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   protocol::MessageScanner scanner_;  // client-to-server direction
   pool::Scope scope_;
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
+  static constexpr std::size_t kMaxHeldBytes = 64 * 1024;
   std::string held_;                    // bytes read before a server was ours
   bool terminating_ = false;            // client sent Terminate
   std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way

@@ -21,7 +21,10 @@ double round3(double value) {
   return static_cast<double>(static_cast<long long>(value * 1000.0 + 0.5)) / 1000.0;
 }
 
-double micros_to_ms(std::uint64_t micros) { return round3(static_cast<double>(micros) / 1000.0); }
+// Four decimals: a clean release takes well under a microsecond.
+double nanos_to_ms(std::uint64_t nanos) {
+  return static_cast<double>(static_cast<long long>(static_cast<double>(nanos) / 100.0 + 0.5)) / 10000.0;
+}
 
 struct ClientCounts {
   int active = 0, idle = 0, waiting = 0, login = 0, total = 0;
@@ -210,10 +213,10 @@ json teardown_report(const Daemon& daemon) {
     const auto& histogram = stats.histogram(outcome);
     outcomes[std::string(pool::outcome_name(outcome))] = {
         {"count", histogram.count()},
-        {"p50_ms", micros_to_ms(histogram.percentile(50))},
-        {"p90_ms", micros_to_ms(histogram.percentile(90))},
-        {"p99_ms", micros_to_ms(histogram.percentile(99))},
-        {"max_ms", micros_to_ms(histogram.max())},
+        {"p50_ms", nanos_to_ms(histogram.percentile(50))},
+        {"p90_ms", nanos_to_ms(histogram.percentile(90))},
+        {"p99_ms", nanos_to_ms(histogram.percentile(99))},
+        {"max_ms", nanos_to_ms(histogram.max())},
         {"sla_violations", stats.violations(outcome)},
     };
   }
@@ -228,7 +231,7 @@ json teardown_report(const Daemon& daemon) {
         {"outcome", pool::outcome_name(violation.outcome)},
         {"pool", violation.pool},
         {"client", violation.client_id},
-        {"duration_ms", micros_to_ms(violation.micros)},
+        {"duration_ms", nanos_to_ms(violation.nanos)},
         {"active_scopes", violation.active_scopes},
         {"reason", violation.reason},
         {"at", stamp},

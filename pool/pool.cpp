@@ -210,19 +210,29 @@ void Pool::server_lost(ServerConnection& server, const std::string& reason) {
 
 void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::string_view reason,
                      bool client_mid_message, bool force_discard) {
+  const auto started_at = Clock::now();
   context_.stats->scope_ended();
   server.detach();
+  const bool session_mode = database_.pool.pool_mode == config::PoolMode::session;
+  const bool needs_reset = session_mode && !database_.pool.reset_query.empty();
+
+  // The common case, once per transaction: clean and nothing to run. No plan, no allocation.
+  if (!force_discard && !client_mid_message && server.idle_clean() && !needs_reset) {
+    const bool idle = return_to_idle(server);
+    record_release(idle ? ScopeOutcome::clean : ScopeOutcome::discard, started_at, client_id,
+                   idle ? reason : "not clean at release");
+    return serve_waiters();
+  }
+
   TeardownPlan plan;
-  plan.started_at = Clock::now();
+  plan.started_at = started_at;
   plan.client_id = client_id;
   plan.reason = std::string(reason);
-  const bool session_mode = database_.pool.pool_mode == config::PoolMode::session;
-  if (session_mode) plan.reset_query = database_.pool.reset_query;
-
+  if (needs_reset) plan.reset_query = database_.pool.reset_query;
   if (force_discard || client_mid_message) {
     if (client_mid_message) plan.reason += " (client stopped mid-message)";
-    server.plan_ = plan;
-    return finish_teardown(server, ScopeOutcome::discard, plan.reason);
+    server.plan_ = std::move(plan);
+    return finish_teardown(server, ScopeOutcome::discard, server.plan_.reason);
   }
   if (server.busy()) {
     plan.outcome = ScopeOutcome::cancel;
@@ -231,10 +241,6 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
     plan.outcome = ScopeOutcome::rollback;
   } else {
     plan.outcome = ScopeOutcome::clean;
-  }
-  if (plan.outcome == ScopeOutcome::clean && plan.reset_query.empty()) {
-    server.plan_ = plan;
-    return finish_teardown(server, ScopeOutcome::clean, plan.reason);
   }
   transition(server, ServerState::resetting);
   server.begin_teardown(std::move(plan));
@@ -248,7 +254,8 @@ void Pool::teardown_finished(ServerConnection& server, bool ok, const std::strin
 // Ends a teardown: idle again (or closed), timed up to that moment and
 // counted, and only then handed to the next waiter.
 void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason) {
-  const TeardownPlan plan = server.plan_;
+  const auto started_at = server.plan_.started_at;
+  const std::uint64_t client_id = server.plan_.client_id;
   std::string why = reason;
   if (outcome == ScopeOutcome::discard) {
     close_server(server, reason);
@@ -256,11 +263,18 @@ void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const
     outcome = ScopeOutcome::discard;
     why += "; then not clean at release";
   }
-  const auto duration = duration_cast<microseconds>(Clock::now() - plan.started_at);
-  context_.stats->record(outcome, duration, name_, plan.client_id, why);
-  log::debug("pool ", name_, ": scope of client ", plan.client_id, " ended ", outcome_name(outcome), " in ",
-             duration.count(), " us: ", why);
+  record_release(outcome, started_at, client_id, why);
   serve_waiters();
+}
+
+void Pool::record_release(ScopeOutcome outcome, Clock::time_point started_at, std::uint64_t client_id,
+                          std::string_view reason) {
+  const auto duration = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started_at);
+  context_.stats->record(outcome, duration, name_, client_id, reason);
+  if (log::enabled(log::Level::debug)) {
+    log::debug("pool ", name_, ": scope of client ", client_id, " ended ", outcome_name(outcome), " in ",
+               duration.count() / 1000, " us: ", reason);
+  }
 }
 
 void Pool::close_idle(std::string_view reason) {

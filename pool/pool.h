@@ -119,6 +119,8 @@ class Pool {
   void launch_connections();
   void fail_waiters(const char* sqlstate, const std::string& message);
   void finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason);
+  void record_release(ScopeOutcome outcome, Clock::time_point started_at, std::uint64_t client_id,
+                      std::string_view reason);
   [[nodiscard]] std::string describe(const ServerConnection& server) const;
 
   PoolContext& context_;

@@ -7,13 +7,12 @@
 namespace sluice::pool {
 
 Scope::Scope(Pool& pool, ServerConnection& server, std::uint64_t client_id)
-    : pool_(&pool), server_(&server), client_id_(client_id), started_at_(Clock::now()) {}
+    : pool_(&pool), server_(&server), client_id_(client_id) {}
 
 Scope::Scope(Scope&& other) noexcept
     : pool_(other.pool_),
       server_(std::exchange(other.server_, nullptr)),
-      client_id_(other.client_id_),
-      started_at_(other.started_at_) {}
+      client_id_(other.client_id_) {}
 
 Scope& Scope::operator=(Scope&& other) noexcept {
   if (this != &other) {
@@ -21,7 +20,6 @@ Scope& Scope::operator=(Scope&& other) noexcept {
     pool_ = other.pool_;
     server_ = std::exchange(other.server_, nullptr);
     client_id_ = other.client_id_;
-    started_at_ = other.started_at_;
   }
   return *this;
 }

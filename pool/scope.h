@@ -15,8 +15,6 @@ class ServerConnection;
 
 class Scope {
  public:
-  using Clock = std::chrono::steady_clock;
-
   Scope() = default;
   Scope(Pool& pool, ServerConnection& server, std::uint64_t client_id);
   Scope(Scope&& other) noexcept;
@@ -28,7 +26,6 @@ class Scope {
   explicit operator bool() const { return server_ != nullptr; }
   [[nodiscard]] ServerConnection& server() const { return *server_; }
   [[nodiscard]] Pool& pool() const { return *pool_; }
-  [[nodiscard]] Clock::time_point started_at() const { return started_at_; }
 
   // Ends the scope with the outcome the server's state calls for.
   // `client_mid_message`: the client stopped inside a message it was sending,
@@ -43,7 +40,6 @@ class Scope {
   Pool* pool_ = nullptr;
   ServerConnection* server_ = nullptr;
   std::uint64_t client_id_ = 0;
-  Clock::time_point started_at_{};
 };
 
 }  // namespace sluice::pool

@@ -7,11 +7,11 @@
 
 namespace sluice::pool {
 
-int LatencyHistogram::bucket_of(std::uint64_t micros) {
-  if (micros < (1U << kSubBits)) return static_cast<int>(micros);
-  const int magnitude = std::bit_width(micros) - 1;  // >= kSubBits
+int LatencyHistogram::bucket_of(std::uint64_t nanos) {
+  if (nanos < (1U << kSubBits)) return static_cast<int>(nanos);
+  const int magnitude = std::bit_width(nanos) - 1;  // >= kSubBits
   const int shift = magnitude - kSubBits;
-  const auto sub = static_cast<int>((micros >> shift) & ((1U << kSubBits) - 1));
+  const auto sub = static_cast<int>((nanos >> shift) & ((1U << kSubBits) - 1));
   return ((shift + 1) << kSubBits) + sub;
 }
 
@@ -23,10 +23,10 @@ std::uint64_t LatencyHistogram::bucket_upper(int bucket) {
   return (((std::uint64_t{1} << kSubBits) | sub) << shift) + ((std::uint64_t{1} << shift) - 1);
 }
 
-void LatencyHistogram::record(std::uint64_t micros) {
-  ++buckets_[static_cast<std::size_t>(bucket_of(micros))];
+void LatencyHistogram::record(std::uint64_t nanos) {
+  ++buckets_[static_cast<std::size_t>(bucket_of(nanos))];
   ++count_;
-  if (micros > max_) max_ = micros;
+  if (nanos > max_) max_ = nanos;
 }
 
 std::uint64_t LatencyHistogram::percentile(double p) const {
@@ -40,18 +40,18 @@ std::uint64_t LatencyHistogram::percentile(double p) const {
   return max_;
 }
 
-void TeardownStats::record(ScopeOutcome outcome, std::chrono::microseconds duration, const std::string& pool,
-                           std::uint64_t client_id, const std::string& reason) {
+void TeardownStats::record(ScopeOutcome outcome, std::chrono::nanoseconds duration, std::string_view pool,
+                           std::uint64_t client_id, std::string_view reason) {
   const auto index = static_cast<std::size_t>(outcome);
-  const auto micros = static_cast<std::uint64_t>(duration.count() < 0 ? 0 : duration.count());
-  histograms_[index].record(micros);
+  const auto nanos = static_cast<std::uint64_t>(duration.count() < 0 ? 0 : duration.count());
+  histograms_[index].record(nanos);
   if (duration <= sla_) return;
   ++violations_[index];
   log::warning("teardown SLA violated: outcome=", outcome_name(outcome), " pool=", pool,
-               " client=", client_id, " duration_us=", micros, " sla_us=", sla_.count(),
+               " client=", client_id, " duration_us=", nanos / 1000, " sla_us=", sla_.count() / 1000,
                " active_scopes=", active_scopes_, " reason=\"", reason, "\"");
-  recent_.push_back(
-      {outcome, pool, client_id, micros, active_scopes_, reason, std::chrono::system_clock::now()});
+  recent_.push_back({outcome, std::string(pool), client_id, nanos, active_scopes_, std::string(reason),
+                     std::chrono::system_clock::now()});
   if (recent_.size() > kRecentViolations) recent_.pop_front();
 }
 

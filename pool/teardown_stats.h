@@ -7,16 +7,17 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <string_view>
 
 #include "pool/scope_outcome.h"
 
 namespace sluice::pool {
 
-// Log-linear buckets over microseconds: 16 sub-buckets per power of two keep
+// Log-linear buckets over nanoseconds: 16 sub-buckets per power of two keep
 // any percentile within ~6% while the whole histogram stays a fixed array.
 class LatencyHistogram {
  public:
-  void record(std::uint64_t micros);
+  void record(std::uint64_t nanos);
   [[nodiscard]] std::uint64_t count() const { return count_; }
   [[nodiscard]] std::uint64_t max() const { return max_; }
   // Upper bound of the bucket holding the p-th percentile (0 < p <= 100).
@@ -25,7 +26,7 @@ class LatencyHistogram {
  private:
   static constexpr int kSubBits = 4;
   static constexpr int kBuckets = (64 - kSubBits + 1) << kSubBits;
-  static int bucket_of(std::uint64_t micros);
+  static int bucket_of(std::uint64_t nanos);
   static std::uint64_t bucket_upper(int bucket);
 
   std::array<std::uint64_t, kBuckets> buckets_{};
@@ -37,7 +38,7 @@ struct SlaViolation {
   ScopeOutcome outcome;
   std::string pool;
   std::uint64_t client_id;
-  std::uint64_t micros;
+  std::uint64_t nanos;
   int active_scopes;
   std::string reason;
   std::chrono::system_clock::time_point at;
@@ -47,12 +48,13 @@ class TeardownStats {
  public:
   static constexpr std::size_t kRecentViolations = 32;
 
-  void set_sla(std::chrono::microseconds sla) { sla_ = sla; }
-  [[nodiscard]] std::chrono::microseconds sla() const { return sla_; }
+  void set_sla(std::chrono::nanoseconds sla) { sla_ = sla; }
+  [[nodiscard]] std::chrono::nanoseconds sla() const { return sla_; }
 
-  // Records one release; logs and keeps it when over the SLA.
-  void record(ScopeOutcome outcome, std::chrono::microseconds duration, const std::string& pool,
-              std::uint64_t client_id, const std::string& reason);
+  // Records one release; logs and keeps it when over the SLA. Nothing is
+  // allocated unless it is a violation: this runs once per transaction.
+  void record(ScopeOutcome outcome, std::chrono::nanoseconds duration, std::string_view pool,
+              std::uint64_t client_id, std::string_view reason);
 
   void scope_started() { ++active_scopes_; }
   void scope_ended() { --active_scopes_; }
@@ -67,7 +69,7 @@ class TeardownStats {
   [[nodiscard]] const std::deque<SlaViolation>& recent_violations() const { return recent_; }
 
  private:
-  std::chrono::microseconds sla_{5000};
+  std::chrono::nanoseconds sla_{5000000};
   std::array<LatencyHistogram, kScopeOutcomeCount> histograms_{};
   std::array<std::uint64_t, kScopeOutcomeCount> violations_{};
   std::deque<SlaViolation> recent_;
