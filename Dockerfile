@@ -19,9 +19,7 @@ COPY scripts/install-deps.sh /usr/local/sbin/install-deps.sh
 RUN bash /usr/local/sbin/install-deps.sh && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# -Wno-error=restrict: GCC 12 at -O3 reports a false -Wrestrict inside std::string's operator+
-# (GCC bug 105329); the warning stays visible, it just does not stop the Release build.
-RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS=-Wno-error=restrict \
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=Release \
  && cmake --build build -j"$(nproc)" --target sluiced sluicectl \
  && strip build/bin/sluiced build/bin/sluicectl
 

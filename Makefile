@@ -2,11 +2,12 @@
 BUILD_DIR  ?= build
 BUILD_TYPE ?= RelWithDebInfo
 JOBS       ?= $(shell nproc)
+PREFIX     ?= /usr/local
 
 # Keeps the output readable: the build below is itself make, one level down.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test run lint format clean
+.PHONY: all deps build test run lint format clean install docker-check bench
 
 all: build
 
@@ -32,3 +33,15 @@ format: deps
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# PREFIX (default /usr/local) and DESTDIR (staging root) are honoured; run as root: sudo make install
+install: build
+	BUILD_DIR=$(BUILD_DIR) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) bash scripts/install.sh
+
+# Builds the Dockerfile with podman (no engine needed) and checks the image; needs root.
+docker-check:
+	bash scripts/docker-check.sh
+
+# sluiced against PgBouncer and direct PostgreSQL; writes bench/results/latest.md
+bench: build
+	bash bench/run.sh

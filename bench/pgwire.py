@@ -78,6 +78,24 @@ def vm_rss_kib(pid):
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def connect(sock, path, deadline, idle=None):
+    """Connects a Unix socket, waiting while the listener's backlog is full.
+
+    A non-blocking connect to a full Unix-socket backlog fails at once with EAGAIN (there is no
+    EINPROGRESS for AF_UNIX): retry until the deadline, letting `idle` read replies meanwhile."""
+    sock.setblocking(False)
+    while True:
+        try:
+            sock.connect(path)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            if idle is not None:
+                idle()
+            time.sleep(0.001)
+
+
 # --- idle: memory per connected idle client -------------------------------------------------------
 
 
@@ -137,8 +155,8 @@ def run_idle(args):
     for _ in range(args.clients):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            sock.settimeout(10)
-            sock.connect(path)
+            connect(sock, path, deadline, lambda: pump(False))
+            sock.setblocking(True)
             sock.sendall(startup_packet(args.user, args.db))
             sock.setblocking(False)
         except OSError as e:
@@ -190,8 +208,8 @@ def run_idle(args):
 
 def login(path, user, db, timeout):
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connect(sock, path, time.monotonic() + timeout)
     sock.settimeout(timeout)
-    sock.connect(path)
     sock.sendall(startup_packet(user, db))
     reader = Reader()
     while True:

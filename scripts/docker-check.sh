@@ -52,6 +52,14 @@ summary() {
   fi
 }
 
+# Removes a debootstrap target even when debootstrap was stopped with /proc and /sys mounted in it.
+remove_rootfs() {
+  local dir=$1 mount
+  findmnt --raw --noheadings --output TARGET | awk -v prefix="$dir/" 'index($0, prefix) == 1' | sort -r |
+    while read -r mount; do umount --lazy "$mount" || true; done
+  rm -rf --one-file-system -- "$dir" "$dir.log"
+}
+
 # ---- cleanup: everything this run mounted, made or started ----
 rootfs_dir=
 image_mounted=false
@@ -68,7 +76,7 @@ cleanup() {
     podman rm --force "$container" >/dev/null 2>&1 || true
   fi
   if $image_mounted; then podman image unmount "$image" >/dev/null 2>&1 || true; fi
-  [[ -z $rootfs_dir ]] || rm -rf -- "$rootfs_dir"
+  [[ -z $rootfs_dir ]] || remove_rootfs "$rootfs_dir"
   exit "$status"
 }
 trap cleanup EXIT
@@ -97,8 +105,11 @@ if ((${#missing[@]} > 0)); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Containers left by a run that was killed before its cleanup.
+# What a run killed before its cleanup left behind.
 podman ps --all --quiet --filter 'name=^sluice-check-' | xargs -r podman rm --force >/dev/null
+for stale in /var/tmp/sluice-debootstrap.*; do
+  if [[ -d $stale ]]; then remove_rootfs "$stale"; fi
+done
 
 # ---- 2. base image ----
 if podman image exists "$base"; then
@@ -109,10 +120,8 @@ else
   rootfs_dir=$(mktemp -d /var/tmp/sluice-debootstrap.XXXXXX)
   if ! debootstrap --variant=minbase bookworm "$rootfs_dir" "$mirror" >"$rootfs_dir.log" 2>&1; then
     tail -n 30 "$rootfs_dir.log" >&2
-    rm -f -- "$rootfs_dir.log"
     die "debootstrap failed"
   fi
-  rm -f -- "$rootfs_dir.log"
   # As the official slim image: its apt sources, no documentation, no package caches.
   rm -f "$rootfs_dir/etc/apt/sources.list"
   cat >"$rootfs_dir/etc/apt/sources.list.d/debian.sources" <<EOF
@@ -140,7 +149,7 @@ EOF
   tar -C "$rootfs_dir" --numeric-owner -c . |
     podman import --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
       --change 'CMD ["bash"]' - "$base" >/dev/null
-  rm -rf -- "$rootfs_dir"
+  remove_rootfs "$rootfs_dir"
   rootfs_dir=
   say "made $base in $((SECONDS - base_started)) s"
 fi

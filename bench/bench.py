@@ -1,0 +1,673 @@
+#!/usr/bin/env python3
+"""The benchmark proper, driven by bench/run.sh once PostgreSQL, sluiced and PgBouncer are up.
+
+Runs pgbench against sluice, PgBouncer and PostgreSQL directly, alternating the three within each
+round, measures the poolers' memory per idle client and CPU per transaction, exercises sluiced's
+teardown outcomes under load, and writes bench/results/latest.md and latest.png.
+Only the Python standard library; every external program is one of Debian's.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+TARGETS = ("sluice", "pgbouncer", "direct")
+NAMES = {"sluice": "sluice", "pgbouncer": "PgBouncer", "direct": "direct"}
+POOLERS = ("sluice", "pgbouncer")
+
+# id, title, pgbench options, clients. Every run also gets -n (no vacuum) and -T.
+TESTS = [
+    ("S1", "select-only, 1 client", ["-S"], 1),
+    ("S50", "select-only, 50 clients", ["-S"], 50),
+    ("S1000", "select-only, 1000 clients", ["-S"], 1000),
+    ("C20", "select-only, new connection per tx (-C), 20 clients", ["-S", "-C"], 20),
+    ("X50", "select-only, extended protocol (-M extended), 50 clients", ["-S", "-M", "extended"], 50),
+    ("B50", "TPC-B-like (default script), 50 clients", [], 50),
+    ("P50", "select-only, prepared statements (-M prepared), 50 clients", ["-S", "-M", "prepared"], 50),
+]
+TEST_TITLES = {t[0]: t[1] for t in TESTS}
+SHORT_LABELS = {
+    "S1": "-S c1",
+    "S50": "-S c50",
+    "S1000": "-S c1000",
+    "C20": "-S -C c20",
+    "X50": "-S ext c50",
+    "B50": "TPC-B c50",
+    "P50": "-S prep c50",
+}
+
+TEARDOWN_TARGETS_MS = {"clean": 0.05, "rollback": 1.0, "cancel": 5.0}
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Terminated(Exception):
+    pass
+
+
+def on_sigterm(signum, frame):
+    raise Terminated()
+
+
+# --- small helpers ----------------------------------------------------------------------------------
+
+
+class Log:
+    def __init__(self, path):
+        self.f = open(path, "w")
+
+    def write(self, text):
+        self.f.write(text if text.endswith("\n") else text + "\n")
+        self.f.flush()
+
+
+def say(text):
+    print(f"bench: {text}", flush=True)
+
+
+def run(cmd, timeout=60, check=True):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def first_line(cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+        text = (out.stdout or out.stderr).strip().splitlines()
+        return text[0] if text else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def split_target(spec):
+    host, port = spec.rsplit(":", 1)
+    return host, int(port)
+
+
+# --- pgbench ----------------------------------------------------------------------------------------
+
+RE = {
+    "tps": re.compile(r"^tps = ([\d.]+)", re.M),
+    "latency_ms": re.compile(r"^latency average = ([\d.]+) ms", re.M),
+    "processed": re.compile(r"^number of transactions actually processed: (\d+)", re.M),
+    "failed": re.compile(r"^number of failed transactions: (\d+)", re.M),
+    "conn_ms": re.compile(r"^average connection time = ([\d.]+) ms", re.M),
+}
+
+
+ABORTED = re.compile(r"client \d+ (script \d+ )?aborted")
+
+
+def normalise_error(line):
+    """One key per kind of error: pgbench's threads interleave their stderr lines, so keep the
+    server's message (and whether it aborted a client) rather than the line as printed."""
+    line = re.sub(r"\bP_\d+\b", "P_N", line)
+    m = re.search(r"\b(ERROR|FATAL|PANIC):\s+(.*)", line)
+    if m:
+        return ("client aborted: " if ABORTED.search(line) else "") + f"{m.group(1)}: {m.group(2).strip()}"
+    line = re.sub(r"client \d+", "client N", line)
+    line = re.sub(r"script \d+", "script N", line)
+    return re.sub(r"^(pgbench: ?)+", "", line.strip())
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.log = Log(os.path.join(args.workdir, "bench.log"))
+        self.targets = {
+            "sluice": split_target(args.sluice),
+            "pgbouncer": split_target(args.pgbouncer),
+            "direct": split_target(args.direct),
+        }
+        self.pids = {"sluice": args.sluice_pid, "pgbouncer": args.pgbouncer_pid}
+        self.runs = {}  # (test, target) -> [result per round]
+        self.memory = {}
+        self.teardown_main = None
+        self.teardown_phase = None
+        self.notes = []
+        self.started = time.monotonic()
+
+    def note(self, text):
+        say("NOTE: " + text)
+        self.notes.append(text)
+
+    def psql(self, sql, timeout=30):
+        host, port = self.targets["direct"]
+        return run(["psql", "-qAtX", "-h", host, "-p", str(port), "-d", self.a.db, "-c", sql], timeout).strip()
+
+    def pgbench_cmd(self, target, options, clients, duration):
+        host, port = self.targets[target]
+        jobs = max(1, min(clients, self.a.jobs))
+        return ["pgbench", "-n", "-h", host, "-p", str(port), "-T", str(duration),
+                "-c", str(clients), "-j", str(jobs), *options, self.a.db]  # fmt: skip
+
+    def pgbench(self, target, options, clients, duration, label):
+        cmd = self.pgbench_cmd(target, options, clients, duration)
+        pid = self.pids.get(target)
+        cpu0 = cpu_ticks(pid) if pid else None
+        started = time.monotonic()
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90)
+            out, err, rc = r.stdout, r.stderr, r.returncode
+        except subprocess.TimeoutExpired as e:
+            out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+            err = (e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")) + "\n(timed out)"
+            rc = -1
+        wall = time.monotonic() - started
+        cpu1 = cpu_ticks(pid) if pid else None
+        res = {"rc": rc, "wall_s": round(wall, 2)}
+        for key, rx in RE.items():
+            m = rx.search(out)
+            res[key] = (int(m.group(1)) if key in ("processed", "failed") else float(m.group(1))) if m else None
+        err_lines = [ln for ln in err.splitlines() if ln.strip()]
+        res["aborted_clients"] = sum(1 for ln in err_lines if ABORTED.search(ln))
+        errors = {}
+        for ln in err_lines:
+            if "aborted" in ln or "error" in ln.lower() or "fatal" in ln.lower() or "timed out" in ln:
+                key = normalise_error(ln)
+                errors[key] = errors.get(key, 0) + 1
+        res["errors"] = errors
+        if pid:
+            if cpu0 is not None and cpu1 is not None and res["processed"]:
+                res["cpu_s_per_1000"] = (cpu1 - cpu0) / CLK_TCK / (res["processed"] / 1000)
+            else:
+                res["cpu_s_per_1000"] = None
+            if not alive(pid):
+                res["pooler_died"] = True
+                self.note(f"the {NAMES[target]} process (pid {pid}) is gone after {label}")
+        res["ok"] = rc == 0 and not res["aborted_clients"] and not res["failed"] and res["tps"] is not None
+        self.log.write(f"### {label} [{NAMES[target]}] $ {' '.join(cmd)}\nrc={rc} wall={wall:.1f}s\n{out}{err}")
+        return res
+
+    def duration(self, clients, target):
+        """pgbench's -T clock starts before its clients connect, and tps leaves the connection time
+        out: with 1000 clients, allow the time they take to connect (PostgreSQL forks a backend for
+        each, seconds on a small machine) on top of the measured duration."""
+        if clients < 500:
+            return self.a.duration
+        return self.a.duration + (6 if target == "direct" else 1)
+
+    def wait_backends_settled(self, limit=80, timeout=20):
+        """After a direct run with many clients, until its backends have exited."""
+        deadline = time.monotonic() + timeout
+        count = None
+        while time.monotonic() < deadline:
+            count = int(self.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"))
+            if count <= limit:
+                return
+            time.sleep(0.2)
+        self.note(f"{count} client backends still connected {timeout}s after a direct run")
+
+    # --- phases ---------------------------------------------------------------------------------------
+
+    def warm_up(self):
+        for target in TARGETS:
+            r = self.pgbench(target, ["-S"], 20, 1, "warm-up")
+            if r["tps"] is None:
+                raise RuntimeError(f"warm-up through {NAMES[target]} failed: {r['errors'] or r['rc']}")
+
+    def memory_test(self):
+        for target in POOLERS:
+            host, port = self.targets[target]
+            cmd = [sys.executable, os.path.join(self.a.bench_dir, "pgwire.py"), "idle", "--host", host,
+                   "--port", str(port), "--db", self.a.db, "--user", self.a.user,
+                   "--clients", str(self.a.idle_clients), "--pid", str(self.pids[target])]  # fmt: skip
+            say(f"memory: {self.a.idle_clients} idle clients through {NAMES[target]}")
+            out = run(cmd, timeout=300)
+            res = json.loads(out.strip().splitlines()[-1])
+            self.log.write(f"### memory [{NAMES[target]}]\n{json.dumps(res)}")
+            self.memory[target] = res
+            if res["connected"] != self.a.idle_clients or res["still_open"] != res["connected"]:
+                self.note(
+                    f"memory test through {NAMES[target]}: {res['connected']}/{self.a.idle_clients} logged in, "
+                    f"{res['still_open']} still open at the end; errors: {res['errors']}"
+                )
+            time.sleep(1)  # let the pooler close the 2000 sessions
+
+    def rounds(self):
+        for rnd in range(self.a.rounds):
+            order = TARGETS[rnd % 3 :] + TARGETS[: rnd % 3]
+            for test, title, options, clients in TESTS:
+                for target in order:
+                    label = f"round {rnd + 1}/{self.a.rounds}: {title}"
+                    r = self.pgbench(target, options, clients, self.duration(clients, target), label)
+                    self.runs.setdefault((test, target), []).append(r)
+                    status = "ok" if r["ok"] else f"FAILED rc={r['rc']} aborted={r['aborted_clients']} failed={r['failed']}"
+                    tps = f"{r['tps']:.0f}" if r["tps"] is not None else "-"
+                    say(f"{label} {NAMES[target]:>9}: tps {tps:>7} {status}")
+                    if target == "direct" and clients >= 50:
+                        self.wait_backends_settled()
+            say(f"round {rnd + 1} done after {time.monotonic() - self.started:.0f}s")
+
+    def sluicectl(self, control, command):
+        return json.loads(run([self.a.sluicectl, "-s", control, "--json", command], timeout=20))
+
+    def teardown(self):
+        try:
+            self.teardown_main = self.sluicectl(self.a.control, "teardown")
+            self.status_main = self.sluicectl(self.a.control, "status")
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+            self.note(f"the main sluiced did not answer on its control socket after the runs: {e}")
+            self.teardown_main = self.status_main = None
+        host, port = split_target(self.a.teardown_sluice)
+        say(f"teardown phase: 50-client select-only load for {self.a.teardown_load_s}s with abandoned clients")
+        load = subprocess.Popen(
+            ["pgbench", "-n", "-S", "-h", host, "-p", str(port), "-c", "50", "-j", str(self.a.jobs),
+             "-T", str(self.a.teardown_load_s), self.a.db],  # fmt: skip
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            time.sleep(1)
+            out = run([sys.executable, os.path.join(self.a.bench_dir, "pgwire.py"), "abandon", "--host", host,
+                       "--port", str(port), "--db", self.a.db, "--user", self.a.user,
+                       "--rollback", str(self.a.abandon_rollback), "--cancel", str(self.a.abandon_cancel),
+                       "--concurrency", "4", "--cancel-after", str(self.a.cancel_after)], timeout=300)  # fmt: skip
+            abandon = json.loads(out.strip().splitlines()[-1])
+            load_running = load.poll() is None
+            lout, lerr = load.communicate(timeout=self.a.teardown_load_s + 60)
+        finally:
+            if load.poll() is None:
+                load.kill()
+                load.wait()
+        self.log.write(f"### teardown phase load\n{lout}{lerr}\n### abandon\n{json.dumps(abandon)}")
+        if not load_running:
+            self.note("the teardown phase's pgbench load ended before the abandoned clients were done")
+        if abandon["errors"]:
+            self.note(f"teardown phase: abandoned-client errors: {abandon['errors']}")
+        m = RE["tps"].search(lout)
+        time.sleep(0.5)
+        self.teardown_phase = {
+            "report": self.sluicectl(self.a.teardown_control, "teardown"),
+            "status": self.sluicectl(self.a.teardown_control, "status"),
+            "abandon": abandon,
+            "load_tps": float(m.group(1)) if m else None,
+            "load_rc": load.returncode,
+            "abandoned_writes": int(self.psql("SELECT count(*) FROM pgbench_history WHERE filler = 'sluice-bench-abandoned'")),
+            "sleeping_backends": int(self.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%pg_sleep%' "
+                "AND pid <> pg_backend_pid()")),
+            "idle_in_tx_backends": int(self.psql(
+                "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%'")),
+        }  # fmt: skip
+        p = self.teardown_phase
+        if p["abandoned_writes"]:
+            self.note(f"{p['abandoned_writes']} writes of abandoned transactions were committed")
+        if p["sleeping_backends"] or p["idle_in_tx_backends"]:
+            self.note(
+                f"after the teardown phase: {p['sleeping_backends']} backends still in pg_sleep, "
+                f"{p['idle_in_tx_backends']} idle in transaction"
+            )
+
+    # --- report ---------------------------------------------------------------------------------------
+
+    def machine(self):
+        model = "?"
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem_kib = int(f.readline().split()[1])
+        return {
+            "nproc": os.cpu_count(),
+            "cpu": model,
+            "mem": f"{mem_kib / 1024 / 1024:.1f} GiB",
+            "kernel": platform.release(),
+            "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        }
+
+    def versions(self):
+        git = "?"
+        try:
+            head = run(["git", "-C", self.a.root, "rev-parse", "--short", "HEAD"]).strip()
+            dirty = run(["git", "-C", self.a.root, "status", "--porcelain", "--untracked-files=no"]).strip()
+            git = head + (" (with uncommitted changes)" if dirty else "")
+        except (RuntimeError, OSError):
+            pass
+        return {
+            "sluiced": first_line([self.a.sluiced, "--version"]),
+            "sluice tree": git,
+            "PgBouncer": first_line(["pgbouncer", "--version"]),
+            "PostgreSQL": self.psql("SHOW server_version"),
+            "pgbench": first_line(["pgbench", "--version"]),
+        }
+
+    def cell(self, test, target, key):
+        return median([r.get(key) for r in self.runs.get((test, target), [])])
+
+    def failures(self, test, target):
+        rs = self.runs.get((test, target), [])
+        if not rs:
+            return None
+        return {
+            "runs_failed": sum(1 for r in rs if not r["ok"]),
+            "runs": len(rs),
+            "failed_tx": sum(r["failed"] or 0 for r in rs),
+            "aborted": sum(r["aborted_clients"] for r in rs),
+            "processed": sum(r["processed"] or 0 for r in rs),
+        }
+
+    def rows(self):
+        """(label, {target: value}, format, lower_is_better, test id or None)"""
+        rows = []
+        for test, title, _, _ in TESTS:
+            rows.append((f"{title}: tps", {t: self.cell(test, t, "tps") for t in TARGETS}, "{:,.0f}", False, test))
+            rows.append((f"{title}: avg latency, ms", {t: self.cell(test, t, "latency_ms") for t in TARGETS}, "{:.3f}", True, test))
+            if test == "C20":
+                rows.append((f"{title}: avg connection time, ms", {t: self.cell(test, t, "conn_ms") for t in TARGETS}, "{:.3f}", True, test))
+            vals = {}
+            for t in TARGETS:
+                f = self.failures(test, t)
+                vals[t] = None if f is None else (
+                    f"{f['failed_tx']} failed tx, {f['aborted']} aborted clients, {f['runs_failed']}/{f['runs']} runs failed"
+                    f" ({f['processed']:,} tx processed)")
+            if test in ("S1000", "P50") or any(self.failures(test, t) and self.failures(test, t)["runs_failed"] for t in TARGETS):
+                rows.append((f"{title}: failures (all rounds)", vals, "{}", True, None))
+        rows.append((
+            f"memory: RSS per idle client, bytes ({self.a.idle_clients} clients)",
+            {t: (self.memory.get(t) or {}).get("bytes_per_client") for t in POOLERS} | {"direct": None},
+            "{:,.0f}", True, None,
+        ))  # fmt: skip
+        rows.append((
+            "CPU: pooler CPU s per 1000 tx (select-only, 50 clients)",
+            {t: self.cell("S50", t, "cpu_s_per_1000") for t in POOLERS} | {"direct": None},
+            "{:.4f}", True, None,
+        ))  # fmt: skip
+        return rows
+
+    @staticmethod
+    def fmt(value, form):
+        if value is None:
+            return "n/a"
+        return form.format(value) if not isinstance(value, str) else value
+
+    @staticmethod
+    def ratio(a, b):
+        if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
+            return "n/a"
+        return f"{a / b:.2f}"
+
+    def main_table(self):
+        lines = [
+            "| test / metric | sluice | PgBouncer | direct | sluice/PgBouncer | sluice/direct |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for label, vals, form, lower, test in self.rows():
+            s, b, d = (vals.get(t) for t in TARGETS)
+            cells = []
+            for t in TARGETS:
+                text = self.fmt(vals.get(t), form)
+                f = self.failures(test, t) if test else None
+                if f and f["runs_failed"] and not isinstance(vals.get(t), str) and vals.get(t) is not None:
+                    text += " †"
+                cells.append(text)
+            lines.append(
+                f"| {label}{' (lower is better)' if lower and not isinstance(s, str) else ''} "
+                f"| {' | '.join(cells)} | {self.ratio(s, b)} | {self.ratio(s, d)} |"
+            )
+        return "\n".join(lines)
+
+    def cpu_table(self):
+        lines = ["| test | sluice | PgBouncer | sluice/PgBouncer |", "|---|---:|---:|---:|"]
+        for test, title, _, _ in TESTS:
+            s, b = (self.cell(test, t, "cpu_s_per_1000") for t in POOLERS)
+            lines.append(f"| {title} | {self.fmt(s, '{:.4f}')} | {self.fmt(b, '{:.4f}')} | {self.ratio(s, b)} |")
+        return "\n".join(lines)
+
+    def rounds_table(self):
+        lines = ["| test | target | tps per round | failed runs |", "|---|---|---|---|"]
+        for test, title, _, _ in TESTS:
+            for t in TARGETS:
+                rs = self.runs.get((test, t), [])
+                tps = ", ".join("-" if r["tps"] is None else f"{r['tps']:,.0f}" for r in rs)
+                bad = sum(1 for r in rs if not r["ok"])
+                lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | {tps} | {bad}/{len(rs)} |")
+        return "\n".join(lines)
+
+    def errors_section(self):
+        out = []
+        for test, title, _, _ in TESTS:
+            for t in TARGETS:
+                merged = {}
+                for r in self.runs.get((test, t), []):
+                    for k, v in r["errors"].items():
+                        merged[k] = merged.get(k, 0) + v
+                if merged:
+                    top = sorted(merged.items(), key=lambda kv: -kv[1])[:4]
+                    out.append(f"- **{title}, {NAMES[t]}**:")
+                    out.extend(f"  - {v} × `{k[:220]}`" for k, v in top)
+        return "\n".join(out) if out else "none"
+
+    @staticmethod
+    def teardown_table(report):
+        lines = [
+            "| outcome | count | p50 ms | p90 ms | p99 ms | max ms | SLA violations | target p99 | met |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        order = ["clean", "rollback", "cancel", "discard"]
+        outcomes = sorted(report["outcomes"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9)
+        for outcome, v in outcomes:
+            target = TEARDOWN_TARGETS_MS.get(outcome)
+            if target is None or not v["count"]:
+                met = "—" if target is None else "no samples"
+            else:
+                met = "yes" if v["p99_ms"] <= target else "**no**"
+            lines.append(
+                f"| {outcome} | {v['count']:,} | {v['p50_ms']} | {v['p90_ms']} | {v['p99_ms']} | {v['max_ms']} "
+                f"| {v['sla_violations']} | {'—' if target is None else f'≤ {target}'} | {met} |"
+            )
+        return "\n".join(lines)
+
+    def main_teardown_section(self):
+        st = self.status_main
+        if not st or not self.teardown_main:
+            return "The main sluiced's teardown figures are missing (see the notes)."
+        return (
+            f"The main sluiced over all the runs above (the clean release of every pgbench transaction, "
+            f"{self.a.rounds} rounds; loop max lag {st['loop']['max_lag_ms']} ms, {st['loop']['slow_callbacks']} "
+            f"slow callbacks, {st.get('fds')} open fds, {self.servers_text(st.get('servers'))} at the end):\n\n"
+            + self.teardown_table(self.teardown_main)
+        )
+
+    @staticmethod
+    def servers_text(servers):
+        if not isinstance(servers, dict):
+            return f"servers {servers}"
+        rest = ", ".join(f"{v} {k}" for k, v in servers.items() if k != "total" and v)
+        return f"{servers.get('total', '?')} server connections ({rest or 'none'})"
+
+    def chart(self, path):
+        gnuplot = shutil.which("gnuplot")
+        if not gnuplot:
+            self.note("gnuplot not found: no chart")
+            return False
+        dat = os.path.join(self.a.workdir, "tps.dat")
+        with open(dat, "w") as f:
+            f.write("test sluice PgBouncer direct\n")
+            for test, _, _, _ in TESTS:
+                vals = [self.cell(test, t, "tps") for t in TARGETS]
+                failed = any((self.failures(test, t) or {}).get("runs_failed") for t in TARGETS)
+                f.write(f'"{SHORT_LABELS[test]}{" *" if failed else ""}" ' + " ".join("NaN" if v is None else f"{v:.1f}" for v in vals) + "\n")
+        script = f"""
+set terminal pngcairo size 1100,560 font ",10"
+set output '{path}'
+set title "pgbench tps, median of {self.a.rounds} rounds of {self.a.duration} s ({datetime.date.today()}, {os.cpu_count()} CPUs; * = some runs failed, see latest.md)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set logscale y
+set yrange [10:*]
+set ylabel "transactions per second (log scale)"
+set grid ytics
+set key top right
+set xtics nomirror
+plot '{dat}' using 2:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
+     '' using 3 title columnheader(3) lc rgb "#ff7f0e", \\
+     '' using 4 title columnheader(4) lc rgb "#7f7f7f"
+"""
+        gp = os.path.join(self.a.workdir, "tps.gp")
+        with open(gp, "w") as f:
+            f.write(script)
+        r = subprocess.run([gnuplot, gp], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:  # no cairo: the plain libgd terminal
+            with open(gp, "w") as f:
+                f.write(script.replace('pngcairo size 1100,560 font ",10"', "png size 1100,560"))
+            r = subprocess.run([gnuplot, gp], capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            self.note(f"gnuplot failed: {r.stderr.strip()[:300]}")
+            return False
+        return True
+
+    def daemon_logs(self):
+        """Warnings and errors the poolers logged during the whole run, as notes."""
+        for name, file in (("sluiced", "sluiced.log"), ("sluiced (teardown phase)", "sluiced-teardown.log"),
+                           ("PgBouncer", "pgbouncer.log")):  # fmt: skip
+            try:
+                with open(os.path.join(self.a.workdir, file), errors="replace") as f:
+                    lines = [ln.rstrip() for ln in f if re.search(r"warning|error|fatal|WARNING|ERROR|FATAL", ln)]
+            except OSError:
+                continue
+            if not lines:
+                continue
+            kinds = {}
+            for ln in lines:
+                key = re.sub(r"\d+", "N", re.sub(r"^\S+ (\S+ )?(UTC )?(\[\d+\] )?", "", ln))[:160]
+                kinds.setdefault(key, [0, ln])[0] += 1
+            top = sorted(kinds.values(), key=lambda kv: -kv[0])[:3]
+            self.note(f"{name} logged {len(lines)} warning/error lines; most frequent: "
+                      + "; ".join(f"{n} like `{ln[:200]}`" for n, ln in top))
+
+    def report(self):
+        self.daemon_logs()
+        os.makedirs(self.a.out_dir, exist_ok=True)
+        md_path = os.path.join(self.a.out_dir, "latest.md")
+        png_path = os.path.join(self.a.out_dir, "latest.png")
+        charted = self.chart(png_path)
+        m = self.machine()
+        v = self.versions()
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        table = self.main_table()
+        p = self.teardown_phase
+        ab = p["abandon"]
+        md = f"""# Sluice benchmark: sluice vs PgBouncer vs PostgreSQL direct
+
+Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.monotonic() - self.started + self.a.setup_s:.0f} s.
+
+- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time)
+- Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['PgBouncer']}`; PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
+- Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and PgBouncer both in transaction mode, pool size 20, Unix sockets only, no TLS, trust authentication, max_client_conn 5000; every connection over a Unix socket.
+- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}; in each round every test runs once per target, alternating sluice / PgBouncer / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
+- Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
+- CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.
+
+## Results
+
+{table}
+
+† at least one of the rounds failed (pgbench exited non-zero, a client aborted, or a transaction failed): see the failures row and the errors below. tps of a run whose clients aborted is pgbench's figure over the time they ran and means little.
+
+Failures: pgbench counts a transaction as failed only for serialization/deadlock errors; any other error aborts that client, so "aborted clients" is the count to read. `-M prepared` through a transaction pooler is expected to fail: neither sluice (named prepared statements are not tracked yet) nor PgBouncer 1.18 keeps a statement prepared on one server connection available on the others.
+
+### Pooler CPU seconds per 1000 transactions, every test
+
+{self.cpu_table()}
+
+### tps per round
+
+{self.rounds_table()}
+
+### Errors reported by pgbench
+
+{self.errors_section()}
+
+## Teardown latency (sluiced)
+
+Teardown phase: a dedicated sluiced (same settings) under `pgbench -n -S -c 50` for {self.a.teardown_load_s} s ({self.fmt(p['load_tps'], "{:,.0f}")} tps), while `bench/pgwire.py abandon` ran {ab['requested']['rollback_T'] + ab['requested']['rollback_E']} clients that vanished inside a transaction (half at ReadyForQuery `T` after an INSERT, half at `E` after an error: rollback outcome) and {ab['requested']['cancel'] + ab['requested']['cancel_in_tx']} that vanished {self.a.cancel_after}s into `SELECT pg_sleep(10)` (half of them inside a transaction with an INSERT: cancel outcome), 4 at a time ({ab['ok']} ran as planned, in {ab['seconds']} s). From `sluicectl --json teardown` (the daemon records whole microseconds: 0.0 ms means under 1 µs). For scale: a new direct PostgreSQL connection took {self.fmt(self.cell("C20", "direct", "conn_ms"), "{:.2f}")} ms on average in the `-C` test here; the cancel outcome's CancelRequest costs PostgreSQL such a connection (a fork of the postmaster) too.
+
+{self.teardown_table(p['report'])}
+
+Afterwards, checked directly on PostgreSQL: {p['abandoned_writes']} abandoned INSERTs committed, {p['sleeping_backends']} backends still in `pg_sleep`, {p['idle_in_tx_backends']} idle in transaction (all should be 0). sluiced status: {self.servers_text(p['status']['servers'])}, loop max lag {p['status']['loop']['max_lag_ms']} ms, {p['status']['loop']['slow_callbacks']} slow callbacks.
+
+{self.main_teardown_section()}
+
+## Notes
+
+{chr(10).join('- ' + n for n in self.notes) if self.notes else 'none'}
+
+{'Chart: `bench/results/latest.png` (not committed).' if charted else 'No chart (see notes).'}
+"""
+        with open(md_path, "w") as f:
+            f.write(md)
+        # run.sh prints this last, after the daemons' log summaries.
+        with open(os.path.join(self.a.workdir, "summary.txt"), "w") as f:
+            f.write(f"\n{table}\n\nTeardown phase (sluiced):\n\n{self.teardown_table(p['report'])}\n")
+            if self.notes:
+                f.write("\nNotes:\n" + "".join(f"- {n}\n" for n in self.notes))
+        say(f"wrote {os.path.relpath(md_path, self.a.root)}" + (f" and {os.path.relpath(png_path, self.a.root)}" if charted else ""))
+
+
+def main():
+    signal.signal(signal.SIGTERM, on_sigterm)
+    p = argparse.ArgumentParser()
+    for name in ("sluice", "pgbouncer", "direct", "teardown-sluice", "control", "teardown-control",
+                 "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user"):  # fmt: skip
+        p.add_argument("--" + name, required=True)
+    for name in ("sluice-pid", "pgbouncer-pid", "duration", "rounds", "jobs", "idle-clients", "scale",
+                 "max-connections", "teardown-load-s", "abandon-rollback", "abandon-cancel"):  # fmt: skip
+        p.add_argument("--" + name, type=int, required=True)
+    p.add_argument("--setup-s", type=float, default=0.0)
+    p.add_argument("--db", default="bench")
+    p.add_argument("--cancel-after", type=float, default=0.2)
+    args = p.parse_args()
+    b = Bench(args)
+    try:
+        say("warm-up")
+        b.warm_up()
+        b.memory_test()
+        b.rounds()
+        b.teardown()
+        b.report()
+    except (KeyboardInterrupt, Terminated):
+        say("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
