@@ -4,8 +4,9 @@
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <optional>
 #include <string>
-#include <vector>
+#include <string_view>
 
 #include "cli/control_client.h"
 #include "cli/drain_wait.h"
@@ -117,7 +118,7 @@ int sluicectl(int argc, char** argv) {
                   if (seconds >= 0 && seconds <= kMaxDrainTimeoutS) return "";
                 } catch (const std::exception&) {
                 }
-                return "--timeout takes seconds from 0 to " + std::to_string(static_cast<long>(kMaxDrainTimeoutS));
+                return "expected seconds from 0 to " + std::to_string(static_cast<long>(kMaxDrainTimeoutS));
               },
               "SECONDS"));
       command->add_flag("--wait", invocation.drain_wait,

@@ -12,9 +12,15 @@ namespace {
 using Json = nlohmann::json;
 using Align = Table::Align;
 
+bool has_section(const Json& status, std::string_view section) {
+  const Json* found = find_path(status, {section});
+  return found != nullptr && found->is_object();
+}
+
 // "3 active, 10 idle, 0 waiting (13 total)" from an object of counters.
 std::string counters(const Json& status, std::string_view section,
                      std::initializer_list<std::string_view> keys) {
+  if (!has_section(status, section)) return "-";
   std::string line;
   for (const auto key : keys) {
     if (!line.empty()) line += ", ";
@@ -35,6 +41,20 @@ std::string drain_summary(const Json& status) {
           count_cell(find_path(status, {"drain", "clients_remaining"})) + " clients remaining; " +
           count_cell(find_path(status, {"drain", "forced"})) + " forced";
   return line;
+}
+
+std::string loop_summary(const Json& status) {
+  if (!has_section(status, "loop")) return "-";
+  return millis_cell(find_path(status, {"loop", "lag_ms"})) + " now, " +
+         millis_cell(find_path(status, {"loop", "max_lag_ms"})) + " max, " +
+         count_cell(find_path(status, {"loop", "slow_callbacks"})) + " slow callbacks";
+}
+
+std::string teardown_summary(const Json& status) {
+  if (!has_section(status, "teardown")) return "-";
+  return "SLA " + count_cell(find_path(status, {"teardown", "sla_ms"})) + " ms, " +
+         count_cell(find_path(status, {"teardown", "releases"})) + " releases, " +
+         count_cell(find_path(status, {"teardown", "violations"})) + " over SLA";
 }
 
 const Json* list_at(const Json& answer, std::string_view key) {
@@ -62,12 +82,8 @@ bool print_status(const Json& status, std::ostream& out) {
       {"clients", counters(status, "clients", {"active", "idle", "waiting", "login"})},
       {"servers", counters(status, "servers", {"active", "idle", "connecting", "resetting"})},
       {"drain", drain_summary(status)},
-      {"loop lag", millis_cell(find_path(status, {"loop", "lag_ms"})) + " now, " +
-                       millis_cell(find_path(status, {"loop", "max_lag_ms"})) + " max, " +
-                       count_cell(find_path(status, {"loop", "slow_callbacks"})) + " slow callbacks"},
-      {"teardown", "SLA " + count_cell(find_path(status, {"teardown", "sla_ms"})) + " ms, " +
-                       count_cell(find_path(status, {"teardown", "releases"})) + " releases, " +
-                       count_cell(find_path(status, {"teardown", "violations"})) + " over SLA"},
+      {"loop lag", loop_summary(status)},
+      {"teardown", teardown_summary(status)},
       {"open fds", count_cell(find_path(status, {"fds"}))},
   }};
   for (const auto& [label, value] : lines) {

@@ -77,7 +77,7 @@ void ClientSession::fail(const char* sqlstate, const std::string& message) {
 }
 
 void ClientSession::on_socket_error(int uv_status) {
-  close(std::string("socket error: ") + uv_strerror(uv_status));
+  close("client socket: " + net::PollSocket::describe_error(uv_status));
 }
 
 void ClientSession::on_readable() {
@@ -166,7 +166,7 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   socket_->set_reading(false);
   // The welcome needs a server's ParameterStatus values; session mode needs its server anyway.
   if (pool_->parameters() != nullptr && !session_mode_) return send_welcome();
-  wait_ticket_ = pool_->acquire(*this, id_);
+  ask_for_scope();
 }
 
 void ClientSession::send_welcome() {
@@ -193,10 +193,18 @@ void ClientSession::read_client() {
   if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
   if (!scope_ && state_ != ClientState::waiting) {
     set_state(ClientState::waiting);
-    wait_ticket_ = pool_->acquire(*this, id_);  // may grant before it returns
+    ask_for_scope();
+    if (state_ == ClientState::closing) return;
   }
   if (!scope_) return hold(chunk);
   forward_to_server(chunk);
+}
+
+// The pool may grant or fail before acquire returns (both callbacks run
+// inside it); only a waiter still queued keeps its ticket.
+void ClientSession::ask_for_scope() {
+  auto ticket = pool_->acquire(*this, id_);
+  if (ticket && !scope_ && state_ != ClientState::closing) wait_ticket_ = ticket;
 }
 
 // Bytes read while waiting for a server are kept until it comes. Reading goes

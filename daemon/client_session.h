@@ -86,6 +86,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   void handle_startup(const protocol::StartupPacket& packet);
   void send_welcome();
   void read_client();
+  void ask_for_scope();
   void hold(protocol::Bytes chunk);
   void forward_to_server(protocol::Bytes chunk);
 

@@ -28,6 +28,11 @@ void PollSocket::close_when_flushed(Ptr socket) {
   self->update_events();
 }
 
+std::string PollSocket::describe_error(int uv_status) {
+  if (uv_status == UV_EBADF) return "connection reset or failed";
+  return uv_strerror(uv_status);
+}
+
 void PollSocket::close() {
   if (closing_) return;
   closing_ = true;

@@ -21,6 +21,7 @@ class PollSocket {
     virtual void on_readable() = 0;
     // The write remainder has reached the kernel: a paused peer may read again.
     virtual void on_drained() = 0;
+    // A poll error (the peer reset the connection) or a failed flush; describe_error() words it.
     virtual void on_socket_error(int uv_status) = 0;
 
    protected:
@@ -38,6 +39,8 @@ class PollSocket {
   // Closes once the unsent remainder has reached the kernel (or the peer is
   // gone), so a last reply or error is not cut off.
   static void close_when_flushed(Ptr socket);
+  // libuv reports a socket's POLLERR as UV_EBADF; say what it means instead.
+  static std::string describe_error(int uv_status);
 
   PollSocket(const PollSocket&) = delete;
   PollSocket& operator=(const PollSocket&) = delete;

@@ -265,7 +265,7 @@ void ServerConnection::on_drained() {
 }
 
 void ServerConnection::on_socket_error(int uv_status) {
-  lost(std::string("server socket error: ") + uv_strerror(uv_status));
+  lost("server socket: " + net::PollSocket::describe_error(uv_status));
 }
 
 void ServerConnection::lost(const std::string& reason) {

@@ -42,7 +42,8 @@ void send_raw_cancel(const std::string& socket_path, std::uint32_t process_id, s
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(fd, 0);
   ASSERT_EQ(connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0) << std::strerror(errno);
-  std::array<std::uint32_t, 4> packet = {htonl(16), htonl(kCancelRequestCode), htonl(process_id), htonl(secret)};
+  std::array<std::uint32_t, 4> packet = {htonl(16), htonl(kCancelRequestCode), htonl(process_id),
+                                         htonl(secret)};
   ASSERT_EQ(write(fd, packet.data(), sizeof packet), static_cast<ssize_t>(sizeof packet));
   // PostgreSQL (and sluiced) answer nothing: they close the connection.
   bool closed = false;
@@ -60,7 +61,8 @@ void send_raw_cancel(const std::string& socket_path, std::uint32_t process_id, s
 
 std::size_t count_of(const std::string& text, const std::string& needle) {
   std::size_t count = 0;
-  for (std::size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) ++count;
+  for (std::size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
+    ++count;
   return count;
 }
 
@@ -114,8 +116,7 @@ Outcome finish_query(PGconn* conn, Clock::time_point started) {
 }
 
 TEST_F(ScopeCancelTest, PQcancelThroughSluicedStopsTheRunningQuery) {
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
   const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
   const Clock::time_point started = Clock::now();
   ASSERT_EQ(PQsendQuery(conn.get(), "SELECT pg_sleep(30)"), 1) << PQerrorMessage(conn.get());
@@ -147,8 +148,7 @@ TEST_F(ScopeCancelTest, PQcancelThroughSluicedStopsTheRunningQuery) {
 }
 
 TEST_F(ScopeCancelTest, PQcancelInsideATransactionLeavesItAbortedAndUsable) {
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
   const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
   harness::exec_ok(conn, "BEGIN");
   const Clock::time_point started = Clock::now();
@@ -167,8 +167,7 @@ TEST_F(ScopeCancelTest, PQcancelInsideATransactionLeavesItAbortedAndUsable) {
 }
 
 TEST_F(ScopeCancelTest, ForgedKeysCancelNothing) {
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
   const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
   // The process id sluiced gave this client; its secret is not exposed by libpq, and a guess
   // matches it with probability 2^-32.
@@ -179,10 +178,11 @@ TEST_F(ScopeCancelTest, ForgedKeysCancelNothing) {
   ASSERT_NE(server_pid, 0);
 
   const std::string before = sluiced.log();
-  send_raw_cancel(sluiced.socket_path(), key_pid, 0x5eed1234U);     // right pid, wrong secret
-  send_raw_cancel(sluiced.socket_path(), key_pid, 0);               // right pid, another wrong secret
+  send_raw_cancel(sluiced.socket_path(), key_pid, 0x5eed1234U);          // right pid, wrong secret
+  send_raw_cancel(sluiced.socket_path(), key_pid, 0);                    // right pid, another wrong secret
   send_raw_cancel(sluiced.socket_path(), key_pid ^ 0x40U, 0x5eed1234U);  // wrong pid
-  send_raw_cancel(sluiced.socket_path(), static_cast<std::uint32_t>(server_pid), 0x5eed1234U);  // the server's pid
+  send_raw_cancel(sluiced.socket_path(), static_cast<std::uint32_t>(server_pid),
+                  0x5eed1234U);  // the server's pid
   const std::string after = sluiced.log();
   EXPECT_EQ(count_of(after, "cancel request with an unknown key ignored") -
                 count_of(before, "cancel request with an unknown key ignored"),
@@ -191,8 +191,8 @@ TEST_F(ScopeCancelTest, ForgedKeysCancelNothing) {
   EXPECT_EQ(count_of(after, "cancel request forwarded"), 0U);
 
   const Outcome outcome = finish_query(conn.get(), started);
-  EXPECT_EQ(outcome.status, PGRES_TUPLES_OK) << "a forged key cancelled the query: " << outcome.sqlstate << " "
-                                             << outcome.message;
+  EXPECT_EQ(outcome.status, PGRES_TUPLES_OK)
+      << "a forged key cancelled the query: " << outcome.sqlstate << " " << outcome.message;
   EXPECT_GE(outcome.took, milliseconds(1900)) << "pg_sleep(2) ended early";
   EXPECT_EQ(scalar(conn, "SELECT 1"), "1");
 }
@@ -200,8 +200,7 @@ TEST_F(ScopeCancelTest, ForgedKeysCancelNothing) {
 // In transaction mode a client between transactions holds no server: its key must not reach the
 // server that now serves another client, and once it has left its key is worthless.
 TEST_F(ScopeCancelTest, KeyOfAClientWithoutServerOrGoneCancelsNothing) {
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
   PgConn idle_client = harness::connect(sluiced.conninfo(kDatabase));
   const std::string shared_pid = scalar(idle_client, "SELECT pg_backend_pid()");
   PGcancel* idle_key = PQgetCancel(idle_client.get());
@@ -215,13 +214,15 @@ TEST_F(ScopeCancelTest, KeyOfAClientWithoutServerOrGoneCancelsNothing) {
   ASSERT_EQ(std::to_string(wait_running("pg_sleep(2)")), shared_pid) << "one server: both use it";
   EXPECT_EQ(PQcancel(idle_key, error.data(), static_cast<int>(error.size())), 1) << error.data();
   Outcome outcome = finish_query(busy.get(), started);
-  EXPECT_EQ(outcome.status, PGRES_TUPLES_OK) << "another client's key cancelled the query: " << outcome.message;
+  EXPECT_EQ(outcome.status, PGRES_TUPLES_OK)
+      << "another client's key cancelled the query: " << outcome.message;
   EXPECT_GE(outcome.took, milliseconds(1900));
 
   // 2. The key of a client that has left.
   idle_client.reset();
-  ASSERT_TRUE(wait_until([&] { return sluiced.log().find("closing because: client terminated") != std::string::npos; }))
-      << "sluiced did not see the first client leave";
+  ASSERT_TRUE(wait_until([&] {
+    return sluiced.log().find("closing because: client terminated") != std::string::npos;
+  })) << "sluiced did not see the first client leave";
   started = Clock::now();
   ASSERT_EQ(PQsendQuery(busy.get(), "SELECT pg_sleep(2)"), 1);
   ASSERT_NE(wait_running("pg_sleep(2)"), 0);

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -44,7 +45,7 @@ void ChildPipe::say(std::string_view line) const {
   }
 }
 
-Child::Child(Body body) {
+Child::Child(const Body& body) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) fail(std::string("pipe: ") + std::strerror(errno));
   const pid_t parent = getpid();
@@ -207,13 +208,13 @@ std::vector<ScopeEnd> scope_ends(const std::string& log, std::size_t from) {
 std::string describe(const std::vector<ScopeEnd>& ends) {
   std::string text;
   for (const ScopeEnd& end : ends) {
-    text += "\n  client " + std::to_string(end.client) + " " + end.outcome + " in " + std::to_string(end.micros) +
-            " us: " + end.reason;
+    text += "\n  client " + std::to_string(end.client) + " " + end.outcome + " in " +
+            std::to_string(end.micros) + " us: " + end.reason;
   }
   return ends.empty() ? "(none)" : text;
 }
 
-nlohmann::json debug_overrides(nlohmann::json extra) {
+nlohmann::json debug_overrides(const nlohmann::json& extra) {
   nlohmann::json overrides = {{"log_level", "debug"}};
   overrides.merge_patch(extra);
   return overrides;
@@ -221,7 +222,9 @@ nlohmann::json debug_overrides(nlohmann::json extra) {
 
 // ---- PostgreSQL ----
 
-harness::PgConn direct(const std::string& dbname) { return harness::connect(harness::postgres().conninfo(dbname)); }
+harness::PgConn direct(const std::string& dbname) {
+  return harness::connect(harness::postgres().conninfo(dbname));
+}
 
 void ensure_database(const std::string& name) {
   const harness::PgConn conn = direct("postgres");
@@ -234,6 +237,7 @@ namespace {
 
 std::vector<Backend> backends_of(const harness::PgResult& result) {
   std::vector<Backend> backends;
+  backends.reserve(static_cast<std::size_t>(PQntuples(result.get())));
   for (int row = 0; row < PQntuples(result.get()); ++row) {
     backends.push_back({.pid = std::stoi(PQgetvalue(result.get(), row, 0)),
                         .state = PQgetvalue(result.get(), row, 1),
@@ -263,8 +267,8 @@ std::optional<Backend> backend(const harness::PgConn& observer, int pid) {
 
 std::vector<Backend> client_backends(const harness::PgConn& observer, const std::string& dbname) {
   const harness::PgResult result = harness::exec(
-      observer, std::string(kBackendColumns) + "WHERE backend_type = 'client backend' AND datname = '" + dbname +
-                    "' AND pid <> pg_backend_pid() ORDER BY pid");
+      observer, std::string(kBackendColumns) + "WHERE backend_type = 'client backend' AND datname = '" +
+                    dbname + "' AND pid <> pg_backend_pid() ORDER BY pid");
   if (PQresultStatus(result.get()) != PGRES_TUPLES_OK) {
     fail(std::string("pg_stat_activity: ") + PQresultErrorMessage(result.get()));
   }
@@ -274,7 +278,8 @@ std::vector<Backend> client_backends(const harness::PgConn& observer, const std:
 std::string describe(const std::vector<Backend>& backends) {
   std::string text;
   for (const Backend& b : backends) {
-    text += "\n  pid " + std::to_string(b.pid) + " [" + b.state + "] wait=" + b.wait_event + " query: " + b.query;
+    text +=
+        "\n  pid " + std::to_string(b.pid) + " [" + b.state + "] wait=" + b.wait_event + " query: " + b.query;
   }
   return backends.empty() ? "(none)" : text;
 }
@@ -305,15 +310,17 @@ void Notices::install(PGconn* conn) {
 }
 
 bool Notices::has(std::string_view sqlstate) const {
-  for (const auto& [state, message] : received) {
-    if (state == sqlstate) return true;
-  }
-  return false;
+  return std::ranges::any_of(received, [&](const auto& notice) { return notice.first == sqlstate; });
 }
 
 std::string Notices::describe() const {
   std::string text;
-  for (const auto& [state, message] : received) text += "\n  " + state + ": " + message;
+  for (const auto& [state, message] : received) {
+    text += "\n  ";
+    text += state;
+    text += ": ";
+    text += message;
+  }
   return received.empty() ? "(none)" : text;
 }
 

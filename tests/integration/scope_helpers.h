@@ -41,7 +41,7 @@ class Child {
  public:
   using Body = std::function<void(const ChildPipe&)>;
 
-  explicit Child(Body body);
+  explicit Child(const Body& body);
   ~Child();  // SIGKILLs and reaps the child if it still runs
   Child(const Child&) = delete;
   Child& operator=(const Child&) = delete;
@@ -92,7 +92,7 @@ std::vector<ScopeEnd> scope_ends(const std::string& log, std::size_t from = 0);
 std::string describe(const std::vector<ScopeEnd>& ends);
 
 // Overrides that turn on the debug log (scope-end lines), merged with `extra`.
-nlohmann::json debug_overrides(nlohmann::json extra = nlohmann::json::object());
+nlohmann::json debug_overrides(const nlohmann::json& extra = nlohmann::json::object());
 
 // Creates database `name` on harness::postgres() unless it exists.
 void ensure_database(const std::string& name);

@@ -51,7 +51,8 @@ QueryOutcome run_query(PGconn* conn, const std::string& sql) {
   outcome.ok = PQresultStatus(result) == PGRES_TUPLES_OK || PQresultStatus(result) == PGRES_COMMAND_OK;
   outcome.errors = std::string(PQerrorMessage(conn)) + "; notices:" + notices.describe();
   PQclear(result);
-  PQsetNoticeReceiver(conn, [](void*, const PGresult*) {}, nullptr);
+  PQsetNoticeReceiver(
+      conn, [](void*, const PGresult*) {}, nullptr);
   return outcome;
 }
 
@@ -74,11 +75,13 @@ class ScopeServerRestartTest : public ::testing::Test {
         [&] {
           seen = scope_test::client_backends(observer, kDatabase);
           int running = 0;
-          for (const auto& b : seen) running += b.state == "active" && b.query.find(fragment) != std::string::npos;
+          for (const auto& b : seen)
+            running += b.state == "active" && b.query.find(fragment) != std::string::npos;
           return running >= count;
         },
         seconds(10));
-    EXPECT_TRUE(ok) << "not " << count << " backends running " << fragment << ":" << scope_test::describe(seen);
+    EXPECT_TRUE(ok) << "not " << count << " backends running " << fragment << ":"
+                    << scope_test::describe(seen);
     return ok;
   }
 };
@@ -98,10 +101,12 @@ TEST_F(ScopeServerRestartTest, PostgresRestartedUnderLoad) {
     idle.push_back(harness::connect(conninfo));
     EXPECT_EQ(scalar(idle.back(), "SELECT 1"), "1");
   }
+  busy.reserve(kInFlight);
   for (int i = 0; i < kInFlight; ++i) busy.push_back(harness::connect(conninfo));
   for (int i = 0; i < kInFlight; ++i) {
     PGconn* conn = busy[static_cast<std::size_t>(i)].get();
-    in_flight.push_back(std::async(std::launch::async, [conn] { return run_query(conn, "SELECT pg_sleep(20)"); }));
+    in_flight.push_back(
+        std::async(std::launch::async, [conn] { return run_query(conn, "SELECT pg_sleep(20)"); }));
   }
   ASSERT_TRUE(wait_running("pg_sleep(20)", kInFlight));
 
@@ -116,7 +121,8 @@ TEST_F(ScopeServerRestartTest, PostgresRestartedUnderLoad) {
       while (!stop) {
         const Clock::time_point began = Clock::now();
         const bool ok = query_succeeds(conninfo);
-        stats.slowest = std::max(stats.slowest, std::chrono::duration_cast<milliseconds>(Clock::now() - began));
+        stats.slowest =
+            std::max(stats.slowest, std::chrono::duration_cast<milliseconds>(Clock::now() - began));
         if (!ok) ++stats.failed;
         if (ok && restarted) ++succeeded_after[i];
       }
@@ -146,12 +152,7 @@ TEST_F(ScopeServerRestartTest, PostgresRestartedUnderLoad) {
       << "no client succeeds after the restart";
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(query_succeeds(conninfo));
   EXPECT_TRUE(wait_until(
-      [&] {
-        for (const auto& count : succeeded_after) {
-          if (count == 0) return false;
-        }
-        return true;
-      },
+      [&] { return std::ranges::all_of(succeeded_after, [](const auto& count) { return count > 0; }); },
       seconds(10)))
       << "a loader never succeeded after the restart";
   stop = true;
@@ -176,7 +177,7 @@ TEST_F(ScopeServerRestartTest, PostgresRestartedUnderLoad) {
 
 // While PostgreSQL is down, a query needs a server that cannot be opened: the client gets an
 // error at once (its connect fails synchronously: the socket file is gone), and sluiced lives on.
-TEST_F(ScopeServerRestartTest, PostgresDownFailsQueriesAndSluicedSurvives) {
+void postgres_down_case(const std::string& query) {
   harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
   const std::string conninfo = sluiced.conninfo(kDatabase);
   const PgConn early = harness::connect(conninfo);
@@ -184,11 +185,14 @@ TEST_F(ScopeServerRestartTest, PostgresDownFailsQueriesAndSluicedSurvives) {
   const PgConn waiting = harness::connect(conninfo);
 
   struct StartAgain {
+    StartAgain() = default;
+    StartAgain(const StartAgain&) = delete;
+    StartAgain& operator=(const StartAgain&) = delete;
     ~StartAgain() { harness::postgres().start(); }
   } start_again;
   harness::postgres().stop();
 
-  const QueryOutcome outcome = run_query(waiting.get(), "SELECT 2");
+  const QueryOutcome outcome = run_query(waiting.get(), query);
   EXPECT_FALSE(outcome.ok);
   EXPECT_NE(outcome.errors.find("could not connect to server"), std::string::npos) << outcome.errors;
   EXPECT_LT(outcome.took, seconds(5));
@@ -203,6 +207,14 @@ TEST_F(ScopeServerRestartTest, PostgresDownFailsQueriesAndSluicedSurvives) {
   EXPECT_TRUE(sluiced.alive());
 }
 
+TEST_F(ScopeServerRestartTest, PostgresDownFailsQueriesAndSluicedSurvives) { postgres_down_case("SELECT 2"); }
+
+// The same with a query larger than what sluiced reads at once (64 KiB), so that the client's
+// first read fills what it holds while waiting for a server.
+TEST_F(ScopeServerRestartTest, PostgresDownFailsALargeQueryAndSluicedSurvives) {
+  postgres_down_case("SELECT length('" + std::string(200'000, 'x') + "')");
+}
+
 TEST_F(ScopeServerRestartTest, TerminatedBackendInsideATransaction) {
   harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
   const std::string conninfo = sluiced.conninfo(kDatabase);
@@ -212,7 +224,8 @@ TEST_F(ScopeServerRestartTest, TerminatedBackendInsideATransaction) {
 
   const PgConn observer = scope_test::direct(kDatabase);
   EXPECT_EQ(scalar(observer, "SELECT pg_terminate_backend(" + pid + ")"), "t");
-  ASSERT_TRUE(wait_until([&] { return !scope_test::backend(observer, std::stoi(pid)).has_value(); }, seconds(5)));
+  ASSERT_TRUE(
+      wait_until([&] { return !scope_test::backend(observer, std::stoi(pid)).has_value(); }, seconds(5)));
   // sluiced closes the client at once; what it said arrives with the next call.
   const QueryOutcome outcome = run_query(conn.get(), "SELECT 1");
   EXPECT_FALSE(outcome.ok);

@@ -38,7 +38,7 @@ constexpr int kVictims = 100;
 constexpr std::size_t kConcurrentVictims = 6;
 constexpr int kWriters = 8;
 constexpr int kPoolSize = 8;
-constexpr int kMaxKillDelayMs = 250;
+constexpr int kMaxKillDelayMs = 150;
 
 void send_query(PGconn* conn, const std::string& sql) {
   if (PQsendQuery(conn, sql.c_str()) == 0) throw std::runtime_error(PQerrorMessage(conn));
@@ -56,31 +56,33 @@ void victim(const std::string& conninfo, int index, std::uint32_t seed, const Ch
   for (int step = 0;; ++step) {
     const std::string tag = "k" + std::to_string(index) + "-" + std::to_string(step);
     const std::string insert = "INSERT INTO stress_rows (tag) VALUES ('" + tag + "')";
-    const unsigned roll = rng() % 20;
-    if (roll < 6) {  // autocommit write
+    const unsigned roll = rng() % 100;
+    if (roll < 40) {  // autocommit write
       out.say("commit " + tag);
       scope_test::child_exec_ok(conn, insert);
       out.say("ack " + tag);
-    } else if (roll < 12) {  // a transaction of several statements, committed
+    } else if (roll < 80) {  // a transaction of several statements, committed
       scope_test::child_exec_ok(conn, "BEGIN");
       scope_test::child_exec_ok(conn, insert);
       scope_test::child_exec_ok(conn, "SELECT count(*) FROM stress_rows WHERE tag = '" + tag + "'");
       out.say("commit " + tag);
       scope_test::child_exec_ok(conn, "COMMIT");
       out.say("ack " + tag);
-    } else if (roll < 14) {  // rolled back by the client itself, once after an error
+    } else if (roll < 97) {  // rolled back by the client itself, sometimes after an error
       scope_test::child_exec_ok(conn, "BEGIN");
       scope_test::child_exec_ok(conn, insert);
-      if (roll == 13) PQclear(PQexec(conn, "SELECT 1/0"));
+      if (roll % 2 == 0) PQclear(PQexec(conn, "SELECT 1/0"));
       scope_test::child_exec_ok(conn, "ROLLBACK");
     } else {  // abandoned: left for the kill
       scope_test::child_exec_ok(conn, "BEGIN");
       scope_test::child_exec_ok(conn, insert);
-      switch (roll) {
-        case 14:
-        case 15: break;  // idle in transaction
-        case 16: send_query(conn, "SELECT pg_sleep(30)"); break;
-        case 17: {
+      switch (rng() % 6) {
+        case 0:
+          break;  // idle in transaction
+        case 1:
+          send_query(conn, "SELECT pg_sleep(30)");
+          break;
+        case 2: {
           PGresult* copy = PQexec(conn, "COPY stress_rows (tag) FROM STDIN");
           const bool copying = PQresultStatus(copy) == PGRES_COPY_IN;
           PQclear(copy);
@@ -93,8 +95,15 @@ void victim(const std::string& conninfo, int index, std::uint32_t seed, const Ch
           }
           break;
         }
-        case 18: send_query(conn, "SELECT repeat('x', 1000) FROM generate_series(1, 1000000)"); break;
-        default: PQclear(PQexec(conn, "SELECT 1/0")); break;  // idle in a failed transaction
+        case 3:
+          send_query(conn, "SELECT repeat('x', 1000) FROM generate_series(1, 1000000)");
+          break;
+        case 4:
+          PQclear(PQexec(conn, "SELECT 1/0"));
+          break;  // idle in a failed transaction
+        default:
+          send_query(conn, "SELECT count(*) FROM stress_rows, pg_sleep(0.2)");
+          break;  // soon done
       }
       out.say("abandoned " + tag);
       return;  // blocks until killed
@@ -119,17 +128,18 @@ TEST(ScopeStressTest, ClientsKilledAtRandomWhileOthersWrite) {
 
   scope_test::ensure_database(kDatabase);
   const PgConn observer = scope_test::direct(kDatabase);
-  harness::exec_ok(observer, "DROP TABLE IF EXISTS stress_rows; CREATE TABLE stress_rows (tag text PRIMARY KEY)");
+  harness::exec_ok(observer,
+                   "DROP TABLE IF EXISTS stress_rows; CREATE TABLE stress_rows (tag text PRIMARY KEY)");
 
-  harness::Sluiced sluiced({.dbname = kDatabase,
-                            .pool_size = kPoolSize,
-                            .overrides = scope_test::debug_overrides()});
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase, .pool_size = kPoolSize, .overrides = scope_test::debug_overrides()});
   const std::string conninfo = sluiced.conninfo(kDatabase, scope_test::os_user());
 
   // Writers: autocommit INSERTs, each acknowledged one recorded.
   std::atomic<bool> stop{false};
   std::vector<WriterResult> writer_results(kWriters);
   std::vector<std::thread> writers;
+  writers.reserve(kWriters);
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       WriterResult& result = writer_results[static_cast<std::size_t>(w)];
@@ -142,7 +152,8 @@ TEST(ScopeStressTest, ClientsKilledAtRandomWhileOthersWrite) {
           continue;
         }
         const std::string tag = "w" + std::to_string(w) + "-" + std::to_string(n);
-        PGresult* insert = PQexec(conn.get(), ("INSERT INTO stress_rows (tag) VALUES ('" + tag + "')").c_str());
+        PGresult* insert =
+            PQexec(conn.get(), ("INSERT INTO stress_rows (tag) VALUES ('" + tag + "')").c_str());
         if (PQresultStatus(insert) == PGRES_COMMAND_OK) {
           result.acknowledged.push_back(tag);
         } else {
@@ -182,13 +193,15 @@ TEST(ScopeStressTest, ClientsKilledAtRandomWhileOthersWrite) {
     while (running.size() < kConcurrentVictims && forked < kVictims) {
       const int index = forked++;
       const std::uint32_t victim_seed = rng();
-      auto child = std::make_unique<Child>(
-          [&conninfo, index, victim_seed](const ChildPipe& out) { victim(conninfo, index, victim_seed, out); });
+      auto child = std::make_unique<Child>([&conninfo, index, victim_seed](const ChildPipe& out) {
+        victim(conninfo, index, victim_seed, out);
+      });
       running.push_back({std::move(child), Clock::now() + milliseconds(rng() % kMaxKillDelayMs)});
     }
     // The next kill is due at a random moment: waiting for it is the point, not a guess.
-    const auto next = std::min_element(running.begin(), running.end(),
-                                       [](const Victim& a, const Victim& b) { return a.kill_at < b.kill_at; });
+    const auto next = std::min_element(running.begin(), running.end(), [](const Victim& a, const Victim& b) {
+      return a.kill_at < b.kill_at;
+    });
     std::this_thread::sleep_until(next->kill_at);
     for (auto it = running.begin(); it != running.end();) {
       if (Clock::now() < it->kill_at) {
@@ -207,7 +220,8 @@ TEST(ScopeStressTest, ClientsKilledAtRandomWhileOthersWrite) {
   const auto victims_took = std::chrono::duration_cast<milliseconds>(Clock::now() - began);
   join_writers();
 
-  std::cout << "[ stress   ] " << kVictims << " victims killed in " << victims_took.count() << " ms; last words:";
+  std::cout << "[ stress   ] " << kVictims << " victims killed in " << victims_took.count()
+            << " ms; last words:";
   for (const auto& [word, count] : last_words) std::cout << ' ' << word << '=' << count;
   std::cout << '\n';
 

@@ -17,8 +17,8 @@
 
 namespace {
 
-using harness::PgConn;
 using harness::exec_ok;
+using harness::PgConn;
 using harness::scalar;
 using harness::wait_until;
 using std::chrono::milliseconds;
@@ -36,7 +36,8 @@ class ScopeTimeoutTest : public ::testing::Test {
   static void SetUpTestSuite() { scope_test::ensure_database(kDatabase); }
   void SetUp() override {
     observer_ = scope_test::direct(kDatabase);
-    exec_ok(observer_, "DROP TABLE IF EXISTS timeout_marker; CREATE TABLE timeout_marker (tag text NOT NULL)");
+    exec_ok(observer_,
+            "DROP TABLE IF EXISTS timeout_marker; CREATE TABLE timeout_marker (tag text NOT NULL)");
   }
 
   bool backend_gone(int pid) { return !scope_test::backend(observer_, pid).has_value(); }
@@ -78,7 +79,8 @@ TEST_F(ScopeTimeoutTest, IdleTransactionTimeoutRollsBackAndClosesTheClient) {
   const auto ends = scope_test::scope_ends(sluiced.log());
   bool rolled_back = false;
   for (const auto& end : ends) {
-    rolled_back = rolled_back || (end.outcome == "rollback" && end.reason.find("idle_transaction_timeout") != std::string::npos);
+    rolled_back = rolled_back || (end.outcome == "rollback" &&
+                                  end.reason.find("idle_transaction_timeout") != std::string::npos);
   }
   EXPECT_TRUE(rolled_back) << scope_test::describe(ends);
   EXPECT_EQ(scalar(bystander, "SELECT pg_backend_pid()"), std::to_string(pid));
@@ -128,15 +130,14 @@ TEST_F(ScopeTimeoutTest, ServerConnectTimeoutFailsPromptly) {
   ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length), 0);
   const int port = ntohs(addr.sin_port);
 
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 1,
-       .overrides = scope_test::debug_overrides(
-           {{"databases",
-             {{"blackhole",
-               {{"conninfo", "host=127.0.0.1 port=" + std::to_string(port)},
-                {"pool_size", 1},
-                {"server_connect_timeout_ms", 500}}}}}})});
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 1,
+                            .overrides = scope_test::debug_overrides(
+                                {{"databases",
+                                  {{"blackhole",
+                                    {{"conninfo", "host=127.0.0.1 port=" + std::to_string(port)},
+                                     {"pool_size", 1},
+                                     {"server_connect_timeout_ms", 500}}}}}})});
 
   const Clock::time_point started = Clock::now();
   const PgConn refused = harness::try_connect(sluiced.conninfo("blackhole"));
@@ -155,11 +156,10 @@ TEST_F(ScopeTimeoutTest, ServerConnectTimeoutFailsPromptly) {
 }
 
 TEST_F(ScopeTimeoutTest, ServerIdleTimeoutRetiresIdleServersOnly) {
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 1,
-       .overrides = scope_test::debug_overrides(
-           {{"pool", {{"server_idle_timeout_s", 1}, {"server_lifetime_s", 0}}}})});
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 1,
+                            .overrides = scope_test::debug_overrides(
+                                {{"pool", {{"server_idle_timeout_s", 1}, {"server_lifetime_s", 0}}}})});
   const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
 
   // Held in a transaction for longer than the timeout: in use, so never retired.
@@ -183,11 +183,10 @@ TEST_F(ScopeTimeoutTest, ServerIdleTimeoutRetiresIdleServersOnly) {
 }
 
 TEST_F(ScopeTimeoutTest, ServerLifetimeRetiresOldServersOnceIdle) {
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 1,
-       .overrides = scope_test::debug_overrides(
-           {{"pool", {{"server_idle_timeout_s", 0}, {"server_lifetime_s", 1}}}})});
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 1,
+                            .overrides = scope_test::debug_overrides(
+                                {{"pool", {{"server_idle_timeout_s", 0}, {"server_lifetime_s", 1}}}})});
   const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
 
   // A long transaction, busy then idle inside it, outlives server_lifetime_s: not retired.
@@ -208,9 +207,10 @@ TEST_F(ScopeTimeoutTest, ServerLifetimeRetiresOldServersOnceIdle) {
 }
 
 TEST_F(ScopeTimeoutTest, ClientIdleTimeoutClosesIdleClients) {
-  harness::Sluiced sluiced({.dbname = kDatabase,
-                            .pool_size = 2,
-                            .overrides = scope_test::debug_overrides({{"pool", {{"client_idle_timeout_s", 1}}}})});
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 2,
+       .overrides = scope_test::debug_overrides({{"pool", {{"client_idle_timeout_s", 1}}}})});
   const PgConn idle = harness::connect(sluiced.conninfo(kDatabase));
   scope_test::Notices notices;
   notices.install(idle.get());

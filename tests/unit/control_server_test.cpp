@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -154,6 +155,7 @@ class ControlServerTest : public ::testing::Test {
 
   // Runs on the loop thread.
   Json handle(const ControlRequest& request) {
+    if (respond_) return respond_(request);
     Json answer{{"cmd", command_name(request.command)}};
     if (request.timeout_s) answer["timeout_s"] = *request.timeout_s;
     if (request.command == ControlCommand::clients) answer["payload"] = std::string(payload_size_, 'x');
@@ -183,6 +185,7 @@ class ControlServerTest : public ::testing::Test {
   std::thread thread_;
   std::unique_ptr<ControlServer> server_;
   std::size_t payload_size_ = 0;
+  std::function<Json(const ControlRequest&)> respond_;  // replaces the echo when set
 };
 
 TEST_F(ControlServerTest, AnswersARequest) {
@@ -471,6 +474,166 @@ TEST_F(ControlServerTest, GroupMembersAreAdmitted) {
   EXPECT_EQ(child_exchange(path_, kOtherGroup, nullptr, 0), kConnectDenied);
   ASSERT_EQ(::chmod(path_.c_str(), 0666), 0);
   EXPECT_EQ(child_exchange(path_, kOtherGroup, nullptr, 0), kPermissionError);
+}
+
+// sluicectl against the real server: exit codes and output.
+struct CtlRun {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(int fd) {
+  std::string text;
+  char chunk[4096];
+  ::lseek(fd, 0, SEEK_SET);
+  for (ssize_t n; (n = ::read(fd, chunk, sizeof chunk)) > 0;) text.append(chunk, static_cast<std::size_t>(n));
+  ::close(fd);
+  return text;
+}
+
+// Runs sluicectl with `args`, optionally as nobody; only async-signal-safe calls in the child.
+CtlRun run_sluicectl(const std::string& dir, const std::vector<std::string>& args, bool as_nobody = false,
+                     const std::string& control_env = "") {
+  std::vector<std::string> arguments{SLUICECTL_PATH};
+  arguments.insert(arguments.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& argument : arguments) argv.push_back(argument.data());
+  argv.push_back(nullptr);
+  std::string path_env = "PATH=/usr/bin:/bin";
+  std::string control = "SLUICE_CONTROL=" + control_env;
+  std::vector<char*> envp{path_env.data()};
+  if (!control_env.empty()) envp.push_back(control.data());
+  envp.push_back(nullptr);
+  const int out = ::open((dir + "/out").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const int err = ::open((dir + "/err").c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(out, STDOUT_FILENO);
+    ::dup2(err, STDERR_FILENO);
+    if (as_nobody && (::syscall(SYS_setgroups, 0, nullptr) != 0 || ::syscall(SYS_setgid, kNoGroup) != 0 ||
+                      ::syscall(SYS_setuid, kNobody) != 0)) {
+      ::_exit(125);
+    }
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(126);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  CtlRun run;
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.out = slurp(out);
+  run.err = slurp(err);
+  return run;
+}
+
+Json status_answer(const std::string& state, int forced) {
+  return Json{{"state", state},
+              {"version", "0.1.0"},
+              {"pid", 42},
+              {"drain",
+               {{"started", state != "running"},
+                {"elapsed_s", 0.5},
+                {"deadline_in_s", 1.5},
+                {"scopes_remaining", state == "drained" ? 0 : 2},
+                {"clients_remaining", 1},
+                {"forced", forced}}}};
+}
+
+class SluicectlTest : public ControlServerTest {
+ protected:
+  // A daemon whose drain takes three status polls and then reports `forced`.
+  void start_daemon(int forced = 0) {
+    respond_ = [this, forced](const ControlRequest& request) -> Json {
+      switch (request.command) {
+        case ControlCommand::status:
+          if (state_ == "draining" && ++polls_ >= 3) state_ = "drained";
+          return status_answer(state_, state_ == "drained" ? forced : 0);
+        case ControlCommand::pools:
+          return Json{
+              {"pools", Json::array({Json{{"database", "app"}, {"user", "alice"}, {"pool_size", 20}}})}};
+        case ControlCommand::drain:
+          state_ = "draining";
+          last_timeout_ = request.timeout_s;
+          return Json{{"ok", true}, {"state", state_}};
+        case ControlCommand::reload:
+          return Json{{"error", "reload failed: config.json line 3: unknown key 'x'"}};
+        default:
+          return Json{{"ok", true}, {"state", state_}};
+      }
+    };
+    start(settings());
+  }
+
+  std::string state_ = "running";  // loop thread only, once started
+  int polls_ = 0;
+  std::optional<double> last_timeout_;
+};
+
+TEST_F(SluicectlTest, StatusTableAndJson) {
+  start_daemon();
+  const CtlRun table = run_sluicectl(dir_, {"-s", path_, "status"});
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("state     running\n"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("clients   -\n"), std::string::npos) << table.out;  // missing section
+  const CtlRun json = run_sluicectl(dir_, {"pools", "--json"}, false, path_);  // socket from $SLUICE_CONTROL
+  EXPECT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(json.out, R"({"pools":[{"database":"app","pool_size":20,"user":"alice"}]})"
+                      "\n");
+  const CtlRun pools = run_sluicectl(dir_, {"-s", path_, "pools"});
+  EXPECT_EQ(pools.exit_code, 0) << pools.err;
+  EXPECT_TRUE(pools.out.starts_with("DATABASE  USER   MODE  SIZE")) << pools.out;
+  EXPECT_NE(pools.out.find("\napp       alice  -       20"), std::string::npos) << pools.out;
+}
+
+TEST_F(SluicectlTest, ErrorsAndExitCodes) {
+  start_daemon();
+  const CtlRun refused = run_sluicectl(dir_, {"-s", path_, "reload"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_EQ(refused.err, "sluicectl: daemon: reload failed: config.json line 3: unknown key 'x'\n");
+  const CtlRun missing = run_sluicectl(dir_, {"-s", dir_ + "/nothing.sock", "status"});
+  EXPECT_EQ(missing.exit_code, 3);
+  EXPECT_EQ(missing.err, "sluicectl: cannot connect to " + dir_ + "/nothing.sock: daemon not running?\n");
+  EXPECT_EQ(run_sluicectl(dir_, {"-s", path_}).exit_code, 2);
+  EXPECT_EQ(run_sluicectl(dir_, {"-s", path_, "frobnicate"}).exit_code, 2);
+  EXPECT_EQ(run_sluicectl(dir_, {"-s", path_, "drain", "--timeout", "-3"}).exit_code, 2);
+  const CtlRun version = run_sluicectl(dir_, {"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_TRUE(version.out.starts_with("sluicectl ")) << version.out;
+}
+
+TEST_F(SluicectlTest, PermissionDenied) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to become nobody";
+  start_daemon();
+  const CtlRun kernel = run_sluicectl(dir_, {"-s", path_, "status"}, /*as_nobody=*/true);
+  if (kernel.exit_code == 126) GTEST_SKIP() << "nobody cannot execute " << SLUICECTL_PATH;
+  EXPECT_EQ(kernel.exit_code, 4) << kernel.err;
+  ASSERT_EQ(::chmod(path_.c_str(), 0666), 0);
+  const CtlRun daemon = run_sluicectl(dir_, {"-s", path_, "status"}, /*as_nobody=*/true);
+  EXPECT_EQ(daemon.exit_code, 4) << daemon.err;
+  EXPECT_TRUE(daemon.err.starts_with("sluicectl: daemon: permission denied: uid 65534")) << daemon.err;
+}
+
+TEST_F(SluicectlTest, DrainWaitClean) {
+  start_daemon(/*forced=*/0);
+  const CtlRun run = run_sluicectl(dir_, {"-s", path_, "drain", "--timeout", "2.5", "--wait"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_TRUE(run.out.starts_with("drain: ok (state: draining)\ndraining: started 500.0 ms ago")) << run.out;
+  EXPECT_NE(run.out.find("drained after 500.0 ms; no scopes were forced\n"), std::string::npos) << run.out;
+  stop();  // the loop thread owned last_timeout_
+  EXPECT_EQ(last_timeout_, 2.5);
+}
+
+TEST_F(SluicectlTest, DrainWaitForced) {
+  start_daemon(/*forced=*/3);
+  const CtlRun run = run_sluicectl(dir_, {"-s", path_, "--json", "drain", "--wait"});
+  EXPECT_EQ(run.exit_code, 5) << run.err;
+  // JSON on stdout (the acknowledgement, then the final status); progress on stderr.
+  EXPECT_TRUE(run.out.starts_with("{\"ok\":true,\"state\":\"draining\"}\n{\"drain\":")) << run.out;
+  EXPECT_NE(run.err.find("3 scope(s) were cancelled and rolled back at the deadline"), std::string::npos)
+      << run.err;
+  stop();
+  EXPECT_FALSE(last_timeout_.has_value());
 }
 
 }  // namespace
