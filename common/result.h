@@ -30,14 +30,14 @@ class Result {
   [[nodiscard]] bool ok() const { return state_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  T& value() { return std::get<0>(state_); }
-  const T& value() const { return std::get<0>(state_); }
+  [[nodiscard]] T& value() { return std::get<0>(state_); }
+  [[nodiscard]] const T& value() const { return std::get<0>(state_); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() { return value(); }
   const T& operator*() const { return value(); }
 
-  const E& error() const { return std::get<1>(state_); }
+  [[nodiscard]] const E& error() const { return std::get<1>(state_); }
 
  private:
   std::variant<T, E> state_;

@@ -109,7 +109,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   protocol::MessageScanner scanner_;  // client-to-server direction
   pool::Scope scope_;
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
-  static constexpr std::size_t kMaxHeldBytes = 64 * 1024;
+  static constexpr std::size_t kMaxHeldBytes = std::size_t{64} * 1024;
   std::string held_;                    // bytes read before a server was ours
   bool terminating_ = false;            // client sent Terminate
   std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way

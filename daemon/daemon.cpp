@@ -179,8 +179,9 @@ void Daemon::notify_status() {
     active += pool->count(pool::ServerState::active);
     idle += pool->count(pool::ServerState::idle);
   }
-  systemd_.status(std::string(service_state_name(state_)) + ": " + std::to_string(clients_.size()) + " clients, " +
-                  std::to_string(active) + " active and " + std::to_string(idle) + " idle servers");
+  systemd_.status(std::string(service_state_name(state_)) + ": " + std::to_string(clients_.size()) +
+                  " clients, " + std::to_string(active) + " active and " + std::to_string(idle) +
+                  " idle servers");
 }
 
 // WATCHDOG=1 comes from a loop timer, so a stuck loop stops it and systemd restarts us.
@@ -190,7 +191,8 @@ void Daemon::start_watchdog() {
   const auto ms = static_cast<std::uint64_t>(std::max<std::int64_t>(1, interval->count() / 1000));
   uv_timer_init(&loop_, &watchdog_);
   watchdog_.data = this;
-  uv_timer_start(&watchdog_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->systemd_.watchdog(); }, 0, ms);
+  uv_timer_start(
+      &watchdog_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->systemd_.watchdog(); }, 0, ms);
 }
 
 void Daemon::advance_drain(Clock::time_point now) {

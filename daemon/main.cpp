@@ -1,6 +1,7 @@
 // sluiced: parse the command line, load the configuration, run the daemon.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <exception>
 #include <string>
 
 #include "common/log.h"
@@ -8,7 +9,9 @@
 #include "config/config_loader.h"
 #include "daemon/daemon.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   CLI::App app{"sluiced: a PostgreSQL connection pooler"};
   std::string config_path;
   bool check_only = false;
@@ -38,4 +41,18 @@ int main(int argc, char** argv) {
   sluice::log::set_level(sluice::log::level_from_name(config->log_level));
   sluice::daemon::Daemon daemon(std::move(*config), config_path);
   return daemon.run();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Nothing should throw out of the daemon; if something does, say so instead of aborting silently.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "sluiced: fatal: %s\n", error.what());
+  } catch (...) {
+    std::fprintf(stderr, "sluiced: fatal: unknown exception\n");
+  }
+  return 70;  // EX_SOFTWARE
 }

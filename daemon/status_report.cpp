@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "common/version.h"
@@ -17,13 +18,11 @@ double seconds_since(Clock::time_point then, Clock::time_point now) {
   return std::chrono::duration<double>(now - then).count();
 }
 
-double round3(double value) {
-  return static_cast<double>(static_cast<long long>(value * 1000.0 + 0.5)) / 1000.0;
-}
+double round3(double value) { return static_cast<double>(std::llround(value * 1000.0)) / 1000.0; }
 
 // Four decimals: a clean release takes well under a microsecond.
 double nanos_to_ms(std::uint64_t nanos) {
-  return static_cast<double>(static_cast<long long>(static_cast<double>(nanos) / 100.0 + 0.5)) / 10000.0;
+  return static_cast<double>(std::llround(static_cast<double>(nanos) / 100.0)) / 10000.0;
 }
 
 struct ClientCounts {
@@ -59,7 +58,10 @@ ClientCounts count_clients(const Daemon& daemon, const pool::Pool* pool) {
 }
 
 json server_counts(const Daemon& daemon, const pool::Pool* only) {
-  std::size_t active = 0, idle = 0, connecting = 0, resetting = 0;
+  std::size_t active = 0;
+  std::size_t idle = 0;
+  std::size_t connecting = 0;
+  std::size_t resetting = 0;
   for (const auto& [key, pool] : daemon.pools()) {
     if (only != nullptr && pool.get() != only) continue;
     active += pool->count(pool::ServerState::active);

@@ -44,7 +44,7 @@ void PollSocket::close() {
   });
 }
 
-ssize_t PollSocket::read(void* buffer, std::size_t size) {
+ssize_t PollSocket::read(void* buffer, std::size_t size) const {
   for (;;) {
     const ssize_t n = ::recv(fd_, buffer, size, 0);
     if (n >= 0) return n;

@@ -46,7 +46,7 @@ class PollSocket {
   PollSocket& operator=(const PollSocket&) = delete;
 
   // >0 bytes read, 0 at end of stream, -EAGAIN when nothing is there, -errno.
-  ssize_t read(void* buffer, std::size_t size);
+  ssize_t read(void* buffer, std::size_t size) const;
   // Sends now; keeps what the kernel did not take and sends it when writable.
   // False on a hard error (the peer is gone).
   bool write(std::span<const std::uint8_t> bytes);

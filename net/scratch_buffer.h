@@ -8,7 +8,7 @@
 
 namespace sluice::net {
 
-inline constexpr std::size_t kScratchSize = 64 * 1024;
+inline constexpr std::size_t kScratchSize = std::size_t{64} * 1024;
 
 inline std::span<std::uint8_t> scratch_buffer() {
   thread_local std::array<std::uint8_t, kScratchSize> buffer;

@@ -45,6 +45,11 @@ void build_connect_params(const std::string& conninfo, const PoolKey& key, std::
   values.emplace_back("sluice");
 }
 
+std::string describe(const ServerConnection& server) {
+  return "server " + std::to_string(server.id()) + " (backend pid " + std::to_string(server.backend_pid()) +
+         ")";
+}
+
 }  // namespace
 
 Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database)
@@ -113,11 +118,6 @@ void Pool::close_server(ServerConnection& server, std::string_view reason) {
   // Freed on the next loop turn: a callback of this server may be on the stack.
   context_.deleter->defer(std::move(*server.position_));
   closing_.erase(server.position_);
-}
-
-std::string Pool::describe(const ServerConnection& server) const {
-  return "server " + std::to_string(server.id()) + " (backend pid " + std::to_string(server.backend_pid()) +
-         ")";
 }
 
 std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t client_id) {

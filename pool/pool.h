@@ -121,7 +121,6 @@ class Pool {
   void finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason);
   void record_release(ScopeOutcome outcome, Clock::time_point started_at, std::uint64_t client_id,
                       std::string_view reason);
-  [[nodiscard]] std::string describe(const ServerConnection& server) const;
 
   PoolContext& context_;
   PoolKey key_;

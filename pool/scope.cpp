@@ -10,9 +10,7 @@ Scope::Scope(Pool& pool, ServerConnection& server, std::uint64_t client_id)
     : pool_(&pool), server_(&server), client_id_(client_id) {}
 
 Scope::Scope(Scope&& other) noexcept
-    : pool_(other.pool_),
-      server_(std::exchange(other.server_, nullptr)),
-      client_id_(other.client_id_) {}
+    : pool_(other.pool_), server_(std::exchange(other.server_, nullptr)), client_id_(other.client_id_) {}
 
 Scope& Scope::operator=(Scope&& other) noexcept {
   if (this != &other) {

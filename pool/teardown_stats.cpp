@@ -9,7 +9,7 @@ namespace sluice::pool {
 
 int LatencyHistogram::bucket_of(std::uint64_t nanos) {
   if (nanos < (1U << kSubBits)) return static_cast<int>(nanos);
-  const int magnitude = std::bit_width(nanos) - 1;  // >= kSubBits
+  const int magnitude = static_cast<int>(std::bit_width(nanos)) - 1;  // >= kSubBits
   const int shift = magnitude - kSubBits;
   const auto sub = static_cast<int>((nanos >> shift) & ((1U << kSubBits) - 1));
   return ((shift + 1) << kSubBits) + sub;

@@ -61,14 +61,13 @@ Result<StartupPacket, ProtocolError> parse_parameters(Bytes packet, StartupPacke
 
 const std::string* StartupPacket::parameter(std::string_view name) const {
   // Last one wins, like PostgreSQL applying repeated options in order.
-  for (auto it = parameters.rbegin(); it != parameters.rend(); ++it) {
-    if (it->first == name) return &it->second;
-  }
-  return nullptr;
+  const auto found = std::find_if(parameters.rbegin(), parameters.rend(),
+                                  [name](const auto& parameter) { return parameter.first == name; });
+  return found == parameters.rend() ? nullptr : &found->second;
 }
 
 Result<std::optional<std::uint32_t>, ProtocolError> startup_packet_length(Bytes buffer,
-                                                                           std::uint32_t max_length) {
+                                                                          std::uint32_t max_length) {
   if (buffer.size() < kLengthSize) return std::optional<std::uint32_t>{};
   const std::uint32_t length = read_u32(buffer.data());
   if (length < kMinPacket || length > max_length) return invalid_length();
@@ -100,10 +99,9 @@ Result<StartupPacket, ProtocolError> parse_startup_packet(Bytes packet) {
   }
 
   if (major_of(code) != major_of(kProtocolVersion3)) {
-    return Failure{ProtocolError{
-        sqlstate::kFeatureNotSupported,
-        "unsupported frontend protocol " + std::to_string(major_of(code)) + "." +
-            std::to_string(minor_of(code)) + ": server supports 3.0 to 3.0"}};
+    return Failure{ProtocolError{sqlstate::kFeatureNotSupported,
+                                 "unsupported frontend protocol " + std::to_string(major_of(code)) + "." +
+                                     std::to_string(minor_of(code)) + ": server supports 3.0 to 3.0"}};
   }
   startup.kind = StartupKind::startup;
   startup.protocol_version = code;

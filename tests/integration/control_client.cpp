@@ -145,6 +145,8 @@ bool ControlConnection::wait_closed(milliseconds timeout) {
   return true;
 }
 
+void ControlConnection::shutdown_write() { ::shutdown(fd_, SHUT_WR); }
+
 nlohmann::json control(const std::string& socket_path, const nlohmann::json& request) {
   ControlConnection connection(socket_path);
   return connection.request(request);
@@ -249,6 +251,46 @@ std::string sqlstate(const PGresult* result) {
   if (result == nullptr) return "";
   const char* code = PQresultErrorField(result, PG_DIAG_SQLSTATE);
   return code != nullptr ? code : "";
+}
+
+NoticeLog::NoticeLog(const harness::PgConn& conn)
+    : conn_(conn.get()), previous_(PQsetNoticeReceiver(conn.get(), &NoticeLog::receive, this)) {}
+
+NoticeLog::~NoticeLog() { PQsetNoticeReceiver(conn_, previous_, nullptr); }
+
+void NoticeLog::receive(void* self, const PGresult* result) {
+  auto* log = static_cast<NoticeLog*>(self);
+  const std::lock_guard lock(log->mutex_);
+  const char* message = PQresultErrorMessage(result);
+  log->entries_.emplace_back(sqlstate(result), message != nullptr ? message : "");
+}
+
+bool NoticeLog::saw_sqlstate(const std::string& code) const {
+  const std::lock_guard lock(mutex_);
+  return std::any_of(entries_.begin(), entries_.end(), [&](const auto& entry) { return entry.first == code; });
+}
+
+std::string NoticeLog::describe() const {
+  const std::lock_guard lock(mutex_);
+  std::string text;
+  for (const auto& [code, message] : entries_) text += code + ": " + message;
+  return text.empty() ? "(no notices)" : text;
+}
+
+bool await_closed_while_idle(const harness::PgConn& conn, milliseconds timeout) {
+  PGconn* c = conn.get();
+  return harness::wait_until(
+      [&] {
+        if (PQstatus(c) == CONNECTION_BAD) return true;
+        const bool read_ok = PQconsumeInput(c) != 0;
+        PQisBusy(c);  // parses what arrived: an idle-time ErrorResponse goes to the notice receiver
+        return !read_ok || PQstatus(c) == CONNECTION_BAD;
+      },
+      timeout);
+}
+
+bool reported_sqlstate(const PGresult* result, const NoticeLog& notices, const std::string& code) {
+  return sqlstate(result) == code || notices.saw_sqlstate(code);
 }
 
 uid_t nobody_uid() {

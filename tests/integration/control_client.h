@@ -7,10 +7,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tests/integration/harness.h"
@@ -39,6 +41,8 @@ class ControlConnection {
   // True once the daemon has closed the connection (EOF or reset) within `timeout`, after any
   // pending lines have been consumed by read_line().
   bool wait_closed(std::chrono::milliseconds timeout = 5s);
+  // Half-closes our side (the daemon sees EOF).
+  void shutdown_write();
 
  private:
   bool fill(std::chrono::milliseconds timeout);  // reads more into buffered_; false on EOF/timeout
@@ -77,6 +81,34 @@ std::optional<harness::PgResult> await_result(const harness::PgConn& conn,
                                               std::chrono::milliseconds timeout = 10s);
 // The SQLSTATE of a result, "" when it has none.
 std::string sqlstate(const PGresult* result);
+
+// Collects what libpq hands the notice receiver of `conn`: notices, and also an ErrorResponse that
+// arrives while the connection is idle (the FATAL a server sends before it closes a connection
+// between queries is reported this way, not as a query result). Restores the previous receiver on
+// destruction, so declare it after the connection it watches.
+class NoticeLog {
+ public:
+  explicit NoticeLog(const harness::PgConn& conn);
+  ~NoticeLog();
+  NoticeLog(const NoticeLog&) = delete;
+  NoticeLog& operator=(const NoticeLog&) = delete;
+
+  [[nodiscard]] bool saw_sqlstate(const std::string& code) const;
+  [[nodiscard]] std::string describe() const;  // "SQLSTATE: message" lines
+
+ private:
+  static void receive(void* self, const PGresult* result);
+  PGconn* conn_;
+  PQnoticeReceiver previous_;
+  mutable std::mutex mutex_;
+  std::vector<std::pair<std::string, std::string>> entries_;  // sqlstate, message
+};
+
+// Waits until the server side closes `conn`, which sits idle between queries: true once libpq
+// sees the connection gone (the FATAL before it lands in a NoticeLog), false if still open.
+bool await_closed_while_idle(const harness::PgConn& conn, std::chrono::milliseconds timeout = 5s);
+// True if `result` or `notices` carries SQLSTATE `code`: however libpq chose to report it.
+bool reported_sqlstate(const PGresult* result, const NoticeLog& notices, const std::string& code);
 
 // The uid of the unprivileged account `nobody` (65534 when there is no passwd entry).
 uid_t nobody_uid();

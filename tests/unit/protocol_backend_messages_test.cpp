@@ -1,7 +1,5 @@
 // The messages sluiced writes itself go straight to drivers, so each one is
 // decoded here by a reader that shares no code with the builders.
-#include "protocol/backend_messages.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -10,6 +8,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include "protocol/backend_messages.h"
 
 namespace sluice::protocol {
 namespace {
@@ -91,10 +91,10 @@ TEST(ProtocolBackendMessages, ErrorResponse) {
   append_error_response(out, Severity::error, "57014", "canceling statement due to user request");
   const Message m = only_message(out);
   EXPECT_EQ(m.type, 'E');
-  EXPECT_EQ(decode_fields(m.body), (Fields{{'S', "ERROR"},
-                                           {'V', "ERROR"},
-                                           {'C', "57014"},
-                                           {'M', "canceling statement due to user request"}}));
+  EXPECT_EQ(
+      decode_fields(m.body),
+      (Fields{
+          {'S', "ERROR"}, {'V', "ERROR"}, {'C', "57014"}, {'M', "canceling statement due to user request"}}));
 }
 
 TEST(ProtocolBackendMessages, FatalErrorWithDetail) {
@@ -136,10 +136,8 @@ TEST(ProtocolBackendMessages, NoticeResponse) {
   append_notice_response(out, "WARNING", "01000", "pool is draining");
   const Message m = only_message(out);
   EXPECT_EQ(m.type, 'N');
-  EXPECT_EQ(decode_fields(m.body), (Fields{{'S', "WARNING"},
-                                           {'V', "WARNING"},
-                                           {'C', "01000"},
-                                           {'M', "pool is draining"}}));
+  EXPECT_EQ(decode_fields(m.body),
+            (Fields{{'S', "WARNING"}, {'V', "WARNING"}, {'C', "01000"}, {'M', "pool is draining"}}));
 }
 
 TEST(ProtocolBackendMessages, AuthenticationOk) {

@@ -1,12 +1,12 @@
 // The scanner sees the stream in whatever pieces the socket hands over, so the
 // same bytes are fed here cut at every position and must give the same events.
-#include "protocol/message_scanner.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <string>
 #include <vector>
+
+#include "protocol/message_scanner.h"
 
 namespace sluice::protocol {
 namespace {
@@ -63,7 +63,9 @@ Stream mixed_stream() {
   s.add('Q', std::string("SELECT 1", 9))
       .add('X', "")
       .add('Z', "I")
-      .add('D', std::string("\0\x01\0\0\0\x01" "1", 7))
+      .add('D', std::string("\0\x01\0\0\0\x01"
+                            "1",
+                            7))
       .add('Z', "T")
       .add('C', std::string("SELECT 1\0", 9))
       .add('X', "")
@@ -137,9 +139,7 @@ std::vector<MessageEvent> scan_all(MessageScanner& scanner, const std::string& c
 
 // ---------------------------------------------------------------- splitting
 
-TEST(ProtocolMessageScanner, WholeStreamInOneChunk) {
-  check_cuts(mixed_stream(), {});
-}
+TEST(ProtocolMessageScanner, WholeStreamInOneChunk) { check_cuts(mixed_stream(), {}); }
 
 TEST(ProtocolMessageScanner, SplitAtEveryPosition) {
   const Stream stream = mixed_stream();
@@ -277,12 +277,11 @@ TEST(ProtocolMessageScanner, StopAfterEveryMessage) {
   std::size_t offset = 0;
   for (const Expected& x : stream.expected()) {
     std::vector<MessageEvent> events;
-    const ScanResult result =
-        scanner.scan(bytes_of(stream.bytes(), offset, stream.bytes().size() - offset),
-                     [&](const MessageEvent& e) {
-                       events.push_back(e);
-                       return false;
-                     });
+    const ScanResult result = scanner.scan(bytes_of(stream.bytes(), offset, stream.bytes().size() - offset),
+                                           [&](const MessageEvent& e) {
+                                             events.push_back(e);
+                                             return false;
+                                           });
     ASSERT_EQ(events.size(), 1u);
     EXPECT_EQ(events[0].type, x.type);
     EXPECT_EQ(result.status, ScanStatus::stopped);
@@ -327,7 +326,7 @@ TEST(ProtocolMessageScanner, LengthBelowFourIsBadLength) {
     const auto events = scan_all(scanner, good + header('Q', length) + "trailing", &result);
     EXPECT_EQ(result.status, ScanStatus::bad_length) << length;
     EXPECT_EQ(result.consumed, good.size() + 5) << length;  // just past the bad length field
-    ASSERT_EQ(events.size(), 1u);  // messages before it were reported
+    ASSERT_EQ(events.size(), 1u);                           // messages before it were reported
     EXPECT_EQ(events[0].type, 'Z');
   }
 }

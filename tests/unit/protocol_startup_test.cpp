@@ -1,7 +1,5 @@
 // Startup packets are the first untrusted bytes of every connection: each
 // check of PostgreSQL's ProcessStartupPacket gets a test here.
-#include "protocol/startup.h"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -11,6 +9,7 @@
 #include <vector>
 
 #include "protocol/sqlstate.h"
+#include "protocol/startup.h"
 
 namespace sluice::protocol {
 namespace {
@@ -169,7 +168,7 @@ TEST(ProtocolStartupParse, CancelRequestMustBeSixteenBytes) {
   put_u32(body, 42);
   expect_bad_length(framed(body));  // 12: no key
   put_u32(body, 7);
-  ASSERT_TRUE(parse(framed(body)).ok());  // 16
+  ASSERT_TRUE(parse(framed(body)).ok());                   // 16
   expect_bad_length(framed(body + std::string(1, '\0')));  // 17
   expect_bad_length(framed(body + std::string(16, '\0')));
 }
@@ -177,8 +176,8 @@ TEST(ProtocolStartupParse, CancelRequestMustBeSixteenBytes) {
 // ---------------------------------------------------------------- startup
 
 TEST(ProtocolStartupParse, StartupMessageWithParameters) {
-  const Pairs pairs = {{"user", "alice"}, {"database", "shop"}, {"application_name", "psql"},
-                       {"client_encoding", "UTF8"}};
+  const Pairs pairs = {
+      {"user", "alice"}, {"database", "shop"}, {"application_name", "psql"}, {"client_encoding", "UTF8"}};
   auto result = parse(startup(kProtocolVersion3, pairs));
   ASSERT_TRUE(result.ok()) << result.error().message;
   EXPECT_EQ(result->kind, StartupKind::startup);
@@ -237,8 +236,7 @@ TEST(ProtocolStartupParse, ProtocolOptionsAreSetAside) {
                                                   {"_pq", "not an option"}}));
   ASSERT_TRUE(result.ok());
   EXPECT_EQ(result->protocol_options, (std::vector<std::string>{"_pq_.compression", "_pq_."}));
-  EXPECT_EQ(result->parameters,
-            (Pairs{{"user", "alice"}, {"database", "shop"}, {"_pq", "not an option"}}));
+  EXPECT_EQ(result->parameters, (Pairs{{"user", "alice"}, {"database", "shop"}, {"_pq", "not an option"}}));
   EXPECT_EQ(result->parameter("_pq_.compression"), nullptr);
 }
 
@@ -280,9 +278,7 @@ TEST(ProtocolStartupParse, PairsWithoutTerminator) {
   expect_bad_layout(raw_startup(std::string("user\0alice\0", 11)));
 }
 
-TEST(ProtocolStartupParse, NameWithoutValue) {
-  expect_bad_layout(raw_startup(std::string("user\0", 5)));
-}
+TEST(ProtocolStartupParse, NameWithoutValue) { expect_bad_layout(raw_startup(std::string("user\0", 5))); }
 
 TEST(ProtocolStartupParse, UnterminatedName) {
   expect_bad_layout(raw_startup("user"));
@@ -308,7 +304,7 @@ TEST(ProtocolStartupParse, BytesAfterTerminator) {
 
 TEST(ProtocolStartupParse, LengthPrefixMustMatchSpan) {
   const std::string packet = startup(kProtocolVersion3, {{"user", "alice"}});
-  expect_bad_length(packet + "x");                       // span longer than the prefix says
+  expect_bad_length(packet + "x");                         // span longer than the prefix says
   expect_bad_length(packet.substr(0, packet.size() - 1));  // span shorter
 }
 
