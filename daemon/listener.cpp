@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "common/log.h"
@@ -17,6 +18,7 @@ namespace sluice::daemon {
 namespace {
 
 constexpr int kBacklog = 4096;
+constexpr std::uint64_t kAcceptRetryMs = 100;
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -80,12 +82,19 @@ Result<std::unique_ptr<Listener>> Listener::open_tcp(uv_loop_t* loop, const std:
 
 Result<std::unique_ptr<Listener>> Listener::start(uv_loop_t* loop, int fd,
                                                   std::unique_ptr<Listener> listener) {
+  listener->retry_timer_ = new uv_timer_t{};
+  uv_timer_init(loop, listener->retry_timer_);
+  listener->retry_timer_->data = listener.get();
   listener->socket_ = net::PollSocket::open(loop, fd, /*owns_fd=*/true, listener.get());
   if (!listener->socket_) return fail("cannot watch listening socket " + listener->name_);
   return listener;
 }
 
 Listener::~Listener() {
+  if (retry_timer_ != nullptr) {
+    uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+  }
   socket_.reset();
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
 }
@@ -96,8 +105,10 @@ void Listener::on_readable() {
     const int fd = ::accept4(socket_->fd(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
-        log::warning("accept on ", name_, ": ", std::strerror(errno));
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      log::warning("accept on ", name_, ": ", std::strerror(errno));
+      // Out of descriptors: the backlog stays readable, so polling on would spin.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) pause_accepting();
       return;
     }
     if (transport_ == Transport::tcp) {
@@ -106,6 +117,17 @@ void Listener::on_readable() {
     }
     on_accept_(fd, transport_);
   }
+}
+
+void Listener::pause_accepting() {
+  socket_->set_reading(false);
+  uv_timer_start(
+      retry_timer_,
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<Listener*>(timer->data);
+        self->socket_->set_reading(true);
+      },
+      kAcceptRetryMs, 0);
 }
 
 void Listener::on_socket_error(int uv_status) {

@@ -41,12 +41,14 @@ class Listener final : net::PollSocket::Handler {
   void on_readable() override;
   void on_drained() override {}
   void on_socket_error(int uv_status) override;
+  void pause_accepting();
 
   Transport transport_;
   std::string name_;
   std::string unlink_path_;  // the Unix socket file, removed on close
   AcceptCallback on_accept_;
   net::PollSocket::Ptr socket_;
+  uv_timer_t* retry_timer_ = nullptr;  // heap: freed in its close callback
 };
 
 }  // namespace sluice::daemon
