@@ -156,7 +156,7 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   pool_ = daemon_.pool_for(database_, user_);
   if (pool_ == nullptr)
     return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
-  if (!daemon_.accepting_logins()) return fail(sqlstate::kCannotConnectNow, "the pooler is shutting down");
+  if (!daemon_.accepting_logins()) return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
   if (!reply.empty()) socket_->write(reply);
   daemon_.assign_cancel_key(*this, cancel_pid_, cancel_secret_);

@@ -175,11 +175,10 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   for (char** entry = environ; *entry != nullptr; ++entry) {
     const std::string_view text(*entry);
     const std::string name(text.substr(0, text.find('=')));
-    const bool replaced = std::any_of(options.env.begin(), options.env.end(), [&](const std::string& e) {
-      return e.substr(0, e.find('=')) == name;
-    });
-    const bool removed = std::find(options.unset_env.begin(), options.unset_env.end(), name) !=
-                         options.unset_env.end();
+    const bool replaced = std::any_of(options.env.begin(), options.env.end(),
+                                      [&](const std::string& e) { return e.substr(0, e.find('=')) == name; });
+    const bool removed =
+        std::find(options.unset_env.begin(), options.unset_env.end(), name) != options.unset_env.end();
     if (!replaced && !removed) env_strings.emplace_back(text);
   }
   env_strings.insert(env_strings.end(), options.env.begin(), options.env.end());
@@ -204,7 +203,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   const pid_t pid = ::fork();
   if (pid < 0) fail(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
-    if (options.run_as && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0)) _exit(126);
+    if (options.run_as && (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0))
+      _exit(126);
     if (::dup2(out_fd, STDOUT_FILENO) < 0 || ::dup2(err_fd, STDERR_FILENO) < 0) _exit(126);
     const int null_fd = ::open("/dev/null", O_RDONLY);
     if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
@@ -216,7 +216,8 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
 
   ProcessResult result;
   int status = 0;
-  const bool done = harness::wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, options.timeout);
+  const bool done =
+      harness::wait_until([&] { return ::waitpid(pid, &status, WNOHANG) == pid; }, options.timeout);
   if (!done) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
@@ -247,6 +248,38 @@ std::optional<harness::PgResult> await_result(const harness::PgConn& conn, milli
   return first;
 }
 
+bool Statement::ok() const {
+  return !results.empty() && std::all_of(results.begin(), results.end(), [](const harness::PgResult& r) {
+    const auto status = PQresultStatus(r.get());
+    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY;
+  });
+}
+
+bool Statement::has_sqlstate(const std::string& code) const {
+  return std::any_of(results.begin(), results.end(),
+                     [&](const harness::PgResult& r) { return sqlstate(r.get()) == code; });
+}
+
+std::string Statement::describe() const {
+  std::string text;
+  for (const auto& r : results) {
+    text += std::string(PQresStatus(PQresultStatus(r.get()))) + " [" + sqlstate(r.get()) + "] " +
+            PQresultErrorMessage(r.get()) + "; ";
+  }
+  if (results.empty()) text = "not sent: ";
+  return text + "connection: " + connection_error;
+}
+
+Statement exec_all(const harness::PgConn& conn, const std::string& sql) {
+  Statement statement;
+  PGconn* c = conn.get();
+  if (PQsendQuery(c, sql.c_str()) == 1) {
+    while (PGresult* result = PQgetResult(c)) statement.results.emplace_back(result);
+  }
+  statement.connection_error = PQerrorMessage(c);
+  return statement;
+}
+
 std::string sqlstate(const PGresult* result) {
   if (result == nullptr) return "";
   const char* code = PQresultErrorField(result, PG_DIAG_SQLSTATE);
@@ -267,7 +300,8 @@ void NoticeLog::receive(void* self, const PGresult* result) {
 
 bool NoticeLog::saw_sqlstate(const std::string& code) const {
   const std::lock_guard lock(mutex_);
-  return std::any_of(entries_.begin(), entries_.end(), [&](const auto& entry) { return entry.first == code; });
+  return std::any_of(entries_.begin(), entries_.end(),
+                     [&](const auto& entry) { return entry.first == code; });
 }
 
 std::string NoticeLog::describe() const {

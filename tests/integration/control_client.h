@@ -54,7 +54,9 @@ class ControlConnection {
 
 // One request on a fresh connection.
 nlohmann::json control(const std::string& socket_path, const nlohmann::json& request);
-inline nlohmann::json status(const std::string& socket_path) { return control(socket_path, {{"cmd", "status"}}); }
+inline nlohmann::json status(const std::string& socket_path) {
+  return control(socket_path, {{"cmd", "status"}});
+}
 // Polls status until its "state" is `state`.
 bool wait_for_state(const std::string& socket_path, const std::string& state,
                     std::chrono::milliseconds timeout = 10s);
@@ -66,9 +68,9 @@ struct ProcessResult {
 };
 
 struct ProcessOptions {
-  std::vector<std::string> env;        // "NAME=VALUE" added to (or replacing in) our environment
-  std::vector<std::string> unset_env;  // names removed from it
-  std::optional<uid_t> run_as;         // setgid/setuid to this user (and its primary group)
+  std::vector<std::string> env{};        // "NAME=VALUE" added to (or replacing in) our environment
+  std::vector<std::string> unset_env{};  // names removed from it
+  std::optional<uid_t> run_as{};         // setgid/setuid to this user (and its primary group)
   std::chrono::milliseconds timeout = 30s;
 };
 
@@ -79,6 +81,19 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
 // complete in time. Returns the first result and drains the rest.
 std::optional<harness::PgResult> await_result(const harness::PgConn& conn,
                                               std::chrono::milliseconds timeout = 10s);
+// Every result of `sql` (PQsendQuery + PQgetResult until null). PQexec keeps only the last one:
+// when a server sends a FATAL and closes, that is libpq's "server closed the connection
+// unexpectedly" and the FATAL's SQLSTATE is lost. Empty when the query could not be sent.
+struct Statement {
+  std::vector<harness::PgResult> results;
+  std::string connection_error;  // PQerrorMessage afterwards
+
+  [[nodiscard]] bool ok() const;  // results, and none of them an error
+  [[nodiscard]] bool has_sqlstate(const std::string& code) const;
+  [[nodiscard]] std::string describe() const;
+};
+Statement exec_all(const harness::PgConn& conn, const std::string& sql);
+
 // The SQLSTATE of a result, "" when it has none.
 std::string sqlstate(const PGresult* result);
 
