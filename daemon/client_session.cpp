@@ -156,7 +156,8 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   pool_ = daemon_.pool_for(database_, user_);
   if (pool_ == nullptr)
     return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
-  if (!daemon_.accepting_logins()) return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
+  if (!daemon_.accepting_logins())
+    return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
   if (!reply.empty()) socket_->write(reply);
   daemon_.assign_cancel_key(*this, cancel_pid_, cancel_secret_);
@@ -237,11 +238,39 @@ void ClientSession::on_scope_failed(const char* sqlstate, const std::string& mes
   fail(sqlstate, message);
 }
 
+namespace {
+
+// Message types a client may send once logged in (PostgreSQL's frontend set).
+bool is_frontend_message_type(char type) {
+  switch (type) {
+    case 'B':
+    case 'C':
+    case 'D':
+    case 'E':
+    case 'F':
+    case 'H':
+    case 'P':
+    case 'Q':
+    case 'S':
+    case 'd':
+    case 'c':
+    case 'f':
+    case 'p':
+    case 'X':
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
 void ClientSession::forward_to_server(protocol::Bytes chunk) {
   pool::ServerConnection& server = scope_.server();
+  std::optional<protocol::MessageEvent> stop;  // Terminate, or a type no client may send
   const auto result = scanner_.scan(chunk, [&](const protocol::MessageEvent& event) {
-    if (event.type == 'X') {
-      terminating_ = true;
+    if (event.type == 'X' || !is_frontend_message_type(event.type)) {
+      stop = event;
       return false;
     }
     server.note_frontend_message(event.type);
@@ -253,16 +282,23 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   if (result.status == protocol::ScanStatus::too_long) {
     return fail(sqlstate::kProtocolViolation, "message exceeds the configured limits.message_max");
   }
-  if (terminating_) {
-    // Terminate itself is not forwarded: the server stays with the pool.
-    // One split across reads already sent its first bytes: the server is mid-message.
-    if (result.consumed < 5) scope_.end("client terminated", /*client_mid_message=*/true);
-    if (result.consumed > 5 && !server.send(chunk.first(result.consumed - 5)))
-      return close("server write failed");
-    return close("client terminated");
+  if (!stop) {
+    if (!server.send(chunk)) return close("server write failed");
+    if (server.has_pending_output()) socket_->set_reading(false);  // resume in on_server_drained
+    return;
   }
-  if (!server.send(chunk)) return close("server write failed");
-  if (server.has_pending_output()) socket_->set_reading(false);  // resume in on_server_drained
+  // The stopping message is not forwarded: what came before it is, and the
+  // server stays with the pool. One that began in an earlier chunk already
+  // sent its first bytes, leaving the server mid-message.
+  if (stop->start == protocol::MessageEvent::kEarlier) {
+    scope_.end("client stopped inside a message", /*client_mid_message=*/true);
+  } else if (stop->start > 0 && !server.send(chunk.first(stop->start))) {
+    return close("server write failed");
+  }
+  if (stop->type == 'X') return close("client terminated");
+  if (scope_) scope_.end("client sent an invalid message type");
+  fail(sqlstate::kProtocolViolation,
+       "invalid frontend message type " + std::to_string(static_cast<unsigned char>(stop->type)));
 }
 
 void ClientSession::on_server_drained() {

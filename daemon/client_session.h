@@ -111,7 +111,6 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
   static constexpr std::size_t kMaxHeldBytes = std::size_t{64} * 1024;
   std::string held_;                    // bytes read before a server was ours
-  bool terminating_ = false;            // client sent Terminate
   std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
 };
 

@@ -68,7 +68,24 @@ Daemon::~Daemon() {
   uv_loop_close(&loop_);
 }
 
+// Order matters: signal handlers first (a SIGTERM during start-up drains
+// rather than kills), then the control socket, then the client listeners, so
+// that once clients can connect, operators can too.
 int Daemon::run() {
+  install_signal_handlers();
+  ControlServer::Settings control_settings;
+  control_settings.path = config_.control.socket;
+  control_settings.group = config_.control.group;
+  control_settings.max_request_bytes = static_cast<std::size_t>(config_.limits.control_request_max);
+  auto control =
+      ControlServer::open(&loop_, std::move(control_settings),
+                          [this](const ControlRequest& request) { return handle_control(request); });
+  if (!control) {
+    log::error(control.error());
+    return 1;
+  }
+  control_ = std::move(*control);
+
   auto on_accept = [this](int fd, Transport transport) { accept_client(fd, transport); };
   auto unix_listener = Listener::open_unix(&loop_, client_socket_path(config_.listen), 0777, on_accept);
   if (!unix_listener) {
@@ -85,24 +102,22 @@ int Daemon::run() {
     listeners_.push_back(std::move(*tcp_listener));
   }
 
-  ControlServer::Settings control_settings;
-  control_settings.path = config_.control.socket;
-  control_settings.group = config_.control.group;
-  control_settings.max_request_bytes = static_cast<std::size_t>(config_.limits.control_request_max);
-  auto control =
-      ControlServer::open(&loop_, std::move(control_settings),
-                          [this](const ControlRequest& request) { return handle_control(request); });
-  if (!control) {
-    log::error(control.error());
-    return 1;
-  }
-  control_ = std::move(*control);
-
   uv_timer_init(&loop_, &janitor_);
   janitor_.data = this;
   uv_timer_start(
       &janitor_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->on_janitor(); }, kJanitorIntervalMs,
       kJanitorIntervalMs);
+
+  log::info("control socket ", control_->path());
+  for (const auto& listener : listeners_) log::info("listening on ", listener->name());
+  start_watchdog();
+  systemd_.ready();
+  notify_status();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  return 0;
+}
+
+void Daemon::install_signal_handlers() {
   for (const int signum : {SIGINT, SIGTERM, SIGHUP}) {
     auto handle = std::make_unique<uv_signal_t>();
     uv_signal_init(&loop_, handle.get());
@@ -112,14 +127,6 @@ int Daemon::run() {
     signals_.push_back(std::move(handle));
   }
   std::signal(SIGPIPE, SIG_IGN);
-
-  for (const auto& listener : listeners_) log::info("listening on ", listener->name());
-  log::info("control socket ", control_->path());
-  start_watchdog();
-  systemd_.ready();
-  notify_status();
-  uv_run(&loop_, UV_RUN_DEFAULT);
-  return 0;
 }
 
 void Daemon::on_signal(int signum) {

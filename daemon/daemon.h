@@ -92,6 +92,7 @@ class Daemon {
   [[nodiscard]] const std::optional<ReloadOutcome>& last_reload() const { return last_reload_; }
 
  private:
+  void install_signal_handlers();
   void accept_client(int fd, Transport transport);
   void on_janitor();
   void on_signal(int signum);

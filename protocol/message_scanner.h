@@ -19,7 +19,11 @@ struct MessageEvent {
   // Offset just past this message within the current chunk, or kContinues when
   // the message's remaining bytes arrive in later chunks.
   std::size_t end = 0;
+  // Offset of the type byte within the current chunk, or kEarlier when the
+  // message began in an earlier chunk.
+  std::size_t start = 0;
   static constexpr std::size_t kContinues = static_cast<std::size_t>(-1);
+  static constexpr std::size_t kEarlier = static_cast<std::size_t>(-1);
   [[nodiscard]] bool complete() const { return end != kContinues; }
 };
 
@@ -82,6 +86,7 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
       continue;
     }
     // Collect the header, then the first body byte when the body is non-empty.
+    const std::size_t start = header_have_ == 0 ? pos : MessageEvent::kEarlier;
     while (header_have_ < header_want_ && pos < size) {
       header_[header_have_++] = chunk[pos++];
       if (header_have_ == kHeaderSize) {
@@ -99,6 +104,7 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
     event.type = static_cast<char>(header_[0]);
     event.length = read_u32(header_ + 1);
     event.first_byte = event.length > 4 ? header_[kHeaderSize] : 0;
+    event.start = start;
     const std::uint64_t left = event.length - 4 - (header_want_ - kHeaderSize);
     header_have_ = 0;
     header_want_ = kHeaderSize;
