@@ -8,6 +8,7 @@ packages=(
   libuv1-dev libpq-dev nlohmann-json3-dev libgtest-dev libcli11-dev
   postgresql postgresql-client
   clang-format clang-tidy
+  clang libclang-rt-14-dev  # libFuzzer and the sanitizer runtimes (scripts/fuzz.sh)
 )
 
 missing=()

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Regenerates the seed corpora in tests/fuzz/corpus/ (committed; run this only
+# to change the seeds). Seeds are small valid inputs and a few near misses, so
+# the fuzzers start from the interesting branches instead of finding them.
+# Inputs found by fuzzing, crashes included, go in by hand as crash-<what>.
+set -euo pipefail
+mkdir -p "$(dirname "$0")/corpus" && cd "$(dirname "$0")/corpus"
+
+u32() { printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 >> 24 & 255)) $(($1 >> 16 & 255)) $(($1 >> 8 & 255)) $(($1 & 255)); }
+# seed DIR NAME BYTES: writes BYTES, backslash escapes (\xHH, \0) expanded.
+seed() { mkdir -p "$1" && printf %b "$3" >"$1/$2"; }
+size() { printf %b "$1" | wc -c; }
+# packet CODE BODY: a startup packet (length, version or request code, body).
+packet() { printf '%s' "$(u32 $((8 + $(size "$2"))))$(u32 "$1")$2"; }
+# message TYPE BODY: a v3 message (type, length including itself, body).
+message() { printf '%s' "$1$(u32 $((4 + $(size "$2"))))$2"; }
+
+# fuzz_startup: byte 0 picks where the message stream is split; then a startup
+# packet; then v3 messages.
+params='user\0alice\0database\0app\0application_name\0psql\0\0'
+startup=$(packet 196608 "$params")
+ssl=$(packet 80877103 '')
+s=fuzz_startup
+seed $s startup "\x05$startup"
+seed $s startup-then-messages "\x07$startup$(message Q 'SELECT 1\0')$(message X '')"
+seed $s startup-minor-1 "\x00$(packet 196609 "$params")"
+seed $s startup-pq-option "\x00$(packet 196608 'user\0bob\0_pq_.x\0y\0\0')"
+seed $s startup-v2 "\x00$(packet 131072 "$params")"
+seed $s startup-no-terminator "\x00$(packet 196608 'user\0alice\0database\0app\0')"
+seed $s startup-unterminated-value "\x00$(packet 196608 'user\0alice')"
+seed $s ssl-request "\x00$ssl"
+seed $s ssl-then-garbage "\x03$ssl\xff\xfe\x00\x01GET / HTTP/1.1\r\n"
+seed $s gssenc-request "\x00$(packet 80877104 '')"
+seed $s cancel-request "\x00$(packet 80877102 "$(u32 4242)$(u32 0xdeadbeef)")"
+seed $s cancel-request-short "\x00$(packet 80877102 "$(u32 4242)")"
+seed $s length-0 "\x00$(u32 0)"
+seed $s length-3 "\x00$(u32 3)$(u32 196608)"
+seed $s length-2p31 "\x00$(u32 2147483647)$(u32 196608)"
+seed $s length-2p32 "\x00$(u32 4294967295)$(u32 196608)"
+seed $s message-bad-length "\x02${ssl}Q$(u32 2)"
+seed $s message-too-long "\x02${ssl}Q$(u32 16777216)abc"
+seed $s message-split-body "\x0b$ssl$(message P '\0SELECT 1\0\0\0')$(message S '')"
+
+# fuzz_control_request: one line, as sluicectl sends it.
+c=fuzz_control_request
+for cmd in status pools clients servers teardown pause resume reload shutdown; do
+  seed $c "$cmd" "{\"cmd\": \"$cmd\"}"
+done
+seed $c drain '{"cmd": "drain"}'
+seed $c drain-timeout '{"cmd":"drain","timeout_s":10.5}'
+seed $c drain-null '{"cmd": "drain", "timeout_s": null}'
+seed $c drain-negative '{"cmd": "drain", "timeout_s": -1}'
+seed $c drain-huge '{"cmd": "drain", "timeout_s": 1e308}'
+seed $c drain-string '{"cmd": "drain", "timeout_s": "10"}'
+seed $c unknown-command '{"cmd": "frobnicate"}'
+seed $c unknown-argument '{"cmd": "status", "verbose": true}'
+seed $c cmd-not-string '{"cmd": ["status"]}'
+seed $c not-object '["status"]'
+seed $c nested '[[[[[[[[[[[[[[[[{"cmd":"status"}]]]]]]]]]]]]]]]]'
+seed $c unterminated '{"cmd": "stat'
+seed $c escapes '{"cmd": "st\\u0061tus", "\\"k": "\\ud83d\\ude00"}'
+seed $c binary '{\x00\xff\xfe"cmd"\x01}'
+
+# fuzz_config: the config file, JSON with comments.
+f=fuzz_config
+seed $f empty-object '{}'
+seed $f comments-only '// nothing\n/* still nothing */ {} // end\n'
+seed $f full '{
+  // Where clients connect.
+  "listen": { "unix_socket_dir": "/tmp/sluice", /* short */ "port": 7432, "tcp": "127.0.0.1:7433" },
+  "control": { "socket": "/tmp/sluice/ctl.sock", "group": "dba" },
+  "pool": { "pool_size": 8, "pool_mode": "session", "query_wait_timeout_ms": 1000,
+            "server_connect_timeout_ms": 2000, "server_idle_timeout_s": 30, "server_lifetime_s": 0,
+            "idle_transaction_timeout_ms": 500, "client_idle_timeout_s": 60,
+            "reset_query": "DISCARD ALL", "max_prepared_statements": 0 },
+  "databases": {
+    "app": { "conninfo": "host=/var/run/postgresql dbname=app" },
+    "other": { "conninfo": "port=5433 user=x", "pool_size": 2, "pool_mode": "transaction" }
+  },
+  "teardown": { "sla_ms": 7, "max_ms": 2000 },
+  "drain": { "timeout_s": 0 },
+  "auth": { "type": "peer" },
+  "limits": { "max_client_conn": 50, "startup_packet_max": 4096, "message_max": 1048576,
+              "login_timeout_ms": 3000, "control_request_max": 1024 },
+  "diagnostics": { "slow_callback_ms": 20 },
+  "log_level": "debug"
+}\n'
+seed $f ipv6-tcp '{"listen": {"tcp": "[::1]:6432"}}'
+seed $f bad-tcp '{"listen": {"tcp": "::1:6432"}}'
+seed $f bad-conninfo '{"databases": {"app": {"conninfo": "host='"'"'unterminated"}}}'
+seed $f wrong-types '{"pool": {"pool_size": "8", "pool_mode": 1}, "listen": []}'
+seed $f fractional '{"pool": {"pool_size": 8.5}, "drain": {"timeout_s": -1}}'
+seed $f duplicate-key '{"pool": {"pool_size": 1, "pool_size": 2}}'
+seed $f unknown-key '{"pool": {"pool_sise": 8}}'
+seed $f dotted-database '{"databases": {"a.b": {"conninfo": ""}}}'
+seed $f unterminated-comment '{"listen": {} /* never closed'
+seed $f not-object '[1, 2, 3]'
+seed $f truncated '{"listen": {"port": 64'
