@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 # Keeps the output readable: the build below is itself make, one level down.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test run lint format clean install docker-check bench
+.PHONY: all deps build test run lint format clean install docker-check bench fuzz
 
 all: build
 
@@ -18,8 +18,20 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
+# Then everything again under AddressSanitizer + UndefinedBehaviorSanitizer, sluiced included (the
+# integration tests run the sanitized build's sluiced, which inherits these options): any report
+# makes it exit non-zero, which fails the test that ran it.
+ASAN_BUILD_DIR  ?= build-asan
+ASAN_BUILD_TYPE ?= Debug
+SANITIZER_ENV   ?= ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 \
+                   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
+	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=$(ASAN_BUILD_TYPE) -DSLUICE_SANITIZE=ON
+	cmake --build $(ASAN_BUILD_DIR) -j$(JOBS)
+	$(SANITIZER_ENV) ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure
+	bash scripts/fuzz.sh 30
 
 run: build
 	bash scripts/run.sh
@@ -45,3 +57,8 @@ docker-check:
 # sluiced against PgBouncer and direct PostgreSQL; writes bench/results/latest.md
 bench: build
 	bash bench/run.sh
+
+# libFuzzer targets built with clang in build-fuzz/; FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
