@@ -29,6 +29,7 @@ using Json = nlohmann::json;
 constexpr std::size_t kOutputHighWater = std::size_t{64} * 1024;
 // Reads per wake-up: a chatty peer cannot keep the loop to itself.
 constexpr int kMaxReadsPerWakeup = 8;
+constexpr std::uint64_t kIdleSweepMs = 1000;
 constexpr std::size_t kReadChunk = std::size_t{16} * 1024;
 
 std::string errno_text(int error) { return std::strerror(error); }
@@ -132,7 +133,8 @@ std::vector<gid_t> peer_groups(int fd, uid_t uid) {
 // partial line (or lines held back by a slow reader) is pending.
 class ControlServer::Connection final : net::PollSocket::Handler {
  public:
-  Connection(ControlServer& server, std::uint64_t id) : server_(server), id_(id) {}
+  Connection(ControlServer& server, std::uint64_t id)
+      : server_(server), id_(id), last_activity_ms_(uv_now(server.loop_)) {}
   ~Connection() { socket_.reset(); }
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -151,9 +153,11 @@ class ControlServer::Connection final : net::PollSocket::Handler {
   }
 
   std::list<std::unique_ptr<Connection>>::iterator position;
+  [[nodiscard]] std::uint64_t last_activity_ms() const { return last_activity_ms_; }
 
  private:
   void on_readable() override {
+    last_activity_ms_ = uv_now(server_.loop_);
     std::array<char, kReadChunk> buffer;
     for (int i = 0; i < kMaxReadsPerWakeup && !closed_ && !eof_ && socket_->reading(); ++i) {
       const ssize_t n = socket_->read(buffer.data(), buffer.size());
@@ -256,6 +260,7 @@ class ControlServer::Connection final : net::PollSocket::Handler {
 
   ControlServer& server_;
   std::uint64_t id_;
+  std::uint64_t last_activity_ms_;  // loop time of the last read
   net::PollSocket::Ptr socket_;
   std::string inbox_;
   std::size_t scanned_ = 0;  // inbox_ bytes already known to hold no newline
@@ -297,9 +302,20 @@ ControlServer::ControlServer(uv_loop_t* loop, Settings settings, Handler handler
       handler_(std::move(handler)),
       group_id_(group_id),
       own_uid_(::geteuid()),
-      deleter_(loop) {}
+      deleter_(loop),
+      idle_sweep_(new uv_timer_t{}) {
+  uv_timer_init(loop_, idle_sweep_);
+  idle_sweep_->data = this;
+  uv_unref(reinterpret_cast<uv_handle_t*>(idle_sweep_));
+  uv_timer_start(
+      idle_sweep_,
+      [](uv_timer_t* timer) { static_cast<ControlServer*>(timer->data)->close_idle_connections(); },
+      std::min(kIdleSweepMs, settings_.idle_timeout_ms), std::min(kIdleSweepMs, settings_.idle_timeout_ms));
+}
 
 ControlServer::~ControlServer() {
+  uv_close(reinterpret_cast<uv_handle_t*>(idle_sweep_),
+           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
   connections_.clear();
   listener_.reset();
 }
@@ -335,6 +351,14 @@ std::optional<std::string> ControlServer::refusal(int fd) const {
                        ") is neither root nor the daemon's user (uid " + std::to_string(own_uid_) + ")";
   if (settings_.group) reason += " nor in group '" + *settings_.group + "'";
   return reason;
+}
+
+void ControlServer::close_idle_connections() {
+  const std::uint64_t now = uv_now(loop_);
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    Connection& connection = **it++;  // close() retires it from the list
+    if (now - connection.last_activity_ms() >= settings_.idle_timeout_ms) connection.close("idle timeout");
+  }
 }
 
 void ControlServer::retire(Connection& connection) {

@@ -35,6 +35,8 @@ class ControlServer {
     std::optional<std::string> group;       // control.group: mode 0660 and chgrp; else mode 0600
     std::size_t max_request_bytes = 65536;  // limits.control_request_max
     std::size_t max_connections = 64;       // more are answered with an error and closed
+    // A peer silent this long is closed, so idle peers cannot hold every slot.
+    std::uint64_t idle_timeout_ms = 60000;
   };
 
   // Binds the socket (a stale socket file is replaced; a live one, or a file
@@ -57,6 +59,8 @@ class ControlServer {
   [[nodiscard]] std::optional<std::string> refusal(int fd) const;
   // Drops a closed connection; its memory goes on a later loop turn.
   void retire(Connection& connection);
+  // Closes connections silent for a minute (a sweep every second).
+  void close_idle_connections();
 
   uv_loop_t* loop_;
   Settings settings_;
@@ -67,6 +71,7 @@ class ControlServer {
   net::DeferredDeleter deleter_;
   std::unique_ptr<Listener> listener_;
   std::list<std::unique_ptr<Connection>> connections_;
+  uv_timer_t* idle_sweep_;  // heap: freed in its close callback
 };
 
 }  // namespace sluice::daemon

@@ -305,6 +305,18 @@ TEST_F(ControlServerTest, ManyConnectionsAndTheirDeparture) {
   EXPECT_TRUE(connections_drop_to(0));
 }
 
+TEST_F(ControlServerTest, IdlePeersAreClosedSoTheyCannotHoldEverySlot) {
+  auto quick = settings();
+  quick.idle_timeout_ms = 200;
+  start(quick);
+  Client idle(path_);
+  EXPECT_EQ(idle.request(R"({"cmd":"status"})")["cmd"], "status");
+  // line() waits for the server's close (EOF); a still-open connection would time out instead.
+  EXPECT_TRUE(idle.closed_by_server());
+  Client fresh(path_);
+  EXPECT_EQ(fresh.request(R"({"cmd":"status"})")["cmd"], "status");
+}
+
 TEST_F(ControlServerTest, TooManyConnections) {
   auto few = settings();
   few.max_connections = 3;
