@@ -1,17 +1,14 @@
 // Floods on the client socket (issue 6 §1, §5): random bytes on hundreds of connections, before and
 // after login, and 2000 connections that never say a word. sluiced stays alive, answers a real
 // client at once, keeps an idle connection to a few KiB, and leaves no server connection dirty.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <poll.h>
-#include <pwd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +19,7 @@
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/raw_wire.h"
 
 namespace harness {
 namespace {
@@ -84,33 +82,6 @@ class Socket {
  private:
   int fd_;
 };
-
-std::string be32(std::uint32_t value) {
-  const std::uint32_t net = htonl(value);
-  return {reinterpret_cast<const char*>(&net), sizeof net};
-}
-
-std::string startup_packet() {
-  const passwd* pw = getpwuid(geteuid());
-  std::string body = be32(196608) + "user" + '\0' + (pw != nullptr ? pw->pw_name : "") + '\0' + "database" +
-                     '\0' + "postgres" + '\0' + '\0';
-  return be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
-}
-
-// Backends (other than the observer) running a query or sitting inside a transaction.
-std::string dirty_backends() {
-  const PgConn observer = connect(postgres().conninfo());
-  const PgResult result = exec(observer,
-                               "SELECT pid, state, query FROM pg_stat_activity "
-                               "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
-                               "AND state IS DISTINCT FROM 'idle'");
-  std::string rows;
-  for (int row = 0; row < PQntuples(result.get()); ++row) {
-    rows += std::string(PQgetvalue(result.get(), row, 0)) + " " + PQgetvalue(result.get(), row, 1) + ": " +
-            PQgetvalue(result.get(), row, 2) + "\n";
-  }
-  return rows;
-}
 
 void expect_healthy(Sluiced& sluiced) {
   ASSERT_TRUE(sluiced.alive()) << "sluiced died";

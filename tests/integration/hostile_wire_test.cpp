@@ -8,26 +8,18 @@
 // without a word; a packet without its final terminator gets FATAL 08P01; a CancelRequest of the
 // wrong length is closed without a word. sluiced answers the length errors with FATAL 08P01 before
 // closing, which the tests accept as well as a silent close.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <pwd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
-#include <cstring>
-#include <map>
 #include <optional>
 #include <random>
 #include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/raw_wire.h"
 
 namespace harness {
 namespace {
@@ -35,148 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-constexpr milliseconds kReplyTimeout{5000};
-
-std::string os_user() {
-  const passwd* pw = getpwuid(geteuid());
-  return pw != nullptr ? pw->pw_name : "";
-}
-
-// ---- a minimal frontend on a raw Unix socket ----
-
-struct Message {
-  char type = 0;
-  std::string payload;  // without the type byte and the length
-};
-
-std::map<char, std::string> error_fields(const Message& message) {
-  std::map<char, std::string> fields;
-  std::size_t at = 0;
-  while (at < message.payload.size() && message.payload[at] != '\0') {
-    const char code = message.payload[at++];
-    const std::size_t end = message.payload.find('\0', at);
-    if (end == std::string::npos) break;
-    fields[code] = message.payload.substr(at, end - at);
-    at = end + 1;
-  }
-  return fields;
-}
-
-std::string be32(std::uint32_t value) {
-  const std::uint32_t net = htonl(value);
-  return {reinterpret_cast<const char*>(&net), sizeof net};
-}
-
-std::string startup_packet() {
-  std::string body = be32(196608);  // protocol 3.0
-  for (const std::string& part :
-       {std::string("user"), os_user(), std::string("database"), std::string("postgres")}) {
-    body += part;
-    body += '\0';
-  }
-  body += '\0';
-  return be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
-}
-
-std::string query_message(const std::string& sql) {
-  return "Q" + be32(static_cast<std::uint32_t>(sql.size() + 5)) + sql + '\0';
-}
-
-class RawClient {
- public:
-  explicit RawClient(const std::string& path) : fd_(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-      const int error = errno;
-      close(fd_);
-      throw std::runtime_error("connect " + path + ": " + std::strerror(error));
-    }
-  }
-  ~RawClient() { close(fd_); }
-  RawClient(const RawClient&) = delete;
-  RawClient& operator=(const RawClient&) = delete;
-
-  // False if the daemon closed the connection first (it may, halfway through garbage).
-  bool send(const std::string& bytes) const {
-    std::size_t sent = 0;
-    while (sent < bytes.size()) {
-      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return false;
-      sent += static_cast<std::size_t>(n);
-    }
-    return true;
-  }
-
-  void shutdown_write() const { ::shutdown(fd_, SHUT_WR); }
-
-  std::optional<std::string> read_bytes(std::size_t count, milliseconds timeout = kReplyTimeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (buffer_.size() < count) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-      if (left <= milliseconds::zero()) return std::nullopt;
-      pollfd readable{.fd = fd_, .events = POLLIN, .revents = 0};
-      if (poll(&readable, 1, static_cast<int>(left.count())) <= 0) continue;
-      char chunk[8192];
-      const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        eof_ = true;
-        return std::nullopt;
-      }
-      buffer_.append(chunk, static_cast<std::size_t>(n));
-    }
-    std::string bytes = buffer_.substr(0, count);
-    buffer_.erase(0, count);
-    return bytes;
-  }
-
-  std::optional<Message> read_message(milliseconds timeout = kReplyTimeout) {
-    const auto header = read_bytes(5, timeout);
-    if (!header) return std::nullopt;
-    std::uint32_t length = 0;
-    std::memcpy(&length, header->data() + 1, sizeof length);
-    length = ntohl(length);
-    if (length < 4) throw std::runtime_error("message with length " + std::to_string(length));
-    const auto payload = read_bytes(length - 4, timeout);
-    if (!payload) return std::nullopt;
-    return Message{(*header)[0], *payload};
-  }
-
-  // Reads until a message of `type` or an ErrorResponse arrives (returned), or nothing more does.
-  std::optional<Message> read_until(char type) {
-    for (;;) {
-      auto message = read_message();
-      if (!message || message->type == type || message->type == 'E') return message;
-    }
-  }
-
-  // Logs in; the ReadyForQuery status byte, or a description of what came instead.
-  std::string login() {
-    if (!send(startup_packet())) return "send failed";
-    const auto ready = read_until('Z');
-    if (!ready) return "no ReadyForQuery";
-    if (ready->type == 'E') return "error: " + error_fields(*ready)['M'];
-    return ready->payload;
-  }
-
-  bool closed_by_peer(milliseconds timeout = kReplyTimeout) {
-    while (!eof_) {
-      buffer_.clear();
-      if (!read_bytes(1, timeout) && !eof_) return false;
-    }
-    return true;
-  }
-
- private:
-  int fd_;
-  std::string buffer_;
-  bool eof_ = false;
-};
 
 // The next thing sluiced says is FATAL 08P01 (with `wording`, when given), then it closes.
 void expect_protocol_violation(RawClient& raw, const std::string& wording = "") {
@@ -203,21 +53,6 @@ void expect_refused_or_closed(RawClient& raw) {
   EXPECT_TRUE(raw.closed_by_peer());
 }
 
-// Backends (other than the observer) running a query or sitting inside a transaction.
-std::string dirty_backends() {
-  const PgConn observer = connect(postgres().conninfo());
-  const PgResult result = exec(observer,
-                               "SELECT pid, state, query FROM pg_stat_activity "
-                               "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() "
-                               "AND state IS DISTINCT FROM 'idle'");
-  std::string rows;
-  for (int row = 0; row < PQntuples(result.get()); ++row) {
-    rows += std::string(PQgetvalue(result.get(), row, 0)) + " " + PQgetvalue(result.get(), row, 1) + ": " +
-            PQgetvalue(result.get(), row, 2) + "\n";
-  }
-  return rows;
-}
-
 // Alive, answers a normal query on a server that is not inside someone else's transaction
 // (pool_size 1 makes that the only server), and no backend is left busy or in a transaction.
 void expect_healthy(Sluiced& sluiced) {
@@ -239,13 +74,13 @@ TEST(HostileStartupTest, ImpossibleLengthsAreRefused) {
   for (const std::uint32_t length : {0U, 3U, 0x7fffffffU, 0xffffffffU}) {
     SCOPED_TRACE("startup length " + std::to_string(length));
     RawClient raw(sluiced.socket_path());
-    raw.send(be32(length) + be32(196608) + "user");
+    raw.try_send(be32(length) + be32(196608) + "user");
     expect_refused_or_closed(raw);
   }
   // Just over the limit (PostgreSQL's 10000), with the bytes really sent.
   {
     RawClient raw(sluiced.socket_path());
-    raw.send(be32(10001) + be32(196608) + std::string(10001 - 8, 'x'));
+    raw.try_send(be32(10001) + be32(196608) + std::string(10001 - 8, 'x'));
     expect_refused_or_closed(raw);
   }
   expect_healthy(sluiced);
@@ -259,14 +94,14 @@ TEST(HostileStartupTest, TruncatedPacketsAreDropped) {
        {std::size_t{1}, std::size_t{3}, std::size_t{4}, std::size_t{9}, packet.size() - 1}) {
     SCOPED_TRACE("closed after " + std::to_string(cut) + " bytes");
     RawClient raw(sluiced.socket_path());
-    raw.send(packet.substr(0, cut));
+    raw.try_send(packet.substr(0, cut));
     raw.shutdown_write();
     EXPECT_TRUE(raw.closed_by_peer());
   }
   // The client sends part of a packet and falls silent: refused at the login timeout.
   {
     RawClient raw(sluiced.socket_path());
-    raw.send(packet.substr(0, 9));
+    raw.try_send(packet.substr(0, 9));
     const auto start = Clock::now();
     expect_protocol_violation(raw);
     EXPECT_LT(Clock::now() - start, seconds(4));
@@ -289,7 +124,7 @@ TEST(HostileStartupTest, UnterminatedPacketsAreProtocolViolations) {
     SCOPED_TRACE("parameters of " + std::to_string(parameters.size()) + " bytes");
     RawClient raw(sluiced.socket_path());
     const std::string body = be32(196608) + parameters;
-    raw.send(be32(static_cast<std::uint32_t>(body.size() + 4)) + body);
+    raw.try_send(be32(static_cast<std::uint32_t>(body.size() + 4)) + body);
     expect_protocol_violation(raw, wording);
   }
   expect_healthy(sluiced);
@@ -302,15 +137,15 @@ TEST(HostileStartupTest, SslRequestFollowedByGarbage) {
   {
     // In the same packet: data the client should not have sent before reading 'N'.
     RawClient raw(sluiced.socket_path());
-    raw.send(ssl_request + client_hello);
+    raw.try_send(ssl_request + client_hello);
     expect_protocol_violation(raw);
   }
   {
     // After 'N' the client starts TLS anyway: its record header reads as a startup length of ~369 MB.
     RawClient raw(sluiced.socket_path());
-    raw.send(ssl_request);
+    raw.try_send(ssl_request);
     EXPECT_EQ(raw.read_bytes(1), std::optional<std::string>("N"));
-    raw.send(client_hello);
+    raw.try_send(client_hello);
     expect_refused_or_closed(raw);
   }
   expect_healthy(sluiced);
@@ -326,7 +161,7 @@ TEST(HostileStartupTest, BogusCancelRequestsCancelNothing) {
   {
     // Length 12: one field short of a CancelRequest.
     RawClient raw(sluiced.socket_path());
-    raw.send(be32(12) + be32(kCancelCode) + be32(static_cast<std::uint32_t>(PQbackendPID(victim.get()))));
+    raw.try_send(be32(12) + be32(kCancelCode) + be32(static_cast<std::uint32_t>(PQbackendPID(victim.get()))));
     expect_refused_or_closed(raw);
   }
   std::mt19937 random(6);
@@ -334,7 +169,7 @@ TEST(HostileStartupTest, BogusCancelRequestsCancelNothing) {
   for (const bool right_pid : {false, false, true}) {
     RawClient raw(sluiced.socket_path());
     const auto pid = right_pid ? static_cast<std::uint32_t>(PQbackendPID(victim.get())) : random();
-    raw.send(be32(16) + be32(kCancelCode) + be32(pid) + be32(random()));
+    raw.try_send(be32(16) + be32(kCancelCode) + be32(pid) + be32(random()));
     EXPECT_FALSE(raw.read_message(milliseconds(500))) << "a CancelRequest gets no reply";
     EXPECT_TRUE(raw.closed_by_peer());
   }
@@ -357,7 +192,7 @@ TEST(HostileMessageTest, UnknownTypeAfterLoginIsFatal) {
   {
     RawClient raw(sluiced.socket_path());
     ASSERT_EQ(raw.login(), "I");
-    raw.send("\x01" + be32(4));
+    raw.try_send("\x01" + be32(4));
     expect_protocol_violation(raw, "invalid frontend message type 1");
   }
   expect_healthy(sluiced);
@@ -368,13 +203,13 @@ TEST(HostileMessageTest, UnknownTypeInsideATransactionLeavesNoDirtyServer) {
   {
     RawClient raw(sluiced.socket_path());
     ASSERT_EQ(raw.login(), "I");
-    raw.send(query_message("BEGIN"));
+    raw.try_send(query_message("BEGIN"));
     const auto ready = raw.read_until('Z');
     ASSERT_TRUE(ready && ready->type == 'Z');
     EXPECT_EQ(ready->payload, "T");
-    raw.send(query_message("CREATE TEMP TABLE hostile_leftover (x int)"));
+    raw.try_send(query_message("CREATE TEMP TABLE hostile_leftover (x int)"));
     ASSERT_TRUE(raw.read_until('Z'));
-    raw.send("\x01" + be32(4));
+    raw.try_send("\x01" + be32(4));
     expect_protocol_violation(raw, "invalid frontend message type 1");
   }
   expect_healthy(sluiced);
@@ -389,7 +224,7 @@ TEST(HostileMessageTest, UnknownTypeBehindARunningQuery) {
     // One send: the query goes to the server, the unknown type right behind it ends the client.
     RawClient raw(sluiced.socket_path());
     ASSERT_EQ(raw.login(), "I");
-    raw.send(query_message("SELECT pg_sleep(0.3)") + "\xfe" + be32(4));
+    raw.try_send(query_message("SELECT pg_sleep(0.3)") + "\xfe" + be32(4));
     expect_protocol_violation(raw, "invalid frontend message type 254");
   }
   expect_healthy(sluiced);
@@ -401,9 +236,9 @@ TEST(HostileMessageTest, UnknownTypeSplitAcrossReads) {
     // The header arrives in two pieces, so its first bytes may already have gone to the server.
     RawClient raw(sluiced.socket_path());
     ASSERT_EQ(raw.login(), "I");
-    raw.send(std::string("\x01\x00", 2));
+    raw.try_send(std::string("\x01\x00", 2));
     std::this_thread::sleep_for(milliseconds(100));
-    raw.send(std::string("\x00\x00\x04", 3));
+    raw.try_send(std::string("\x00\x00\x04", 3));
     expect_protocol_violation(raw, "invalid frontend message type 1");
   }
   expect_healthy(sluiced);
@@ -430,11 +265,11 @@ TEST(HostileMessageTest, ImpossibleMessageLengthsAreProtocolViolations) {
       RawClient raw(sluiced.socket_path());
       ASSERT_EQ(raw.login(), "I");
       if (in_transaction) {
-        raw.send(query_message("BEGIN"));
+        raw.try_send(query_message("BEGIN"));
         const auto ready = raw.read_until('Z');
         ASSERT_TRUE(ready && ready->type == 'Z');
       }
-      raw.send(c.bytes);
+      raw.try_send(c.bytes);
       expect_protocol_violation(raw, c.wording);
     }
   }

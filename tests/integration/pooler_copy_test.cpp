@@ -6,37 +6,10 @@
 #include <utility>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/test_tables.h"
 
 namespace harness {
 namespace {
-
-// A table made directly in PostgreSQL (not through sluiced) and dropped afterwards.
-class Table {
- public:
-  Table(std::string name, const std::string& columns)
-      : name_(std::move(name)), direct_(connect(postgres().conninfo())) {
-    PQsetNoticeProcessor(
-        direct_.get(), [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
-    exec_ok(direct_, "DROP TABLE IF EXISTS " + name_);
-    exec_ok(direct_, "CREATE TABLE " + name_ + " (" + columns + ")");
-  }
-  ~Table() {
-    try {
-      exec_ok(direct_, "DROP TABLE IF EXISTS " + name_);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "dropping " << name_ << ": " << e.what();
-    }
-  }
-  Table(const Table&) = delete;
-  Table& operator=(const Table&) = delete;
-
-  [[nodiscard]] const std::string& name() const { return name_; }
-  [[nodiscard]] const PgConn& direct() const { return direct_; }
-
- private:
-  std::string name_;
-  PgConn direct_;
-};
 
 std::string sqlstate(const PGresult* result) {
   const char* code = PQresultErrorField(result, PG_DIAG_SQLSTATE);

@@ -2,24 +2,14 @@
 // max_client_conn, an unreachable server, query_wait_timeout, encryption requests, and startup
 // packets that break the protocol. Some tests speak the wire protocol on a raw socket, to see the
 // exact messages (libpq hides the SQLSTATE of a refused login).
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <pwd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <chrono>
-#include <cstdint>
-#include <cstring>
-#include <map>
-#include <optional>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/raw_wire.h"
 
 namespace harness {
 namespace {
@@ -27,138 +17,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
-
-constexpr milliseconds kReplyTimeout{5000};
-
-std::string os_user() {
-  const passwd* pw = getpwuid(geteuid());
-  return pw != nullptr ? pw->pw_name : "";
-}
-
-// ---- a minimal frontend on a raw Unix socket ----
-
-struct Message {
-  char type = 0;
-  std::string payload;  // without the type byte and the length
-};
-
-// ErrorResponse/NoticeResponse fields by their one-byte code ('S', 'V', 'C', 'M', ...).
-std::map<char, std::string> error_fields(const Message& message) {
-  std::map<char, std::string> fields;
-  std::size_t at = 0;
-  while (at < message.payload.size() && message.payload[at] != '\0') {
-    const char code = message.payload[at++];
-    const std::size_t end = message.payload.find('\0', at);
-    if (end == std::string::npos) break;
-    fields[code] = message.payload.substr(at, end - at);
-    at = end + 1;
-  }
-  return fields;
-}
-
-std::string be32(std::uint32_t value) {
-  const std::uint32_t net = htonl(value);
-  return {reinterpret_cast<const char*>(&net), sizeof net};
-}
-
-std::string startup_packet(const std::vector<std::pair<std::string, std::string>>& parameters) {
-  std::string body = be32(196608);  // protocol 3.0
-  for (const auto& [name, value] : parameters) {
-    body += name;
-    body += '\0';
-    body += value;
-    body += '\0';
-  }
-  body += '\0';
-  return be32(static_cast<std::uint32_t>(body.size() + 4)) + body;
-}
-
-std::string query_message(const std::string& sql) {
-  return "Q" + be32(static_cast<std::uint32_t>(sql.size() + 5)) + sql + '\0';
-}
-
-class RawClient {
- public:
-  explicit RawClient(const std::string& path) : fd_(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    std::strncpy(address.sun_path, path.c_str(), sizeof address.sun_path - 1);
-    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-      throw std::runtime_error("connect " + path + ": " + std::strerror(errno));
-    }
-  }
-  ~RawClient() { close(fd_); }
-  RawClient(const RawClient&) = delete;
-  RawClient& operator=(const RawClient&) = delete;
-
-  void send(const std::string& bytes) const {
-    std::size_t sent = 0;
-    while (sent < bytes.size()) {
-      const ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) throw std::runtime_error(std::string("send: ") + std::strerror(errno));
-      sent += static_cast<std::size_t>(n);
-    }
-  }
-
-  // Exactly `count` bytes, or nullopt at end of stream or timeout.
-  std::optional<std::string> read_bytes(std::size_t count, milliseconds timeout = kReplyTimeout) {
-    const auto deadline = Clock::now() + timeout;
-    while (buffer_.size() < count) {
-      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-      if (left <= milliseconds::zero()) return std::nullopt;
-      pollfd readable{.fd = fd_, .events = POLLIN, .revents = 0};
-      if (poll(&readable, 1, static_cast<int>(left.count())) <= 0) continue;
-      char chunk[8192];
-      const ssize_t n = recv(fd_, chunk, sizeof chunk, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        eof_ = true;
-        return std::nullopt;
-      }
-      buffer_.append(chunk, static_cast<std::size_t>(n));
-    }
-    std::string bytes = buffer_.substr(0, count);
-    buffer_.erase(0, count);
-    return bytes;
-  }
-
-  std::optional<Message> read_message(milliseconds timeout = kReplyTimeout) {
-    const auto header = read_bytes(5, timeout);
-    if (!header) return std::nullopt;
-    std::uint32_t length = 0;
-    std::memcpy(&length, header->data() + 1, sizeof length);
-    length = ntohl(length);
-    if (length < 4) throw std::runtime_error("message with length " + std::to_string(length));
-    const auto payload = read_bytes(length - 4, timeout);
-    if (!payload) return std::nullopt;
-    return Message{(*header)[0], *payload};
-  }
-
-  // Reads until a message of `type` (returned) or an ErrorResponse (returned too) arrives.
-  std::optional<Message> read_until(char type, std::vector<Message>* skipped = nullptr) {
-    for (;;) {
-      auto message = read_message();
-      if (!message || message->type == type || message->type == 'E') return message;
-      if (skipped != nullptr) skipped->push_back(*message);
-    }
-  }
-
-  // True once the peer has closed the connection (after whatever it still had to say).
-  bool closed_by_peer(milliseconds timeout = kReplyTimeout) {
-    while (!eof_) {
-      buffer_.clear();
-      if (!read_bytes(1, timeout) && !eof_) return false;
-    }
-    return true;
-  }
-
- private:
-  int fd_;
-  std::string buffer_;
-  bool eof_ = false;
-};
 
 // ---- unknown database ----
 

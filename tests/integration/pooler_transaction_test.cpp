@@ -8,39 +8,12 @@
 #include <utility>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/test_tables.h"
 
 namespace harness {
 namespace {
 
 using std::chrono::milliseconds;
-
-// A table made directly in PostgreSQL (not through sluiced) and dropped afterwards.
-class Table {
- public:
-  explicit Table(std::string name) : name_(std::move(name)), direct_(connect(postgres().conninfo())) {
-    PQsetNoticeProcessor(
-        direct_.get(), [](void*, const char*) {}, nullptr);  // "does not exist, skipping"
-    exec_ok(direct_, "DROP TABLE IF EXISTS " + name_);
-    exec_ok(direct_, "CREATE TABLE " + name_ + " (id int PRIMARY KEY, note text)");
-  }
-  ~Table() {
-    try {
-      exec_ok(direct_, "DROP TABLE IF EXISTS " + name_);
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << "dropping " << name_ << ": " << e.what();
-    }
-  }
-  Table(const Table&) = delete;
-  Table& operator=(const Table&) = delete;
-
-  [[nodiscard]] const std::string& name() const { return name_; }
-  // Read directly from PostgreSQL: the truth, whatever sluiced says.
-  [[nodiscard]] int count() const { return std::stoi(scalar(direct_, "SELECT count(*) FROM " + name_)); }
-
- private:
-  std::string name_;
-  PgConn direct_;
-};
 
 std::string sqlstate(const PgResult& result) {
   const char* code = PQresultErrorField(result.get(), PG_DIAG_SQLSTATE);
