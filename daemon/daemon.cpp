@@ -108,7 +108,6 @@ int Daemon::run() {
       &janitor_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->on_janitor(); }, kJanitorIntervalMs,
       kJanitorIntervalMs);
 
-  log::info("control socket ", control_->path());
   for (const auto& listener : listeners_) log::info("listening on ", listener->name());
   start_watchdog();
   systemd_.ready();
