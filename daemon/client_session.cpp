@@ -283,7 +283,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
     return fail(sqlstate::kProtocolViolation, "message exceeds the configured limits.message_max");
   }
   if (!stop) {
-    if (!server.send(chunk)) return close("server write failed");
+    if (!server.send(chunk)) return server_write_failed();
     if (server.has_pending_output()) socket_->set_reading(false);  // resume in on_server_drained
     return;
   }
@@ -293,7 +293,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   if (stop->start == protocol::MessageEvent::kEarlier) {
     scope_.end("client stopped inside a message", /*client_mid_message=*/true);
   } else if (stop->start > 0 && !server.send(chunk.first(stop->start))) {
-    return close("server write failed");
+    return server_write_failed();
   }
   if (stop->type == 'X') return close("client terminated");
   if (scope_) scope_.end("client sent an invalid message type");
@@ -390,6 +390,10 @@ bool ClientSession::force_close_for_drain() {
   fail(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
   return had_scope;
 }
+
+// The server went away between our reads: the client hears it as a lost
+// server, exactly as when the loss is noticed on the read side.
+void ClientSession::server_write_failed() { on_server_lost("could not send to the server"); }
 
 void ClientSession::on_server_lost(const std::string& reason) {
   scope_.discard(reason);

@@ -89,6 +89,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   void ask_for_scope();
   void hold(protocol::Bytes chunk);
   void forward_to_server(protocol::Bytes chunk);
+  void server_write_failed();
 
   Daemon& daemon_;
   std::uint64_t id_;
