@@ -96,53 +96,40 @@ void ServerConnection::start_libpq(const std::vector<std::string>& keywords,
   conn_ = PQconnectStartParams(keys.data(), vals.data(), 0);
   if (conn_ == nullptr) return connect_failed("out of memory");
   if (PQstatus(conn_) == CONNECTION_BAD) return connect_failed(PQerrorMessage(conn_));
-  start_connect_poll();
+  advance_connect(PGRES_POLLING_WRITING);  // as libpq documents the first wait
 }
 
-// libpq may switch sockets while it tries hosts; watch whichever it uses now.
-void ServerConnection::start_connect_poll() {
+// Acts on what PQconnectPoll said, watching whichever socket libpq uses now:
+// it may switch sockets while it tries hosts.
+void ServerConnection::advance_connect(PostgresPollingStatusType status) {
+  if (status == PGRES_POLLING_OK) return connect_ready();
+  if (status == PGRES_POLLING_FAILED) return connect_failed(PQerrorMessage(conn_));
   const int fd = PQsocket(conn_);
   if (fd < 0) return connect_failed("libpq has no socket");
-  if (connect_poll_ == nullptr || fd != connect_fd_) {
-    if (connect_poll_ != nullptr) {
-      uv_close(reinterpret_cast<uv_handle_t*>(connect_poll_),
-               [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
-    }
+  if (fd != connect_fd_) {
+    close_connect_poll();
     connect_poll_ = new uv_poll_t{};
     connect_fd_ = fd;
     uv_poll_init_socket(pool_.loop(), connect_poll_, fd);
     connect_poll_->data = this;
   }
-  const PostgresPollingStatusType status = PQconnectPoll(conn_);
-  switch (status) {
-    case PGRES_POLLING_OK:
-      return connect_ready();
-    case PGRES_POLLING_FAILED:
-      return connect_failed(PQerrorMessage(conn_));
-    default:
-      break;
-  }
-  if (PQsocket(conn_) != connect_fd_) return start_connect_poll();
-  const int events = status == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE;
-  uv_poll_start(connect_poll_, events, [](uv_poll_t* handle, int, int) {
-    static_cast<ServerConnection*>(handle->data)->on_connect_poll();
-  });
+  uv_poll_start(connect_poll_, status == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE,
+                [](uv_poll_t* handle, int, int) {
+                  auto* self = static_cast<ServerConnection*>(handle->data);
+                  self->advance_connect(PQconnectPoll(self->conn_));
+                });
 }
 
-void ServerConnection::on_connect_poll() {
-  const PostgresPollingStatusType status = PQconnectPoll(conn_);
-  if (status == PGRES_POLLING_OK) return connect_ready();
-  if (status == PGRES_POLLING_FAILED) return connect_failed(PQerrorMessage(conn_));
-  if (PQsocket(conn_) != connect_fd_) return start_connect_poll();
-  uv_poll_start(
-      connect_poll_, status == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE,
-      [](uv_poll_t* handle, int, int) { static_cast<ServerConnection*>(handle->data)->on_connect_poll(); });
-}
-
-void ServerConnection::connect_ready() {
+void ServerConnection::close_connect_poll() {
+  if (connect_poll_ == nullptr) return;
   uv_close(reinterpret_cast<uv_handle_t*>(connect_poll_),
            [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
   connect_poll_ = nullptr;
+  connect_fd_ = -1;
+}
+
+void ServerConnection::connect_ready() {
+  close_connect_poll();
   PQsetnonblocking(conn_, 1);
   backend_pid_ = PQbackendPID(conn_);
   for (const char* name : kReportedParameters) {
@@ -161,11 +148,7 @@ void ServerConnection::connect_failed(const std::string& reason) {
 }
 
 void ServerConnection::close_connection() {
-  if (connect_poll_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(connect_poll_),
-             [](uv_handle_t* handle) { delete reinterpret_cast<uv_poll_t*>(handle); });
-    connect_poll_ = nullptr;
-  }
+  close_connect_poll();
   socket_.reset();  // stops polling before libpq closes the fd
   if (conn_ != nullptr) {
     PQfinish(conn_);

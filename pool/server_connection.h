@@ -111,8 +111,8 @@ class ServerConnection final : net::PollSocket::Handler {
   void on_socket_error(int uv_status) override;
 
   void start_libpq(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
-  void start_connect_poll();
-  void on_connect_poll();
+  void advance_connect(PostgresPollingStatusType status);
+  void close_connect_poll();
   void connect_ready();
   void connect_failed(const std::string& reason);
   void read_server();
