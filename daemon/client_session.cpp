@@ -159,6 +159,9 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   if (!daemon_.accepting_logins())
     return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
+  if (!session_mode_ && pool_->settings().max_prepared_statements > 0) {
+    router_ = std::make_unique<StatementRouter>(pool_->statement_registry());
+  }
   if (!reply.empty()) socket_->write(reply);
   daemon_.assign_cancel_key(*this, cancel_pid_, cancel_secret_);
   std::string().swap(startup_buffer_);
@@ -267,13 +270,18 @@ bool is_frontend_message_type(char type) {
 
 void ClientSession::forward_to_server(protocol::Bytes chunk) {
   pool::ServerConnection& server = scope_.server();
+  if (router_) router_->begin_chunk(chunk, server);
   std::optional<protocol::MessageEvent> stop;  // Terminate, or a type no client may send
   const auto result = scanner_.scan(chunk, [&](const protocol::MessageEvent& event) {
     if (event.type == 'X' || !is_frontend_message_type(event.type)) {
       stop = event;
       return false;
     }
-    server.note_frontend_message(event.type);
+    if (router_) {
+      router_->on_message(event);
+    } else {
+      server.note_frontend_message(event.type);
+    }
     return true;
   });
   if (result.status == protocol::ScanStatus::bad_length) {
@@ -283,7 +291,13 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
     return fail(sqlstate::kProtocolViolation, "message exceeds the configured limits.message_max");
   }
   if (!stop) {
-    if (!server.send(chunk)) return server_write_failed();
+    const protocol::Bytes out =
+        router_ ? router_->finish_chunk(chunk.size(), scanner_.pending_header_bytes()) : chunk;
+    if (!out.empty() && !server.send(out)) return server_write_failed();
+    if (router_) {
+      server.deliver_ready_replies();
+      if (state_ == ClientState::closing) return;
+    }
     if (server.has_pending_output()) socket_->set_reading(false);  // resume in on_server_drained
     return;
   }
@@ -292,8 +306,9 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   // sent its first bytes, leaving the server mid-message.
   if (stop->start == protocol::MessageEvent::kEarlier) {
     scope_.end("client stopped inside a message", /*client_mid_message=*/true);
-  } else if (stop->start > 0 && !server.send(chunk.first(stop->start))) {
-    return server_write_failed();
+  } else if (stop->start > 0) {
+    const protocol::Bytes before = router_ ? router_->finish_chunk(stop->start, 0) : chunk.first(stop->start);
+    if (!server.send(before)) return server_write_failed();
   }
   if (stop->type == 'X') return close("client terminated");
   if (scope_) scope_.end("client sent an invalid message type");

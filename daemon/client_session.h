@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "daemon/listener.h"
+#include "daemon/statement_router.h"
 #include "net/poll_socket.h"
 #include "pool/pool.h"
 #include "protocol/message_scanner.h"
@@ -107,7 +108,8 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   std::uint32_t cancel_pid_ = 0;
   std::uint32_t cancel_secret_ = 0;
 
-  protocol::MessageScanner scanner_;  // client-to-server direction
+  protocol::MessageScanner scanner_;         // client-to-server direction
+  std::unique_ptr<StatementRouter> router_;  // transaction mode with max_prepared_statements > 0
   pool::Scope scope_;
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
   static constexpr std::size_t kMaxHeldBytes = std::size_t{64} * 1024;

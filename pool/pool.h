@@ -16,6 +16,7 @@
 
 #include "config/config.h"
 #include "net/deferred_deleter.h"
+#include "pool/prepared_statements.h"
 #include "pool/scope.h"
 #include "pool/server_connection.h"
 #include "pool/teardown_stats.h"
@@ -86,6 +87,8 @@ class Pool {
   [[nodiscard]] const PoolKey& key() const { return key_; }
   [[nodiscard]] const std::string& name() const { return name_; }
   [[nodiscard]] const config::PoolSettings& settings() const { return database_.pool; }
+  // Named prepared statements of this pool's clients (transaction mode).
+  [[nodiscard]] StatementRegistry& statement_registry() { return statement_registry_; }
   [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
   [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
   [[nodiscard]] std::size_t total_servers() const;
@@ -129,6 +132,7 @@ class Pool {
   std::vector<std::string> connect_keywords_;
   std::vector<std::string> connect_values_;
   std::optional<ServerParameters> parameters_;
+  StatementRegistry statement_registry_;
 
   List connecting_;
   List idle_;  // most recently used at the back

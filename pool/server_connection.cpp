@@ -61,7 +61,10 @@ ServerConnection::ServerConnection(Pool& pool, std::uint64_t id)
       created_at_(Clock::now()),
       state_since_(created_at_),
       self_(std::make_shared<ServerConnection*>(this)),
-      scanner_(static_cast<std::uint32_t>(pool.message_max())) {}
+      scanner_(static_cast<std::uint32_t>(pool.message_max())),
+      statements_(static_cast<std::size_t>(pool.settings().max_prepared_statements)),
+      tracks_statements_(pool.settings().pool_mode == config::PoolMode::transaction &&
+                         pool.settings().max_prepared_statements > 0) {}
 
 ServerConnection::~ServerConnection() {
   *self_ = nullptr;
@@ -162,7 +165,21 @@ void ServerConnection::attach(ServerUser* user) {
   if (socket_) socket_->set_reading(true);
 }
 
-void ServerConnection::detach() { user_ = nullptr; }
+void ServerConnection::detach() {
+  user_ = nullptr;
+  ledger_.abandon();
+}
+
+void ServerConnection::expect_reply(PendingReply entry) { ledger_.expect(std::move(entry)); }
+
+void ServerConnection::expect_forwarded(char request) {
+  if (tracks_statements_) ledger_.expect_forwarded(request);
+}
+
+void ServerConnection::deliver_ready_replies() {
+  const std::string ready = ledger_.take_ready();
+  if (!ready.empty() && user_ != nullptr) user_->on_server_data(protocol::as_bytes(ready));
+}
 
 bool ServerConnection::send(protocol::Bytes bytes) { return socket_ && socket_->write(bytes); }
 
@@ -230,11 +247,18 @@ void ServerConnection::read_server() {
 
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   if (state_ == ServerState::idle) return lost("idle server sent unexpected data");
-  const auto result = scanner_.scan(chunk, [this](const protocol::MessageEvent& e) { return track(e); });
+  const bool filtering = tracks_statements_ && state_ == ServerState::active && user_ != nullptr;
+  if (filtering) ledger_.begin_chunk(chunk);
+  const auto result = scanner_.scan(chunk, [this, filtering](const protocol::MessageEvent& e) {
+    if (filtering) ledger_.on_message(e);
+    return track(e);
+  });
   if (result.status != protocol::ScanStatus::ok) return lost("server sent an invalid message length");
 
   if (state_ == ServerState::active && user_ != nullptr) {
-    user_->on_server_data(chunk);
+    const protocol::Bytes for_client =
+        filtering ? ledger_.finish_chunk(scanner_.pending_header_bytes()) : chunk;
+    if (!for_client.empty()) user_->on_server_data(for_client);
     if (state_ == ServerState::active && user_ != nullptr && idle_clean() && scanner_.at_boundary()) {
       user_->on_server_ready();
     }

@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "net/poll_socket.h"
+#include "pool/prepared_statements.h"
+#include "pool/reply_ledger.h"
 #include "pool/scope_outcome.h"
 #include "protocol/message_scanner.h"
 
@@ -75,6 +77,13 @@ class ServerConnection final : net::PollSocket::Handler {
   void detach();
   bool send(protocol::Bytes bytes);
   void note_frontend_message(char type);
+  // Statement tracking (transaction mode): what this server holds, and the
+  // replies it owes for what the client's StatementRouter sent.
+  [[nodiscard]] ServerStatementCache& statements() { return statements_; }
+  void expect_reply(PendingReply entry);
+  void expect_forwarded(char request);
+  // Replies sluiced answered with nothing owed before them go to the client now.
+  void deliver_ready_replies();
   [[nodiscard]] bool has_pending_output() const;
   void set_reading(bool reading);
 
@@ -144,6 +153,9 @@ class ServerConnection final : net::PollSocket::Handler {
   int replies_outstanding_ = 0;  // Query / Sync / FunctionCall sent, ReadyForQuery not yet seen
   bool unsynced_ = false;        // extended-protocol messages sent since the last Sync
   bool copy_in_ = false;         // server waits for CopyData from the client
+  ServerStatementCache statements_;
+  ReplyLedger ledger_{statements_};
+  bool tracks_statements_ = false;  // transaction mode with max_prepared_statements > 0
 
   TeardownPlan plan_;
   TeardownStep step_ = TeardownStep::draining;

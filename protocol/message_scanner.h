@@ -53,6 +53,9 @@ class MessageScanner {
 
   // True when no message is partly scanned: the stream sits on a boundary.
   [[nodiscard]] bool at_boundary() const { return header_have_ == 0 && body_remaining_ == 0; }
+  // Bytes of a header (type, length, first body byte) received so far but not
+  // yet reported: a message whose type is known only once they are complete.
+  [[nodiscard]] std::size_t pending_header_bytes() const { return header_have_; }
   void reset() {
     header_have_ = 0;
     header_want_ = kHeaderSize;

@@ -1,0 +1,281 @@
+#include "daemon/statement_router.h"
+
+#include <algorithm>
+#include <cctype>
+#include <utility>
+
+#include "protocol/backend_messages.h"
+#include "protocol/sql_commands.h"
+#include "protocol/sqlstate.h"
+
+namespace sluice::daemon {
+namespace {
+
+using pool::PendingKind;
+using pool::PendingReply;
+
+// The messages that may name a prepared statement, or (Query) prepare one in SQL.
+bool is_read_whole(char type) {
+  return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'Q';
+}
+
+// Requests sent so that PostgreSQL fails them: the ReplyLedger replaces their
+// ErrorResponse with the one PostgreSQL would have sent the client, and the
+// server skips what follows up to Sync (or aborts the transaction) as it would have.
+constexpr std::string_view kFailingQuery = "sluice: refused";
+constexpr char kFailingDefinitionText[] = "sluice: refused\0\0";  // query\0, no types
+constexpr std::string_view kFailingDefinition{kFailingDefinitionText, sizeof kFailingDefinitionText};
+constexpr std::string_view kMissingStatement = "sluice_missing_statement";
+constexpr std::size_t kHeaderSize = 5;
+
+std::string error_reply(const char* sqlstate, const std::string& message, std::string_view detail = {}) {
+  std::string reply;
+  protocol::append_error_response(reply, protocol::Severity::error, sqlstate, message, detail);
+  return reply;
+}
+
+std::string missing_statement_error(std::string_view name) {
+  return error_reply(sqlstate::kInvalidSqlStatementName,
+                     "prepared statement \"" + std::string(name) + "\" does not exist");
+}
+
+std::string upper(std::string_view word) {
+  std::string result(word);
+  for (char& c : result) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return result;
+}
+
+PendingReply pending(PendingKind kind, char request, pool::StatementPtr statement = {},
+                     std::string reply = {}) {
+  PendingReply entry;
+  entry.kind = kind;
+  entry.request = request;
+  entry.statement = std::move(statement);
+  entry.reply = std::move(reply);
+  return entry;
+}
+
+std::string_view text_of(protocol::Bytes bytes) {
+  return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+
+}  // namespace
+
+StatementRouter::StatementRouter(pool::StatementRegistry& registry)
+    : registry_(registry), client_(std::make_shared<pool::ClientStatements>()) {}
+
+void StatementRouter::begin_chunk(protocol::Bytes chunk, pool::ServerConnection& server) {
+  server_ = &server;
+  editor_.begin(chunk);
+  if (carry_ == 0) return;
+  const auto rest = static_cast<std::size_t>(std::min<std::uint64_t>(carry_, chunk.size()));
+  carry_ -= rest;
+  if (!carry_gathered_) return editor_.pass_to(rest);
+  whole_.append(editor_.text(0, rest));
+  editor_.drop_to(rest);
+  if (carry_ == 0) process(protocol::as_bytes(whole_), /*in_place=*/false, rest);
+}
+
+void StatementRouter::on_message(const protocol::MessageEvent& event) {
+  const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
+  const std::size_t start = began_earlier ? 0 : event.start;
+  const std::size_t end = event.complete() ? event.end : editor_.size();
+  const std::uint64_t seen = (began_earlier ? held_header_.size() : 0) + (end - start);
+  carry_ = event.length + std::uint64_t{1} - seen;
+  carry_gathered_ = is_read_whole(event.type);
+  if (!carry_gathered_) {
+    if (began_earlier) editor_.insert(held_header_);
+    held_header_.clear();
+    server_->note_frontend_message(event.type);
+    server_->expect_forwarded(event.type);
+    return editor_.pass_to(end);
+  }
+  if (!began_earlier && event.complete()) return process(editor_.bytes(start, end), /*in_place=*/true, end);
+  // Read whole across chunks: nothing of it goes out until it is complete.
+  whole_.swap(held_header_);
+  held_header_.clear();
+  whole_.append(editor_.text(start, end));
+  editor_.drop_to(end);
+  if (carry_ == 0) process(protocol::as_bytes(whole_), /*in_place=*/false, end);
+}
+
+protocol::Bytes StatementRouter::finish_chunk(std::size_t end, std::size_t partial_header_bytes) {
+  const std::size_t in_this_chunk =
+      partial_header_bytes > held_header_.size() ? partial_header_bytes - held_header_.size() : 0;
+  const std::size_t keep_from = end - std::min(in_this_chunk, end);
+  editor_.pass_to(keep_from);
+  held_header_.append(editor_.text(keep_from, end));
+  return editor_.result(keep_from);
+}
+
+void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_t end) {
+  rewritten_.clear();
+  switch (static_cast<char>(message[0])) {
+    case 'P':
+      if (const auto parse_message = protocol::read_parse(message)) {
+        if (refuse_sql_prepared_use(protocol::query_text(parse_message->definition), 'P')) {
+          return replace(in_place, end);
+        }
+        if (parse_message->name.empty()) break;
+        parse(*parse_message);
+        return replace(in_place, end);
+      }
+      break;
+    case 'B':
+      if (const auto bind_message = protocol::read_bind(message);
+          bind_message && !bind_message->statement.empty()) {
+        bind(*bind_message);
+        return replace(in_place, end);
+      }
+      break;
+    case 'D':
+    case 'C':
+      if (const auto target = protocol::read_target(message);
+          target && target->target == 'S' && !target->name.empty()) {
+        if (message[0] == 'D') {
+          describe(*target);
+        } else {
+          close(*target);
+        }
+        return replace(in_place, end);
+      }
+      break;
+    case 'Q':
+      if (refuse_sql_prepared_use(protocol::query_text(text_of(message).substr(kHeaderSize)), 'Q')) {
+        return replace(in_place, end);
+      }
+      break;
+    default:
+      break;
+  }
+  server_->note_frontend_message(static_cast<char>(message[0]));
+  server_->expect_forwarded(static_cast<char>(message[0]));
+  if (in_place) return editor_.pass_to(end);
+  editor_.insert(text_of(message));
+}
+
+void StatementRouter::replace(bool in_place, std::size_t end) {
+  editor_.insert(rewritten_);
+  if (in_place) editor_.drop_to(end);
+}
+
+void StatementRouter::send(PendingReply entry) {
+  server_->note_frontend_message(entry.request);
+  server_->expect_reply(std::move(entry));
+}
+
+PendingReply StatementRouter::for_client(PendingKind kind, char request, std::string_view name,
+                                         pool::StatementPtr statement) const {
+  PendingReply entry;
+  entry.kind = kind;
+  entry.request = request;
+  entry.statement = std::move(statement);
+  entry.client = client_;
+  entry.client_name = name;
+  return entry;
+}
+
+void StatementRouter::parse(const protocol::ParseMessage& message) {
+  if (client_->find(message.name) != nullptr) {
+    protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);
+    return send(
+        pending(PendingKind::refused, 'P', {},
+                error_reply(sqlstate::kDuplicatePreparedStatement,
+                            "prepared statement \"" + std::string(message.name) + "\" already exists")));
+  }
+  auto statement = registry_.intern(message.definition);
+  client_->add(message.name, statement);
+  auto& cache = server_->statements();
+  if (server_->transaction_status() == 'E') {
+    // PostgreSQL refuses a Parse in a failed transaction: an unnamed one lets it say so.
+    protocol::append_parse(rewritten_, {}, {}, message.definition);
+    return send(for_client(PendingKind::forwarded, 'P', message.name, std::move(statement)));
+  }
+  if (cache.touch(*statement)) {
+    auto answered = for_client(PendingKind::answered, 'P', message.name, std::move(statement));
+    protocol::append_parse_complete(answered.reply);
+    return server_->expect_reply(std::move(answered));
+  }
+  append_eviction(cache.add(statement));
+  protocol::append_parse(rewritten_, statement->server_name, cache.suffix(), message.definition);
+  send(for_client(PendingKind::client_parse, 'P', message.name, std::move(statement)));
+}
+
+void StatementRouter::bind(const protocol::BindMessage& message) {
+  const pool::StatementPtr* named = client_->find(message.statement);
+  if (named == nullptr) {
+    protocol::append_bind(rewritten_, message, kMissingStatement, {});
+    return send(pending(PendingKind::refused, 'B', {}, missing_statement_error(message.statement)));
+  }
+  const pool::StatementPtr statement = *named;
+  ensure_on_server(statement);
+  protocol::append_bind(rewritten_, message, statement->server_name, server_->statements().suffix());
+  send(pending(PendingKind::forwarded, 'B'));
+}
+
+void StatementRouter::describe(const protocol::TargetMessage& message) {
+  const pool::StatementPtr* named = client_->find(message.name);
+  if (named == nullptr) {
+    protocol::append_target(rewritten_, 'D', 'S', kMissingStatement, {});
+    return send(pending(PendingKind::refused, 'D', {}, missing_statement_error(message.name)));
+  }
+  const pool::StatementPtr statement = *named;
+  ensure_on_server(statement);
+  protocol::append_target(rewritten_, 'D', 'S', statement->server_name, server_->statements().suffix());
+  send(pending(PendingKind::forwarded, 'D'));
+}
+
+// The server keeps the statement for other clients; closing an unknown name
+// is no error in PostgreSQL either.
+void StatementRouter::close(const protocol::TargetMessage& message) {
+  auto answered = for_client(PendingKind::answered, 'C', message.name, client_->remove(message.name));
+  protocol::append_close_complete(answered.reply);
+  server_->expect_reply(std::move(answered));
+}
+
+bool StatementRouter::refuse_sql_prepared_use(std::string_view sql, char request) {
+  const auto use = protocol::find_sql_prepared_use(sql);
+  switch (use.command) {
+    case protocol::SqlPreparedCommand::prepare:
+    case protocol::SqlPreparedCommand::execute:
+    case protocol::SqlPreparedCommand::deallocate:
+      if (request == 'Q') {
+        protocol::append_query(rewritten_, kFailingQuery);
+      } else {
+        protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);
+      }
+      send(pending(
+          PendingKind::refused, request, {},
+          error_reply(sqlstate::kFeatureNotSupported,
+                      "SQL " + upper(use.keyword) + " is not supported in transaction pooling mode",
+                      "sluiced carries protocol-level prepared statements (Parse/Bind) to every server "
+                      "connection; SQL-level ones live on one. Use a session-mode pool for them.")));
+      return true;
+    case protocol::SqlPreparedCommand::deallocate_all:
+    case protocol::SqlPreparedCommand::discard_all:
+      // The server drops every statement it holds: the client's are gone, and
+      // this server's cache starts over under new names.
+      client_->clear();
+      server_->statements().start_new_generation();
+      return false;
+    case protocol::SqlPreparedCommand::none:
+      return false;
+  }
+  return false;
+}
+
+void StatementRouter::ensure_on_server(const pool::StatementPtr& statement) {
+  auto& cache = server_->statements();
+  if (cache.touch(*statement)) return;
+  append_eviction(cache.add(statement));
+  protocol::append_parse(rewritten_, statement->server_name, cache.suffix(), statement->definition);
+  send(pending(PendingKind::injected_parse, 'P', statement));
+}
+
+void StatementRouter::append_eviction(const pool::StatementPtr& evicted) {
+  if (!evicted) return;
+  protocol::append_target(rewritten_, 'C', 'S', evicted->server_name, server_->statements().suffix());
+  send(pending(PendingKind::injected_close, 'C', evicted));
+}
+
+}  // namespace sluice::daemon

@@ -1,0 +1,73 @@
+// Transaction mode carries a client's named prepared statements to whichever
+// server runs its next transaction. The router reads the client's messages as
+// they are forwarded: Parse, Bind, Describe and Close of a named statement are
+// renamed to the server's name, preceded by a Parse when the server lacks the
+// statement, or answered by sluiced; the server connection's ReplyLedger puts
+// the replies back into the order the client expects. Other messages pass
+// untouched, without a copy.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "pool/prepared_statements.h"
+#include "pool/reply_ledger.h"
+#include "pool/server_connection.h"
+#include "protocol/chunk_editor.h"
+#include "protocol/extended_query.h"
+#include "protocol/message_scanner.h"
+
+namespace sluice::daemon {
+
+class StatementRouter {
+ public:
+  explicit StatementRouter(pool::StatementRegistry& registry);
+
+  // One chunk from the client, bound for `server`: begin, one call per message
+  // the scanner reports, then finish, which returns the bytes for the server
+  // up to `end` (valid until the next begin). A message's first bytes wait
+  // here until its type says whether it must be read whole.
+  void begin_chunk(protocol::Bytes chunk, pool::ServerConnection& server);
+  void on_message(const protocol::MessageEvent& event);
+  protocol::Bytes finish_chunk(std::size_t end, std::size_t partial_header_bytes);
+
+  [[nodiscard]] std::size_t statement_count() const { return client_->size(); }
+
+ private:
+  // Handles one whole message: in place (within the chunk, ending at `end`)
+  // or gathered in whole_.
+  void process(protocol::Bytes message, bool in_place, std::size_t end);
+  // The client's message goes out as rewritten_ instead.
+  void replace(bool in_place, std::size_t end);
+  // Each appends its messages to rewritten_ and tells the server what it owes.
+  void parse(const protocol::ParseMessage& message);
+  void bind(const protocol::BindMessage& message);
+  void describe(const protocol::TargetMessage& message);
+  void close(const protocol::TargetMessage& message);
+  // SQL PREPARE/EXECUTE/DEALLOCATE are refused (true: a failing request of
+  // type `request` is in rewritten_); DISCARD/DEALLOCATE ALL reset the caches.
+  bool refuse_sql_prepared_use(std::string_view sql, char request);
+  // A Parse ahead when the server lacks the statement (after a Close of the
+  // least recently used when its cache is full).
+  void ensure_on_server(const pool::StatementPtr& statement);
+  void append_eviction(const pool::StatementPtr& evicted);
+  void send(pool::PendingReply entry);
+  [[nodiscard]] pool::PendingReply for_client(pool::PendingKind kind, char request, std::string_view name,
+                                              pool::StatementPtr statement) const;
+
+  pool::StatementRegistry& registry_;
+  std::shared_ptr<pool::ClientStatements> client_;
+  pool::ServerConnection* server_ = nullptr;  // during a chunk
+  protocol::ChunkEditor editor_;
+  std::string rewritten_;    // messages written in place of the client's
+  std::string held_header_;  // a header's first bytes, from earlier chunks
+  std::string whole_;        // a message read whole across chunks
+  // The message that continues past the chunk: bytes still to come, and
+  // whether they are gathered into whole_ (else they pass).
+  std::uint64_t carry_ = 0;
+  bool carry_gathered_ = false;
+};
+
+}  // namespace sluice::daemon

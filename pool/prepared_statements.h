@@ -1,0 +1,89 @@
+// Named prepared statements in transaction pooling mode. A client's statement
+// must follow it to whichever server runs its next transaction, so sluiced
+// keeps three views of them:
+//   - PreparedStatement: one definition (query text and parameter types),
+//     shared by every client of the pool that prepared the same text, known to
+//     servers under one name ("sluice_<n>");
+//   - ClientStatements: a client's own names for the statements it prepared;
+//   - ServerStatementCache: which statements a server connection holds, least
+//     recently used first out when it is full.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace sluice::pool {
+
+struct PreparedStatement {
+  std::string server_name;  // what servers know it as, before the cache's suffix
+  std::string definition;   // the Parse body after the name: query\0, parameter types
+};
+using StatementPtr = std::shared_ptr<const PreparedStatement>;
+
+// Per pool: one PreparedStatement per distinct definition, alive while a
+// client or a server cache holds it.
+class StatementRegistry {
+ public:
+  StatementRegistry();
+  StatementPtr intern(std::string_view definition);
+  [[nodiscard]] std::size_t size() const { return index_->size(); }
+
+ private:
+  using Index = std::unordered_map<std::string_view, std::weak_ptr<const PreparedStatement>>;
+  std::shared_ptr<Index> index_;  // shared with the statements' deleters
+};
+
+// One client's names. PostgreSQL keeps a session's statements until it closes
+// them (or DISCARD/DEALLOCATE ALL); so does this.
+class ClientStatements {
+ public:
+  [[nodiscard]] const StatementPtr* find(std::string_view name) const;
+  void add(std::string_view name, StatementPtr statement);
+  // The statement the name held, if any.
+  StatementPtr remove(std::string_view name);
+  void clear() { by_name_.clear(); }
+  [[nodiscard]] std::size_t size() const { return by_name_.size(); }
+
+ private:
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view name) const { return std::hash<std::string_view>{}(name); }
+  };
+  std::unordered_map<std::string, StatementPtr, NameHash, std::equal_to<>> by_name_;
+};
+
+// Per server connection, bounded by max_prepared_statements. The suffix names
+// a generation: after an event that leaves the server's set uncertain (a
+// client's DISCARD ALL, a scope cut mid-batch) the cache starts over under new
+// names, so a statement the server may still hold never collides with a Parse.
+class ServerStatementCache {
+ public:
+  explicit ServerStatementCache(std::size_t capacity) : capacity_(capacity) {}
+
+  // True when present; marks it most recently used.
+  bool touch(const PreparedStatement& statement);
+  // Adds it as most recently used; returns the one to close when that went
+  // over capacity (null otherwise).
+  StatementPtr add(StatementPtr statement);
+  void remove(const PreparedStatement& statement);
+  void start_new_generation();
+
+  [[nodiscard]] const std::string& suffix() const { return suffix_; }
+  [[nodiscard]] std::size_t size() const { return index_.size(); }
+  [[nodiscard]] std::size_t capacity() const { return capacity_; }
+
+ private:
+  using Lru = std::list<StatementPtr>;  // front: most recently used
+  std::size_t capacity_;
+  Lru lru_;
+  std::unordered_map<const PreparedStatement*, Lru::iterator> index_;
+  std::uint32_t generation_ = 0;
+  std::string suffix_;
+};
+
+}  // namespace sluice::pool

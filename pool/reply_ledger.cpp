@@ -1,0 +1,229 @@
+#include "pool/reply_ledger.h"
+
+#include <algorithm>
+
+namespace sluice::pool {
+namespace {
+
+// Sync, a simple Query and a FunctionCall each end in ReadyForQuery, even
+// after an error.
+bool ends_with_ready(char request) { return request == 'S' || request == 'Q' || request == 'F'; }
+
+// The reply that completes a request (ErrorResponse aside).
+bool completes(char request, char reply) {
+  switch (request) {
+    case 'P':
+      return reply == '1';
+    case 'B':
+      return reply == '2';
+    case 'D':
+      return reply == 'T' || reply == 'n';
+    case 'E':
+      return reply == 'C' || reply == 'I' || reply == 's';
+    case 'C':
+      return reply == '3';
+    default:
+      return reply == 'Z';
+  }
+}
+
+// NoticeResponse, ParameterStatus and NotificationResponse may come at any time.
+bool is_asynchronous(char reply) { return reply == 'N' || reply == 'S' || reply == 'A'; }
+
+bool has_reply(char request) {
+  switch (request) {
+    case 'P':
+    case 'B':
+    case 'D':
+    case 'E':
+    case 'C':
+    case 'S':
+    case 'Q':
+    case 'F':
+      return true;
+    default:
+      return false;
+  }
+}
+
+}  // namespace
+
+void ReplyLedger::expect(PendingReply entry) {
+  if (skipping_until_sync_) {
+    if (entry.request != 'S') return undo(entry);  // the server will skip it too
+    skipping_until_sync_ = false;
+  }
+  if (entry.kind == PendingKind::answered && empty()) {
+    // Nothing owed before it: due now, or right after a message in flight.
+    (carry_ > 0 ? after_carry_ : ready_) += entry.reply;
+    return;
+  }
+  entries_.push_back(std::move(entry));
+}
+
+void ReplyLedger::expect_forwarded(char request) {
+  if (!has_reply(request)) return;
+  if (skipping_until_sync_ && request != 'S') return;
+  skipping_until_sync_ = false;
+  PendingReply entry;
+  entry.request = request;
+  entries_.push_back(std::move(entry));
+}
+
+std::string ReplyLedger::take_ready() {
+  std::string ready;
+  ready.swap(ready_);
+  return ready;
+}
+
+void ReplyLedger::pop() {
+  entries_[head_] = PendingReply{};
+  if (++head_ == entries_.size()) {
+    entries_.clear();
+    head_ = 0;
+  }
+}
+
+// PostgreSQL did not do the request (it failed, or an earlier error skipped it).
+void ReplyLedger::undo(const PendingReply& entry) {
+  switch (entry.kind) {
+    case PendingKind::injected_parse:
+    case PendingKind::client_parse:
+      cache_.remove(*entry.statement);
+      break;
+    case PendingKind::injected_close:
+      // The server still holds it, and putting it back could evict another
+      // statement nobody would close: start over under new names instead.
+      cache_.start_new_generation();
+      break;
+    default:
+      break;
+  }
+  const auto client = entry.client.lock();
+  if (!client || entry.client_name.empty()) return;
+  if (entry.request == 'P') {
+    const StatementPtr* named = client->find(entry.client_name);
+    if (named != nullptr && *named == entry.statement) client->remove(entry.client_name);
+  } else if (entry.request == 'C' && entry.statement) {
+    client->add(entry.client_name, entry.statement);
+  }
+}
+
+void ReplyLedger::skip_until_sync() {
+  while (!empty() && front().request != 'S') {
+    undo(front());
+    pop();
+  }
+  if (empty()) skipping_until_sync_ = true;
+}
+
+// Answers whose turn has come: every reply owed before them has been seen.
+std::string ReplyLedger::due_answers() {
+  std::string due;
+  while (!empty() && front().kind == PendingKind::answered) {
+    due += front().reply;
+    pop();
+  }
+  return due;
+}
+
+void ReplyLedger::abandon() {
+  bool touched_statements = false;
+  for (std::size_t i = head_; i < entries_.size(); ++i) {
+    const PendingKind kind = entries_[i].kind;
+    touched_statements = touched_statements || kind == PendingKind::injected_parse ||
+                         kind == PendingKind::client_parse || kind == PendingKind::injected_close;
+  }
+  if (touched_statements) cache_.start_new_generation();
+  entries_.clear();
+  head_ = 0;
+  skipping_until_sync_ = false;
+  ready_.clear();
+  held_header_.clear();
+  carry_ = 0;
+  after_carry_.clear();
+  editor_.release_memory();
+}
+
+void ReplyLedger::begin_chunk(protocol::Bytes chunk) {
+  editor_.begin(chunk);
+  if (carry_ == 0) return;
+  const std::size_t rest = static_cast<std::size_t>(std::min<std::uint64_t>(carry_, chunk.size()));
+  carry_ -= rest;
+  if (carry_dropped_) {
+    editor_.drop_to(rest);
+  } else {
+    editor_.pass_to(rest);
+  }
+  if (carry_ == 0) {
+    editor_.insert(after_carry_);
+    after_carry_.clear();
+  }
+}
+
+void ReplyLedger::on_error_response() {
+  PendingReply& head = front();
+  if (ends_with_ready(head.request)) return;  // its ReadyForQuery still comes
+  undo(head);
+  pop();
+  skip_until_sync();
+}
+
+void ReplyLedger::on_message(const protocol::MessageEvent& event) {
+  const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
+  const std::size_t end = event.complete() ? event.end : editor_.size();
+  const std::uint64_t seen = began_earlier ? held_header_.size() + end : end - event.start;
+
+  bool drop = false;
+  std::string replacement;
+  std::string after;
+  if (!empty() && !is_asynchronous(event.type)) {
+    PendingReply& head = front();
+    if (event.type == 'E') {
+      if (head.kind == PendingKind::refused && !head.reply.empty()) {
+        replacement.swap(head.reply);  // once: a later error of the same Query passes
+        drop = true;
+      }
+      on_error_response();
+    } else if (event.type == 'Z') {
+      while (!empty() && !ends_with_ready(front().request)) {
+        undo(front());
+        pop();
+      }
+      if (!empty()) pop();
+      after = due_answers();
+    } else if (completes(head.request, event.type)) {
+      drop = head.kind == PendingKind::injected_parse || head.kind == PendingKind::injected_close;
+      pop();
+      after = due_answers();
+    }
+  }
+
+  if (began_earlier) {
+    if (!drop) editor_.insert(held_header_);
+    held_header_.clear();
+  }
+  if (drop) {
+    editor_.insert(replacement);
+    editor_.drop_to(end);
+  } else {
+    editor_.pass_to(end);
+  }
+  if (event.complete()) return editor_.insert(after);
+  carry_ = event.length + std::uint64_t{1} - seen;
+  carry_dropped_ = drop;
+  after_carry_ = std::move(after);
+}
+
+protocol::Bytes ReplyLedger::finish_chunk(std::size_t partial_header_bytes) {
+  // The scanner holds a header's first bytes: those of this chunk wait here
+  // until the message's type says whether it reaches the client.
+  const std::size_t in_this_chunk =
+      partial_header_bytes > held_header_.size() ? partial_header_bytes - held_header_.size() : 0;
+  const std::size_t keep_from = editor_.size() - std::min(in_this_chunk, editor_.size());
+  editor_.pass_to(keep_from);
+  held_header_.append(editor_.text(keep_from, editor_.size()));
+  return editor_.result(keep_from);
+}
+
+}  // namespace sluice::pool

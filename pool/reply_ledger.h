@@ -1,0 +1,91 @@
+// The replies a server owes, in order, while statement tracking rewrites a
+// client's extended-protocol traffic. Some requests are sluiced's own (a Parse
+// so a statement exists here, a Close for an evicted one) and their replies
+// must not reach the client; some client requests are answered by sluiced (a
+// Parse of a statement this server already holds, a Close) and their replies
+// must reach the client exactly where PostgreSQL would have put them.
+// PostgreSQL's rule that an error skips every request up to the next Sync is
+// followed here, so the statement caches stay true to the server.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pool/prepared_statements.h"
+#include "protocol/chunk_editor.h"
+#include "protocol/message_scanner.h"
+
+namespace sluice::pool {
+
+enum class PendingKind : std::uint8_t {
+  forwarded,       // the client's request: its replies pass
+  client_parse,    // the client's Parse under the server's name: passes; failing forgets the name
+  injected_parse,  // sluiced's Parse: ParseComplete dropped, an error passes (it stands for the client's)
+  injected_close,  // sluiced's Close of an evicted statement: CloseComplete dropped
+  answered,        // the client's Parse or Close answered by sluiced: `reply` goes in its place
+  refused,         // a request sent to fail: its ErrorResponse is replaced by `reply`
+};
+
+struct PendingReply {
+  PendingKind kind = PendingKind::forwarded;
+  char request = 0;  // the frontend message type the reply answers
+  StatementPtr statement;
+  // The client's name for the statement, undone if PostgreSQL would not have
+  // kept the request: a failed Parse forgets it, a skipped Close restores it.
+  std::weak_ptr<ClientStatements> client;
+  std::string client_name;
+  std::string reply;  // answered / refused
+};
+
+class ReplyLedger {
+ public:
+  explicit ReplyLedger(ServerStatementCache& cache) : cache_(cache) {}
+
+  // Requests in the order they go to the server. An `answered` entry with
+  // nothing owed before it is ready at once: see take_ready().
+  void expect(PendingReply entry);
+  // The client's own request of this type (nothing is owed for Flush or COPY data).
+  void expect_forwarded(char request);
+  // Replies that became due outside a server read; empty when none.
+  std::string take_ready();
+
+  // One chunk of server bytes: begin, one call per message the scanner
+  // reports, finish. finish returns what the client must see (valid until the
+  // next begin_chunk); a partly received header is held back until its type
+  // is known.
+  void begin_chunk(protocol::Bytes chunk);
+  void on_message(const protocol::MessageEvent& event);
+  protocol::Bytes finish_chunk(std::size_t partial_header_bytes);
+
+  [[nodiscard]] bool empty() const { return head_ == entries_.size(); }
+  // The scope ends: whatever is still owed is given up. If any of it could
+  // have changed the server's statements, the cache starts a new generation.
+  void abandon();
+
+ private:
+  [[nodiscard]] PendingReply& front() { return entries_[head_]; }
+  void pop();
+  void undo(const PendingReply& entry);
+  void skip_until_sync();
+  std::string due_answers();
+  void on_error_response();
+
+  ServerStatementCache& cache_;
+  std::vector<PendingReply> entries_;  // a queue: [head_, size)
+  std::size_t head_ = 0;
+  bool skipping_until_sync_ = false;  // an error came before the client's Sync was sent
+  std::string ready_;                 // answers due with nothing owed before them
+
+  protocol::ChunkEditor editor_;  // the chunk being filtered
+  std::string held_header_;       // a header's first bytes, from earlier chunks
+  // The message that continues past the chunk: bytes still to come, whether
+  // they are dropped, and what goes to the client after them.
+  std::uint64_t carry_ = 0;
+  bool carry_dropped_ = false;
+  std::string after_carry_;
+};
+
+}  // namespace sluice::pool

@@ -1,0 +1,66 @@
+// Rewrites a chunk of forwarded bytes in one left-to-right pass: ranges pass,
+// are dropped, or have bytes inserted before them. Nothing is copied until the
+// first edit, so an untouched chunk goes out as it came in.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "protocol/wire.h"
+
+namespace sluice::protocol {
+
+class ChunkEditor {
+ public:
+  void begin(Bytes chunk) {
+    chunk_ = chunk;
+    done_until_ = 0;
+    edited_ = false;
+    out_.clear();
+  }
+  void pass_to(std::size_t offset) {
+    if (edited_) out_.append(text(done_until_, offset));
+    done_until_ = offset;
+  }
+  void drop_to(std::size_t offset) {
+    materialize();
+    done_until_ = offset;
+  }
+  void insert(std::string_view bytes) {
+    if (bytes.empty()) return;
+    materialize();
+    out_.append(bytes);
+  }
+  // Everything up to `offset` must have been passed or dropped.
+  [[nodiscard]] Bytes result(std::size_t offset) const {
+    return edited_ ? as_bytes(out_) : chunk_.first(offset);
+  }
+  [[nodiscard]] std::string_view text(std::size_t from, std::size_t to) const {
+    return {reinterpret_cast<const char*>(chunk_.data()) + from, to - from};
+  }
+  [[nodiscard]] Bytes bytes(std::size_t from, std::size_t to) const {
+    return chunk_.subspan(from, to - from);
+  }
+  [[nodiscard]] std::size_t size() const { return chunk_.size(); }
+  // A large edit's buffer is not kept for the connection's lifetime.
+  void release_memory() {
+    if (out_.capacity() > kKeptCapacity) std::string().swap(out_);
+  }
+
+ private:
+  static constexpr std::size_t kKeptCapacity = 4096;
+
+  void materialize() {
+    if (edited_) return;
+    out_.assign(text(0, done_until_));
+    edited_ = true;
+  }
+
+  Bytes chunk_;
+  std::size_t done_until_ = 0;
+  bool edited_ = false;
+  std::string out_;
+};
+
+}  // namespace sluice::protocol

@@ -1,0 +1,368 @@
+// A token-level imitation of PostgreSQL's scan.l, just enough to find where
+// statements start: quotes, comments and dollar quotes are skipped exactly as
+// the server skips them, so a ';' or keyword inside them is never mistaken for
+// one outside. Every read is bounds-checked and every byte is visited a bounded
+// number of times, since this text comes straight from clients.
+#include "protocol/sql_commands.h"
+
+#include <algorithm>
+#include <cstddef>
+
+namespace sluice::protocol {
+namespace {
+
+enum class TokenKind {
+  word,            // unquoted identifier or keyword
+  string_literal,  // '...', E'...', U&'...' or $tag$...$tag$
+  open_paren,
+  close_paren,
+  semicolon,
+  other,  // numbers, operators, parameters, quoted identifiers
+  end,    // end of input, or an unterminated quote or comment
+};
+
+struct Token {
+  TokenKind kind = TokenKind::end;
+  std::string_view text;
+};
+
+constexpr bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
+constexpr bool is_ascii_letter(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+constexpr bool is_high_bit(char c) { return (static_cast<unsigned char>(c) & 0x80U) != 0; }
+
+// scan.l's ident_start and dolq_start: letters, '_' and any non-ASCII byte.
+constexpr bool is_identifier_start(char c) { return is_ascii_letter(c) || c == '_' || is_high_bit(c); }
+// Dollar-quote tags may not contain '$'; identifiers may.
+constexpr bool is_tag_char(char c) { return is_identifier_start(c) || is_digit(c); }
+constexpr bool is_identifier_char(char c) { return is_tag_char(c) || c == '$'; }
+
+constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// PostgreSQL folds only ASCII letters when matching keywords.
+bool is_keyword(const Token& token, std::string_view lowercase_keyword) {
+  return token.kind == TokenKind::word && token.text.size() == lowercase_keyword.size() &&
+         std::equal(token.text.begin(), token.text.end(), lowercase_keyword.begin(),
+                    [](char written, char keyword) { return ascii_lower(written) == keyword; });
+}
+
+class Lexer {
+ public:
+  explicit Lexer(std::string_view sql) : sql_(sql) {}
+
+  Token next() {
+    skip_blanks_and_comments();
+    if (at_end()) return {TokenKind::end, {}};
+    const std::size_t start = pos_;
+    const TokenKind kind = scan_token();
+    // A token cut short by the end of input is an unterminated quote: stop there.
+    if (kind != TokenKind::end) return {kind, sql_.substr(start, pos_ - start)};
+    pos_ = sql_.size();
+    return {TokenKind::end, {}};
+  }
+
+ private:
+  [[nodiscard]] bool at_end() const { return pos_ >= sql_.size(); }
+  [[nodiscard]] char peek(std::size_t ahead = 0) const {
+    return pos_ + ahead < sql_.size() ? sql_[pos_ + ahead] : '\0';
+  }
+
+  void skip_blanks_and_comments() {
+    while (!at_end()) {
+      if (is_space(peek())) {
+        ++pos_;
+      } else if (peek() == '-' && peek(1) == '-') {
+        while (!at_end() && peek() != '\n' && peek() != '\r') ++pos_;
+      } else if (peek() == '/' && peek(1) == '*') {
+        skip_block_comment();
+      } else {
+        return;
+      }
+    }
+  }
+
+  // Block comments nest in PostgreSQL, unlike the SQL standard's C-like reading.
+  void skip_block_comment() {
+    std::size_t depth = 0;
+    while (!at_end()) {
+      if (peek() == '/' && peek(1) == '*') {
+        ++depth;
+        pos_ += 2;
+      } else if (peek() == '*' && peek(1) == '/') {
+        pos_ += 2;
+        if (--depth == 0) return;
+      } else {
+        ++pos_;
+      }
+    }
+  }
+
+  // Consumes one token starting at pos_; returns end when a quote runs off the input.
+  TokenKind scan_token() {
+    const char c = peek();
+    switch (c) {
+      case ';':
+        ++pos_;
+        return TokenKind::semicolon;
+      case '(':
+        ++pos_;
+        return TokenKind::open_paren;
+      case ')':
+        ++pos_;
+        return TokenKind::close_paren;
+      case '\'':
+        return skip_quoted('\'', /*backslash_escapes=*/false) ? TokenKind::string_literal : TokenKind::end;
+      case '"':
+        return skip_quoted('"', /*backslash_escapes=*/false) ? TokenKind::other : TokenKind::end;
+      case '$':
+        return scan_dollar();
+      default:
+        break;
+    }
+    // E'...' only when the E starts the token: "typeE'x'" is an identifier and a plain string.
+    if ((c == 'e' || c == 'E') && peek(1) == '\'') {
+      ++pos_;
+      return skip_quoted('\'', /*backslash_escapes=*/true) ? TokenKind::string_literal : TokenKind::end;
+    }
+    // U&'...' counts as a string literal for PREPARE TRANSACTION; U&"..." is an identifier.
+    if ((c == 'u' || c == 'U') && peek(1) == '&' && (peek(2) == '\'' || peek(2) == '"')) {
+      pos_ += 2;
+      const bool is_string = peek() == '\'';
+      if (!skip_quoted(peek(), /*backslash_escapes=*/false)) return TokenKind::end;
+      return is_string ? TokenKind::string_literal : TokenKind::other;
+    }
+    if (is_identifier_start(c)) {
+      while (!at_end() && is_identifier_char(peek())) ++pos_;
+      return TokenKind::word;
+    }
+    if (is_digit(c)) {
+      while (!at_end() && is_digit(peek())) ++pos_;
+      return TokenKind::other;
+    }
+    ++pos_;  // an operator character; "--" and "/*" were already taken as comments
+    return TokenKind::other;
+  }
+
+  // pos_ is on the opening quote. A doubled quote is an escaped quote; in E'...' strings a
+  // backslash escapes whatever follows it. Returns false when the closing quote is missing.
+  bool skip_quoted(char quote, bool backslash_escapes) {
+    ++pos_;
+    while (!at_end()) {
+      const char c = peek();
+      if (backslash_escapes && c == '\\') {
+        pos_ += 2;
+      } else if (c == quote) {
+        ++pos_;
+        if (peek() != quote) return true;
+        ++pos_;
+      } else {
+        ++pos_;
+      }
+    }
+    return false;
+  }
+
+  // pos_ is on a '$': a positional parameter ($1), a dollar-quoted string ($tag$...$tag$),
+  // or a lone '$' when no tag follows (scan.l then rescans what follows it).
+  TokenKind scan_dollar() {
+    if (is_digit(peek(1))) {
+      ++pos_;
+      while (!at_end() && is_digit(peek())) ++pos_;
+      return TokenKind::other;
+    }
+    std::size_t tag_end = pos_ + 1;
+    if (tag_end < sql_.size() && is_identifier_start(sql_[tag_end])) {
+      while (tag_end < sql_.size() && is_tag_char(sql_[tag_end])) ++tag_end;
+    }
+    if (tag_end >= sql_.size() || sql_[tag_end] != '$') {
+      ++pos_;
+      return TokenKind::other;
+    }
+    const std::string_view delimiter = sql_.substr(pos_, tag_end + 1 - pos_);
+    pos_ = tag_end + 1;
+    return skip_to_delimiter(delimiter) ? TokenKind::string_literal : TokenKind::end;
+  }
+
+  // Linear even for long tags: a partial match covers only tag characters, which contain no
+  // '$', so the next candidate cannot start inside it and the scan resumes where matching failed.
+  bool skip_to_delimiter(std::string_view delimiter) {
+    while (!at_end()) {
+      if (peek() != '$') {
+        ++pos_;
+        continue;
+      }
+      std::size_t matched = 1;
+      while (matched < delimiter.size() && pos_ + matched < sql_.size() &&
+             sql_[pos_ + matched] == delimiter[matched]) {
+        ++matched;
+      }
+      if (matched == delimiter.size()) {
+        pos_ += matched;
+        return true;
+      }
+      pos_ += matched;
+    }
+    return false;
+  }
+
+  std::string_view sql_;
+  std::size_t pos_ = 0;
+};
+
+// Reads one statement's tokens and decides, as early as its leading words allow, what it does
+// with prepared statements. The grammar followed is PostgreSQL's gram.y for these commands.
+class StatementClassifier {
+ public:
+  // Takes the statement's next token (a semicolon or end token finishes it) and returns the
+  // statement's use at the token that settles it; none for every other token.
+  SqlPreparedUse feed(const Token& token) {
+    switch (state_) {
+      case State::statement_start:
+        return on_first_word(token);
+      case State::explain_options:
+        if (is_keyword(token, "analyze") || is_keyword(token, "analyse") || is_keyword(token, "verbose")) {
+          return {};
+        }
+        if (token.kind == TokenKind::open_paren) {
+          state_ = State::explain_option_list;
+          paren_depth_ = 1;
+          return {};
+        }
+        return on_first_word(token);
+      case State::explain_option_list:
+        if (token.kind == TokenKind::open_paren) ++paren_depth_;
+        if (token.kind == TokenKind::close_paren && --paren_depth_ == 0) state_ = State::statement_start;
+        return {};
+      case State::after_prepare:
+        // PREPARE TRANSACTION 'gid' is two-phase commit; PREPARE transaction AS ... is a statement.
+        if (is_keyword(token, "transaction")) {
+          state_ = State::after_prepare_transaction;
+          return {};
+        }
+        return settle(SqlPreparedCommand::prepare);
+      case State::after_prepare_transaction:
+        if (token.kind == TokenKind::string_literal) return settle(SqlPreparedCommand::none);
+        return settle(SqlPreparedCommand::prepare);
+      case State::after_deallocate:
+        if (is_keyword(token, "all")) return settle(SqlPreparedCommand::deallocate_all);
+        if (is_keyword(token, "prepare")) {
+          state_ = State::after_deallocate_prepare;
+          return {};
+        }
+        return settle(SqlPreparedCommand::deallocate);
+      case State::after_deallocate_prepare:
+        // With nothing after it, "prepare" is the name: DEALLOCATE prepare.
+        if (is_keyword(token, "all")) return settle(SqlPreparedCommand::deallocate_all);
+        return settle(SqlPreparedCommand::deallocate);
+      case State::after_discard:
+        return settle(is_keyword(token, "all") ? SqlPreparedCommand::discard_all : SqlPreparedCommand::none);
+      case State::create_table_options:
+        return on_create_word(token);
+      case State::create_table_target:
+        // create_as_target (name, columns, USING, WITH, ON COMMIT, TABLESPACE) never contains a
+        // top-level AS, so the first one begins the query; a later one may be a column alias.
+        if (token.kind == TokenKind::open_paren) ++paren_depth_;
+        if (token.kind == TokenKind::close_paren && paren_depth_ > 0) --paren_depth_;
+        if (paren_depth_ == 0 && is_keyword(token, "as")) state_ = State::create_table_query;
+        return {};
+      case State::create_table_query:
+        if (is_keyword(token, "execute")) {
+          keyword_ = token.text;
+          return settle(SqlPreparedCommand::execute);
+        }
+        return settle(SqlPreparedCommand::none);
+      case State::settled:
+        return {};
+    }
+    return {};
+  }
+
+ private:
+  enum class State {
+    statement_start,            // the statement's first word, or the statement EXPLAIN explains
+    explain_options,            // after EXPLAIN: ANALYZE, VERBOSE or an option list may come first
+    explain_option_list,        // inside EXPLAIN ( ... )
+    after_prepare,              // PREPARE: a name, or TRANSACTION for two-phase commit
+    after_prepare_transaction,  // PREPARE TRANSACTION: a string means two-phase commit
+    after_deallocate,           // DEALLOCATE: ALL, PREPARE or a name
+    after_deallocate_prepare,   // DEALLOCATE PREPARE: ALL or a name
+    after_discard,              // DISCARD: only ALL matters
+    create_table_options,       // CREATE: TEMP, UNLOGGED, ... until TABLE
+    create_table_target,        // CREATE ... TABLE: up to the top-level AS
+    create_table_query,         // CREATE ... TABLE ... AS: EXECUTE or a query
+    settled,                    // the rest of the statement cannot change the answer
+  };
+
+  SqlPreparedUse on_first_word(const Token& token) {
+    // EXPLAIN only wraps EXECUTE and CREATE TABLE AS among these; the rest would be syntax errors.
+    if (is_keyword(token, "execute")) {
+      keyword_ = token.text;
+      return settle(SqlPreparedCommand::execute);
+    }
+    if (is_keyword(token, "create")) return enter(State::create_table_options);
+    if (explaining_) return settle(SqlPreparedCommand::none);
+    if (is_keyword(token, "explain")) {
+      explaining_ = true;
+      return enter(State::explain_options);
+    }
+    if (is_keyword(token, "prepare")) return enter(State::after_prepare, token.text);
+    if (is_keyword(token, "deallocate")) return enter(State::after_deallocate, token.text);
+    if (is_keyword(token, "discard")) return enter(State::after_discard, token.text);
+    return settle(SqlPreparedCommand::none);
+  }
+
+  SqlPreparedUse on_create_word(const Token& token) {
+    if (is_keyword(token, "temp") || is_keyword(token, "temporary") || is_keyword(token, "unlogged") ||
+        is_keyword(token, "local") || is_keyword(token, "global")) {
+      return {};
+    }
+    if (is_keyword(token, "table")) {
+      paren_depth_ = 0;
+      return enter(State::create_table_target);
+    }
+    return settle(SqlPreparedCommand::none);
+  }
+
+  SqlPreparedUse enter(State state, std::string_view keyword = {}) {
+    state_ = state;
+    if (!keyword.empty()) keyword_ = keyword;
+    return {};
+  }
+
+  SqlPreparedUse settle(SqlPreparedCommand command) {
+    state_ = State::settled;
+    if (command == SqlPreparedCommand::none) return {};
+    return {command, keyword_};
+  }
+
+  State state_ = State::statement_start;
+  bool explaining_ = false;
+  std::size_t paren_depth_ = 0;
+  std::string_view keyword_;  // the word reported with the command
+};
+
+bool is_named(SqlPreparedCommand command) {
+  return command == SqlPreparedCommand::prepare || command == SqlPreparedCommand::execute ||
+         command == SqlPreparedCommand::deallocate;
+}
+
+}  // namespace
+
+SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
+  Lexer lexer(sql);
+  StatementClassifier statement;
+  SqlPreparedUse last_reset;  // the latest DEALLOCATE ALL or DISCARD ALL
+  for (;;) {
+    const Token token = lexer.next();
+    const SqlPreparedUse use = statement.feed(token);
+    // A named statement cannot follow the client to another server, whatever else the string does.
+    if (is_named(use.command)) return use;
+    if (use.command != SqlPreparedCommand::none) last_reset = use;
+    if (token.kind == TokenKind::end) return last_reset;
+    if (token.kind == TokenKind::semicolon) statement = StatementClassifier{};
+  }
+}
+
+}  // namespace sluice::protocol

@@ -1,0 +1,33 @@
+// Finds SQL-level prepared-statement commands (PREPARE, EXECUTE, DEALLOCATE,
+// DISCARD ALL) in a simple-query string, so transaction pooling can refuse them
+// instead of letting them silently break when the client lands on another server.
+// Pure: no I/O, no allocation; a linear scan over untrusted text.
+#pragma once
+
+#include <string_view>
+
+namespace sluice::protocol {
+
+// What a simple-query string does with SQL-level prepared statements, which live on one server
+// connection and so cannot follow a client across the pool in transaction mode.
+enum class SqlPreparedCommand { none, prepare, execute, deallocate, deallocate_all, discard_all };
+
+struct SqlPreparedUse {
+  SqlPreparedCommand command = SqlPreparedCommand::none;
+  std::string_view keyword;  // as the client wrote it ("prepare", "EXECUTE", ...); empty for none
+};
+
+// Splits `sql` into statements on top-level semicolons and looks at each statement's leading words.
+// Returns the first statement that is PREPARE, EXECUTE, or DEALLOCATE [PREPARE] <name> (named),
+// and also reports EXPLAIN [ANALYZE] [VERBOSE] EXECUTE / EXPLAIN (options) EXECUTE and
+// CREATE [TEMP|TEMPORARY|UNLOGGED] TABLE ... AS EXECUTE as `execute`. When no such statement exists it
+// reports the last DEALLOCATE [PREPARE] ALL or DISCARD ALL (deallocate_all / discard_all) if any,
+// else none.
+//
+// `keyword` points into `sql`: the command's own word (EXECUTE even under EXPLAIN or CREATE TABLE).
+// PREPARE TRANSACTION '<gid>' is two-phase commit, not a prepared statement, and reports none.
+// Lexing follows PostgreSQL with standard_conforming_strings on (its default); an unterminated
+// quote or comment ends the scan.
+SqlPreparedUse find_sql_prepared_use(std::string_view sql);
+
+}  // namespace sluice::protocol

@@ -1,0 +1,250 @@
+// The ReplyLedger puts a server's replies into the order and shape a client
+// expects when sluiced has added, answered or refused requests on its behalf.
+// Every scenario is fed whole, split in two at every offset, and byte by byte:
+// the client must see the same bytes however the server's stream is cut.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "pool/reply_ledger.h"
+#include "protocol/backend_messages.h"
+#include "protocol/extended_query.h"
+
+namespace sluice::pool {
+namespace {
+
+std::string message(char type, const std::string& body = {}) {
+  std::string out(1, type);
+  protocol::append_u32(out, static_cast<std::uint32_t>(body.size() + 4));
+  return out + body;
+}
+
+const std::string kParseComplete = message('1');
+const std::string kBindComplete = message('2');
+const std::string kCloseComplete = message('3');
+const std::string kNoData = message('n');
+const std::string kRow = message('D', std::string("\0\1\0\0\0\1x", 7));
+const std::string kSelectDone = message('C', std::string("SELECT 1\0", 9));
+const std::string kNotice = message('N', std::string("SNOTICE\0\0", 9));
+
+std::string ready(char status) { return message('Z', std::string(1, status)); }
+
+std::string error(const std::string& sqlstate) {
+  std::string out;
+  protocol::append_error_response(out, protocol::Severity::error, sqlstate, "boom");
+  return out;
+}
+
+PendingReply entry(PendingKind kind, char request, StatementPtr statement = {}, std::string reply = {}) {
+  PendingReply pending;
+  pending.kind = kind;
+  pending.request = request;
+  pending.statement = std::move(statement);
+  pending.reply = std::move(reply);
+  return pending;
+}
+
+struct Scenario {
+  std::function<void(ReplyLedger&, ServerStatementCache&)> expect;  // requests, in order
+  std::string server;                                               // the server's replies
+  std::string client;                                               // what the client must see
+};
+
+// Feeds the server's bytes in the given pieces; returns ready replies first,
+// then everything filtered.
+std::string run(const Scenario& scenario, const std::vector<std::size_t>& cuts,
+                ServerStatementCache* cache_out = nullptr) {
+  ServerStatementCache cache(8);
+  ReplyLedger ledger(cache);
+  scenario.expect(ledger, cache);
+  std::string seen = ledger.take_ready();
+  protocol::MessageScanner scanner(1 << 20);
+  std::size_t from = 0;
+  auto feed = [&](std::size_t to) {
+    const auto chunk = protocol::as_bytes(scenario.server).subspan(from, to - from);
+    ledger.begin_chunk(chunk);
+    scanner.scan(chunk, [&](const protocol::MessageEvent& event) {
+      ledger.on_message(event);
+      return true;
+    });
+    const auto out = ledger.finish_chunk(scanner.pending_header_bytes());
+    seen.append(reinterpret_cast<const char*>(out.data()), out.size());
+    from = to;
+  };
+  for (const std::size_t cut : cuts) feed(cut);
+  feed(scenario.server.size());
+  EXPECT_TRUE(ledger.empty());
+  if (cache_out != nullptr) *cache_out = cache;
+  return seen;
+}
+
+void expect_every_split(const Scenario& scenario) {
+  EXPECT_EQ(run(scenario, {}), scenario.client) << "whole";
+  for (std::size_t cut = 1; cut < scenario.server.size(); ++cut) {
+    ASSERT_EQ(run(scenario, {cut}), scenario.client) << "split at " << cut;
+  }
+  std::vector<std::size_t> every_byte;
+  for (std::size_t cut = 1; cut < scenario.server.size(); ++cut) every_byte.push_back(cut);
+  EXPECT_EQ(run(scenario, every_byte), scenario.client) << "byte by byte";
+}
+
+StatementPtr statement(const std::string& name) {
+  return std::make_shared<const PreparedStatement>(PreparedStatement{name, "SELECT 1\0\0\0"});
+}
+
+TEST(ReplyLedgerTest, ForwardedRepliesPassUnchanged) {
+  const std::string stream = kParseComplete + kBindComplete + kNoData + kRow + kSelectDone + kNotice +
+                             ready('I') + kRow + kSelectDone + ready('I');
+  expect_every_split({[](ReplyLedger& ledger, ServerStatementCache&) {
+                        for (const char request : {'P', 'B', 'D', 'E', 'S', 'Q'})
+                          ledger.expect_forwarded(request);
+                      },
+                      stream, stream});
+}
+
+TEST(ReplyLedgerTest, InjectedParseAndCloseRepliesAreDropped) {
+  const auto kept = statement("sluice_1");
+  const auto evicted = statement("sluice_2");
+  expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
+                        ledger.expect(entry(PendingKind::injected_close, 'C', evicted));
+                        ledger.expect(entry(PendingKind::injected_parse, 'P', kept));
+                        for (const char request : {'B', 'E', 'S'}) ledger.expect_forwarded(request);
+                      },
+                      kCloseComplete + kParseComplete + kBindComplete + kRow + kSelectDone + ready('I'),
+                      kBindComplete + kRow + kSelectDone + ready('I')});
+}
+
+TEST(ReplyLedgerTest, AnsweredParseGoesWherePostgresWouldHavePutIt) {
+  // Bind/Execute of one statement, then a Parse sluiced answers, then its Bind/Execute.
+  std::string answer;
+  protocol::append_parse_complete(answer);
+  expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
+                        ledger.expect_forwarded('B');
+                        ledger.expect_forwarded('E');
+                        ledger.expect(entry(PendingKind::answered, 'P', {}, answer));
+                        ledger.expect_forwarded('B');
+                        ledger.expect_forwarded('E');
+                        ledger.expect_forwarded('S');
+                      },
+                      kBindComplete + kRow + kSelectDone + kBindComplete + kRow + kSelectDone + ready('T'),
+                      kBindComplete + kRow + kSelectDone + kParseComplete + kBindComplete + kRow +
+                          kSelectDone + ready('T')});
+}
+
+TEST(ReplyLedgerTest, AnswerWithNothingOwedIsReadyAtOnce) {
+  std::string answer;
+  protocol::append_close_complete(answer);
+  expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
+                        ledger.expect(entry(PendingKind::answered, 'C', {}, answer));
+                        ledger.expect_forwarded('S');
+                      },
+                      ready('I'), kCloseComplete + ready('I')});
+}
+
+TEST(ReplyLedgerTest, AnswersAfterTheLastReplyFollowIt) {
+  std::string answer;
+  protocol::append_parse_complete(answer);
+  expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
+                        ledger.expect_forwarded('B');
+                        ledger.expect_forwarded('E');
+                        ledger.expect(entry(PendingKind::answered, 'P', {}, answer));
+                        ledger.expect_forwarded('H');  // Flush: owes nothing
+                      },
+                      kBindComplete + kRow + kSelectDone,
+                      kBindComplete + kRow + kSelectDone + kParseComplete});
+}
+
+TEST(ReplyLedgerTest, AnErrorSkipsToSyncLikePostgres) {
+  // The Bind fails: the answered Parse after it is never answered, the
+  // injected Parse never ran, and the next batch is untouched.
+  std::string answer;
+  protocol::append_parse_complete(answer);
+  const auto later = statement("sluice_3");
+  expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache& cache) {
+                        ledger.expect_forwarded('B');
+                        ledger.expect(entry(PendingKind::answered, 'P', {}, answer));
+                        cache.add(later);
+                        ledger.expect(entry(PendingKind::injected_parse, 'P', later));
+                        ledger.expect_forwarded('E');
+                        ledger.expect_forwarded('S');
+                        ledger.expect_forwarded('Q');
+                      },
+                      error("22012") + ready('I') + kRow + kSelectDone + ready('I'),
+                      error("22012") + ready('I') + kRow + kSelectDone + ready('I')});
+}
+
+TEST(ReplyLedgerTest, SkippedInjectedParseLeavesTheCache) {
+  const auto lost = statement("sluice_4");
+  ServerStatementCache cache(8);
+  run({[&](ReplyLedger& ledger, ServerStatementCache& inner) {
+         ledger.expect_forwarded('B');
+         inner.add(lost);
+         ledger.expect(entry(PendingKind::injected_parse, 'P', lost));
+         ledger.expect_forwarded('B');
+         ledger.expect_forwarded('S');
+       },
+       error("22012") + ready('I'),
+       {}},
+      {}, &cache);
+  EXPECT_FALSE(cache.touch(*lost));
+}
+
+TEST(ReplyLedgerTest, RefusedRequestsErrorIsReplaced) {
+  const std::string replacement = error("26000");
+  expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
+                        ledger.expect(entry(PendingKind::refused, 'B', {}, replacement));
+                        ledger.expect_forwarded('E');
+                        ledger.expect_forwarded('S');
+                      },
+                      error("42P01") + ready('T'), replacement + ready('T')});
+}
+
+TEST(ReplyLedgerTest, RefusedQueryIsReplacedOnceAndEndsWithItsReadyForQuery) {
+  const std::string replacement = error("0A000");
+  expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
+                        ledger.expect(entry(PendingKind::refused, 'Q', {}, replacement));
+                        ledger.expect_forwarded('Q');
+                      },
+                      kNotice + error("42601") + ready('E') + error("25P02") + ready('E'),
+                      kNotice + replacement + ready('E') + error("25P02") + ready('E')});
+}
+
+TEST(ReplyLedgerTest, ErrorBeforeTheClientsSyncSkipsWhatItSendsNext) {
+  // The error arrives before the client has sent the rest of its batch.
+  ServerStatementCache cache(8);
+  ReplyLedger ledger(cache);
+  ledger.expect_forwarded('B');
+  const std::string stream = error("22012");
+  protocol::MessageScanner scanner(1 << 20);
+  ledger.begin_chunk(protocol::as_bytes(stream));
+  scanner.scan(protocol::as_bytes(stream), [&](const protocol::MessageEvent& event) {
+    ledger.on_message(event);
+    return true;
+  });
+  ledger.finish_chunk(0);
+  std::string answer;
+  protocol::append_parse_complete(answer);
+  ledger.expect(entry(PendingKind::answered, 'P', {}, answer));  // skipped by the server: never answered
+  ledger.expect_forwarded('E');
+  EXPECT_TRUE(ledger.empty());
+  EXPECT_EQ(ledger.take_ready(), "");
+  ledger.expect_forwarded('S');
+  EXPECT_FALSE(ledger.empty());
+}
+
+TEST(ReplyLedgerTest, AbandonStartsANewGenerationWhenStatementsWereInFlight) {
+  ServerStatementCache cache(8);
+  ReplyLedger ledger(cache);
+  const auto pending = statement("sluice_5");
+  cache.add(pending);
+  ledger.expect(entry(PendingKind::injected_parse, 'P', pending));
+  ledger.abandon();
+  EXPECT_TRUE(ledger.empty());
+  EXPECT_EQ(cache.size(), 0U);
+  EXPECT_EQ(cache.suffix(), "_g1");
+}
+
+}  // namespace
+}  // namespace sluice::pool
