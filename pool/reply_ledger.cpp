@@ -58,16 +58,15 @@ void ReplyLedger::expect(PendingReply entry) {
     (carry_ > 0 ? after_carry_ : ready_) += entry.reply;
     return;
   }
-  entries_.push_back(std::move(entry));
+  slots_.push_back({entry.request, entry.kind, /*detailed=*/true});
+  details_.push_back(std::move(entry));
 }
 
 void ReplyLedger::expect_forwarded(char request) {
   if (!has_reply(request)) return;
   if (skipping_until_sync_ && request != 'S') return;
   skipping_until_sync_ = false;
-  PendingReply entry;
-  entry.request = request;
-  entries_.push_back(std::move(entry));
+  slots_.push_back({request, PendingKind::forwarded, /*detailed=*/false});
 }
 
 std::string ReplyLedger::take_ready() {
@@ -77,11 +76,16 @@ std::string ReplyLedger::take_ready() {
 }
 
 void ReplyLedger::pop() {
-  entries_[head_] = PendingReply{};
-  if (++head_ == entries_.size()) {
-    entries_.clear();
+  if (slots_[head_].detailed) details_.pop_front();
+  if (++head_ == slots_.size()) {
+    slots_.clear();
     head_ = 0;
   }
+}
+
+void ReplyLedger::undo_and_pop() {
+  if (front().detailed) undo(details_.front());
+  pop();
 }
 
 // PostgreSQL did not do the request (it failed, or an earlier error skipped it).
@@ -110,32 +114,29 @@ void ReplyLedger::undo(const PendingReply& entry) {
 }
 
 void ReplyLedger::skip_until_sync() {
-  while (!empty() && front().request != 'S') {
-    undo(front());
-    pop();
-  }
+  while (!empty() && front().request != 'S') undo_and_pop();
   if (empty()) skipping_until_sync_ = true;
 }
 
 // Answers whose turn has come: every reply owed before them has been seen.
-std::string ReplyLedger::due_answers() {
-  std::string due;
+void ReplyLedger::take_due_answers(std::string& due) {
   while (!empty() && front().kind == PendingKind::answered) {
-    due += front().reply;
+    due += details_.front().reply;
     pop();
   }
-  return due;
 }
 
 void ReplyLedger::abandon() {
+  if (empty() && carry_ == 0 && held_header_.empty() && ready_.empty()) return editor_.release_memory();
   bool touched_statements = false;
-  for (std::size_t i = head_; i < entries_.size(); ++i) {
-    const PendingKind kind = entries_[i].kind;
+  for (std::size_t i = head_; i < slots_.size(); ++i) {
+    const PendingKind kind = slots_[i].kind;
     touched_statements = touched_statements || kind == PendingKind::injected_parse ||
                          kind == PendingKind::client_parse || kind == PendingKind::injected_close;
   }
   if (touched_statements) cache_.start_new_generation();
-  entries_.clear();
+  slots_.clear();
+  details_.clear();
   head_ = 0;
   skipping_until_sync_ = false;
   ready_.clear();
@@ -162,10 +163,8 @@ void ReplyLedger::begin_chunk(protocol::Bytes chunk) {
 }
 
 void ReplyLedger::on_error_response() {
-  PendingReply& head = front();
-  if (ends_with_ready(head.request)) return;  // its ReadyForQuery still comes
-  undo(head);
-  pop();
+  if (ends_with_ready(front().request)) return;  // its ReadyForQuery still comes
+  undo_and_pop();
   skip_until_sync();
 }
 
@@ -178,24 +177,21 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   std::string replacement;
   std::string after;
   if (!empty() && !is_asynchronous(event.type)) {
-    PendingReply& head = front();
+    const Slot head = front();
     if (event.type == 'E') {
-      if (head.kind == PendingKind::refused && !head.reply.empty()) {
-        replacement.swap(head.reply);  // once: a later error of the same Query passes
+      if (head.kind == PendingKind::refused && !details_.front().reply.empty()) {
+        replacement.swap(details_.front().reply);  // once: a later error of the same Query passes
         drop = true;
       }
       on_error_response();
     } else if (event.type == 'Z') {
-      while (!empty() && !ends_with_ready(front().request)) {
-        undo(front());
-        pop();
-      }
+      while (!empty() && !ends_with_ready(front().request)) undo_and_pop();
       if (!empty()) pop();
-      after = due_answers();
+      take_due_answers(after);
     } else if (completes(head.request, event.type)) {
       drop = head.kind == PendingKind::injected_parse || head.kind == PendingKind::injected_close;
       pop();
-      after = due_answers();
+      take_due_answers(after);
     }
   }
 

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,22 +61,32 @@ class ReplyLedger {
   void on_message(const protocol::MessageEvent& event);
   protocol::Bytes finish_chunk(std::size_t partial_header_bytes);
 
-  [[nodiscard]] bool empty() const { return head_ == entries_.size(); }
+  [[nodiscard]] bool empty() const { return head_ == slots_.size(); }
   // The scope ends: whatever is still owed is given up. If any of it could
   // have changed the server's statements, the cache starts a new generation.
   void abandon();
 
  private:
-  [[nodiscard]] PendingReply& front() { return entries_[head_]; }
+  // One per request owed; the details of those that are not plain forwards
+  // queue apart, so a plain one costs two bytes and no allocation.
+  struct Slot {
+    char request;
+    PendingKind kind;
+    bool detailed;  // its PendingReply is at the head of details_ when it is
+  };
+
+  [[nodiscard]] const Slot& front() const { return slots_[head_]; }
   void pop();
+  void undo_and_pop();
   void undo(const PendingReply& entry);
   void skip_until_sync();
-  std::string due_answers();
+  void take_due_answers(std::string& due);
   void on_error_response();
 
   ServerStatementCache& cache_;
-  std::vector<PendingReply> entries_;  // a queue: [head_, size)
+  std::vector<Slot> slots_;  // a queue: [head_, size)
   std::size_t head_ = 0;
+  std::deque<PendingReply> details_;
   bool skipping_until_sync_ = false;  // an error came before the client's Sync was sent
   std::string ready_;                 // answers due with nothing owed before them
 

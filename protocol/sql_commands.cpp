@@ -350,7 +350,43 @@ bool is_named(SqlPreparedCommand command) {
 
 }  // namespace
 
+namespace {
+
+bool word_at(std::string_view sql, std::size_t at, std::string_view lower_word) {
+  if (sql.size() - at < lower_word.size()) return false;
+  for (std::size_t i = 1; i < lower_word.size(); ++i) {
+    if (static_cast<char>(sql[at + i] | 0x20) != lower_word[i]) return false;
+  }
+  return true;
+}
+
+// Every command reported starts with one of these words, so a string without
+// them (nearly every query) skips the lexer: this runs on every query.
+bool mentions_prepared_command_word(std::string_view sql) {
+  for (std::size_t i = 0; i < sql.size(); ++i) {
+    const char c = static_cast<char>(sql[i] | 0x20);
+    if (c != 'p' && c != 'e' && c != 'd') continue;
+    switch (c) {
+      case 'p':
+        if (word_at(sql, i, "prepare")) return true;
+        break;
+      case 'e':
+        if (word_at(sql, i, "execute")) return true;
+        break;
+      case 'd':
+        if (word_at(sql, i, "deallocate") || word_at(sql, i, "discard")) return true;
+        break;
+      default:
+        break;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
+  if (!mentions_prepared_command_word(sql)) return {};
   Lexer lexer(sql);
   StatementClassifier statement;
   SqlPreparedUse last_reset;  // the latest DEALLOCATE ALL or DISCARD ALL
