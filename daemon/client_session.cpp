@@ -270,15 +270,16 @@ bool is_frontend_message_type(char type) {
 
 void ClientSession::forward_to_server(protocol::Bytes chunk) {
   pool::ServerConnection& server = scope_.server();
-  if (router_) router_->begin_chunk(chunk, server);
+  StatementRouter* router = router_ && server.tracks_statements() ? router_.get() : nullptr;
+  if (router != nullptr) router->begin_chunk(chunk, server);
   std::optional<protocol::MessageEvent> stop;  // Terminate, or a type no client may send
   const auto result = scanner_.scan(chunk, [&](const protocol::MessageEvent& event) {
     if (event.type == 'X' || !is_frontend_message_type(event.type)) {
       stop = event;
       return false;
     }
-    if (router_) {
-      router_->on_message(event);
+    if (router != nullptr) {
+      router->on_message(event);
     } else {
       server.note_frontend_message(event.type);
     }
@@ -292,9 +293,9 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   }
   if (!stop) {
     const protocol::Bytes out =
-        router_ ? router_->finish_chunk(chunk.size(), scanner_.pending_header_bytes()) : chunk;
+        router != nullptr ? router->finish_chunk(chunk.size(), scanner_.pending_header_bytes()) : chunk;
     if (!out.empty() && !server.send(out)) return server_write_failed();
-    if (router_) {
+    if (router != nullptr) {
       server.deliver_ready_replies();
       if (state_ == ClientState::closing) return;
     }
@@ -307,7 +308,8 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   if (stop->start == protocol::MessageEvent::kEarlier) {
     scope_.end("client stopped inside a message", /*client_mid_message=*/true);
   } else if (stop->start > 0) {
-    const protocol::Bytes before = router_ ? router_->finish_chunk(stop->start, 0) : chunk.first(stop->start);
+    const protocol::Bytes before =
+        router != nullptr ? router->finish_chunk(stop->start, 0) : chunk.first(stop->start);
     if (!server.send(before)) return server_write_failed();
   }
   if (stop->type == 'X') return close("client terminated");

@@ -80,6 +80,9 @@ class ServerConnection final : net::PollSocket::Handler {
   // Statement tracking (transaction mode): what this server holds, and the
   // replies it owes for what the client's StatementRouter sent.
   [[nodiscard]] ServerStatementCache& statements() { return statements_; }
+  // Fixed when the server is opened: a reload that changes the pool mode or
+  // max_prepared_statements applies to servers opened after it.
+  [[nodiscard]] bool tracks_statements() const { return tracks_statements_; }
   void expect_reply(PendingReply entry);
   void expect_forwarded(char request);
   // Replies sluiced answered with nothing owed before them go to the client now.

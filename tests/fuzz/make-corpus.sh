@@ -96,3 +96,15 @@ seed $f dotted-database '{"databases": {"a.b": {"conninfo": ""}}}'
 seed $f unterminated-comment '{"listen": {} /* never closed'
 seed $f not-object '[1, 2, 3]'
 seed $f truncated '{"listen": {"port": 64'
+
+# fuzz_reply_ledger: byte 0 picks the split; 16 request bytes (low nibble: type
+# P B D E C S Q F H by index mod 9, high nibble: kind mod 6); then server replies,
+# also read as a client message and as SQL.
+r=fuzz_reply_ledger
+plain='\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x05'
+seed $r extended-replies "\x05$plain$(message 1 '')$(message 2 '')$(message n '')$(message C 'SELECT 1\0')$(message Z 'I')"
+seed $r injected-parse "\x03\x10\x01\x03\x05$plain$(message 1 '')$(message 2 '')$(message C 'SELECT 1\0')$(message Z 'I')"
+seed $r error-skips "\x09\x41\x51\x21\x03\x05$plain$(message E 'SERROR\0C22012\0Mboom\0\0')$(message Z 'E')"
+seed $r client-parse "\x02$plain$(message P 's1\0SELECT 1\0\0\0')"
+seed $r client-bind "\x02$plain$(message B '\0s1\0\0\0\0\0\0\0')"
+seed $r sql-prepare "\x00${plain}PREPARE x AS SELECT 1; /* c */ DEALLOCATE ALL"
