@@ -139,20 +139,62 @@ class Fd {
 };
 
 struct SpawnSpec {
-  std::vector<std::string> argv;
-  std::string log_path;  // stdout and stderr are appended here
+  std::vector<std::string> argv;  // argv[0] without a '/' is looked up in PATH
+  std::string log_path;           // stdout and stderr are appended here
   std::optional<Credentials> run_as;
   int parent_death_signal = SIGKILL;  // sent to the child if the spawning thread dies first
 };
 
-pid_t spawn(const SpawnSpec& spec) {
+// What run_capture() adds to a SpawnSpec.
+struct SpawnExtras {
+  std::string err_path;          // when set, stderr goes here instead of the log
+  std::vector<std::string> env;  // "NAME=value", added to (or replacing in) the environment
+};
+
+// `program` as a path: itself when it has a '/', else the first executable of that name in PATH.
+std::string resolve_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  const char* env_path = std::getenv("PATH");
+  std::istringstream dirs(env_path != nullptr ? env_path : "/usr/local/bin:/usr/bin:/bin");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + program;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  fail(program + ": not found in PATH");
+}
+
+// The environment with `extra` ("NAME=value") added, replacing variables of the same name.
+std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+  std::vector<std::string> env;
+  for (char** var = environ; *var != nullptr; ++var) {
+    const std::string_view entry(*var);
+    const auto replaced = std::any_of(extra.begin(), extra.end(), [&](const std::string& added) {
+      const std::size_t eq = added.find('=');
+      return entry.substr(0, entry.find('=')) == std::string_view(added).substr(0, eq);
+    });
+    if (!replaced) env.emplace_back(entry);
+  }
+  env.insert(env.end(), extra.begin(), extra.end());
+  return env;
+}
+
+pid_t spawn(const SpawnSpec& spec, const SpawnExtras& extras = {}) {
   // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
   std::vector<char*> argv;
   argv.reserve(spec.argv.size() + 1);
   for (const std::string& arg : spec.argv) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
+  const std::string program = resolve_program(spec.argv[0]);
+  const std::vector<std::string> env_strings = environment_with(extras.env);
+  std::vector<char*> envp;
+  envp.reserve(env_strings.size() + 1);
+  for (const std::string& var : env_strings) envp.push_back(const_cast<char*>(var.c_str()));
+  envp.push_back(nullptr);
   const Fd log(open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
   if (log.get() < 0) fail_errno("open " + spec.log_path);
+  const std::string& err_path = extras.err_path.empty() ? spec.log_path : extras.err_path;
+  const Fd err(open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+  if (err.get() < 0) fail_errno("open " + err_path);
   const Fd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
   if (null.get() < 0) fail_errno("open /dev/null");
   const pid_t parent = getpid();
@@ -168,11 +210,11 @@ pid_t spawn(const SpawnSpec& spec) {
   // After setuid, which clears it; the getppid check closes the race with a parent that just died.
   if (prctl(PR_SET_PDEATHSIG, spec.parent_death_signal) != 0 || getppid() != parent) _exit(126);
   if (dup2(null.get(), STDIN_FILENO) < 0 || dup2(log.get(), STDOUT_FILENO) < 0 ||
-      dup2(log.get(), STDERR_FILENO) < 0) {
+      dup2(err.get(), STDERR_FILENO) < 0) {
     _exit(126);
   }
   close_range(3, ~0U, 0);  // no test-side descriptors leak into the child
-  execv(argv[0], argv.data());
+  execve(program.c_str(), argv.data(), envp.data());
   constexpr std::string_view kExecFailed = "harness: exec failed\n";
   [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, kExecFailed.data(), kExecFailed.size());
   _exit(127);
@@ -557,6 +599,35 @@ std::string scalar(const PgConn& conn, const std::string& sql) {
   }
   if (PQgetisnull(result.get(), 0, 0) != 0) fail("\"" + sql + "\": returned NULL");
   return PQgetvalue(result.get(), 0, 0);
+}
+
+// ---- child processes ----
+
+bool Captured::succeeded() const { return !timed_out && WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+std::string Captured::describe() const {
+  return timed_out ? "killed at the timeout" : describe_status(status);
+}
+
+Captured run_capture(const std::vector<std::string>& argv, milliseconds timeout,
+                     const std::vector<std::string>& env) {
+  if (argv.empty()) fail("run_capture: no program");
+  const TempDir dir("sluice-run");
+  const std::string out_path = dir.path() + "/stdout";
+  const std::string err_path = dir.path() + "/stderr";
+  const pid_t pid =
+      spawn({.argv = argv, .log_path = out_path, .run_as = std::nullopt, .parent_death_signal = SIGKILL},
+            {.err_path = err_path, .env = env});
+  Captured captured;
+  if (auto status = reap(pid, timeout)) {
+    captured.status = *status;
+  } else {
+    captured.timed_out = true;
+    captured.status = terminate(pid, SIGKILL, kKillTimeout);
+  }
+  captured.out = read_file(out_path);
+  captured.err = read_file(err_path);
+  return captured;
 }
 
 bool wait_until(const std::function<bool()>& predicate, milliseconds timeout) {

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace harness {
 
@@ -159,6 +160,23 @@ PgResult exec(const PgConn& conn, const std::string& sql);
 std::string scalar(const PgConn& conn, const std::string& sql);
 // Runs `sql` and throws unless it succeeded (COMMAND_OK or TUPLES_OK).
 void exec_ok(const PgConn& conn, const std::string& sql);
+
+// What run_capture() saw of a program it ran.
+struct Captured {
+  int status = 0;                              // the wait status (as waitpid's)
+  bool timed_out = false;                      // it outlived the timeout and was SIGKILLed
+  std::string out;                             // its standard output
+  std::string err;                             // its standard error
+  [[nodiscard]] bool succeeded() const;        // exited with 0 by itself
+  [[nodiscard]] std::string describe() const;  // "exit code 1", "signal 9 (Killed)", "killed at the timeout"
+};
+
+// Runs `argv` (argv[0] a path, or a name looked up in PATH) as the invoking user until it exits,
+// stdin /dev/null, stdout and stderr captured apart; `env` ("NAME=value") is added to the
+// environment. A program still running after `timeout` is SIGKILLed (timed_out). Throws only when
+// it cannot be started; a failed exec shows as exit code 127.
+Captured run_capture(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                     const std::vector<std::string>& env = {});
 
 // Polls `predicate` with short waits until it holds or `timeout` passes; returns its last value.
 bool wait_until(const std::function<bool()>& predicate,
