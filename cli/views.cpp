@@ -106,7 +106,8 @@ bool print_pools(const Json& answer, std::ostream& out) {
                {"SV_IDLE", Align::right},
                {"SV_CONNECTING", Align::right},
                {"SV_RESETTING", Align::right},
-               {"LONGEST_WAIT", Align::right}});
+               {"LONGEST_WAIT", Align::right},
+               {"PREPARED", Align::right}});
   for (const auto& pool : *pools) {
     table.add_row(
         {text_cell(find_path(pool, {"database"})), text_cell(find_path(pool, {"user"})),
@@ -116,7 +117,8 @@ bool print_pools(const Json& answer, std::ostream& out) {
          count_cell(find_path(pool, {"servers", "active"})), count_cell(find_path(pool, {"servers", "idle"})),
          count_cell(find_path(pool, {"servers", "connecting"})),
          count_cell(find_path(pool, {"servers", "resetting"})),
-         millis_cell(find_path(pool, {"longest_wait_ms"}))});
+         millis_cell(find_path(pool, {"longest_wait_ms"})),
+         count_cell(find_path(pool, {"prepared_statements"}))});
   }
   print_or_none(table, "no pools", out);
   return true;
@@ -125,11 +127,17 @@ bool print_pools(const Json& answer, std::ostream& out) {
 bool print_clients(const Json& answer, std::ostream& out) {
   const Json* clients = list_at(answer, "clients");
   if (clients == nullptr) return false;
-  Table table({{"ID", Align::right}, {"STATE"}, {"POOL"}, {"AGE", Align::right}, {"IN_STATE", Align::right}});
+  Table table({{"ID", Align::right},
+               {"STATE"},
+               {"POOL"},
+               {"AGE", Align::right},
+               {"IN_STATE", Align::right},
+               {"PREPARED", Align::right}});
   for (const auto& client : *clients) {
     table.add_row({count_cell(find_path(client, {"id"})), text_cell(find_path(client, {"state"})),
                    text_cell(find_path(client, {"pool"})), seconds_cell(find_path(client, {"age_s"})),
-                   seconds_cell(find_path(client, {"state_age_s"}))});
+                   seconds_cell(find_path(client, {"state_age_s"})),
+                   count_cell(find_path(client, {"prepared_statements"}))});
   }
   print_or_none(table, "no clients connected", out);
   return true;
@@ -143,12 +151,14 @@ bool print_servers(const Json& answer, std::ostream& out) {
                {"POOL"},
                {"BACKEND_PID", Align::right},
                {"AGE", Align::right},
-               {"IN_STATE", Align::right}});
+               {"IN_STATE", Align::right},
+               {"PREPARED", Align::right}});
   for (const auto& server : *servers) {
     table.add_row({count_cell(find_path(server, {"id"})), text_cell(find_path(server, {"state"})),
                    text_cell(find_path(server, {"pool"})), count_cell(find_path(server, {"backend_pid"})),
                    seconds_cell(find_path(server, {"age_s"})),
-                   seconds_cell(find_path(server, {"state_age_s"}))});
+                   seconds_cell(find_path(server, {"state_age_s"})),
+                   count_cell(find_path(server, {"prepared_statements"}))});
   }
   print_or_none(table, "no server connections", out);
   return true;

@@ -63,6 +63,10 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   [[nodiscard]] pool::Pool* pool() const { return pool_; }
   [[nodiscard]] std::uint32_t cancel_process_id() const { return cancel_pid_; }
   [[nodiscard]] std::uint32_t cancel_secret() const { return cancel_secret_; }
+  // Named statements it has prepared (transaction mode tracks them).
+  [[nodiscard]] std::size_t prepared_statement_count() const {
+    return router_ ? router_->statement_count() : 0;
+  }
 
   std::list<std::unique_ptr<ClientSession>>::iterator position;  // in the daemon's client list
 

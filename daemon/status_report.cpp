@@ -169,6 +169,7 @@ json pools_report(const Daemon& daemon) {
         {"clients", {{"active", clients.active}, {"idle", clients.idle}, {"waiting", clients.waiting}}},
         {"servers", servers},
         {"longest_wait_ms", oldest ? round3(seconds_since(*oldest, now) * 1000.0) : 0.0},
+        {"prepared_statements", pool->prepared_statement_count()},
     });
   }
   return {{"pools", pools}};
@@ -184,6 +185,7 @@ json clients_report(const Daemon& daemon) {
         {"pool", client->pool() != nullptr ? json(client->pool()->name()) : json(nullptr)},
         {"age_s", round3(seconds_since(client->connected_at(), now))},
         {"state_age_s", round3(seconds_since(client->state_since(), now))},
+        {"prepared_statements", client->prepared_statement_count()},
     });
   }
   return {{"clients", rows}};
@@ -202,6 +204,7 @@ json servers_report(const Daemon& daemon) {
           {"backend_pid", server.backend_pid()},
           {"age_s", round3(seconds_since(server.created_at(), now))},
           {"state_age_s", round3(seconds_since(server.state_since(), now))},
+          {"prepared_statements", server.prepared_statement_count()},
       });
     });
   }

@@ -89,6 +89,7 @@ class Pool {
   [[nodiscard]] const config::PoolSettings& settings() const { return database_.pool; }
   // Named prepared statements of this pool's clients (transaction mode).
   [[nodiscard]] StatementRegistry& statement_registry() { return statement_registry_; }
+  [[nodiscard]] std::size_t prepared_statement_count() const { return statement_registry_.size(); }
   [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
   [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
   [[nodiscard]] std::size_t total_servers() const;

@@ -83,6 +83,7 @@ class ServerConnection final : net::PollSocket::Handler {
   // Fixed when the server is opened: a reload that changes the pool mode or
   // max_prepared_statements applies to servers opened after it.
   [[nodiscard]] bool tracks_statements() const { return tracks_statements_; }
+  [[nodiscard]] std::size_t prepared_statement_count() const { return statements_.size(); }
   void expect_reply(PendingReply entry);
   void expect_forwarded(char request);
   // Replies sluiced answered with nothing owed before them go to the client now.

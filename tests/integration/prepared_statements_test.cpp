@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/raw_wire.h"
 
@@ -298,6 +299,25 @@ TEST(PreparedStatementsTest, SessionModeLeavesStatementsOnTheSessionsServer) {
                           t.exec("DEALLOCATE q");
                         },
                         {});
+}
+
+TEST(PreparedStatementsTest, ControlSocketCountsStatementsPerClientPoolAndServer) {
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = connect(sluiced.conninfo());
+  Transcript t(conn.get());
+  t.prepare("one", "SELECT 1");
+  t.prepare("two", "SELECT 2");
+  t.prepare("same_as_one", "SELECT 1");  // one definition, one server-side statement
+  t.exec_prepared("two");
+
+  const auto clients = ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}});
+  ASSERT_EQ(clients["clients"].size(), 1U) << clients.dump();
+  EXPECT_EQ(clients["clients"][0]["prepared_statements"], 3) << clients.dump();
+  const auto pools = ctltest::control(sluiced.control_socket(), {{"cmd", "pools"}});
+  EXPECT_EQ(pools["pools"][0]["prepared_statements"], 2) << pools.dump();
+  const auto servers = ctltest::control(sluiced.control_socket(), {{"cmd", "servers"}});
+  ASSERT_EQ(servers["servers"].size(), 1U) << servers.dump();
+  EXPECT_EQ(servers["servers"][0]["prepared_statements"], 2) << servers.dump();
 }
 
 }  // namespace
