@@ -602,7 +602,7 @@ Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.mon
 
 † at least one of the rounds failed (pgbench exited non-zero, a client aborted, or a transaction failed): see the failures row and the errors below. tps of a run whose clients aborted is pgbench's figure over the time they ran and means little.
 
-Failures: pgbench counts a transaction as failed only for serialization/deadlock errors; any other error aborts that client, so "aborted clients" is the count to read. `-M prepared` through a transaction pooler is expected to fail: neither sluice (named prepared statements are not tracked yet) nor PgBouncer 1.18 keeps a statement prepared on one server connection available on the others.
+Failures: pgbench counts a transaction as failed only for serialization/deadlock errors; any other error aborts that client, so "aborted clients" is the count to read. `-M prepared` through PgBouncer 1.18 in transaction mode is expected to fail: it does not carry a statement prepared on one server connection to the others (`prepared statement "P_0" already exists` / `does not exist`); sluice does (README: Prepared statements and drivers).
 
 ### Pooler CPU seconds per 1000 transactions, every test
 

@@ -159,9 +159,6 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   if (!daemon_.accepting_logins())
     return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
-  if (!session_mode_ && pool_->settings().max_prepared_statements > 0) {
-    router_ = std::make_unique<StatementRouter>(pool_->statement_registry());
-  }
   if (!reply.empty()) socket_->write(reply);
   daemon_.assign_cancel_key(*this, cancel_pid_, cancel_secret_);
   std::string().swap(startup_buffer_);
@@ -270,6 +267,9 @@ bool is_frontend_message_type(char type) {
 
 void ClientSession::forward_to_server(protocol::Bytes chunk) {
   pool::ServerConnection& server = scope_.server();
+  // Made on first use: a client that only logs in and waits costs no router.
+  if (!router_ && server.tracks_statements())
+    router_ = std::make_unique<StatementRouter>(pool_->statement_registry());
   StatementRouter* router = router_ && server.tracks_statements() ? router_.get() : nullptr;
   if (router != nullptr) router->begin_chunk(chunk, server);
   std::optional<protocol::MessageEvent> stop;  // Terminate, or a type no client may send

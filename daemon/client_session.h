@@ -113,7 +113,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   std::uint32_t cancel_secret_ = 0;
 
   protocol::MessageScanner scanner_;         // client-to-server direction
-  std::unique_ptr<StatementRouter> router_;  // transaction mode with max_prepared_statements > 0
+  std::unique_ptr<StatementRouter> router_;  // on servers that track statements (transaction mode)
   pool::Scope scope_;
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
   static constexpr std::size_t kMaxHeldBytes = std::size_t{64} * 1024;
