@@ -45,16 +45,6 @@ std::string upper(std::string_view word) {
   return result;
 }
 
-PendingReply pending(PendingKind kind, char request, pool::StatementPtr statement = {},
-                     std::string reply = {}) {
-  PendingReply entry;
-  entry.kind = kind;
-  entry.request = request;
-  entry.statement = std::move(statement);
-  entry.reply = std::move(reply);
-  return entry;
-}
-
 std::string_view text_of(protocol::Bytes bytes) {
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
@@ -166,10 +156,7 @@ void StatementRouter::send(PendingReply entry) {
 
 PendingReply StatementRouter::for_client(PendingKind kind, char request, std::string_view name,
                                          pool::StatementPtr statement) const {
-  PendingReply entry;
-  entry.kind = kind;
-  entry.request = request;
-  entry.statement = std::move(statement);
+  PendingReply entry = pool::pending_reply(kind, request, std::move(statement));
   entry.client = client_;
   entry.client_name = name;
   return entry;
@@ -178,10 +165,10 @@ PendingReply StatementRouter::for_client(PendingKind kind, char request, std::st
 void StatementRouter::parse(const protocol::ParseMessage& message) {
   if (client_->find(message.name) != nullptr) {
     protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);
-    return send(
-        pending(PendingKind::refused, 'P', {},
-                error_reply(sqlstate::kDuplicatePreparedStatement,
-                            "prepared statement \"" + std::string(message.name) + "\" already exists")));
+    return send(pool::pending_reply(
+        PendingKind::refused, 'P', {},
+        error_reply(sqlstate::kDuplicatePreparedStatement,
+                    "prepared statement \"" + std::string(message.name) + "\" already exists")));
   }
   auto statement = registry_.intern(message.definition);
   client_->add(message.name, statement);
@@ -205,24 +192,25 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
   const pool::StatementPtr* named = client_->find(message.statement);
   if (named == nullptr) {
     protocol::append_bind(rewritten_, message, kMissingStatement, {});
-    return send(pending(PendingKind::refused, 'B', {}, missing_statement_error(message.statement)));
+    return send(
+        pool::pending_reply(PendingKind::refused, 'B', {}, missing_statement_error(message.statement)));
   }
   const pool::StatementPtr statement = *named;
   ensure_on_server(statement);
   protocol::append_bind(rewritten_, message, statement->server_name, server_->statements().suffix());
-  send(pending(PendingKind::forwarded, 'B'));
+  send(pool::pending_reply(PendingKind::forwarded, 'B'));
 }
 
 void StatementRouter::describe(const protocol::TargetMessage& message) {
   const pool::StatementPtr* named = client_->find(message.name);
   if (named == nullptr) {
     protocol::append_target(rewritten_, 'D', 'S', kMissingStatement, {});
-    return send(pending(PendingKind::refused, 'D', {}, missing_statement_error(message.name)));
+    return send(pool::pending_reply(PendingKind::refused, 'D', {}, missing_statement_error(message.name)));
   }
   const pool::StatementPtr statement = *named;
   ensure_on_server(statement);
   protocol::append_target(rewritten_, 'D', 'S', statement->server_name, server_->statements().suffix());
-  send(pending(PendingKind::forwarded, 'D'));
+  send(pool::pending_reply(PendingKind::forwarded, 'D'));
 }
 
 // The server keeps the statement for other clients; closing an unknown name
@@ -244,7 +232,7 @@ bool StatementRouter::refuse_sql_prepared_use(std::string_view sql, char request
       } else {
         protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);
       }
-      send(pending(
+      send(pool::pending_reply(
           PendingKind::refused, request, {},
           error_reply(sqlstate::kFeatureNotSupported,
                       "SQL " + upper(use.keyword) + " is not supported in transaction pooling mode",
@@ -269,13 +257,13 @@ void StatementRouter::ensure_on_server(const pool::StatementPtr& statement) {
   if (cache.touch(*statement)) return;
   append_eviction(cache.add(statement));
   protocol::append_parse(rewritten_, statement->server_name, cache.suffix(), statement->definition);
-  send(pending(PendingKind::injected_parse, 'P', statement));
+  send(pool::pending_reply(PendingKind::injected_parse, 'P', statement));
 }
 
 void StatementRouter::append_eviction(const pool::StatementPtr& evicted) {
   if (!evicted) return;
   protocol::append_target(rewritten_, 'C', 'S', evicted->server_name, server_->statements().suffix());
-  send(pending(PendingKind::injected_close, 'C', evicted));
+  send(pool::pending_reply(PendingKind::injected_close, 'C', evicted));
 }
 
 }  // namespace sluice::daemon

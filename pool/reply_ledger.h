@@ -41,6 +41,16 @@ struct PendingReply {
   std::string reply;  // answered / refused
 };
 
+inline PendingReply pending_reply(PendingKind kind, char request, StatementPtr statement = {},
+                                  std::string reply = {}) {
+  PendingReply entry;
+  entry.kind = kind;
+  entry.request = request;
+  entry.statement = std::move(statement);
+  entry.reply = std::move(reply);
+  return entry;
+}
+
 class ReplyLedger {
  public:
   explicit ReplyLedger(ServerStatementCache& cache) : cache_(cache) {}

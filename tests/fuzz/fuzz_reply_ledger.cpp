@@ -19,7 +19,6 @@
 namespace {
 
 using sluice::pool::PendingKind;
-using sluice::pool::PendingReply;
 using sluice::protocol::Bytes;
 
 constexpr std::size_t kRequests = 16;

@@ -6,6 +6,7 @@
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pool/reply_ledger.h"
@@ -37,13 +38,9 @@ std::string error(const std::string& sqlstate) {
   return out;
 }
 
-PendingReply entry(PendingKind kind, char request, StatementPtr statement = {}, std::string reply = {}) {
-  PendingReply pending;
-  pending.kind = kind;
-  pending.request = request;
-  pending.statement = std::move(statement);
-  pending.reply = std::move(reply);
-  return pending;
+// The client's own requests, one per type letter.
+void forwarded(ReplyLedger& ledger, std::string_view requests) {
+  for (const char request : requests) ledger.expect_forwarded(request);
 }
 
 struct Scenario {
@@ -97,20 +94,17 @@ StatementPtr statement(const std::string& name) {
 TEST(ReplyLedgerTest, ForwardedRepliesPassUnchanged) {
   const std::string stream = kParseComplete + kBindComplete + kNoData + kRow + kSelectDone + kNotice +
                              ready('I') + kRow + kSelectDone + ready('I');
-  expect_every_split({[](ReplyLedger& ledger, ServerStatementCache&) {
-                        for (const char request : {'P', 'B', 'D', 'E', 'S', 'Q'})
-                          ledger.expect_forwarded(request);
-                      },
-                      stream, stream});
+  expect_every_split(
+      {[](ReplyLedger& ledger, ServerStatementCache&) { forwarded(ledger, "PBDESQ"); }, stream, stream});
 }
 
 TEST(ReplyLedgerTest, InjectedParseAndCloseRepliesAreDropped) {
   const auto kept = statement("sluice_1");
   const auto evicted = statement("sluice_2");
   expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
-                        ledger.expect(entry(PendingKind::injected_close, 'C', evicted));
-                        ledger.expect(entry(PendingKind::injected_parse, 'P', kept));
-                        for (const char request : {'B', 'E', 'S'}) ledger.expect_forwarded(request);
+                        ledger.expect(pending_reply(PendingKind::injected_close, 'C', evicted));
+                        ledger.expect(pending_reply(PendingKind::injected_parse, 'P', kept));
+                        forwarded(ledger, "BES");
                       },
                       kCloseComplete + kParseComplete + kBindComplete + kRow + kSelectDone + ready('I'),
                       kBindComplete + kRow + kSelectDone + ready('I')});
@@ -121,12 +115,9 @@ TEST(ReplyLedgerTest, AnsweredParseGoesWherePostgresWouldHavePutIt) {
   std::string answer;
   protocol::append_parse_complete(answer);
   expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
-                        ledger.expect_forwarded('B');
-                        ledger.expect_forwarded('E');
-                        ledger.expect(entry(PendingKind::answered, 'P', {}, answer));
-                        ledger.expect_forwarded('B');
-                        ledger.expect_forwarded('E');
-                        ledger.expect_forwarded('S');
+                        forwarded(ledger, "BE");
+                        ledger.expect(pending_reply(PendingKind::answered, 'P', {}, answer));
+                        forwarded(ledger, "BES");
                       },
                       kBindComplete + kRow + kSelectDone + kBindComplete + kRow + kSelectDone + ready('T'),
                       kBindComplete + kRow + kSelectDone + kParseComplete + kBindComplete + kRow +
@@ -137,7 +128,7 @@ TEST(ReplyLedgerTest, AnswerWithNothingOwedIsReadyAtOnce) {
   std::string answer;
   protocol::append_close_complete(answer);
   expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
-                        ledger.expect(entry(PendingKind::answered, 'C', {}, answer));
+                        ledger.expect(pending_reply(PendingKind::answered, 'C', {}, answer));
                         ledger.expect_forwarded('S');
                       },
                       ready('I'), kCloseComplete + ready('I')});
@@ -147,9 +138,8 @@ TEST(ReplyLedgerTest, AnswersAfterTheLastReplyFollowIt) {
   std::string answer;
   protocol::append_parse_complete(answer);
   expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
-                        ledger.expect_forwarded('B');
-                        ledger.expect_forwarded('E');
-                        ledger.expect(entry(PendingKind::answered, 'P', {}, answer));
+                        forwarded(ledger, "BE");
+                        ledger.expect(pending_reply(PendingKind::answered, 'P', {}, answer));
                         ledger.expect_forwarded('H');  // Flush: owes nothing
                       },
                       kBindComplete + kRow + kSelectDone,
@@ -164,12 +154,10 @@ TEST(ReplyLedgerTest, AnErrorSkipsToSyncLikePostgres) {
   const auto later = statement("sluice_3");
   expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache& cache) {
                         ledger.expect_forwarded('B');
-                        ledger.expect(entry(PendingKind::answered, 'P', {}, answer));
+                        ledger.expect(pending_reply(PendingKind::answered, 'P', {}, answer));
                         cache.add(later);
-                        ledger.expect(entry(PendingKind::injected_parse, 'P', later));
-                        ledger.expect_forwarded('E');
-                        ledger.expect_forwarded('S');
-                        ledger.expect_forwarded('Q');
+                        ledger.expect(pending_reply(PendingKind::injected_parse, 'P', later));
+                        forwarded(ledger, "ESQ");
                       },
                       error("22012") + ready('I') + kRow + kSelectDone + ready('I'),
                       error("22012") + ready('I') + kRow + kSelectDone + ready('I')});
@@ -181,9 +169,8 @@ TEST(ReplyLedgerTest, SkippedInjectedParseLeavesTheCache) {
   run({[&](ReplyLedger& ledger, ServerStatementCache& inner) {
          ledger.expect_forwarded('B');
          inner.add(lost);
-         ledger.expect(entry(PendingKind::injected_parse, 'P', lost));
-         ledger.expect_forwarded('B');
-         ledger.expect_forwarded('S');
+         ledger.expect(pending_reply(PendingKind::injected_parse, 'P', lost));
+         forwarded(ledger, "BS");
        },
        error("22012") + ready('I'),
        {}},
@@ -194,9 +181,8 @@ TEST(ReplyLedgerTest, SkippedInjectedParseLeavesTheCache) {
 TEST(ReplyLedgerTest, RefusedRequestsErrorIsReplaced) {
   const std::string replacement = error("26000");
   expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
-                        ledger.expect(entry(PendingKind::refused, 'B', {}, replacement));
-                        ledger.expect_forwarded('E');
-                        ledger.expect_forwarded('S');
+                        ledger.expect(pending_reply(PendingKind::refused, 'B', {}, replacement));
+                        forwarded(ledger, "ES");
                       },
                       error("42P01") + ready('T'), replacement + ready('T')});
 }
@@ -204,7 +190,7 @@ TEST(ReplyLedgerTest, RefusedRequestsErrorIsReplaced) {
 TEST(ReplyLedgerTest, RefusedQueryIsReplacedOnceAndEndsWithItsReadyForQuery) {
   const std::string replacement = error("0A000");
   expect_every_split({[&](ReplyLedger& ledger, ServerStatementCache&) {
-                        ledger.expect(entry(PendingKind::refused, 'Q', {}, replacement));
+                        ledger.expect(pending_reply(PendingKind::refused, 'Q', {}, replacement));
                         ledger.expect_forwarded('Q');
                       },
                       kNotice + error("42601") + ready('E') + error("25P02") + ready('E'),
@@ -226,7 +212,8 @@ TEST(ReplyLedgerTest, ErrorBeforeTheClientsSyncSkipsWhatItSendsNext) {
   ledger.finish_chunk(0);
   std::string answer;
   protocol::append_parse_complete(answer);
-  ledger.expect(entry(PendingKind::answered, 'P', {}, answer));  // skipped by the server: never answered
+  ledger.expect(
+      pending_reply(PendingKind::answered, 'P', {}, answer));  // skipped by the server: never answered
   ledger.expect_forwarded('E');
   EXPECT_TRUE(ledger.empty());
   EXPECT_EQ(ledger.take_ready(), "");
@@ -239,7 +226,7 @@ TEST(ReplyLedgerTest, AbandonStartsANewGenerationWhenStatementsWereInFlight) {
   ReplyLedger ledger(cache);
   const auto pending = statement("sluice_5");
   cache.add(pending);
-  ledger.expect(entry(PendingKind::injected_parse, 'P', pending));
+  ledger.expect(pending_reply(PendingKind::injected_parse, 'P', pending));
   ledger.abandon();
   EXPECT_TRUE(ledger.empty());
   EXPECT_EQ(cache.size(), 0U);
