@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 #include <utility>
 
 #include "protocol/backend_messages.h"
@@ -43,6 +44,62 @@ std::string upper(std::string_view word) {
   std::string result(word);
   for (char& c : result) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return result;
+}
+
+bool is_identifier_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '$' || (c & 0x80) != 0;
+}
+
+// The statement name of "DEALLOCATE [PREPARE] name [;]" and nothing else,
+// by PostgreSQL's identifier rules (unquoted names fold to lower case).
+std::optional<std::string> lone_deallocate_name(std::string_view sql) {
+  std::size_t at = 0;
+  const auto skip_space = [&] {
+    while (at < sql.size() && std::isspace(static_cast<unsigned char>(sql[at])) != 0) ++at;
+  };
+  const auto keyword = [&](std::string_view word) {
+    if (sql.size() - at < word.size()) return false;
+    for (std::size_t i = 0; i < word.size(); ++i) {
+      if (std::tolower(static_cast<unsigned char>(sql[at + i])) != word[i]) return false;
+    }
+    if (at + word.size() < sql.size() && is_identifier_char(sql[at + word.size()])) return false;
+    at += word.size();
+    return true;
+  };
+  skip_space();
+  if (!keyword("deallocate")) return std::nullopt;
+  skip_space();
+  const std::size_t before_prepare = at;
+  if (keyword("prepare")) {
+    skip_space();
+    if (at == sql.size() || sql[at] == ';') at = before_prepare;  // a statement named "prepare"
+  }
+  std::string name;
+  if (at < sql.size() && sql[at] == '"') {
+    for (++at;; ++at) {
+      if (at >= sql.size()) return std::nullopt;
+      if (sql[at] == '"') {
+        if (at + 1 < sql.size() && sql[at + 1] == '"') {
+          name += '"';
+          ++at;
+          continue;
+        }
+        ++at;
+        break;
+      }
+      name += sql[at];
+    }
+  } else {
+    while (at < sql.size() && is_identifier_char(sql[at])) {
+      name += static_cast<char>(std::tolower(static_cast<unsigned char>(sql[at])));
+      ++at;
+    }
+  }
+  skip_space();
+  if (at < sql.size() && sql[at] == ';') ++at;
+  skip_space();
+  if (name.empty() || at != sql.size()) return std::nullopt;
+  return name;
 }
 
 std::string_view text_of(protocol::Bytes bytes) {
@@ -103,7 +160,8 @@ void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_
   switch (static_cast<char>(message[0])) {
     case 'P':
       if (const auto parse_message = protocol::read_parse(message)) {
-        if (refuse_sql_prepared_use(protocol::query_text(parse_message->definition), 'P')) {
+        if (rewrite_sql_prepared_use(protocol::query_text(parse_message->definition), 'P',
+                                     parse_message->name.empty())) {
           return replace(in_place, end);
         }
         if (parse_message->name.empty()) break;
@@ -131,7 +189,7 @@ void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_
       }
       break;
     case 'Q':
-      if (refuse_sql_prepared_use(protocol::query_text(text_of(message).substr(kHeaderSize)), 'Q')) {
+      if (rewrite_sql_prepared_use(protocol::query_text(text_of(message).substr(kHeaderSize)), 'Q', false)) {
         return replace(in_place, end);
       }
       break;
@@ -159,6 +217,7 @@ PendingReply StatementRouter::for_client(PendingKind kind, char request, std::st
   PendingReply entry = pool::pending_reply(kind, request, std::move(statement));
   entry.client = client_;
   entry.client_name = name;
+  entry.restores_name = request == 'C';
   return entry;
 }
 
@@ -221,12 +280,16 @@ void StatementRouter::close(const protocol::TargetMessage& message) {
   server_->expect_reply(std::move(answered));
 }
 
-bool StatementRouter::refuse_sql_prepared_use(std::string_view sql, char request) {
+bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse) {
   const auto use = protocol::find_sql_prepared_use(sql);
   switch (use.command) {
+    case protocol::SqlPreparedCommand::deallocate:
+      if (unnamed_parse) {
+        if (const auto name = lone_deallocate_name(sql)) return deallocate(*name);
+      }
+      [[fallthrough]];
     case protocol::SqlPreparedCommand::prepare:
     case protocol::SqlPreparedCommand::execute:
-    case protocol::SqlPreparedCommand::deallocate:
       if (request == 'Q') {
         protocol::append_query(rewritten_, kFailingQuery);
       } else {
@@ -250,6 +313,32 @@ bool StatementRouter::refuse_sql_prepared_use(std::string_view sql, char request
       return false;
   }
   return false;
+}
+
+// psycopg 3 deallocates its least recently used statement this way (an
+// unnamed Parse of "DEALLOCATE _pg3_N", Bind, Execute). The server gets a
+// DEALLOCATE of a statement made for it, so the client sees PostgreSQL's
+// replies (its tag, its errors in a failed transaction), and the client's
+// name is forgotten.
+bool StatementRouter::deallocate(const std::string& name) {
+  if (client_->find(name) == nullptr) {
+    protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);
+    send(pool::pending_reply(PendingKind::refused, 'P', {}, missing_statement_error(name)));
+    return true;
+  }
+  // In a failed transaction PostgreSQL refuses the Parse before any lookup: it may say so itself.
+  if (server_->transaction_status() == 'E') return false;
+  static std::uint64_t next_target = 1;
+  auto target = std::make_shared<const pool::PreparedStatement>(pool::PreparedStatement{
+      "sluice_deallocated_" + std::to_string(next_target++), std::string("SELECT\0\0\0", 9)});
+  protocol::append_parse(rewritten_, target->server_name, {}, target->definition);
+  const std::string definition = "DEALLOCATE " + target->server_name + std::string("\0\0\0", 3);
+  send(pool::pending_reply(PendingKind::injected_parse, 'P', std::move(target)));
+  protocol::append_parse(rewritten_, {}, {}, definition);
+  auto forwarded = for_client(PendingKind::forwarded, 'P', name, client_->remove(name));
+  forwarded.restores_name = true;
+  send(std::move(forwarded));
+  return true;
 }
 
 void StatementRouter::ensure_on_server(const pool::StatementPtr& statement) {

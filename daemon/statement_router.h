@@ -47,8 +47,10 @@ class StatementRouter {
   void describe(const protocol::TargetMessage& message);
   void close(const protocol::TargetMessage& message);
   // SQL PREPARE/EXECUTE/DEALLOCATE are refused (true: a failing request of
-  // type `request` is in rewritten_); DISCARD/DEALLOCATE ALL reset the caches.
-  bool refuse_sql_prepared_use(std::string_view sql, char request);
+  // type `request` is in rewritten_), except an unnamed Parse of a lone
+  // DEALLOCATE name, which is carried out; DISCARD/DEALLOCATE ALL reset the caches.
+  bool rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse);
+  bool deallocate(const std::string& name);
   // A Parse ahead when the server lacks the statement (after a Close of the
   // least recently used when its cache is full).
   void ensure_on_server(const pool::StatementPtr& statement);

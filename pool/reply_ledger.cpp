@@ -105,11 +105,11 @@ void ReplyLedger::undo(const PendingReply& entry) {
   }
   const auto client = entry.client.lock();
   if (!client || entry.client_name.empty()) return;
-  if (entry.request == 'P') {
+  if (entry.restores_name) {
+    if (entry.statement) client->add(entry.client_name, entry.statement);
+  } else {
     const StatementPtr* named = client->find(entry.client_name);
     if (named != nullptr && *named == entry.statement) client->remove(entry.client_name);
-  } else if (entry.request == 'C' && entry.statement) {
-    client->add(entry.client_name, entry.statement);
   }
 }
 

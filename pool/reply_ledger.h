@@ -38,6 +38,7 @@ struct PendingReply {
   // kept the request: a failed Parse forgets it, a skipped Close restores it.
   std::weak_ptr<ClientStatements> client;
   std::string client_name;
+  bool restores_name = false;  // a Close or DEALLOCATE: undo puts the name back
   std::string reply;  // answered / refused
 };
 

@@ -53,6 +53,10 @@ class Transcript {
                        0));
   }
   void exec(const std::string& sql) { add(PQexec(conn_, sql.c_str())); }
+  // Through the extended protocol (an unnamed Parse), as psycopg 3 sends its commands.
+  void exec_params(const std::string& sql) {
+    add(PQexecParams(conn_, sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0));
+  }
   void describe_prepared(const std::string& name) { add(PQdescribePrepared(conn_, name.c_str())); }
   // Everything a pipeline returns up to and including its sync.
   void pipeline(const std::function<void()>& send) {
@@ -285,6 +289,28 @@ TEST(PreparedStatementsTest, SqlPrepareIsRefusedAndDiscardAllForgetsStatements) 
   t.prepare("kept", "SELECT 8");
   t.exec_prepared("kept");
   EXPECT_EQ(t.lines().back(), "PGRES_TUPLES_OK | 8");
+}
+
+TEST(PreparedStatementsTest, DeallocateThroughTheExtendedProtocolLikePsycopg) {
+  Sluiced sluiced({.pool_size = 1});
+  expect_same_as_direct(sluiced,
+                        [](Transcript& t, PGconn*) {
+                          t.prepare("_pg3_0", "SELECT 10");
+                          t.prepare("_pg3_1", "SELECT 11");
+                          t.exec_params("DEALLOCATE _pg3_0");
+                          t.exec_prepared("_pg3_0");
+                          t.exec_prepared("_pg3_1");
+                          t.exec_params("DEALLOCATE _pg3_0");  // no longer exists
+                          t.exec_params("deallocate prepare \"_pg3_1\";");
+                          t.prepare("_pg3_0", "SELECT 12");  // the name is free again
+                          t.exec_prepared("_pg3_0");
+                          t.exec("BEGIN");
+                          t.exec("SELECT 1/0");
+                          t.exec_params("DEALLOCATE _pg3_0");  // refused in a failed transaction: it stays
+                          t.exec("ROLLBACK");
+                          t.exec_prepared("_pg3_0");
+                        },
+                        {"_pg3_0", "_pg3_1"});
 }
 
 TEST(PreparedStatementsTest, SessionModeLeavesStatementsOnTheSessionsServer) {
