@@ -298,6 +298,8 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
     if (router != nullptr) {
       server.deliver_ready_replies();
       if (state_ == ClientState::closing) return;
+      // All answered here (a lone Close, say): no reply will come to end the scope.
+      if (out.empty() && server.idle_clean() && !server.has_pending_output()) return on_server_ready();
     }
     if (server.has_pending_output()) socket_->set_reading(false);  // resume in on_server_drained
     return;

@@ -263,6 +263,17 @@ TEST(PreparedStatementsTest, CloseForgetsTheNameButNotOtherClientsStatement) {
   EXPECT_EQ(other.lines().back(), "PGRES_TUPLES_OK | 42");
 }
 
+TEST(PreparedStatementsTest, AnsweredRequestsAloneDoNotKeepTheServer) {
+  Sluiced sluiced({.pool_size = 1, .overrides = {{"pool", {{"query_wait_timeout_ms", 3000}}}}});
+  RawClient raw(sluiced.socket_path());
+  ASSERT_EQ(raw.login(), "I");
+  raw.send(std::string("C") + be32(4 + 1 + 5) + std::string("Sgone\0", 6));  // no Sync, no Flush
+  EXPECT_EQ(raw.read_message()->type, '3');
+  // The only server is free for someone else, although the raw client said nothing more.
+  const PgConn other = connect(sluiced.conninfo());
+  EXPECT_EQ(scalar(other, "SELECT 1"), "1");
+}
+
 TEST(PreparedStatementsTest, SqlPrepareIsRefusedAndDiscardAllForgetsStatements) {
   Sluiced sluiced({.pool_size = 2});
   const PgConn conn = connect(sluiced.conninfo());
