@@ -16,7 +16,6 @@ void close_and_free(Handle* handle) {
 LoopMonitor::LoopMonitor(uv_loop_t* loop, int slow_callback_ms)
     : loop_(loop), timer_(new uv_timer_t{}), after_poll_(new uv_check_t{}), before_poll_(new uv_prepare_t{}) {
   set_slow_callback_ms(slow_callback_ms);
-  uv_loop_configure(loop, UV_METRICS_IDLE_TIME);
   uv_timer_init(loop, timer_);
   uv_check_init(loop, after_poll_);
   uv_prepare_init(loop, before_poll_);
@@ -47,9 +46,8 @@ void LoopMonitor::on_tick() {
 
 void LoopMonitor::after_poll() {
   const std::uint64_t now = uv_hrtime();
-  const std::uint64_t slept = uv_metrics_idle_time(loop_) - idle_at_poll_start_ns_;
-  const std::uint64_t elapsed = poll_started_ns_ == 0 ? 0 : now - poll_started_ns_;
-  poll_busy_ns_ = elapsed > slept ? elapsed - slept : 0;
+  const std::uint64_t woke = uv_now(loop_) * 1000000;  // set when the kernel poll returned
+  poll_busy_ns_ = now > woke ? now - woke : 0;
   poll_ended_ns_ = now;
 }
 
@@ -57,8 +55,6 @@ void LoopMonitor::before_poll() {
   const std::uint64_t now = uv_hrtime();
   const std::uint64_t held = poll_busy_ns_ + (poll_ended_ns_ == 0 ? 0 : now - poll_ended_ns_);
   poll_busy_ns_ = 0;
-  poll_started_ns_ = now;
-  idle_at_poll_start_ns_ = uv_metrics_idle_time(loop_);
   if (held < slow_callback_ns_) return;
   ++slow_callbacks_;
   log::warning("slow callback: the loop was held for ", held / 1000000,

@@ -59,14 +59,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       ledger.expect_forwarded(request);
       continue;
     }
-    PendingReply entry;
-    entry.kind = kind;
-    entry.request = request;
-    entry.statement = registry.intern(std::string(1, static_cast<char>('a' + op % 3)));
-    if (kind == PendingKind::injected_parse || kind == PendingKind::client_parse)
-      (void)cache.add(entry.statement);
-    entry.reply = std::string("1\0\0\0\4", 5);
-    ledger.expect(std::move(entry));
+    auto statement = registry.intern(std::string(1, static_cast<char>('a' + op % 3)));
+    if (kind == PendingKind::injected_parse || kind == PendingKind::client_parse) (void)cache.add(statement);
+    ledger.expect(
+        sluice::pool::pending_reply(kind, request, std::move(statement), std::string("1\0\0\0\4", 5)));
   }
   (void)ledger.take_ready();
 
