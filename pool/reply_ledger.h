@@ -39,7 +39,7 @@ struct PendingReply {
   std::weak_ptr<ClientStatements> client;
   std::string client_name;
   bool restores_name = false;  // a Close or DEALLOCATE: undo puts the name back
-  std::string reply;  // answered / refused
+  std::string reply;           // answered / refused
 };
 
 inline PendingReply pending_reply(PendingKind kind, char request, StatementPtr statement = {},
