@@ -339,6 +339,7 @@ void ClientSession::on_server_ready() {
   if (daemon_.draining()) return leave_for_drain();
   if (session_mode_) return;
   scope_.end("transaction complete");
+  if (router_) router_->release_memory();
   set_state(ClientState::idle);
   socket_->set_reading(true);
 }

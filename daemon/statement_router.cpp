@@ -146,6 +146,14 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
   if (carry_ == 0) process(protocol::as_bytes(whole_), /*in_place=*/false, end);
 }
 
+void StatementRouter::release_memory() {
+  editor_.release_memory();
+  constexpr std::size_t kKeptCapacity = 4096;
+  for (std::string* buffer : {&whole_, &rewritten_}) {
+    if (buffer->capacity() > kKeptCapacity) std::string().swap(*buffer);
+  }
+}
+
 protocol::Bytes StatementRouter::finish_chunk(std::size_t end, std::size_t partial_header_bytes) {
   const std::size_t in_this_chunk =
       partial_header_bytes > held_header_.size() ? partial_header_bytes - held_header_.size() : 0;

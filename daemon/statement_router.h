@@ -34,6 +34,9 @@ class StatementRouter {
   protocol::Bytes finish_chunk(std::size_t end, std::size_t partial_header_bytes);
 
   [[nodiscard]] std::size_t statement_count() const { return client_->size(); }
+  // Between transactions: a large message's buffers are not kept for the
+  // client's lifetime.
+  void release_memory();
 
  private:
   // Handles one whole message: in place (within the chunk, ending at `end`)
