@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <optional>
 #include <utility>
 
 #include "protocol/backend_messages.h"
@@ -44,62 +43,6 @@ std::string upper(std::string_view word) {
   std::string result(word);
   for (char& c : result) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return result;
-}
-
-bool is_identifier_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '$' || (c & 0x80) != 0;
-}
-
-// The statement name of "DEALLOCATE [PREPARE] name [;]" and nothing else,
-// by PostgreSQL's identifier rules (unquoted names fold to lower case).
-std::optional<std::string> lone_deallocate_name(std::string_view sql) {
-  std::size_t at = 0;
-  const auto skip_space = [&] {
-    while (at < sql.size() && std::isspace(static_cast<unsigned char>(sql[at])) != 0) ++at;
-  };
-  const auto keyword = [&](std::string_view word) {
-    if (sql.size() - at < word.size()) return false;
-    for (std::size_t i = 0; i < word.size(); ++i) {
-      if (std::tolower(static_cast<unsigned char>(sql[at + i])) != word[i]) return false;
-    }
-    if (at + word.size() < sql.size() && is_identifier_char(sql[at + word.size()])) return false;
-    at += word.size();
-    return true;
-  };
-  skip_space();
-  if (!keyword("deallocate")) return std::nullopt;
-  skip_space();
-  const std::size_t before_prepare = at;
-  if (keyword("prepare")) {
-    skip_space();
-    if (at == sql.size() || sql[at] == ';') at = before_prepare;  // a statement named "prepare"
-  }
-  std::string name;
-  if (at < sql.size() && sql[at] == '"') {
-    for (++at;; ++at) {
-      if (at >= sql.size()) return std::nullopt;
-      if (sql[at] == '"') {
-        if (at + 1 < sql.size() && sql[at + 1] == '"') {
-          name += '"';
-          ++at;
-          continue;
-        }
-        ++at;
-        break;
-      }
-      name += sql[at];
-    }
-  } else {
-    while (at < sql.size() && is_identifier_char(sql[at])) {
-      name += static_cast<char>(std::tolower(static_cast<unsigned char>(sql[at])));
-      ++at;
-    }
-  }
-  skip_space();
-  if (at < sql.size() && sql[at] == ';') ++at;
-  skip_space();
-  if (name.empty() || at != sql.size()) return std::nullopt;
-  return name;
 }
 
 std::string_view text_of(protocol::Bytes bytes) {
@@ -293,7 +236,7 @@ bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char reques
   switch (use.command) {
     case protocol::SqlPreparedCommand::deallocate:
       if (unnamed_parse) {
-        if (const auto name = lone_deallocate_name(sql)) return deallocate(*name);
+        if (const auto name = protocol::lone_deallocate_name(sql)) return deallocate(*name);
       }
       [[fallthrough]];
     case protocol::SqlPreparedCommand::prepare:

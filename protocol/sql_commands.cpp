@@ -401,4 +401,42 @@ SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
   }
 }
 
+namespace {
+
+// A name token's value: a word folded, a "quoted identifier" unescaped.
+std::optional<std::string> identifier_value(const Token& token) {
+  if (token.kind == TokenKind::word) {
+    std::string name(token.text);
+    std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
+    return name;
+  }
+  const std::string_view text = token.text;
+  if (token.kind != TokenKind::other || text.size() < 3 || text.front() != '"' || text.back() != '"') {
+    return std::nullopt;  // not a quoted identifier, or the empty one PostgreSQL rejects
+  }
+  std::string name;
+  for (std::size_t i = 1; i + 1 < text.size(); ++i) {
+    name += text[i];
+    if (text[i] == '"') ++i;  // "" inside the quotes is one "
+  }
+  return name;
+}
+
+}  // namespace
+
+std::optional<std::string> lone_deallocate_name(std::string_view sql) {
+  Lexer lexer(sql);
+  if (!is_keyword(lexer.next(), "deallocate")) return std::nullopt;
+  Token name = lexer.next();
+  Token after = lexer.next();
+  // PREPARE is a noise word, unless it is the name itself ("DEALLOCATE prepare").
+  if (is_keyword(name, "prepare") && after.kind != TokenKind::semicolon && after.kind != TokenKind::end) {
+    name = after;
+    after = lexer.next();
+  }
+  if (after.kind == TokenKind::semicolon) after = lexer.next();
+  if (after.kind != TokenKind::end) return std::nullopt;
+  return identifier_value(name);
+}
+
 }  // namespace sluice::protocol

@@ -4,6 +4,8 @@
 // Pure: no I/O, no allocation; a linear scan over untrusted text.
 #pragma once
 
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace sluice::protocol {
@@ -29,5 +31,10 @@ struct SqlPreparedUse {
 // Lexing follows PostgreSQL with standard_conforming_strings on (its default); an unterminated
 // quote or comment ends the scan.
 SqlPreparedUse find_sql_prepared_use(std::string_view sql);
+
+// The statement name when `sql` is only DEALLOCATE [PREPARE] <name> (a trailing semicolon aside),
+// as PostgreSQL reads it: an unquoted name folds ASCII letters to lower case, a quoted one keeps
+// its case with "" standing for ". nullopt for anything else.
+std::optional<std::string> lone_deallocate_name(std::string_view sql);
 
 }  // namespace sluice::protocol

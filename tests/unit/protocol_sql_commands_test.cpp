@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -304,6 +305,24 @@ TEST(SqlCommandsTest, EveryPrefixIsSafe) {
     }
   }
   EXPECT_EQ(command_of(sql), execute);
+}
+
+TEST(LoneDeallocateNameTest, ReadsTheNameAsPostgresDoes) {
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE _pg3_5"), "_pg3_5");
+  EXPECT_EQ(lone_deallocate_name("  deallocate prepare Foo ;  "), "foo");
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE \"Mixed\"\"Case\";"), "Mixed\"Case");
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE prepare"), "prepare");
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE /* c */ PREPARE -- x\n s1"), "s1");
+}
+
+TEST(LoneDeallocateNameTest, AnythingElseIsNotALoneDeallocate) {
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE a; SELECT 1"), std::nullopt);
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE a b"), std::nullopt);
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE \"\""), std::nullopt);
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE \"unterminated"), std::nullopt);
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE $1"), std::nullopt);
+  EXPECT_EQ(lone_deallocate_name("DEALLOCATE"), std::nullopt);
+  EXPECT_EQ(lone_deallocate_name("SELECT 1"), std::nullopt);
 }
 
 }  // namespace
