@@ -270,7 +270,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   // Made on first use: a client that only logs in and waits costs no router.
   if (!router_ && server.tracks_statements())
     router_ = std::make_unique<StatementRouter>(pool_->statement_registry());
-  StatementRouter* router = router_ && server.tracks_statements() ? router_.get() : nullptr;
+  StatementRouter* router = server.tracks_statements() ? router_.get() : nullptr;
   if (router != nullptr) router->begin_chunk(chunk, server);
   std::optional<protocol::MessageEvent> stop;  // Terminate, or a type no client may send
   const auto result = scanner_.scan(chunk, [&](const protocol::MessageEvent& event) {
