@@ -70,20 +70,19 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
   const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
   const std::size_t start = began_earlier ? 0 : event.start;
   const std::size_t end = event.complete() ? event.end : editor_.size();
-  const std::uint64_t seen = (began_earlier ? held_header_.size() : 0) + (end - start);
+  const std::uint64_t seen = (began_earlier ? editor_.held().size() : 0) + (end - start);
   carry_ = event.length + std::uint64_t{1} - seen;
   carry_gathered_ = is_read_whole(event.type);
   if (!carry_gathered_) {
-    if (began_earlier) editor_.insert(held_header_);
-    held_header_.clear();
+    editor_.release_held(began_earlier);
     server_->note_frontend_message(event.type);
     server_->expect_forwarded(event.type);
     return editor_.pass_to(end);
   }
   if (!began_earlier && event.complete()) return process(editor_.bytes(start, end), /*in_place=*/true, end);
   // Read whole across chunks: nothing of it goes out until it is complete.
-  whole_.swap(held_header_);
-  held_header_.clear();
+  whole_.assign(editor_.held());
+  editor_.release_held(false);
   whole_.append(editor_.text(start, end));
   editor_.drop_to(end);
   if (carry_ == 0) process(protocol::as_bytes(whole_), /*in_place=*/false, end);
@@ -98,12 +97,7 @@ void StatementRouter::release_memory() {
 }
 
 protocol::Bytes StatementRouter::finish_chunk(std::size_t end, std::size_t partial_header_bytes) {
-  const std::size_t in_this_chunk =
-      partial_header_bytes > held_header_.size() ? partial_header_bytes - held_header_.size() : 0;
-  const std::size_t keep_from = end - std::min(in_this_chunk, end);
-  editor_.pass_to(keep_from);
-  held_header_.append(editor_.text(keep_from, end));
-  return editor_.result(keep_from);
+  return editor_.finish(end, partial_header_bytes);
 }
 
 void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_t end) {

@@ -66,9 +66,8 @@ class StatementRouter {
   std::shared_ptr<pool::ClientStatements> client_;
   pool::ServerConnection* server_ = nullptr;  // during a chunk
   protocol::ChunkEditor editor_;
-  std::string rewritten_;    // messages written in place of the client's
-  std::string held_header_;  // a header's first bytes, from earlier chunks
-  std::string whole_;        // a message read whole across chunks
+  std::string rewritten_;  // messages written in place of the client's
+  std::string whole_;      // a message read whole across chunks
   // The message that continues past the chunk: bytes still to come, and
   // whether they are gathered into whole_ (else they pass).
   std::uint64_t carry_ = 0;

@@ -127,7 +127,7 @@ void ReplyLedger::take_due_answers(std::string& due) {
 }
 
 void ReplyLedger::abandon() {
-  if (empty() && carry_ == 0 && held_header_.empty() && ready_.empty()) return editor_.release_memory();
+  if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty()) return editor_.release_memory();
   bool touched_statements = false;
   for (std::size_t i = head_; i < slots_.size(); ++i) {
     const PendingKind kind = slots_[i].kind;
@@ -140,7 +140,7 @@ void ReplyLedger::abandon() {
   head_ = 0;
   skipping_until_sync_ = false;
   ready_.clear();
-  held_header_.clear();
+  editor_.release_held(false);
   carry_ = 0;
   after_carry_.clear();
   editor_.release_memory();
@@ -171,7 +171,7 @@ void ReplyLedger::on_error_response() {
 void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
   const std::size_t end = event.complete() ? event.end : editor_.size();
-  const std::uint64_t seen = began_earlier ? held_header_.size() + end : end - event.start;
+  const std::uint64_t seen = began_earlier ? editor_.held().size() + end : end - event.start;
 
   bool drop = false;
   std::string replacement;
@@ -195,10 +195,7 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
     }
   }
 
-  if (began_earlier) {
-    if (!drop) editor_.insert(held_header_);
-    held_header_.clear();
-  }
+  if (began_earlier) editor_.release_held(!drop);
   if (drop) {
     editor_.insert(replacement);
     editor_.drop_to(end);
@@ -212,14 +209,7 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
 }
 
 protocol::Bytes ReplyLedger::finish_chunk(std::size_t partial_header_bytes) {
-  // The scanner holds a header's first bytes: those of this chunk wait here
-  // until the message's type says whether it reaches the client.
-  const std::size_t in_this_chunk =
-      partial_header_bytes > held_header_.size() ? partial_header_bytes - held_header_.size() : 0;
-  const std::size_t keep_from = editor_.size() - std::min(in_this_chunk, editor_.size());
-  editor_.pass_to(keep_from);
-  held_header_.append(editor_.text(keep_from, editor_.size()));
-  return editor_.result(keep_from);
+  return editor_.finish(editor_.size(), partial_header_bytes);
 }
 
 }  // namespace sluice::pool

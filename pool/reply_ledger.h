@@ -102,7 +102,6 @@ class ReplyLedger {
   std::string ready_;                 // answers due with nothing owed before them
 
   protocol::ChunkEditor editor_;  // the chunk being filtered
-  std::string held_header_;       // a header's first bytes, from earlier chunks
   // The message that continues past the chunk: bytes still to come, whether
   // they are dropped, and what goes to the client after them.
   std::uint64_t carry_ = 0;

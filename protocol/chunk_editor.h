@@ -1,8 +1,10 @@
 // Rewrites a chunk of forwarded bytes in one left-to-right pass: ranges pass,
 // are dropped, or have bytes inserted before them. Nothing is copied until the
-// first edit, so an untouched chunk goes out as it came in.
+// first edit, so an untouched chunk goes out as it came in. A header cut by the
+// end of a chunk is held back across chunks until its message's type is known.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -32,9 +34,24 @@ class ChunkEditor {
     materialize();
     out_.append(bytes);
   }
-  // Everything up to `offset` must have been passed or dropped.
-  [[nodiscard]] Bytes result(std::size_t offset) const {
-    return edited_ ? as_bytes(out_) : chunk_.first(offset);
+  // Ends the chunk: everything up to `end` passes, except the first bytes of a
+  // header still incomplete there (`partial_header_bytes` as the scanner counts
+  // them, earlier chunks' included), which are held. Returns the output, valid
+  // until the next begin.
+  Bytes finish(std::size_t end, std::size_t partial_header_bytes) {
+    const std::size_t in_this_chunk =
+        partial_header_bytes > held_.size() ? partial_header_bytes - held_.size() : 0;
+    const std::size_t keep_from = end - std::min(in_this_chunk, end);
+    pass_to(keep_from);
+    held_.append(text(keep_from, end));
+    return edited_ ? as_bytes(out_) : chunk_.first(keep_from);
+  }
+  // Bytes held from earlier chunks: the start of the message reported next.
+  [[nodiscard]] const std::string& held() const { return held_; }
+  // That message's type is known: its held start goes out first, or is dropped.
+  void release_held(bool pass) {
+    if (pass) insert(held_);
+    held_.clear();
   }
   [[nodiscard]] std::string_view text(std::size_t from, std::size_t to) const {
     return {reinterpret_cast<const char*>(chunk_.data()) + from, to - from};
@@ -61,6 +78,7 @@ class ChunkEditor {
   std::size_t done_until_ = 0;
   bool edited_ = false;
   std::string out_;
+  std::string held_;
 };
 
 }  // namespace sluice::protocol
