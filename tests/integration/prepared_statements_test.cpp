@@ -263,6 +263,31 @@ TEST(PreparedStatementsTest, CloseForgetsTheNameButNotOtherClientsStatement) {
   EXPECT_EQ(other.lines().back(), "PGRES_TUPLES_OK | 42");
 }
 
+TEST(PreparedStatementsTest, ABatchArrivingByteByByteIsRoutedWhole) {
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn squatter = connect(sluiced.conninfo());
+  const PgResult squatted(PQprepare(squatter.get(), "s", "SELECT 'squatter'", 0, nullptr));
+  ASSERT_EQ(PQresultStatus(squatted.get()), PGRES_COMMAND_OK);
+
+  RawClient raw(sluiced.socket_path());
+  ASSERT_EQ(raw.login(), "I");
+  const std::string parse =
+      std::string("P") + be32(4 + 2 + 13 + 2) + std::string("s\0SELECT 'raw'\0\0\0", 17);
+  const std::string bind = std::string("B") + be32(4 + 1 + 2 + 6) + std::string("\0s\0\0\0\0\0\0\0", 9);
+  const std::string execute = std::string("E") + be32(4 + 1 + 4) + std::string("\0\0\0\0\0", 5);
+  const std::string sync = std::string("S") + be32(4);
+  // Each byte its own write: headers and bodies reach sluiced cut anywhere.
+  for (const char byte : parse + bind + execute + sync) raw.send(std::string(1, byte));
+  for (const char expected : {'1', '2', 'D', 'C', 'Z'}) {
+    const auto message = raw.read_message();
+    ASSERT_TRUE(message.has_value());
+    ASSERT_EQ(message->type, expected) << message->payload;
+    if (expected == 'D') {
+      EXPECT_NE(message->payload.find("raw"), std::string::npos) << "not the squatter's row";
+    }
+  }
+}
+
 TEST(PreparedStatementsTest, AnsweredRequestsAloneDoNotKeepTheServer) {
   Sluiced sluiced({.pool_size = 1, .overrides = {{"pool", {{"query_wait_timeout_ms", 3000}}}}});
   RawClient raw(sluiced.socket_path());
