@@ -1,5 +1,6 @@
 #include "pool/teardown_stats.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 
@@ -38,6 +39,24 @@ std::uint64_t LatencyHistogram::percentile(double p) const {
     if (seen >= rank && seen > 0) return std::min(bucket_upper(bucket), max_);
   }
   return max_;
+}
+
+void LatencyHistogram::merge(const LatencyHistogram& other) {
+  for (std::size_t bucket = 0; bucket < buckets_.size(); ++bucket) buckets_[bucket] += other.buckets_[bucket];
+  count_ += other.count_;
+  max_ = std::max(max_, other.max_);
+}
+
+void TeardownStats::merge(const TeardownStats& other) {
+  for (std::size_t outcome = 0; outcome < kScopeOutcomeCount; ++outcome) {
+    histograms_[outcome].merge(other.histograms_[outcome]);
+    violations_[outcome] += other.violations_[outcome];
+  }
+  active_scopes_ += other.active_scopes_;
+  recent_.insert(recent_.end(), other.recent_.begin(), other.recent_.end());
+  std::stable_sort(recent_.begin(), recent_.end(),
+                   [](const SlaViolation& a, const SlaViolation& b) { return a.at < b.at; });
+  while (recent_.size() > kRecentViolations) recent_.pop_front();
 }
 
 void TeardownStats::record(ScopeOutcome outcome, std::chrono::nanoseconds duration, std::string_view pool,

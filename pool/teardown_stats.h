@@ -22,6 +22,8 @@ class LatencyHistogram {
   [[nodiscard]] std::uint64_t max() const { return max_; }
   // Upper bound of the bucket holding the p-th percentile (0 < p <= 100).
   [[nodiscard]] std::uint64_t percentile(double p) const;
+  // Adds another histogram's samples (the workers' reports).
+  void merge(const LatencyHistogram& other);
 
  private:
   static constexpr int kSubBits = 4;
@@ -67,6 +69,9 @@ class TeardownStats {
     return violations_[static_cast<std::size_t>(outcome)];
   }
   [[nodiscard]] const std::deque<SlaViolation>& recent_violations() const { return recent_; }
+
+  // Adds another worker's releases; the recent violations stay the latest kRecentViolations.
+  void merge(const TeardownStats& other);
 
  private:
   std::chrono::nanoseconds sla_{5000000};
