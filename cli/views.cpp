@@ -74,11 +74,12 @@ void print_or_none(const Table& table, std::string_view none, std::ostream& out)
 
 bool print_status(const Json& status, std::ostream& out) {
   if (!status.is_object()) return false;
-  const std::array<std::pair<const char*, std::string>, 10> lines = {{
+  const std::array<std::pair<const char*, std::string>, 11> lines = {{
       {"state", text_cell(find_path(status, {"state"}))},
       {"version", text_cell(find_path(status, {"version"}))},
       {"pid", count_cell(find_path(status, {"pid"}))},
       {"uptime", seconds_cell(find_path(status, {"uptime_s"}))},
+      {"workers", count_cell(find_path(status, {"workers"}))},
       {"clients", counters(status, "clients", {"active", "idle", "waiting", "login"})},
       {"servers", counters(status, "servers", {"active", "idle", "connecting", "resetting"})},
       {"drain", drain_summary(status)},
@@ -130,12 +131,14 @@ bool print_clients(const Json& answer, std::ostream& out) {
   Table table({{"ID", Align::right},
                {"STATE"},
                {"POOL"},
+               {"WORKER", Align::right},
                {"AGE", Align::right},
                {"IN_STATE", Align::right},
                {"PREPARED", Align::right}});
   for (const auto& client : *clients) {
     table.add_row({count_cell(find_path(client, {"id"})), text_cell(find_path(client, {"state"})),
-                   text_cell(find_path(client, {"pool"})), seconds_cell(find_path(client, {"age_s"})),
+                   text_cell(find_path(client, {"pool"})), count_cell(find_path(client, {"worker"})),
+                   seconds_cell(find_path(client, {"age_s"})),
                    seconds_cell(find_path(client, {"state_age_s"})),
                    count_cell(find_path(client, {"prepared_statements"}))});
   }
@@ -149,14 +152,15 @@ bool print_servers(const Json& answer, std::ostream& out) {
   Table table({{"ID", Align::right},
                {"STATE"},
                {"POOL"},
+               {"WORKER", Align::right},
                {"BACKEND_PID", Align::right},
                {"AGE", Align::right},
                {"IN_STATE", Align::right},
                {"PREPARED", Align::right}});
   for (const auto& server : *servers) {
     table.add_row({count_cell(find_path(server, {"id"})), text_cell(find_path(server, {"state"})),
-                   text_cell(find_path(server, {"pool"})), count_cell(find_path(server, {"backend_pid"})),
-                   seconds_cell(find_path(server, {"age_s"})),
+                   text_cell(find_path(server, {"pool"})), count_cell(find_path(server, {"worker"})),
+                   count_cell(find_path(server, {"backend_pid"})), seconds_cell(find_path(server, {"age_s"})),
                    seconds_cell(find_path(server, {"state_age_s"})),
                    count_cell(find_path(server, {"prepared_statements"}))});
   }

@@ -95,6 +95,7 @@ struct Config {
   AuthConfig auth;
   LimitsConfig limits;
   DiagnosticsConfig diagnostics;
+  int workers = 1;                 // event loops, each on its own thread when more than one
   std::string log_level = "info";  // "debug" | "info" | "warning" | "error"
 
   bool operator==(const Config&) const = default;

@@ -30,6 +30,8 @@ using Json = nlohmann::json;
 
 // Room for the NUL that sockaddr_un needs: a longer path fails only at bind().
 constexpr std::size_t kMaxSocketPath = sizeof(sockaddr_un::sun_path) - 1;
+// More loops than this would only contend for cores a pooler does not have.
+constexpr int kMaxWorkers = 64;
 
 std::string json_string(std::string_view text) { return Json(text).dump(); }
 
@@ -351,6 +353,7 @@ void read_config(Section& root, Config& config) {
   root.section("limits", [&](Section& s) { read_limits(s, config.limits); });
   root.section("diagnostics",
                [&](Section& s) { s.integer("slow_callback_ms", config.diagnostics.slow_callback_ms, 1); });
+  root.integer("workers", config.workers, 1, kMaxWorkers);
   root.choice("log_level", config.log_level,
               {{"debug", "debug"}, {"info", "info"}, {"warning", "warning"}, {"error", "error"}});
 }

@@ -4,8 +4,8 @@
 #include <cstring>
 
 #include "common/log.h"
-#include "daemon/daemon.h"
 #include "daemon/peer_auth.h"
+#include "daemon/worker.h"
 #include "net/scratch_buffer.h"
 #include "protocol/backend_messages.h"
 #include "protocol/sqlstate.h"
@@ -38,15 +38,15 @@ std::string_view client_state_name(ClientState state) {
   return "closing";
 }
 
-ClientSession::ClientSession(Daemon& daemon, std::uint64_t id, int fd, Transport transport)
-    : daemon_(daemon),
+ClientSession::ClientSession(Worker& worker, std::uint64_t id, int fd, Transport transport)
+    : worker_(worker),
       id_(id),
       transport_(transport),
       connected_at_(Clock::now()),
       state_since_(connected_at_),
-      socket_(net::PollSocket::open(daemon.loop(), fd, /*owns_fd=*/true, this)),
-      scanner_(static_cast<std::uint32_t>(daemon.config().limits.message_max)),
-      last_activity_ms_(uv_now(daemon.loop())) {}
+      socket_(net::PollSocket::open(worker.loop(), fd, /*owns_fd=*/true, this)),
+      scanner_(static_cast<std::uint32_t>(worker.config().limits.message_max)),
+      last_activity_ms_(uv_now(worker.loop())) {}
 
 ClientSession::~ClientSession() = default;
 
@@ -65,7 +65,7 @@ void ClientSession::close(std::string_view reason) {
   if (scope_) scope_.end(reason, !scanner_.at_boundary());
   set_state(ClientState::closing);
   net::PollSocket::close_when_flushed(std::move(socket_));
-  daemon_.client_closed(*this);
+  worker_.client_closed(*this);
 }
 
 void ClientSession::fail(const char* sqlstate, const std::string& message) {
@@ -97,7 +97,7 @@ void ClientSession::on_readable() {
 
 // The startup packet may arrive in pieces; it is the only thing buffered.
 void ClientSession::read_startup() {
-  const auto& limits = daemon_.config().limits;
+  const auto& limits = worker_.config().limits;
   char chunk[1024];
   const ssize_t n = socket_->read(chunk, sizeof chunk);
   if (n == -EAGAIN) return;
@@ -127,7 +127,7 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
     return;
   }
   if (packet.kind == StartupKind::cancel_request) {
-    daemon_.cancel(packet.cancel_process_id, packet.cancel_secret_key);
+    worker_.cancel(packet.cancel_process_id, packet.cancel_secret_key);
     return close("cancel request handled");
   }
   if (!startup_buffer_.empty())
@@ -146,21 +146,21 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   const std::string* database = packet.parameter("database");
   database_ = database != nullptr && !database->empty() ? *database : user_;
 
-  if (daemon_.config().auth.type == config::AuthType::peer) {
+  if (worker_.config().auth.type == config::AuthType::peer) {
     const auto peer = transport_ == Transport::unix_socket ? peer_user_name(socket_->fd()) : std::nullopt;
     if (!peer || *peer != user_) {
       return fail(sqlstate::kInvalidAuthorizationSpecification,
                   "Peer authentication failed for user \"" + user_ + "\"");
     }
   }
-  pool_ = daemon_.pool_for(database_, user_);
+  pool_ = worker_.pool_for(database_, user_);
   if (pool_ == nullptr)
     return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
-  if (!daemon_.accepting_logins())
+  if (!worker_.accepting_logins())
     return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
   if (!reply.empty()) socket_->write(reply);
-  daemon_.assign_cancel_key(*this, cancel_pid_, cancel_secret_);
+  worker_.assign_cancel_key(*this, cancel_pid_, cancel_secret_);
   std::string().swap(startup_buffer_);
 
   set_state(ClientState::login);
@@ -190,7 +190,7 @@ void ClientSession::read_client() {
   if (n == 0) return close("client disconnected");
   if (n < 0) return close(std::string("client read failed: ") + std::strerror(static_cast<int>(-n)));
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
-  last_activity_ms_ = uv_now(daemon_.loop());
+  last_activity_ms_ = uv_now(worker_.loop());
   if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
   if (!scope_ && state_ != ClientState::waiting) {
     set_state(ClientState::waiting);
@@ -325,7 +325,7 @@ void ClientSession::on_server_drained() {
 }
 
 void ClientSession::on_server_data(protocol::Bytes bytes) {
-  last_activity_ms_ = uv_now(daemon_.loop());
+  last_activity_ms_ = uv_now(worker_.loop());
   if (!socket_->write(bytes)) return close("client write failed");
   if (socket_->has_pending_output()) scope_.server().set_reading(false);  // resume in on_drained
 }
@@ -336,7 +336,7 @@ void ClientSession::on_drained() {
 
 void ClientSession::on_server_ready() {
   if (!scanner_.at_boundary()) return;
-  if (daemon_.draining()) return leave_for_drain();
+  if (worker_.draining()) return leave_for_drain();
   if (session_mode_) return;
   scope_.end("transaction complete");
   if (router_) router_->release_memory();
@@ -372,7 +372,7 @@ void ClientSession::drain() {
 }
 
 void ClientSession::check_timeouts(std::uint64_t now_ms) {
-  const auto& limits = daemon_.config().limits;
+  const auto& limits = worker_.config().limits;
   const std::uint64_t quiet_ms = now_ms - last_activity_ms_;
   if (state_ == ClientState::handshake) {
     if (quiet_ms >= static_cast<std::uint64_t>(limits.login_timeout_ms)) {

@@ -21,7 +21,7 @@
 
 namespace sluice::daemon {
 
-class Daemon;
+class Worker;
 
 enum class ClientState {
   handshake,  // reading the startup packet
@@ -37,7 +37,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
  public:
   using Clock = std::chrono::steady_clock;
 
-  ClientSession(Daemon& daemon, std::uint64_t id, int fd, Transport transport);
+  ClientSession(Worker& worker, std::uint64_t id, int fd, Transport transport);
   ~ClientSession();
   ClientSession(const ClientSession&) = delete;
   ClientSession& operator=(const ClientSession&) = delete;
@@ -68,7 +68,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
     return router_ ? router_->statement_count() : 0;
   }
 
-  std::list<std::unique_ptr<ClientSession>>::iterator position;  // in the daemon's client list
+  std::list<std::unique_ptr<ClientSession>>::iterator position;  // in its worker's client list
 
  private:
   // net::PollSocket::Handler
@@ -96,7 +96,7 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   void forward_to_server(protocol::Bytes chunk);
   void server_write_failed();
 
-  Daemon& daemon_;
+  Worker& worker_;
   std::uint64_t id_;
   Transport transport_;
   ClientState state_ = ClientState::handshake;

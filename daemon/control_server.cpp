@@ -152,7 +152,18 @@ class ControlServer::Connection final : net::PollSocket::Handler {
     server_.retire(*this);
   }
 
+  // The answer to the request in hand (now or on a later turn); then the next request.
+  void take_answer(const Json& response) {
+    if (!awaiting_answer_ || closed_) return;
+    awaiting_answer_ = false;
+    send(response);
+    if (closed_ || processing_) return;  // answered at once: process_input() goes on
+    if (!eof_) socket_->set_reading(true);
+    process_input();
+  }
+
   std::list<std::unique_ptr<Connection>>::iterator position;
+  [[nodiscard]] std::uint64_t id() const { return id_; }
   [[nodiscard]] std::uint64_t last_activity_ms() const { return last_activity_ms_; }
 
  private:
@@ -186,13 +197,15 @@ class ControlServer::Connection final : net::PollSocket::Handler {
 
   [[nodiscard]] bool backed_up() const { return socket_->pending_output() >= kOutputHighWater; }
 
-  // Answers every complete line, unless the peer stops taking our output.
+  // Answers every complete line in turn, unless the peer stops taking our
+  // output or an answer is still to come (take_answer picks up from there).
   void process_input() {
+    if (awaiting_answer_) return socket_->set_reading(false);
+    processing_ = true;
     std::size_t start = 0;
     bool held_back = false;
-    while (!closed_ && !closing_after_flush_) {
+    while (!closed_ && !closing_after_flush_ && !awaiting_answer_) {
       if (backed_up()) {
-        socket_->set_reading(false);
         held_back = true;
         break;
       }
@@ -203,14 +216,23 @@ class ControlServer::Connection final : net::PollSocket::Handler {
       answer(line);
       start = newline + 1;
     }
+    processing_ = false;
     if (closed_ || closing_after_flush_) return;
     inbox_.erase(0, start);
-    scanned_ = held_back ? 0 : inbox_.size();
-    if (held_back) return;  // on_drained() picks up from here
+    if (held_back || awaiting_answer_) {
+      scanned_ = 0;
+      return socket_->set_reading(false);  // on_drained() or take_answer() picks up from here
+    }
+    scanned_ = inbox_.size();
     if (inbox_.size() > server_.settings_.max_request_bytes) return too_long();
     if (eof_) {
-      if (!inbox_.empty()) answer(inbox_);  // a last line without its newline
-      if (closed_) return;
+      if (!inbox_.empty()) {  // a last line without its newline
+        const std::string last = std::exchange(inbox_, {});
+        processing_ = true;
+        answer(last);
+        processing_ = false;
+        if (closed_ || awaiting_answer_) return;
+      }
       return close_after_flush("peer closed its end");
     }
     if (inbox_.empty()) std::string().swap(inbox_);  // an idle connection keeps no buffer
@@ -220,17 +242,21 @@ class ControlServer::Connection final : net::PollSocket::Handler {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     auto request = parse_control_request(line);
     if (!request) return send(error_json(request.error()));
-    Json response;
+    awaiting_answer_ = true;
+    const std::string command(command_name(request->command));
+    ControlServer::Respond respond = [lifeline = std::weak_ptr(server_.lifeline_),
+                                      id = id_](const Json& response) {
+      if (const auto server = lifeline.lock()) (*server)->deliver(id, response);
+    };
     try {
-      response = server_.handler_(*request);
+      server_.handler_(*request, std::move(respond));
     } catch (const std::exception& error) {
-      log::error("control command ", command_name(request->command), " failed: ", error.what());
-      response = error_json(std::string("internal error: ") + error.what());
+      log::error("control command ", command, " failed: ", error.what());
+      take_answer(error_json(std::string("internal error: ") + error.what()));
     } catch (...) {
-      log::error("control command ", command_name(request->command), " failed");
-      response = error_json("internal error");
+      log::error("control command ", command, " failed");
+      take_answer(error_json("internal error"));
     }
-    if (!closed_) send(response);
   }
 
   void send(const Json& response) {
@@ -265,6 +291,8 @@ class ControlServer::Connection final : net::PollSocket::Handler {
   std::string inbox_;
   std::size_t scanned_ = 0;  // inbox_ bytes already known to hold no newline
   bool eof_ = false;
+  bool awaiting_answer_ = false;  // a request handed to the daemon, its answer still to come
+  bool processing_ = false;       // inside process_input()
   bool closing_after_flush_ = false;
   std::string close_reason_;
   bool closed_ = false;
@@ -303,7 +331,8 @@ ControlServer::ControlServer(uv_loop_t* loop, Settings settings, Handler handler
       group_id_(group_id),
       own_uid_(::geteuid()),
       deleter_(loop),
-      idle_sweep_(new uv_timer_t{}) {
+      idle_sweep_(new uv_timer_t{}),
+      lifeline_(std::make_shared<ControlServer*>(this)) {
   uv_timer_init(loop_, idle_sweep_);
   idle_sweep_->data = this;
   uv_unref(reinterpret_cast<uv_handle_t*>(idle_sweep_));
@@ -358,6 +387,12 @@ void ControlServer::close_idle_connections() {
   for (auto it = connections_.begin(); it != connections_.end();) {
     Connection& connection = **it++;  // close() retires it from the list
     if (now - connection.last_activity_ms() >= settings_.idle_timeout_ms) connection.close("idle timeout");
+  }
+}
+
+void ControlServer::deliver(std::uint64_t connection_id, const nlohmann::json& response) {
+  for (auto& connection : connections_) {
+    if (connection->id() == connection_id) return connection->take_answer(response);
   }
 }
 

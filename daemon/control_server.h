@@ -1,7 +1,8 @@
 // The control socket: a Unix socket on the daemon's loop speaking one JSON
 // object per line each way (DESIGN.md §4). Peers are admitted by their
 // SO_PEERCRED credentials; each request line is parsed and handed to the
-// daemon's handler, whose JSON answer goes back as one line.
+// daemon's handler, whose JSON answer goes back as one line. A connection's
+// requests are answered in order, one at a time.
 #pragma once
 
 #include <sys/types.h>
@@ -25,10 +26,14 @@ namespace sluice::daemon {
 
 class ControlServer {
  public:
-  // Runs on the loop, once per well-formed request. It must not destroy the
-  // ControlServer (stop the daemon on a later turn so the answer is sent).
-  // An exception it throws is answered as {"error": "internal error: ..."}.
-  using Handler = std::function<nlohmann::json(const ControlRequest&)>;
+  // Takes the answer to one request, on the loop, now or on a later turn; an
+  // answer for a connection since closed (or a server since destroyed) is dropped.
+  using Respond = std::function<void(nlohmann::json)>;
+  // Runs on the loop, once per well-formed request, and calls `respond` once.
+  // It must not destroy the ControlServer (stop the daemon on a later turn so
+  // the answer is sent). An exception it throws is answered as
+  // {"error": "internal error: ..."}.
+  using Handler = std::function<void(const ControlRequest&, Respond)>;
 
   struct Settings {
     std::string path;                       // control.socket
@@ -57,6 +62,8 @@ class ControlServer {
   void accept(int fd);
   // Why the peer on `fd` may not use the socket; nullopt when it may.
   [[nodiscard]] std::optional<std::string> refusal(int fd) const;
+  // An answer for the connection `connection_id`, if it is still open.
+  void deliver(std::uint64_t connection_id, const nlohmann::json& response);
   // Drops a closed connection; its memory goes on a later loop turn.
   void retire(Connection& connection);
   // Closes connections silent for a minute (a sweep every second).
@@ -72,6 +79,8 @@ class ControlServer {
   std::unique_ptr<Listener> listener_;
   std::list<std::unique_ptr<Connection>> connections_;
   uv_timer_t* idle_sweep_;  // heap: freed in its close callback
+  // Answers still owed hold it weakly: it expires with this server.
+  std::shared_ptr<ControlServer*> lifeline_;
 };
 
 }  // namespace sluice::daemon

@@ -13,7 +13,7 @@
 namespace sluice::daemon {
 namespace {
 
-constexpr std::uint64_t kJanitorIntervalMs = 100;
+constexpr std::uint64_t kStatusIntervalMs = 1000;
 
 std::string client_socket_path(const config::ListenConfig& listen) {
   return listen.unix_socket_dir + "/.s.PGSQL." + std::to_string(listen.port);
@@ -48,22 +48,21 @@ std::string_view service_state_name(ServiceState state) {
 Daemon::Daemon(config::Config config, std::string config_path)
     : config_(std::move(config)), config_path_(std::move(config_path)) {
   uv_loop_init(&loop_);
-  deleter_ = std::make_unique<net::DeferredDeleter>(&loop_);
-  loop_monitor_ = std::make_unique<LoopMonitor>(&loop_, config_.diagnostics.slow_callback_ms);
-  stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));
-  pool_context_.loop = &loop_;
-  pool_context_.deleter = deleter_.get();
-  pool_context_.stats = &stats_;
-  pool_context_.message_max = config_.limits.message_max;
-  pool_context_.teardown_max_ms = config_.teardown.max_ms;
+  mailbox_ = std::make_unique<net::Mailbox>(&loop_);
+  const auto count = static_cast<std::size_t>(config_.workers);
+  for (std::size_t index = 0; index < count; ++index) {
+    // One worker shares this loop; several each get a loop and a thread.
+    workers_.push_back(
+        std::make_unique<Worker>(*this, index, count, config_, count == 1 ? &loop_ : nullptr, server_ids_));
+  }
 }
 
 Daemon::~Daemon() {
-  clients_.clear();
-  pools_.clear();
+  for (auto& worker : workers_) worker->join();
+  workers_.clear();
   listeners_.clear();
-  loop_monitor_.reset();
-  deleter_.reset();
+  control_.reset();
+  mailbox_.reset();
   close_handles();
   uv_loop_close(&loop_);
 }
@@ -77,9 +76,10 @@ int Daemon::run() {
   control_settings.path = config_.control.socket;
   control_settings.group = config_.control.group;
   control_settings.max_request_bytes = static_cast<std::size_t>(config_.limits.control_request_max);
-  auto control =
-      ControlServer::open(&loop_, std::move(control_settings),
-                          [this](const ControlRequest& request) { return handle_control(request); });
+  auto control = ControlServer::open(&loop_, std::move(control_settings),
+                                     [this](const ControlRequest& request, ControlServer::Respond respond) {
+                                       handle_control(request, std::move(respond));
+                                     });
   if (!control) {
     log::error(control.error());
     return 1;
@@ -102,13 +102,15 @@ int Daemon::run() {
     listeners_.push_back(std::move(*tcp_listener));
   }
 
-  uv_timer_init(&loop_, &janitor_);
-  janitor_.data = this;
+  uv_timer_init(&loop_, &status_timer_);
+  status_timer_.data = this;
   uv_timer_start(
-      &janitor_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->on_janitor(); }, kJanitorIntervalMs,
-      kJanitorIntervalMs);
+      &status_timer_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->notify_status(); },
+      kStatusIntervalMs, kStatusIntervalMs);
 
+  for (auto& worker : workers_) worker->start();
   for (const auto& listener : listeners_) log::info("listening on ", listener->name());
+  if (workers_.size() > 1) log::info(workers_.size(), " worker loops, each on its own thread");
   start_watchdog();
   systemd_.ready();
   notify_status();
@@ -141,11 +143,17 @@ void Daemon::on_signal(int signum) {
 
 // ---- service state -------------------------------------------------------
 
+void Daemon::for_each_worker(const std::function<void(Worker&)>& call) {
+  for (auto& worker : workers_) {
+    worker->post([&target = *worker, call] { call(target); });
+  }
+}
+
 void Daemon::pause() {
   if (state_ != ServiceState::running) return;
   state_ = ServiceState::paused;
   log::info("paused: no new scopes are granted; scopes in flight finish");
-  for (auto& [key, pool] : pools_) pool->set_paused(true);
+  for_each_worker([](Worker& worker) { worker.set_paused(true); });
 }
 
 void Daemon::resume() {
@@ -154,43 +162,68 @@ void Daemon::resume() {
   state_ = ServiceState::running;
   drain_.reset();
   log::info("resumed");
-  for (auto& [key, pool] : pools_) pool->set_paused(false);
+  for_each_worker([](Worker& worker) {
+    worker.end_drain();
+    worker.set_paused(false);
+  });
 }
 
 void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done) {
   if (state_ == ServiceState::draining || state_ == ServiceState::drained) {
     drain_->exit_when_done = drain_->exit_when_done || exit_when_done;
-    return advance_drain(Clock::now());
+    return exit_if_drained();
   }
   if (state_ == ServiceState::stopped) return;
   const auto now = Clock::now();
-  drain_ = DrainProgress{now, now + timeout, exit_when_done, 0};
+  drain_ = DrainProgress{now, now + timeout, exit_when_done, ++drain_generation_};
   state_ = ServiceState::draining;
   systemd_.stopping();
-  log::info("drain started: ", clients_.size(), " clients, deadline in ", timeout.count(), " ms");
-  for (auto& [key, pool] : pools_) pool->set_paused(false);
-  // Each client is closed at its next transaction boundary; idle ones now.
-  for (auto it = clients_.begin(); it != clients_.end();) {
-    ClientSession& client = **it++;
-    client.drain();
-  }
-  advance_drain(now);
+  std::size_t clients = 0;
+  for (const auto& worker : workers_) clients += worker->client_count();
+  log::info("drain started: ", clients, " clients, deadline in ", timeout.count(), " ms");
+  for_each_worker([deadline = drain_->deadline, generation = drain_->generation](Worker& worker) {
+    worker.start_drain(deadline, generation);
+  });
+}
+
+// Workers report on this loop's mailbox, so a report is never handled inside
+// the worker callback that sent it.
+void Daemon::worker_drained(std::uint64_t generation, int forced) {
+  mailbox_->post([this, generation, forced] { on_worker_drained(generation, forced); });
+}
+
+void Daemon::worker_settled(std::uint64_t generation) {
+  mailbox_->post([this, generation] { on_worker_settled(generation); });
+}
+
+void Daemon::on_worker_drained(std::uint64_t generation, int forced) {
+  if (!drain_ || drain_->generation != generation) return;  // a drain since resumed
+  drain_->forced += forced;
+  if (++drain_->workers_drained < workers_.size() || state_ != ServiceState::draining) return;
+  state_ = ServiceState::drained;
+  log::info("drained: every client has left (", drain_->forced, " scopes forced at the deadline)");
+}
+
+void Daemon::on_worker_settled(std::uint64_t generation) {
+  if (!drain_ || drain_->generation != generation) return;
+  ++drain_->workers_settled;
+  exit_if_drained();
+}
+
+void Daemon::exit_if_drained() {
+  if (drain_ && drain_->exit_when_done && drain_->workers_settled == workers_.size()) stop_loop(false);
 }
 
 void Daemon::notify_status() {
   if (!systemd_.enabled()) return;
-  std::size_t active = 0;
-  std::size_t idle = 0;
-  for (const auto& [key, pool] : pools_) {
-    active += pool->count(pool::ServerState::active);
-    idle += pool->count(pool::ServerState::idle);
-  }
-  systemd_.status(std::string(service_state_name(state_)) + ": " + std::to_string(clients_.size()) +
-                  " clients, " + std::to_string(active) + " active and " + std::to_string(idle) +
-                  " idle servers");
+  std::size_t clients = 0;
+  for (const auto& worker : workers_) clients += worker->client_count();
+  systemd_.status(std::string(service_state_name(state_)) + ": " + std::to_string(clients) + " clients, " +
+                  std::to_string(workers_.size()) + (workers_.size() == 1 ? " worker" : " workers"));
 }
 
-// WATCHDOG=1 comes from a loop timer, so a stuck loop stops it and systemd restarts us.
+// WATCHDOG=1 comes from a main-loop timer, and only while every worker's
+// janitor has run lately: a stuck loop, main or worker, stops it and systemd restarts us.
 void Daemon::start_watchdog() {
   const auto interval = systemd_.watchdog_interval();
   if (!interval) return;
@@ -198,49 +231,35 @@ void Daemon::start_watchdog() {
   uv_timer_init(&loop_, &watchdog_);
   watchdog_.data = this;
   uv_timer_start(
-      &watchdog_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->systemd_.watchdog(); }, 0, ms);
+      &watchdog_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->on_watchdog(); }, 0, ms);
 }
 
-void Daemon::advance_drain(Clock::time_point now) {
-  if (!drain_) return;
-  if (state_ == ServiceState::draining && now >= drain_->deadline) {
-    for (auto it = clients_.begin(); it != clients_.end();) {
-      ClientSession& client = **it++;
-      if (client.force_close_for_drain()) ++drain_->forced;
+void Daemon::on_watchdog() {
+  const std::uint64_t now_ms = uv_hrtime() / 1000000;
+  const auto interval_ms = static_cast<std::uint64_t>(systemd_.watchdog_interval()->count() / 1000);
+  for (const auto& worker : workers_) {
+    const std::uint64_t beat = worker->heartbeat_ms();
+    if (now_ms > beat && now_ms - beat > interval_ms) {
+      return log::warning("watchdog: worker ", worker->index(), " has not run for ", now_ms - beat, " ms");
     }
   }
-  if (state_ == ServiceState::draining && clients_.empty()) {
-    state_ = ServiceState::drained;
-    log::info("drained: every client has left (", drain_->forced, " scopes forced at the deadline)");
-  }
-  if (state_ != ServiceState::drained) return;
-  bool tearing_down = false;
-  for (auto& [key, pool] : pools_) {
-    pool->close_idle("drained");
-    tearing_down = tearing_down || pool->count(pool::ServerState::resetting) > 0 ||
-                   pool->count(pool::ServerState::active) > 0;
-  }
-  if (drain_->exit_when_done && !tearing_down) stop_loop();
+  systemd_.watchdog();
 }
 
 void Daemon::shutdown(std::string_view reason) {
   if (state_ == ServiceState::stopped) return;
   log::info("shutting down: ", reason);
   systemd_.stopping();
-  for (auto it = clients_.begin(); it != clients_.end();) {
-    ClientSession& client = **it++;
-    client.fail(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
-  }
-  stop_loop();
+  stop_loop(true);
 }
 
 // Closing a server ends its backend, and PostgreSQL rolls back what it had open.
-void Daemon::stop_loop() {
+void Daemon::stop_loop(bool fail_clients) {
   state_ = ServiceState::stopped;
   listeners_.clear();
   control_.reset();
-  pools_.clear();
-  uv_timer_stop(&janitor_);
+  for_each_worker([fail_clients](Worker& worker) { fail_clients ? worker.shutdown() : worker.stop(); });
+  uv_timer_stop(&status_timer_);
   uv_timer_stop(&watchdog_);
   for (auto& signal : signals_) uv_signal_stop(signal.get());
   log::info("stopped");
@@ -298,21 +317,20 @@ void Daemon::apply_config(config::Config next) {
     next.listen = config_.listen;
     next.control = config_.control;
   }
-  for (auto& [key, pool] : pools_) {
-    const auto db = next.databases.find(key.database);
+  if (next.workers != config_.workers) {
+    log::warning("reload: workers changes only on restart; kept ", config_.workers);
+    next.workers = config_.workers;
+  }
+  for (const auto& [name, database] : config_.databases) {
+    const auto db = next.databases.find(name);
     if (db == next.databases.end()) {
-      log::info("reload: database ", key.database,
-                " removed: its clients stay until they leave, no new logins");
-    } else if (!(db->second == config_.databases.at(key.database))) {
-      log::info("reload: pool ", pool->name(), " updated");
-      pool->update(db->second);
+      log::info("reload: database ", name, " removed: its clients stay until they leave, no new logins");
+    } else if (!(db->second == database)) {
+      log::info("reload: database ", name, " updated");
     }
   }
   config_ = std::move(next);
-  stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));
-  pool_context_.message_max = config_.limits.message_max;
-  pool_context_.teardown_max_ms = config_.teardown.max_ms;
-  loop_monitor_->set_slow_callback_ms(config_.diagnostics.slow_callback_ms);
+  for_each_worker([config = config_](Worker& worker) { worker.apply_config(config); });
   log::set_level(log::level_from_name(config_.log_level));
   log::info("reload applied");
 }
@@ -340,7 +358,13 @@ void Daemon::defer_call(std::function<void()> call) {
 
 void Daemon::accept_client(int fd, Transport transport) {
   const bool refusing = !accepting_logins();
-  if (refusing || clients_.size() >= static_cast<std::size_t>(config_.limits.max_client_conn)) {
+  Worker* least_busy = workers_.front().get();
+  std::size_t clients = 0;
+  for (const auto& worker : workers_) {
+    clients += worker->client_count();
+    if (worker->client_count() < least_busy->client_count()) least_busy = worker.get();
+  }
+  if (refusing || clients >= static_cast<std::size_t>(config_.limits.max_client_conn)) {
     std::string error;
     protocol::append_error_response(
         error, protocol::Severity::fatal,
@@ -351,65 +375,15 @@ void Daemon::accept_client(int fd, Transport transport) {
     ::close(fd);
     return;
   }
-  const std::uint64_t id = next_client_id_++;
-  clients_.push_back(std::make_unique<ClientSession>(*this, id, fd, transport));
-  clients_.back()->position = std::prev(clients_.end());
-  log::debug("client ", id, ": connected");
+  least_busy->count_incoming_client();
+  least_busy->post([&worker = *least_busy, fd, transport, id = next_client_id_++] {
+    worker.adopt_client(fd, transport, id);
+  });
 }
 
-void Daemon::client_closed(ClientSession& client) {
-  if (const auto it = clients_by_cancel_pid_.find(client.cancel_process_id());
-      it != clients_by_cancel_pid_.end() && it->second == &client) {
-    clients_by_cancel_pid_.erase(it);
-  }
-  deleter_->defer(std::move(*client.position));
-  clients_.erase(client.position);
-  if (state_ == ServiceState::draining && clients_.empty()) advance_drain(Clock::now());
-}
-
-pool::Pool* Daemon::pool_for(const std::string& database, const std::string& user) {
-  const auto db = config_.databases.find(database);
-  if (db == config_.databases.end()) return nullptr;
-  pool::PoolKey key{database, user};
-  auto it = pools_.find(key);
-  if (it == pools_.end()) {
-    it = pools_.emplace(key, std::make_unique<pool::Pool>(pool_context_, key, db->second)).first;
-    it->second->set_paused(state_ == ServiceState::paused);
-  }
-  return it->second.get();
-}
-
-void Daemon::assign_cancel_key(ClientSession& client, std::uint32_t& process_id, std::uint32_t& secret) {
-  // The secret must be unguessable: a right key cancels that client's query.
-  if (getrandom(&secret, sizeof secret, 0) != sizeof secret) {
-    secret = static_cast<std::uint32_t>(cancel_pid_generator_());
-  }
-  do {
-    process_id = cancel_pid_generator_() & 0x7fffffffU;
-  } while (process_id == 0 || clients_by_cancel_pid_.contains(process_id));
-  clients_by_cancel_pid_[process_id] = &client;
-}
-
-void Daemon::cancel(std::uint32_t process_id, std::uint32_t secret) {
-  const auto it = clients_by_cancel_pid_.find(process_id);
-  if (it == clients_by_cancel_pid_.end() || it->second->cancel_secret() != secret) {
-    log::info("cancel request with an unknown key ignored");
-    return;
-  }
-  log::debug("client ", it->second->id(), ": cancel request forwarded");
-  it->second->forward_cancel();
-}
-
-void Daemon::on_janitor() {
-  const auto now = Clock::now();
-  for (auto& [key, pool] : pools_) pool->tick(now);
-  const std::uint64_t now_ms = uv_now(&loop_);
-  for (auto it = clients_.begin(); it != clients_.end();) {
-    ClientSession& client = **it++;
-    client.check_timeouts(now_ms);
-  }
-  advance_drain(now);
-  if (++janitor_ticks_ % 10 == 0) notify_status();
+void Daemon::route_cancel(std::uint32_t process_id, std::uint32_t secret) {
+  Worker& holder = *workers_[process_id % workers_.size()];
+  holder.post([&holder, process_id, secret] { holder.cancel(process_id, secret); });
 }
 
 }  // namespace sluice::daemon

@@ -1,32 +1,28 @@
-// sluiced's top-level object on its one loop: the listeners, the pools, the
-// client sessions, the janitor, the signals, and the service state machine
-// running → (paused) → draining → drained → stopped (DESIGN §3).
+// sluiced's top-level object on the main loop: the listeners, the control
+// socket, the signals, systemd, and the service state machine
+// running → (paused) → draining → drained → stopped (DESIGN §3). Clients and
+// pools live in the workers (daemon/worker.h); accepted sockets are handed to
+// the worker with the fewest clients.
 #pragma once
 
 #include <uv.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <list>
-#include <map>
 #include <memory>
 #include <optional>
-#include <random>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "config/config.h"
-#include "daemon/client_session.h"
 #include "daemon/control_request.h"
 #include "daemon/control_server.h"
 #include "daemon/listener.h"
-#include "daemon/loop_monitor.h"
 #include "daemon/systemd_notify.h"
-#include "net/deferred_deleter.h"
-#include "pool/pool.h"
-#include "pool/teardown_stats.h"
+#include "daemon/worker.h"
+#include "net/mailbox.h"
 
 namespace sluice::daemon {
 
@@ -42,8 +38,11 @@ struct ReloadOutcome {
 struct DrainProgress {
   std::chrono::steady_clock::time_point started_at;
   std::chrono::steady_clock::time_point deadline;
-  bool exit_when_done = false;  // SIGTERM: exit once drained and torn down
-  int forced = 0;               // scopes cut at the deadline
+  bool exit_when_done = false;      // SIGTERM: exit once drained and torn down
+  std::uint64_t generation = 0;     // workers' reports name the drain they belong to
+  std::size_t workers_drained = 0;  // workers whose clients have all gone
+  std::size_t workers_settled = 0;  // ... and whose servers are idle or closed
+  int forced = 0;                   // scopes cut at the deadline, once their worker drained
 };
 
 class Daemon {
@@ -65,44 +64,44 @@ class Daemon {
   // Reads the config file off the loop, validates it, applies what can change live.
   void reload();
   void shutdown(std::string_view reason);
-  // One control-socket request; the answer goes back as one JSON line.
-  nlohmann::json handle_control(const ControlRequest& request);
+  // One control-socket request; `respond` gets the JSON answer, on the main
+  // loop, once every worker has given its share.
+  void handle_control(const ControlRequest& request, ControlServer::Respond respond);
 
-  // For client sessions.
-  [[nodiscard]] uv_loop_t* loop() { return &loop_; }
-  [[nodiscard]] const config::Config& config() const { return config_; }
-  [[nodiscard]] bool accepting_logins() const {
-    return state_ == ServiceState::running || state_ == ServiceState::paused;
-  }
-  [[nodiscard]] bool draining() const { return state_ == ServiceState::draining; }
-  // The pool for a configured database, made on first use; nullptr when unknown.
-  pool::Pool* pool_for(const std::string& database, const std::string& user);
-  void assign_cancel_key(ClientSession& client, std::uint32_t& process_id, std::uint32_t& secret);
-  void cancel(std::uint32_t process_id, std::uint32_t secret);
-  void client_closed(ClientSession& client);
+  // For workers, from any thread.
+  void route_cancel(std::uint32_t process_id, std::uint32_t secret);
+  void worker_drained(std::uint64_t generation, int forced);
+  void worker_settled(std::uint64_t generation);
 
   // For reports.
+  [[nodiscard]] const config::Config& config() const { return config_; }
   [[nodiscard]] ServiceState state() const { return state_; }
   [[nodiscard]] Clock::time_point started_at() const { return started_at_; }
   [[nodiscard]] const std::optional<DrainProgress>& drain() const { return drain_; }
-  [[nodiscard]] const std::list<std::unique_ptr<ClientSession>>& clients() const { return clients_; }
-  [[nodiscard]] const std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>& pools() const { return pools_; }
-  [[nodiscard]] const pool::TeardownStats& teardown_stats() const { return stats_; }
-  [[nodiscard]] const LoopMonitor& loop_monitor() const { return *loop_monitor_; }
+  [[nodiscard]] std::size_t worker_count() const { return workers_.size(); }
   [[nodiscard]] const std::optional<ReloadOutcome>& last_reload() const { return last_reload_; }
 
  private:
+  [[nodiscard]] bool accepting_logins() const {
+    return state_ == ServiceState::running || state_ == ServiceState::paused;
+  }
   void install_signal_handlers();
   void accept_client(int fd, Transport transport);
-  void on_janitor();
   void on_signal(int signum);
-  void advance_drain(Clock::time_point now);
+  void on_worker_drained(std::uint64_t generation, int forced);
+  void on_worker_settled(std::uint64_t generation);
+  void exit_if_drained();
+  // Every worker's share of a report, combined on the main loop.
+  void gather_report(ControlCommand command, ControlServer::Respond respond);
   void apply_config(config::Config next);
-  // Runs `call` on a later loop turn (after the current callback has finished).
+  // Runs `call` on a later turn of the main loop (after the current callback has finished).
   void defer_call(std::function<void()> call);
-  void stop_loop();
+  void for_each_worker(const std::function<void(Worker&)>& call);
+  // Stops the workers (failing their clients first when `fail_clients`), then the main loop.
+  void stop_loop(bool fail_clients);
   void notify_status();
   void start_watchdog();
+  void on_watchdog();
   void close_handles();
 
   config::Config config_;
@@ -111,21 +110,16 @@ class Daemon {
   Clock::time_point started_at_ = Clock::now();
   ServiceState state_ = ServiceState::running;
   std::optional<DrainProgress> drain_;
-  std::unique_ptr<net::DeferredDeleter> deleter_;
-  std::unique_ptr<LoopMonitor> loop_monitor_;
-  pool::TeardownStats stats_;
-  pool::PoolContext pool_context_;
+  std::uint64_t drain_generation_ = 0;
+  std::unique_ptr<net::Mailbox> mailbox_;
+  std::atomic<std::uint64_t> server_ids_{1};
+  std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<ControlServer> control_;
-  std::map<pool::PoolKey, std::unique_ptr<pool::Pool>> pools_;
-  std::list<std::unique_ptr<ClientSession>> clients_;
-  std::unordered_map<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
   std::uint64_t next_client_id_ = 1;
-  std::mt19937 cancel_pid_generator_{std::random_device{}()};
-  uv_timer_t janitor_{};
+  uv_timer_t status_timer_{};
   uv_timer_t watchdog_{};
   SystemdNotifier systemd_;
-  std::uint64_t janitor_ticks_ = 0;
   std::vector<std::unique_ptr<uv_signal_t>> signals_;
   bool reload_in_flight_ = false;
   std::optional<ReloadOutcome> last_reload_;

@@ -1,6 +1,7 @@
 #include "daemon/statement_router.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <utility>
 
@@ -273,7 +274,7 @@ bool StatementRouter::deallocate(const std::string& name) {
   }
   // In a failed transaction PostgreSQL refuses the Parse before any lookup: it may say so itself.
   if (server_->transaction_status() == 'E') return false;
-  static std::uint64_t next_target = 1;
+  static std::atomic<std::uint64_t> next_target{1};  // shared by the workers
   auto target = std::make_shared<const pool::PreparedStatement>(pool::PreparedStatement{
       "sluice_deallocated_" + std::to_string(next_target++), std::string("SELECT\0\0\0", 9)});
   protocol::append_parse(rewritten_, target->server_name, {}, target->definition);

@@ -7,6 +7,7 @@
 
 #include "common/version.h"
 #include "daemon/daemon.h"
+#include "daemon/worker.h"
 
 namespace sluice::daemon {
 namespace {
@@ -29,10 +30,10 @@ struct ClientCounts {
   int active = 0, idle = 0, waiting = 0, login = 0, total = 0;
 };
 
-// Clients in `pool`, or all of them when `pool` is null.
-ClientCounts count_clients(const Daemon& daemon, const pool::Pool* pool) {
+// The worker's clients in `pool`, or all of them when `pool` is null.
+ClientCounts count_clients(const Worker& worker, const pool::Pool* pool) {
   ClientCounts counts;
-  for (const auto& client : daemon.clients()) {
+  for (const auto& client : worker.clients()) {
     if (pool != nullptr && client->pool() != pool) continue;
     ++counts.total;
     switch (client->state()) {
@@ -57,12 +58,20 @@ ClientCounts count_clients(const Daemon& daemon, const pool::Pool* pool) {
   return counts;
 }
 
-json server_counts(const Daemon& daemon, const pool::Pool* only) {
+json client_counts_json(const ClientCounts& counts) {
+  return {{"active", counts.active},
+          {"idle", counts.idle},
+          {"waiting", counts.waiting},
+          {"login", counts.login},
+          {"total", counts.total}};
+}
+
+json server_counts(const Worker& worker, const pool::Pool* only) {
   std::size_t active = 0;
   std::size_t idle = 0;
   std::size_t connecting = 0;
   std::size_t resetting = 0;
-  for (const auto& [key, pool] : daemon.pools()) {
+  for (const auto& [key, pool] : worker.pools()) {
     if (only != nullptr && pool.get() != only) continue;
     active += pool->count(pool::ServerState::active);
     idle += pool->count(pool::ServerState::idle);
@@ -87,24 +96,24 @@ long open_fds() {
   return count - 1;  // the iterator's own descriptor
 }
 
-json drain_block(const Daemon& daemon, Clock::time_point now) {
+// `clients`: the status "clients" block summed over the workers.
+json drain_block(const Daemon& daemon, const json& clients, int forced, Clock::time_point now) {
   const auto& drain = daemon.drain();
-  const ClientCounts clients = count_clients(daemon, nullptr);
   if (!drain) {
     return {{"started", false},
             {"elapsed_s", nullptr},
             {"deadline_in_s", nullptr},
-            {"scopes_remaining", clients.active},
-            {"clients_remaining", clients.total},
+            {"scopes_remaining", clients["active"]},
+            {"clients_remaining", clients["total"]},
             {"forced", 0}};
   }
   const double to_deadline = std::chrono::duration<double>(drain->deadline - now).count();
   return {{"started", true},
           {"elapsed_s", round3(seconds_since(drain->started_at, now))},
           {"deadline_in_s", round3(to_deadline > 0 ? to_deadline : 0)},
-          {"scopes_remaining", clients.active},
-          {"clients_remaining", clients.total},
-          {"forced", drain->forced}};
+          {"scopes_remaining", clients["active"]},
+          {"clients_remaining", clients["total"]},
+          {"forced", forced}};
 }
 
 json reload_block(const Daemon& daemon, Clock::time_point now) {
@@ -116,50 +125,80 @@ json reload_block(const Daemon& daemon, Clock::time_point now) {
             {"seconds_ago", round3(seconds_since(last->at, now))}}}};
 }
 
-}  // namespace
+// Adds `from` into `into`, key by key: numbers are summed, or for keys in
+// `largest` the larger is kept; objects recurse; anything else keeps `into`'s.
+void add_into(json& into, const json& from, std::initializer_list<std::string_view> largest = {}) {
+  for (const auto& [key, value] : from.items()) {
+    if (!into.contains(key)) {
+      into[key] = value;
+    } else if (value.is_object()) {
+      add_into(into[key], value, largest);
+    } else if (value.is_number()) {
+      const bool keep_larger = std::find(largest.begin(), largest.end(), key) != largest.end();
+      if (value.is_number_float() || into[key].is_number_float()) {
+        const double sum = keep_larger ? std::max(into[key].get<double>(), value.get<double>())
+                                       : into[key].get<double>() + value.get<double>();
+        into[key] = sum;
+      } else {
+        const std::uint64_t sum = keep_larger
+                                      ? std::max(into[key].get<std::uint64_t>(), value.get<std::uint64_t>())
+                                      : into[key].get<std::uint64_t>() + value.get<std::uint64_t>();
+        into[key] = sum;
+      }
+    }
+  }
+}
 
-json status_report(const Daemon& daemon) {
-  const auto now = Clock::now();
-  const ClientCounts clients = count_clients(daemon, nullptr);
-  const auto& stats = daemon.teardown_stats();
+json status_share(const Worker& worker) {
+  const auto& stats = worker.teardown_stats();
   std::uint64_t releases = 0;
   std::uint64_t violations = 0;
   for (const auto outcome : pool::kAllScopeOutcomes) {
     releases += stats.histogram(outcome).count();
     violations += stats.violations(outcome);
   }
-  const auto& monitor = daemon.loop_monitor();
+  const auto& monitor = worker.loop_monitor();
+  return {
+      {"clients", client_counts_json(count_clients(worker, nullptr))},
+      {"servers", server_counts(worker, nullptr)},
+      {"loop",
+       {{"lag_ms", round3(monitor.lag_ms())},
+        {"max_lag_ms", round3(monitor.max_lag_ms())},
+        {"slow_callbacks", monitor.slow_callbacks()}}},
+      {"teardown", {{"releases", releases}, {"violations", violations}}},
+      {"forced", worker.forced_scopes()},
+  };
+}
+
+json status_report(const Daemon& daemon, const std::vector<WorkerReport>& shares) {
+  const auto now = Clock::now();
+  json total = json::object();
+  // A loop's lag is its own: the worst worker's is the daemon's.
+  for (const auto& share : shares) add_into(total, share.part, {"lag_ms", "max_lag_ms"});
+  total["teardown"]["sla_ms"] = daemon.config().teardown.sla_ms;
   return {
       {"state", service_state_name(daemon.state())},
       {"version", kVersion},
       {"pid", ::getpid()},
       {"uptime_s", round3(seconds_since(daemon.started_at(), now))},
-      {"clients",
-       {{"active", clients.active},
-        {"idle", clients.idle},
-        {"waiting", clients.waiting},
-        {"login", clients.login},
-        {"total", clients.total}}},
-      {"servers", server_counts(daemon, nullptr)},
-      {"drain", drain_block(daemon, now)},
-      {"loop",
-       {{"lag_ms", round3(monitor.lag_ms())},
-        {"max_lag_ms", round3(monitor.max_lag_ms())},
-        {"slow_callbacks", monitor.slow_callbacks()}}},
-      {"teardown",
-       {{"sla_ms", daemon.config().teardown.sla_ms}, {"releases", releases}, {"violations", violations}}},
+      {"workers", daemon.worker_count()},
+      {"clients", total["clients"]},
+      {"servers", total["servers"]},
+      {"drain", drain_block(daemon, total["clients"], total["forced"].get<int>(), now)},
+      {"loop", total["loop"]},
+      {"teardown", total["teardown"]},
       {"fds", open_fds()},
       {"reload", reload_block(daemon, now)},
   };
 }
 
-json pools_report(const Daemon& daemon) {
+json pools_share(const Worker& worker) {
   const auto now = Clock::now();
   json pools = json::array();
-  for (const auto& [key, pool] : daemon.pools()) {
-    const ClientCounts clients = count_clients(daemon, pool.get());
+  for (const auto& [key, pool] : worker.pools()) {
+    const ClientCounts clients = count_clients(worker, pool.get());
     const auto oldest = pool->oldest_wait();
-    json servers = server_counts(daemon, pool.get());
+    json servers = server_counts(worker, pool.get());
     servers.erase("total");
     pools.push_back({
         {"database", key.database},
@@ -172,35 +211,58 @@ json pools_report(const Daemon& daemon) {
         {"prepared_statements", pool->prepared_statement_count()},
     });
   }
-  return {{"pools", pools}};
+  return pools;
 }
 
-json clients_report(const Daemon& daemon) {
+// A pool is one per worker: the rows of one (database, user) add up (each
+// worker holds its share of pool_size); the longest wait is the longest, and
+// each worker names the statements its clients prepare, so the largest count
+// is the pool's.
+json pools_report(const std::vector<WorkerReport>& shares) {
+  std::map<std::pair<std::string, std::string>, json> pools;
+  for (const auto& share : shares) {
+    for (const auto& row : share.part) {
+      json& pool = pools[{row["database"], row["user"]}];
+      if (pool.is_null()) {
+        pool = row;
+      } else {
+        add_into(pool, row, {"longest_wait_ms", "prepared_statements"});
+      }
+    }
+  }
+  json rows = json::array();
+  for (auto& [key, pool] : pools) rows.push_back(std::move(pool));
+  return {{"pools", rows}};
+}
+
+json clients_share(const Worker& worker) {
   const auto now = Clock::now();
   json rows = json::array();
-  for (const auto& client : daemon.clients()) {
+  for (const auto& client : worker.clients()) {
     rows.push_back({
         {"id", client->id()},
         {"state", client_state_name(client->state())},
         {"pool", client->pool() != nullptr ? json(client->pool()->name()) : json(nullptr)},
+        {"worker", worker.index()},
         {"age_s", round3(seconds_since(client->connected_at(), now))},
         {"state_age_s", round3(seconds_since(client->state_since(), now))},
         {"prepared_statements", client->prepared_statement_count()},
     });
   }
-  return {{"clients", rows}};
+  return rows;
 }
 
-json servers_report(const Daemon& daemon) {
+json servers_share(const Worker& worker) {
   const auto now = Clock::now();
   json rows = json::array();
-  for (const auto& entry : daemon.pools()) {
+  for (const auto& entry : worker.pools()) {
     const pool::Pool& pool = *entry.second;  // named: a structured binding cannot be captured (C++20, clang)
     pool.for_each_server([&](const pool::ServerConnection& server) {
       rows.push_back({
           {"id", server.id()},
           {"state", pool::state_name(server.state())},
           {"pool", pool.name()},
+          {"worker", worker.index()},
           {"backend_pid", server.backend_pid()},
           {"age_s", round3(seconds_since(server.created_at(), now))},
           {"state_age_s", round3(seconds_since(server.state_since(), now))},
@@ -208,11 +270,24 @@ json servers_report(const Daemon& daemon) {
       });
     });
   }
-  return {{"servers", rows}};
+  return rows;
 }
 
-json teardown_report(const Daemon& daemon) {
-  const auto& stats = daemon.teardown_stats();
+// Rows of every worker, sorted by id (ids are daemon-wide).
+json concatenated_rows(const std::vector<WorkerReport>& shares) {
+  json rows = json::array();
+  for (const auto& share : shares) {
+    for (const auto& row : share.part) rows.push_back(row);
+  }
+  std::sort(rows.begin(), rows.end(), [](const json& a, const json& b) {
+    return a["id"].get<std::uint64_t>() < b["id"].get<std::uint64_t>();
+  });
+  return rows;
+}
+
+json teardown_report(const Daemon& daemon, std::vector<WorkerReport>& shares) {
+  pool::TeardownStats stats = std::move(shares.front().teardown);
+  for (std::size_t i = 1; i < shares.size(); ++i) stats.merge(shares[i].teardown);
   json outcomes = json::object();
   for (const auto outcome : pool::kAllScopeOutcomes) {
     const auto& histogram = stats.histogram(outcome);
@@ -243,6 +318,42 @@ json teardown_report(const Daemon& daemon) {
     });
   }
   return {{"sla_ms", daemon.config().teardown.sla_ms}, {"outcomes", outcomes}, {"recent_violations", recent}};
+}
+
+}  // namespace
+
+WorkerReport worker_report(const Worker& worker, ControlCommand command) {
+  switch (command) {
+    case ControlCommand::status:
+      return {status_share(worker), {}};
+    case ControlCommand::pools:
+      return {pools_share(worker), {}};
+    case ControlCommand::clients:
+      return {clients_share(worker), {}};
+    case ControlCommand::servers:
+      return {servers_share(worker), {}};
+    case ControlCommand::teardown:
+      return {nullptr, worker.teardown_stats()};
+    default:
+      return {};
+  }
+}
+
+json combine_reports(const Daemon& daemon, ControlCommand command, std::vector<WorkerReport> shares) {
+  switch (command) {
+    case ControlCommand::status:
+      return status_report(daemon, shares);
+    case ControlCommand::pools:
+      return pools_report(shares);
+    case ControlCommand::clients:
+      return {{"clients", concatenated_rows(shares)}};
+    case ControlCommand::servers:
+      return {{"servers", concatenated_rows(shares)}};
+    case ControlCommand::teardown:
+      return teardown_report(daemon, shares);
+    default:
+      return {{"error", "not a report"}};
+  }
 }
 
 }  // namespace sluice::daemon

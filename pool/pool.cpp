@@ -138,7 +138,8 @@ void Pool::launch_connections() {
   if (paused_) return;
   const auto size = static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
   while (total_servers() < size && waiters_.size() > connecting_.size()) {
-    auto owned = std::make_unique<ServerConnection>(*this, context_.next_server_id++);
+    auto owned = std::make_unique<ServerConnection>(
+        *this, context_.server_ids->fetch_add(1, std::memory_order_relaxed));
     ServerConnection& server = *owned;
     connecting_.push_back(std::move(owned));
     server.position_ = std::prev(connecting_.end());

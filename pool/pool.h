@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -40,7 +41,7 @@ struct PoolContext {
   TeardownStats* stats = nullptr;
   int message_max = 0;
   int teardown_max_ms = 0;
-  std::uint64_t next_server_id = 1;
+  std::atomic<std::uint64_t>* server_ids = nullptr;  // shared by every worker: ids are daemon-wide
 };
 
 struct PoolKey {

@@ -94,6 +94,11 @@ struct Statement {
 };
 Statement exec_all(const harness::PgConn& conn, const std::string& sql);
 
+// A whole file (e.g. sluiced's config, to edit it for a reload).
+std::string read_text(const std::string& path);
+// Written to a temporary name and renamed: sluiced never reads half a file.
+void write_text(const std::string& path, const std::string& text);
+
 // The SQLSTATE of a result, "" when it has none.
 std::string sqlstate(const PGresult* result);
 

@@ -134,6 +134,7 @@ TEST_F(ControlCommandsTest, StatusShapeAndCountsReflectClients) {
                                  {"version", Kind::string},
                                  {"pid", Kind::integer},
                                  {"uptime_s", Kind::number},
+                                 {"workers", Kind::integer},
                                  {"clients", Kind::object},
                                  {"servers", Kind::object},
                                  {"drain", Kind::object},
@@ -142,6 +143,7 @@ TEST_F(ControlCommandsTest, StatusShapeAndCountsReflectClients) {
                                  {"fds", Kind::integer},
                                  {"reload", Kind::object}}));
   EXPECT_EQ(answer["state"], "running");
+  EXPECT_EQ(answer["workers"], 1);
   EXPECT_FALSE(answer["version"].get<std::string>().empty());
   EXPECT_EQ(answer["pid"].get<long long>(), daemon.pid());
   EXPECT_GE(answer["uptime_s"].get<double>(), 0.0);
@@ -252,6 +254,7 @@ TEST_F(ControlCommandsTest, ClientsShape) {
     ASSERT_TRUE(has_shape(row, {{"id", Kind::integer},
                                 {"state", Kind::string},
                                 {"pool", Kind::null_or_string},
+                                {"worker", Kind::integer},
                                 {"age_s", Kind::number},
                                 {"state_age_s", Kind::number}}));
     states.insert(row["state"].get<std::string>());
@@ -279,6 +282,7 @@ TEST_F(ControlCommandsTest, ServersShapeAndBackendPids) {
     ASSERT_TRUE(has_shape(row, {{"id", Kind::integer},
                                 {"state", Kind::string},
                                 {"pool", Kind::string},
+                                {"worker", Kind::integer},
                                 {"backend_pid", Kind::integer},
                                 {"age_s", Kind::number},
                                 {"state_age_s", Kind::number}}));

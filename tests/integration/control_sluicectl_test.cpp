@@ -57,7 +57,8 @@ TEST_F(ControlSluicectlTest, StatusPrintsAHumanTable) {
   const auto result = sluicectl({"-s", daemon.control_socket(), "status"});
   ASSERT_EQ(result.exit_code, kExitOk) << describe(result);
   EXPECT_TRUE(json::parse(result.out, nullptr, false).is_discarded()) << "a table, not JSON:\n" << result.out;
-  for (const char* label : {"state", "version", "pid", "uptime", "clients", "servers", "drain", "teardown"}) {
+  for (const char* label :
+       {"state", "version", "pid", "uptime", "workers", "clients", "servers", "drain", "teardown"}) {
     EXPECT_NE(result.out.find(label), std::string::npos) << "no '" << label << "' line:\n" << result.out;
   }
   EXPECT_NE(result.out.find("running"), std::string::npos) << result.out;

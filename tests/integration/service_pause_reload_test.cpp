@@ -32,28 +32,12 @@
 
 namespace {
 
+using ctltest::read_text;
+using ctltest::write_text;
 using harness::PgConn;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  // Written to a temporary name and renamed: sluiced never reads half a file.
-  const std::string temporary = path + ".new";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out.flush()) throw std::runtime_error("cannot write " + temporary);
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) throw std::runtime_error("cannot rename to " + path);
-}
 
 // SIGHUP without telling the harness an exit is expected: a crash on reload still fails the test.
 void send_sighup(const harness::Sluiced& daemon) { ASSERT_EQ(::kill(daemon.pid(), SIGHUP), 0); }

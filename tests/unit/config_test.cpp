@@ -83,6 +83,7 @@ TEST(ConfigParse, FullConfigWithComments) {
       "control_request_max": 1024
     },
     "diagnostics": { "slow_callback_ms": 20 },
+    "workers": 3,
     "log_level": "debug"
   })");
 
@@ -119,6 +120,7 @@ TEST(ConfigParse, FullConfigWithComments) {
   EXPECT_EQ(config.limits.login_timeout_ms, 3000);
   EXPECT_EQ(config.limits.control_request_max, 1024);
   EXPECT_EQ(config.diagnostics.slow_callback_ms, 20);
+  EXPECT_EQ(config.workers, 3);
   EXPECT_EQ(config.log_level, "debug");
 }
 
@@ -228,6 +230,8 @@ TEST(ConfigErrors, OutOfRange) {
             "cfg.json:2: key 'teardown.sla_ms': must be at least 1, got 0");
   EXPECT_EQ(error_of("{\"diagnostics\": {\n\"slow_callback_ms\": 0 }}"),
             "cfg.json:2: key 'diagnostics.slow_callback_ms': must be at least 1, got 0");
+  EXPECT_EQ(error_of("{\n\"workers\": 0}"), "cfg.json:2: key 'workers': must be between 1 and 64, got 0");
+  EXPECT_EQ(error_of("{\"workers\": 65}"), "cfg.json:1: key 'workers': must be between 1 and 64, got 65");
 }
 
 TEST(ConfigErrors, TeardownSlaMustNotExceedMax) {

@@ -137,7 +137,12 @@ class ControlServerTest : public ::testing::Test {
 
   void start(const ControlServer::Settings& settings) {
     auto server = ControlServer::open(&loop_, settings,
-                                      [this](const ControlRequest& request) { return handle(request); });
+                                      [this](const ControlRequest& request, ControlServer::Respond respond) {
+                                        if (request.command == ControlCommand::pause) {
+                                          return answer_later(handle(request), std::move(respond));
+                                        }
+                                        respond(handle(request));
+                                      });
     ASSERT_TRUE(server.ok()) << server.error();
     server_ = std::move(*server);
     uv_async_init(&loop_, &stop_, [](uv_async_t* handle) {
@@ -162,6 +167,28 @@ class ControlServerTest : public ::testing::Test {
     if (request.command == ControlCommand::servers) answer["connections"] = server_->connection_count();
     if (request.command == ControlCommand::reload) throw std::runtime_error("boom");
     return answer;
+  }
+
+  // `pause` is answered on a later loop turn, as the daemon answers reports
+  // once its workers have given their shares.
+  void answer_later(Json answer, ControlServer::Respond respond) {
+    struct Later {
+      uv_timer_t timer{};
+      Json answer;
+      ControlServer::Respond respond;
+    };
+    auto* later = new Later{{}, std::move(answer), std::move(respond)};
+    uv_timer_init(&loop_, &later->timer);
+    later->timer.data = later;
+    uv_timer_start(
+        &later->timer,
+        [](uv_timer_t* timer) {
+          auto* l = static_cast<Later*>(timer->data);
+          l->respond(std::move(l->answer));
+          uv_close(reinterpret_cast<uv_handle_t*>(timer),
+                   [](uv_handle_t* handle) { delete static_cast<Later*>(handle->data); });
+        },
+        20, 0);
   }
 
   // The server's own count, asked over a fresh connection (which counts itself).
@@ -201,7 +228,8 @@ TEST_F(ControlServerTest, SeveralRequestsOnOneConnection) {
   Client client(path_);
   EXPECT_EQ(client.request(R"({"cmd":"pools"})")["cmd"], "pools");
   EXPECT_EQ(client.request(R"({"cmd":"clients"})")["cmd"], "clients");
-  // Pipelined in one write, with CRLF on one of them: answered in order.
+  // Pipelined in one write, with CRLF on one of them: answered in order, the
+  // first (pause) on a later loop turn than the others would be.
   ASSERT_TRUE(client.send("{\"cmd\":\"pause\"}\n{\"cmd\":\"resume\"}\r\n{\"cmd\":\"teardown\"}\n"));
   for (const char* expected : {"pause", "resume", "teardown"}) {
     const auto line = client.line();
@@ -280,11 +308,26 @@ TEST_F(ControlServerTest, OverlongLineIsAnsweredThenClosed) {
 
 TEST_F(ControlServerTest, LastLineWithoutNewlineIsAnsweredAtEof) {
   start(settings());
+  // pools is answered at once, pause on a later loop turn: either way the answer precedes the close.
+  for (const std::string command : {"pools", "pause"}) {
+    Client client(path_);
+    const std::string request = R"({"cmd":")" + command + R"("})";
+    ASSERT_TRUE(client.send(request));
+    ::shutdown(client.fd(), SHUT_WR);
+    EXPECT_EQ(client.line(), request);
+    EXPECT_TRUE(client.closed_by_server()) << command;
+  }
+}
+
+TEST_F(ControlServerTest, PeerGoneBeforeALaterAnswerIsClosed) {
+  start(settings());
+  {
+    Client gone(path_);
+    ASSERT_TRUE(gone.send("{\"cmd\":\"pause\"}\n{\"cmd\":\"status\"}\n"));
+  }
+  EXPECT_TRUE(connections_drop_to(0));
   Client client(path_);
-  ASSERT_TRUE(client.send(R"({"cmd":"pools"})"));
-  ::shutdown(client.fd(), SHUT_WR);
-  EXPECT_EQ(client.line(), R"({"cmd":"pools"})");
-  EXPECT_TRUE(client.closed_by_server());
+  EXPECT_EQ(client.request(R"({"cmd":"status"})"), (Json{{"cmd", "status"}}));
 }
 
 TEST_F(ControlServerTest, HandlerExceptionBecomesAnError) {
@@ -381,7 +424,9 @@ TEST_F(ControlServerTest, GroupSocketIsGroupWritable) {
 TEST_F(ControlServerTest, UnknownGroupIsAnError) {
   auto grouped = settings();
   grouped.group = "no-such-group-sluice";
-  auto server = ControlServer::open(&loop_, grouped, [](const ControlRequest&) { return Json::object(); });
+  auto server = ControlServer::open(
+      &loop_, grouped,
+      [](const ControlRequest&, const ControlServer::Respond& respond) { respond(Json::object()); });
   ASSERT_FALSE(server.ok());
   EXPECT_EQ(server.error(), "control.group: unknown group 'no-such-group-sluice'");
   EXPECT_FALSE(std::filesystem::exists(path_));
@@ -400,7 +445,9 @@ TEST_F(ControlServerTest, StaleSocketIsReplaced) {
 }
 
 TEST_F(ControlServerTest, LiveSocketOrOtherFileIsNotReplaced) {
-  const auto empty = [](const ControlRequest&) { return Json::object(); };
+  const auto empty = [](const ControlRequest&, const ControlServer::Respond& respond) {
+    respond(Json::object());
+  };
   // The first server listens (the loop need not run for that).
   auto first = ControlServer::open(&loop_, settings(), empty);
   ASSERT_TRUE(first.ok()) << first.error();

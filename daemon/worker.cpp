@@ -1,0 +1,240 @@
+#include "daemon/worker.h"
+
+#include <sys/random.h>
+
+#include "common/log.h"
+#include "daemon/daemon.h"
+#include "protocol/sqlstate.h"
+
+namespace sluice::daemon {
+namespace {
+
+constexpr std::uint64_t kJanitorIntervalMs = 100;
+
+std::uint64_t monotonic_ms() { return uv_hrtime() / 1000000; }
+
+}  // namespace
+
+Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, config::Config config,
+               uv_loop_t* shared_loop, std::atomic<std::uint64_t>& server_ids)
+    : daemon_(daemon),
+      index_(index),
+      worker_count_(worker_count),
+      config_(std::move(config)),
+      own_loop_(shared_loop == nullptr ? std::make_unique<uv_loop_t>() : nullptr),
+      loop_(shared_loop != nullptr ? shared_loop : own_loop_.get()),
+      janitor_(new uv_timer_t{}) {
+  if (own_loop_) {
+    uv_loop_init(loop_);
+    mailbox_ = std::make_unique<net::Mailbox>(loop_);
+  }
+  deleter_ = std::make_unique<net::DeferredDeleter>(loop_);
+  loop_monitor_ = std::make_unique<LoopMonitor>(loop_, config_.diagnostics.slow_callback_ms);
+  stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));
+  pool_context_.loop = loop_;
+  pool_context_.deleter = deleter_.get();
+  pool_context_.stats = &stats_;
+  pool_context_.message_max = config_.limits.message_max;
+  pool_context_.teardown_max_ms = config_.teardown.max_ms;
+  pool_context_.server_ids = &server_ids;
+  heartbeat_ms_ = monotonic_ms();
+  uv_timer_init(loop_, janitor_);
+  janitor_->data = this;
+  uv_timer_start(
+      janitor_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->on_janitor(); }, kJanitorIntervalMs,
+      kJanitorIntervalMs);
+}
+
+Worker::~Worker() {
+  clients_.clear();
+  pools_.clear();
+  loop_monitor_.reset();
+  deleter_.reset();
+  mailbox_.reset();
+  uv_close(reinterpret_cast<uv_handle_t*>(janitor_),
+           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+  if (!own_loop_) return;  // the daemon closes its loop
+  uv_walk(
+      loop_,
+      [](uv_handle_t* handle, void*) {
+        if (uv_is_closing(handle) == 0) uv_close(handle, nullptr);
+      },
+      nullptr);
+  uv_run(loop_, UV_RUN_DEFAULT);
+  uv_loop_close(loop_);
+}
+
+void Worker::start() {
+  if (!own_loop_) return;
+  thread_ = std::thread([this] { uv_run(loop_, UV_RUN_DEFAULT); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::post(std::function<void()> call) {
+  if (!mailbox_) return call();
+  mailbox_->post(std::move(call));
+}
+
+// ---- operations ------------------------------------------------------------
+
+void Worker::adopt_client(int fd, Transport transport, std::uint64_t id) {
+  clients_.push_back(std::make_unique<ClientSession>(*this, id, fd, transport));
+  clients_.back()->position = std::prev(clients_.end());
+  log::debug("client ", id, ": connected (worker ", index_, ")");
+}
+
+void Worker::set_paused(bool paused) {
+  paused_ = paused;
+  for (auto& [key, pool] : pools_) pool->set_paused(paused);
+}
+
+void Worker::start_drain(Clock::time_point deadline, std::uint64_t generation) {
+  drain_ = Drain{deadline, generation};
+  set_paused(false);
+  // Each client is closed at its next transaction boundary; idle ones now.
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    ClientSession& client = **it++;
+    client.drain();
+  }
+  advance_drain(Clock::now());
+}
+
+void Worker::end_drain() { drain_.reset(); }
+
+void Worker::advance_drain(Clock::time_point now) {
+  if (!drain_) return;
+  if (!drain_->clients_gone) {
+    if (now >= drain_->deadline) {
+      for (auto it = clients_.begin(); it != clients_.end();) {
+        ClientSession& client = **it++;
+        if (client.force_close_for_drain()) ++drain_->forced;
+      }
+    }
+    if (!clients_.empty()) return;
+    drain_->clients_gone = true;
+    daemon_.worker_drained(drain_->generation, drain_->forced);
+  }
+  bool tearing_down = false;
+  for (auto& [key, pool] : pools_) {
+    pool->close_idle("drained");
+    tearing_down = tearing_down || pool->count(pool::ServerState::resetting) > 0 ||
+                   pool->count(pool::ServerState::active) > 0;
+  }
+  if (tearing_down || drain_->settled) return;
+  drain_->settled = true;
+  daemon_.worker_settled(drain_->generation);
+}
+
+void Worker::apply_config(config::Config next) {
+  for (auto& [key, pool] : pools_) {
+    const auto db = next.databases.find(key.database);
+    if (db == next.databases.end()) continue;  // its clients stay until they leave, no new logins
+    if (!(db->second == config_.databases.at(key.database))) pool->update(share_of(db->second));
+  }
+  config_ = std::move(next);
+  stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));
+  pool_context_.message_max = config_.limits.message_max;
+  pool_context_.teardown_max_ms = config_.teardown.max_ms;
+  loop_monitor_->set_slow_callback_ms(config_.diagnostics.slow_callback_ms);
+}
+
+void Worker::shutdown() {
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    ClientSession& client = **it++;
+    client.fail(sqlstate::kAdminShutdown, "terminating connection due to administrator command");
+  }
+  stop();
+}
+
+void Worker::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  pools_.clear();
+  uv_timer_stop(janitor_);
+  if (own_loop_) uv_stop(loop_);
+}
+
+// ---- for client sessions -----------------------------------------------------
+
+void Worker::client_closed(ClientSession& client) {
+  if (const auto it = clients_by_cancel_pid_.find(client.cancel_process_id());
+      it != clients_by_cancel_pid_.end() && it->second == &client) {
+    clients_by_cancel_pid_.erase(it);
+  }
+  deleter_->defer(std::move(*client.position));
+  clients_.erase(client.position);
+  client_count_.fetch_sub(1, std::memory_order_relaxed);
+  if (draining() && clients_.empty()) advance_drain(Clock::now());
+}
+
+config::DatabaseConfig Worker::share_of(const config::DatabaseConfig& database) const {
+  config::DatabaseConfig share = database;
+  const auto workers = static_cast<int>(worker_count_);
+  const int extra = static_cast<int>(index_) < database.pool.pool_size % workers ? 1 : 0;
+  share.pool.pool_size = std::max(1, database.pool.pool_size / workers + extra);
+  return share;
+}
+
+pool::Pool* Worker::pool_for(const std::string& database, const std::string& user) {
+  const auto db = config_.databases.find(database);
+  if (db == config_.databases.end()) return nullptr;
+  pool::PoolKey key{database, user};
+  auto it = pools_.find(key);
+  if (it == pools_.end()) {
+    it = pools_.emplace(key, std::make_unique<pool::Pool>(pool_context_, key, share_of(db->second))).first;
+    it->second->set_paused(paused_);
+  }
+  return it->second.get();
+}
+
+void Worker::assign_cancel_key(ClientSession& client, std::uint32_t& process_id, std::uint32_t& secret) {
+  secret = next_cancel_secret();
+  const auto workers = static_cast<std::uint32_t>(worker_count_);
+  std::uniform_int_distribution<std::uint32_t> slot(0, 0x7fffffffU / workers - 1);
+  do {
+    process_id = slot(cancel_pid_generator_) * workers + static_cast<std::uint32_t>(index_);
+  } while (process_id == 0 || clients_by_cancel_pid_.contains(process_id));
+  clients_by_cancel_pid_[process_id] = &client;
+}
+
+// The secret must be unguessable: a right key cancels that client's query. The
+// kernel's CSPRNG gives them, a batch per getrandom call (one call per login
+// would be a tenth of a short-lived connection's system calls).
+std::uint32_t Worker::next_cancel_secret() {
+  if (secrets_left_ == 0) {
+    const auto size = static_cast<ssize_t>(sizeof secrets_);
+    if (getrandom(secrets_.data(), sizeof secrets_, 0) != size) {
+      for (auto& secret : secrets_) secret = static_cast<std::uint32_t>(cancel_pid_generator_());
+    }
+    secrets_left_ = secrets_.size();
+  }
+  return secrets_[--secrets_left_];
+}
+
+void Worker::cancel(std::uint32_t process_id, std::uint32_t secret) {
+  if (process_id % worker_count_ != index_) return daemon_.route_cancel(process_id, secret);
+  const auto it = clients_by_cancel_pid_.find(process_id);
+  if (it == clients_by_cancel_pid_.end() || it->second->cancel_secret() != secret) {
+    log::info("cancel request with an unknown key ignored");
+    return;
+  }
+  log::debug("client ", it->second->id(), ": cancel request forwarded");
+  it->second->forward_cancel();
+}
+
+void Worker::on_janitor() {
+  heartbeat_ms_.store(monotonic_ms(), std::memory_order_relaxed);
+  const auto now = Clock::now();
+  for (auto& [key, pool] : pools_) pool->tick(now);
+  const std::uint64_t now_ms = uv_now(loop_);
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    ClientSession& client = **it++;
+    client.check_timeouts(now_ms);
+  }
+  advance_drain(now);
+}
+
+}  // namespace sluice::daemon

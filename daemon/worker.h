@@ -1,0 +1,138 @@
+// One event loop's share of the daemon: its client sessions, its pools (with
+// its share of each pool's servers), its janitor and its telemetry. With
+// `workers` = 1 the only worker runs on the daemon's own loop; with more, each
+// runs its own loop on its own thread and hears from the daemon through its
+// mailbox (README "Worker loops").
+#pragma once
+
+#include <uv.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "config/config.h"
+#include "daemon/client_session.h"
+#include "daemon/listener.h"
+#include "daemon/loop_monitor.h"
+#include "net/deferred_deleter.h"
+#include "net/mailbox.h"
+#include "pool/pool.h"
+#include "pool/teardown_stats.h"
+
+namespace sluice::daemon {
+
+class Daemon;
+
+class Worker {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `shared_loop`: the daemon's loop when this is the only worker; nullptr for
+  // a loop and thread of its own.
+  Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, config::Config config,
+         uv_loop_t* shared_loop, std::atomic<std::uint64_t>& server_ids);
+  // After stop() has run and join() returned.
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Daemon thread: start the worker's thread (when it has one), wait for it to end.
+  void start();
+  void join();
+  // Runs `call` on this worker's loop: at once when it shares the caller's
+  // loop, else through its mailbox. From the daemon's thread or another worker's.
+  void post(std::function<void()> call);
+
+  // Operations, on the worker's loop (through post).
+  void adopt_client(int fd, Transport transport, std::uint64_t id);
+  void set_paused(bool paused);
+  // Closes idle clients now, the others at their next transaction boundary,
+  // and forces what is left at `deadline`; tells the daemon when its clients
+  // are gone and when its servers have settled. `generation` names the drain.
+  void start_drain(Clock::time_point deadline, std::uint64_t generation);
+  void end_drain();
+  void apply_config(config::Config next);
+  // Tells every client the daemon is going away, then stop().
+  void shutdown();
+  // Closes the pools (PostgreSQL rolls back what a closed backend had open) and stops the loop.
+  void stop();
+
+  // For client sessions, on the worker's loop.
+  [[nodiscard]] uv_loop_t* loop() { return loop_; }
+  [[nodiscard]] const config::Config& config() const { return config_; }
+  [[nodiscard]] bool accepting_logins() const { return !drain_ && !stopped_; }
+  [[nodiscard]] bool draining() const { return drain_.has_value() && !drain_->clients_gone; }
+  // The pool for a configured database, made on first use; nullptr when unknown.
+  pool::Pool* pool_for(const std::string& database, const std::string& user);
+  // The key's process id says which worker holds the client (id % workers).
+  void assign_cancel_key(ClientSession& client, std::uint32_t& process_id, std::uint32_t& secret);
+  // A CancelRequest: this worker's client, or handed to the worker the key names.
+  void cancel(std::uint32_t process_id, std::uint32_t secret);
+  void client_closed(ClientSession& client);
+
+  // For reports, on the worker's loop.
+  [[nodiscard]] std::size_t index() const { return index_; }
+  [[nodiscard]] const std::list<std::unique_ptr<ClientSession>>& clients() const { return clients_; }
+  [[nodiscard]] const std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>& pools() const { return pools_; }
+  [[nodiscard]] const pool::TeardownStats& teardown_stats() const { return stats_; }
+  [[nodiscard]] const LoopMonitor& loop_monitor() const { return *loop_monitor_; }
+  [[nodiscard]] int forced_scopes() const { return drain_ ? drain_->forced : 0; }
+
+  // Any thread: clients adopted and not yet closed (the daemon balances on it),
+  // and the loop time of the worker's last janitor turn (the watchdog checks it).
+  [[nodiscard]] std::size_t client_count() const { return client_count_.load(std::memory_order_relaxed); }
+  void count_incoming_client() { client_count_.fetch_add(1, std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t heartbeat_ms() const { return heartbeat_ms_.load(std::memory_order_relaxed); }
+
+ private:
+  struct Drain {
+    Clock::time_point deadline;
+    std::uint64_t generation = 0;
+    int forced = 0;             // scopes cut at the deadline
+    bool clients_gone = false;  // told the daemon
+    bool settled = false;       // told the daemon: no server left active or resetting
+  };
+
+  std::uint32_t next_cancel_secret();
+  void on_janitor();
+  void advance_drain(Clock::time_point now);
+  // This worker's share of a database's pool_size (at least one server).
+  [[nodiscard]] config::DatabaseConfig share_of(const config::DatabaseConfig& database) const;
+
+  Daemon& daemon_;
+  std::size_t index_;
+  std::size_t worker_count_;
+  config::Config config_;
+  std::unique_ptr<uv_loop_t> own_loop_;  // null when sharing the daemon's loop
+  uv_loop_t* loop_;
+  std::unique_ptr<net::Mailbox> mailbox_;  // only with a loop of its own
+  std::thread thread_;
+  std::unique_ptr<net::DeferredDeleter> deleter_;
+  std::unique_ptr<LoopMonitor> loop_monitor_;
+  pool::TeardownStats stats_;
+  pool::PoolContext pool_context_;
+  std::map<pool::PoolKey, std::unique_ptr<pool::Pool>> pools_;
+  std::list<std::unique_ptr<ClientSession>> clients_;
+  std::unordered_map<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
+  std::mt19937 cancel_pid_generator_{std::random_device{}()};
+  std::array<std::uint32_t, 64> secrets_{};  // from getrandom, handed out from the back
+  std::size_t secrets_left_ = 0;
+  uv_timer_t* janitor_;  // heap: freed in its close callback
+  bool paused_ = false;
+  bool stopped_ = false;
+  std::optional<Drain> drain_;
+  std::atomic<std::size_t> client_count_{0};
+  std::atomic<std::uint64_t> heartbeat_ms_{0};
+};
+
+}  // namespace sluice::daemon
