@@ -455,6 +455,11 @@ SluicedConfig default_config(const PoolOptions& options) {
   return config;
 }
 
+std::string sluiced_path() {
+  const char* other = std::getenv("SLUICE_TEST_SLUICED");
+  return other != nullptr && *other != '\0' ? other : SLUICED_PATH;
+}
+
 Sluiced::Sluiced(const PoolOptions& options, Wait wait) : Sluiced(default_config(options), wait) {}
 
 Sluiced::Sluiced(SluicedConfig config, Wait wait) : config_(std::move(config)) {
@@ -463,7 +468,7 @@ Sluiced::Sluiced(SluicedConfig config, Wait wait) : config_(std::move(config)) {
     out << config_.text;
     if (!out.flush()) fail("cannot write " + config_path());
   }
-  pid_ = spawn({.argv = {SLUICED_PATH, "-c", config_path()},
+  pid_ = spawn({.argv = {sluiced_path(), "-c", config_path()},
                 .log_path = config_.dir.path() + "/sluiced.log",
                 .run_as = std::nullopt,
                 .parent_death_signal = SIGKILL});
