@@ -21,7 +21,7 @@ import sys
 import time
 
 TARGETS = ("sluice", "pgbouncer", "direct")
-NAMES = {"sluice": "sluice", "pgbouncer": "PgBouncer", "direct": "direct"}
+NAMES = {"sluice": "sluice", "pgbouncer": "PgBouncer", "direct": "direct", "sluice2": "sluice, 2 workers"}
 POOLERS = ("sluice", "pgbouncer")
 
 # id, title, pgbench options, clients. Every run also gets -n (no vacuum) and -T.
@@ -44,6 +44,10 @@ SHORT_LABELS = {
     "B50": "TPC-B c50",
     "P50": "-S prep c50",
 }
+
+# Tests that also run through a second sluiced with `workers` = 2 (README: Worker loops), in the
+# same rounds, to compare 2 worker loops with 1.
+WORKER_TESTS = ("S50", "S1000", "X50")
 
 TEARDOWN_TARGETS_MS = {"clean": 0.05, "rollback": 1.0, "cancel": 5.0}
 
@@ -152,8 +156,9 @@ class Bench:
             "sluice": split_target(args.sluice),
             "pgbouncer": split_target(args.pgbouncer),
             "direct": split_target(args.direct),
+            "sluice2": split_target(args.sluice2),
         }
-        self.pids = {"sluice": args.sluice_pid, "pgbouncer": args.pgbouncer_pid}
+        self.pids = {"sluice": args.sluice_pid, "pgbouncer": args.pgbouncer_pid, "sluice2": args.sluice2_pid}
         self.runs = {}  # (test, target) -> [result per round]
         self.memory = {}
         self.teardown_main = None
@@ -262,7 +267,7 @@ class Bench:
         for rnd in range(self.a.rounds):
             order = TARGETS[rnd % 3 :] + TARGETS[: rnd % 3]
             for test, title, options, clients in TESTS:
-                for target in order:
+                for target in order + (("sluice2",) if test in WORKER_TESTS else ()):
                     label = f"round {rnd + 1}/{self.a.rounds}: {title}"
                     r = self.pgbench(target, options, clients, self.duration(clients, target), label)
                     self.runs.setdefault((test, target), []).append(r)
@@ -449,10 +454,24 @@ class Bench:
             lines.append(f"| {title} | {self.fmt(s, '{:.4f}')} | {self.fmt(b, '{:.4f}')} | {self.ratio(s, b)} |")
         return "\n".join(lines)
 
+    def workers_table(self):
+        lines = [
+            "| test | tps, 1 worker | tps, 2 workers | 2/1 | CPU s per 1000 tx, 1 worker | 2 workers | 2/1 |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for test in WORKER_TESTS:
+            one, two = (self.cell(test, t, "tps") for t in ("sluice", "sluice2"))
+            cpu1, cpu2 = (self.cell(test, t, "cpu_s_per_1000") for t in ("sluice", "sluice2"))
+            lines.append(
+                f"| {TEST_TITLES[test]} | {self.fmt(one, '{:,.0f}')} | {self.fmt(two, '{:,.0f}')} | {self.ratio(two, one)} "
+                f"| {self.fmt(cpu1, '{:.4f}')} | {self.fmt(cpu2, '{:.4f}')} | {self.ratio(cpu2, cpu1)} |"
+            )
+        return "\n".join(lines)
+
     def rounds_table(self):
         lines = ["| test | target | tps per round | failed runs |", "|---|---|---|---|"]
         for test, title, _, _ in TESTS:
-            for t in TARGETS:
+            for t in TARGETS + (("sluice2",) if test in WORKER_TESTS else ()):
                 rs = self.runs.get((test, t), [])
                 tps = ", ".join("-" if r["tps"] is None else f"{r['tps']:,.0f}" for r in rs)
                 bad = sum(1 for r in rs if not r["ok"])
@@ -557,7 +576,7 @@ plot '{dat}' using 2:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
     def daemon_logs(self):
         """Warnings and errors the poolers logged during the whole run, as notes."""
         for name, file in (("sluiced", "sluiced.log"), ("sluiced (teardown phase)", "sluiced-teardown.log"),
-                           ("PgBouncer", "pgbouncer.log")):  # fmt: skip
+                           ("sluiced (2 workers)", "sluiced-workers.log"), ("PgBouncer", "pgbouncer.log")):  # fmt: skip
             try:
                 with open(os.path.join(self.a.workdir, file), errors="replace") as f:
                     lines = [ln.rstrip() for ln in f if re.search(r"warning|error|fatal|WARNING|ERROR|FATAL", ln)]
@@ -608,6 +627,12 @@ Failures: pgbench counts a transaction as failed only for serialization/deadlock
 
 {self.cpu_table()}
 
+### Worker loops: sluiced with `workers` = 2 against 1
+
+A second sluiced, the same settings but `"workers": 2` (two event loops on two threads, each with half of the pool), runs in the same rounds right after the three targets above. On this {m['nproc']}-CPU machine PostgreSQL and pgbench share the cores with the pooler.
+
+{self.workers_table()}
+
 ### tps per round
 
 {self.rounds_table()}
@@ -645,10 +670,10 @@ Afterwards, checked directly on PostgreSQL: {p['abandoned_writes']} abandoned IN
 def main():
     signal.signal(signal.SIGTERM, on_sigterm)
     p = argparse.ArgumentParser()
-    for name in ("sluice", "pgbouncer", "direct", "teardown-sluice", "control", "teardown-control",
+    for name in ("sluice", "sluice2", "pgbouncer", "direct", "teardown-sluice", "control", "teardown-control",
                  "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user"):  # fmt: skip
         p.add_argument("--" + name, required=True)
-    for name in ("sluice-pid", "pgbouncer-pid", "duration", "rounds", "jobs", "idle-clients", "scale",
+    for name in ("sluice-pid", "sluice2-pid", "pgbouncer-pid", "duration", "rounds", "jobs", "idle-clients", "scale",
                  "max-connections", "teardown-load-s", "abandon-rollback", "abandon-cancel"):  # fmt: skip
         p.add_argument("--" + name, type=int, required=True)
     p.add_argument("--setup-s", type=float, default=0.0)

@@ -2,8 +2,9 @@
 # `make bench`: sluice against PgBouncer and PostgreSQL direct, in one run.
 #
 # Starts a throwaway PostgreSQL (scripts/pg-throwaway.sh, max_connections raised), initialises a
-# pgbench database, starts sluiced (two instances: one for the pgbench rounds, one for the teardown
-# phase, so that phase's latency histograms hold only its own releases) and PgBouncer with the same
+# pgbench database, starts sluiced (three instances: one for the pgbench rounds, one with
+# `workers` = 2 for the worker-loop comparison, one for the teardown phase, so that phase's latency
+# histograms hold only its own releases) and PgBouncer with the same
 # settings, then runs bench/bench.py, which writes bench/results/latest.md and latest.png and prints
 # the table. Everything started here is stopped, and every temp dir removed, on exit, failure,
 # Ctrl-C or SIGTERM.
@@ -27,6 +28,7 @@ pg_port=${BENCH_PG_PORT:-55432}
 sluice_port=${BENCH_SLUICE_PORT:-6432}
 pgbouncer_port=${BENCH_PGBOUNCER_PORT:-6433}
 teardown_port=$((sluice_port + 2))
+workers_port=$((sluice_port + 4))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
 readonly teardown_load_s=10 abandon_rollback=200 abandon_cancel=60
 
@@ -77,7 +79,7 @@ as_postgres() {
 pg_dir=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
-sluiced_pid='' teardown_pid='' pgbouncer_pid='' runner_pid=''
+sluiced_pid='' teardown_pid='' workers_pid='' pgbouncer_pid='' runner_pid=''
 
 # Stops a process started here: the given signal, up to 10 s, then SIGKILL.
 stop_pid() {
@@ -96,6 +98,7 @@ cleanup() {
   stop_pid "$runner_pid" TERM
   stop_pid "$sluiced_pid" INT    # SIGINT: immediate shutdown
   stop_pid "$teardown_pid" INT
+  stop_pid "$workers_pid" INT
   stop_pid "$pgbouncer_pid" TERM # SIGTERM: PgBouncer's immediate shutdown
   "$root/scripts/pg-throwaway.sh" stop "$pg_dir" >/dev/null 2>&1 ||
     { as_postgres "$(pg_bindir)/pg_ctl" stop -D "$pg_dir/data" -m immediate >/dev/null 2>&1 || true; rm -rf -- "$pg_dir"; }
@@ -130,9 +133,10 @@ pgbench -i -q -s "$scale" -h "$pg_dir" -p "$pg_port" bench >"$work/pgbench-init.
 cp "$root/build/bin/sluiced" "$root/build/bin/sluicectl" "$work/"
 sluiced=$work/sluiced sluicectl=$work/sluicectl
 
-write_sluice_config() {  # PORT CONTROL FILE
+write_sluice_config() {  # PORT CONTROL FILE [WORKERS]
   cat >"$3" <<JSON
 {
+  "workers": ${4:-1},
   "listen": {"unix_socket_dir": "$work", "port": $1},
   "control": {"socket": "$2"},
   "pool": {"pool_size": $pool_size, "pool_mode": "transaction"},
@@ -154,16 +158,20 @@ wait_socket() {  # PATH PID NAME LOG
 
 write_sluice_config "$sluice_port" "$work/control.sock" "$work/sluice.json"
 write_sluice_config "$teardown_port" "$work/control-teardown.sock" "$work/sluice-teardown.json"
+write_sluice_config "$workers_port" "$work/control-workers.sock" "$work/sluice-workers.json" 2
 "$sluiced" --check -c "$work/sluice.json" >/dev/null
 say "starting sluiced ($("$sluiced" --version))"
 "$sluiced" -c "$work/sluice.json" >"$work/sluiced.log" 2>&1 &
 sluiced_pid=$!
 "$sluiced" -c "$work/sluice-teardown.json" >"$work/sluiced-teardown.log" 2>&1 &
 teardown_pid=$!
+"$sluiced" -c "$work/sluice-workers.json" >"$work/sluiced-workers.log" 2>&1 &
+workers_pid=$!
 wait_socket "$work/.s.PGSQL.$sluice_port" "$sluiced_pid" sluiced "$work/sluiced.log"
 wait_socket "$work/control.sock" "$sluiced_pid" sluiced "$work/sluiced.log"
 wait_socket "$work/.s.PGSQL.$teardown_port" "$teardown_pid" "sluiced (teardown)" "$work/sluiced-teardown.log"
 wait_socket "$work/control-teardown.sock" "$teardown_pid" "sluiced (teardown)" "$work/sluiced-teardown.log"
+wait_socket "$work/.s.PGSQL.$workers_port" "$workers_pid" "sluiced (2 workers)" "$work/sluiced-workers.log"
 
 # --- PgBouncer ----------------------------------------------------------------------------------------
 
@@ -215,6 +223,7 @@ mkdir -p "$bench_dir/results"
 python3 "$bench_dir/bench.py" \
   --root "$root" --bench-dir "$bench_dir" --out-dir "$bench_dir/results" --workdir "$work" \
   --sluice "$work:$sluice_port" --sluice-pid "$sluiced_pid" \
+  --sluice2 "$work:$workers_port" --sluice2-pid "$workers_pid" \
   --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" \
   --direct "$pg_dir:$pg_port" \
   --teardown-sluice "$work:$teardown_port" \
@@ -230,7 +239,7 @@ wait "$runner_pid" || status=$?
 runner_pid=
 cp "$work/bench.log" "$bench_dir/results/latest.log" 2>/dev/null || true
 if ((status != 0)); then
-  for log in sluiced.log sluiced-teardown.log pgbouncer.log; do
+  for log in sluiced.log sluiced-teardown.log sluiced-workers.log pgbouncer.log; do
     [[ -s $work/$log ]] && { say "$log, last lines:"; tail -n 5 "$work/$log" | sed 's/^/  /'; }
   done
   die "the benchmark failed (exit $status); pgbench outputs: bench/results/latest.log"
