@@ -1,6 +1,5 @@
 #include "daemon/daemon.h"
 
-#include <sys/random.h>
 #include <unistd.h>
 
 #include <csignal>
