@@ -6,6 +6,7 @@
 #include "protocol/sql_commands.h"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 
 namespace sluice::protocol {
@@ -360,23 +361,27 @@ bool word_at(std::string_view sql, std::size_t at, std::string_view lower_word) 
   return true;
 }
 
+// The first letters of the words below, either case: one table load a byte.
+constexpr std::array<bool, 256> kCommandWordInitials = [] {
+  std::array<bool, 256> initials{};
+  for (const char c : {'p', 'P', 'e', 'E', 'd', 'D'}) initials[static_cast<unsigned char>(c)] = true;
+  return initials;
+}();
+
 // Every command reported starts with one of these words, so a string without
 // them (nearly every query) skips the lexer: this runs on every query.
 bool mentions_prepared_command_word(std::string_view sql) {
   for (std::size_t i = 0; i < sql.size(); ++i) {
-    const char c = static_cast<char>(sql[i] | 0x20);
-    if (c != 'p' && c != 'e' && c != 'd') continue;
-    switch (c) {
+    if (!kCommandWordInitials[static_cast<unsigned char>(sql[i])]) continue;
+    switch (static_cast<char>(sql[i] | 0x20)) {
       case 'p':
         if (word_at(sql, i, "prepare")) return true;
         break;
       case 'e':
         if (word_at(sql, i, "execute")) return true;
         break;
-      case 'd':
-        if (word_at(sql, i, "deallocate") || word_at(sql, i, "discard")) return true;
-        break;
       default:
+        if (word_at(sql, i, "deallocate") || word_at(sql, i, "discard")) return true;
         break;
     }
   }
