@@ -57,6 +57,8 @@ Daemon::Daemon(config::Config config, std::string config_path)
 }
 
 Daemon::~Daemon() {
+  // Already stopped unless an exception left run(): then a worker's thread must still be told.
+  for_each_worker([](Worker& worker) { worker.stop(); });
   for (auto& worker : workers_) worker->join();
   workers_.clear();
   listeners_.clear();
