@@ -65,12 +65,14 @@ void Daemon::gather_report(ControlCommand command, ControlServer::Respond respon
     mailbox_->post([this, gathering, share, index = worker.index()] {
       gathering->shares[index] = std::move(*share);
       if (--gathering->missing > 0) return;
+      nlohmann::json answer;
       try {
-        gathering->respond(combine_reports(*this, gathering->command, std::move(gathering->shares)));
+        answer = combine_reports(*this, gathering->command, std::move(gathering->shares));
       } catch (const std::exception& error) {
         log::error("control command ", command_name(gathering->command), " failed: ", error.what());
-        gathering->respond({{"error", std::string("internal error: ") + error.what()}});
+        answer = {{"error", std::string("internal error: ") + error.what()}};
       }
+      gathering->respond(std::move(answer));
     });
   });
 }

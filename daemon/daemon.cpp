@@ -57,8 +57,9 @@ Daemon::Daemon(config::Config config, std::string config_path)
 }
 
 Daemon::~Daemon() {
-  // Already stopped unless an exception left run(): then a worker's thread must still be told.
-  for_each_worker([](Worker& worker) { worker.stop(); });
+  // Already stopped unless an exception left run(): then each worker must still close its
+  // clients (before its pools) and end its thread.
+  for_each_worker([](Worker& worker) { worker.shutdown(); });
   for (auto& worker : workers_) worker->join();
   workers_.clear();
   listeners_.clear();
@@ -116,7 +117,7 @@ int Daemon::run() {
   systemd_.ready();
   notify_status();
   uv_run(&loop_, UV_RUN_DEFAULT);
-  return 0;
+  return exit_code_;
 }
 
 void Daemon::install_signal_handlers() {
@@ -195,6 +196,14 @@ void Daemon::worker_drained(std::uint64_t generation, int forced) {
 
 void Daemon::worker_settled(std::uint64_t generation) {
   mailbox_->post([this, generation] { on_worker_settled(generation); });
+}
+
+void Daemon::worker_failed(std::size_t index, std::string what) {
+  mailbox_->post([this, index, what = std::move(what)] {
+    log::error("worker ", index, " failed: ", what);
+    exit_code_ = 70;  // EX_SOFTWARE, as main() gives
+    shutdown("a worker failed");
+  });
 }
 
 void Daemon::on_worker_drained(std::uint64_t generation, int forced) {

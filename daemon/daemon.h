@@ -72,6 +72,8 @@ class Daemon {
   void route_cancel(std::uint32_t process_id, std::uint32_t secret);
   void worker_drained(std::uint64_t generation, int forced);
   void worker_settled(std::uint64_t generation);
+  // An exception left a worker's loop: shut down and exit with status 70.
+  void worker_failed(std::size_t index, std::string what);
 
   // For reports.
   [[nodiscard]] const config::Config& config() const { return config_; }
@@ -121,6 +123,7 @@ class Daemon {
   uv_timer_t watchdog_{};
   SystemdNotifier systemd_;
   std::vector<std::unique_ptr<uv_signal_t>> signals_;
+  int exit_code_ = 0;
   bool reload_in_flight_ = false;
   std::optional<ReloadOutcome> last_reload_;
 };

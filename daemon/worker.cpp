@@ -66,7 +66,16 @@ Worker::~Worker() {
 
 void Worker::start() {
   if (!own_loop_) return;
-  thread_ = std::thread([this] { uv_run(loop_, UV_RUN_DEFAULT); });
+  thread_ = std::thread([this] {
+    // As main() does for the main loop: an exception ends the daemon, said and with status 70.
+    try {
+      uv_run(loop_, UV_RUN_DEFAULT);
+    } catch (const std::exception& error) {
+      daemon_.worker_failed(index_, error.what());
+    } catch (...) {
+      daemon_.worker_failed(index_, "unknown exception");
+    }
+  });
 }
 
 void Worker::join() {
@@ -108,10 +117,13 @@ void Worker::advance_drain(Clock::time_point now) {
   if (!drain_) return;
   if (!drain_->clients_gone) {
     if (now >= drain_->deadline) {
+      // Closing the last client must not report the drain from inside this loop (client_closed).
+      forcing_ = true;
       for (auto it = clients_.begin(); it != clients_.end();) {
         ClientSession& client = **it++;
         if (client.force_close_for_drain()) ++drain_->forced;
       }
+      forcing_ = false;
     }
     if (!clients_.empty()) return;
     drain_->clients_gone = true;
@@ -132,7 +144,9 @@ void Worker::apply_config(config::Config next) {
   for (auto& [key, pool] : pools_) {
     const auto db = next.databases.find(key.database);
     if (db == next.databases.end()) continue;  // its clients stay until they leave, no new logins
-    if (!(db->second == config_.databases.at(key.database))) pool->update(share_of(db->second));
+    // A database removed by an earlier reload and now back has no old settings to compare.
+    const auto old = config_.databases.find(key.database);
+    if (old == config_.databases.end() || !(db->second == old->second)) pool->update(share_of(db->second));
   }
   config_ = std::move(next);
   stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));
@@ -167,7 +181,7 @@ void Worker::client_closed(ClientSession& client) {
   deleter_->defer(std::move(*client.position));
   clients_.erase(client.position);
   client_count_.fetch_sub(1, std::memory_order_relaxed);
-  if (draining() && clients_.empty()) advance_drain(Clock::now());
+  if (draining() && clients_.empty() && !forcing_) advance_drain(Clock::now());
 }
 
 config::DatabaseConfig Worker::share_of(const config::DatabaseConfig& database) const {

@@ -130,6 +130,7 @@ class Worker {
   uv_timer_t* janitor_;  // heap: freed in its close callback
   bool paused_ = false;
   bool stopped_ = false;
+  bool forcing_ = false;  // inside advance_drain's loop closing clients at the deadline
   std::optional<Drain> drain_;
   std::atomic<std::size_t> client_count_{0};
   std::atomic<std::uint64_t> heartbeat_ms_{0};

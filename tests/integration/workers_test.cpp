@@ -23,14 +23,27 @@ using harness::scalar;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-harness::PoolOptions two_workers(int pool_size, json extra = json::object()) {
-  json overrides = {{"workers", 2}};
-  overrides.merge_patch(extra);
-  return {.pool_size = pool_size, .overrides = overrides};
+harness::PoolOptions two_workers(int pool_size) {
+  return {.pool_size = pool_size, .overrides = {{"workers", 2}}};
 }
 
 json control(const harness::Sluiced& sluiced, const std::string& command) {
   return ctltest::control(sluiced.control_socket(), {{"cmd", command}});
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t count = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
+  return count;
+}
+
+// Writes `config`, reloads through the control socket and waits until the log says it applied.
+void reload_with(const harness::Sluiced& sluiced, const json& config) {
+  const std::size_t applied = count_of(sluiced.log(), "reload applied");
+  ctltest::write_text(sluiced.config_path(), config.dump());
+  ASSERT_EQ(ctltest::control(sluiced.control_socket(), {{"cmd", "reload"}})["ok"], true);
+  ASSERT_TRUE(harness::wait_until([&] { return count_of(sluiced.log(), "reload applied") > applied; }))
+      << sluiced.log();
 }
 
 // Clients per worker, from the clients report.
@@ -81,6 +94,7 @@ TEST(WorkersTest, EachWorkerKeepsToItsShareOfThePool) {
   // Four clients, two per worker, each holding a transaction open: one server per worker, so
   // one client on each worker waits.
   std::vector<PgConn> clients;
+  clients.reserve(4);
   for (int i = 0; i < 4; ++i) clients.push_back(harness::connect(sluiced.conninfo()));
   harness::exec_ok(clients[0], "BEGIN");
   harness::exec_ok(clients[1], "BEGIN");
@@ -133,6 +147,7 @@ TEST(WorkersTest, TransactionsUnderLoadThenSigtermDrainLosesNothing) {
   constexpr int kRounds = 100;
   std::atomic<int> failures{0};
   std::vector<std::thread> writers;
+  writers.reserve(kWriters);
   for (int w = 0; w < kWriters; ++w) {
     writers.emplace_back([&, w] {
       try {
@@ -178,6 +193,9 @@ TEST(WorkersTest, DrainDeadlineForcesScopesOnEveryWorker) {
   ASSERT_TRUE(ctltest::wait_for_state(sluiced.control_socket(), "drained"));
   const json status = control(sluiced, "status");
   EXPECT_EQ(status["drain"]["forced"], 2) << status.dump();
+  // Each worker reported once, with its own forced scope.
+  EXPECT_NE(sluiced.log().find("every client has left (2 scopes forced at the deadline)"), std::string::npos)
+      << sluiced.log();
   EXPECT_EQ(status["clients"]["total"], 0);
   EXPECT_EQ(PQstatus(first.get()), CONNECTION_OK);  // libpq learns of the close on its next use
   EXPECT_NE(PQresultStatus(harness::exec(first, "SELECT 1").get()), PGRES_TUPLES_OK);
@@ -210,19 +228,23 @@ TEST(WorkersTest, PreparedStatementsAndReloadOnEveryWorker) {
   EXPECT_EQ(control(sluiced, "pools")["pools"][0]["prepared_statements"], 1);
 
   // A reload reaches both workers: pool_size 2 → 6 shows as 6 in the pools report; `workers` stays.
-  json config = json::parse(ctltest::read_text(sluiced.config_path()));
+  const json original = json::parse(ctltest::read_text(sluiced.config_path()));
+  json config = original;
   config["databases"]["postgres"]["pool_size"] = 6;
   config["workers"] = 3;
-  ctltest::write_text(sluiced.config_path(), config.dump());
-  ASSERT_EQ(ctltest::control(sluiced.control_socket(), {{"cmd", "reload"}})["ok"], true);
-  ASSERT_TRUE(harness::wait_until([&] {
-    const json status = control(sluiced, "status");
-    return !status["reload"]["last"].is_null();
-  }));
+  reload_with(sluiced, config);
   EXPECT_EQ(control(sluiced, "status")["reload"]["last"]["ok"], true);
   EXPECT_EQ(control(sluiced, "pools")["pools"][0]["pool_size"], 6);
   EXPECT_EQ(control(sluiced, "status")["workers"], 2);
   EXPECT_NE(sluiced.log().find("workers changes only on restart"), std::string::npos);
+
+  // The database removed (its pools stay for the clients still in it), then back with new settings.
+  config.erase("databases");
+  config["databases"] = json::object();
+  reload_with(sluiced, config);
+  reload_with(sluiced, original);
+  EXPECT_EQ(control(sluiced, "pools")["pools"][0]["pool_size"], 2);
+  EXPECT_EQ(scalar(clients[0], "SELECT 'still here'"), "still here");
 }
 
 }  // namespace
