@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "config/config_loader.h"
+#include "net/loop_close.h"
 #include "protocol/backend_messages.h"
 #include "protocol/sqlstate.h"
 
@@ -65,8 +66,7 @@ Daemon::~Daemon() {
   listeners_.clear();
   control_.reset();
   mailbox_.reset();
-  close_handles();
-  uv_loop_close(&loop_);
+  net::close_loop(&loop_);
 }
 
 // Order matters: signal handlers first (a SIGTERM during start-up drains
@@ -180,9 +180,7 @@ void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done)
   drain_ = DrainProgress{now, now + timeout, exit_when_done, ++drain_generation_};
   state_ = ServiceState::draining;
   systemd_.stopping();
-  std::size_t clients = 0;
-  for (const auto& worker : workers_) clients += worker->client_count();
-  log::info("drain started: ", clients, " clients, deadline in ", timeout.count(), " ms");
+  log::info("drain started: ", client_count(), " clients, deadline in ", timeout.count(), " ms");
   for_each_worker([deadline = drain_->deadline, generation = drain_->generation](Worker& worker) {
     worker.start_drain(deadline, generation);
   });
@@ -226,10 +224,9 @@ void Daemon::exit_if_drained() {
 
 void Daemon::notify_status() {
   if (!systemd_.enabled()) return;
-  std::size_t clients = 0;
-  for (const auto& worker : workers_) clients += worker->client_count();
-  systemd_.status(std::string(service_state_name(state_)) + ": " + std::to_string(clients) + " clients, " +
-                  std::to_string(workers_.size()) + (workers_.size() == 1 ? " worker" : " workers"));
+  systemd_.status(std::string(service_state_name(state_)) + ": " + std::to_string(client_count()) +
+                  " clients, " + std::to_string(workers_.size()) +
+                  (workers_.size() == 1 ? " worker" : " workers"));
 }
 
 // WATCHDOG=1 comes from a main-loop timer, and only while every worker's
@@ -274,16 +271,6 @@ void Daemon::stop_loop(bool fail_clients) {
   for (auto& signal : signals_) uv_signal_stop(signal.get());
   log::info("stopped");
   uv_stop(&loop_);
-}
-
-void Daemon::close_handles() {
-  uv_walk(
-      &loop_,
-      [](uv_handle_t* handle, void*) {
-        if (uv_is_closing(handle) == 0) uv_close(handle, nullptr);
-      },
-      nullptr);
-  uv_run(&loop_, UV_RUN_DEFAULT);
 }
 
 // ---- reload --------------------------------------------------------------
@@ -368,13 +355,7 @@ void Daemon::defer_call(std::function<void()> call) {
 
 void Daemon::accept_client(int fd, Transport transport) {
   const bool refusing = !accepting_logins();
-  Worker* least_busy = workers_.front().get();
-  std::size_t clients = 0;
-  for (const auto& worker : workers_) {
-    clients += worker->client_count();
-    if (worker->client_count() < least_busy->client_count()) least_busy = worker.get();
-  }
-  if (refusing || clients >= static_cast<std::size_t>(config_.limits.max_client_conn)) {
+  if (refusing || client_count() >= static_cast<std::size_t>(config_.limits.max_client_conn)) {
     std::string error;
     protocol::append_error_response(
         error, protocol::Severity::fatal,
@@ -385,10 +366,20 @@ void Daemon::accept_client(int fd, Transport transport) {
     ::close(fd);
     return;
   }
+  Worker* least_busy = workers_.front().get();
+  for (const auto& worker : workers_) {
+    if (worker->client_count() < least_busy->client_count()) least_busy = worker.get();
+  }
   least_busy->count_incoming_client();
   least_busy->post([&worker = *least_busy, fd, transport, id = next_client_id_++] {
     worker.adopt_client(fd, transport, id);
   });
+}
+
+std::size_t Daemon::client_count() const {
+  std::size_t clients = 0;
+  for (const auto& worker : workers_) clients += worker->client_count();
+  return clients;
 }
 
 void Daemon::route_cancel(std::uint32_t process_id, std::uint32_t secret) {

@@ -89,6 +89,8 @@ class Daemon {
   }
   void install_signal_handlers();
   void accept_client(int fd, Transport transport);
+  // Clients of every worker (each keeps its count in an atomic the main loop reads).
+  [[nodiscard]] std::size_t client_count() const;
   void on_signal(int signum);
   void on_worker_drained(std::uint64_t generation, int forced);
   void on_worker_settled(std::uint64_t generation);
@@ -104,7 +106,6 @@ class Daemon {
   void notify_status();
   void start_watchdog();
   void on_watchdog();
-  void close_handles();
 
   config::Config config_;
   std::string config_path_;

@@ -4,6 +4,7 @@
 
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "net/loop_close.h"
 #include "protocol/sqlstate.h"
 
 namespace sluice::daemon {
@@ -53,15 +54,7 @@ Worker::~Worker() {
   mailbox_.reset();
   uv_close(reinterpret_cast<uv_handle_t*>(janitor_),
            [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
-  if (!own_loop_) return;  // the daemon closes its loop
-  uv_walk(
-      loop_,
-      [](uv_handle_t* handle, void*) {
-        if (uv_is_closing(handle) == 0) uv_close(handle, nullptr);
-      },
-      nullptr);
-  uv_run(loop_, UV_RUN_DEFAULT);
-  uv_loop_close(loop_);
+  if (own_loop_) net::close_loop(loop_);  // else the daemon closes its loop
 }
 
 void Worker::start() {
