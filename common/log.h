@@ -1,7 +1,9 @@
-// One-line log records to stderr (journald adds its own timestamp under
-// systemd). Call sites name the pool, client and reason in the message.
+// One-line log records to stderr, each with its time and level, written by a
+// thread of their own so that no event loop ever waits for stderr (log.cpp).
+// Call sites name the pool, client and reason in the message.
 #pragma once
 
+#include <chrono>
 #include <sstream>
 #include <string_view>
 
@@ -12,6 +14,8 @@ enum class Level { debug = 0, info = 1, warning = 2, error = 3 };
 void set_level(Level level);
 [[nodiscard]] bool enabled(Level level);
 void write(Level level, std::string_view message);
+// Waits until every record so far is written, up to `timeout`; false if not (stderr stalled).
+bool flush(std::chrono::milliseconds timeout);
 // "debug" | "info" | "warning" | "error"; anything else means info.
 Level level_from_name(std::string_view name);
 

@@ -1,5 +1,10 @@
 // sluiced: parse the command line, load the configuration, run the daemon.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -10,6 +15,20 @@
 #include "daemon/daemon.h"
 
 namespace {
+
+// Started with stdin, stdout or stderr closed, the next descriptor opened
+// (libuv's wake-up pipe, the epoll fd, a client socket) would take that number
+// and log lines or stray output would land in it. /dev/null holds the place.
+void occupy_standard_descriptors() {
+  for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; ++fd) {
+    if (::fcntl(fd, F_GETFD) != -1 || errno != EBADF) continue;
+    const int null_fd = ::open("/dev/null", fd == STDIN_FILENO ? O_RDONLY : O_WRONLY);
+    if (null_fd >= 0 && null_fd != fd) {
+      ::dup2(null_fd, fd);
+      ::close(null_fd);
+    }
+  }
+}
 
 int run(int argc, char** argv) {
   CLI::App app{"sluiced: a PostgreSQL connection pooler"};
@@ -40,12 +59,15 @@ int run(int argc, char** argv) {
   }
   sluice::log::set_level(sluice::log::level_from_name(config->log_level));
   sluice::daemon::Daemon daemon(std::move(*config), config_path);
-  return daemon.run();
+  const int status = daemon.run();
+  sluice::log::flush(std::chrono::seconds(2));  // the last records; a stalled stderr cannot hold the exit
+  return status;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  occupy_standard_descriptors();
   // Nothing should throw out of the daemon; if something does, say so instead of aborting silently.
   try {
     return run(argc, argv);
