@@ -18,6 +18,7 @@ struct PoolSettings {
   PoolMode pool_mode = PoolMode::transaction;
   int query_wait_timeout_ms = 120000;       // waiting for a server; 0 = forever
   int server_connect_timeout_ms = 15000;    // opening a server connection
+  int server_login_retry_ms = 100;          // after a failed connect, before the next attempt
   int server_idle_timeout_s = 600;          // retire servers idle this long; 0 = never
   int server_lifetime_s = 3600;             // retire idle servers older than this; 0 = never
   int idle_transaction_timeout_ms = 0;      // client idle inside a transaction; 0 = off

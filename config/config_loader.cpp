@@ -281,6 +281,7 @@ void read_pool_settings(Section& s, PoolSettings& pool) {
            {{"transaction", PoolMode::transaction}, {"session", PoolMode::session}});
   s.integer("query_wait_timeout_ms", pool.query_wait_timeout_ms, 0);
   s.integer("server_connect_timeout_ms", pool.server_connect_timeout_ms, 0);
+  s.integer("server_login_retry_ms", pool.server_login_retry_ms, 0);
   s.integer("server_idle_timeout_s", pool.server_idle_timeout_s, 0);
   s.integer("server_lifetime_s", pool.server_lifetime_s, 0);
   s.integer("idle_transaction_timeout_ms", pool.idle_transaction_timeout_ms, 0);

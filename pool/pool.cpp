@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "protocol/error_fields.h"
 #include "protocol/sqlstate.h"
 
 namespace sluice::pool {
@@ -45,6 +46,18 @@ void build_connect_params(const std::string& conninfo, const PoolKey& key, std::
   values.emplace_back("sluice");
 }
 
+// libpq's text spans lines (a DETAIL, a hint, LOCATION): a client message and a log record are one line.
+std::string one_line(std::string_view text) {
+  std::string line;
+  for (const char c : text) {
+    const bool space = c == '\n' || c == '\t' || c == ' ';
+    if (space && (line.empty() || line.back() == ' ')) continue;
+    line.push_back(space ? ' ' : c);
+  }
+  while (!line.empty() && line.back() == ' ') line.pop_back();
+  return line;
+}
+
 std::string describe(const ServerConnection& server) {
   return "server " + std::to_string(server.id()) + " (backend pid " + std::to_string(server.backend_pid()) +
          ")";
@@ -66,6 +79,7 @@ Pool::~Pool() {
 void Pool::update(config::DatabaseConfig database) {
   const bool target_changed = database.conninfo != database_.conninfo;
   database_ = std::move(database);
+  close_idle_over_size();
   if (!target_changed) return;
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
   // Idle servers point at the old target: let new ones be opened.
@@ -138,6 +152,9 @@ void Pool::launch_connections() {
   if (paused_) return;
   const auto size = static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
   while (total_servers() < size && waiters_.size() > connecting_.size()) {
+    // After a failure (which may come before connect() returns) one connect probes at a
+    // time, once per server_login_retry_ms: a refusing server is not asked once per waiter.
+    if (connect_failure_ && (!connecting_.empty() || Clock::now() < next_connect_at_)) return;
     auto owned = std::make_unique<ServerConnection>(
         *this, context_.server_ids->fetch_add(1, std::memory_order_relaxed));
     ServerConnection& server = *owned;
@@ -176,28 +193,52 @@ void Pool::fail_waiters(const char* sqlstate, const std::string& message) {
 // The idle-list invariant (DESIGN §1) is checked here, on the only way in;
 // false when the guard closed the server instead.
 bool Pool::return_to_idle(ServerConnection& server) {
-  if (!server.idle_clean() || !server.scanner_.at_boundary() || server.has_pending_output()) {
+  if (!server.idle_clean() || !server.scanner_.at_boundary() || server.has_pending_output() ||
+      server.cancel_pending()) {
     close_server(server, "not clean at release (invariant guard)");
     return false;
   }
   server.detach();
   server.set_reading(true);  // an idle server that speaks or hangs up is closed
   transition(server, ServerState::idle);
+  close_idle_over_size();  // a clean release all the same: the pool was shrunk on reload
   return true;
+}
+
+void Pool::close_idle_over_size() {
+  const auto size = static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
+  while (total_servers() > size && !idle_.empty())
+    close_server(*idle_.front(), "pool_size lowered on reload");
 }
 
 void Pool::connect_succeeded(ServerConnection& server) {
   log::debug("pool ", name_, ": ", describe(server), " connected");
+  connect_failure_.reset();
   if (!parameters_) parameters_ = server.parameters();
   if (return_to_idle(server)) serve_waiters();
 }
 
+// PostgreSQL's own refusal (libpq's verbose text carries its SQLSTATE), or a
+// socket-level failure. Refusals that pass — too many clients, starting up,
+// shutting down, in recovery, a refused socket — are worth waiting out.
 void Pool::connect_failed(ServerConnection& server, const std::string& reason) {
-  close_server(server, "connect failed: " + reason);
-  // Nothing else can serve the waiters soon: tell them now rather than let them hang.
-  if (connecting_.empty() && active_.empty() && resetting_.empty() && idle_.empty()) {
-    fail_waiters(sqlstate::kConnectionFailure, "could not connect to server: " + reason);
+  ConnectFailure failure;
+  if (const auto error = protocol::find_verbose_error(reason)) {
+    const std::string_view error_class = std::string_view(error->sqlstate).substr(0, 2);
+    failure = {error->sqlstate, error->message,
+               error_class == "08" || error_class == "53" || error_class == "57"};
+    close_server(server, "connect failed: " + error->describe());
+  } else {
+    failure = {sqlstate::kConnectionFailure, "could not connect to server: " + one_line(reason), true};
+    close_server(server, "connect failed: " + one_line(reason));
   }
+  next_connect_at_ = Clock::now() + milliseconds(database_.pool.server_login_retry_ms);
+  connect_failure_ = failure;
+  // A refusal a direct connection would get at once (a bad password, no such
+  // database) is told now when nothing else can serve the waiters; a passing
+  // one is retried while they wait, up to query_wait_timeout_ms.
+  const bool nothing_else = connecting_.empty() && active_.empty() && resetting_.empty() && idle_.empty();
+  if (!failure.transient && nothing_else) fail_waiters(failure.sqlstate.c_str(), failure.message);
 }
 
 void Pool::server_lost(ServerConnection& server, const std::string& reason) {
@@ -218,7 +259,8 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   const bool needs_reset = session_mode && !database_.pool.reset_query.empty();
 
   // The common case, once per transaction: clean and nothing to run. No plan, no allocation.
-  if (!force_discard && !client_mid_message && server.idle_clean() && !needs_reset) {
+  if (!force_discard && !client_mid_message && server.idle_clean() && !needs_reset &&
+      !server.cancel_pending()) {
     const bool idle = return_to_idle(server);
     record_release(idle ? ScopeOutcome::clean : ScopeOutcome::discard, started_at, client_id,
                    idle ? reason : "not clean at release");
@@ -241,7 +283,8 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   } else if (server.transaction_status() != 'I') {
     plan.outcome = ScopeOutcome::rollback;
   } else {
-    plan.outcome = ScopeOutcome::clean;
+    // Reused only once the client's own cancel has reached the server, so it cannot stop the next query.
+    plan.outcome = server.cancel_pending() ? ScopeOutcome::cancel : ScopeOutcome::clean;
   }
   transition(server, ServerState::resetting);
   server.begin_teardown(std::move(plan));
@@ -289,6 +332,11 @@ void Pool::tick(Clock::time_point now) {
     while (!waiters_.empty() && now - waiters_.front().since >= limit) {
       const Waiter waiter = waiters_.front();
       waiters_.pop_front();
+      // Connects kept failing meanwhile: PostgreSQL's own words say more than the timeout.
+      if (connect_failure_) {
+        waiter.waiter->on_scope_failed(connect_failure_->sqlstate.c_str(), connect_failure_->message);
+        continue;
+      }
       waiter.waiter->on_scope_failed(sqlstate::kProtocolViolation,
                                      "query_wait_timeout: no server connection available in pool \"" + name_ +
                                          "\" within " + std::to_string(settings.query_wait_timeout_ms) +

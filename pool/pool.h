@@ -123,6 +123,7 @@ class Pool {
   void serve_waiters();
   void launch_connections();
   void fail_waiters(const char* sqlstate, const std::string& message);
+  void close_idle_over_size();
   void finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason);
   void record_release(ScopeOutcome outcome, Clock::time_point started_at, std::uint64_t client_id,
                       std::string_view reason);
@@ -143,6 +144,16 @@ class Pool {
   List closing_;  // until the deferred deleter frees them
   std::list<Waiter> waiters_;
   bool paused_ = false;
+
+  // A failed connect, until one succeeds: waiters that time out are told it,
+  // and the next attempt waits for server_login_retry_ms.
+  struct ConnectFailure {
+    std::string sqlstate;
+    std::string message;
+    bool transient = true;  // worth retrying: too many clients, starting up, refused socket
+  };
+  std::optional<ConnectFailure> connect_failure_;
+  Clock::time_point next_connect_at_{};
 };
 
 }  // namespace sluice::pool

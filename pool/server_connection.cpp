@@ -9,6 +9,7 @@
 #include "pool/host_resolution.h"
 #include "pool/pool.h"
 #include "protocol/backend_messages.h"
+#include "protocol/error_fields.h"
 
 namespace sluice::pool {
 namespace {
@@ -28,14 +29,6 @@ constexpr std::array<const char*, 14> kReportedParameters = {"server_version",
                                                              "default_transaction_read_only",
                                                              "in_hot_standby",
                                                              "scram_iterations"};
-
-struct CancelWork {
-  uv_work_t request{};
-  PGcancel* cancel = nullptr;
-  std::shared_ptr<ServerConnection*> server;
-  bool ok = false;
-  std::array<char, 256> error{};
-};
 
 }  // namespace
 
@@ -98,6 +91,8 @@ void ServerConnection::start_libpq(const std::vector<std::string>& keywords,
   vals.push_back(nullptr);
   conn_ = PQconnectStartParams(keys.data(), vals.data(), 0);
   if (conn_ == nullptr) return connect_failed("out of memory");
+  // The SQLSTATE of a refused login is in libpq's text only when verbose (Pool reads it).
+  PQsetErrorVerbosity(conn_, PQERRORS_VERBOSE);
   if (PQstatus(conn_) == CONNECTION_BAD) return connect_failed(PQerrorMessage(conn_));
   advance_connect(PGRES_POLLING_WRITING);  // as libpq documents the first wait
 }
@@ -139,6 +134,9 @@ void ServerConnection::connect_ready() {
     if (const char* value = PQparameterStatus(conn_, name)) parameters_.emplace_back(name, value);
   }
   transaction_status_ = 'I';
+  cancel_key_ = cancel_key_of(conn_);
+  if (!cancel_key_)
+    log::warning("server ", id_, ": its cancel key cannot be read; queries on it cannot be cancelled");
   socket_ = net::PollSocket::open(pool_.loop(), PQsocket(conn_), /*owns_fd=*/false, this);
   if (!socket_) return connect_failed("cannot watch the server socket");
   pool_.connect_succeeded(*this);
@@ -246,7 +244,7 @@ void ServerConnection::read_server() {
   if (n < 0) return lost(std::string("server read failed: ") + std::strerror(static_cast<int>(-n)));
 
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
-  if (state_ == ServerState::idle) return lost("idle server sent unexpected data");
+  if (state_ == ServerState::idle) return idle_server_spoke(chunk);
   const bool filtering = tracks_statements_ && state_ == ServerState::active && user_ != nullptr;
   if (filtering) ledger_.begin_chunk(chunk);
   const auto result = scanner_.scan(chunk, [this, filtering](const protocol::MessageEvent& e) {
@@ -265,6 +263,27 @@ void ServerConnection::read_server() {
   } else if (state_ == ServerState::resetting) {
     teardown_advance();
   }
+}
+
+// An idle server may speak on its own: ParameterStatus (PostgreSQL reloaded its
+// configuration), a notice, or a FATAL error just before it hangs up. Anything
+// else means it is out of step with us.
+void ServerConnection::idle_server_spoke(protocol::Bytes chunk) {
+  std::string why;
+  const auto result = scanner_.scan(chunk, [&](const protocol::MessageEvent& e) {
+    if (e.type == 'S' || e.type == 'N') return true;
+    if (e.type == 'E' && e.start != protocol::MessageEvent::kEarlier && e.complete()) {
+      const auto error = protocol::read_error_fields(chunk.subspan(e.start, e.end - e.start));
+      why = error ? "PostgreSQL sent " + error->describe() : "idle server sent a malformed error";
+    } else {
+      why = std::string("idle server sent unexpected message type '") + e.type + "'";
+    }
+    return false;
+  });
+  if (result.status == protocol::ScanStatus::bad_length || result.status == protocol::ScanStatus::too_long) {
+    why = "idle server sent an invalid message length";
+  }
+  if (!why.empty()) lost(why);
 }
 
 void ServerConnection::on_drained() {
@@ -313,7 +332,10 @@ void ServerConnection::begin_teardown(TeardownPlan plan) {
 
 void ServerConnection::teardown_advance() {
   if (state_ != ServerState::resetting) return;
-  if (replies_outstanding_ > 0 || cancel_in_flight_ || !scanner_.at_boundary()) return;
+  if (replies_outstanding_ > 0 || cancel_ || !scanner_.at_boundary()) return;
+  if (cancel_unproven_) {
+    return pool_.teardown_finished(*this, false, "its cancel request's delivery was never confirmed");
+  }
   if (step_failed_) {
     return pool_.teardown_finished(*this, false, "server reported an error during teardown");
   }
@@ -337,31 +359,27 @@ void ServerConnection::forward_cancel() {
   if (state_ == ServerState::active && busy()) send_cancel_request();
 }
 
-// PQcancel blocks on its own connection, so it runs on libuv's thread pool;
-// the loop hears back in the after-work callback.
+// One cancel at a time: a second would add nothing, the first one's delivery is awaited.
 void ServerConnection::send_cancel_request() {
-  if (conn_ == nullptr || cancel_in_flight_) return;
-  auto* work = new CancelWork;
-  work->cancel = PQgetCancel(conn_);
-  work->server = self_;
-  work->request.data = work;
-  cancel_in_flight_ = true;
-  uv_queue_work(
-      pool_.loop(), &work->request,
-      [](uv_work_t* request) {
-        auto* w = static_cast<CancelWork*>(request->data);
-        w->ok = w->cancel != nullptr &&
-                PQcancel(w->cancel, w->error.data(), static_cast<int>(w->error.size())) == 1;
-      },
-      [](uv_work_t* request, int) {
-        std::unique_ptr<CancelWork> w(static_cast<CancelWork*>(request->data));
-        if (w->cancel != nullptr) PQfreeCancel(w->cancel);
-        ServerConnection* server = *w->server;
-        if (server == nullptr) return;
-        server->cancel_in_flight_ = false;
-        if (!w->ok) log::warning("server ", server->id_, ": cancel request failed: ", w->error.data());
-        server->teardown_advance();
-      });
+  if (cancel_) return;
+  if (!cancel_key_) return log::warning("server ", id_, ": cancel not sent: its cancel key is unknown");
+  auto request = CancelRequest::start(
+      pool_.loop(), *cancel_key_,
+      [this](CancelResult result, const std::string& detail) { cancel_finished(result, detail); });
+  if (!request) return log::warning("server ", id_, ": cancel not sent: ", request.error());
+  cancel_ = std::move(*request);
+}
+
+void ServerConnection::cancel_finished(CancelResult result, const std::string& detail) {
+  cancel_.reset();  // safe inside its callback: CancelRequest touches nothing after it
+  if (result == CancelResult::unknown) {
+    cancel_unproven_ = true;
+    log::warning("server ", id_, ": cancel request's delivery not confirmed (", detail,
+                 "); it will be closed");
+  } else if (result == CancelResult::not_sent) {
+    log::warning("server ", id_, ": cancel request not sent: ", detail);
+  }
+  teardown_advance();
 }
 
 }  // namespace sluice::pool

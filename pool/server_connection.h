@@ -11,12 +11,14 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "net/poll_socket.h"
+#include "pool/cancel_request.h"
 #include "pool/prepared_statements.h"
 #include "pool/reply_ledger.h"
 #include "pool/scope_outcome.h"
@@ -99,8 +101,11 @@ class ServerConnection final : net::PollSocket::Handler {
 
   // Runs the plan (state resetting); reports to Pool::teardown_finished.
   void begin_teardown(TeardownPlan plan);
-  // Sends the client's cancel for whatever runs now (off the loop).
+  // Sends the client's cancel for whatever runs now (without blocking the loop).
   void forward_cancel();
+  // A cancel is on its way, or went out without proof of delivery: until it is
+  // settled this server must not run another query (of anyone's).
+  [[nodiscard]] bool cancel_pending() const { return cancel_ != nullptr || cancel_unproven_; }
   // Stops I/O and closes the libpq connection now (sends Terminate).
   void close_connection();
 
@@ -134,6 +139,8 @@ class ServerConnection final : net::PollSocket::Handler {
   void teardown_advance();
   void teardown_send(std::string_view sql, TeardownStep step);
   void send_cancel_request();
+  void cancel_finished(CancelResult result, const std::string& detail);
+  void idle_server_spoke(protocol::Bytes chunk);
 
   Pool& pool_;
   std::uint64_t id_;
@@ -163,7 +170,9 @@ class ServerConnection final : net::PollSocket::Handler {
 
   TeardownPlan plan_;
   TeardownStep step_ = TeardownStep::draining;
-  bool cancel_in_flight_ = false;
+  std::optional<CancelKey> cancel_key_;    // read once connected
+  std::unique_ptr<CancelRequest> cancel_;  // in flight
+  bool cancel_unproven_ = false;           // sent, delivery never confirmed: discard at release
   bool step_failed_ = false;
   bool reset_done_ = false;
 };

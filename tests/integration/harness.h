@@ -51,6 +51,7 @@ class PostgresServer {
   void restart();  // stop, then start on the same data and socket
 
   [[nodiscard]] bool running() const { return pid_ > 0; }
+  [[nodiscard]] pid_t pid() const { return pid_; }  // the postmaster (fault tests stop and resume it)
   [[nodiscard]] const std::string& socket_dir() const { return dir_.path(); }
   [[nodiscard]] int port() const { return port_; }
   // "host=<socket_dir> port=<port> dbname=<dbname>", plus user when given.

@@ -177,8 +177,12 @@ TEST_F(ScopeServerRestartTest, PostgresRestartedUnderLoad) {
 
 // While PostgreSQL is down, a query needs a server that cannot be opened: the client gets an
 // error at once (its connect fails synchronously: the socket file is gone), and sluiced lives on.
+// The client waits up to query_wait_timeout_ms for PostgreSQL to come back, then hears why not.
 void postgres_down_case(const std::string& query) {
-  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 2,
+       .overrides = scope_test::debug_overrides({{"pool", {{"query_wait_timeout_ms", 1000}}}})});
   const std::string conninfo = sluiced.conninfo(kDatabase);
   const PgConn early = harness::connect(conninfo);
   EXPECT_EQ(scalar(early, "SELECT 1"), "1");  // sluiced knows the server's parameters from now on

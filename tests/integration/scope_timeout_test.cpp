@@ -137,7 +137,9 @@ TEST_F(ScopeTimeoutTest, ServerConnectTimeoutFailsPromptly) {
                                   {{"blackhole",
                                     {{"conninfo", "host=127.0.0.1 port=" + std::to_string(port)},
                                      {"pool_size", 1},
-                                     {"server_connect_timeout_ms", 500}}}}}})});
+                                     {"server_connect_timeout_ms", 500},
+                                     // Each attempt times out; the client waits out a few, then hears why.
+                                     {"query_wait_timeout_ms", 1200}}}}}})});
 
   const Clock::time_point started = Clock::now();
   const PgConn refused = harness::try_connect(sluiced.conninfo("blackhole"));

@@ -62,6 +62,7 @@ TEST(ConfigParse, FullConfigWithComments) {
       "pool_mode": "session",
       "query_wait_timeout_ms": 1000,
       "server_connect_timeout_ms": 2000,
+      "server_login_retry_ms": 250,
       "server_idle_timeout_s": 30,
       "server_lifetime_s": 0,
       "idle_transaction_timeout_ms": 500,
@@ -98,6 +99,7 @@ TEST(ConfigParse, FullConfigWithComments) {
   pool.pool_mode = PoolMode::session;
   pool.query_wait_timeout_ms = 1000;
   pool.server_connect_timeout_ms = 2000;
+  pool.server_login_retry_ms = 250;
   pool.server_idle_timeout_s = 30;
   pool.server_lifetime_s = 0;
   pool.idle_transaction_timeout_ms = 500;
