@@ -66,24 +66,23 @@ Result<std::unique_ptr<CancelRequest>> CancelRequest::start(uv_loop_t* loop, con
   protocol::append_u32(request->packet_, key.process_id);
   protocol::append_u32(request->packet_, key.secret);
 
-  request->poll_ = new uv_poll_t{};
-  if (const int rc = uv_poll_init_socket(loop, request->poll_, request->fd_); rc != 0) {
-    delete request->poll_;
-    request->poll_ = nullptr;
+  auto poll = std::make_unique<Poll>();
+  if (const int rc = uv_poll_init_socket(loop, &poll->handle, request->fd_); rc != 0) {
     return fail(std::string("uv_poll_init: ") + uv_strerror(rc));
   }
-  request->poll_->data = request.get();
-  uv_poll_start(request->poll_, UV_WRITABLE, &CancelRequest::on_poll);
+  poll->fd = request->fd_;
+  poll->handle.data = request.get();
+  request->poll_ = poll.release();
+  uv_poll_start(&request->poll_->handle, UV_WRITABLE, &CancelRequest::on_poll);
   return request;
 }
 
 CancelRequest::~CancelRequest() {
   if (poll_ != nullptr) {
     // The fd goes with the handle, in its close callback, as libuv requires.
-    poll_->data = reinterpret_cast<void*>(static_cast<std::intptr_t>(fd_));
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* handle) {
-      ::close(static_cast<int>(reinterpret_cast<std::intptr_t>(handle->data)));
-      delete reinterpret_cast<uv_poll_t*>(handle);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll_->handle), [](uv_handle_t* handle) {
+      std::unique_ptr<Poll> poll(reinterpret_cast<Poll*>(handle));  // handle is Poll's first member
+      ::close(poll->fd);
     });
   } else if (fd_ >= 0) {
     ::close(fd_);
@@ -126,11 +125,12 @@ void CancelRequest::send_packet() {
                   "send: " + errno_text(send_error));
   }
   sent_ += static_cast<std::size_t>(n);
-  if (sent_ == packet_.size()) uv_poll_start(poll_, UV_READABLE | UV_DISCONNECT, &CancelRequest::on_poll);
+  if (sent_ == packet_.size())
+    uv_poll_start(&poll_->handle, UV_READABLE | UV_DISCONNECT, &CancelRequest::on_poll);
 }
 
 void CancelRequest::finish(CancelResult result, const std::string& detail) {
-  uv_poll_stop(poll_);
+  uv_poll_stop(&poll_->handle);
   Done done = std::move(done_);
   done_ = nullptr;
   if (done) done(result, detail);  // may destroy this request

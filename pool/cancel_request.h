@@ -54,9 +54,15 @@ class CancelRequest {
   void send_packet();
   void finish(CancelResult result, const std::string& detail);
 
+  // The poll handle and the fd it watches, freed together in the handle's close callback.
+  struct Poll {
+    uv_poll_t handle{};
+    int fd = -1;
+  };
+
   Done done_;
   int fd_ = -1;
-  uv_poll_t* poll_ = nullptr;  // heap: freed (with the fd) in its close callback
+  Poll* poll_ = nullptr;
   std::string packet_;
   std::size_t sent_ = 0;
 };

@@ -288,11 +288,13 @@ class RawSluiced {
  public:
   enum class Stdio { all_closed, stderr_closed, stderr_pipe };
 
-  RawSluiced(const harness::SluicedConfig& config, const std::string& config_path, Stdio stdio)
-      : config_path_(config_path) {
+  // Debug logging: a record or more per transaction.
+  explicit RawSluiced(Stdio stdio)
+      : config_(harness::default_config({.dbname = kDatabase, .overrides = {{"log_level", "debug"}}})) {
+    const std::string config_path = config_.dir.path() + "/sluiced.json";
     {
       std::ofstream out(config_path);
-      out << config.text;
+      out << config_.text;
     }
     int pipe_fds[2] = {-1, -1};
     if (stdio == Stdio::stderr_pipe && pipe2(pipe_fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
@@ -329,6 +331,19 @@ class RawSluiced {
   RawSluiced(const RawSluiced&) = delete;
   RawSluiced& operator=(const RawSluiced&) = delete;
 
+  // A client once sluiced accepts one.
+  PgConn connect() const {
+    const std::string conninfo = "host=" + config_.dir.path() + " port=" + std::to_string(config_.port) +
+                                 " dbname=" + kDatabase + " connect_timeout=5";
+    PgConn client;
+    wait_until([&] {
+      client = harness::try_connect(conninfo);
+      return PQstatus(client.get()) == CONNECTION_OK;
+    });
+    return client;
+  }
+  [[nodiscard]] std::string control_socket() const { return config_.dir.path() + "/control.sock"; }
+
   // SIGTERM, then the wait status once it exits (nullopt if it outlives `timeout`).
   std::optional<int> terminate(std::chrono::milliseconds timeout) {
     kill(pid_, SIGTERM);
@@ -359,7 +374,7 @@ class RawSluiced {
   }
 
  private:
-  std::string config_path_;
+  harness::SluicedConfig config_;
   pid_t pid_ = -1;
   int stderr_ = -1;
   std::optional<int> status_;
@@ -373,17 +388,9 @@ class FaultsStdioTest : public ::testing::TestWithParam<RawSluiced::Stdio> {
 // Started with descriptors 0–2 closed (or only 2), sluiced must not log into whatever took their
 // numbers: hundreds of debug lines later it still serves, and SIGTERM still ends it with 0.
 TEST_P(FaultsStdioTest, ClosedStandardDescriptorsAreHarmless) {
-  auto config = harness::default_config({.dbname = kDatabase, .overrides = {{"log_level", "debug"}}});
-  const std::string socket_dir = config.dir.path();
-  const int port = config.port;
-  RawSluiced sluiced(config, socket_dir + "/sluiced.json", GetParam());
-  const std::string conninfo =
-      "host=" + socket_dir + " port=" + std::to_string(port) + " dbname=" + kDatabase + " connect_timeout=5";
-  PgConn client;
-  ASSERT_TRUE(wait_until([&] {
-    client = harness::try_connect(conninfo);
-    return PQstatus(client.get()) == CONNECTION_OK;
-  }));
+  RawSluiced sluiced(GetParam());
+  PgConn client = sluiced.connect();
+  ASSERT_EQ(PQstatus(client.get()), CONNECTION_OK) << PQerrorMessage(client.get());
   for (int i = 0; i < 600; ++i) ASSERT_TRUE(query_within(client, "select 1", 5s)) << "query " << i;
   client.reset();
   const auto status = sluiced.terminate(10s);
@@ -398,20 +405,12 @@ INSTANTIATE_TEST_SUITE_P(Stdio, FaultsStdioTest,
 // are dropped and counted, and the count is written once the pipe is read again.
 TEST(FaultsLogTest, StalledStderrNeverStallsTheLoop) {
   scope_test::ensure_database(kDatabase);
-  auto config = harness::default_config({.dbname = kDatabase, .overrides = {{"log_level", "debug"}}});
-  const std::string socket_dir = config.dir.path();
-  const int port = config.port;
-  RawSluiced sluiced(config, socket_dir + "/sluiced.json", RawSluiced::Stdio::stderr_pipe);
-  const std::string conninfo =
-      "host=" + socket_dir + " port=" + std::to_string(port) + " dbname=" + kDatabase + " connect_timeout=5";
-  PgConn client;
-  ASSERT_TRUE(wait_until([&] {
-    client = harness::try_connect(conninfo);
-    return PQstatus(client.get()) == CONNECTION_OK;
-  }));
+  RawSluiced sluiced(RawSluiced::Stdio::stderr_pipe);
+  PgConn client = sluiced.connect();
+  ASSERT_EQ(PQstatus(client.get()), CONNECTION_OK) << PQerrorMessage(client.get());
   // ~100 bytes of debug log per transaction: past the pipe (4 KiB) and the log queue (256 KiB).
   for (int i = 0; i < 3000; ++i) ASSERT_TRUE(query_within(client, "select 1", 5s)) << "query " << i;
-  EXPECT_EQ(ctltest::status(socket_dir + "/control.sock")["state"], "running");
+  EXPECT_EQ(ctltest::status(sluiced.control_socket())["state"], "running");
   EXPECT_TRUE(sluiced.read_stderr_until("log records dropped: stderr was not writable", 10s));
   client.reset();
   const auto status = sluiced.terminate(10s);
