@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 # Keeps the output readable: the build below is itself make, one level down.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test run lint format clean install docker-check bench fuzz
+.PHONY: all deps build test run lint format clean install docker-check bench fuzz chaos
 
 all: build
 
@@ -18,7 +18,8 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
 	cmake --build $(BUILD_DIR) -j$(JOBS)
 
-# Then everything again under AddressSanitizer + UndefinedBehaviorSanitizer, sluiced included (the
+# The short fault-injection run (tests/chaos/, sluiced only; `make chaos` is the long one beside
+# PgBouncer). Then everything again under AddressSanitizer + UndefinedBehaviorSanitizer, sluiced included (the
 # integration tests run the sanitized build's sluiced, which inherits these options): any report
 # makes it exit non-zero, which fails the test that ran it.
 ASAN_BUILD_DIR  ?= build-asan
@@ -34,6 +35,7 @@ TSAN_TESTS     ?= Workers*
 
 test: build
 	ctest --test-dir $(BUILD_DIR) --output-on-failure
+	bash tests/chaos/run.sh --short --poolers sluiced
 	cmake -S . -B $(ASAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=$(ASAN_BUILD_TYPE) -DSLUICE_SANITIZE=ON
 	cmake --build $(ASAN_BUILD_DIR) -j$(JOBS)
 	$(SANITIZER_ENV) ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure
@@ -67,6 +69,11 @@ docker-check:
 # sluiced against PgBouncer and direct PostgreSQL; writes bench/results/latest.md
 bench: build
 	bash bench/run.sh
+
+# Fault injection against sluiced, side by side with PgBouncer; writes tests/chaos/results/latest.md.
+# The long run (about 5 minutes); `bash tests/chaos/run.sh --short` is the short one.
+chaos: build
+	bash tests/chaos/run.sh
 
 # libFuzzer targets built with clang in build-fuzz/; FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 600

@@ -63,16 +63,9 @@ fi
 ulimit -n "$fd_limit" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 (($(ulimit -n) > 4096)) || die "open-file limit $(ulimit -n) is too low (need > 4096; raise the hard limit)"
 
-pg_bindir() {
-  if [[ -x /usr/lib/postgresql/15/bin/pg_ctl ]]; then
-    echo /usr/lib/postgresql/15/bin
-  else
-    pg_config --bindir
-  fi
-}
-as_postgres() {
-  if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi
-}
+# pg_bindir, as_postgres, stop_pid, pg_reconfigure
+# shellcheck source=scripts/throwaway-lib.sh
+source "$root/scripts/throwaway-lib.sh"
 
 # --- cleanup, whatever happens ---------------------------------------------------------------------
 
@@ -80,17 +73,6 @@ pg_dir=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
 sluiced_pid='' teardown_pid='' workers_pid='' pgbouncer_pid='' runner_pid=''
-
-# Stops a process started here: the given signal, up to 10 s, then SIGKILL.
-stop_pid() {
-  local pid=$1 signal=$2
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
-  kill "-$signal" "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 10))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 
 # shellcheck disable=SC2317  # invoked by the traps
 cleanup() {
@@ -113,13 +95,10 @@ trap 'exit 143' TERM
 say "starting PostgreSQL in $pg_dir"
 PGPORT=$pg_port "$root/scripts/pg-throwaway.sh" start "$pg_dir"
 # pg-throwaway.sh sets max_connections = 200 and takes no extra settings: ALTER SYSTEM, then restart.
-psql -qAtX -h "$pg_dir" -p "$pg_port" -d postgres -v ON_ERROR_STOP=1 >/dev/null <<SQL
+pg_reconfigure "$pg_dir" "$pg_port" <<SQL || die "PostgreSQL did not restart"
 ALTER SYSTEM SET max_connections = $max_connections;
 ALTER SYSTEM SET shared_buffers = '256MB';
 SQL
-as_postgres "$(pg_bindir)/pg_ctl" restart -D "$pg_dir/data" -m fast -w -t 60 -l "$pg_dir/postgres.log" >/dev/null ||
-  { tail -n 20 "$pg_dir/postgres.log" >&2; die "PostgreSQL did not restart"; }
-until pg_isready -q -h "$pg_dir" -p "$pg_port"; do sleep 0.1; done
 [[ $(psql -qAtX -h "$pg_dir" -p "$pg_port" -d postgres -c 'SHOW max_connections') == "$max_connections" ]] ||
   die "max_connections was not raised"
 psql -qAtX -h "$pg_dir" -p "$pg_port" -d postgres -c 'CREATE DATABASE bench' >/dev/null
