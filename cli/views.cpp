@@ -134,13 +134,16 @@ bool print_clients(const Json& answer, std::ostream& out) {
                {"WORKER", Align::right},
                {"AGE", Align::right},
                {"IN_STATE", Align::right},
-               {"PREPARED", Align::right}});
+               {"PREPARED", Align::right},
+               {"SETTINGS", Align::right}});
   for (const auto& client : *clients) {
+    const Json* settings = find_path(client, {"settings"});
     table.add_row({count_cell(find_path(client, {"id"})), text_cell(find_path(client, {"state"})),
                    text_cell(find_path(client, {"pool"})), count_cell(find_path(client, {"worker"})),
                    seconds_cell(find_path(client, {"age_s"})),
                    seconds_cell(find_path(client, {"state_age_s"})),
-                   count_cell(find_path(client, {"prepared_statements"}))});
+                   count_cell(find_path(client, {"prepared_statements"})),
+                   settings != nullptr && settings->is_object() ? std::to_string(settings->size()) : "-"});
   }
   print_or_none(table, "no clients connected", out);
   return true;

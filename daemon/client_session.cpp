@@ -9,6 +9,7 @@
 #include "net/scratch_buffer.h"
 #include "protocol/backend_messages.h"
 #include "protocol/sqlstate.h"
+#include "protocol/startup_settings.h"
 
 namespace sluice::daemon {
 namespace {
@@ -63,6 +64,7 @@ void ClientSession::close(std::string_view reason) {
     wait_ticket_.reset();
   }
   if (scope_) scope_.end(reason, !scanner_.at_boundary());
+  if (pool_ != nullptr) pool_->client_left();
   set_state(ClientState::closing);
   net::PollSocket::close_when_flushed(std::move(socket_));
   worker_.client_closed(*this);
@@ -153,9 +155,12 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
                   "Peer authentication failed for user \"" + user_ + "\"");
     }
   }
-  pool_ = worker_.pool_for(database_, user_);
+  const auto settings = protocol::startup_settings(packet);
+  if (!settings) return fail(settings.error().sqlstate, settings.error().message);
+  pool_ = worker_.pool_for(database_, user_, *settings);
   if (pool_ == nullptr)
     return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+  pool_->client_joined();
   if (!worker_.accepting_logins())
     return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
@@ -175,8 +180,9 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
 void ClientSession::send_welcome() {
   std::string welcome;
   protocol::append_authentication_ok(welcome);
-  for (const auto& [name, value] : *pool_->parameters())
-    protocol::append_parameter_status(welcome, name, value);
+  // Session mode: what its own server reports; otherwise what the pool's servers do.
+  const pool::ServerParameters& parameters = scope_ ? scope_.server().parameters() : *pool_->parameters();
+  for (const auto& [name, value] : parameters) protocol::append_parameter_status(welcome, name, value);
   protocol::append_backend_key_data(welcome, cancel_pid_, cancel_secret_);
   protocol::append_ready_for_query(welcome, 'I');
   if (!socket_->write(welcome)) return close("client gone during login");

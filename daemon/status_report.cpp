@@ -192,6 +192,13 @@ json status_report(const Daemon& daemon, const std::vector<WorkerReport>& shares
   };
 }
 
+// A client's startup settings, as a pool's key holds them: {"application_name": "app", ...}.
+json settings_json(const protocol::StartupSettings& settings) {
+  json object = json::object();
+  for (const auto& [name, value] : settings) object[name] = value;
+  return object;
+}
+
 json pools_share(const Worker& worker) {
   const auto now = Clock::now();
   json pools = json::array();
@@ -209,6 +216,7 @@ json pools_share(const Worker& worker) {
         {"servers", servers},
         {"longest_wait_ms", oldest ? round3(seconds_since(*oldest, now) * 1000.0) : 0.0},
         {"prepared_statements", pool->prepared_statement_count()},
+        {"settings", settings_json(key.settings)},
     });
   }
   return pools;
@@ -219,10 +227,10 @@ json pools_share(const Worker& worker) {
 // each worker names the statements its clients prepare, so the largest count
 // is the pool's.
 json pools_report(const std::vector<WorkerReport>& shares) {
-  std::map<std::pair<std::string, std::string>, json> pools;
+  std::map<std::string, json> pools;
   for (const auto& share : shares) {
     for (const auto& row : share.part) {
-      json& pool = pools[{row["database"], row["user"]}];
+      json& pool = pools[json::array({row["database"], row["user"], row["settings"]}).dump()];
       if (pool.is_null()) {
         pool = row;
       } else {
@@ -247,6 +255,9 @@ json clients_share(const Worker& worker) {
         {"age_s", round3(seconds_since(client->connected_at(), now))},
         {"state_age_s", round3(seconds_since(client->state_since(), now))},
         {"prepared_statements", client->prepared_statement_count()},
+        // Its startup settings: the table shows how many, --json which.
+        {"settings",
+         client->pool() != nullptr ? settings_json(client->pool()->key().settings) : json::object()},
     });
   }
   return rows;

@@ -185,13 +185,17 @@ config::DatabaseConfig Worker::share_of(const config::DatabaseConfig& database) 
   return share;
 }
 
-pool::Pool* Worker::pool_for(const std::string& database, const std::string& user) {
+pool::Pool* Worker::pool_for(const std::string& database, const std::string& user,
+                             const protocol::StartupSettings& settings) {
   const auto db = config_.databases.find(database);
   if (db == config_.databases.end()) return nullptr;
-  pool::PoolKey key{database, user};
+  pool::PoolKey key{database, user, settings};
   auto it = pools_.find(key);
   if (it == pools_.end()) {
-    it = pools_.emplace(key, std::make_unique<pool::Pool>(pool_context_, key, share_of(db->second))).first;
+    auto& budget = budgets_[{database, user}];
+    if (!budget) budget = std::make_shared<pool::ServerBudget>();
+    it = pools_.emplace(key, std::make_unique<pool::Pool>(pool_context_, key, share_of(db->second), budget))
+             .first;
     it->second->set_paused(paused_);
   }
   return it->second.get();
@@ -235,7 +239,11 @@ void Worker::cancel(std::uint32_t process_id, std::uint32_t secret) {
 void Worker::on_janitor() {
   heartbeat_ms_.store(monotonic_ms(), std::memory_order_relaxed);
   const auto now = Clock::now();
-  for (auto& [key, pool] : pools_) pool->tick(now);
+  for (auto it = pools_.begin(); it != pools_.end();) {
+    it->second->tick(now);
+    // Clients with settings of their own make pools of their own: forget those nobody uses.
+    it = it->second->unused() && !it->first.settings.empty() ? pools_.erase(it) : std::next(it);
+  }
   const std::uint64_t now_ms = uv_now(loop_);
   for (auto it = clients_.begin(); it != clients_.end();) {
     ClientSession& client = **it++;

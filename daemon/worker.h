@@ -73,7 +73,8 @@ class Worker {
   [[nodiscard]] bool accepting_logins() const { return !drain_ && !stopped_; }
   [[nodiscard]] bool draining() const { return drain_.has_value() && !drain_->clients_gone; }
   // The pool for a configured database, made on first use; nullptr when unknown.
-  pool::Pool* pool_for(const std::string& database, const std::string& user);
+  pool::Pool* pool_for(const std::string& database, const std::string& user,
+                       const protocol::StartupSettings& settings);
   // The key's process id says which worker holds the client (id % workers).
   void assign_cancel_key(ClientSession& client, std::uint32_t& process_id, std::uint32_t& secret);
   // A CancelRequest: this worker's client, or handed to the worker the key names.
@@ -122,6 +123,8 @@ class Worker {
   pool::TeardownStats stats_;
   pool::PoolContext pool_context_;
   std::map<pool::PoolKey, std::unique_ptr<pool::Pool>> pools_;
+  // One per (database, user): shared by its pools of different startup settings.
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<pool::ServerBudget>> budgets_;
   std::list<std::unique_ptr<ClientSession>> clients_;
   std::unordered_map<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
   std::mt19937 cancel_pid_generator_{std::random_device{}()};

@@ -42,8 +42,23 @@ void build_connect_params(const std::string& conninfo, const PoolKey& key, std::
     keywords.emplace_back("dbname");
     values.push_back(key.database);
   }
-  keywords.emplace_back("fallback_application_name");
-  values.emplace_back("sluice");
+  // The client's startup settings. application_name and client_encoding go as
+  // libpq's own keywords: the packet's parameters win over `options` in
+  // PostgreSQL, and libpq may send these two from its environment. No fallback
+  // application_name: a client that sets none sees none, as directly.
+  protocol::StartupSettings in_options;
+  for (const auto& [name, value] : key.settings) {
+    if (name == "application_name" || name == "client_encoding") {
+      keywords.push_back(name);
+      values.push_back(value);
+    } else {
+      in_options.emplace_back(name, value);
+    }
+  }
+  if (!in_options.empty()) {
+    keywords.emplace_back("options");
+    values.push_back(protocol::options_string(in_options));
+  }
 }
 
 // libpq's text spans lines (a DETAIL, a hint, LOCATION): a client message and a log record are one line.
@@ -65,14 +80,50 @@ std::string describe(const ServerConnection& server) {
 
 }  // namespace
 
-Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database)
-    : context_(context), key_(std::move(key)), name_(key_.name()), database_(std::move(database)) {
+Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database,
+           std::shared_ptr<ServerBudget> budget)
+    : context_(context),
+      key_(std::move(key)),
+      name_(key_.name()),
+      database_(std::move(database)),
+      budget_(std::move(budget)) {
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
+  budget_->join(this);
 }
 
 Pool::~Pool() {
+  budget_->servers -= total_servers();
+  budget_->leave(this);
   for (List* list : {&connecting_, &idle_, &active_, &resetting_, &closing_}) {
     for (auto& server : *list) server->close_connection();
+  }
+}
+
+std::size_t Pool::size_limit() const {
+  return static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
+}
+
+bool Pool::take_idle_from_sibling() {
+  Pool* donor = nullptr;
+  for (Pool* sibling : budget_->pools) {
+    if (sibling == this || sibling->idle_.empty()) continue;
+    // The one idle longest: its clients are the least likely to want it back soon.
+    if (donor == nullptr || sibling->idle_.front()->state_since() < donor->idle_.front()->state_since()) {
+      donor = sibling;
+    }
+  }
+  if (donor == nullptr) return false;
+  donor->close_server(*donor->idle_.front(), "its place is needed by clients with other startup settings");
+  return true;
+}
+
+void Pool::give_idle_to_sibling() {
+  if (idle_.empty() || budget_->servers < size_limit()) return;
+  for (Pool* sibling : budget_->pools) {
+    if (sibling == this || sibling->paused_ || sibling->waiters_.size() <= sibling->connecting_.size())
+      continue;
+    close_server(*idle_.front(), "its place is needed by clients with other startup settings");
+    return sibling->launch_connections();
   }
 }
 
@@ -126,6 +177,7 @@ void Pool::transition(ServerConnection& server, ServerState next) {
 
 void Pool::close_server(ServerConnection& server, std::string_view reason) {
   if (server.state_ == ServerState::closing) return;
+  --budget_->servers;
   log::info("pool ", name_, ": closing ", describe(server), " because: ", reason);
   server.close_connection();
   transition(server, ServerState::closing);
@@ -150,11 +202,13 @@ std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t
 
 void Pool::launch_connections() {
   if (paused_) return;
-  const auto size = static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
-  while (total_servers() < size && waiters_.size() > connecting_.size()) {
+  while (waiters_.size() > connecting_.size()) {
     // After a failure (which may come before connect() returns) one connect probes at a
     // time, once per server_login_retry_ms: a refusing server is not asked once per waiter.
     if (connect_failure_ && (!connecting_.empty() || Clock::now() < next_connect_at_)) return;
+    if (total_servers() >= size_limit()) return;
+    if (budget_->servers >= size_limit() && !take_idle_from_sibling()) return;
+    ++budget_->servers;
     auto owned = std::make_unique<ServerConnection>(
         *this, context_.server_ids->fetch_add(1, std::memory_order_relaxed));
     ServerConnection& server = *owned;
@@ -182,6 +236,7 @@ void Pool::serve_waiters() {
     waiter.waiter->on_scope_granted(Scope(*this, server, waiter.client_id));
   }
   launch_connections();
+  if (waiters_.empty()) give_idle_to_sibling();
 }
 
 void Pool::fail_waiters(const char* sqlstate, const std::string& message) {
@@ -206,8 +261,7 @@ bool Pool::return_to_idle(ServerConnection& server) {
 }
 
 void Pool::close_idle_over_size() {
-  const auto size = static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
-  while (total_servers() > size && !idle_.empty())
+  while (budget_->servers > size_limit() && !idle_.empty())
     close_server(*idle_.front(), "pool_size lowered on reload");
 }
 

@@ -13,14 +13,17 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "config/config.h"
 #include "net/deferred_deleter.h"
 #include "pool/prepared_statements.h"
 #include "pool/scope.h"
+#include "pool/server_budget.h"
 #include "pool/server_connection.h"
 #include "pool/teardown_stats.h"
+#include "protocol/startup_settings.h"
 
 namespace sluice::pool {
 
@@ -44,11 +47,15 @@ struct PoolContext {
   std::atomic<std::uint64_t>* server_ids = nullptr;  // shared by every worker: ids are daemon-wide
 };
 
+// Clients share servers only when their startup settings are the same: the
+// servers are opened with them, so each session starts as a direct one would
+// (RESET returns to them, ParameterStatus reports them, a refusal is PostgreSQL's).
 struct PoolKey {
   std::string database;
   std::string user;
+  protocol::StartupSettings settings;
   bool operator<(const PoolKey& other) const {
-    return database != other.database ? database < other.database : user < other.user;
+    return std::tie(database, user, settings) < std::tie(other.database, other.user, other.settings);
   }
   [[nodiscard]] std::string name() const { return database + "/" + user; }
 };
@@ -63,7 +70,9 @@ class Pool {
   };
   using WaitTicket = std::list<Waiter>::iterator;
 
-  Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database);
+  // `budget` is shared with the pools of the same (database, user) and other startup settings.
+  Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database,
+       std::shared_ptr<ServerBudget> budget);
   ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
@@ -93,6 +102,10 @@ class Pool {
   [[nodiscard]] std::size_t prepared_statement_count() const { return statement_registry_.size(); }
   [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
   [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
+  // Clients logged in to this pool; a pool with none and no server may be forgotten.
+  void client_joined() { ++clients_; }
+  void client_left() { --clients_; }
+  [[nodiscard]] bool unused() const { return clients_ == 0 && waiters_.empty() && total_servers() == 0; }
   [[nodiscard]] std::size_t total_servers() const;
   [[nodiscard]] std::optional<Clock::time_point> oldest_wait() const;
   template <class Visit>
@@ -124,6 +137,11 @@ class Pool {
   void launch_connections();
   void fail_waiters(const char* sqlstate, const std::string& message);
   void close_idle_over_size();
+  [[nodiscard]] std::size_t size_limit() const;
+  // Budget spent while clients wait: close an idle server of a sibling pool to make room.
+  bool take_idle_from_sibling();
+  // Nobody here waits: hand an idle server's place to a sibling whose clients do.
+  void give_idle_to_sibling();
   void finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason);
   void record_release(ScopeOutcome outcome, Clock::time_point started_at, std::uint64_t client_id,
                       std::string_view reason);
@@ -143,6 +161,8 @@ class Pool {
   List resetting_;
   List closing_;  // until the deferred deleter frees them
   std::list<Waiter> waiters_;
+  std::shared_ptr<ServerBudget> budget_;
+  std::size_t clients_ = 0;
   bool paused_ = false;
 
   // A failed connect, until one succeeds: waiters that time out are told it,

@@ -1,19 +1,16 @@
 #include "protocol/error_fields.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace sluice::protocol {
 namespace {
 
 bool is_sqlstate(std::string_view text) {
-  if (text.size() != 5) return false;
-  for (const char c : text) {
-    if (std::isdigit(static_cast<unsigned char>(c)) == 0 &&
-        std::isupper(static_cast<unsigned char>(c)) == 0) {
-      return false;
-    }
-  }
-  return true;
+  return text.size() == 5 && std::ranges::all_of(text, [](char c) {
+           return std::isdigit(static_cast<unsigned char>(c)) != 0 ||
+                  std::isupper(static_cast<unsigned char>(c)) != 0;
+         });
 }
 
 }  // namespace

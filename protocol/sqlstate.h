@@ -7,6 +7,7 @@ inline constexpr const char* kConnectionFailure = "08006";
 inline constexpr const char* kConnectionException = "08000";
 inline constexpr const char* kProtocolViolation = "08P01";
 inline constexpr const char* kFeatureNotSupported = "0A000";
+inline constexpr const char* kSyntaxError = "42601";
 inline constexpr const char* kInvalidAuthorizationSpecification = "28000";
 inline constexpr const char* kInvalidPassword = "28P01";
 inline constexpr const char* kInvalidCatalogName = "3D000";

@@ -296,12 +296,12 @@ TEST_F(ControlCommandsTest, ServersShapeAndBackendPids) {
   EXPECT_EQ(active_rows, 1) << answer.dump();
   EXPECT_GE(pids.size(), 2U) << answer.dump();
 
-  // Every reported backend pid is a live backend sluiced opened (fallback_application_name 'sluice').
+  // Every reported backend pid is a live client backend.
   const PgConn observer = harness::connect(harness::postgres().conninfo());
   for (const int pid : pids) {
-    EXPECT_EQ(harness::scalar(observer, "SELECT application_name FROM pg_stat_activity WHERE pid = " +
-                                            std::to_string(pid)),
-              "sluice")
+    EXPECT_EQ(harness::scalar(observer,
+                              "SELECT backend_type FROM pg_stat_activity WHERE pid = " + std::to_string(pid)),
+              "client backend")
         << "backend_pid " << pid;
   }
 }

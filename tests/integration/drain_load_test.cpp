@@ -201,7 +201,8 @@ TEST(DrainLoadTest, SigtermUnderLoadKeepsEveryCommitAndAbortsNothing) {
         left = harness::scalar(
             observer,
             "SELECT count(*) || ' ' || coalesce(string_agg(pid::text || ':' || state, ','), '') "
-            "FROM pg_stat_activity WHERE application_name = 'sluice'");
+            "FROM pg_stat_activity WHERE datname = 'postgres' AND backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()");
         return left.starts_with("0 ");
       },
       3s);
