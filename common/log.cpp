@@ -14,6 +14,7 @@
 #include <ctime>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 
 namespace sluice::log {
@@ -78,7 +79,7 @@ class Sink {
     if (S_ISSOCK(st.st_mode)) {
       socket_ = true;
     } else if (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)) {
-      const int fd = ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      const int fd = ::open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
       direct_ = fd >= 0;  // else every record goes through the writer thread
       if (direct_) fd_ = fd;
     }
@@ -94,7 +95,11 @@ class Sink {
       }
       if (!started_) {
         started_ = true;
-        std::thread([this] { run(); }).detach();  // the Sink is never freed: it may outlive main
+        try {
+          std::thread([this] { run(); }).detach();  // the Sink is never freed: it may outlive main
+        } catch (const std::system_error&) {
+          // No writer: whatever cannot be written at once is counted as dropped.
+        }
       }
       if (queue_.size() + line.size() > kMaxQueued) {
         ++dropped_;

@@ -58,8 +58,11 @@ int run(int argc, char** argv) {
     return 0;
   }
   sluice::log::set_level(sluice::log::level_from_name(config->log_level));
-  sluice::daemon::Daemon daemon(std::move(*config), config_path);
-  const int status = daemon.run();
+  int status = 0;
+  {
+    sluice::daemon::Daemon daemon(std::move(*config), config_path);
+    status = daemon.run();
+  }
   sluice::log::flush(std::chrono::seconds(2));  // the last records; a stalled stderr cannot hold the exit
   return status;
 }

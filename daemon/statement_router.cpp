@@ -201,6 +201,7 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
         pool::pending_reply(PendingKind::refused, 'B', {}, missing_statement_error(message.statement)));
   }
   const pool::StatementPtr statement = *named;
+  if (statement->changes_session) server_->note_session_change();
   ensure_on_server(statement);
   protocol::append_bind(rewritten_, message, statement->server_name, server_->statements().suffix());
   send(pool::pending_reply(PendingKind::forwarded, 'B'));
@@ -227,6 +228,18 @@ void StatementRouter::close(const protocol::TargetMessage& message) {
 }
 
 bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse) {
+  switch (protocol::find_sql_session_effect(sql)) {
+    case protocol::SqlSessionEffect::role:
+      return refuse(request, sqlstate::kFeatureNotSupported,
+                    "SET ROLE and SET SESSION AUTHORIZATION are not supported in transaction pooling mode",
+                    "The client's next transaction may run on another server connection, as its own role. "
+                    "Use SET LOCAL ROLE inside a transaction, or a session-mode pool.");
+    case protocol::SqlSessionEffect::settings:
+      server_->note_session_change();
+      break;
+    case protocol::SqlSessionEffect::none:
+      break;
+  }
   const auto use = protocol::find_sql_prepared_use(sql);
   switch (use.command) {
     case protocol::SqlPreparedCommand::deallocate:
@@ -236,18 +249,10 @@ bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char reques
       [[fallthrough]];
     case protocol::SqlPreparedCommand::prepare:
     case protocol::SqlPreparedCommand::execute:
-      if (request == 'Q') {
-        protocol::append_query(rewritten_, kFailingQuery);
-      } else {
-        protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);
-      }
-      send(pool::pending_reply(
-          PendingKind::refused, request, {},
-          error_reply(sqlstate::kFeatureNotSupported,
-                      "SQL " + upper(use.keyword) + " is not supported in transaction pooling mode",
-                      "sluiced carries protocol-level prepared statements (Parse/Bind) to every server "
-                      "connection; SQL-level ones live on one. Use a session-mode pool for them.")));
-      return true;
+      return refuse(request, sqlstate::kFeatureNotSupported,
+                    "SQL " + upper(use.keyword) + " is not supported in transaction pooling mode",
+                    "sluiced carries protocol-level prepared statements (Parse/Bind) to every server "
+                    "connection; SQL-level ones live on one. Use a session-mode pool for them.");
     case protocol::SqlPreparedCommand::deallocate_all:
     case protocol::SqlPreparedCommand::discard_all:
       // The server drops every statement it holds: the client's are gone, and
@@ -266,6 +271,20 @@ bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char reques
 // DEALLOCATE of a statement made for it, so the client sees PostgreSQL's
 // replies (its tag, its errors in a failed transaction), and the client's
 // name is forgotten.
+// The request goes to the server in a form that fails there (so the skip-to-Sync
+// rule and a transaction's abort happen as for any error), and `message` is
+// what the client sees in place of the server's error.
+bool StatementRouter::refuse(char request, const char* sqlstate, const std::string& message,
+                             std::string_view detail) {
+  if (request == 'Q') {
+    protocol::append_query(rewritten_, kFailingQuery);
+  } else {
+    protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);
+  }
+  send(pool::pending_reply(PendingKind::refused, request, {}, error_reply(sqlstate, message, detail)));
+  return true;
+}
+
 bool StatementRouter::deallocate(const std::string& name) {
   if (client_->find(name) == nullptr) {
     protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);

@@ -53,6 +53,7 @@ class StatementRouter {
   // type `request` is in rewritten_), except an unnamed Parse of a lone
   // DEALLOCATE name, which is carried out; DISCARD/DEALLOCATE ALL reset the caches.
   bool rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse);
+  bool refuse(char request, const char* sqlstate, const std::string& message, std::string_view detail);
   bool deallocate(const std::string& name);
   // A Parse ahead when the server lacks the statement (after a Close of the
   // least recently used when its cache is full).

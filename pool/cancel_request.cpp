@@ -33,6 +33,9 @@ std::string errno_text(int error) { return std::strerror(error); }
 }  // namespace
 
 std::optional<CancelKey> cancel_key_of(PGconn* conn) {
+  // libpq 17 and later lay PGcancel out otherwise (and have PQcancelStart instead).
+  constexpr int kFirstOtherLayout = 170000;
+  if (PQlibVersion() >= kFirstOtherLayout) return std::nullopt;
   PGcancel* cancel = PQgetCancel(conn);
   if (cancel == nullptr) return std::nullopt;
   const auto* head = reinterpret_cast<const PGcancelHead*>(cancel);

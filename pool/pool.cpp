@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <cctype>
 
 #include "common/log.h"
 #include "protocol/error_fields.h"
@@ -42,6 +43,16 @@ void build_connect_params(const std::string& conninfo, const PoolKey& key, std::
     keywords.emplace_back("dbname");
     values.push_back(key.database);
   }
+  // The operator's own `options` come first: a client's setting of the same name wins, as the
+  // later -c does in PostgreSQL.
+  std::string options;
+  for (std::size_t i = 0; i < keywords.size(); ++i) {
+    if (keywords[i] != "options") continue;
+    options = values[i];
+    keywords.erase(keywords.begin() + static_cast<std::ptrdiff_t>(i));
+    values.erase(values.begin() + static_cast<std::ptrdiff_t>(i));
+    break;
+  }
   // The client's startup settings. application_name and client_encoding go as
   // libpq's own keywords: the packet's parameters win over `options` in
   // PostgreSQL, and libpq may send these two from its environment. No fallback
@@ -56,10 +67,18 @@ void build_connect_params(const std::string& conninfo, const PoolKey& key, std::
     }
   }
   if (!in_options.empty()) {
+    if (!options.empty()) options += ' ';
+    options += protocol::options_string(in_options);
+  }
+  if (!options.empty()) {
     keywords.emplace_back("options");
-    values.push_back(protocol::options_string(in_options));
+    values.push_back(std::move(options));
   }
 }
+
+// Back to the pool's baseline: the login role and the startup settings the
+// servers were opened with (RESET ALL returns to those, as PostgreSQL's RESET does).
+constexpr std::string_view kSessionReset = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL";
 
 // libpq's text spans lines (a DETAIL, a hint, LOCATION): a client message and a log record are one line.
 std::string one_line(std::string_view text) {
@@ -117,11 +136,18 @@ bool Pool::take_idle_from_sibling() {
   return true;
 }
 
+bool Pool::can_launch_now() const {
+  if (paused_ || total_servers() >= size_limit()) return false;
+  return !connect_failure_ || (connecting_.empty() && Clock::now() >= next_connect_at_);
+}
+
 void Pool::give_idle_to_sibling() {
   if (idle_.empty() || budget_->servers < size_limit()) return;
   for (Pool* sibling : budget_->pools) {
-    if (sibling == this || sibling->paused_ || sibling->waiters_.size() <= sibling->connecting_.size())
+    if (sibling == this || sibling->waiters_.size() <= sibling->connecting_.size() ||
+        !sibling->can_launch_now()) {
       continue;
+    }
     close_server(*idle_.front(), "its place is needed by clients with other startup settings");
     return sibling->launch_connections();
   }
@@ -216,7 +242,11 @@ void Pool::launch_connections() {
     server.position_ = std::prev(connecting_.end());
     server.state_ = ServerState::connecting;
     log::debug("pool ", name_, ": opening server ", server.id());
+    const std::uint64_t failures_before = connect_failures_;
     server.connect(connect_keywords_, connect_values_);
+    // It failed before connect() returned (a refused socket): the next try waits for
+    // server_login_retry_ms, even when that is 0 — then for the janitor's next turn.
+    if (connect_failures_ != failures_before) return;
   }
 }
 
@@ -254,7 +284,8 @@ bool Pool::return_to_idle(ServerConnection& server) {
     return false;
   }
   server.detach();
-  server.set_reading(true);  // an idle server that speaks or hangs up is closed
+  server.session_changed_ = false;  // reset on the way here when it was set
+  server.set_reading(true);         // an idle server that speaks or hangs up is closed
   transition(server, ServerState::idle);
   close_idle_over_size();  // a clean release all the same: the pool was shrunk on reload
   return true;
@@ -286,8 +317,10 @@ void Pool::connect_failed(ServerConnection& server, const std::string& reason) {
     failure = {sqlstate::kConnectionFailure, "could not connect to server: " + one_line(reason), true};
     close_server(server, "connect failed: " + one_line(reason));
   }
-  next_connect_at_ = Clock::now() + milliseconds(database_.pool.server_login_retry_ms);
+  failure.at = Clock::now();
+  next_connect_at_ = failure.at + milliseconds(database_.pool.server_login_retry_ms);
   connect_failure_ = failure;
+  ++connect_failures_;
   // A refusal a direct connection would get at once (a bad password, no such
   // database) is told now when nothing else can serve the waiters; a passing
   // one is retried while they wait, up to query_wait_timeout_ms.
@@ -310,7 +343,9 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   context_.stats->scope_ended();
   server.detach();
   const bool session_mode = database_.pool.pool_mode == config::PoolMode::session;
-  const bool needs_reset = session_mode && !database_.pool.reset_query.empty();
+  // Session mode resets every session; transaction mode a server whose client may have changed
+  // session state, or all of them when no statement router reads the client's SQL.
+  const bool needs_reset = session_mode || server.session_changed() || !server.tracks_statements();
 
   // The common case, once per transaction: clean and nothing to run. No plan, no allocation.
   if (!force_discard && !client_mid_message && server.idle_clean() && !needs_reset &&
@@ -325,7 +360,7 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   plan.started_at = started_at;
   plan.client_id = client_id;
   plan.reason = std::string(reason);
-  if (needs_reset) plan.reset_query = database_.pool.reset_query;
+  if (needs_reset) plan.reset_query = reset_query_for(session_mode);
   if (force_discard || client_mid_message) {
     if (client_mid_message) plan.reason += " (client stopped mid-message)";
     server.plan_ = std::move(plan);
@@ -342,6 +377,17 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   }
   transition(server, ServerState::resetting);
   server.begin_teardown(std::move(plan));
+}
+
+// Session mode runs reset_query too; DISCARD ALL already covers the settings.
+std::string Pool::reset_query_for(bool session_mode) const {
+  const std::string& configured = database_.pool.reset_query;
+  if (!session_mode || configured.empty()) return std::string(kSessionReset);
+  std::string lowered = configured;
+  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  if (lowered == "discard all" || lowered == "discard all;") return configured;
+  return std::string(kSessionReset) + "; " + configured;
 }
 
 void Pool::teardown_finished(ServerConnection& server, bool ok, const std::string& reason) {
@@ -387,7 +433,7 @@ void Pool::tick(Clock::time_point now) {
       const Waiter waiter = waiters_.front();
       waiters_.pop_front();
       // Connects kept failing meanwhile: PostgreSQL's own words say more than the timeout.
-      if (connect_failure_) {
+      if (connect_failure_ && connect_failure_->at >= waiter.since) {
         waiter.waiter->on_scope_failed(connect_failure_->sqlstate.c_str(), connect_failure_->message);
         continue;
       }

@@ -137,11 +137,14 @@ class Pool {
   void launch_connections();
   void fail_waiters(const char* sqlstate, const std::string& message);
   void close_idle_over_size();
+  [[nodiscard]] std::string reset_query_for(bool session_mode) const;
   [[nodiscard]] std::size_t size_limit() const;
   // Budget spent while clients wait: close an idle server of a sibling pool to make room.
   bool take_idle_from_sibling();
   // Nobody here waits: hand an idle server's place to a sibling whose clients do.
   void give_idle_to_sibling();
+  // Would launch_connections open a server now (not paused, under size, not backing off)?
+  [[nodiscard]] bool can_launch_now() const;
   void finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason);
   void record_release(ScopeOutcome outcome, Clock::time_point started_at, std::uint64_t client_id,
                       std::string_view reason);
@@ -171,9 +174,11 @@ class Pool {
     std::string sqlstate;
     std::string message;
     bool transient = true;  // worth retrying: too many clients, starting up, refused socket
+    Clock::time_point at{};
   };
   std::optional<ConnectFailure> connect_failure_;
   Clock::time_point next_connect_at_{};
+  std::uint64_t connect_failures_ = 0;
 };
 
 }  // namespace sluice::pool

@@ -2,6 +2,9 @@
 
 #include <atomic>
 
+#include "protocol/extended_query.h"
+#include "protocol/sql_commands.h"
+
 namespace sluice::pool {
 namespace {
 
@@ -17,7 +20,9 @@ StatementPtr StatementRegistry::intern(std::string_view definition) {
     if (auto statement = found->second.lock()) return statement;
   }
   auto* statement =
-      new PreparedStatement{"sluice_" + std::to_string(next_statement_number++), std::string(definition)};
+      new PreparedStatement{"sluice_" + std::to_string(next_statement_number++), std::string(definition),
+                            protocol::find_sql_session_effect(protocol::query_text(definition)) !=
+                                protocol::SqlSessionEffect::none};
   // The index key views the statement's own text: the entry leaves with it,
   // unless a newer statement of the same text has taken the key since.
   StatementPtr shared(statement, [weak_index = std::weak_ptr<Index>(index_)](const PreparedStatement* gone) {

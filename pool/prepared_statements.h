@@ -20,8 +20,9 @@
 namespace sluice::pool {
 
 struct PreparedStatement {
-  std::string server_name;  // what servers know it as, before the cache's suffix
-  std::string definition;   // the Parse body after the name: query\0, parameter types
+  std::string server_name;       // what servers know it as, before the cache's suffix
+  std::string definition;        // the Parse body after the name: query\0, parameter types
+  bool changes_session = false;  // running it dirties the server's session (a SET, say)
 };
 using StatementPtr = std::shared_ptr<const PreparedStatement>;
 

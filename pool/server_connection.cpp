@@ -149,6 +149,7 @@ void ServerConnection::connect_failed(const std::string& reason) {
 }
 
 void ServerConnection::close_connection() {
+  *self_ = nullptr;  // a host lookup still under way finds the server gone
   close_connect_poll();
   socket_.reset();  // stops polling before libpq closes the fd
   if (conn_ != nullptr) {

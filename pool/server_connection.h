@@ -106,6 +106,10 @@ class ServerConnection final : net::PollSocket::Handler {
   // A cancel is on its way, or went out without proof of delivery: until it is
   // settled this server must not run another query (of anyone's).
   [[nodiscard]] bool cancel_pending() const { return cancel_ != nullptr || cancel_unproven_; }
+  // The client ran something that may change session state (a SET, say): the
+  // server is reset before it goes back to the pool.
+  void note_session_change() { session_changed_ = true; }
+  [[nodiscard]] bool session_changed() const { return session_changed_; }
   // Stops I/O and closes the libpq connection now (sends Terminate).
   void close_connection();
 
@@ -172,7 +176,8 @@ class ServerConnection final : net::PollSocket::Handler {
   TeardownStep step_ = TeardownStep::draining;
   std::optional<CancelKey> cancel_key_;    // read once connected
   std::unique_ptr<CancelRequest> cancel_;  // in flight
-  bool cancel_unproven_ = false;           // sent, delivery never confirmed: discard at release
+  bool cancel_unproven_ = false;
+  bool session_changed_ = false;  // sent, delivery never confirmed: discard at release
   bool step_failed_ = false;
   bool reset_done_ = false;
 };

@@ -61,7 +61,8 @@ std::optional<ErrorFields> find_verbose_error(std::string_view text) {
     const std::string_view line = text.substr(line_start, line_end - line_start);
     for (std::size_t at = line.find(":  "); at != std::string_view::npos; at = line.find(":  ", at + 1)) {
       std::size_t word = at;
-      while (word > 0 && std::isupper(static_cast<unsigned char>(line[word - 1])) != 0) --word;
+      // The severity may be localized (lc_messages): the word before ":  " whatever its letters.
+      while (word > 0 && line[word - 1] != ' ') --word;
       const std::string_view code = line.substr(at + 3, 5);
       if (word == at || !is_sqlstate(code) || line.substr(at + 8, 2) != ": ") continue;
       return ErrorFields{std::string(line.substr(word, at - word)), std::string(code),

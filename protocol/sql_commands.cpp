@@ -408,6 +408,92 @@ SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
 
 namespace {
 
+// The words find_sql_session_effect looks for start with these: one table load a byte.
+constexpr std::array<bool, 256> kSessionWordInitials = [] {
+  std::array<bool, 256> initials{};
+  for (const char c : {'s', 'S', 'r', 'R', 'd', 'D', 'c', 'C', 'l', 'L'})
+    initials[static_cast<unsigned char>(c)] = true;
+  return initials;
+}();
+
+bool mentions_session_word(std::string_view sql) {
+  for (std::size_t i = 0; i < sql.size(); ++i) {
+    if (!kSessionWordInitials[static_cast<unsigned char>(sql[i])]) continue;
+    switch (static_cast<char>(sql[i] | 0x20)) {
+      case 's':
+        if (word_at(sql, i, "set")) return true;
+        break;
+      case 'r':
+        if (word_at(sql, i, "reset")) return true;
+        break;
+      case 'd':
+        if (word_at(sql, i, "discard") || word_at(sql, i, "do")) return true;
+        break;
+      case 'c':
+        if (word_at(sql, i, "call")) return true;
+        break;
+      default:
+        if (word_at(sql, i, "load")) return true;
+        break;
+    }
+  }
+  return false;
+}
+
+// 'role' or 'session_authorization', as set_config's first argument.
+bool names_role_setting(const Token& token) {
+  if (token.kind != TokenKind::string_literal) return false;
+  std::string name(token.text);
+  std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
+  return name == "'role'" || name == "'session_authorization'";
+}
+
+}  // namespace
+
+SqlSessionEffect find_sql_session_effect(std::string_view sql) {
+  if (!mentions_session_word(sql)) return SqlSessionEffect::none;
+  Lexer lexer(sql);
+  SqlSessionEffect effect = SqlSessionEffect::none;
+  std::size_t position = 0;  // of the token in its statement
+  bool set_statement = false;
+  bool set_session = false;  // SET SESSION ...
+  for (Token token = lexer.next(); token.kind != TokenKind::end; token = lexer.next()) {
+    if (token.kind == TokenKind::semicolon) {
+      position = 0;
+      continue;
+    }
+    ++position;
+    if (is_keyword(token, "set_config")) {
+      const Token open = lexer.next();
+      if (open.kind == TokenKind::open_paren && names_role_setting(lexer.next()))
+        return SqlSessionEffect::role;
+      effect = SqlSessionEffect::settings;
+      if (open.kind == TokenKind::semicolon) position = 0;
+      continue;
+    }
+    if (position == 1) {
+      set_statement = is_keyword(token, "set");
+      if (is_keyword(token, "reset") || is_keyword(token, "discard") || is_keyword(token, "do") ||
+          is_keyword(token, "call") || is_keyword(token, "load")) {
+        effect = SqlSessionEffect::settings;
+      }
+    } else if (position == 2 && set_statement) {
+      if (is_keyword(token, "role")) return SqlSessionEffect::role;
+      set_session = is_keyword(token, "session");
+      if (!is_keyword(token, "local") && !is_keyword(token, "transaction") &&
+          !is_keyword(token, "constraints")) {
+        effect = SqlSessionEffect::settings;
+      }
+    } else if (position == 3 && set_session &&
+               (is_keyword(token, "authorization") || is_keyword(token, "role"))) {
+      return SqlSessionEffect::role;
+    }
+  }
+  return effect;
+}
+
+namespace {
+
 // A name token's value: a word folded, a "quoted identifier" unescaped.
 std::optional<std::string> identifier_value(const Token& token) {
   if (token.kind == TokenKind::word) {

@@ -32,6 +32,21 @@ struct SqlPreparedUse {
 // quote or comment ends the scan.
 SqlPreparedUse find_sql_prepared_use(std::string_view sql);
 
+// What a query string does to session state that transaction pooling must know of.
+enum class SqlSessionEffect {
+  none,
+  // A session-level SET, RESET or DISCARD, set_config(), or code sluiced cannot see into (DO, CALL,
+  // LOAD): the server must be made session-clean before another client gets it.
+  settings,
+  // SET [SESSION] ROLE or SET SESSION AUTHORIZATION (not LOCAL), set_config('role' or
+  // 'session_authorization', ...): in transaction mode the client's next transaction would run as
+  // another role on another server, so these are refused.
+  role,
+};
+// The strongest effect of any statement in `sql`. SET LOCAL, SET TRANSACTION and SET CONSTRAINTS
+// end with their transaction and count as none. Lexed as find_sql_prepared_use does.
+SqlSessionEffect find_sql_session_effect(std::string_view sql);
+
 // The statement name when `sql` is only DEALLOCATE [PREPARE] <name> (a trailing semicolon aside),
 // as PostgreSQL reads it: an unquoted name folds ASCII letters to lower case, a quoted one keeps
 // its case with "" standing for ". nullopt for anything else.

@@ -225,6 +225,24 @@ TEST_F(FaultsTest, FullServerMakesClientsWaitAndRetriesAreBounded) {
   for (const std::string& error : errors) EXPECT_EQ(error, "");
 }
 
+// server_login_retry_ms 0 against a socket that refuses at once: the pool retries on the janitor's
+// turns instead of spinning inside one, so the loop (and the control socket) stay free.
+TEST_F(FaultsTest, ZeroRetryDelayNeverSpinsTheLoop) {
+  const harness::TempDir nowhere("sluice-nopg");
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .overrides = {{"databases",
+                                           {{"ghost",
+                                             {{"conninfo", "host=" + nowhere.path() + " port=5999"},
+                                              {"server_login_retry_ms", 0},
+                                              {"query_wait_timeout_ms", 500}}}}}}});
+  const auto started = Clock::now();
+  const PgConn ghost = harness::try_connect(sluiced.conninfo("ghost"));
+  EXPECT_EQ(PQstatus(ghost.get()), CONNECTION_BAD);
+  EXPECT_LT(Clock::now() - started, 3s) << PQerrorMessage(ghost.get());
+  EXPECT_EQ(ctltest::status(sluiced.control_socket())["state"], "running");
+  EXPECT_EQ(scalar(harness::connect(sluiced.conninfo(kDatabase)), "select 1"), "1");
+}
+
 // A refusal a direct login would get at once comes at once, in PostgreSQL's words; one that
 // persists past query_wait_timeout_ms comes then, in PostgreSQL's words too.
 TEST_F(FaultsTest, ClientsGetPostgresRefusalsAsPostgresWordsThem) {

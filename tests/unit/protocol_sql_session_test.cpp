@@ -1,0 +1,50 @@
+// What a query does to session state, as transaction pooling must know it: a miss lets a setting
+// or a role reach another client, a false hit costs a reset (settings) or refuses a harmless
+// query (role), so role cases are exact and settings cases err towards a reset.
+#include <gtest/gtest.h>
+
+#include "protocol/sql_commands.h"
+
+namespace sluice::protocol {
+namespace {
+
+using enum SqlSessionEffect;
+
+TEST(SqlSessionTest, PlainQueriesTouchNothing) {
+  EXPECT_EQ(find_sql_session_effect("SELECT abalance FROM pgbench_accounts WHERE aid = $1"), none);
+  EXPECT_EQ(find_sql_session_effect("UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2"),
+            none);
+  EXPECT_EQ(find_sql_session_effect("select 'set role x', \"reset\" from settings"), none);
+  EXPECT_EQ(find_sql_session_effect("BEGIN; SET LOCAL search_path = x; SET TRANSACTION READ ONLY; COMMIT"),
+            none);
+  EXPECT_EQ(find_sql_session_effect("set constraints all deferred"), none);
+  EXPECT_EQ(find_sql_session_effect(""), none);
+}
+
+TEST(SqlSessionTest, SessionSettingsNeedAReset) {
+  EXPECT_EQ(find_sql_session_effect("SET search_path = x"), settings);
+  EXPECT_EQ(find_sql_session_effect("set session search_path to x"), settings);
+  EXPECT_EQ(find_sql_session_effect("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"), settings);
+  EXPECT_EQ(find_sql_session_effect("select 1; Reset all"), settings);
+  EXPECT_EQ(find_sql_session_effect("select set_config('search_path', 'x', false)"), settings);
+  EXPECT_EQ(find_sql_session_effect("DISCARD ALL"), settings);
+  EXPECT_EQ(find_sql_session_effect("do $$ begin perform 1; end $$"), settings);
+  EXPECT_EQ(find_sql_session_effect("CALL my_procedure()"), settings);
+  EXPECT_EQ(find_sql_session_effect("load 'auto_explain'"), settings);
+  EXPECT_EQ(find_sql_session_effect("reset session authorization"), settings);
+  EXPECT_EQ(find_sql_session_effect("RESET ROLE"), settings);
+}
+
+TEST(SqlSessionTest, RoleChangesAreFound) {
+  EXPECT_EQ(find_sql_session_effect("SET ROLE low"), role);
+  EXPECT_EQ(find_sql_session_effect("set session role low"), role);
+  EXPECT_EQ(find_sql_session_effect("SET SESSION AUTHORIZATION low"), role);
+  EXPECT_EQ(find_sql_session_effect("select 1; set role low"), role);
+  EXPECT_EQ(find_sql_session_effect("select set_config('ROLE', 'low', false)"), role);
+  EXPECT_EQ(find_sql_session_effect("SELECT set_config ( 'session_authorization', 'low', true )"), role);
+  EXPECT_EQ(find_sql_session_effect("set local role low"), none);
+  EXPECT_EQ(find_sql_session_effect("/* set role low */ select 1"), none);
+}
+
+}  // namespace
+}  // namespace sluice::protocol
