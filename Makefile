@@ -7,7 +7,7 @@ PREFIX     ?= /usr/local
 # Keeps the output readable: the build below is itself make, one level down.
 MAKEFLAGS += --no-print-directory
 
-.PHONY: all deps build test run lint format clean install docker-check bench fuzz chaos
+.PHONY: all deps build test run lint format clean install docker-check bench fuzz chaos regress
 
 all: build
 
@@ -74,6 +74,11 @@ bench: build
 # The long run (about 5 minutes); `bash tests/chaos/run.sh --short` is the short one.
 chaos: build
 	bash tests/chaos/run.sh
+
+# PostgreSQL's regression suite directly and through sluiced (REGRESS_MODES, REGRESS_SCHEDULE);
+# prints the tests that differ and writes build/regress/summary.md.
+regress: build
+	bash scripts/regress.sh
 
 # libFuzzer targets built with clang in build-fuzz/; FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 600

@@ -228,7 +228,8 @@ void StatementRouter::close(const protocol::TargetMessage& message) {
 }
 
 bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse) {
-  switch (protocol::find_sql_session_effect(sql)) {
+  const auto commands = protocol::find_sql_commands(sql);
+  switch (commands.session) {
     case protocol::SqlSessionEffect::role:
       return refuse(request, sqlstate::kFeatureNotSupported,
                     "SET ROLE and SET SESSION AUTHORIZATION are not supported in transaction pooling mode",
@@ -240,7 +241,7 @@ bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char reques
     case protocol::SqlSessionEffect::none:
       break;
   }
-  const auto use = protocol::find_sql_prepared_use(sql);
+  const auto& use = commands.prepared;
   switch (use.command) {
     case protocol::SqlPreparedCommand::deallocate:
       if (unnamed_parse) {

@@ -361,6 +361,39 @@ bool word_at(std::string_view sql, std::size_t at, std::string_view lower_word) 
   return true;
 }
 
+// A session word (find_sql_session_effect) opening the statement that starts at `from`, or a
+// comment there (left to the lexer).
+bool session_word_opens(std::string_view sql, std::size_t from) {
+  while (from < sql.size() && is_space(sql[from])) ++from;
+  if (from == sql.size()) return false;
+  switch (static_cast<char>(sql[from] | 0x20)) {
+    case 's':
+      return word_at(sql, from, "set");
+    case 'r':
+      return word_at(sql, from, "reset");
+    case 'd':
+      return word_at(sql, from, "discard") || word_at(sql, from, "do");
+    case 'c':
+      return word_at(sql, from, "call");
+    case 'l':
+      return word_at(sql, from, "load");
+    case '-':
+    case '/':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// set_config, whose '_' is at `underscore`.
+bool set_config_at(std::string_view sql, std::size_t underscore) {
+  constexpr std::string_view kSetConfig = "set_config";
+  if (underscore < 3 || sql.size() - (underscore - 3) < kSetConfig.size()) return false;
+  const std::string_view candidate = sql.substr(underscore - 3, kSetConfig.size());
+  return std::equal(candidate.begin(), candidate.end(), kSetConfig.begin(),
+                    [](char written, char wanted) { return ascii_lower(written) == wanted; });
+}
+
 // The first letters of the words below, either case: one table load a byte.
 constexpr std::array<bool, 256> kCommandWordInitials = [] {
   std::array<bool, 256> initials{};
@@ -388,10 +421,22 @@ bool mentions_prepared_command_word(std::string_view sql) {
   return false;
 }
 
-}  // namespace
+// Every session effect is set_config (found by its '_', rare in SQL text) or a word opening a
+// statement (the string's start, or after a ';'). memchr does the walking: a plain query costs
+// a few dozen instructions, not a look at every byte.
+bool mentions_session_word(std::string_view sql) {
+  for (std::size_t at = sql.find('_'); at != std::string_view::npos; at = sql.find('_', at + 1)) {
+    if (set_config_at(sql, at)) return true;
+  }
+  if (session_word_opens(sql, 0)) return true;
+  for (std::size_t semicolon = sql.find(';'); semicolon != std::string_view::npos;
+       semicolon = sql.find(';', semicolon + 1)) {
+    if (session_word_opens(sql, semicolon + 1)) return true;
+  }
+  return false;
+}
 
-SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
-  if (!mentions_prepared_command_word(sql)) return {};
+SqlPreparedUse prepared_use(std::string_view sql) {
   Lexer lexer(sql);
   StatementClassifier statement;
   SqlPreparedUse last_reset;  // the latest DEALLOCATE ALL or DISCARD ALL
@@ -406,40 +451,6 @@ SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
   }
 }
 
-namespace {
-
-// The words find_sql_session_effect looks for start with these: one table load a byte.
-constexpr std::array<bool, 256> kSessionWordInitials = [] {
-  std::array<bool, 256> initials{};
-  for (const char c : {'s', 'S', 'r', 'R', 'd', 'D', 'c', 'C', 'l', 'L'})
-    initials[static_cast<unsigned char>(c)] = true;
-  return initials;
-}();
-
-bool mentions_session_word(std::string_view sql) {
-  for (std::size_t i = 0; i < sql.size(); ++i) {
-    if (!kSessionWordInitials[static_cast<unsigned char>(sql[i])]) continue;
-    switch (static_cast<char>(sql[i] | 0x20)) {
-      case 's':
-        if (word_at(sql, i, "set")) return true;
-        break;
-      case 'r':
-        if (word_at(sql, i, "reset")) return true;
-        break;
-      case 'd':
-        if (word_at(sql, i, "discard") || word_at(sql, i, "do")) return true;
-        break;
-      case 'c':
-        if (word_at(sql, i, "call")) return true;
-        break;
-      default:
-        if (word_at(sql, i, "load")) return true;
-        break;
-    }
-  }
-  return false;
-}
-
 // 'role' or 'session_authorization', as set_config's first argument.
 bool names_role_setting(const Token& token) {
   if (token.kind != TokenKind::string_literal) return false;
@@ -448,10 +459,7 @@ bool names_role_setting(const Token& token) {
   return name == "'role'" || name == "'session_authorization'";
 }
 
-}  // namespace
-
-SqlSessionEffect find_sql_session_effect(std::string_view sql) {
-  if (!mentions_session_word(sql)) return SqlSessionEffect::none;
+SqlSessionEffect session_effect(std::string_view sql) {
   Lexer lexer(sql);
   SqlSessionEffect effect = SqlSessionEffect::none;
   std::size_t position = 0;  // of the token in its statement
@@ -490,6 +498,20 @@ SqlSessionEffect find_sql_session_effect(std::string_view sql) {
     }
   }
   return effect;
+}
+
+}  // namespace
+
+SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
+  return mentions_prepared_command_word(sql) ? prepared_use(sql) : SqlPreparedUse{};
+}
+
+SqlSessionEffect find_sql_session_effect(std::string_view sql) {
+  return mentions_session_word(sql) ? session_effect(sql) : SqlSessionEffect::none;
+}
+
+SqlCommands find_sql_commands(std::string_view sql) {
+  return {.prepared = find_sql_prepared_use(sql), .session = find_sql_session_effect(sql)};
 }
 
 namespace {

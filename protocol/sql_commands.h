@@ -47,6 +47,13 @@ enum class SqlSessionEffect {
 // end with their transaction and count as none. Lexed as find_sql_prepared_use does.
 SqlSessionEffect find_sql_session_effect(std::string_view sql);
 
+// Both, with one look at the string (what the statement router asks of every query).
+struct SqlCommands {
+  SqlPreparedUse prepared;
+  SqlSessionEffect session = SqlSessionEffect::none;
+};
+SqlCommands find_sql_commands(std::string_view sql);
+
 // The statement name when `sql` is only DEALLOCATE [PREPARE] <name> (a trailing semicolon aside),
 // as PostgreSQL reads it: an unquoted name folds ASCII letters to lower case, a quoted one keeps
 // its case with "" standing for ". nullopt for anything else.

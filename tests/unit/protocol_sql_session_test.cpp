@@ -19,6 +19,7 @@ TEST(SqlSessionTest, PlainQueriesTouchNothing) {
             none);
   EXPECT_EQ(find_sql_session_effect("set constraints all deferred"), none);
   EXPECT_EQ(find_sql_session_effect(""), none);
+  EXPECT_EQ(find_sql_session_effect(";;; select 1;"), none);
 }
 
 TEST(SqlSessionTest, SessionSettingsNeedAReset) {
