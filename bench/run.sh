@@ -82,8 +82,7 @@ cleanup() {
   stop_pid "$teardown_pid" INT
   stop_pid "$workers_pid" INT
   stop_pid "$pgbouncer_pid" TERM # SIGTERM: PgBouncer's immediate shutdown
-  "$root/scripts/pg-throwaway.sh" stop "$pg_dir" >/dev/null 2>&1 ||
-    { as_postgres "$(pg_bindir)/pg_ctl" stop -D "$pg_dir/data" -m immediate >/dev/null 2>&1 || true; rm -rf -- "$pg_dir"; }
+  pg_discard "$pg_dir"
   rm -rf -- "$work"
 }
 trap cleanup EXIT

@@ -86,7 +86,7 @@ pg_dir='' sluiced_pid=''
 # shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
   stop_pid "$sluiced_pid" INT
-  [[ -z $pg_dir ]] || "$root/scripts/pg-throwaway.sh" stop "$pg_dir" >/dev/null 2>&1 || true
+  pg_discard "$pg_dir"
   rm -rf -- "$work"
 }
 trap cleanup EXIT
@@ -143,7 +143,7 @@ JSON
     stop_pid "$sluiced_pid" TERM
     sluiced_pid=''
   fi
-  "$root/scripts/pg-throwaway.sh" stop "$pg_dir" >/dev/null 2>&1 || true
+  pg_discard "$pg_dir"
   pg_dir=''
   say "$mode: $(grep -Eo '([0-9]+ of [0-9]+ tests failed|All [0-9]+ tests passed)' "$out/$mode/pg_regress.out" | head -n 1)"
 }

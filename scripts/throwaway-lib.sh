@@ -24,6 +24,15 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# Stops the throwaway cluster in DIR and removes DIR, with an immediate shutdown when the fast one
+# fails (pg-throwaway.sh removes only what it created). Usage: pg_discard DIR
+pg_discard() {
+  local dir=$1
+  [[ -n $dir ]] || return 0
+  "$(dirname "${BASH_SOURCE[0]}")/pg-throwaway.sh" stop "$dir" >/dev/null 2>&1 ||
+    { as_postgres "$(pg_bindir)/pg_ctl" stop -D "$dir/data" -m immediate >/dev/null 2>&1 || true; rm -rf -- "$dir"; }
+}
+
 # ALTER SYSTEM (the SQL on stdin), then a restart: pg-throwaway.sh takes no extra settings.
 # Usage: pg_reconfigure DIR PORT <<SQL ... SQL
 pg_reconfigure() {

@@ -107,8 +107,7 @@ cleanup() {
     kill -CONT "$postmaster" 2>/dev/null || true
     for pid in $(pgrep -P "$postmaster" || true); do kill -CONT "$pid" 2>/dev/null || true; done
   fi
-  "$root/scripts/pg-throwaway.sh" stop "$pg_dir" >/dev/null 2>&1 ||
-    { as_postgres "$(pg_bindir)/pg_ctl" stop -D "$pg_dir/data" -m immediate >/dev/null 2>&1 || true; rm -rf -- "$pg_dir"; }
+  pg_discard "$pg_dir"
   rm -rf -- "$work"
 }
 trap cleanup EXIT
