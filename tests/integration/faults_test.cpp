@@ -29,6 +29,7 @@ namespace {
 using harness::PgConn;
 using harness::scalar;
 using harness::wait_until;
+using scope_test::count_of;
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
@@ -86,13 +87,6 @@ int pool_waiting(const harness::Sluiced& sluiced) {
   int waiting = 0;
   for (const json& row : pools["pools"]) waiting += row["clients"]["waiting"].get<int>();
   return waiting;
-}
-
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (std::size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
-    ++count;
-  return count;
 }
 
 // What libpq says of a refused login, without the part naming the socket (which differs).

@@ -25,6 +25,7 @@ using harness::PgConn;
 using harness::PgResult;
 using harness::scalar;
 using harness::wait_until;
+using scope_test::count_of;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
 using Clock = std::chrono::steady_clock;
@@ -57,13 +58,6 @@ void send_raw_cancel(const std::string& socket_path, std::uint32_t process_id, s
   }
   close(fd);
   EXPECT_TRUE(closed) << "sluiced did not close the cancel connection";
-}
-
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t count = 0;
-  for (std::size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1))
-    ++count;
-  return count;
 }
 
 class ScopeCancelTest : public ::testing::Test {

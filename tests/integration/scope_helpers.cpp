@@ -332,4 +332,10 @@ bool connection_closed(PGconn* conn) {
   return !open || PQstatus(conn) == CONNECTION_BAD;
 }
 
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t count = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++count;
+  return count;
+}
+
 }  // namespace scope_test

@@ -143,4 +143,7 @@ class OnExit {
 // Reads whatever the server sent without blocking; true once the connection is closed.
 bool connection_closed(PGconn* conn);
 
+// How often `needle` occurs in `text` (log lines, say); overlapping occurrences count.
+std::size_t count_of(const std::string& text, const std::string& needle);
+
 }  // namespace scope_test

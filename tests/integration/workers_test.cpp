@@ -15,12 +15,14 @@
 
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/scope_helpers.h"
 
 namespace {
 
 using harness::PgConn;
 using harness::scalar;
 using nlohmann::json;
+using scope_test::count_of;
 using namespace std::chrono_literals;
 
 harness::PoolOptions two_workers(int pool_size) {
@@ -29,12 +31,6 @@ harness::PoolOptions two_workers(int pool_size) {
 
 json control(const harness::Sluiced& sluiced, const std::string& command) {
   return ctltest::control(sluiced.control_socket(), {{"cmd", command}});
-}
-
-std::size_t count_of(const std::string& text, const std::string& what) {
-  std::size_t count = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++count;
-  return count;
 }
 
 // Writes `config`, reloads through the control socket and waits until the log says it applied.
