@@ -136,6 +136,8 @@ bool Pool::take_idle_from_sibling() {
   return true;
 }
 
+// After a failure (which may come before connect() returns) one connect probes at a time,
+// once per server_login_retry_ms: a refusing server is not asked once per waiter.
 bool Pool::can_launch_now() const {
   if (paused_ || total_servers() >= size_limit()) return false;
   return !connect_failure_ || (connecting_.empty() && Clock::now() >= next_connect_at_);
@@ -227,12 +229,7 @@ std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t
 }
 
 void Pool::launch_connections() {
-  if (paused_) return;
-  while (waiters_.size() > connecting_.size()) {
-    // After a failure (which may come before connect() returns) one connect probes at a
-    // time, once per server_login_retry_ms: a refusing server is not asked once per waiter.
-    if (connect_failure_ && (!connecting_.empty() || Clock::now() < next_connect_at_)) return;
-    if (total_servers() >= size_limit()) return;
+  while (waiters_.size() > connecting_.size() && can_launch_now()) {
     if (budget_->servers >= size_limit() && !take_idle_from_sibling()) return;
     ++budget_->servers;
     auto owned = std::make_unique<ServerConnection>(
