@@ -64,6 +64,7 @@ void ClientSession::close(std::string_view reason) {
     wait_ticket_.reset();
   }
   if (scope_) scope_.end(reason, !scanner_.at_boundary());
+  if (capture_) capture_->receiver = nullptr;
   if (pool_ != nullptr) pool_->client_left();
   set_state(ClientState::closing);
   net::PollSocket::close_when_flushed(std::move(socket_));
@@ -212,6 +213,7 @@ void ClientSession::read_client() {
 // The pool may grant or fail before acquire returns (both callbacks run
 // inside it); only a waiter still queued keeps its ticket.
 void ClientSession::ask_for_scope() {
+  if (capture_) return;  // asked again once its settings are read
   auto ticket = pool_->acquire(*this, id_);
   if (ticket && !scope_ && state_ != ClientState::closing) wait_ticket_ = ticket;
 }
@@ -239,6 +241,22 @@ void ClientSession::on_scope_granted(pool::Scope scope) {
   held.swap(held_);
   socket_->set_reading(true);
   forward_to_server(protocol::as_bytes(held));
+}
+
+void ClientSession::on_settings_captured(std::optional<pool::SessionSettings> settings,
+                                         const std::string& why_not) {
+  capture_.reset();
+  if (!settings) {
+    return fail(sqlstate::kConnectionFailure,
+                "this session's settings were lost with its server connection: " + why_not);
+  }
+  if (*settings != settings_) {
+    settings_ = std::move(*settings);
+    settings_restore_.clear();
+    if (!settings_.empty())
+      protocol::append_query(settings_restore_, pool::apply_session_settings_query(settings_));
+  }
+  if (state_ == ClientState::waiting && !scope_ && !wait_ticket_) ask_for_scope();
 }
 
 void ClientSession::on_scope_failed(const char* sqlstate, const std::string& message) {
@@ -279,6 +297,9 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   if (!router_ && server.tracks_statements())
     router_ = std::make_unique<StatementRouter>(pool_->statement_registry());
   StatementRouter* router = server.tracks_statements() ? router_.get() : nullptr;
+  // The client's settings go first: replies are owed in the order requests are sent.
+  const bool restore = !settings_restore_.empty() && !server.carries_client_settings();
+  if (restore) server.note_settings_restore();
   if (router != nullptr) router->begin_chunk(chunk, server);
   std::optional<protocol::MessageEvent> stop;  // Terminate, or a type no client may send
   const auto result = scanner_.scan(chunk, [&](const protocol::MessageEvent& event) {
@@ -302,7 +323,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   if (!stop) {
     const protocol::Bytes out =
         router != nullptr ? router->finish_chunk(chunk.size(), scanner_.pending_header_bytes()) : chunk;
-    if (!out.empty() && !server.send(out)) return server_write_failed();
+    if (!send_to_server(server, out, restore)) return server_write_failed();
     if (router != nullptr) {
       server.deliver_ready_replies();
       if (state_ == ClientState::closing) return;
@@ -317,15 +338,23 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   // sent its first bytes, leaving the server mid-message.
   if (stop->start == protocol::MessageEvent::kEarlier) {
     scope_.end("client stopped inside a message", /*client_mid_message=*/true);
-  } else if (stop->start > 0) {
+  } else {
     const protocol::Bytes before =
         router != nullptr ? router->finish_chunk(stop->start, 0) : chunk.first(stop->start);
-    if (!server.send(before)) return server_write_failed();
+    if (!send_to_server(server, before, restore)) return server_write_failed();
   }
   if (stop->type == 'X') return close("client terminated");
   if (scope_) scope_.end("client sent an invalid message type");
   fail(sqlstate::kProtocolViolation,
        "invalid frontend message type " + std::to_string(static_cast<unsigned char>(stop->type)));
+}
+
+// One write, so the server reads the settings and the client's first message together.
+bool ClientSession::send_to_server(pool::ServerConnection& server, protocol::Bytes bytes, bool restore) {
+  if (!restore) return bytes.empty() || server.send(bytes);
+  std::string both = settings_restore_;
+  both.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return server.send(protocol::as_bytes(both));
 }
 
 void ClientSession::on_server_drained() {
@@ -346,6 +375,11 @@ void ClientSession::on_server_ready() {
   if (!scanner_.at_boundary()) return;
   if (worker_.draining()) return leave_for_drain();
   if (session_mode_) return;
+  pool::ServerConnection& server = scope_.server();
+  if (server.session_changed() || !server.tracks_statements()) {
+    capture_ = std::make_shared<pool::SettingsCapture>(pool::SettingsCapture{this});
+    server.capture_settings_for(capture_);
+  }
   scope_.end("transaction complete");
   if (router_) router_->release_memory();
   set_state(ClientState::idle);
@@ -422,6 +456,13 @@ bool ClientSession::force_close_for_drain() {
 // The server went away between our reads: the client hears it as a lost
 // server, exactly as when the loss is noticed on the read side.
 void ClientSession::server_write_failed() { on_server_lost("could not send to the server"); }
+
+void ClientSession::on_settings_refused(const protocol::ErrorFields& error) {
+  const protocol::ErrorFields refusal = error;  // the server's copy goes with the scope
+  scope_.discard("PostgreSQL refused the client's session settings: " + refusal.describe());
+  fail(refusal.sqlstate.c_str(),
+       "could not restore this session's settings on a server connection: " + refusal.message);
+}
 
 void ClientSession::on_server_lost(const std::string& reason) {
   scope_.discard(reason);

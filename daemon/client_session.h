@@ -33,7 +33,10 @@ enum class ClientState {
 };
 std::string_view client_state_name(ClientState state);
 
-class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::ServerUser {
+class ClientSession final : net::PollSocket::Handler,
+                            pool::ScopeWaiter,
+                            pool::ServerUser,
+                            pool::SettingsReceiver {
  public:
   using Clock = std::chrono::steady_clock;
 
@@ -67,6 +70,8 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   [[nodiscard]] std::size_t prepared_statement_count() const {
     return router_ ? router_->statement_count() : 0;
   }
+  // Transaction mode: what its SETs left in force beyond its startup settings.
+  [[nodiscard]] const pool::SessionSettings& session_settings() const { return settings_; }
 
   std::list<std::unique_ptr<ClientSession>>::iterator position;  // in its worker's client list
 
@@ -83,6 +88,10 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   void on_server_ready() override;
   void on_server_lost(const std::string& reason) override;
   void on_server_drained() override;
+  void on_settings_refused(const protocol::ErrorFields& error) override;
+  // pool::SettingsReceiver
+  void on_settings_captured(std::optional<pool::SessionSettings> settings,
+                            const std::string& why_not) override;
 
   void set_state(ClientState state);
   [[nodiscard]] bool at_transaction_boundary() const;
@@ -94,6 +103,8 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   void ask_for_scope();
   void hold(protocol::Bytes chunk);
   void forward_to_server(protocol::Bytes chunk);
+  // Sends the client's bytes, behind its settings when its server lacks them.
+  bool send_to_server(pool::ServerConnection& server, protocol::Bytes bytes, bool restore);
   void server_write_failed();
 
   Worker& worker_;
@@ -117,7 +128,12 @@ class ClientSession final : net::PollSocket::Handler, pool::ScopeWaiter, pool::S
   pool::Scope scope_;
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
   static constexpr std::size_t kMaxHeldBytes = std::size_t{64} * 1024;
-  std::string held_;                    // bytes read before a server was ours
+  std::string held_;  // bytes read before a server was ours
+  pool::SessionSettings settings_;
+  std::string settings_restore_;  // the Query that puts settings_ on a server
+  // Its last transaction may have changed its settings: until its server's
+  // release has read them, it does not ask for another.
+  std::shared_ptr<pool::SettingsCapture> capture_;
   std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
 };
 

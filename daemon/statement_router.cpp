@@ -229,18 +229,7 @@ void StatementRouter::close(const protocol::TargetMessage& message) {
 
 bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse) {
   const auto commands = protocol::find_sql_commands(sql);
-  switch (commands.session) {
-    case protocol::SqlSessionEffect::role:
-      return refuse(request, sqlstate::kFeatureNotSupported,
-                    "SET ROLE and SET SESSION AUTHORIZATION are not supported in transaction pooling mode",
-                    "The client's next transaction may run on another server connection, as its own role. "
-                    "Use SET LOCAL ROLE inside a transaction, or a session-mode pool.");
-    case protocol::SqlSessionEffect::settings:
-      server_->note_session_change();
-      break;
-    case protocol::SqlSessionEffect::none:
-      break;
-  }
+  if (commands.session == protocol::SqlSessionEffect::settings) server_->note_session_change();
   const auto& use = commands.prepared;
   switch (use.command) {
     case protocol::SqlPreparedCommand::deallocate:

@@ -199,6 +199,13 @@ json settings_json(const protocol::StartupSettings& settings) {
   return object;
 }
 
+// Startup settings, overridden by session ones (SET ROLE shows as "role").
+json client_settings_json(const ClientSession& client) {
+  json object = client.pool() != nullptr ? settings_json(client.pool()->key().settings) : json::object();
+  for (const auto& [name, value] : client.session_settings()) object[name] = value;
+  return object;
+}
+
 json pools_share(const Worker& worker) {
   const auto now = Clock::now();
   json pools = json::array();
@@ -255,9 +262,8 @@ json clients_share(const Worker& worker) {
         {"age_s", round3(seconds_since(client->connected_at(), now))},
         {"state_age_s", round3(seconds_since(client->state_since(), now))},
         {"prepared_statements", client->prepared_statement_count()},
-        // Its startup settings: the table shows how many, --json which.
-        {"settings",
-         client->pool() != nullptr ? settings_json(client->pool()->key().settings) : json::object()},
+        // Its startup settings and those its SETs left in force: the table shows how many, --json which.
+        {"settings", client_settings_json(*client)},
     });
   }
   return rows;

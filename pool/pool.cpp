@@ -282,7 +282,8 @@ bool Pool::return_to_idle(ServerConnection& server) {
   }
   server.detach();
   server.session_changed_ = false;  // reset on the way here when it was set
-  server.set_reading(true);         // an idle server that speaks or hangs up is closed
+  server.carries_client_settings_ = false;
+  server.set_reading(true);  // an idle server that speaks or hangs up is closed
   transition(server, ServerState::idle);
   close_idle_over_size();  // a clean release all the same: the pool was shrunk on reload
   return true;
@@ -341,8 +342,10 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   server.detach();
   const bool session_mode = database_.pool.pool_mode == config::PoolMode::session;
   // Session mode resets every session; transaction mode a server whose client may have changed
-  // session state, or all of them when no statement router reads the client's SQL.
-  const bool needs_reset = session_mode || server.session_changed() || !server.tracks_statements();
+  // session state or had its settings put on it, or all of them when no statement router reads
+  // the client's SQL.
+  const bool needs_reset = session_mode || server.session_changed() || server.carries_client_settings() ||
+                           server.capture_ || !server.tracks_statements();
 
   // The common case, once per transaction: clean and nothing to run. No plan, no allocation.
   if (!force_discard && !client_mid_message && server.idle_clean() && !needs_reset &&
@@ -358,6 +361,10 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   plan.client_id = client_id;
   plan.reason = std::string(reason);
   if (needs_reset) plan.reset_query = reset_query_for(session_mode);
+  plan.capture = std::move(server.capture_);
+  // Proven where sluiced cannot know what the reset undoes: a client's own SETs, a whole session.
+  // Settings sluiced restored itself are undone by the reset alone (its reply proves it ran).
+  plan.prove_reset = needs_reset && (session_mode || plan.capture != nullptr || server.session_changed());
   if (force_discard || client_mid_message) {
     if (client_mid_message) plan.reason += " (client stopped mid-message)";
     server.plan_ = std::move(plan);
@@ -397,6 +404,8 @@ void Pool::teardown_finished(ServerConnection& server, bool ok, const std::strin
 void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const std::string& reason) {
   const auto started_at = server.plan_.started_at;
   const std::uint64_t client_id = server.plan_.client_id;
+  const auto capture = std::move(server.plan_.capture);
+  auto captured = std::move(server.captured_settings_);
   std::string why = reason;
   if (outcome == ScopeOutcome::discard) {
     close_server(server, reason);
@@ -406,6 +415,9 @@ void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const
   }
   record_release(outcome, started_at, client_id, why);
   serve_waiters();
+  // Last: the client may ask for a server at once.
+  if (capture && capture->receiver != nullptr)
+    capture->receiver->on_settings_captured(std::move(captured), why);
 }
 
 void Pool::record_release(ScopeOutcome outcome, Clock::time_point started_at, std::uint64_t client_id,

@@ -127,7 +127,9 @@ void ReplyLedger::take_due_answers(std::string& due) {
 }
 
 void ReplyLedger::abandon() {
-  if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty()) return editor_.release_memory();
+  if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty() && !settings_refusal_) {
+    return editor_.release_memory();
+  }
   bool touched_statements = false;
   for (std::size_t i = head_; i < slots_.size(); ++i) {
     const PendingKind kind = slots_[i].kind;
@@ -140,6 +142,10 @@ void ReplyLedger::abandon() {
   head_ = 0;
   skipping_until_sync_ = false;
   ready_.clear();
+  restore_failed_ = false;
+  settings_refusal_.reset();
+  gathering_refusal_ = false;
+  std::string().swap(refusal_bytes_);
   editor_.release_held(false);
   carry_ = 0;
   after_carry_.clear();
@@ -151,6 +157,11 @@ void ReplyLedger::begin_chunk(protocol::Bytes chunk) {
   if (carry_ == 0) return;
   const std::size_t rest = static_cast<std::size_t>(std::min<std::uint64_t>(carry_, chunk.size()));
   carry_ -= rest;
+  if (gathering_refusal_) {
+    refusal_bytes_ += editor_.text(0, rest);
+    gathering_refusal_ = carry_ > 0;
+    if (!gathering_refusal_) read_refusal();
+  }
   if (carry_dropped_) {
     editor_.drop_to(rest);
   } else {
@@ -168,6 +179,30 @@ void ReplyLedger::on_error_response() {
   skip_until_sync();
 }
 
+bool ReplyLedger::on_restore_reply(const protocol::MessageEvent& event, std::string& after) {
+  if (event.type == 'E' && !restore_failed_) {
+    // PostgreSQL's words for the client: gathered whole, however the stream is cut.
+    restore_failed_ = true;
+    const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
+    refusal_bytes_ = began_earlier ? editor_.held() : std::string();
+    refusal_bytes_ +=
+        editor_.text(began_earlier ? 0 : event.start, event.complete() ? event.end : editor_.size());
+    gathering_refusal_ = !event.complete();
+    if (!gathering_refusal_) read_refusal();
+  } else if (event.type == 'Z') {
+    restore_failed_ = false;
+    pop();
+    take_due_answers(after);
+  }
+  return true;
+}
+
+void ReplyLedger::read_refusal() {
+  const auto error = protocol::read_error_fields(protocol::as_bytes(refusal_bytes_));
+  settings_refusal_ = error ? *error : protocol::ErrorFields{"ERROR", "XX000", "(unreadable error)"};
+  std::string().swap(refusal_bytes_);
+}
+
 void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
   const std::size_t end = event.complete() ? event.end : editor_.size();
@@ -176,7 +211,11 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   bool drop = false;
   std::string replacement;
   std::string after;
-  if (!empty() && !is_asynchronous(event.type)) {
+  if (settings_refusal_ && !restore_failed_) {
+    drop = true;  // what the client's statements got in the failed block
+  } else if (!empty() && front().kind == PendingKind::settings_restore) {
+    drop = on_restore_reply(event, after);
+  } else if (!empty() && !is_asynchronous(event.type)) {
     const Slot head = front();
     if (event.type == 'E') {
       if (head.kind == PendingKind::refused && !details_.front().reply.empty()) {

@@ -12,11 +12,13 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "pool/prepared_statements.h"
 #include "protocol/chunk_editor.h"
+#include "protocol/error_fields.h"
 #include "protocol/message_scanner.h"
 
 namespace sluice::pool {
@@ -28,6 +30,9 @@ enum class PendingKind : std::uint8_t {
   injected_close,  // sluiced's Close of an evicted statement: CloseComplete dropped
   answered,        // the client's Parse or Close answered by sluiced: `reply` goes in its place
   refused,         // a request sent to fail: its ErrorResponse is replaced by `reply`
+  // sluiced's Query putting the client's session settings on the server: every
+  // reply dropped; should it fail, so is everything after it (see settings_refusal).
+  settings_restore,
 };
 
 struct PendingReply {
@@ -73,6 +78,12 @@ class ReplyLedger {
   protocol::Bytes finish_chunk(std::size_t partial_header_bytes);
 
   [[nodiscard]] bool empty() const { return head_ == slots_.size(); }
+  // PostgreSQL refused the client's settings (nullopt until then): the client's
+  // statements behind them failed in the block the restore left open, and
+  // their replies are not shown.
+  [[nodiscard]] const std::optional<protocol::ErrorFields>& settings_refusal() const {
+    return settings_refusal_;
+  }
   // The scope ends: whatever is still owed is given up. If any of it could
   // have changed the server's statements, the cache starts a new generation.
   void abandon();
@@ -93,6 +104,9 @@ class ReplyLedger {
   void skip_until_sync();
   void take_due_answers(std::string& due);
   void on_error_response();
+  // A reply to a settings_restore at the head: true when it is dropped.
+  bool on_restore_reply(const protocol::MessageEvent& event, std::string& after);
+  void read_refusal();
 
   ServerStatementCache& cache_;
   std::vector<Slot> slots_;  // a queue: [head_, size)
@@ -100,6 +114,10 @@ class ReplyLedger {
   std::deque<PendingReply> details_;
   bool skipping_until_sync_ = false;  // an error came before the client's Sync was sent
   std::string ready_;                 // answers due with nothing owed before them
+  bool restore_failed_ = false;       // the settings_restore at the head saw an error
+  std::optional<protocol::ErrorFields> settings_refusal_;
+  std::string refusal_bytes_;  // its ErrorResponse, gathered across chunks
+  bool gathering_refusal_ = false;
 
   protocol::ChunkEditor editor_;  // the chunk being filtered
   // The message that continues past the chunk: bytes still to come, whether

@@ -10,6 +10,7 @@
 #include "pool/pool.h"
 #include "protocol/backend_messages.h"
 #include "protocol/error_fields.h"
+#include "protocol/query_replies.h"
 
 namespace sluice::pool {
 namespace {
@@ -57,7 +58,8 @@ ServerConnection::ServerConnection(Pool& pool, std::uint64_t id)
       scanner_(static_cast<std::uint32_t>(pool.message_max())),
       statements_(static_cast<std::size_t>(pool.settings().max_prepared_statements)),
       tracks_statements_(pool.settings().pool_mode == config::PoolMode::transaction &&
-                         pool.settings().max_prepared_statements > 0) {}
+                         pool.settings().max_prepared_statements > 0),
+      filters_replies_(tracks_statements_) {}
 
 ServerConnection::~ServerConnection() {
   *self_ = nullptr;
@@ -130,6 +132,7 @@ void ServerConnection::connect_ready() {
   close_connect_poll();
   PQsetnonblocking(conn_, 1);
   backend_pid_ = PQbackendPID(conn_);
+  login_user_ = PQuser(conn_);
   for (const char* name : kReportedParameters) {
     if (const char* value = PQparameterStatus(conn_, name)) parameters_.emplace_back(name, value);
   }
@@ -167,6 +170,14 @@ void ServerConnection::attach(ServerUser* user) {
 void ServerConnection::detach() {
   user_ = nullptr;
   ledger_.abandon();
+  filters_replies_ = tracks_statements_;
+}
+
+void ServerConnection::note_settings_restore() {
+  ledger_.expect(pending_reply(PendingKind::settings_restore, 'Q'));
+  note_frontend_message('Q');
+  carries_client_settings_ = true;
+  filters_replies_ = true;
 }
 
 void ServerConnection::expect_reply(PendingReply entry) { ledger_.expect(std::move(entry)); }
@@ -227,7 +238,7 @@ bool ServerConnection::track(const protocol::MessageEvent& event) {
       break;
     case 'E':
       copy_in_ = false;
-      if (state_ == ServerState::resetting && step_ != TeardownStep::draining) step_failed_ = true;
+      if (state_ == ServerState::resetting && step_ == TeardownStep::rolling_back) step_failed_ = true;
       break;
     default:
       break;
@@ -246,7 +257,7 @@ void ServerConnection::read_server() {
 
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   if (state_ == ServerState::idle) return idle_server_spoke(chunk);
-  const bool filtering = tracks_statements_ && state_ == ServerState::active && user_ != nullptr;
+  const bool filtering = filters_replies_ && state_ == ServerState::active && user_ != nullptr;
   if (filtering) ledger_.begin_chunk(chunk);
   const auto result = scanner_.scan(chunk, [this, filtering](const protocol::MessageEvent& e) {
     if (filtering) ledger_.on_message(e);
@@ -258,10 +269,15 @@ void ServerConnection::read_server() {
     const protocol::Bytes for_client =
         filtering ? ledger_.finish_chunk(scanner_.pending_header_bytes()) : chunk;
     if (!for_client.empty()) user_->on_server_data(for_client);
+    if (filtering && ledger_.settings_refusal() && user_ != nullptr) {
+      return user_->on_settings_refused(*ledger_.settings_refusal());
+    }
     if (state_ == ServerState::active && user_ != nullptr && idle_clean() && scanner_.at_boundary()) {
       user_->on_server_ready();
     }
   } else if (state_ == ServerState::resetting) {
+    if (step_ == TeardownStep::resetting)
+      reset_replies_.append(reinterpret_cast<const char*>(chunk.data()), chunk.size());
     teardown_advance();
   }
 }
@@ -310,6 +326,7 @@ void ServerConnection::begin_teardown(TeardownPlan plan) {
   step_ = TeardownStep::draining;
   step_failed_ = false;
   reset_done_ = false;
+  captured_settings_.reset();
   socket_->set_reading(true);
   // Bring the server to a point where it owes exactly one ReadyForQuery per
   // request: abort an open COPY, close an unsynced extended-protocol batch.
@@ -340,18 +357,58 @@ void ServerConnection::teardown_advance() {
   if (step_failed_) {
     return pool_.teardown_finished(*this, false, "server reported an error during teardown");
   }
-  if (transaction_status_ != 'I') return teardown_send("ROLLBACK", TeardownStep::rolling_back);
-  if (!plan_.reset_query.empty() && !reset_done_) {
-    reset_done_ = true;
-    return teardown_send(plan_.reset_query, TeardownStep::resetting);
+  if (transaction_status_ != 'I') return send_rollback();
+  if (!plan_.reset_query.empty() && !reset_done_) return send_reset();
+  if (reset_done_) {
+    if (const auto problem = check_reset_replies()) return pool_.teardown_finished(*this, false, *problem);
   }
   pool_.teardown_finished(*this, true, "");
 }
 
-void ServerConnection::teardown_send(std::string_view sql, TeardownStep step) {
-  step_ = step;
+// In one write: the client's settings read (when it carries on), the reset,
+// and, when the plan asks, the same read again, which must find nothing left.
+void ServerConnection::send_reset() {
+  reset_done_ = true;
+  step_ = TeardownStep::resetting;
+  reset_replies_.clear();
+  std::string queries;
+  if (plan_.capture) protocol::append_query(queries, kSessionSettingsQuery);
+  protocol::append_query(queries, plan_.reset_query);
+  if (plan_.prove_reset) protocol::append_query(queries, kSessionSettingsQuery);
+  replies_outstanding_ += static_cast<int>(reset_reply_count());
+  if (!socket_->write(queries)) lost("cannot write to server");
+}
+
+std::size_t ServerConnection::reset_reply_count() const {
+  return 1 + (plan_.capture ? 1 : 0) + (plan_.prove_reset ? 1 : 0);
+}
+
+std::optional<std::string> ServerConnection::check_reset_replies() {
+  const auto replies = protocol::read_query_replies(protocol::as_bytes(reset_replies_));
+  std::string().swap(reset_replies_);
+  if (!replies || replies->size() != reset_reply_count()) return "the reset's replies could not be read";
+  std::size_t next = 0;
+  if (plan_.capture) {
+    const protocol::QueryReply& read = (*replies)[next++];
+    if (read.error) return "reading the client's settings failed: " + read.error->describe();
+    captured_settings_ = read_session_settings(read, login_user_);
+    if (!captured_settings_) return "the client's settings could not be read";
+  }
+  const protocol::QueryReply& reset = (*replies)[next++];
+  if (reset.error) return "reset failed: " + reset.error->describe();
+  if (!plan_.prove_reset) return std::nullopt;
+  const auto left = read_session_settings((*replies)[next], login_user_);
+  if (!left) return "the settings after the reset could not be read";
+  if (left->empty()) return std::nullopt;
+  std::string names;
+  for (const auto& setting : *left) names += (names.empty() ? "" : ", ") + setting.name;
+  return "settings still set after the reset: " + names;
+}
+
+void ServerConnection::send_rollback() {
+  step_ = TeardownStep::rolling_back;
   std::string query;
-  protocol::append_query(query, sql);
+  protocol::append_query(query, "ROLLBACK");
   ++replies_outstanding_;
   if (!socket_->write(query)) lost("cannot write to server");
 }

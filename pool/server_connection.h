@@ -22,6 +22,7 @@
 #include "pool/prepared_statements.h"
 #include "pool/reply_ledger.h"
 #include "pool/scope_outcome.h"
+#include "pool/session_settings.h"
 #include "protocol/message_scanner.h"
 
 namespace sluice::pool {
@@ -35,6 +36,9 @@ class ServerUser {
   virtual void on_server_ready() = 0;  // ReadyForQuery 'I' with nothing outstanding
   virtual void on_server_lost(const std::string& reason) = 0;
   virtual void on_server_drained() = 0;  // buffered client bytes reached the server
+  // PostgreSQL refused to restore the client's session settings: nothing the
+  // client sent behind them ran, and none of its replies are shown.
+  virtual void on_settings_refused(const protocol::ErrorFields& error) = 0;
 
  protected:
   ~ServerUser() = default;
@@ -55,7 +59,13 @@ using ServerParameters = std::vector<std::pair<std::string, std::string>>;
 struct TeardownPlan {
   ScopeOutcome outcome = ScopeOutcome::clean;
   bool send_cancel = false;  // a query may be running: CancelRequest first
-  std::string reset_query;   // session mode: run once at 'I' (empty: none)
+  // Run once at 'I' (empty: none).
+  std::string reset_query;
+  // Before the reset: the client's settings are read and handed to it.
+  std::shared_ptr<SettingsCapture> capture;
+  // After the reset, read again: the server must be back at its pool's
+  // baseline settings, role and session authorization, or it is closed.
+  bool prove_reset = false;
   // For telemetry and logs.
   std::chrono::steady_clock::time_point started_at{};
   std::uint64_t client_id = 0;
@@ -110,6 +120,14 @@ class ServerConnection final : net::PollSocket::Handler {
   // server is reset before it goes back to the pool.
   void note_session_change() { session_changed_ = true; }
   [[nodiscard]] bool session_changed() const { return session_changed_; }
+  // Transaction mode: the client's session settings go out ahead of its first
+  // message (the caller sends apply_session_settings_query's Query in the
+  // same write). Their replies are not shown; a refusal is told to the user.
+  void note_settings_restore();
+  // The server holds a client's settings: reset before it goes back to the pool.
+  [[nodiscard]] bool carries_client_settings() const { return carries_client_settings_; }
+  // The client carries on: its release reads its settings for it.
+  void capture_settings_for(std::shared_ptr<SettingsCapture> capture) { capture_ = std::move(capture); }
   // Stops I/O and closes the libpq connection now (sends Terminate).
   void close_connection();
 
@@ -141,10 +159,14 @@ class ServerConnection final : net::PollSocket::Handler {
   void lost(const std::string& reason);
   bool track(const protocol::MessageEvent& event);
   void teardown_advance();
-  void teardown_send(std::string_view sql, TeardownStep step);
+  void send_rollback();
   void send_cancel_request();
   void cancel_finished(CancelResult result, const std::string& detail);
   void idle_server_spoke(protocol::Bytes chunk);
+  void send_reset();
+  // After the reset's replies: why the server cannot go back (nullopt: it can).
+  std::optional<std::string> check_reset_replies();
+  [[nodiscard]] std::size_t reset_reply_count() const;
 
   Pool& pool_;
   std::uint64_t id_;
@@ -161,6 +183,7 @@ class ServerConnection final : net::PollSocket::Handler {
   net::PollSocket::Ptr socket_;
   int backend_pid_ = 0;
   ServerParameters parameters_;
+  std::string login_user_;  // its session authorization at the baseline
 
   ServerUser* user_ = nullptr;
   protocol::MessageScanner scanner_;
@@ -171,15 +194,20 @@ class ServerConnection final : net::PollSocket::Handler {
   ServerStatementCache statements_;
   ReplyLedger ledger_{statements_};
   bool tracks_statements_ = false;  // transaction mode with max_prepared_statements > 0
+  bool filters_replies_ = false;    // tracks statements, or restored settings this scope
 
   TeardownPlan plan_;
   TeardownStep step_ = TeardownStep::draining;
   std::optional<CancelKey> cancel_key_;    // read once connected
   std::unique_ptr<CancelRequest> cancel_;  // in flight
-  bool cancel_unproven_ = false;
-  bool session_changed_ = false;  // sent, delivery never confirmed: discard at release
+  bool cancel_unproven_ = false;           // sent, delivery never confirmed: discard at release
+  bool session_changed_ = false;
+  bool carries_client_settings_ = false;
+  std::shared_ptr<SettingsCapture> capture_;  // asked for this scope's release
   bool step_failed_ = false;
   bool reset_done_ = false;
+  std::string reset_replies_;  // everything the server answered the reset
+  std::optional<SessionSettings> captured_settings_;
 };
 
 }  // namespace sluice::pool

@@ -451,53 +451,29 @@ SqlPreparedUse prepared_use(std::string_view sql) {
   }
 }
 
-// 'role' or 'session_authorization', as set_config's first argument.
-bool names_role_setting(const Token& token) {
-  if (token.kind != TokenKind::string_literal) return false;
-  std::string name(token.text);
-  std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
-  return name == "'role'" || name == "'session_authorization'";
-}
-
 SqlSessionEffect session_effect(std::string_view sql) {
   Lexer lexer(sql);
-  SqlSessionEffect effect = SqlSessionEffect::none;
   std::size_t position = 0;  // of the token in its statement
   bool set_statement = false;
-  bool set_session = false;  // SET SESSION ...
   for (Token token = lexer.next(); token.kind != TokenKind::end; token = lexer.next()) {
     if (token.kind == TokenKind::semicolon) {
       position = 0;
       continue;
     }
     ++position;
-    if (is_keyword(token, "set_config")) {
-      const Token open = lexer.next();
-      if (open.kind == TokenKind::open_paren && names_role_setting(lexer.next()))
-        return SqlSessionEffect::role;
-      effect = SqlSessionEffect::settings;
-      if (open.kind == TokenKind::semicolon) position = 0;
-      continue;
-    }
+    if (is_keyword(token, "set_config")) return SqlSessionEffect::settings;
     if (position == 1) {
       set_statement = is_keyword(token, "set");
       if (is_keyword(token, "reset") || is_keyword(token, "discard") || is_keyword(token, "do") ||
           is_keyword(token, "call") || is_keyword(token, "load")) {
-        effect = SqlSessionEffect::settings;
+        return SqlSessionEffect::settings;
       }
-    } else if (position == 2 && set_statement) {
-      if (is_keyword(token, "role")) return SqlSessionEffect::role;
-      set_session = is_keyword(token, "session");
-      if (!is_keyword(token, "local") && !is_keyword(token, "transaction") &&
-          !is_keyword(token, "constraints")) {
-        effect = SqlSessionEffect::settings;
-      }
-    } else if (position == 3 && set_session &&
-               (is_keyword(token, "authorization") || is_keyword(token, "role"))) {
-      return SqlSessionEffect::role;
+    } else if (position == 2 && set_statement && !is_keyword(token, "local") &&
+               !is_keyword(token, "transaction") && !is_keyword(token, "constraints")) {
+      return SqlSessionEffect::settings;
     }
   }
-  return effect;
+  return SqlSessionEffect::none;
 }
 
 }  // namespace

@@ -35,15 +35,12 @@ SqlPreparedUse find_sql_prepared_use(std::string_view sql);
 // What a query string does to session state that transaction pooling must know of.
 enum class SqlSessionEffect {
   none,
-  // A session-level SET, RESET or DISCARD, set_config(), or code sluiced cannot see into (DO, CALL,
-  // LOAD): the server must be made session-clean before another client gets it.
+  // A session-level SET (SET ROLE and SET SESSION AUTHORIZATION too), RESET or DISCARD,
+  // set_config(), or code sluiced cannot see into (DO, CALL, LOAD): the client's settings are read
+  // back after its transaction, and the server is reset before another client gets it.
   settings,
-  // SET [SESSION] ROLE or SET SESSION AUTHORIZATION (not LOCAL), set_config('role' or
-  // 'session_authorization', ...): in transaction mode the client's next transaction would run as
-  // another role on another server, so these are refused.
-  role,
 };
-// The strongest effect of any statement in `sql`. SET LOCAL, SET TRANSACTION and SET CONSTRAINTS
+// Whether any statement in `sql` may change session state. SET LOCAL, SET TRANSACTION and SET CONSTRAINTS
 // end with their transaction and count as none. Lexed as find_sql_prepared_use does.
 SqlSessionEffect find_sql_session_effect(std::string_view sql);
 

@@ -54,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::size_t i = 0; i < kRequests; ++i) {
     const std::uint8_t op = data[1 + i];
     const char request = kRequestTypes[op % sizeof kRequestTypes];
-    const auto kind = static_cast<PendingKind>((op >> 4) % 6);
+    const auto kind = static_cast<PendingKind>((op >> 4) % 7);  // every PendingKind
     if (kind == PendingKind::forwarded) {
       ledger.expect_forwarded(request);
       continue;

@@ -49,18 +49,13 @@ struct Scenario {
   std::string client;                                               // what the client must see
 };
 
-// Feeds the server's bytes in the given pieces; returns ready replies first,
-// then everything filtered.
-std::string run(const Scenario& scenario, const std::vector<std::size_t>& cuts,
-                ServerStatementCache* cache_out = nullptr) {
-  ServerStatementCache cache(8);
-  ReplyLedger ledger(cache);
-  scenario.expect(ledger, cache);
-  std::string seen = ledger.take_ready();
+// Feeds `server` to the ledger in pieces cut at `cuts`; returns what it let through.
+std::string feed(ReplyLedger& ledger, const std::string& server, const std::vector<std::size_t>& cuts) {
+  std::string seen;
   protocol::MessageScanner scanner(1 << 20);
   std::size_t from = 0;
-  auto feed = [&](std::size_t to) {
-    const auto chunk = protocol::as_bytes(scenario.server).subspan(from, to - from);
+  auto piece = [&](std::size_t to) {
+    const auto chunk = protocol::as_bytes(server).subspan(from, to - from);
     ledger.begin_chunk(chunk);
     scanner.scan(chunk, [&](const protocol::MessageEvent& event) {
       ledger.on_message(event);
@@ -70,8 +65,19 @@ std::string run(const Scenario& scenario, const std::vector<std::size_t>& cuts,
     seen.append(reinterpret_cast<const char*>(out.data()), out.size());
     from = to;
   };
-  for (const std::size_t cut : cuts) feed(cut);
-  feed(scenario.server.size());
+  for (const std::size_t cut : cuts) piece(cut);
+  piece(server.size());
+  return seen;
+}
+
+// The scenario fed in the given pieces; returns ready replies first, then everything filtered.
+std::string run(const Scenario& scenario, const std::vector<std::size_t>& cuts,
+                ServerStatementCache* cache_out = nullptr) {
+  ServerStatementCache cache(8);
+  ReplyLedger ledger(cache);
+  scenario.expect(ledger, cache);
+  std::string seen = ledger.take_ready();
+  seen += feed(ledger, scenario.server, cuts);
   EXPECT_TRUE(ledger.empty());
   if (cache_out != nullptr) *cache_out = cache;
   return seen;
@@ -231,6 +237,44 @@ TEST(ReplyLedgerTest, AbandonStartsANewGenerationWhenStatementsWereInFlight) {
   EXPECT_TRUE(ledger.empty());
   EXPECT_EQ(cache.size(), 0U);
   EXPECT_EQ(cache.suffix(), "_g1");
+}
+
+}  // namespace
+}  // namespace sluice::pool
+
+namespace sluice::pool {
+namespace {
+
+const std::string kBeginDone = message('C', std::string("BEGIN\0", 6));
+const std::string kCommitDone = message('C', std::string("COMMIT\0", 7));
+const std::string kRowDescription = message('T', std::string("\0\0", 2));
+const std::string kEncoding = message('S', std::string("client_encoding\0LATIN1\0", 23));
+
+TEST(ReplyLedgerTest, SettingsRestoreRepliesAreNotShown) {
+  const std::string restore =
+      kBeginDone + kRowDescription + kRow + kSelectDone + kEncoding + kNotice + kCommitDone + ready('I');
+  expect_every_split({[](ReplyLedger& ledger, ServerStatementCache&) {
+                        ledger.expect(pending_reply(PendingKind::settings_restore, 'Q'));
+                        forwarded(ledger, "Q");
+                      },
+                      restore + kRow + kSelectDone + ready('I'), kRow + kSelectDone + ready('I')});
+}
+
+// A refused restore leaves its transaction block failed: the client's statements behind it fail
+// there, and none of it reaches the client; the refusal is kept for the client session to tell.
+TEST(ReplyLedgerTest, ARefusedSettingsRestoreHidesEverythingAfterIt) {
+  const std::string stream = kBeginDone + error("42501") + ready('E') + error("25P02") + ready('E');
+  for (std::size_t cut = 1; cut < stream.size(); ++cut) {
+    ServerStatementCache cache(8);
+    ReplyLedger ledger(cache);
+    ledger.expect(pending_reply(PendingKind::settings_restore, 'Q'));
+    forwarded(ledger, "Q");
+    EXPECT_EQ(feed(ledger, stream, {cut}), "") << "split at " << cut;
+    ASSERT_TRUE(ledger.settings_refusal()) << "split at " << cut;
+    EXPECT_EQ(ledger.settings_refusal()->sqlstate, "42501");
+    ledger.abandon();
+    EXPECT_FALSE(ledger.settings_refusal());
+  }
 }
 
 }  // namespace

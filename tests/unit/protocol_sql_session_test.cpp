@@ -1,6 +1,6 @@
-// What a query does to session state, as transaction pooling must know it: a miss lets a setting
-// or a role reach another client, a false hit costs a reset (settings) or refuses a harmless
-// query (role), so role cases are exact and settings cases err towards a reset.
+// What a query does to session state, as transaction pooling must know it: a miss leaves a
+// client's setting or role unread and on a server another client gets, a false hit costs a read
+// and a reset, so the cases err towards a hit.
 #include <gtest/gtest.h>
 
 #include "protocol/sql_commands.h"
@@ -37,12 +37,12 @@ TEST(SqlSessionTest, SessionSettingsNeedAReset) {
 }
 
 TEST(SqlSessionTest, RoleChangesAreFound) {
-  EXPECT_EQ(find_sql_session_effect("SET ROLE low"), role);
-  EXPECT_EQ(find_sql_session_effect("set session role low"), role);
-  EXPECT_EQ(find_sql_session_effect("SET SESSION AUTHORIZATION low"), role);
-  EXPECT_EQ(find_sql_session_effect("select 1; set role low"), role);
-  EXPECT_EQ(find_sql_session_effect("select set_config('ROLE', 'low', false)"), role);
-  EXPECT_EQ(find_sql_session_effect("SELECT set_config ( 'session_authorization', 'low', true )"), role);
+  EXPECT_EQ(find_sql_session_effect("SET ROLE low"), settings);
+  EXPECT_EQ(find_sql_session_effect("set session role low"), settings);
+  EXPECT_EQ(find_sql_session_effect("SET SESSION AUTHORIZATION low"), settings);
+  EXPECT_EQ(find_sql_session_effect("select 1; set role low"), settings);
+  EXPECT_EQ(find_sql_session_effect("select set_config('ROLE', 'low', false)"), settings);
+  EXPECT_EQ(find_sql_session_effect("SELECT set_config ( 'session_authorization', 'low', true )"), settings);
   EXPECT_EQ(find_sql_session_effect("set local role low"), none);
   EXPECT_EQ(find_sql_session_effect("/* set role low */ select 1"), none);
 }
