@@ -6,7 +6,6 @@
 #include "protocol/sql_commands.h"
 
 #include <algorithm>
-#include <array>
 #include <cstddef>
 
 namespace sluice::protocol {
@@ -361,28 +360,52 @@ bool word_at(std::string_view sql, std::size_t at, std::string_view lower_word) 
   return true;
 }
 
-// A session word (find_sql_session_effect) opening the statement that starts at `from`, or a
-// comment there (left to the lexer).
-bool session_word_opens(std::string_view sql, std::size_t from) {
+// Which lexer a statement's opening word calls for. Every command either scan reports opens its
+// statement: PREPARE, EXECUTE, DEALLOCATE, DISCARD, and EXECUTE under EXPLAIN or CREATE TABLE AS;
+// SET, RESET, DISCARD, DO, CALL, LOAD. set_config() is the one exception, found by its '_'.
+enum CommandWords : unsigned { kNoCommandWord = 0, kSessionWord = 1, kPreparedWord = 2 };
+
+// The words that may open the statement starting at `from` (after its blanks). A comment there
+// is left to the lexers. A word is matched by its letters, not its end ("settings" is "set"):
+// a false match costs a lexer run, never a miss.
+unsigned command_words_opening(std::string_view sql, std::size_t from) {
   while (from < sql.size() && is_space(sql[from])) ++from;
-  if (from == sql.size()) return false;
+  if (from == sql.size()) return kNoCommandWord;
   switch (static_cast<char>(sql[from] | 0x20)) {
     case 's':
-      return word_at(sql, from, "set");
+      return word_at(sql, from, "set") ? kSessionWord : kNoCommandWord;
     case 'r':
-      return word_at(sql, from, "reset");
-    case 'd':
-      return word_at(sql, from, "discard") || word_at(sql, from, "do");
-    case 'c':
-      return word_at(sql, from, "call");
+      return word_at(sql, from, "reset") ? kSessionWord : kNoCommandWord;
     case 'l':
-      return word_at(sql, from, "load");
+      return word_at(sql, from, "load") ? kSessionWord : kNoCommandWord;
+    case 'c':
+      if (word_at(sql, from, "call")) return kSessionWord;
+      return word_at(sql, from, "create") ? kPreparedWord : kNoCommandWord;
+    case 'd':
+      if (word_at(sql, from, "discard")) return kSessionWord | kPreparedWord;
+      if (word_at(sql, from, "do")) return kSessionWord;
+      return word_at(sql, from, "deallocate") ? kPreparedWord : kNoCommandWord;
+    case 'p':
+      return word_at(sql, from, "prepare") ? kPreparedWord : kNoCommandWord;
+    case 'e':
+      return word_at(sql, from, "execute") || word_at(sql, from, "explain") ? kPreparedWord : kNoCommandWord;
     case '-':
     case '/':
-      return true;
+      return kSessionWord | kPreparedWord;
     default:
-      return false;
+      return kNoCommandWord;
   }
+}
+
+// The words opening any statement: at the start and after each ';' (one inside a literal only
+// costs a look). memchr does the walking, so a plain query costs a few dozen instructions.
+unsigned command_words_opening_statements(std::string_view sql) {
+  unsigned words = command_words_opening(sql, 0);
+  for (std::size_t semicolon = sql.find(';'); semicolon != std::string_view::npos;
+       semicolon = sql.find(';', semicolon + 1)) {
+    words |= command_words_opening(sql, semicolon + 1);
+  }
+  return words;
 }
 
 // set_config, whose '_' is at `underscore`.
@@ -394,44 +417,9 @@ bool set_config_at(std::string_view sql, std::size_t underscore) {
                     [](char written, char wanted) { return ascii_lower(written) == wanted; });
 }
 
-// The first letters of the words below, either case: one table load a byte.
-constexpr std::array<bool, 256> kCommandWordInitials = [] {
-  std::array<bool, 256> initials{};
-  for (const char c : {'p', 'P', 'e', 'E', 'd', 'D'}) initials[static_cast<unsigned char>(c)] = true;
-  return initials;
-}();
-
-// Every command reported starts with one of these words, so a string without
-// them (nearly every query) skips the lexer: this runs on every query.
-bool mentions_prepared_command_word(std::string_view sql) {
-  for (std::size_t i = 0; i < sql.size(); ++i) {
-    if (!kCommandWordInitials[static_cast<unsigned char>(sql[i])]) continue;
-    switch (static_cast<char>(sql[i] | 0x20)) {
-      case 'p':
-        if (word_at(sql, i, "prepare")) return true;
-        break;
-      case 'e':
-        if (word_at(sql, i, "execute")) return true;
-        break;
-      default:
-        if (word_at(sql, i, "deallocate") || word_at(sql, i, "discard")) return true;
-        break;
-    }
-  }
-  return false;
-}
-
-// Every session effect is set_config (found by its '_', rare in SQL text) or a word opening a
-// statement (the string's start, or after a ';'). memchr does the walking: a plain query costs
-// a few dozen instructions, not a look at every byte.
-bool mentions_session_word(std::string_view sql) {
+bool mentions_set_config(std::string_view sql) {
   for (std::size_t at = sql.find('_'); at != std::string_view::npos; at = sql.find('_', at + 1)) {
     if (set_config_at(sql, at)) return true;
-  }
-  if (session_word_opens(sql, 0)) return true;
-  for (std::size_t semicolon = sql.find(';'); semicolon != std::string_view::npos;
-       semicolon = sql.find(';', semicolon + 1)) {
-    if (session_word_opens(sql, semicolon + 1)) return true;
   }
   return false;
 }
@@ -479,15 +467,20 @@ SqlSessionEffect session_effect(std::string_view sql) {
 }  // namespace
 
 SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
-  return mentions_prepared_command_word(sql) ? prepared_use(sql) : SqlPreparedUse{};
+  return (command_words_opening_statements(sql) & kPreparedWord) != 0 ? prepared_use(sql) : SqlPreparedUse{};
 }
 
 SqlSessionEffect find_sql_session_effect(std::string_view sql) {
-  return mentions_session_word(sql) ? session_effect(sql) : SqlSessionEffect::none;
+  const bool mentioned = (command_words_opening_statements(sql) & kSessionWord) != 0 || mentions_set_config(sql);
+  return mentioned ? session_effect(sql) : SqlSessionEffect::none;
 }
 
 SqlCommands find_sql_commands(std::string_view sql) {
-  return {.prepared = find_sql_prepared_use(sql), .session = find_sql_session_effect(sql)};
+  const unsigned words = command_words_opening_statements(sql);
+  SqlCommands commands;
+  if ((words & kPreparedWord) != 0) commands.prepared = prepared_use(sql);
+  if ((words & kSessionWord) != 0 || mentions_set_config(sql)) commands.session = session_effect(sql);
+  return commands;
 }
 
 namespace {
