@@ -160,6 +160,10 @@ public final class JdbcWorkload {
     String user;
     int clients = 8;
     int iterations = 100;
+    // --probe-settings a,b: connect once with --connect-properties (name=value|name=value) and print
+    // each setting's current_setting() on a line of its own, instead of the workload.
+    String[] probeSettings;
+    final Properties connectProperties = new Properties();
   }
 
   static Args parse(String[] argv) {
@@ -179,6 +183,11 @@ public final class JdbcWorkload {
     args.iterations = Integer.parseInt(values.getOrDefault("iterations", "100"));
     if (args.iterations < 10 || args.iterations > 50000) {
       throw new IllegalArgumentException("--iterations must be 10..50000");
+    }
+    if (values.containsKey("probe-settings")) args.probeSettings = values.get("probe-settings").split(",");
+    for (String property : values.getOrDefault("connect-properties", "").split("\\|")) {
+      int equals = property.indexOf('=');
+      if (equals > 0) args.connectProperties.setProperty(property.substring(0, equals), property.substring(equals + 1));
     }
     return args;
   }
@@ -209,6 +218,7 @@ public final class JdbcWorkload {
 
   Connection connect() throws SQLException {
     Properties properties = new Properties();
+    properties.putAll(args.connectProperties);
     properties.setProperty("user", args.user);
     properties.setProperty("socketFactory", UnixSocketFactory.class.getName());
     properties.setProperty("socketFactoryArg", args.host + "/.s.PGSQL." + args.port);
@@ -359,6 +369,17 @@ public final class JdbcWorkload {
     return failures.isEmpty() ? 0 : 1;
   }
 
+  int probeSettings() throws SQLException {
+    try (Connection conn = connect();
+        PreparedStatement statement = conn.prepareStatement("SELECT current_setting(?)")) {
+      for (String name : args.probeSettings) {
+        statement.setString(1, name);
+        System.out.println(one(statement));
+      }
+    }
+    return 0;
+  }
+
   public static void main(String[] argv) throws Exception {
     Args args;
     try {
@@ -375,6 +396,7 @@ public final class JdbcWorkload {
     }
     URLClassLoader loader = new URLClassLoader(new URL[] {jar.toURI().toURL()}, JdbcWorkload.class.getClassLoader());
     Driver driver = (Driver) loader.loadClass("org.postgresql.Driver").getDeclaredConstructor().newInstance();
-    System.exit(new JdbcWorkload(driver, args).run());
+    JdbcWorkload workload = new JdbcWorkload(driver, args);
+    System.exit(args.probeSettings != null ? workload.probeSettings() : workload.run());
   }
 }

@@ -175,15 +175,18 @@ TEST_P(SessionStartupTest, InterleavedClientsKeepTheirOwn) {
   }
 }
 
-// Drivers that set parameters at connect: psycopg's options, asyncpg's server_settings.
+// Drivers that set parameters at connect: psycopg's options, asyncpg's server_settings, pgjdbc's
+// ApplicationName, currentSchema and options.
 TEST_P(SessionStartupTest, DriversSettingParametersAtConnect) {
+  const auto output = [](const std::vector<std::string>& argv) {
+    const auto result = harness::run_capture(argv, 60s);
+    EXPECT_TRUE(result.succeeded()) << result.describe() << "\n" << result.err;
+    return result.out;
+  };
   const auto run = [&](const std::string& program, const harness::Sluiced* through) {
     const std::string host = through != nullptr ? through->socket_dir() : harness::postgres().socket_dir();
     const int port = through != nullptr ? through->port() : harness::postgres().port();
-    const auto result = harness::run_capture(
-        {kPython, "-E", "-s", "-c", program, host, std::to_string(port), kDatabase}, 30s);
-    EXPECT_TRUE(result.succeeded()) << result.describe() << "\n" << result.err;
-    return result.out;
+    return output({kPython, "-E", "-s", "-c", program, host, std::to_string(port), kDatabase});
   };
   const std::string psycopg =
       "import sys, psycopg\n"
@@ -205,6 +208,15 @@ TEST_P(SessionStartupTest, DriversSettingParametersAtConnect) {
     EXPECT_EQ(direct_out, "drv\nother,public\nEurope/Paris\n");
     EXPECT_EQ(run(program, &*sluiced_), direct_out);
   }
+  const auto jdbc = [&](const std::string& host, int port) {
+    return output({"java", std::string(SLUICE_DRIVERS_DIR) + "/JdbcWorkload.java", "--host", host, "--port",
+                   std::to_string(port), "--dbname", kDatabase, "--user", scope_test::os_user(),
+                   "--probe-settings", "application_name,search_path,lock_timeout", "--connect-properties",
+                   "ApplicationName=drv|currentSchema=other,public|options=-c lock_timeout=5s"});
+  };
+  const std::string jdbc_direct = jdbc(harness::postgres().socket_dir(), harness::postgres().port());
+  EXPECT_EQ(jdbc_direct, "drv\nother,public\n5s\n");
+  EXPECT_EQ(jdbc(sluiced_->socket_dir(), sluiced_->port()), jdbc_direct);
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SessionStartupTest, ::testing::Values("transaction", "session"),
