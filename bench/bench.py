@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""The benchmark proper, driven by bench/run.sh once PostgreSQL, sluiced and PgBouncer are up.
+"""The benchmark proper, driven by bench/run.sh once PostgreSQL, sluiced and the PgBouncers are up.
 
-Runs pgbench against sluice, PgBouncer and PostgreSQL directly, alternating the three within each
-round, measures the poolers' memory per idle client and CPU per transaction, exercises sluiced's
-teardown outcomes under load, and writes bench/results/latest.md and latest.png.
-Only the Python standard library; every external program is one of Debian's.
+Runs pgbench against sluice, two PgBouncers (Debian's 1.18 and 1.25.2) and PostgreSQL directly,
+alternating the four within each round, measures the poolers' memory per idle client and CPU per
+transaction, exercises sluiced's teardown outcomes under load, and writes bench/results/latest.md
+and latest.png. Only the Python standard library; every external program is one of Debian's, but
+PgBouncer 1.25.2, which run.sh builds.
 """
 
 import argparse
@@ -20,14 +21,18 @@ import subprocess
 import sys
 import time
 
-TARGETS = ("sluice", "pgbouncer", "direct")
-NAMES = {"sluice": "sluice", "pgbouncer": "PgBouncer", "direct": "direct", "sluice2": "sluice, 2 workers"}
-POOLERS = ("sluice", "pgbouncer")
+TARGETS = ("sluice", "pgbouncer", "pgbouncer2", "direct")
+# The PgBouncers' names become "PgBouncer <version>" from their --version (set_pgbouncer_names).
+NAMES = {"sluice": "sluice", "pgbouncer": "PgBouncer", "pgbouncer2": "PgBouncer (2)", "direct": "direct",
+         "sluice2": "sluice, 2 workers"}  # fmt: skip
+POOLERS = ("sluice", "pgbouncer", "pgbouncer2")
+NOT_RUN = "—"  # in the tables: the target could not run the test (reason in the errors section)
 
 # id, title, pgbench options, clients. Every run also gets -n (no vacuum) and -T.
 TESTS = [
     ("S1", "select-only, 1 client", ["-S"], 1),
     ("S50", "select-only, 50 clients", ["-S"], 50),
+    ("SP50", "select-only, search_path set at connect (PGOPTIONS), 50 clients", ["-S"], 50),
     ("S1000", "select-only, 1000 clients", ["-S"], 1000),
     ("C20", "select-only, new connection per tx (-C), 20 clients", ["-S", "-C"], 20),
     ("X50", "select-only, extended protocol (-M extended), 50 clients", ["-S", "-M", "extended"], 50),
@@ -38,12 +43,18 @@ TEST_TITLES = {t[0]: t[1] for t in TESTS}
 SHORT_LABELS = {
     "S1": "-S c1",
     "S50": "-S c50",
+    "SP50": "-S path c50",
     "S1000": "-S c1000",
     "C20": "-S -C c20",
     "X50": "-S ext c50",
     "B50": "TPC-B c50",
     "P50": "-S prep c50",
 }
+
+# Environment of a test's pgbench: SP50's clients all carry a search_path in their startup packet
+# (libpq sends PGOPTIONS as the `options` parameter). run.sh creates the schema bench_path.
+SEARCH_PATH = "bench_path,public"  # as SHOW prints it: the value as the client gave it
+TEST_ENV = {"SP50": {"PGOPTIONS": "-c search_path=bench_path,public"}}
 
 # Tests that also run through a second sluiced with `workers` = 2 (README: Worker loops), in the
 # same rounds, to compare 2 worker loops with 1.
@@ -122,6 +133,14 @@ def split_target(spec):
     return host, int(port)
 
 
+def set_pgbouncer_names(args):
+    """"PgBouncer 1.18.0", "PgBouncer 1.25.2": the report tells the two apart by version."""
+    for target, binary in (("pgbouncer", args.pgbouncer_bin), ("pgbouncer2", args.pgbouncer2_bin)):
+        version = first_line([binary, "--version"])
+        if version.startswith("PgBouncer "):
+            NAMES[target] = version
+
+
 # --- pgbench ----------------------------------------------------------------------------------------
 
 RE = {
@@ -155,11 +174,15 @@ class Bench:
         self.targets = {
             "sluice": split_target(args.sluice),
             "pgbouncer": split_target(args.pgbouncer),
+            "pgbouncer2": split_target(args.pgbouncer2),
             "direct": split_target(args.direct),
             "sluice2": split_target(args.sluice2),
         }
-        self.pids = {"sluice": args.sluice_pid, "pgbouncer": args.pgbouncer_pid, "sluice2": args.sluice2_pid}
+        self.pids = {"sluice": args.sluice_pid, "pgbouncer": args.pgbouncer_pid,
+                     "pgbouncer2": args.pgbouncer2_pid, "sluice2": args.sluice2_pid}  # fmt: skip
         self.runs = {}  # (test, target) -> [result per round]
+        self.not_run = {}  # (test, target) -> why that target cannot run that test
+        self.search_path_seen = {}  # (phase, target) -> what SHOW search_path printed, or the error
         self.memory = {}
         self.teardown_main = None
         self.teardown_phase = None
@@ -180,13 +203,14 @@ class Bench:
         return ["pgbench", "-n", "-h", host, "-p", str(port), "-T", str(duration),
                 "-c", str(clients), "-j", str(jobs), *options, self.a.db]  # fmt: skip
 
-    def pgbench(self, target, options, clients, duration, label):
+    def pgbench(self, target, options, clients, duration, label, env=None):
         cmd = self.pgbench_cmd(target, options, clients, duration)
         pid = self.pids.get(target)
         cpu0 = cpu_ticks(pid) if pid else None
         started = time.monotonic()
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90)
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90,
+                               env={**os.environ, **env} if env else None)  # fmt: skip
             out, err, rc = r.stdout, r.stderr, r.returncode
         except subprocess.TimeoutExpired as e:
             out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
@@ -215,7 +239,8 @@ class Bench:
                 res["pooler_died"] = True
                 self.note(f"the {NAMES[target]} process (pid {pid}) is gone after {label}")
         res["ok"] = rc == 0 and not res["aborted_clients"] and not res["failed"] and res["tps"] is not None
-        self.log.write(f"### {label} [{NAMES[target]}] $ {' '.join(cmd)}\nrc={rc} wall={wall:.1f}s\n{out}{err}")
+        shown = " ".join([*(f"{k}='{v}'" for k, v in (env or {}).items()), *cmd])
+        self.log.write(f"### {label} [{NAMES[target]}] $ {shown}\nrc={rc} wall={wall:.1f}s\n{out}{err}")
         return res
 
     def duration(self, clients, target):
@@ -226,8 +251,10 @@ class Bench:
             return self.a.duration
         return self.a.duration + (6 if target == "direct" else 1)
 
-    def wait_backends_settled(self, limit=80, timeout=20):
-        """After a direct run with many clients, until its backends have exited."""
+    def wait_backends_settled(self, timeout=20):
+        """After a direct run with many clients, until its backends have exited: down to the
+        poolers' servers (sluice2's included) and one pool's worth of slack."""
+        limit = self.a.pool_size * (len(POOLERS) + 2)
         deadline = time.monotonic() + timeout
         count = None
         while time.monotonic() < deadline:
@@ -244,6 +271,31 @@ class Bench:
             r = self.pgbench(target, ["-S"], 20, 1, "warm-up")
             if r["tps"] is None:
                 raise RuntimeError(f"warm-up through {NAMES[target]} failed: {r['errors'] or r['rc']}")
+
+    def search_path_check(self, phase, env):
+        """SHOW search_path through every target, as a client whose startup packet has ENV's
+        options. Before the rounds, with SP50's: a target that refuses them, or takes them and
+        leaves the server's search_path as it was, does not run SP50 (its tps would measure other
+        work); the reason goes to the errors section. After the rounds, without options: what a
+        plain client sees once the SP50 clients have gone (the server default: nothing leaked)."""
+        want = SEARCH_PATH if env else None
+        for t in TARGETS:
+            host, port = self.targets[t]
+            r = subprocess.run(["psql", "-qAtX", "-h", host, "-p", str(port), "-d", self.a.db, "-c", "SHOW search_path"],
+                               capture_output=True, text=True, timeout=30, env={**os.environ, **(env or {})})  # fmt: skip
+            got = r.stdout.strip()
+            errors = [normalise_error(ln) for ln in r.stderr.splitlines() if ln.strip()]
+            self.search_path_seen[(phase, t)] = f"`{got}`" if r.returncode == 0 else f"error `{'; '.join(errors)}`"
+            self.log.write(f"### search_path check ({phase}) [{NAMES[t]}] rc={r.returncode}\n{r.stdout}{r.stderr}")
+            if want is None:
+                continue
+            if r.returncode != 0:
+                self.not_run[("SP50", t)] = f"refuses the startup parameter: `{'; '.join(errors) or r.returncode}`"
+            elif got.replace(" ", "") != want.replace(" ", ""):
+                self.not_run[("SP50", t)] = (
+                    f"accepts the startup parameter but does not apply it: `SHOW search_path` through it gives "
+                    f"`{got}`, not `{want}`")
+        say("search_path " + phase + ": " + ", ".join(f"{NAMES[t]} {self.search_path_seen[(phase, t)]}" for t in TARGETS))
 
     def memory_test(self):
         for target in POOLERS:
@@ -263,17 +315,31 @@ class Bench:
                 )
             time.sleep(1)  # let the pooler close the 2000 sessions
 
+    def settings_warm_up(self, target, env, label):
+        """sluiced pools servers per set of startup settings, within one pool_size: a test whose
+        clients bring other startup settings than the test before finds the other set's servers
+        idle, and would pay for closing them and opening its own inside its -T. An unmeasured
+        second, as the warm-up gives every other test warm servers."""
+        if target in ("sluice", "sluice2") and self.pooled_env.get(target) != env:
+            self.pgbench(target, ["-S"], 20, 1, f"{label} (settings warm-up, not counted)", env)
+            self.pooled_env[target] = env
+
     def rounds(self):
+        self.pooled_env = {}  # target -> the startup settings (env) of its last run
         for rnd in range(self.a.rounds):
-            order = TARGETS[rnd % 3 :] + TARGETS[: rnd % 3]
+            shift = rnd % len(TARGETS)
+            order = TARGETS[shift:] + TARGETS[:shift]
             for test, title, options, clients in TESTS:
                 for target in order + (("sluice2",) if test in WORKER_TESTS else ()):
+                    if (test, target) in self.not_run:
+                        continue
                     label = f"round {rnd + 1}/{self.a.rounds}: {title}"
-                    r = self.pgbench(target, options, clients, self.duration(clients, target), label)
+                    self.settings_warm_up(target, TEST_ENV.get(test), label)
+                    r = self.pgbench(target, options, clients, self.duration(clients, target), label, TEST_ENV.get(test))
                     self.runs.setdefault((test, target), []).append(r)
                     status = "ok" if r["ok"] else f"FAILED rc={r['rc']} aborted={r['aborted_clients']} failed={r['failed']}"
                     tps = f"{r['tps']:.0f}" if r["tps"] is not None else "-"
-                    say(f"{label} {NAMES[target]:>9}: tps {tps:>7} {status}")
+                    say(f"{label} {NAMES[target]:>17}: tps {tps:>7} {status}")
                     if target == "direct" and clients >= 50:
                         self.wait_backends_settled()
             say(f"round {rnd + 1} done after {time.monotonic() - self.started:.0f}s")
@@ -367,13 +433,25 @@ class Bench:
         return {
             "sluiced": first_line([self.a.sluiced, "--version"]),
             "sluice tree": git,
-            "PgBouncer": first_line(["pgbouncer", "--version"]),
+            "pgbouncer": first_line([self.a.pgbouncer_bin, "--version"]),
+            "pgbouncer2": first_line([self.a.pgbouncer2_bin, "--version"]),
             "PostgreSQL": self.psql("SHOW server_version"),
             "pgbench": first_line(["pgbench", "--version"]),
         }
 
+    def unrunnable(self, test, target):
+        """Not run (not_run), or every run failed without a tps (a pooler that refused all the
+        clients): "—" in the tables, the reason in the errors section."""
+        if (test, target) in self.not_run:
+            return True
+        rs = self.runs.get((test, target), [])
+        return bool(rs) and all(r["tps"] is None for r in rs)
+
     def cell(self, test, target, key):
         return median([r.get(key) for r in self.runs.get((test, target), [])])
+
+    def value(self, test, target, key):
+        return NOT_RUN if self.unrunnable(test, target) else self.cell(test, target, key)
 
     def failures(self, test, target):
         rs = self.runs.get((test, target), [])
@@ -391,14 +469,14 @@ class Bench:
         """(label, {target: value}, format, lower_is_better, test id or None)"""
         rows = []
         for test, title, _, _ in TESTS:
-            rows.append((f"{title}: tps", {t: self.cell(test, t, "tps") for t in TARGETS}, "{:,.0f}", False, test))
-            rows.append((f"{title}: avg latency, ms", {t: self.cell(test, t, "latency_ms") for t in TARGETS}, "{:.3f}", True, test))
+            rows.append((f"{title}: tps", {t: self.value(test, t, "tps") for t in TARGETS}, "{:,.0f}", False, test))
+            rows.append((f"{title}: avg latency, ms", {t: self.value(test, t, "latency_ms") for t in TARGETS}, "{:.3f}", True, test))
             if test == "C20":
-                rows.append((f"{title}: avg connection time, ms", {t: self.cell(test, t, "conn_ms") for t in TARGETS}, "{:.3f}", True, test))
+                rows.append((f"{title}: avg connection time, ms", {t: self.value(test, t, "conn_ms") for t in TARGETS}, "{:.3f}", True, test))
             vals = {}
             for t in TARGETS:
                 f = self.failures(test, t)
-                vals[t] = None if f is None else (
+                vals[t] = NOT_RUN if (test, t) in self.not_run else None if f is None else (
                     f"{f['failed_tx']} failed tx, {f['aborted']} aborted clients, {f['runs_failed']}/{f['runs']} runs failed"
                     f" ({f['processed']:,} tx processed)")
             if test in ("S1000", "P50") or any(self.failures(test, t) and self.failures(test, t)["runs_failed"] for t in TARGETS):
@@ -410,7 +488,7 @@ class Bench:
         ))  # fmt: skip
         rows.append((
             "CPU: pooler CPU s per 1000 tx (select-only, 50 clients)",
-            {t: self.cell("S50", t, "cpu_s_per_1000") for t in POOLERS} | {"direct": None},
+            {t: self.value("S50", t, "cpu_s_per_1000") for t in POOLERS} | {"direct": None},
             "{:.4f}", True, None,
         ))  # fmt: skip
         return rows
@@ -423,17 +501,20 @@ class Bench:
 
     @staticmethod
     def ratio(a, b):
+        if NOT_RUN in (a, b):
+            return NOT_RUN
         if not isinstance(a, (int, float)) or not isinstance(b, (int, float)) or not b:
             return "n/a"
         return f"{a / b:.2f}"
 
     def main_table(self):
+        others = TARGETS[1:]
         lines = [
-            "| test / metric | sluice | PgBouncer | direct | sluice/PgBouncer | sluice/direct |",
-            "|---|---:|---:|---:|---:|---:|",
+            f"| test / metric | {' | '.join(NAMES[t] for t in TARGETS)} | {' | '.join(f'sluice/{NAMES[t]}' for t in others)} |",
+            "|---|" + "---:|" * (len(TARGETS) + len(others)),
         ]
         for label, vals, form, lower, test in self.rows():
-            s, b, d = (vals.get(t) for t in TARGETS)
+            s = vals.get("sluice")
             cells = []
             for t in TARGETS:
                 text = self.fmt(vals.get(t), form)
@@ -441,17 +522,23 @@ class Bench:
                 if f and f["runs_failed"] and not isinstance(vals.get(t), str) and vals.get(t) is not None:
                     text += " †"
                 cells.append(text)
+            ratios = [self.ratio(s, vals.get(t)) for t in others]
             lines.append(
                 f"| {label}{' (lower is better)' if lower and not isinstance(s, str) else ''} "
-                f"| {' | '.join(cells)} | {self.ratio(s, b)} | {self.ratio(s, d)} |"
+                f"| {' | '.join(cells)} | {' | '.join(ratios)} |"
             )
         return "\n".join(lines)
 
     def cpu_table(self):
-        lines = ["| test | sluice | PgBouncer | sluice/PgBouncer |", "|---|---:|---:|---:|"]
+        others = POOLERS[1:]
+        lines = [
+            f"| test | {' | '.join(NAMES[t] for t in POOLERS)} | {' | '.join(f'sluice/{NAMES[t]}' for t in others)} |",
+            "|---|" + "---:|" * (len(POOLERS) + len(others)),
+        ]
         for test, title, _, _ in TESTS:
-            s, b = (self.cell(test, t, "cpu_s_per_1000") for t in POOLERS)
-            lines.append(f"| {title} | {self.fmt(s, '{:.4f}')} | {self.fmt(b, '{:.4f}')} | {self.ratio(s, b)} |")
+            vals = {t: self.value(test, t, "cpu_s_per_1000") for t in POOLERS}
+            cells = " | ".join(self.fmt(vals[t], "{:.4f}") for t in POOLERS)
+            lines.append(f"| {title} | {cells} | {' | '.join(self.ratio(vals['sluice'], vals[t]) for t in others)} |")
         return "\n".join(lines)
 
     def workers_table(self):
@@ -472,6 +559,9 @@ class Bench:
         lines = ["| test | target | tps per round | failed runs |", "|---|---|---|---|"]
         for test, title, _, _ in TESTS:
             for t in TARGETS + (("sluice2",) if test in WORKER_TESTS else ()):
+                if (test, t) in self.not_run:
+                    lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | not run (see the errors) | — |")
+                    continue
                 rs = self.runs.get((test, t), [])
                 tps = ", ".join("-" if r["tps"] is None else f"{r['tps']:,.0f}" for r in rs)
                 bad = sum(1 for r in rs if not r["ok"])
@@ -482,15 +572,27 @@ class Bench:
         out = []
         for test, title, _, _ in TESTS:
             for t in TARGETS:
+                if (test, t) in self.not_run:
+                    out.append(f"- **{title}, {NAMES[t]}**: not run (— in the tables): {self.not_run[(test, t)]}")
+                    continue
                 merged = {}
                 for r in self.runs.get((test, t), []):
                     for k, v in r["errors"].items():
                         merged[k] = merged.get(k, 0) + v
                 if merged:
                     top = sorted(merged.items(), key=lambda kv: -kv[1])[:4]
-                    out.append(f"- **{title}, {NAMES[t]}**:")
+                    out.append(f"- **{title}, {NAMES[t]}**{' (— in the tables: no run had a tps)' if self.unrunnable(test, t) else ''}:")
                     out.extend(f"  - {v} × `{k[:220]}`" for k, v in top)
+                elif self.unrunnable(test, t):
+                    out.append(f"- **{title}, {NAMES[t]}**: — in the tables: no run had a tps, and pgbench reported no error "
+                               "(0 transactions in the -T time: the clients were still connecting?)")
         return "\n".join(out) if out else "none"
+
+    def search_path_text(self):
+        seen = self.search_path_seen
+        return "; ".join(
+            f"{NAMES[t]}: {seen.get(('before the rounds', t), '?')} with the options, "
+            f"{seen.get(('after the rounds', t), '?')} without" for t in TARGETS)
 
     @staticmethod
     def teardown_table(report):
@@ -537,15 +639,15 @@ class Bench:
             return False
         dat = os.path.join(self.a.workdir, "tps.dat")
         with open(dat, "w") as f:
-            f.write("test sluice PgBouncer direct\n")
+            f.write("test " + " ".join(f'"{NAMES[t]}"' for t in TARGETS) + "\n")
             for test, _, _, _ in TESTS:
-                vals = [self.cell(test, t, "tps") for t in TARGETS]
+                vals = [self.value(test, t, "tps") for t in TARGETS]
                 failed = any((self.failures(test, t) or {}).get("runs_failed") for t in TARGETS)
-                f.write(f'"{SHORT_LABELS[test]}{" *" if failed else ""}" ' + " ".join("NaN" if v is None else f"{v:.1f}" for v in vals) + "\n")
+                f.write(f'"{SHORT_LABELS[test]}{" *" if failed else ""}" ' + " ".join(f"{v:.1f}" if isinstance(v, float) else "NaN" for v in vals) + "\n")
         script = f"""
 set terminal pngcairo size 1100,560 font ",10"
 set output '{path}'
-set title "pgbench tps, median of {self.a.rounds} rounds of {self.a.duration} s ({datetime.date.today()}, {os.cpu_count()} CPUs; * = some runs failed, see latest.md)"
+set title "pgbench tps, median of {self.a.rounds} rounds of {self.a.duration} s ({datetime.date.today()}, {os.cpu_count()} CPUs; * = some runs failed, no bar = not run, see latest.md)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
@@ -558,7 +660,8 @@ set key top right
 set xtics nomirror
 plot '{dat}' using 2:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
      '' using 3 title columnheader(3) lc rgb "#ff7f0e", \\
-     '' using 4 title columnheader(4) lc rgb "#7f7f7f"
+     '' using 4 title columnheader(4) lc rgb "#d62728", \\
+     '' using 5 title columnheader(5) lc rgb "#7f7f7f"
 """
         gp = os.path.join(self.a.workdir, "tps.gp")
         with open(gp, "w") as f:
@@ -576,7 +679,8 @@ plot '{dat}' using 2:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
     def daemon_logs(self):
         """Warnings and errors the poolers logged during the whole run, as notes."""
         for name, file in (("sluiced", "sluiced.log"), ("sluiced (teardown phase)", "sluiced-teardown.log"),
-                           ("sluiced (2 workers)", "sluiced-workers.log"), ("PgBouncer", "pgbouncer.log")):  # fmt: skip
+                           ("sluiced (2 workers)", "sluiced-workers.log"), (NAMES["pgbouncer"], "pgbouncer.log"),
+                           (NAMES["pgbouncer2"], "pgbouncer2.log")):  # fmt: skip
             try:
                 with open(os.path.join(self.a.workdir, file), errors="replace") as f:
                     lines = [ln.rstrip() for ln in f if re.search(r"warning|error|fatal|WARNING|ERROR|FATAL", ln)]
@@ -604,14 +708,15 @@ plot '{dat}' using 2:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
         table = self.main_table()
         p = self.teardown_phase
         ab = p["abandon"]
-        md = f"""# Sluice benchmark: sluice vs PgBouncer vs PostgreSQL direct
+        pgb1, pgb2 = NAMES["pgbouncer"], NAMES["pgbouncer2"]
+        md = f"""# Sluice benchmark: sluice vs {pgb1} and {pgb2.removeprefix("PgBouncer ")} vs PostgreSQL direct
 
 Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.monotonic() - self.started + self.a.setup_s:.0f} s.
 
 - Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time)
-- Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['PgBouncer']}`; PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
-- Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and PgBouncer both in transaction mode, pool size 20, Unix sockets only, no TLS, trust authentication, max_client_conn 5000; every connection over a Unix socket.
-- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}; in each round every test runs once per target, alternating sluice / PgBouncer / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
+- Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['pgbouncer']}` (Debian's package); `{v['pgbouncer2']}` (built by run.sh from the release tarball, bench/README.md); PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
+- Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, Unix sockets only, no TLS, trust authentication, max_client_conn 5000; every connection over a Unix socket. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
+- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
 - Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
 - CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.
 
@@ -621,7 +726,11 @@ Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.mon
 
 † at least one of the rounds failed (pgbench exited non-zero, a client aborted, or a transaction failed): see the failures row and the errors below. tps of a run whose clients aborted is pgbench's figure over the time they ran and means little.
 
-Failures: pgbench counts a transaction as failed only for serialization/deadlock errors; any other error aborts that client, so "aborted clients" is the count to read. `-M prepared` through PgBouncer 1.18 in transaction mode is expected to fail: it does not carry a statement prepared on one server connection to the others (`prepared statement "P_0" already exists` / `does not exist`); sluice does (README: Prepared statements and drivers).
+Failures: pgbench counts a transaction as failed only for serialization/deadlock errors; any other error aborts that client, so "aborted clients" is the count to read. `-M prepared` through PgBouncer 1.18 in transaction mode is expected to fail: it does not carry a statement prepared on one server connection to the others (`prepared statement "P_0" already exists` / `does not exist`); sluice does (README: Prepared statements and drivers), and so does PgBouncer 1.25.2 (`max_prepared_statements`).
+
+— : the target could not run the test; the errors section below says why.
+
+search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV["SP50"]["PGOPTIONS"]}'` (every client's startup packet carries it in `options`; run.sh creates the empty schema bench_path, so the tables still resolve to public). A target runs it only if a client with those options, asking `SHOW search_path` through it, gets `{SEARCH_PATH}` from the server; otherwise its tps would measure other work than direct's. {pgb1} refuses the `options` startup parameter (supported since 1.20); with `ignore_startup_parameters` it would drop it silently, so it is not used. {pgb2} takes it (`track_extra_parameters`) but, by its doc/config.md, tracks only parameters that PostgreSQL reports to the client (ParameterStatus); PostgreSQL 15 does not report search_path, so PgBouncer never learns a server's value and never SETs the client's (its NEWS: tracking search_path is for Citus or PostgreSQL 18). sluiced opens the servers of clients with startup settings with those settings (README: A client's startup settings), one pool per set of settings within the same pool_size: before a run whose clients' startup settings differ from the previous run's, sluiced (and the 2-worker one) gets an unmeasured 1 s `pgbench -S -c 20` with the new settings, so that this test, and the plain one after it, start on warm servers as every other test does (their first rounds otherwise pay for closing 20 servers and opening 20). What each target's server said: {self.search_path_text()}.
 
 ### Pooler CPU seconds per 1000 transactions, every test
 
@@ -629,7 +738,7 @@ Failures: pgbench counts a transaction as failed only for serialization/deadlock
 
 ### Worker loops: sluiced with `workers` = 2 against 1
 
-A second sluiced, the same settings but `"workers": 2` (two event loops on two threads, each with half of the pool), runs in the same rounds right after the three targets above. On this {m['nproc']}-CPU machine PostgreSQL and pgbench share the cores with the pooler.
+A second sluiced, the same settings but `"workers": 2` (two event loops on two threads, each with half of the pool), runs in the same rounds right after the other targets. On this {m['nproc']}-CPU machine PostgreSQL and pgbench share the cores with the pooler.
 
 {self.workers_table()}
 
@@ -637,7 +746,7 @@ A second sluiced, the same settings but `"workers": 2` (two event loops on two t
 
 {self.rounds_table()}
 
-### Errors reported by pgbench
+### Errors reported by pgbench, and tests not run
 
 {self.errors_section()}
 
@@ -670,22 +779,27 @@ Afterwards, checked directly on PostgreSQL: {p['abandoned_writes']} abandoned IN
 def main():
     signal.signal(signal.SIGTERM, on_sigterm)
     p = argparse.ArgumentParser()
-    for name in ("sluice", "sluice2", "pgbouncer", "direct", "teardown-sluice", "control", "teardown-control",
-                 "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user"):  # fmt: skip
+    for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "teardown-sluice", "control",
+                 "teardown-control", "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user",
+                 "pgbouncer-bin", "pgbouncer2-bin"):  # fmt: skip
         p.add_argument("--" + name, required=True)
-    for name in ("sluice-pid", "sluice2-pid", "pgbouncer-pid", "duration", "rounds", "jobs", "idle-clients", "scale",
-                 "max-connections", "teardown-load-s", "abandon-rollback", "abandon-cancel"):  # fmt: skip
+    for name in ("sluice-pid", "sluice2-pid", "pgbouncer-pid", "pgbouncer2-pid", "pool-size", "duration", "rounds", "jobs",
+                 "idle-clients", "scale", "max-connections", "teardown-load-s", "abandon-rollback",
+                 "abandon-cancel"):  # fmt: skip
         p.add_argument("--" + name, type=int, required=True)
     p.add_argument("--setup-s", type=float, default=0.0)
     p.add_argument("--db", default="bench")
     p.add_argument("--cancel-after", type=float, default=0.2)
     args = p.parse_args()
+    set_pgbouncer_names(args)
     b = Bench(args)
     try:
         say("warm-up")
         b.warm_up()
+        b.search_path_check("before the rounds", TEST_ENV["SP50"])
         b.memory_test()
         b.rounds()
+        b.search_path_check("after the rounds", None)
         b.teardown()
         b.report()
     except (KeyboardInterrupt, Terminated):

@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# `make bench`: sluice against PgBouncer and PostgreSQL direct, in one run.
+# `make bench`: sluice against two PgBouncers and PostgreSQL direct, in one run.
 #
 # Starts a throwaway PostgreSQL (scripts/pg-throwaway.sh, max_connections raised), initialises a
 # pgbench database, starts sluiced (three instances: one for the pgbench rounds, one with
 # `workers` = 2 for the worker-loop comparison, one for the teardown phase, so that phase's latency
-# histograms hold only its own releases) and PgBouncer with the same
-# settings, then runs bench/bench.py, which writes bench/results/latest.md and latest.png and prints
-# the table. Everything started here is stopped, and every temp dir removed, on exit, failure,
-# Ctrl-C or SIGTERM.
+# histograms hold only its own releases) and two PgBouncers with the same settings: Debian's
+# (1.18) and 1.25.2, built once from shared/anchors into build/deps/ (bench/README.md). Then runs
+# bench/bench.py, which writes bench/results/latest.md and latest.png and prints the table.
+# Everything started here is stopped, and every temp dir removed, on exit, failure, Ctrl-C or
+# SIGTERM.
 #
 # Environment (all optional):
 #   BENCH_DURATION=3   seconds per pgbench run        BENCH_ROUNDS=3     rounds (medians over them)
 #   BENCH_IDLE_CLIENTS=2000                           BENCH_SCALE=10     pgbench -i -s
-#   BENCH_PG_PORT=55432 BENCH_SLUICE_PORT=6432 BENCH_PGBOUNCER_PORT=6433   (Unix sockets only: the
-#                      ports only name the sockets, each in its own temp dir)
+#   BENCH_PG_PORT=55432 BENCH_SLUICE_PORT=6432 BENCH_PGBOUNCER_PORT=6433 BENCH_PGBOUNCER2_PORT=6435
+#                      (Unix sockets only: the ports only name the sockets, each in its own temp dir)
+#   BENCH_ANCHORS=../shared/anchors   where pgbouncer-1.25.2.tar.gz and build-pgbouncer.sh are
+#                      (needed only until build/deps/pgbouncer-1.25.2 exists)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -27,10 +30,16 @@ scale=${BENCH_SCALE:-10}
 pg_port=${BENCH_PG_PORT:-55432}
 sluice_port=${BENCH_SLUICE_PORT:-6432}
 pgbouncer_port=${BENCH_PGBOUNCER_PORT:-6433}
+pgbouncer2_port=${BENCH_PGBOUNCER2_PORT:-6435}
+anchors=${BENCH_ANCHORS:-$root/../shared/anchors}
 teardown_port=$((sluice_port + 2))
 workers_port=$((sluice_port + 4))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
 readonly teardown_load_s=10 abandon_rollback=200 abandon_cancel=60
+# The second PgBouncer: its build is kept under build/ (make clean removes it) and reused.
+readonly pgb2_version=1.25.2
+readonly pgb2_prefix=$root/build/deps/pgbouncer-$pgb2_version
+readonly pgb2_build_deps=(build-essential autoconf automake libtool pkg-config libevent-dev libssl-dev)
 
 say() { echo "bench: $*"; }
 die() {
@@ -40,6 +49,18 @@ die() {
 
 # --- what it needs ---------------------------------------------------------------------------------
 
+apt_install() {  # PACKAGE...
+  ((EUID == 0)) || die "missing packages: $* (install them, or run as root)"
+  say "installing $*"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# dpkg, not command -v: most of the build deps are libraries and headers.
+installed() {  # PACKAGE
+  [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == 'install ok installed' ]]
+}
+
 missing=()
 command -v pgbench >/dev/null || missing+=(postgresql-client)
 command -v psql >/dev/null || missing+=(postgresql-client)
@@ -48,16 +69,43 @@ command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgb
 command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 command -v python3 >/dev/null || missing+=(python3)
 if ((${#missing[@]})); then
-  ((EUID == 0)) || die "missing packages: ${missing[*]} (install them, or run as root)"
-  say "installing ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
 export PATH=$PATH:/usr/sbin
 if [[ ! -x $root/build/bin/sluiced || ! -x $root/build/bin/sluicectl ]]; then
   say "build/bin/sluiced is missing: make build"
   make -C "$root" build
 fi
+
+pgb2_built() {
+  [[ -x $pgb2_prefix/bin/pgbouncer ]] &&
+    [[ $("$pgb2_prefix/bin/pgbouncer" --version 2>/dev/null) == "PgBouncer $pgb2_version"* ]]
+}
+
+# Once: build-pgbouncer.sh skips the build when bin/pgbouncer exists, hides the build's output and
+# prints its path even when make failed, so a prefix that fails the check is removed and rebuilt.
+build_pgbouncer2() {
+  pgb2_built && return 0
+  [[ -r $anchors/pgbouncer-$pgb2_version.tar.gz && -r $anchors/build-pgbouncer.sh ]] ||
+    die "PgBouncer $pgb2_version: no build in ${pgb2_prefix#"$root"/} and no tarball in $anchors (set BENCH_ANCHORS)"
+  local dep missing_deps=()
+  for dep in "${pgb2_build_deps[@]}"; do installed "$dep" || missing_deps+=("$dep"); done
+  if ((${#missing_deps[@]})); then apt_install "${missing_deps[@]}"; fi
+  mkdir -p "$(dirname "$pgb2_prefix")"
+  local lock  # two benchmarks started at once from this checkout: the second waits, then reuses
+  exec {lock}>"$pgb2_prefix.lock"
+  flock "$lock"
+  if ! pgb2_built; then
+    say "building PgBouncer $pgb2_version into ${pgb2_prefix#"$root"/} (once)"
+    rm -rf -- "$pgb2_prefix"
+    bash "$anchors/build-pgbouncer.sh" "$pgb2_prefix" >/dev/null || true
+    pgb2_built || rm -rf -- "$pgb2_prefix"
+  fi
+  exec {lock}>&-
+  pgb2_built ||
+    die "building PgBouncer $pgb2_version failed (build-pgbouncer.sh hides make's output: run its steps by hand to see why)"
+}
+build_pgbouncer2
 
 # The poolers hold 2000+ client sockets in the memory test, pgbench opens 1000 at once.
 ulimit -n "$fd_limit" 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -72,7 +120,7 @@ source "$root/scripts/throwaway-lib.sh"
 pg_dir=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
-sluiced_pid='' teardown_pid='' workers_pid='' pgbouncer_pid='' runner_pid=''
+sluiced_pid='' teardown_pid='' workers_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
 
 # shellcheck disable=SC2317  # invoked by the traps
 cleanup() {
@@ -82,6 +130,7 @@ cleanup() {
   stop_pid "$teardown_pid" INT
   stop_pid "$workers_pid" INT
   stop_pid "$pgbouncer_pid" TERM # SIGTERM: PgBouncer's immediate shutdown
+  stop_pid "$pgbouncer2_pid" QUIT # since 1.23 SIGTERM waits for the clients; SIGQUIT is immediate
   pg_discard "$pg_dir"
   rm -rf -- "$work"
 }
@@ -104,6 +153,9 @@ psql -qAtX -h "$pg_dir" -p "$pg_port" -d postgres -c 'CREATE DATABASE bench' >/d
 say "pgbench -i -s $scale"
 pgbench -i -q -s "$scale" -h "$pg_dir" -p "$pg_port" bench >"$work/pgbench-init.log" 2>&1 ||
   { cat "$work/pgbench-init.log" >&2; die "pgbench -i failed"; }
+# The search_path workload's clients ask for bench_path,public: an empty schema, so the path is
+# valid and pgbench's tables are still found in public.
+psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench -c 'CREATE SCHEMA bench_path' >/dev/null
 
 # --- sluiced ------------------------------------------------------------------------------------------
 
@@ -154,19 +206,22 @@ wait_socket "$work/.s.PGSQL.$workers_port" "$workers_pid" "sluiced (2 workers)" 
 # --- PgBouncer ----------------------------------------------------------------------------------------
 
 user=$(id -un)
-pgb_dir=$work/pgbouncer
-mkdir -p "$pgb_dir"
-printf '"%s" ""\n' "$user" postgres | sort -u >"$pgb_dir/userlist.txt"
-cat >"$pgb_dir/pgbouncer.ini" <<INI
+
+write_pgbouncer_config() {  # DIR PORT [EXTRA SETTING LINE...]
+  local dir=$1 port=$2
+  shift 2
+  mkdir -p "$dir"
+  printf '"%s" ""\n' "$user" postgres | sort -u >"$dir/userlist.txt"
+  cat >"$dir/pgbouncer.ini" <<INI
 [databases]
 bench = host=$pg_dir port=$pg_port dbname=bench
 
 [pgbouncer]
 listen_addr =
-listen_port = $pgbouncer_port
-unix_socket_dir = $pgb_dir
+listen_port = $port
+unix_socket_dir = $dir
 auth_type = trust
-auth_file = $pgb_dir/userlist.txt
+auth_file = $dir/userlist.txt
 pool_mode = transaction
 default_pool_size = $pool_size
 min_pool_size = 0
@@ -181,16 +236,32 @@ log_pooler_errors = 1
 log_stats = 0
 stats_period = 3600
 INI
+  if (($#)); then printf '%s\n' "$@" >>"$dir/pgbouncer.ini"; fi
+  if ((EUID == 0)); then chown -R postgres: "$dir"; fi
+}
+
 pgbouncer_args=()
 if ((EUID == 0)); then  # PgBouncer refuses to run as root: -u switches to postgres after start
-  chown -R postgres: "$pgb_dir"
   pgbouncer_args=(-u postgres)
 fi
-say "starting $(pgbouncer --version | head -n 1)"
-pgbouncer "${pgbouncer_args[@]}" "$pgb_dir/pgbouncer.ini" >"$work/pgbouncer.log" 2>&1 &
+# A copy of 1.25.2, as for sluiced: build/ may be cleaned while the benchmark runs.
+pgbouncer1=$(command -v pgbouncer)
+pgbouncer2=$work/pgbouncer-$pgb2_version
+cp "$pgb2_prefix/bin/pgbouncer" "$pgbouncer2"
+pgb_dir=$work/pgbouncer pgb2_dir=$work/pgbouncer2
+write_pgbouncer_config "$pgb_dir" "$pgbouncer_port"
+# 1.25.2 accepts a search_path startup parameter (the search_path workload) only when it tracks it;
+# 1.18 has no such setting. IntervalStyle is the default list.
+write_pgbouncer_config "$pgb2_dir" "$pgbouncer2_port" "track_extra_parameters = IntervalStyle, search_path"
+
+say "starting $("$pgbouncer1" --version | head -n 1) and $("$pgbouncer2" --version | head -n 1)"
+"$pgbouncer1" "${pgbouncer_args[@]}" "$pgb_dir/pgbouncer.ini" >"$work/pgbouncer.log" 2>&1 &
 pgbouncer_pid=$!
+"$pgbouncer2" "${pgbouncer_args[@]}" "$pgb2_dir/pgbouncer.ini" >"$work/pgbouncer2.log" 2>&1 &
+pgbouncer2_pid=$!
 wait_socket "$pgb_dir/.s.PGSQL.$pgbouncer_port" "$pgbouncer_pid" pgbouncer "$work/pgbouncer.log"
-for pid in "$sluiced_pid" "$pgbouncer_pid"; do
+wait_socket "$pgb2_dir/.s.PGSQL.$pgbouncer2_port" "$pgbouncer2_pid" "pgbouncer $pgb2_version" "$work/pgbouncer2.log"
+for pid in "$sluiced_pid" "$pgbouncer_pid" "$pgbouncer2_pid"; do
   limit=$(awk '/Max open files/ {print $4}' "/proc/$pid/limits")
   ((limit > idle_clients + 100)) || die "pid $pid may open only $limit files"
 done
@@ -202,13 +273,14 @@ python3 "$bench_dir/bench.py" \
   --root "$root" --bench-dir "$bench_dir" --out-dir "$bench_dir/results" --workdir "$work" \
   --sluice "$work:$sluice_port" --sluice-pid "$sluiced_pid" \
   --sluice2 "$work:$workers_port" --sluice2-pid "$workers_pid" \
-  --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" \
+  --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" --pgbouncer-bin "$pgbouncer1" \
+  --pgbouncer2 "$pgb2_dir:$pgbouncer2_port" --pgbouncer2-pid "$pgbouncer2_pid" --pgbouncer2-bin "$pgbouncer2" \
   --direct "$pg_dir:$pg_port" \
   --teardown-sluice "$work:$teardown_port" \
   --control "$work/control.sock" --teardown-control "$work/control-teardown.sock" \
   --sluicectl "$sluicectl" --sluiced "$sluiced" --user "$user" \
   --duration "$duration" --rounds "$rounds" --jobs "$(nproc)" --idle-clients "$idle_clients" \
-  --scale "$scale" --max-connections "$max_connections" \
+  --scale "$scale" --max-connections "$max_connections" --pool-size "$pool_size" \
   --teardown-load-s "$teardown_load_s" --abandon-rollback "$abandon_rollback" \
   --abandon-cancel "$abandon_cancel" --setup-s "$((SECONDS - started))" &
 runner_pid=$!
@@ -217,7 +289,7 @@ wait "$runner_pid" || status=$?
 runner_pid=
 cp "$work/bench.log" "$bench_dir/results/latest.log" 2>/dev/null || true
 if ((status != 0)); then
-  for log in sluiced.log sluiced-teardown.log sluiced-workers.log pgbouncer.log; do
+  for log in sluiced.log sluiced-teardown.log sluiced-workers.log pgbouncer.log pgbouncer2.log; do
     [[ -s $work/$log ]] && { say "$log, last lines:"; tail -n 5 "$work/$log" | sed 's/^/  /'; }
   done
   die "the benchmark failed (exit $status); pgbench outputs: bench/results/latest.log"
