@@ -377,7 +377,8 @@ void ClientSession::on_server_ready() {
   if (session_mode_) return;
   pool::ServerConnection& server = scope_.server();
   if (server.session_changed() || !server.tracks_statements()) {
-    capture_ = std::make_shared<pool::SettingsCapture>(pool::SettingsCapture{this});
+    capture_ = std::make_shared<pool::SettingsCapture>(
+        pool::SettingsCapture{this, router_ ? router_->custom_setting_names() : std::vector<std::string>{}});
     server.capture_settings_for(capture_);
   }
   scope_.end("transaction complete");

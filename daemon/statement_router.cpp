@@ -227,9 +227,21 @@ void StatementRouter::close(const protocol::TargetMessage& message) {
   server_->expect_reply(std::move(answered));
 }
 
+void StatementRouter::note_custom_setting_names(std::string_view sql) {
+  for (std::string& name : protocol::find_custom_setting_names(sql)) {
+    if (custom_setting_names_.size() >= kMaxCustomSettingNames) return;
+    if (std::find(custom_setting_names_.begin(), custom_setting_names_.end(), name) ==
+        custom_setting_names_.end())
+      custom_setting_names_.push_back(std::move(name));
+  }
+}
+
 bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse) {
   const auto commands = protocol::find_sql_commands(sql);
-  if (commands.session == protocol::SqlSessionEffect::settings) server_->note_session_change();
+  if (commands.session == protocol::SqlSessionEffect::settings) {
+    server_->note_session_change();
+    note_custom_setting_names(sql);
+  }
   const auto& use = commands.prepared;
   switch (use.command) {
     case protocol::SqlPreparedCommand::deallocate:

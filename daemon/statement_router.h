@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pool/prepared_statements.h"
 #include "pool/reply_ledger.h"
@@ -34,6 +35,9 @@ class StatementRouter {
   protocol::Bytes finish_chunk(std::size_t end, std::size_t partial_header_bytes);
 
   [[nodiscard]] std::size_t statement_count() const { return client_->size(); }
+  // Custom settings ("app.tenant") the client's SQL named: pg_settings does not list them, so
+  // reading the client's settings back asks for these by name.
+  [[nodiscard]] const std::vector<std::string>& custom_setting_names() const { return custom_setting_names_; }
   // Between transactions: a large message's buffers are not kept for the
   // client's lifetime.
   void release_memory();
@@ -53,6 +57,7 @@ class StatementRouter {
   // type `request` is in rewritten_), except an unnamed Parse of a lone
   // DEALLOCATE name, which is carried out; DISCARD/DEALLOCATE ALL reset the caches.
   bool rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse);
+  void note_custom_setting_names(std::string_view sql);
   bool refuse(char request, const char* sqlstate, const std::string& message, std::string_view detail);
   bool deallocate(const std::string& name);
   // A Parse ahead when the server lacks the statement (after a Close of the
@@ -67,6 +72,8 @@ class StatementRouter {
   std::shared_ptr<pool::ClientStatements> client_;
   pool::ServerConnection* server_ = nullptr;  // during a chunk
   protocol::ChunkEditor editor_;
+  static constexpr std::size_t kMaxCustomSettingNames = 256;
+  std::vector<std::string> custom_setting_names_;
   std::string rewritten_;  // messages written in place of the client's
   std::string whole_;      // a message read whole across chunks
   // The message that continues past the chunk: bytes still to come, and

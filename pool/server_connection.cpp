@@ -15,6 +15,8 @@
 namespace sluice::pool {
 namespace {
 
+const std::vector<std::string> kNoNames;
+
 // ParameterStatus values a client expects at login; copied from the server.
 constexpr std::array<const char*, 14> kReportedParameters = {"server_version",
                                                              "server_encoding",
@@ -365,22 +367,27 @@ void ServerConnection::teardown_advance() {
   pool_.teardown_finished(*this, true, "");
 }
 
-// In one write: the client's settings read (when it carries on), the reset,
-// and, when the plan asks, the same read again, which must find nothing left.
+// In one write: the client's settings read (when it carries on; its
+// statement_timeout lifted first), the reset, and, when the plan asks, the
+// same read again, which must find nothing left.
 void ServerConnection::send_reset() {
   reset_done_ = true;
   step_ = TeardownStep::resetting;
   reset_replies_.clear();
   std::string queries;
-  if (plan_.capture) protocol::append_query(queries, kSessionSettingsQuery);
+  const std::string read = session_settings_query(plan_.capture ? plan_.capture->custom_names : kNoNames);
+  if (plan_.capture) {
+    protocol::append_query(queries, kLiftStatementTimeoutQuery);
+    protocol::append_query(queries, read);
+  }
   protocol::append_query(queries, plan_.reset_query);
-  if (plan_.prove_reset) protocol::append_query(queries, kSessionSettingsQuery);
+  if (plan_.prove_reset) protocol::append_query(queries, read);
   replies_outstanding_ += static_cast<int>(reset_reply_count());
   if (!socket_->write(queries)) lost("cannot write to server");
 }
 
 std::size_t ServerConnection::reset_reply_count() const {
-  return 1 + (plan_.capture ? 1 : 0) + (plan_.prove_reset ? 1 : 0);
+  return 1 + (plan_.capture ? 2 : 0) + (plan_.prove_reset ? 1 : 0);
 }
 
 std::optional<std::string> ServerConnection::check_reset_replies() {
@@ -389,9 +396,12 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
   if (!replies || replies->size() != reset_reply_count()) return "the reset's replies could not be read";
   std::size_t next = 0;
   if (plan_.capture) {
+    const protocol::QueryReply& lift = (*replies)[next++];
     const protocol::QueryReply& read = (*replies)[next++];
-    if (read.error) return "reading the client's settings failed: " + read.error->describe();
-    captured_settings_ = read_session_settings(read, login_user_);
+    for (const auto* reply : {&lift, &read}) {
+      if (reply->error) return "reading the client's settings failed: " + reply->error->describe();
+    }
+    captured_settings_ = read_client_settings(lift, read, login_user_);
     if (!captured_settings_) return "the client's settings could not be read";
   }
   const protocol::QueryReply& reset = (*replies)[next++];

@@ -26,17 +26,32 @@ struct SessionSetting {
 using SessionSettings = std::vector<SessionSetting>;
 
 // Lists a server's session-level settings, role and session authorization
-// included, in the order above (three columns: rank, name, value).
-inline constexpr std::string_view kSessionSettingsQuery =
-    "SELECT 0, name, setting FROM pg_catalog.pg_settings WHERE source = 'session' "
-    "UNION ALL SELECT 1, 'session_authorization', pg_catalog.current_setting('session_authorization') "
-    "UNION ALL SELECT 2, 'role', pg_catalog.current_setting('role') ORDER BY 1, 2";
+// included, in the order above (three columns: rank, name, value). Custom
+// settings ("app.tenant") are not in pg_settings: those the client's SQL
+// named are asked for by name.
+std::string session_settings_query(const std::vector<std::string>& custom_names);
 
-// The settings in one reply to kSessionSettingsQuery, leaving out a session
-// authorization that is still the login user and a role that is still none.
+// Sent before session_settings_query when a client's settings are read: the
+// client's own statement_timeout could cancel the read (pg_settings takes a
+// few milliseconds on a fresh server), so it is noted (two rows: the client's
+// value, then the value RESET gives) and lifted for the read.
+inline constexpr std::string_view kLiftStatementTimeoutQuery =
+    "SELECT pg_catalog.current_setting('statement_timeout'); RESET statement_timeout; "
+    "SELECT pg_catalog.current_setting('statement_timeout'); SET statement_timeout = 0";
+
+// The settings in one reply to session_settings_query, leaving out a custom
+// setting that is empty or unknown, a session authorization that is still the
+// login user and a role that is still none.
 // nullopt when the reply is not what the query returns.
 std::optional<SessionSettings> read_session_settings(const protocol::QueryReply& reply,
                                                      std::string_view login_user);
+
+// A client's settings from the replies to kLiftStatementTimeoutQuery and then
+// session_settings_query: its statement_timeout is the one noted (when it is
+// not what RESET gives), not the lifted one.
+std::optional<SessionSettings> read_client_settings(const protocol::QueryReply& lift,
+                                                    const protocol::QueryReply& read,
+                                                    std::string_view login_user);
 
 // One simple-query string that puts `settings` on a server at the pool's
 // baseline. It runs in a transaction block so that, should PostgreSQL refuse
@@ -59,6 +74,7 @@ class SettingsReceiver {
 // `receiver` when it goes first.
 struct SettingsCapture {
   SettingsReceiver* receiver = nullptr;
+  std::vector<std::string> custom_names;  // see session_settings_query
 };
 
 }  // namespace sluice::pool

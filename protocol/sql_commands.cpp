@@ -471,7 +471,8 @@ SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
 }
 
 SqlSessionEffect find_sql_session_effect(std::string_view sql) {
-  const bool mentioned = (command_words_opening_statements(sql) & kSessionWord) != 0 || mentions_set_config(sql);
+  const bool mentioned =
+      (command_words_opening_statements(sql) & kSessionWord) != 0 || mentions_set_config(sql);
   return mentioned ? session_effect(sql) : SqlSessionEffect::none;
 }
 
@@ -504,7 +505,69 @@ std::optional<std::string> identifier_value(const Token& token) {
   return name;
 }
 
+// A '...' literal's text, doubled quotes undone; nullopt for any other token (E'...' included).
+std::optional<std::string> plain_string_value(const Token& token) {
+  const std::string_view text = token.text;
+  if (token.kind != TokenKind::string_literal || text.size() < 2 || text.front() != '\'') return std::nullopt;
+  std::string value;
+  for (std::size_t i = 1; i + 1 < text.size(); ++i) {
+    value += text[i];
+    if (text[i] == '\'') ++i;
+  }
+  return value;
+}
+
+// A setting's name, `first` being its first part: parts joined by '.', each folded like an
+// identifier. `after` gets the token that follows the name.
+std::optional<std::string> dotted_name(Lexer& lexer, const Token& first, Token& after) {
+  std::string name;
+  Token part = first;
+  for (;;) {
+    const auto value = identifier_value(part);
+    if (!value) {
+      after = part;
+      return std::nullopt;
+    }
+    name += *value;
+    after = lexer.next();
+    if (after.kind != TokenKind::other || after.text != ".") return name;
+    name += '.';
+    part = lexer.next();
+  }
+}
+
 }  // namespace
+
+std::vector<std::string> find_custom_setting_names(std::string_view sql) {
+  Lexer lexer(sql);
+  std::vector<std::string> names;
+  const auto keep = [&](std::optional<std::string> name) {
+    if (name && name->find('.') != std::string::npos) names.push_back(std::move(*name));
+  };
+  bool statement_start = true;
+  Token token = lexer.next();
+  while (token.kind != TokenKind::end) {
+    const bool at_start = statement_start;
+    statement_start = token.kind == TokenKind::semicolon;
+    if (is_keyword(token, "set_config")) {
+      token = lexer.next();
+      if (token.kind != TokenKind::open_paren) continue;  // looked at again
+      token = lexer.next();
+      keep(plain_string_value(token));
+      continue;
+    }
+    if (at_start && (is_keyword(token, "set") || is_keyword(token, "reset"))) {
+      token = lexer.next();
+      if (is_keyword(token, "session") || is_keyword(token, "local")) token = lexer.next();
+      Token after;
+      keep(dotted_name(lexer, token, after));
+      token = after;  // looked at again: it may end the statement
+      continue;
+    }
+    token = lexer.next();
+  }
+  return names;
+}
 
 std::optional<std::string> lone_deallocate_name(std::string_view sql) {
   Lexer lexer(sql);

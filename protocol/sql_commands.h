@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace sluice::protocol {
 
@@ -43,6 +44,11 @@ enum class SqlSessionEffect {
 // Whether any statement in `sql` may change session state. SET LOCAL, SET TRANSACTION and SET CONSTRAINTS
 // end with their transaction and count as none. Lexed as find_sql_prepared_use does.
 SqlSessionEffect find_sql_session_effect(std::string_view sql);
+
+// The names of custom settings (with a '.', as "app.tenant") that `sql` SETs, RESETs or passes to
+// set_config() as a '...' literal: PostgreSQL does not list them in pg_settings, so sluiced must
+// know their names to read them back. Each part folded as PostgreSQL folds identifiers.
+std::vector<std::string> find_custom_setting_names(std::string_view sql);
 
 // Both, with one look at the string (what the statement router asks of every query).
 struct SqlCommands {

@@ -136,8 +136,8 @@ JSON
   grep -Eq '^(# )?(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$out/$mode/pg_regress.out" ||
     grep -q 'tests passed\|tests failed' "$out/$mode/pg_regress.out" ||
     die "$mode: pg_regress did not finish: $(tail -n 5 "$out/$mode/pg_regress.out")"
-  grep -E '^(test| )? *[a-z0-9_]+ +\.\.\. FAILED|FAILED' "$out/$mode/pg_regress.out" |
-    sed -E 's/^[^a-z0-9_]*(test )?([a-z0-9_]+) .*/\2/' | sort -u >"$out/$mode.failed" || true
+  grep -E '^(test| )? *[a-z0-9_.]+ +\.\.\. FAILED|FAILED' "$out/$mode/pg_regress.out" |
+    sed -E 's/^[^a-z0-9_.]*(test )?([a-z0-9_.]+) .*/\2/' | sort -u >"$out/$mode.failed" || true
   if [[ -n $sluiced_pid ]]; then
     kill -0 "$sluiced_pid" 2>/dev/null || die "$mode: sluiced died during the suite"
     stop_pid "$sluiced_pid" TERM

@@ -185,6 +185,41 @@ TEST_P(SessionFollowTest, RolesFollowTheirClient) {
   }
 }
 
+// Custom settings ("app.tenant", as row-level security policies read them) are not listed by
+// pg_settings; they follow their client all the same.
+TEST_P(SessionFollowTest, CustomSettingsFollowTheirClient) {
+  expect_as_direct(2, {
+                          {0, "set app.tenant = '42'"},
+                          {0, "show app.tenant"},
+                          // A placeholder another client's settings made stays on a server, empty: ''
+                          // where a fresh connection says NULL (README "Limits").
+                          {1, "select coalesce(nullif(current_setting('app.tenant', true), ''), 'unset')"},
+                          {0, "select set_config('app.user', 'alice', false)"},
+                          {1, "set session app.tenant to '7'"},
+                          {0, "select current_setting('app.tenant'), current_setting('app.user')"},
+                          {1, "show app.tenant"},
+                          {0, "begin"},
+                          {0, "set app.tenant = '43'"},
+                          {0, "rollback"},
+                          {0, "show app.tenant"},
+                          {0, "reset app.tenant"},
+                          {0, "select coalesce(nullif(current_setting('app.tenant', true), ''), 'unset')"},
+                      });
+}
+
+// statement_timeout follows its client too, though the read of the client's settings lifts it
+// (pg_settings can take longer than a short timeout on a fresh server).
+TEST_P(SessionFollowTest, StatementTimeoutFollowsItsClient) {
+  expect_as_direct(2, {
+                          {0, "set statement_timeout = '2s'"},
+                          {0, "set search_path = follow_a"},
+                          {1, "show statement_timeout"},
+                          {0, "select current_setting('statement_timeout'), current_setting('search_path')"},
+                          {0, "reset statement_timeout"},
+                          {0, "show statement_timeout"},
+                      });
+}
+
 // RESET returns to the client's own startup value, as PostgreSQL's does.
 TEST_P(SessionFollowTest, ResetReturnsToTheStartupValue) {
   expect_as_direct(2,

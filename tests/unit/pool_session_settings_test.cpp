@@ -20,8 +20,8 @@ protocol::QueryReply reply(std::vector<Row> rows) { return {.rows = std::move(ro
 TEST(SessionSettingsTest, LeavesOutTheLoginUserAndNoRole) {
   const auto settings = read_session_settings(reply({{"0", "search_path", "a, \"B\""},
                                                      {"0", "work_mem", "7168"},
-                                                     {"1", "session_authorization", "app"},
-                                                     {"2", "role", "none"}}),
+                                                     {"2", "session_authorization", "app"},
+                                                     {"3", "role", "none"}}),
                                               "app");
   ASSERT_TRUE(settings);
   EXPECT_EQ(*settings, (SessionSettings{{"search_path", "a, \"B\""}, {"work_mem", "7168"}}));
@@ -29,9 +29,16 @@ TEST(SessionSettingsTest, LeavesOutTheLoginUserAndNoRole) {
 
 TEST(SessionSettingsTest, KeepsAChangedAuthorizationAndRoleLast) {
   const auto settings =
-      read_session_settings(reply({{"1", "session_authorization", "low"}, {"2", "role", "reader"}}), "app");
+      read_session_settings(reply({{"2", "session_authorization", "low"}, {"3", "role", "reader"}}), "app");
   ASSERT_TRUE(settings);
   EXPECT_EQ(*settings, (SessionSettings{{"session_authorization", "low"}, {"role", "reader"}}));
+}
+
+TEST(SessionSettingsTest, LeavesOutCustomSettingsUnknownOrEmpty) {
+  const auto settings = read_session_settings(
+      reply({{"1", "app.tenant", "42"}, {"1", "app.gone", std::nullopt}, {"1", "app.reset", ""}}), "app");
+  ASSERT_TRUE(settings);
+  EXPECT_EQ(*settings, (SessionSettings{{"app.tenant", "42"}}));
 }
 
 TEST(SessionSettingsTest, RefusesWhatTheQueryCannotReturn) {
@@ -40,6 +47,19 @@ TEST(SessionSettingsTest, RefusesWhatTheQueryCannotReturn) {
   protocol::QueryReply failed = reply({});
   failed.error = protocol::ErrorFields{"ERROR", "42501", "denied"};
   EXPECT_FALSE(read_session_settings(failed, "app"));
+}
+
+// The client's statement_timeout is the one noted before the read lifted it, when it is not what
+// RESET gives; the lifted value the read saw is dropped.
+TEST(SessionSettingsTest, TheStatementTimeoutNotedBeforeTheLiftIsTheClients) {
+  const auto read = reply({{"0", "search_path", "x"}, {"0", "statement_timeout", "0"}});
+  const auto own = read_client_settings(reply({{"5ms"}, {"0"}}), read, "app");
+  ASSERT_TRUE(own);
+  EXPECT_EQ(*own, (SessionSettings{{"statement_timeout", "5ms"}, {"search_path", "x"}}));
+  const auto as_reset = read_client_settings(reply({{"30s"}, {"30s"}}), read, "app");
+  ASSERT_TRUE(as_reset);
+  EXPECT_EQ(*as_reset, (SessionSettings{{"search_path", "x"}}));
+  EXPECT_FALSE(read_client_settings(reply({{"5ms"}}), read, "app"));
 }
 
 TEST(SessionSettingsTest, ApplyQueryQuotesEveryValue) {

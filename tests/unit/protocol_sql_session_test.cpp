@@ -49,3 +49,28 @@ TEST(SqlSessionTest, RoleChangesAreFound) {
 
 }  // namespace
 }  // namespace sluice::protocol
+
+namespace sluice::protocol {
+namespace {
+
+using Names = std::vector<std::string>;
+
+TEST(CustomSettingNamesTest, FoundWhereverSetOrResetNamesThem) {
+  EXPECT_EQ(find_custom_setting_names("SET app.tenant = 42"), (Names{"app.tenant"}));
+  EXPECT_EQ(find_custom_setting_names("set session My.Qualified.Guc to 'x'; reset local_x.y"),
+            (Names{"my.qualified.guc", "local_x.y"}));
+  EXPECT_EQ(find_custom_setting_names("SET LOCAL custom.\"bad-guc\" = 1"), (Names{"custom.bad-guc"}));
+  EXPECT_EQ(find_custom_setting_names("select set_config('app.user', 'x', false), 1; SET a.b TO 1"),
+            (Names{"app.user", "a.b"}));
+}
+
+TEST(CustomSettingNamesTest, PlainSettingsAndOtherTextAreNotNames) {
+  EXPECT_EQ(find_custom_setting_names("SET search_path = a.b"), Names{});
+  EXPECT_EQ(find_custom_setting_names("select 'set app.x = 1', app.x from app"), Names{});
+  EXPECT_EQ(find_custom_setting_names("SET SESSION AUTHORIZATION x; reset all"), Names{});
+  EXPECT_EQ(find_custom_setting_names("select set_config(name, 'x', false)"), Names{});
+  EXPECT_EQ(find_custom_setting_names("SET app."), (Names{}));
+}
+
+}  // namespace
+}  // namespace sluice::protocol
