@@ -122,10 +122,30 @@ std::size_t Pool::size_limit() const {
   return static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
 }
 
+// Its part of pool_size beside its siblings: in proportion to its clients (at
+// least one while it has any). A pool under its share may take a sibling's idle
+// server, a pool over it gives one up. Clients, not the moment's waiters, set
+// the shares: two busy settings sets then keep their servers instead of trading
+// them back and forth, a new PostgreSQL session each time.
+std::size_t Pool::fair_share() const {
+  std::size_t clients = 0;
+  for (const Pool* pool : budget_->pools) clients += pool->clients_;
+  if (clients == 0 || clients_ == 0) return clients_ == 0 ? 0 : size_limit();
+  return std::max<std::size_t>(1, size_limit() * clients_ / clients);
+}
+
+// A pool with no server at all may always have one: progress before fairness.
+bool Pool::wants_sibling_server() const { return total_servers() < fair_share() || total_servers() == 0; }
+
+bool Pool::can_spare_server_for(const Pool& taker) const {
+  return !idle_.empty() && (total_servers() > fair_share() || taker.total_servers() == 0);
+}
+
 bool Pool::take_idle_from_sibling() {
+  if (!wants_sibling_server()) return false;
   Pool* donor = nullptr;
   for (Pool* sibling : budget_->pools) {
-    if (sibling == this || sibling->idle_.empty()) continue;
+    if (sibling == this || !sibling->can_spare_server_for(*this)) continue;
     // The one idle longest: its clients are the least likely to want it back soon.
     if (donor == nullptr || sibling->idle_.front()->state_since() < donor->idle_.front()->state_since()) {
       donor = sibling;
@@ -144,10 +164,10 @@ bool Pool::can_launch_now() const {
 }
 
 void Pool::give_idle_to_sibling() {
-  if (idle_.empty() || budget_->servers < size_limit()) return;
+  if (budget_->servers < size_limit()) return;
   for (Pool* sibling : budget_->pools) {
     if (sibling == this || sibling->waiters_.size() <= sibling->connecting_.size() ||
-        !sibling->can_launch_now()) {
+        !sibling->wants_sibling_server() || !can_spare_server_for(*sibling) || !sibling->can_launch_now()) {
       continue;
     }
     close_server(*idle_.front(), "its place is needed by clients with other startup settings");

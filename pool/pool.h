@@ -139,6 +139,9 @@ class Pool {
   void close_idle_over_size();
   [[nodiscard]] std::string reset_query_for(bool session_mode) const;
   [[nodiscard]] std::size_t size_limit() const;
+  [[nodiscard]] std::size_t fair_share() const;
+  [[nodiscard]] bool wants_sibling_server() const;
+  [[nodiscard]] bool can_spare_server_for(const Pool& taker) const;
   // Budget spent while clients wait: close an idle server of a sibling pool to make room.
   bool take_idle_from_sibling();
   // Nobody here waits: hand an idle server's place to a sibling whose clients do.

@@ -6,8 +6,10 @@
 #include <libpq-fe.h>
 
 #include <array>
+#include <atomic>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/integration/control_client.h"
@@ -173,6 +175,42 @@ TEST_P(SessionStartupTest, InterleavedClientsKeepTheirOwn) {
     // pool_size bounds the servers of the database and user together, whatever the settings.
     EXPECT_LE(scope_test::client_backends(observer, kDatabase).size(), 2U);
   }
+}
+
+// Two settings sets busy at once share pool_size in proportion to their clients instead of trading
+// servers back and forth (each trade a new PostgreSQL session): counted by pg_stat_database.
+TEST(SessionStartupShareTest, TwoBusySettingsSetsKeepTheirServers) {
+  scope_test::ensure_database(kDatabase);
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 4});
+  const PgConn observer = scope_test::direct(kDatabase);
+  const auto sessions = [&] {
+    harness::exec_ok(observer, "select pg_stat_clear_snapshot()");
+    return std::stoi(
+        scalar(observer, "select sessions from pg_stat_database where datname = current_database()"));
+  };
+  const int before = sessions();
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 8; ++i) {
+    clients.emplace_back([&, i] {
+      const std::string zone = i % 2 == 0 ? "UTC" : "Asia/Tokyo";
+      PGconn* conn =
+          PQconnectdb((sluiced.conninfo(kDatabase) + " options='-c TimeZone=" + zone + "'").c_str());
+      for (int t = 0; t < 300; ++t) {
+        PGresult* result = PQexec(conn, "select current_setting('TimeZone')");
+        if (PQresultStatus(result) != PGRES_TUPLES_OK || PQgetvalue(result, 0, 0) != zone) ++wrong;
+        PQclear(result);
+      }
+      PQfinish(conn);
+    });
+  }
+  for (auto& client : clients) client.join();
+  EXPECT_EQ(wrong.load(), 0);
+  // PostgreSQL counts a session when it ends: the servers still open are added by hand.
+  const int open = std::stoi(scalar(observer,
+                                    "select count(*) from pg_stat_activity where datname = "
+                                    "current_database() and pid <> pg_backend_pid()"));
+  EXPECT_LE(sessions() - before + open, 12) << "4 servers, and a few trades while the sets start and stop";
 }
 
 // Drivers that set parameters at connect: psycopg's options, asyncpg's server_settings, pgjdbc's
