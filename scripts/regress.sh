@@ -7,11 +7,14 @@
 # Each mode gets a fresh cluster, so one run cannot change what the next one sees.
 #
 #   REGRESS_MODES="direct session"   what to run (direct, session, transaction)
-#   REGRESS_SCHEDULE=parallel        parallel_schedule, or "serial" (one test at a time)
+#   REGRESS_SCHEDULE="parallel serial"  parallel_schedule as make installcheck runs it, and the
+#                                     same schedule one test at a time (either alone, or both)
 #
 # Prints, per mode, the failed tests, and the tests that differ from direct; writes the same to
-# build/regress/summary.md. Exits non-zero only when a run could not be made (a crash of sluiced,
-# a hang past the timeout), not for differences: they are what it reports.
+# build/regress/summary.md. Exits non-zero when a run could not be made (a crash of sluiced, a hang
+# past the timeout), and when session mode fails a test that passes directly, other than those
+# that need a brand-new backend (fresh_backend_tests below). Transaction mode's differences are
+# reported only.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -19,8 +22,11 @@ root=$(cd "$(dirname "$0")/.." && pwd -P)
 source "$root/scripts/throwaway-lib.sh"
 
 modes=${REGRESS_MODES:-direct session}
-schedule=${REGRESS_SCHEDULE:-parallel}
+schedules=${REGRESS_SCHEDULE:-parallel serial}
 readonly pg_port=56432 sluice_port=56433 run_timeout_s=900
+# They see what earlier sessions left in the backend (temp's PREPARE TRANSACTION after temporary
+# objects, guc's and stats' counters of a fresh process): no pooled session is brand-new.
+readonly fresh_backend_tests="guc temp stats"
 out=$root/build/regress
 src=$out/src
 
@@ -72,11 +78,9 @@ for module in regress autoinc refint; do
     -o "$src/$module.so" "$src/$module.c" || die "cannot build $module.so"
 done
 
-case $schedule in
-  parallel) schedule_args=(--schedule="$src/parallel_schedule" --max-concurrent-tests=20) ;;
-  serial) schedule_args=(--schedule="$src/parallel_schedule" --max-connections=1) ;;
-  *) die "REGRESS_SCHEDULE is parallel or serial, not $schedule" ;;
-esac
+for schedule in $schedules; do
+  [[ $schedule == parallel || $schedule == serial ]] || die "REGRESS_SCHEDULE is parallel and/or serial, not $schedule"
+done
 
 # --- one run -----------------------------------------------------------------------------------------
 
@@ -93,9 +97,13 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# MODE: runs the suite and leaves the failed tests' names in $out/MODE.failed
+# SCHEDULE MODE: runs the suite and leaves the failed tests' names in $out/SCHEDULE/MODE.failed
 run_mode() {
-  local mode=$1 host port
+  local schedule=$1 mode=$2 host port schedule_args run_out=$out/$1
+  case $schedule in
+    parallel) schedule_args=(--schedule="$src/parallel_schedule" --max-concurrent-tests=20) ;;
+    serial) schedule_args=(--schedule="$src/parallel_schedule" --max-connections=1) ;;
+  esac
   pg_dir=$(mktemp -d /tmp/sluice-regress-pg.XXXXXX)
   PGPORT=$pg_port "$root/scripts/pg-throwaway.sh" start "$pg_dir"
   # The suite's own settings, as `make installcheck` expects of a fresh cluster.
@@ -119,25 +127,25 @@ SQL
   "limits": {"max_client_conn": 500}
 }
 JSON
-    "$root/build/bin/sluiced" -c "$work/sluiced.json" >"$out/$mode.sluiced.log" 2>&1 &
+    "$root/build/bin/sluiced" -c "$work/sluiced.json" >"$run_out/$mode.sluiced.log" 2>&1 &
     sluiced_pid=$!
     until [[ -S $work/.s.PGSQL.$sluice_port ]]; do
-      kill -0 "$sluiced_pid" 2>/dev/null || die "sluiced did not start: $(tail -n 5 "$out/$mode.sluiced.log")"
+      kill -0 "$sluiced_pid" 2>/dev/null || die "sluiced did not start: $(tail -n 5 "$run_out/$mode.sluiced.log")"
       sleep 0.1
     done
     host=$work port=$sluice_port
   fi
   say "$mode: pg_regress ($schedule schedule)"
-  rm -rf "${out:?}/$mode" && mkdir -p "$out/$mode/results"
-  chmod a+rwx "$out/$mode/results"  # the server (user postgres) writes COPY TO files there
-  (cd "$src" && timeout "$run_timeout_s" "$pg_regress" --inputdir="$src" --outputdir="$out/$mode" \
+  rm -rf "${run_out:?}/$mode" && mkdir -p "$run_out/$mode/results"
+  chmod a+rwx "$run_out/$mode/results"  # the server (user postgres) writes COPY TO files there
+  (cd "$src" && timeout "$run_timeout_s" "$pg_regress" --inputdir="$src" --outputdir="$run_out/$mode" \
     --bindir=/usr/lib/postgresql/15/bin --dlpath="$src" --host="$host" --port="$port" \
-    "${schedule_args[@]}" >"$out/$mode/pg_regress.out" 2>&1) || true
-  grep -Eq '^(# )?(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$out/$mode/pg_regress.out" ||
-    grep -q 'tests passed\|tests failed' "$out/$mode/pg_regress.out" ||
-    die "$mode: pg_regress did not finish: $(tail -n 5 "$out/$mode/pg_regress.out")"
-  grep -E '^(test| )? *[a-z0-9_.]+ +\.\.\. FAILED|FAILED' "$out/$mode/pg_regress.out" |
-    sed -E 's/^[^a-z0-9_.]*(test )?([a-z0-9_.]+) .*/\2/' | sort -u >"$out/$mode.failed" || true
+    "${schedule_args[@]}" >"$run_out/$mode/pg_regress.out" 2>&1) || true
+  grep -Eq '^(# )?(All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed)' "$run_out/$mode/pg_regress.out" ||
+    grep -q 'tests passed\|tests failed' "$run_out/$mode/pg_regress.out" ||
+    die "$mode: pg_regress did not finish: $(tail -n 5 "$run_out/$mode/pg_regress.out")"
+  grep -E '^(test| )? *[a-z0-9_.]+ +\.\.\. FAILED|FAILED' "$run_out/$mode/pg_regress.out" |
+    sed -E 's/^[^a-z0-9_.]*(test )?([a-z0-9_.]+) .*/\2/' | sort -u >"$run_out/$mode.failed" || true
   if [[ -n $sluiced_pid ]]; then
     kill -0 "$sluiced_pid" 2>/dev/null || die "$mode: sluiced died during the suite"
     stop_pid "$sluiced_pid" TERM
@@ -145,28 +153,44 @@ JSON
   fi
   pg_discard "$pg_dir"
   pg_dir=''
-  say "$mode: $(grep -Eo '([0-9]+ of [0-9]+ tests failed|All [0-9]+ tests passed)' "$out/$mode/pg_regress.out" | head -n 1)"
+  say "$mode: $(grep -Eo '([0-9]+ of [0-9]+ tests failed|All [0-9]+ tests passed)' "$run_out/$mode/pg_regress.out" | head -n 1)"
 }
 
-for mode in $modes; do run_mode "$mode"; done
+for schedule in $schedules; do
+  for mode in $modes; do run_mode "$schedule" "$mode"; done
+done
 
 # --- what differs --------------------------------------------------------------------------------------
 
-{
+summary() {  # SCHEDULE
+  local schedule=$1 run_out=$out/$1
   echo "# pg_regress ($schedule schedule), PostgreSQL $(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null)"
   echo
   for mode in $modes; do
-    echo "- $mode: $(grep -Eo '([0-9]+ of [0-9]+ tests failed|All [0-9]+ tests passed)' "$out/$mode/pg_regress.out" | head -n 1)"
+    echo "- $mode: $(grep -Eo '([0-9]+ of [0-9]+ tests failed|All [0-9]+ tests passed)' "$run_out/$mode/pg_regress.out" | head -n 1)"
   done
   if [[ " $modes " == *" direct "* ]]; then
     for mode in $modes; do
       [[ $mode == direct ]] && continue
       echo
       echo "## $mode: failing here, passing directly"
-      comm -13 "$out/direct.failed" "$out/$mode.failed" | sed 's/^/- /'
+      comm -13 "$run_out/direct.failed" "$run_out/$mode.failed" | sed 's/^/- /'
       echo
       echo "## $mode: passing here, failing directly"
-      comm -23 "$out/direct.failed" "$out/$mode.failed" | sed 's/^/- /'
+      comm -23 "$run_out/direct.failed" "$run_out/$mode.failed" | sed 's/^/- /'
     done
   fi
-} | tee "$out/summary.md"
+  echo
+}
+
+for schedule in $schedules; do summary "$schedule"; done | tee "$out/summary.md"
+
+unexpected=''
+if [[ " $modes " == *" direct "* && " $modes " == *" session "* ]]; then
+  for schedule in $schedules; do
+    for test in $(comm -13 "$out/$schedule/direct.failed" "$out/$schedule/session.failed"); do
+      [[ " $fresh_backend_tests " == *" $test "* ]] || unexpected+=" $test ($schedule)"
+    done
+  done
+fi
+[[ -z $unexpected ]] || die "session mode fails what passes directly:$unexpected"
