@@ -375,13 +375,16 @@ void ClientSession::on_server_ready() {
   if (!scanner_.at_boundary()) return;
   if (worker_.draining()) return leave_for_drain();
   if (session_mode_) return;
+  // The router marks what may change settings; without one (max_prepared_statements: 0) every
+  // release resets, and a SET lasts for its transaction.
   pool::ServerConnection& server = scope_.server();
-  if (server.session_changed() || !server.tracks_statements()) {
-    capture_ = std::make_shared<pool::SettingsCapture>(
-        pool::SettingsCapture{this, router_ ? router_->custom_setting_names() : std::vector<std::string>{}});
+  if (server.session_changed() && router_) {
+    capture_ =
+        std::make_shared<pool::SettingsCapture>(pool::SettingsCapture{this, router_->custom_setting_names()});
     server.capture_settings_for(capture_);
   }
   scope_.end("transaction complete");
+  if (state_ == ClientState::closing) return;  // the release failed at once and took its settings
   if (router_) router_->release_memory();
   set_state(ClientState::idle);
   socket_->set_reading(true);

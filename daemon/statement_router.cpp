@@ -230,6 +230,7 @@ void StatementRouter::close(const protocol::TargetMessage& message) {
 void StatementRouter::note_custom_setting_names(std::string_view sql) {
   for (std::string& name : protocol::find_custom_setting_names(sql)) {
     if (custom_setting_names_.size() >= kMaxCustomSettingNames) return;
+    if (name.size() > kMaxCustomSettingNameBytes) continue;  // each read names them all
     if (std::find(custom_setting_names_.begin(), custom_setting_names_.end(), name) ==
         custom_setting_names_.end())
       custom_setting_names_.push_back(std::move(name));

@@ -73,6 +73,7 @@ class StatementRouter {
   pool::ServerConnection* server_ = nullptr;  // during a chunk
   protocol::ChunkEditor editor_;
   static constexpr std::size_t kMaxCustomSettingNames = 256;
+  static constexpr std::size_t kMaxCustomSettingNameBytes = 128;
   std::vector<std::string> custom_setting_names_;
   std::string rewritten_;  // messages written in place of the client's
   std::string whole_;      // a message read whole across chunks

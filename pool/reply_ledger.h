@@ -31,7 +31,8 @@ enum class PendingKind : std::uint8_t {
   answered,        // the client's Parse or Close answered by sluiced: `reply` goes in its place
   refused,         // a request sent to fail: its ErrorResponse is replaced by `reply`
   // sluiced's Query putting the client's session settings on the server: every
-  // reply dropped; should it fail, so is everything after it (see settings_refusal).
+  // reply dropped; should it fail (a WARNING, then the backend's FATAL), so is
+  // everything after it (see settings_refusal).
   settings_restore,
 };
 
@@ -116,7 +117,8 @@ class ReplyLedger {
   std::string ready_;                 // answers due with nothing owed before them
   bool restore_failed_ = false;       // the settings_restore at the head saw an error
   std::optional<protocol::ErrorFields> settings_refusal_;
-  std::string refusal_bytes_;  // its ErrorResponse, gathered across chunks
+  std::optional<protocol::ErrorFields> restore_warning_;  // raised by a refused restore
+  std::string refusal_bytes_;  // its WARNING or ErrorResponse, gathered across chunks
   bool gathering_refusal_ = false;
 
   protocol::ChunkEditor editor_;  // the chunk being filtered

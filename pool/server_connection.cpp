@@ -15,8 +15,6 @@
 namespace sluice::pool {
 namespace {
 
-const std::vector<std::string> kNoNames;
-
 // ParameterStatus values a client expects at login; copied from the server.
 constexpr std::array<const char*, 14> kReportedParameters = {"server_version",
                                                              "server_encoding",
@@ -134,7 +132,7 @@ void ServerConnection::connect_ready() {
   close_connect_poll();
   PQsetnonblocking(conn_, 1);
   backend_pid_ = PQbackendPID(conn_);
-  login_user_ = PQuser(conn_);
+  baseline_.emplace(PQuser(conn_), pool_.key().settings);
   for (const char* name : kReportedParameters) {
     if (const char* value = PQparameterStatus(conn_, name)) parameters_.emplace_back(name, value);
   }
@@ -368,16 +366,17 @@ void ServerConnection::teardown_advance() {
 }
 
 // In one write: the client's settings read (when it carries on; its
-// statement_timeout lifted first), the reset, and, when the plan asks, the
+// statement_timeout and client_encoding lifted first), the reset, and, when the plan asks, the
 // same read again, which must find nothing left.
 void ServerConnection::send_reset() {
   reset_done_ = true;
   step_ = TeardownStep::resetting;
   reset_replies_.clear();
   std::string queries;
-  const std::string read = session_settings_query(plan_.capture ? plan_.capture->custom_names : kNoNames);
+  const std::string read =
+      session_settings_query(plan_.capture ? plan_.capture->custom_names : std::vector<std::string>{});
   if (plan_.capture) {
-    protocol::append_query(queries, kLiftStatementTimeoutQuery);
+    protocol::append_query(queries, kLiftForReadQuery);
     protocol::append_query(queries, read);
   }
   protocol::append_query(queries, plan_.reset_query);
@@ -401,13 +400,13 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
     for (const auto* reply : {&lift, &read}) {
       if (reply->error) return "reading the client's settings failed: " + reply->error->describe();
     }
-    captured_settings_ = read_client_settings(lift, read, login_user_);
+    captured_settings_ = read_client_settings(lift, read, *baseline_);
     if (!captured_settings_) return "the client's settings could not be read";
   }
   const protocol::QueryReply& reset = (*replies)[next++];
   if (reset.error) return "reset failed: " + reset.error->describe();
   if (!plan_.prove_reset) return std::nullopt;
-  const auto left = read_session_settings((*replies)[next], login_user_);
+  const auto left = read_session_settings((*replies)[next], *baseline_);
   if (!left) return "the settings after the reset could not be read";
   if (left->empty()) return std::nullopt;
   std::string names;

@@ -183,7 +183,7 @@ class ServerConnection final : net::PollSocket::Handler {
   net::PollSocket::Ptr socket_;
   int backend_pid_ = 0;
   ServerParameters parameters_;
-  std::string login_user_;  // its session authorization at the baseline
+  std::optional<SessionBaseline> baseline_;  // read once connected
 
   ServerUser* user_ = nullptr;
   protocol::MessageScanner scanner_;

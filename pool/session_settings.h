@@ -31,32 +31,50 @@ using SessionSettings = std::vector<SessionSetting>;
 // named are asked for by name.
 std::string session_settings_query(const std::vector<std::string>& custom_names);
 
-// Sent before session_settings_query when a client's settings are read: the
-// client's own statement_timeout could cancel the read (pg_settings takes a
-// few milliseconds on a fresh server), so it is noted (two rows: the client's
-// value, then the value RESET gives) and lifted for the read.
-inline constexpr std::string_view kLiftStatementTimeoutQuery =
-    "SELECT pg_catalog.current_setting('statement_timeout'); RESET statement_timeout; "
-    "SELECT pg_catalog.current_setting('statement_timeout'); SET statement_timeout = 0";
+// Sent before session_settings_query when a client's settings are read, two
+// settings of the client's are noted (a row with its values, then a row with
+// what RESET gives) and put back to the baseline for the read: its
+// statement_timeout, which could cancel the read (pg_settings takes a few
+// milliseconds on a fresh server), and its client_encoding, in which the
+// values would come back while the restore is read in the baseline's.
+inline constexpr std::string_view kLiftForReadQuery =
+    "SELECT pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('client_encoding'); "
+    "RESET statement_timeout; RESET client_encoding; "
+    "SELECT pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('client_encoding'); "
+    "SET statement_timeout = 0";
 
-// The settings in one reply to session_settings_query, leaving out a custom
-// setting that is empty or unknown, a session authorization that is still the
-// login user and a role that is still none.
-// nullopt when the reply is not what the query returns.
+// What a server of the pool has before any client changes it: the login user
+// as session authorization, and the role and custom settings the pool's
+// startup settings give (none by default).
+struct SessionBaseline {
+  std::string session_authorization;
+  std::string role = "none";
+  std::vector<SessionSetting> custom;  // startup settings with a '.' in the name
+
+  SessionBaseline(std::string login_user, const std::vector<std::pair<std::string, std::string>>& startup);
+  [[nodiscard]] std::string_view custom_value(std::string_view name) const;
+};
+
+// The settings in one reply to session_settings_query that differ from the
+// baseline. The transaction_* ones (SET TRANSACTION's, which RESET ALL leaves)
+// are left out: they end with their transaction. nullopt when the reply is
+// not what the query returns.
 std::optional<SessionSettings> read_session_settings(const protocol::QueryReply& reply,
-                                                     std::string_view login_user);
+                                                     const SessionBaseline& baseline);
 
-// A client's settings from the replies to kLiftStatementTimeoutQuery and then
-// session_settings_query: its statement_timeout is the one noted (when it is
-// not what RESET gives), not the lifted one.
+// A client's settings from the replies to kLiftForReadQuery and then
+// session_settings_query: the lifted settings are the client's own values
+// (when they differ from what RESET gives), not those the read ran with.
 std::optional<SessionSettings> read_client_settings(const protocol::QueryReply& lift,
                                                     const protocol::QueryReply& read,
-                                                    std::string_view login_user);
+                                                    const SessionBaseline& baseline);
 
 // One simple-query string that puts `settings` on a server at the pool's
-// baseline. It runs in a transaction block so that, should PostgreSQL refuse
-// one (a role no longer granted), the block is left failed and the client's
-// statements sent behind it cannot run without them.
+// baseline, failing closed: should PostgreSQL refuse one (a role no longer
+// granted), the backend raises a WARNING with PostgreSQL's words and ends
+// itself, so nothing the client sent behind the restore can run without its
+// settings. (It runs in a transaction block too, left failed should the DO
+// itself fail.)
 std::string apply_session_settings_query(const SessionSettings& settings);
 
 // A client that carries on after a transaction that may have changed its

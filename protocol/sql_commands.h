@@ -1,7 +1,8 @@
-// Finds SQL-level prepared-statement commands (PREPARE, EXECUTE, DEALLOCATE,
-// DISCARD ALL) in a simple-query string, so transaction pooling can refuse them
-// instead of letting them silently break when the client lands on another server.
-// Pure: no I/O, no allocation; a linear scan over untrusted text.
+// What transaction pooling must know of a query string before it runs: its
+// SQL-level prepared-statement commands (PREPARE, EXECUTE, DEALLOCATE, DISCARD
+// ALL), refused rather than left to break on another server, and whether it may
+// change session state (and the custom settings it names), read back after it.
+// Pure: no I/O; linear scans over untrusted text, which allocate only for names.
 #pragma once
 
 #include <optional>

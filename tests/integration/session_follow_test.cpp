@@ -155,6 +155,13 @@ TEST_P(SessionFollowTest, TransactionsDecideWhatStays) {
                           {1, "drop table follow_written"},
                           {0, "create table follow_refused (id int)"},
                           {0, "set default_transaction_read_only = off"},
+                          // SET TRANSACTION ends with its transaction (RESET ALL leaves it alone).
+                          {1, "begin"},
+                          {1, "set transaction isolation level serializable"},
+                          {1, "commit"},
+                          {0, "set session characteristics as transaction isolation level repeatable read"},
+                          {0, "show transaction_isolation"},
+                          {1, "show transaction_isolation"},
                       });
 }
 
@@ -220,6 +227,32 @@ TEST_P(SessionFollowTest, StatementTimeoutFollowsItsClient) {
                       });
 }
 
+// A client's session client_encoding does not garble the values read back with it.
+TEST_P(SessionFollowTest, ValuesKeepTheirBytesUnderAnotherEncoding) {
+  expect_as_direct(2, {
+                          {0, "set client_encoding = 'LATIN1'"},
+                          {0, "set app.who = 'Jos\xe9'"},
+                          {1, "select 1"},
+                          {0, "select current_setting('app.who'), current_setting('client_encoding')"},
+                      });
+}
+
+// A role given at startup is the pool's baseline: releases keep their servers, and RESET ROLE
+// returns to it.
+TEST_P(SessionFollowTest, AStartupRoleIsTheBaseline) {
+  expect_as_direct(2,
+                   {
+                       {0, "select current_user"},
+                       {0, "set search_path = follow_a"},
+                       {1, "select current_user, current_setting('search_path')"},
+                       {0, "set role none"},
+                       {0, "select current_user"},
+                       {0, "reset role"},
+                       {0, "select current_user, current_setting('search_path')"},
+                   },
+                   std::string(" options='-c role=") + kLowRole + "'");
+}
+
 // RESET returns to the client's own startup value, as PostgreSQL's does.
 TEST_P(SessionFollowTest, ResetReturnsToTheStartupValue) {
   expect_as_direct(2,
@@ -267,7 +300,9 @@ TEST(SessionFollowRefusalTest, ARoleThatCannotBeRestoredEndsTheSession) {
   const PgConn client = harness::connect(sluiced.conninfo(kDatabase, "session_follow_login"));
   harness::exec_ok(client, "set role session_follow_granted");
   harness::exec_ok(admin, "revoke session_follow_granted from session_follow_login");
-  const harness::PgResult result = harness::exec(client, "insert into follow_marks values (current_user)");
+  // Even a ROLLBACK ahead of the insert, in the same write, cannot end the restore's failed block.
+  const harness::PgResult result =
+      harness::exec(client, "rollback; insert into follow_marks values (current_user)");
   // libpq keeps the FATAL's words (not its SQLSTATE, 42501) when the connection closes behind it.
   EXPECT_NE(std::string(PQerrorMessage(client.get()))
                 .find("FATAL:  could not restore this session's settings"
