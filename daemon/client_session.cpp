@@ -297,9 +297,15 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   if (!router_ && server.tracks_statements())
     router_ = std::make_unique<StatementRouter>(pool_->statement_registry());
   StatementRouter* router = server.tracks_statements() ? router_.get() : nullptr;
-  // The client's settings go first: replies are owed in the order requests are sent.
-  const bool restore = !settings_restore_.empty() && !server.carries_client_settings();
-  if (restore) server.note_settings_restore();
+  // The client's settings go first, alone: its bytes wait for their ReadyForQuery (on_server_ready),
+  // so nothing of the client's can run on the server without them.
+  if (restoring_) return hold(chunk);
+  if (!settings_restore_.empty() && !server.carries_client_settings()) {
+    server.note_settings_restore();
+    if (!server.send(protocol::as_bytes(settings_restore_))) return server_write_failed();
+    restoring_ = true;
+    return hold(chunk);
+  }
   if (router != nullptr) router->begin_chunk(chunk, server);
   std::optional<protocol::MessageEvent> stop;  // Terminate, or a type no client may send
   const auto result = scanner_.scan(chunk, [&](const protocol::MessageEvent& event) {
@@ -323,7 +329,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   if (!stop) {
     const protocol::Bytes out =
         router != nullptr ? router->finish_chunk(chunk.size(), scanner_.pending_header_bytes()) : chunk;
-    if (!send_to_server(server, out, restore)) return server_write_failed();
+    if (!out.empty() && !server.send(out)) return server_write_failed();
     if (router != nullptr) {
       server.deliver_ready_replies();
       if (state_ == ClientState::closing) return;
@@ -338,23 +344,15 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   // sent its first bytes, leaving the server mid-message.
   if (stop->start == protocol::MessageEvent::kEarlier) {
     scope_.end("client stopped inside a message", /*client_mid_message=*/true);
-  } else {
+  } else if (stop->start > 0) {
     const protocol::Bytes before =
         router != nullptr ? router->finish_chunk(stop->start, 0) : chunk.first(stop->start);
-    if (!send_to_server(server, before, restore)) return server_write_failed();
+    if (!server.send(before)) return server_write_failed();
   }
   if (stop->type == 'X') return close("client terminated");
   if (scope_) scope_.end("client sent an invalid message type");
   fail(sqlstate::kProtocolViolation,
        "invalid frontend message type " + std::to_string(static_cast<unsigned char>(stop->type)));
-}
-
-// One write, so the server reads the settings and the client's first message together.
-bool ClientSession::send_to_server(pool::ServerConnection& server, protocol::Bytes bytes, bool restore) {
-  if (!restore) return bytes.empty() || server.send(bytes);
-  std::string both = settings_restore_;
-  both.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  return server.send(protocol::as_bytes(both));
 }
 
 void ClientSession::on_server_drained() {
@@ -372,6 +370,13 @@ void ClientSession::on_drained() {
 }
 
 void ClientSession::on_server_ready() {
+  if (restoring_) {  // its settings are on the server: now the client's own messages
+    restoring_ = false;
+    std::string held;
+    held.swap(held_);
+    socket_->set_reading(true);
+    return forward_to_server(protocol::as_bytes(held));
+  }
   if (!scanner_.at_boundary()) return;
   if (worker_.draining()) return leave_for_drain();
   if (session_mode_) return;
@@ -474,7 +479,8 @@ void ClientSession::on_server_lost(const std::string& reason) {
 }
 
 void ClientSession::forward_cancel() {
-  if (scope_) scope_.server().forward_cancel();
+  // During its settings' restore nothing of the client's runs yet: there is nothing to cancel.
+  if (scope_ && !restoring_) scope_.server().forward_cancel();
 }
 
 }  // namespace sluice::daemon

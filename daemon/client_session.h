@@ -103,8 +103,6 @@ class ClientSession final : net::PollSocket::Handler,
   void ask_for_scope();
   void hold(protocol::Bytes chunk);
   void forward_to_server(protocol::Bytes chunk);
-  // Sends the client's bytes, behind its settings when its server lacks them.
-  bool send_to_server(pool::ServerConnection& server, protocol::Bytes bytes, bool restore);
   void server_write_failed();
 
   Worker& worker_;
@@ -131,6 +129,7 @@ class ClientSession final : net::PollSocket::Handler,
   std::string held_;  // bytes read before a server was ours
   pool::SessionSettings settings_;
   std::string settings_restore_;  // the Query that puts settings_ on a server
+  bool restoring_ = false;        // it runs: the client's bytes are held until its ReadyForQuery
   // Its last transaction may have changed its settings: until its server's
   // release has read them, it does not ask for another.
   std::shared_ptr<pool::SettingsCapture> capture_;

@@ -143,7 +143,6 @@ void ReplyLedger::abandon() {
   skipping_until_sync_ = false;
   ready_.clear();
   restore_failed_ = false;
-  restore_warning_.reset();
   settings_refusal_.reset();
   gathering_refusal_ = false;
   std::string().swap(refusal_bytes_);
@@ -181,10 +180,9 @@ void ReplyLedger::on_error_response() {
 }
 
 bool ReplyLedger::on_restore_reply(const protocol::MessageEvent& event, std::string& after) {
-  if ((event.type == 'N' || event.type == 'E') && !restore_failed_) {
-    // PostgreSQL's words for the client: the WARNING the restore raises before its backend ends
-    // itself, or the error. Gathered whole, however the stream is cut.
-    restore_failed_ = event.type == 'E';
+  if (event.type == 'E' && !restore_failed_) {
+    // PostgreSQL's words for the client, gathered whole however the stream is cut.
+    restore_failed_ = true;
     const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
     refusal_bytes_ = began_earlier ? editor_.held() : std::string();
     refusal_bytes_ +=
@@ -193,7 +191,6 @@ bool ReplyLedger::on_restore_reply(const protocol::MessageEvent& event, std::str
     if (!gathering_refusal_) read_refusal();
   } else if (event.type == 'Z') {
     restore_failed_ = false;
-    restore_warning_.reset();
     pop();
     take_due_answers(after);
   }
@@ -201,14 +198,8 @@ bool ReplyLedger::on_restore_reply(const protocol::MessageEvent& event, std::str
 }
 
 void ReplyLedger::read_refusal() {
-  auto fields = protocol::read_error_fields(protocol::as_bytes(refusal_bytes_));
-  if (refusal_bytes_.front() == 'N') {
-    restore_warning_ = std::move(fields);
-  } else {
-    settings_refusal_ = restore_warning_     ? *restore_warning_
-                        : fields.has_value() ? *fields
-                                             : protocol::ErrorFields{"ERROR", "XX000", "(unreadable error)"};
-  }
+  const auto fields = protocol::read_error_fields(protocol::as_bytes(refusal_bytes_));
+  settings_refusal_ = fields ? *fields : protocol::ErrorFields{"ERROR", "XX000", "(unreadable error)"};
   std::string().swap(refusal_bytes_);
 }
 
@@ -220,9 +211,7 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   bool drop = false;
   std::string replacement;
   std::string after;
-  if (settings_refusal_ && !restore_failed_) {
-    drop = true;  // what the client's statements got in the failed block
-  } else if (!empty() && front().kind == PendingKind::settings_restore) {
+  if (!empty() && front().kind == PendingKind::settings_restore) {
     drop = on_restore_reply(event, after);
   } else if (!empty() && !is_asynchronous(event.type)) {
     const Slot head = front();

@@ -30,9 +30,8 @@ enum class PendingKind : std::uint8_t {
   injected_close,  // sluiced's Close of an evicted statement: CloseComplete dropped
   answered,        // the client's Parse or Close answered by sluiced: `reply` goes in its place
   refused,         // a request sent to fail: its ErrorResponse is replaced by `reply`
-  // sluiced's Query putting the client's session settings on the server: every
-  // reply dropped; should it fail (a WARNING, then the backend's FATAL), so is
-  // everything after it (see settings_refusal).
+  // sluiced's Query putting the client's session settings on the server, sent
+  // alone: every reply dropped, an error kept (see settings_refusal).
   settings_restore,
 };
 
@@ -79,9 +78,8 @@ class ReplyLedger {
   protocol::Bytes finish_chunk(std::size_t partial_header_bytes);
 
   [[nodiscard]] bool empty() const { return head_ == slots_.size(); }
-  // PostgreSQL refused the client's settings (nullopt until then): the client's
-  // statements behind them failed in the block the restore left open, and
-  // their replies are not shown.
+  // PostgreSQL refused the client's settings (nullopt until then); the client's
+  // statements were held back and never reached the server.
   [[nodiscard]] const std::optional<protocol::ErrorFields>& settings_refusal() const {
     return settings_refusal_;
   }
@@ -117,8 +115,7 @@ class ReplyLedger {
   std::string ready_;                 // answers due with nothing owed before them
   bool restore_failed_ = false;       // the settings_restore at the head saw an error
   std::optional<protocol::ErrorFields> settings_refusal_;
-  std::optional<protocol::ErrorFields> restore_warning_;  // raised by a refused restore
-  std::string refusal_bytes_;  // its WARNING or ErrorResponse, gathered across chunks
+  std::string refusal_bytes_;  // its ErrorResponse, gathered across chunks
   bool gathering_refusal_ = false;
 
   protocol::ChunkEditor editor_;  // the chunk being filtered

@@ -1,7 +1,6 @@
 #include "pool/session_settings.h"
 
 #include <algorithm>
-#include <array>
 
 namespace sluice::pool {
 namespace {
@@ -16,18 +15,54 @@ void append_literal(std::string& out, std::string_view text) {
   out += '\'';
 }
 
+// The text whose bytes in the server encoding are `bytes`.
+void append_server_text(std::string& out, std::string_view bytes) {
+  static constexpr std::string_view kDigits = "0123456789abcdef";
+  out += "pg_catalog.convert_from(pg_catalog.decode('";
+  for (const char c : bytes) {
+    const auto byte = static_cast<unsigned char>(c);
+    out += kDigits[byte >> 4];
+    out += kDigits[byte & 0x0f];
+  }
+  out += "', 'hex'), pg_catalog.current_setting('server_encoding'))";
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// encode(..., 'hex') undone; nullopt when it is not that.
+std::optional<std::string> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  std::string bytes;
+  for (std::size_t i = 0; i < hex.size(); i += 2) {
+    const int high = hex_digit(hex[i]);
+    const int low = hex_digit(hex[i + 1]);
+    if (high < 0 || low < 0) return std::nullopt;
+    bytes += static_cast<char>((high << 4) | low);
+  }
+  return bytes;
+}
+
+// A setting's value as session_settings_query returns it.
+std::string hex_of(std::string_view text) {
+  return "pg_catalog.encode(pg_catalog.convert_to(" + std::string(text) +
+         ", pg_catalog.current_setting('server_encoding')), 'hex')";
+}
+
 }  // namespace
 
 std::string session_settings_query(const std::vector<std::string>& custom_names) {
   std::string sql;
   if (custom_names.empty()) {
-    sql = "SELECT 0, name, setting FROM pg_catalog.pg_settings WHERE source = 'session' ";
+    sql = "SELECT 0, name, " + hex_of("setting") + " FROM pg_catalog.pg_settings WHERE source = 'session' ";
   } else {
     // pg_settings is read once; a name an extension has since defined is in it already.
-    sql =
-        "WITH s AS (SELECT name, setting, source FROM pg_catalog.pg_settings) "
-        "SELECT 0, name, setting FROM s WHERE source = 'session' "
-        "UNION ALL SELECT 1, n, pg_catalog.current_setting(n, true) FROM pg_catalog.unnest(ARRAY[";
+    sql = "WITH s AS (SELECT name, setting, source FROM pg_catalog.pg_settings) SELECT 0, name, " +
+          hex_of("setting") + " FROM s WHERE source = 'session' UNION ALL SELECT 1, n, " +
+          hex_of("pg_catalog.current_setting(n, true)") + " FROM pg_catalog.unnest(ARRAY[";
     const char* separator = "";
     for (const std::string& name : custom_names) {
       sql += separator;
@@ -36,9 +71,9 @@ std::string session_settings_query(const std::vector<std::string>& custom_names)
     }
     sql += "]::pg_catalog.text[]) AS n WHERE NOT EXISTS (SELECT FROM s WHERE s.name = pg_catalog.lower(n)) ";
   }
-  sql +=
-      "UNION ALL SELECT 2, 'session_authorization', pg_catalog.current_setting('session_authorization') "
-      "UNION ALL SELECT 3, 'role', pg_catalog.current_setting('role') ORDER BY 1, 2";
+  sql += "UNION ALL SELECT 2, 'session_authorization', " +
+         hex_of("pg_catalog.current_setting('session_authorization')") + " UNION ALL SELECT 3, 'role', " +
+         hex_of("pg_catalog.current_setting('role')") + " ORDER BY 1, 2";
   return sql;
 }
 
@@ -68,7 +103,9 @@ std::optional<SessionSettings> read_session_settings(const protocol::QueryReply&
     const std::string& name = *row[1];
     if (rank == "1" && !row[2]) continue;  // a custom setting this server does not know
     if (!row[2]) return std::nullopt;
-    const std::string& value = *row[2];
+    const auto decoded = from_hex(*row[2]);
+    if (!decoded) return std::nullopt;
+    const std::string& value = *decoded;
     if (rank == "0" && name.starts_with("transaction_")) continue;
     if (rank == "1" && value == baseline.custom_value(name)) continue;
     if (rank == "2" && value == baseline.session_authorization) continue;
@@ -81,44 +118,33 @@ std::optional<SessionSettings> read_session_settings(const protocol::QueryReply&
 std::optional<SessionSettings> read_client_settings(const protocol::QueryReply& lift,
                                                     const protocol::QueryReply& read,
                                                     const SessionBaseline& baseline) {
-  static constexpr std::array<std::string_view, 2> kLifted = {"statement_timeout", "client_encoding"};
-  const auto whole_row = [](const std::vector<std::optional<std::string>>& row) {
-    return row.size() == kLifted.size() &&
-           std::all_of(row.begin(), row.end(), [](const auto& v) { return v.has_value(); });
+  constexpr std::string_view kStatementTimeout = "statement_timeout";
+  const auto one_value = [](const std::vector<std::optional<std::string>>& row) {
+    return row.size() == 1 && row[0].has_value();
   };
-  if (lift.error || lift.rows.size() != 2 || !whole_row(lift.rows[0]) || !whole_row(lift.rows[1])) {
+  if (lift.error || lift.rows.size() != 2 || !one_value(lift.rows[0]) || !one_value(lift.rows[1])) {
     return std::nullopt;
   }
   auto settings = read_session_settings(read, baseline);
   if (!settings) return std::nullopt;
-  std::erase_if(*settings, [&](const SessionSetting& setting) {
-    return std::find(kLifted.begin(), kLifted.end(), setting.name) != kLifted.end();
-  });
-  for (std::size_t i = kLifted.size(); i-- > 0;) {
-    const std::string& own = *lift.rows[0][i];
-    if (own != *lift.rows[1][i]) settings->insert(settings->begin(), {std::string(kLifted[i]), own});
-  }
+  std::erase_if(*settings, [&](const SessionSetting& setting) { return setting.name == kStatementTimeout; });
+  const std::string& own = *lift.rows[0][0];
+  if (own != *lift.rows[1][0]) settings->insert(settings->begin(), {std::string(kStatementTimeout), own});
   return settings;
 }
 
 std::string apply_session_settings_query(const SessionSettings& settings) {
-  std::string body = "BEGIN PERFORM ";
+  std::string sql = "SELECT ";
   const char* separator = "";
   for (const auto& [name, value] : settings) {
-    body += separator;
-    body += "pg_catalog.set_config(";
-    append_literal(body, name);
-    body += ',';
-    append_literal(body, value);
-    body += ",false)";
-    separator = ",";
+    sql += separator;
+    sql += "pg_catalog.set_config(";
+    append_server_text(sql, name);
+    sql += ", ";
+    append_server_text(sql, value);
+    sql += ", false)";
+    separator = ", ";
   }
-  body +=
-      "; EXCEPTION WHEN OTHERS THEN RAISE WARNING USING MESSAGE = SQLERRM, ERRCODE = SQLSTATE; "
-      "PERFORM pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()); END";
-  std::string sql = "BEGIN;DO ";
-  append_literal(sql, body);
-  sql += ";COMMIT";
   return sql;
 }
 

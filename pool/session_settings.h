@@ -28,20 +28,17 @@ using SessionSettings = std::vector<SessionSetting>;
 // Lists a server's session-level settings, role and session authorization
 // included, in the order above (three columns: rank, name, value). Custom
 // settings ("app.tenant") are not in pg_settings: those the client's SQL
-// named are asked for by name.
+// named are asked for by name. Values come as hex of their bytes in the
+// server encoding, whatever the session's client_encoding.
 std::string session_settings_query(const std::vector<std::string>& custom_names);
 
-// Sent before session_settings_query when a client's settings are read, two
-// settings of the client's are noted (a row with its values, then a row with
-// what RESET gives) and put back to the baseline for the read: its
-// statement_timeout, which could cancel the read (pg_settings takes a few
-// milliseconds on a fresh server), and its client_encoding, in which the
-// values would come back while the restore is read in the baseline's.
+// Sent before session_settings_query when a client's settings are read: the
+// client's statement_timeout could cancel the read (pg_settings takes a few
+// milliseconds on a fresh server), so it is noted (a row with the client's
+// value, then one with what RESET gives) and lifted for the read.
 inline constexpr std::string_view kLiftForReadQuery =
-    "SELECT pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('client_encoding'); "
-    "RESET statement_timeout; RESET client_encoding; "
-    "SELECT pg_catalog.current_setting('statement_timeout'), pg_catalog.current_setting('client_encoding'); "
-    "SET statement_timeout = 0";
+    "SELECT pg_catalog.current_setting('statement_timeout'); RESET statement_timeout; "
+    "SELECT pg_catalog.current_setting('statement_timeout'); SET statement_timeout = 0";
 
 // What a server of the pool has before any client changes it: the login user
 // as session authorization, and the role and custom settings the pool's
@@ -63,18 +60,17 @@ std::optional<SessionSettings> read_session_settings(const protocol::QueryReply&
                                                      const SessionBaseline& baseline);
 
 // A client's settings from the replies to kLiftForReadQuery and then
-// session_settings_query: the lifted settings are the client's own values
-// (when they differ from what RESET gives), not those the read ran with.
+// session_settings_query: the lifted statement_timeout is the client's own
+// value (when it differs from what RESET gives), not the one the read ran with.
 std::optional<SessionSettings> read_client_settings(const protocol::QueryReply& lift,
                                                     const protocol::QueryReply& read,
                                                     const SessionBaseline& baseline);
 
 // One simple-query string that puts `settings` on a server at the pool's
-// baseline, failing closed: should PostgreSQL refuse one (a role no longer
-// granted), the backend raises a WARNING with PostgreSQL's words and ends
-// itself, so nothing the client sent behind the restore can run without its
-// settings. (It runs in a transaction block too, left failed should the DO
-// itself fail.)
+// baseline, all or none (one statement). Names and values travel as hex of
+// their bytes in the server encoding, safe under any client_encoding. The
+// client's own messages wait for its ReadyForQuery: should PostgreSQL refuse
+// one (a role no longer granted), none of them has reached the server.
 std::string apply_session_settings_query(const SessionSettings& settings);
 
 // A client that carries on after a transaction that may have changed its

@@ -237,6 +237,26 @@ TEST_P(SessionFollowTest, ValuesKeepTheirBytesUnderAnotherEncoding) {
                       });
 }
 
+// Values travel as bytes: an SJIS value whose second byte is a backslash, and one LATIN1 cannot
+// hold after a LATIN1 client switched to UTF8, come back as they were set.
+TEST_P(SessionFollowTest, ValuesKeepTheirBytesInAnyEncoding) {
+  expect_as_direct(2, {
+                          {0, "set client_encoding = 'SJIS'"},
+                          {0, "set app.x = '\x83\x5c'"},
+                          {0, std::string("set role ") + kLowRole},
+                          {1, "select 1"},
+                          {0, "select current_setting('app.x') = '\x83\x5c', current_user"},
+                      });
+  expect_as_direct(2,
+                   {
+                       {0, "set client_encoding = 'UTF8'"},
+                       {0, "set app.y = '\xce\xa9'"},
+                       {1, "select 1"},
+                       {0, "select current_setting('app.y') = '\xce\xa9'"},
+                   },
+                   " client_encoding=LATIN1");
+}
+
 // A role given at startup is the pool's baseline: releases keep their servers, and RESET ROLE
 // returns to it.
 TEST_P(SessionFollowTest, AStartupRoleIsTheBaseline) {

@@ -17,21 +17,32 @@ using Row = std::vector<std::optional<std::string>>;
 
 protocol::QueryReply reply(std::vector<Row> rows) { return {.rows = std::move(rows), .error = std::nullopt}; }
 
+// As session_settings_query sends values: hex of their bytes.
+std::string hex(const std::string& text) {
+  static constexpr const char* kDigits = "0123456789abcdef";
+  std::string out;
+  for (const unsigned char c : text) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 0x0f];
+  }
+  return out;
+}
+
 const SessionBaseline kPlain("app", {});
 
 TEST(SessionSettingsTest, LeavesOutWhatIsStillTheBaseline) {
-  const auto settings = read_session_settings(reply({{"0", "search_path", "a, \"B\""},
-                                                     {"0", "work_mem", "7168"},
-                                                     {"2", "session_authorization", "app"},
-                                                     {"3", "role", "none"}}),
+  const auto settings = read_session_settings(reply({{"0", "search_path", hex("a, \"B\"")},
+                                                     {"0", "work_mem", hex("7168")},
+                                                     {"2", "session_authorization", hex("app")},
+                                                     {"3", "role", hex("none")}}),
                                               kPlain);
   ASSERT_TRUE(settings);
   EXPECT_EQ(*settings, (SessionSettings{{"search_path", "a, \"B\""}, {"work_mem", "7168"}}));
 }
 
 TEST(SessionSettingsTest, KeepsAChangedAuthorizationAndRoleLast) {
-  const auto settings =
-      read_session_settings(reply({{"2", "session_authorization", "low"}, {"3", "role", "reader"}}), kPlain);
+  const auto settings = read_session_settings(
+      reply({{"2", "session_authorization", hex("low")}, {"3", "role", hex("reader")}}), kPlain);
   ASSERT_TRUE(settings);
   EXPECT_EQ(*settings, (SessionSettings{{"session_authorization", "low"}, {"role", "reader"}}));
 }
@@ -40,7 +51,8 @@ TEST(SessionSettingsTest, KeepsAChangedAuthorizationAndRoleLast) {
 // transaction, so they are neither the client's nor left on the server.
 TEST(SessionSettingsTest, LeavesOutSetTransaction) {
   const auto settings = read_session_settings(
-      reply({{"0", "transaction_isolation", "serializable"}, {"0", "transaction_read_only", "on"}}), kPlain);
+      reply({{"0", "transaction_isolation", hex("serializable")}, {"0", "transaction_read_only", hex("on")}}),
+      kPlain);
   ASSERT_TRUE(settings);
   EXPECT_TRUE(settings->empty());
 }
@@ -48,18 +60,20 @@ TEST(SessionSettingsTest, LeavesOutSetTransaction) {
 // A role or custom setting from the pool's startup settings is the baseline, not the client's.
 TEST(SessionSettingsTest, StartupRoleAndCustomSettingsAreTheBaseline) {
   const SessionBaseline startup("app", {{"role", "r1"}, {"app.tenant", "acme"}, {"work_mem", "7MB"}});
-  const auto same = read_session_settings(reply({{"1", "app.tenant", "acme"}, {"3", "role", "r1"}}), startup);
+  const auto same =
+      read_session_settings(reply({{"1", "app.tenant", hex("acme")}, {"3", "role", hex("r1")}}), startup);
   ASSERT_TRUE(same);
   EXPECT_TRUE(same->empty());
   const auto changed =
-      read_session_settings(reply({{"1", "app.tenant", ""}, {"3", "role", "none"}}), startup);
+      read_session_settings(reply({{"1", "app.tenant", hex("")}, {"3", "role", hex("none")}}), startup);
   ASSERT_TRUE(changed);
   EXPECT_EQ(*changed, (SessionSettings{{"app.tenant", ""}, {"role", "none"}}));
 }
 
 TEST(SessionSettingsTest, LeavesOutCustomSettingsUnknownOrEmpty) {
   const auto settings = read_session_settings(
-      reply({{"1", "app.tenant", "42"}, {"1", "app.gone", std::nullopt}, {"1", "app.reset", ""}}), kPlain);
+      reply({{"1", "app.tenant", hex("42")}, {"1", "app.gone", std::nullopt}, {"1", "app.reset", hex("")}}),
+      kPlain);
   ASSERT_TRUE(settings);
   EXPECT_EQ(*settings, (SessionSettings{{"app.tenant", "42"}}));
 }
@@ -72,27 +86,30 @@ TEST(SessionSettingsTest, RefusesWhatTheQueryCannotReturn) {
   EXPECT_FALSE(read_session_settings(failed, kPlain));
 }
 
-// The lifted settings are the client's values noted before the read, when they are not what RESET
-// gives; the values the read ran with are dropped.
-TEST(SessionSettingsTest, LiftedSettingsAreTheClientsOwn) {
-  const auto read = reply({{"0", "search_path", "x"}, {"0", "statement_timeout", "0"}});
-  const auto own = read_client_settings(reply({{"5ms", "LATIN1"}, {"0", "UTF8"}}), read, kPlain);
+// The lifted statement_timeout is the client's value noted before the read, when it is not what
+// RESET gives; the value the read ran with is dropped.
+TEST(SessionSettingsTest, TheLiftedStatementTimeoutIsTheClients) {
+  const auto read = reply({{"0", "search_path", hex("x")}, {"0", "statement_timeout", hex("0")}});
+  const auto own = read_client_settings(reply({{"5ms"}, {"0"}}), read, kPlain);
   ASSERT_TRUE(own);
-  EXPECT_EQ(*own, (SessionSettings{
-                      {"statement_timeout", "5ms"}, {"client_encoding", "LATIN1"}, {"search_path", "x"}}));
-  const auto as_reset = read_client_settings(reply({{"30s", "UTF8"}, {"30s", "UTF8"}}), read, kPlain);
+  EXPECT_EQ(*own, (SessionSettings{{"statement_timeout", "5ms"}, {"search_path", "x"}}));
+  const auto as_reset = read_client_settings(reply({{"30s"}, {"30s"}}), read, kPlain);
   ASSERT_TRUE(as_reset);
   EXPECT_EQ(*as_reset, (SessionSettings{{"search_path", "x"}}));
-  EXPECT_FALSE(read_client_settings(reply({{"5ms", "UTF8"}}), read, kPlain));
+  EXPECT_FALSE(read_client_settings(reply({{"5ms"}}), read, kPlain));
 }
 
-TEST(SessionSettingsTest, RestoreQuotesEveryValueAndFailsClosed) {
-  EXPECT_EQ(
-      apply_session_settings_query({{"search_path", "it's \\ here"}, {"role", "r"}}),
-      "BEGIN;DO E'BEGIN PERFORM pg_catalog.set_config(E''search_path'',E''it''''s \\\\\\\\ here'',false),"
-      "pg_catalog.set_config(E''role'',E''r'',false); EXCEPTION WHEN OTHERS THEN RAISE WARNING USING "
-      "MESSAGE = SQLERRM, ERRCODE = SQLSTATE; PERFORM "
-      "pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()); END';COMMIT");
+TEST(SessionSettingsTest, RefusesValuesThatAreNotHex) {
+  EXPECT_FALSE(read_session_settings(reply({{"0", "search_path", "abc"}}), kPlain));
+  EXPECT_FALSE(read_session_settings(reply({{"0", "search_path", "zz"}}), kPlain));
+}
+
+// Names and values travel as hex of their bytes: no quoting to get wrong, in any client_encoding.
+TEST(SessionSettingsTest, RestoreSendsBytesAsHex) {
+  const std::string server_text = "', 'hex'), pg_catalog.current_setting('server_encoding'))";
+  EXPECT_EQ(apply_session_settings_query({{"role", "it's \\"}}),
+            "SELECT pg_catalog.set_config(pg_catalog.convert_from(pg_catalog.decode('726f6c65" + server_text +
+                ", pg_catalog.convert_from(pg_catalog.decode('69742773205c" + server_text + ", false)");
 }
 
 }  // namespace
