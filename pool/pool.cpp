@@ -130,7 +130,7 @@ std::size_t Pool::size_limit() const {
 std::size_t Pool::fair_share() const {
   std::size_t clients = 0;
   for (const Pool* pool : budget_->pools) clients += pool->clients_;
-  if (clients == 0 || clients_ == 0) return clients_ == 0 ? 0 : size_limit();
+  if (clients_ == 0) return 0;
   return std::max<std::size_t>(1, size_limit() * clients_ / clients);
 }
 

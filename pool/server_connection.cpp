@@ -366,7 +366,7 @@ void ServerConnection::teardown_advance() {
 }
 
 // In one write: the client's settings read (when it carries on; its
-// statement_timeout and client_encoding lifted first), the reset, and, when the plan asks, the
+// statement_timeout lifted first), the reset, and, when the plan asks, the
 // same read again, which must find nothing left.
 void ServerConnection::send_reset() {
   reset_done_ = true;

@@ -120,9 +120,10 @@ class ServerConnection final : net::PollSocket::Handler {
   // server is reset before it goes back to the pool.
   void note_session_change() { session_changed_ = true; }
   [[nodiscard]] bool session_changed() const { return session_changed_; }
-  // Transaction mode: the client's session settings go out ahead of its first
-  // message (the caller sends apply_session_settings_query's Query in the
-  // same write). Their replies are not shown; a refusal is told to the user.
+  // Transaction mode: the client's session settings go out ahead of its
+  // messages (the caller sends apply_session_settings_query's Query alone and
+  // holds the client's bytes until it is ready). Their replies are not shown;
+  // a refusal is told to the user.
   void note_settings_restore();
   // The server holds a client's settings: reset before it goes back to the pool.
   [[nodiscard]] bool carries_client_settings() const { return carries_client_settings_; }
