@@ -80,7 +80,7 @@ bool print_status(const Json& status, std::ostream& out) {
       {"pid", count_cell(find_path(status, {"pid"}))},
       {"uptime", seconds_cell(find_path(status, {"uptime_s"}))},
       {"workers", count_cell(find_path(status, {"workers"}))},
-      {"clients", counters(status, "clients", {"active", "idle", "waiting", "login"})},
+      {"clients", counters(status, "clients", {"active", "idle", "waiting", "login", "pinned"})},
       {"servers", counters(status, "servers", {"active", "idle", "connecting", "resetting"})},
       {"drain", drain_summary(status)},
       {"loop lag", loop_summary(status)},
@@ -103,6 +103,7 @@ bool print_pools(const Json& answer, std::ostream& out) {
                {"CL_ACTIVE", Align::right},
                {"CL_IDLE", Align::right},
                {"CL_WAITING", Align::right},
+               {"CL_PINNED", Align::right},
                {"SV_ACTIVE", Align::right},
                {"SV_IDLE", Align::right},
                {"SV_CONNECTING", Align::right},
@@ -114,7 +115,7 @@ bool print_pools(const Json& answer, std::ostream& out) {
         {text_cell(find_path(pool, {"database"})), text_cell(find_path(pool, {"user"})),
          text_cell(find_path(pool, {"mode"})), count_cell(find_path(pool, {"pool_size"})),
          count_cell(find_path(pool, {"clients", "active"})), count_cell(find_path(pool, {"clients", "idle"})),
-         count_cell(find_path(pool, {"clients", "waiting"})),
+         count_cell(find_path(pool, {"clients", "waiting"})), count_cell(find_path(pool, {"clients", "pinned"})),
          count_cell(find_path(pool, {"servers", "active"})), count_cell(find_path(pool, {"servers", "idle"})),
          count_cell(find_path(pool, {"servers", "connecting"})),
          count_cell(find_path(pool, {"servers", "resetting"})),
@@ -135,7 +136,8 @@ bool print_clients(const Json& answer, std::ostream& out) {
                {"AGE", Align::right},
                {"IN_STATE", Align::right},
                {"PREPARED", Align::right},
-               {"SETTINGS", Align::right}});
+               {"SETTINGS", Align::right},
+               {"PINNED"}});
   for (const auto& client : *clients) {
     const Json* settings = find_path(client, {"settings"});
     table.add_row({count_cell(find_path(client, {"id"})), text_cell(find_path(client, {"state"})),
@@ -143,7 +145,8 @@ bool print_clients(const Json& answer, std::ostream& out) {
                    seconds_cell(find_path(client, {"age_s"})),
                    seconds_cell(find_path(client, {"state_age_s"})),
                    count_cell(find_path(client, {"prepared_statements"})),
-                   settings != nullptr && settings->is_object() ? std::to_string(settings->size()) : "-"});
+                   settings != nullptr && settings->is_object() ? std::to_string(settings->size()) : "-",
+                   text_cell(find_path(client, {"pinned"}))});
   }
   print_or_none(table, "no clients connected", out);
   return true;

@@ -10,6 +10,9 @@
 namespace sluice::config {
 
 enum class PoolMode { transaction, session };
+// Transaction mode, when a client makes state that lives in its backend (a temporary table, a
+// session advisory lock, LISTEN, ...): keep its server until the state is gone, or refuse.
+enum class SessionStatePolicy { pin, refuse };
 enum class AuthType { trust, peer };
 
 // Settings a database inherits from the top-level `pool` section and may override.
@@ -25,6 +28,7 @@ struct PoolSettings {
   int client_idle_timeout_s = 0;            // client idle between transactions; 0 = off
   std::string reset_query = "DISCARD ALL";  // session mode, before a server goes back idle
   int max_prepared_statements = 100;        // per server connection, transaction mode
+  SessionStatePolicy session_state = SessionStatePolicy::pin;
 
   bool operator==(const PoolSettings&) const = default;
 };

@@ -288,6 +288,8 @@ void read_pool_settings(Section& s, PoolSettings& pool) {
   s.integer("client_idle_timeout_s", pool.client_idle_timeout_s, 0);
   s.string("reset_query", pool.reset_query);  // empty: no reset
   s.integer("max_prepared_statements", pool.max_prepared_statements, 0);
+  s.choice("session_state", pool.session_state,
+           {{"pin", SessionStatePolicy::pin}, {"refuse", SessionStatePolicy::refuse}});
 }
 
 void read_listen(Section& s, ListenConfig& listen) {

@@ -2,8 +2,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "common/log.h"
+#include "pool/backend_state.h"
 #include "daemon/peer_auth.h"
 #include "daemon/worker.h"
 #include "net/scratch_buffer.h"
@@ -295,15 +297,14 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   pool::ServerConnection& server = scope_.server();
   // Made on first use: a client that only logs in and waits costs no router.
   if (!router_ && server.tracks_statements())
-    router_ = std::make_unique<StatementRouter>(pool_->statement_registry());
+    router_ = std::make_unique<StatementRouter>(pool_->statement_registry(), pool_->settings().session_state);
   StatementRouter* router = server.tracks_statements() ? router_.get() : nullptr;
   // The client's settings go first, alone: its bytes wait for their ReadyForQuery (on_server_ready),
   // so nothing of the client's can run on the server without them.
-  if (restoring_) return hold(chunk);
+  if (own_query_ != OwnQuery::none) return hold(chunk);
   if (!settings_restore_.empty() && !server.carries_client_settings()) {
-    server.note_settings_restore();
-    if (!server.send(protocol::as_bytes(settings_restore_))) return server_write_failed();
-    restoring_ = true;
+    own_query_ = OwnQuery::settings_restore;
+    if (!server.send_settings_restore(protocol::as_bytes(settings_restore_))) return server_write_failed();
     return hold(chunk);
   }
   if (router != nullptr) router->begin_chunk(chunk, server);
@@ -370,16 +371,19 @@ void ClientSession::on_drained() {
 }
 
 void ClientSession::on_server_ready() {
-  if (restoring_) {  // its settings are on the server: now the client's own messages
-    restoring_ = false;
-    std::string held;
-    held.swap(held_);
-    socket_->set_reading(true);
-    return forward_to_server(protocol::as_bytes(held));
-  }
   if (!scanner_.at_boundary()) return;
   if (worker_.draining()) return leave_for_drain();
   if (session_mode_) return;
+  pool::ServerConnection& server = scope_.server();
+  if (server.backend_state_touched()) {  // the server says whether the client keeps it
+    own_query_ = OwnQuery::backend_state_probe;
+    if (!server.send_backend_state_probe()) server_write_failed();
+    return;
+  }
+  if (pin_reason_.empty()) release_server();
+}
+
+void ClientSession::release_server() {
   // The router marks what may change settings; without one (max_prepared_statements: 0) every
   // release resets, and a SET lasts for its transaction.
   pool::ServerConnection& server = scope_.server();
@@ -393,6 +397,65 @@ void ClientSession::on_server_ready() {
   if (router_) router_->release_memory();
   set_state(ClientState::idle);
   socket_->set_reading(true);
+  if (held_.empty()) return;
+  // It sent more while its backend state was read: a server for that.
+  set_state(ClientState::waiting);
+  ask_for_scope();
+}
+
+void ClientSession::on_own_query_done(std::optional<std::vector<protocol::QueryReply>> replies) {
+  const OwnQuery query = std::exchange(own_query_, OwnQuery::none);
+  if (query == OwnQuery::settings_restore) return settings_restored(replies);
+  backend_state_read(replies);
+}
+
+void ClientSession::settings_restored(const std::optional<std::vector<protocol::QueryReply>>& replies) {
+  if (!replies || replies->size() != 1) {
+    scope_.discard("the replies to the client's settings restore could not be read");
+    return fail(sqlstate::kConnectionFailure,
+                "could not restore this session's settings on a server connection: unreadable replies");
+  }
+  if (const auto& refusal = (*replies)[0].error) {
+    scope_.discard("PostgreSQL refused the client's session settings: " + refusal->describe());
+    return fail(refusal->sqlstate.c_str(),
+                "could not restore this session's settings on a server connection: " + refusal->message);
+  }
+  forward_held();
+}
+
+void ClientSession::backend_state_read(const std::optional<std::vector<protocol::QueryReply>>& replies) {
+  pool::ServerConnection& server = scope_.server();
+  const auto state = replies && replies->size() == 1 ? pool::read_backend_state((*replies)[0]) : std::nullopt;
+  // When in doubt, it keeps its server.
+  std::string reason = state ? *state : "its backend state could not be read";
+  if (!state && replies && replies->size() == 1 && (*replies)[0].error)
+    reason += " (" + (*replies)[0].error->describe() + ")";
+  if (server.library_loaded()) reason += std::string(reason.empty() ? "" : ", ") + "a loaded library";
+  if (reason.empty()) {
+    if (!pin_reason_.empty()) log::info("client ", id_, ": unpinned from server ", server.id(), ": its backend state is gone");
+    pin_reason_.clear();
+    server.note_holds_backend_state(false);
+    return release_server();
+  }
+  server.note_holds_backend_state(true);
+  if (pool_->settings().session_state == config::SessionStatePolicy::refuse) {
+    log::warning("client ", id_, ": closed: its session holds ", reason, " on server ", server.id(),
+                 ", which session_state \"refuse\" does not allow");
+    scope_.end("backend state refused: " + reason);  // the reset wipes it, and proves it gone
+    return fail(sqlstate::kFeatureNotSupported,
+                "this session holds state on its server connection that this pool refuses: " + reason);
+  }
+  if (pin_reason_ != reason) log::info("client ", id_, ": pinned to server ", server.id(), ": it holds ", reason);
+  pin_reason_ = std::move(reason);
+  forward_held();
+}
+
+// Its own query is done: the client's bytes held behind it go now.
+void ClientSession::forward_held() {
+  std::string held;
+  held.swap(held_);
+  socket_->set_reading(true);
+  if (!held.empty()) forward_to_server(protocol::as_bytes(held));
 }
 
 bool ClientSession::at_transaction_boundary() const {
@@ -466,21 +529,14 @@ bool ClientSession::force_close_for_drain() {
 // server, exactly as when the loss is noticed on the read side.
 void ClientSession::server_write_failed() { on_server_lost("could not send to the server"); }
 
-void ClientSession::on_settings_refused(const protocol::ErrorFields& error) {
-  const protocol::ErrorFields refusal = error;  // the server's copy goes with the scope
-  scope_.discard("PostgreSQL refused the client's session settings: " + refusal.describe());
-  fail(refusal.sqlstate.c_str(),
-       "could not restore this session's settings on a server connection: " + refusal.message);
-}
-
 void ClientSession::on_server_lost(const std::string& reason) {
   scope_.discard(reason);
   fail(sqlstate::kConnectionFailure, "server connection lost: " + reason);
 }
 
 void ClientSession::forward_cancel() {
-  // During its settings' restore nothing of the client's runs yet: there is nothing to cancel.
-  if (scope_ && !restoring_) scope_.server().forward_cancel();
+  // During sluiced's own query nothing of the client's runs: there is nothing to cancel.
+  if (scope_ && own_query_ == OwnQuery::none) scope_.server().forward_cancel();
 }
 
 }  // namespace sluice::daemon

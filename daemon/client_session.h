@@ -1,7 +1,7 @@
 // One client connection: the v3 front end (startup, authentication, the
 // welcome), then forwarding between the client and the server its scope
 // holds. Transaction mode takes a scope per transaction, session mode one
-// for the whole login.
+// for the whole login, or until the state that keeps a client on its server is gone.
 #pragma once
 
 #include <chrono>
@@ -72,6 +72,9 @@ class ClientSession final : net::PollSocket::Handler,
   }
   // Transaction mode: what its SETs left in force beyond its startup settings.
   [[nodiscard]] const pool::SessionSettings& session_settings() const { return settings_; }
+  // Transaction mode: why it keeps its server between transactions ("temporary objects, LISTEN"),
+  // empty when it does not.
+  [[nodiscard]] const std::string& pinned_because() const { return pin_reason_; }
 
   std::list<std::unique_ptr<ClientSession>>::iterator position;  // in its worker's client list
 
@@ -88,7 +91,7 @@ class ClientSession final : net::PollSocket::Handler,
   void on_server_ready() override;
   void on_server_lost(const std::string& reason) override;
   void on_server_drained() override;
-  void on_settings_refused(const protocol::ErrorFields& error) override;
+  void on_own_query_done(std::optional<std::vector<protocol::QueryReply>> replies) override;
   // pool::SettingsReceiver
   void on_settings_captured(std::optional<pool::SessionSettings> settings,
                             const std::string& why_not) override;
@@ -104,6 +107,12 @@ class ClientSession final : net::PollSocket::Handler,
   void hold(protocol::Bytes chunk);
   void forward_to_server(protocol::Bytes chunk);
   void server_write_failed();
+  // After a transaction: its server goes back to the pool, its settings read on the way.
+  void release_server();
+  void settings_restored(const std::optional<std::vector<protocol::QueryReply>>& replies);
+  // The server said what backend state the transaction left: keep the server, or let it go.
+  void backend_state_read(const std::optional<std::vector<protocol::QueryReply>>& replies);
+  void forward_held();
 
   Worker& worker_;
   std::uint64_t id_;
@@ -129,7 +138,10 @@ class ClientSession final : net::PollSocket::Handler,
   std::string held_;  // bytes read before a server was ours
   pool::SessionSettings settings_;
   std::string settings_restore_;  // the Query that puts settings_ on a server
-  bool restoring_ = false;        // it runs: the client's bytes are held until its ReadyForQuery
+  // sluiced's own query that runs on its server, alone: the client's bytes are held until it is done.
+  enum class OwnQuery { none, settings_restore, backend_state_probe };
+  OwnQuery own_query_ = OwnQuery::none;
+  std::string pin_reason_;  // see pinned_because()
   // Its last transaction may have changed its settings: until its server's
   // release has read them, it does not ask for another.
   std::shared_ptr<pool::SettingsCapture> capture_;

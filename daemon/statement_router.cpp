@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <utility>
 
 #include "protocol/backend_messages.h"
@@ -40,20 +39,14 @@ std::string missing_statement_error(std::string_view name) {
                      "prepared statement \"" + std::string(name) + "\" does not exist");
 }
 
-std::string upper(std::string_view word) {
-  std::string result(word);
-  for (char& c : result) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return result;
-}
-
 std::string_view text_of(protocol::Bytes bytes) {
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
 }  // namespace
 
-StatementRouter::StatementRouter(pool::StatementRegistry& registry)
-    : registry_(registry), client_(std::make_shared<pool::ClientStatements>()) {}
+StatementRouter::StatementRouter(pool::StatementRegistry& registry, config::SessionStatePolicy session_state)
+    : registry_(registry), session_state_(session_state), client_(std::make_shared<pool::ClientStatements>()) {}
 
 void StatementRouter::begin_chunk(protocol::Bytes chunk, pool::ServerConnection& server) {
   server_ = &server;
@@ -106,8 +99,7 @@ void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_
   switch (static_cast<char>(message[0])) {
     case 'P':
       if (const auto parse_message = protocol::read_parse(message)) {
-        if (rewrite_sql_prepared_use(protocol::query_text(parse_message->definition), 'P',
-                                     parse_message->name.empty())) {
+        if (route_sql(protocol::query_text(parse_message->definition), 'P', parse_message->name.empty())) {
           return replace(in_place, end);
         }
         if (parse_message->name.empty()) break;
@@ -135,7 +127,7 @@ void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_
       }
       break;
     case 'Q':
-      if (rewrite_sql_prepared_use(protocol::query_text(text_of(message).substr(kHeaderSize)), 'Q', false)) {
+      if (route_sql(protocol::query_text(text_of(message).substr(kHeaderSize)), 'Q', false)) {
         return replace(in_place, end);
       }
       break;
@@ -202,6 +194,7 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
   }
   const pool::StatementPtr statement = *named;
   if (statement->changes_session) server_->note_session_change();
+  note_backend_effect(statement->backend_effect);
   ensure_on_server(statement);
   protocol::append_bind(rewritten_, message, statement->server_name, server_->statements().suffix());
   send(pool::pending_reply(PendingKind::forwarded, 'B'));
@@ -237,25 +230,40 @@ void StatementRouter::note_custom_setting_names(std::string_view sql) {
   }
 }
 
-bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse) {
+void StatementRouter::note_backend_effect(protocol::SqlBackendEffect effect) {
+  if (effect == protocol::SqlBackendEffect::none) return;
+  server_->note_backend_state_touched();
+  if (effect == protocol::SqlBackendEffect::loads_library) server_->note_library_loaded();
+}
+
+bool StatementRouter::route_sql(std::string_view sql, char request, bool unnamed_parse) {
   const auto commands = protocol::find_sql_commands(sql);
   if (commands.session == protocol::SqlSessionEffect::settings) {
     server_->note_session_change();
     note_custom_setting_names(sql);
   }
+  if (commands.backend >= protocol::SqlBackendEffect::creates &&
+      session_state_ == config::SessionStatePolicy::refuse) {
+    return refuse(request, sqlstate::kFeatureNotSupported,
+                  "this statement keeps session state on its server connection, which this pool refuses",
+                  "The database's session_state is \"refuse\" (transaction pooling): temporary tables "
+                  "(other than ON COMMIT DROP), session advisory locks, LISTEN, WITH HOLD cursors, SQL "
+                  "PREPARE and LOAD are refused. With session_state \"pin\" the client keeps its server "
+                  "while such state lasts.");
+  }
+  // Named Parses are marked when they are bound (the statement carries its effect).
+  if (request == 'Q' || unnamed_parse) note_backend_effect(commands.backend);
   const auto& use = commands.prepared;
   switch (use.command) {
     case protocol::SqlPreparedCommand::deallocate:
       if (unnamed_parse) {
-        if (const auto name = protocol::lone_deallocate_name(sql)) return deallocate(*name);
+        if (const auto name = protocol::lone_deallocate_name(sql); name && client_->find(*name) != nullptr)
+          return deallocate(*name);
       }
-      [[fallthrough]];
-    case protocol::SqlPreparedCommand::prepare:
-    case protocol::SqlPreparedCommand::execute:
-      return refuse(request, sqlstate::kFeatureNotSupported,
-                    "SQL " + upper(use.keyword) + " is not supported in transaction pooling mode",
-                    "sluiced carries protocol-level prepared statements (Parse/Bind) to every server "
-                    "connection; SQL-level ones live on one. Use a session-mode pool for them.");
+      // Another name is the server's own business (an SQL PREPARE of this pinned client, or
+      // nothing); one of sluiced's would leave the cache wrong, so it starts over.
+      server_->statements().start_new_generation();
+      return false;
     case protocol::SqlPreparedCommand::deallocate_all:
     case protocol::SqlPreparedCommand::discard_all:
       // The server drops every statement it holds: the client's are gone, and
@@ -263,6 +271,8 @@ bool StatementRouter::rewrite_sql_prepared_use(std::string_view sql, char reques
       client_->clear();
       server_->statements().start_new_generation();
       return false;
+    case protocol::SqlPreparedCommand::prepare:
+    case protocol::SqlPreparedCommand::execute:
     case protocol::SqlPreparedCommand::none:
       return false;
   }
@@ -289,11 +299,6 @@ bool StatementRouter::refuse(char request, const char* sqlstate, const std::stri
 }
 
 bool StatementRouter::deallocate(const std::string& name) {
-  if (client_->find(name) == nullptr) {
-    protocol::append_parse(rewritten_, {}, {}, kFailingDefinition);
-    send(pool::pending_reply(PendingKind::refused, 'P', {}, missing_statement_error(name)));
-    return true;
-  }
   // In a failed transaction PostgreSQL refuses the Parse before any lookup: it may say so itself.
   if (server_->transaction_status() == 'E') return false;
   static std::atomic<std::uint64_t> next_target{1};  // shared by the workers

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "config/config.h"
 #include "pool/prepared_statements.h"
 #include "pool/reply_ledger.h"
 #include "pool/server_connection.h"
@@ -24,7 +25,7 @@ namespace sluice::daemon {
 
 class StatementRouter {
  public:
-  explicit StatementRouter(pool::StatementRegistry& registry);
+  StatementRouter(pool::StatementRegistry& registry, config::SessionStatePolicy session_state);
 
   // One chunk from the client, bound for `server`: begin, one call per message
   // the scanner reports, then finish, which returns the bytes for the server
@@ -53,10 +54,14 @@ class StatementRouter {
   void bind(const protocol::BindMessage& message);
   void describe(const protocol::TargetMessage& message);
   void close(const protocol::TargetMessage& message);
-  // SQL PREPARE/EXECUTE/DEALLOCATE are refused (true: a failing request of
-  // type `request` is in rewritten_), except an unnamed Parse of a lone
-  // DEALLOCATE name, which is carried out; DISCARD/DEALLOCATE ALL reset the caches.
-  bool rewrite_sql_prepared_use(std::string_view sql, char request, bool unnamed_parse);
+  // Marks what the SQL may do to the session (settings, backend state) and
+  // rewrites what must be: true when rewritten_ holds the request of type
+  // `request` that goes instead. An unnamed Parse of a lone DEALLOCATE of the
+  // client's statement is carried out; DISCARD/DEALLOCATE ALL reset the
+  // caches; under session_state "refuse", SQL that makes backend state is
+  // refused. SQL PREPARE/EXECUTE pass: the PREPARE pins the client.
+  bool route_sql(std::string_view sql, char request, bool unnamed_parse);
+  void note_backend_effect(protocol::SqlBackendEffect effect);
   void note_custom_setting_names(std::string_view sql);
   bool refuse(char request, const char* sqlstate, const std::string& message, std::string_view detail);
   bool deallocate(const std::string& name);
@@ -69,6 +74,7 @@ class StatementRouter {
                                               pool::StatementPtr statement) const;
 
   pool::StatementRegistry& registry_;
+  config::SessionStatePolicy session_state_;
   std::shared_ptr<pool::ClientStatements> client_;
   pool::ServerConnection* server_ = nullptr;  // during a chunk
   protocol::ChunkEditor editor_;

@@ -28,6 +28,7 @@ double nanos_to_ms(std::uint64_t nanos) {
 
 struct ClientCounts {
   int active = 0, idle = 0, waiting = 0, login = 0, total = 0;
+  int pinned = 0;  // keep their server between transactions (any state above)
 };
 
 // The worker's clients in `pool`, or all of them when `pool` is null.
@@ -36,6 +37,7 @@ ClientCounts count_clients(const Worker& worker, const pool::Pool* pool) {
   for (const auto& client : worker.clients()) {
     if (pool != nullptr && client->pool() != pool) continue;
     ++counts.total;
+    if (!client->pinned_because().empty() && client->state() != ClientState::closing) ++counts.pinned;
     switch (client->state()) {
       case ClientState::active:
         ++counts.active;
@@ -63,6 +65,7 @@ json client_counts_json(const ClientCounts& counts) {
           {"idle", counts.idle},
           {"waiting", counts.waiting},
           {"login", counts.login},
+          {"pinned", counts.pinned},
           {"total", counts.total}};
 }
 
@@ -219,7 +222,11 @@ json pools_share(const Worker& worker) {
         {"user", key.user},
         {"mode", pool->settings().pool_mode == config::PoolMode::session ? "session" : "transaction"},
         {"pool_size", pool->settings().pool_size},
-        {"clients", {{"active", clients.active}, {"idle", clients.idle}, {"waiting", clients.waiting}}},
+        {"clients",
+         {{"active", clients.active},
+          {"idle", clients.idle},
+          {"waiting", clients.waiting},
+          {"pinned", clients.pinned}}},
         {"servers", servers},
         {"longest_wait_ms", oldest ? round3(seconds_since(*oldest, now) * 1000.0) : 0.0},
         {"prepared_statements", pool->prepared_statement_count()},
@@ -262,6 +269,8 @@ json clients_share(const Worker& worker) {
         {"age_s", round3(seconds_since(client->connected_at(), now))},
         {"state_age_s", round3(seconds_since(client->state_since(), now))},
         {"prepared_statements", client->prepared_statement_count()},
+        // Why it keeps its server between transactions (transaction mode), or null.
+        {"pinned", client->pinned_because().empty() ? json(nullptr) : json(client->pinned_because())},
         // Its startup settings and those its SETs left in force: the table shows how many, --json which.
         {"settings", client_settings_json(*client)},
     });

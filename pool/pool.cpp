@@ -79,6 +79,14 @@ void build_connect_params(const std::string& conninfo, const PoolKey& key, std::
 // Back to the pool's baseline: the login role and the startup settings the
 // servers were opened with (RESET ALL returns to those, as PostgreSQL's RESET does).
 constexpr std::string_view kSessionReset = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL";
+// A pinned session's end: everything a session can hold, SQL prepared statements and sluiced's
+// own included (the server's statement cache starts over).
+constexpr std::string_view kPinnedReset = "DISCARD ALL";
+// Transaction mode without a statement router reads no SQL, so every release also drops the
+// backend state a client may have left; its named statements stay, as in PgBouncer.
+constexpr std::string_view kUnreadSessionReset =
+    "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
+    "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
 
 // libpq's text spans lines (a DETAIL, a hint, LOCATION): a client message and a log record are one line.
 std::string one_line(std::string_view text) {
@@ -303,6 +311,8 @@ bool Pool::return_to_idle(ServerConnection& server) {
   server.detach();
   server.session_changed_ = false;  // reset on the way here when it was set
   server.carries_client_settings_ = false;
+  server.backend_state_touched_ = false;
+  server.holds_backend_state_ = false;
   server.set_reading(true);  // an idle server that speaks or hangs up is closed
   transition(server, ServerState::idle);
   close_idle_over_size();  // a clean release all the same: the pool was shrunk on reload
@@ -359,13 +369,15 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
                      bool client_mid_message, bool force_discard) {
   const auto started_at = Clock::now();
   context_.stats->scope_ended();
+  const bool own_query_only = server.busy_with_own_query();
   server.detach();
   const bool session_mode = database_.pool.pool_mode == config::PoolMode::session;
   // Session mode resets every session; transaction mode a server whose client may have changed
   // session state or had its settings put on it, or all of them when no statement router reads
   // the client's SQL.
   const bool needs_reset = session_mode || server.session_changed() || server.carries_client_settings() ||
-                           server.capture_ || !server.tracks_statements();
+                           server.capture_ || !server.tracks_statements() || server.may_hold_backend_state();
+  force_discard = force_discard || server.library_loaded();  // no reset undoes LOAD
 
   // The common case, once per transaction: clean and nothing to run. No plan, no allocation.
   if (!force_discard && !client_mid_message && server.idle_clean() && !needs_reset &&
@@ -380,7 +392,15 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   plan.started_at = started_at;
   plan.client_id = client_id;
   plan.reason = std::string(reason);
+  if (server.library_loaded()) plan.reason += "; a library was loaded (LOAD), which no reset undoes";
   if (needs_reset) plan.reset_query = reset_query_for(session_mode);
+  if (!session_mode && server.may_hold_backend_state()) {
+    plan.reset_query = kPinnedReset;
+    server.statements().start_new_generation();
+  } else if (!session_mode && !server.tracks_statements()) {
+    plan.reset_query = kUnreadSessionReset;
+  }
+  plan.prove_no_backend_state = session_mode || server.may_hold_backend_state();
   plan.capture = std::move(server.capture_);
   // Proven where sluiced cannot know what the reset undoes: a client's own SETs, a whole session.
   // Settings sluiced restored itself are undone by the reset alone (its reply proves it ran).
@@ -390,7 +410,7 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
     server.plan_ = std::move(plan);
     return finish_teardown(server, ScopeOutcome::discard, server.plan_.reason);
   }
-  if (server.busy()) {
+  if (server.busy() && !own_query_only) {
     plan.outcome = ScopeOutcome::cancel;
     plan.send_cancel = true;
   } else if (server.transaction_status() != 'I') {

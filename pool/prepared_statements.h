@@ -17,12 +17,16 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "protocol/sql_commands.h"
+
 namespace sluice::pool {
 
 struct PreparedStatement {
   std::string server_name;       // what servers know it as, before the cache's suffix
   std::string definition;        // the Parse body after the name: query\0, parameter types
   bool changes_session = false;  // running it dirties the server's session (a SET, say)
+  // Running it may make or drop state that keeps a client on its server.
+  protocol::SqlBackendEffect backend_effect = protocol::SqlBackendEffect::none;
 };
 using StatementPtr = std::shared_ptr<const PreparedStatement>;
 

@@ -127,7 +127,7 @@ void ReplyLedger::take_due_answers(std::string& due) {
 }
 
 void ReplyLedger::abandon() {
-  if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty() && !settings_refusal_) {
+  if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty() && own_replies_.empty()) {
     return editor_.release_memory();
   }
   bool touched_statements = false;
@@ -142,10 +142,10 @@ void ReplyLedger::abandon() {
   head_ = 0;
   skipping_until_sync_ = false;
   ready_.clear();
-  restore_failed_ = false;
-  settings_refusal_.reset();
-  gathering_refusal_ = false;
-  std::string().swap(refusal_bytes_);
+  std::string().swap(own_replies_);
+  gathering_own_ = false;
+  own_ready_pending_ = false;
+  own_done_ = false;
   editor_.release_held(false);
   carry_ = 0;
   after_carry_.clear();
@@ -157,10 +157,11 @@ void ReplyLedger::begin_chunk(protocol::Bytes chunk) {
   if (carry_ == 0) return;
   const std::size_t rest = static_cast<std::size_t>(std::min<std::uint64_t>(carry_, chunk.size()));
   carry_ -= rest;
-  if (gathering_refusal_) {
-    refusal_bytes_ += editor_.text(0, rest);
-    gathering_refusal_ = carry_ > 0;
-    if (!gathering_refusal_) read_refusal();
+  std::string after_own;
+  if (gathering_own_) {
+    own_replies_ += editor_.text(0, rest);
+    gathering_own_ = carry_ > 0;
+    if (!gathering_own_ && own_ready_pending_) finish_own_query(after_own);
   }
   if (carry_dropped_) {
     editor_.drop_to(rest);
@@ -171,6 +172,7 @@ void ReplyLedger::begin_chunk(protocol::Bytes chunk) {
     editor_.insert(after_carry_);
     after_carry_.clear();
   }
+  editor_.insert(after_own);
 }
 
 void ReplyLedger::on_error_response() {
@@ -179,28 +181,30 @@ void ReplyLedger::on_error_response() {
   skip_until_sync();
 }
 
-bool ReplyLedger::on_restore_reply(const protocol::MessageEvent& event, std::string& after) {
-  if (event.type == 'E' && !restore_failed_) {
-    // PostgreSQL's words for the client, gathered whole however the stream is cut.
-    restore_failed_ = true;
-    const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
-    refusal_bytes_ = began_earlier ? editor_.held() : std::string();
-    refusal_bytes_ +=
-        editor_.text(began_earlier ? 0 : event.start, event.complete() ? event.end : editor_.size());
-    gathering_refusal_ = !event.complete();
-    if (!gathering_refusal_) read_refusal();
-  } else if (event.type == 'Z') {
-    restore_failed_ = false;
-    pop();
-    take_due_answers(after);
-  }
+bool ReplyLedger::on_own_reply(const protocol::MessageEvent& event, std::string& after) {
+  if (event.type == 'A') return false;  // a listening client's notification is its own
+  const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
+  if (began_earlier) own_replies_ += editor_.held();
+  own_replies_ += editor_.text(began_earlier ? 0 : event.start, event.complete() ? event.end : editor_.size());
+  gathering_own_ = !event.complete();
+  own_ready_pending_ = event.type == 'Z';
+  if (own_ready_pending_ && !gathering_own_) finish_own_query(after);
   return true;
 }
 
-void ReplyLedger::read_refusal() {
-  const auto fields = protocol::read_error_fields(protocol::as_bytes(refusal_bytes_));
-  settings_refusal_ = fields ? *fields : protocol::ErrorFields{"ERROR", "XX000", "(unreadable error)"};
-  std::string().swap(refusal_bytes_);
+void ReplyLedger::finish_own_query(std::string& after) {
+  own_ready_pending_ = false;
+  own_done_ = true;
+  pop();
+  take_due_answers(after);
+}
+
+std::optional<std::string> ReplyLedger::take_own_replies() {
+  if (!own_done_) return std::nullopt;
+  own_done_ = false;
+  std::string replies;
+  replies.swap(own_replies_);
+  return replies;
 }
 
 void ReplyLedger::on_message(const protocol::MessageEvent& event) {
@@ -211,8 +215,8 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   bool drop = false;
   std::string replacement;
   std::string after;
-  if (!empty() && front().kind == PendingKind::settings_restore) {
-    drop = on_restore_reply(event, after);
+  if (!empty() && front().kind == PendingKind::own_query) {
+    drop = on_own_reply(event, after);
   } else if (!empty() && !is_asynchronous(event.type)) {
     const Slot head = front();
     if (event.type == 'E') {

@@ -18,7 +18,6 @@
 
 #include "pool/prepared_statements.h"
 #include "protocol/chunk_editor.h"
-#include "protocol/error_fields.h"
 #include "protocol/message_scanner.h"
 
 namespace sluice::pool {
@@ -30,9 +29,10 @@ enum class PendingKind : std::uint8_t {
   injected_close,  // sluiced's Close of an evicted statement: CloseComplete dropped
   answered,        // the client's Parse or Close answered by sluiced: `reply` goes in its place
   refused,         // a request sent to fail: its ErrorResponse is replaced by `reply`
-  // sluiced's Query putting the client's session settings on the server, sent
-  // alone: every reply dropped, an error kept (see settings_refusal).
-  settings_restore,
+  // sluiced's own Query, sent alone with the client's messages held behind it
+  // (its settings' restore, a look at its backend state): every reply but a
+  // notification is kept from the client and gathered (see take_own_replies).
+  own_query,
 };
 
 struct PendingReply {
@@ -78,11 +78,12 @@ class ReplyLedger {
   protocol::Bytes finish_chunk(std::size_t partial_header_bytes);
 
   [[nodiscard]] bool empty() const { return head_ == slots_.size(); }
-  // PostgreSQL refused the client's settings (nullopt until then); the client's
-  // statements were held back and never reached the server.
-  [[nodiscard]] const std::optional<protocol::ErrorFields>& settings_refusal() const {
-    return settings_refusal_;
+  // Nothing is owed but an own_query's replies: no query of the client's runs.
+  [[nodiscard]] bool owes_own_query_only() const {
+    return head_ + 1 == slots_.size() && front().kind == PendingKind::own_query;
   }
+  // The replies to an own_query, once its ReadyForQuery has come (nullopt until then).
+  std::optional<std::string> take_own_replies();
   // The scope ends: whatever is still owed is given up. If any of it could
   // have changed the server's statements, the cache starts a new generation.
   void abandon();
@@ -103,9 +104,10 @@ class ReplyLedger {
   void skip_until_sync();
   void take_due_answers(std::string& due);
   void on_error_response();
-  // A reply to a settings_restore at the head: true when it is dropped.
-  bool on_restore_reply(const protocol::MessageEvent& event, std::string& after);
-  void read_refusal();
+  // A reply to the own_query at the head: true when it is dropped.
+  bool on_own_reply(const protocol::MessageEvent& event, std::string& after);
+  // Its ReadyForQuery is whole.
+  void finish_own_query(std::string& after);
 
   ServerStatementCache& cache_;
   std::vector<Slot> slots_;  // a queue: [head_, size)
@@ -113,10 +115,10 @@ class ReplyLedger {
   std::deque<PendingReply> details_;
   bool skipping_until_sync_ = false;  // an error came before the client's Sync was sent
   std::string ready_;                 // answers due with nothing owed before them
-  bool restore_failed_ = false;       // the settings_restore at the head saw an error
-  std::optional<protocol::ErrorFields> settings_refusal_;
-  std::string refusal_bytes_;  // its ErrorResponse, gathered across chunks
-  bool gathering_refusal_ = false;
+  std::string own_replies_;           // the own_query's, gathered across chunks
+  bool gathering_own_ = false;        // the message being gathered continues in the next chunk
+  bool own_ready_pending_ = false;    // ... and it is the own_query's ReadyForQuery
+  bool own_done_ = false;             // own_replies_ ends with that ReadyForQuery
 
   protocol::ChunkEditor editor_;  // the chunk being filtered
   // The message that continues past the chunk: bytes still to come, whether

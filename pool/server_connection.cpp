@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "net/scratch_buffer.h"
+#include "pool/backend_state.h"
 #include "pool/host_resolution.h"
 #include "pool/pool.h"
 #include "protocol/backend_messages.h"
@@ -173,11 +174,22 @@ void ServerConnection::detach() {
   filters_replies_ = tracks_statements_;
 }
 
-void ServerConnection::note_settings_restore() {
-  ledger_.expect(pending_reply(PendingKind::settings_restore, 'Q'));
+bool ServerConnection::send_own_query(protocol::Bytes query) {
+  ledger_.expect(pending_reply(PendingKind::own_query, 'Q'));
   note_frontend_message('Q');
-  carries_client_settings_ = true;
   filters_replies_ = true;
+  return send(query);
+}
+
+bool ServerConnection::send_settings_restore(protocol::Bytes query) {
+  carries_client_settings_ = true;
+  return send_own_query(query);
+}
+
+bool ServerConnection::send_backend_state_probe() {
+  std::string query;
+  protocol::append_query(query, kBackendStateQuery);
+  return send_own_query(protocol::as_bytes(query));
 }
 
 void ServerConnection::expect_reply(PendingReply entry) { ledger_.expect(std::move(entry)); }
@@ -269,8 +281,9 @@ void ServerConnection::read_server() {
     const protocol::Bytes for_client =
         filtering ? ledger_.finish_chunk(scanner_.pending_header_bytes()) : chunk;
     if (!for_client.empty()) user_->on_server_data(for_client);
-    if (filtering && ledger_.settings_refusal() && user_ != nullptr) {
-      return user_->on_settings_refused(*ledger_.settings_refusal());
+    if (filtering && user_ != nullptr) {
+      if (auto own = ledger_.take_own_replies())
+        return user_->on_own_query_done(protocol::read_query_replies(protocol::as_bytes(*own)));
     }
     if (state_ == ServerState::active && user_ != nullptr && idle_clean() && scanner_.at_boundary()) {
       user_->on_server_ready();
@@ -381,12 +394,13 @@ void ServerConnection::send_reset() {
   }
   protocol::append_query(queries, plan_.reset_query);
   if (plan_.prove_reset) protocol::append_query(queries, read);
+  if (plan_.prove_no_backend_state) protocol::append_query(queries, kBackendStateQuery);
   replies_outstanding_ += static_cast<int>(reset_reply_count());
   if (!socket_->write(queries)) lost("cannot write to server");
 }
 
 std::size_t ServerConnection::reset_reply_count() const {
-  return 1 + (plan_.capture ? 2 : 0) + (plan_.prove_reset ? 1 : 0);
+  return 1 + (plan_.capture ? 2 : 0) + (plan_.prove_reset ? 1 : 0) + (plan_.prove_no_backend_state ? 1 : 0);
 }
 
 std::optional<std::string> ServerConnection::check_reset_replies() {
@@ -405,13 +419,21 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
   }
   const protocol::QueryReply& reset = (*replies)[next++];
   if (reset.error) return "reset failed: " + reset.error->describe();
-  if (!plan_.prove_reset) return std::nullopt;
-  const auto left = read_session_settings((*replies)[next], *baseline_);
-  if (!left) return "the settings after the reset could not be read";
-  if (left->empty()) return std::nullopt;
-  std::string names;
-  for (const auto& setting : *left) names += (names.empty() ? "" : ", ") + setting.name;
-  return "settings still set after the reset: " + names;
+  if (plan_.prove_reset) {
+    const auto left = read_session_settings((*replies)[next++], *baseline_);
+    if (!left) return "the settings after the reset could not be read";
+    if (!left->empty()) {
+      std::string names;
+      for (const auto& setting : *left) names += (names.empty() ? "" : ", ") + setting.name;
+      return "settings still set after the reset: " + names;
+    }
+  }
+  if (plan_.prove_no_backend_state) {
+    const auto left = read_backend_state((*replies)[next]);
+    if (!left) return "the backend state after the reset could not be read";
+    if (!left->empty()) return "still held after the reset: " + *left;
+  }
+  return std::nullopt;
 }
 
 void ServerConnection::send_rollback() {

@@ -24,6 +24,7 @@
 #include "pool/scope_outcome.h"
 #include "pool/session_settings.h"
 #include "protocol/message_scanner.h"
+#include "protocol/query_replies.h"
 
 namespace sluice::pool {
 
@@ -36,9 +37,10 @@ class ServerUser {
   virtual void on_server_ready() = 0;  // ReadyForQuery 'I' with nothing outstanding
   virtual void on_server_lost(const std::string& reason) = 0;
   virtual void on_server_drained() = 0;  // buffered client bytes reached the server
-  // PostgreSQL refused to restore the client's session settings: nothing the
-  // client sent behind them ran, and none of its replies are shown.
-  virtual void on_settings_refused(const protocol::ErrorFields& error) = 0;
+  // sluiced's own query, sent alone for the client (its settings' restore, a
+  // look at its backend state), has been answered: one reply per Query, nullopt
+  // when they cannot be read. Nothing the client sent behind it has run.
+  virtual void on_own_query_done(std::optional<std::vector<protocol::QueryReply>> replies) = 0;
 
  protected:
   ~ServerUser() = default;
@@ -66,6 +68,8 @@ struct TeardownPlan {
   // After the reset, read again: the server must be back at its pool's
   // baseline settings, role and session authorization, or it is closed.
   bool prove_reset = false;
+  // After the reset, ask what backend state is left: it must be none.
+  bool prove_no_backend_state = false;
   // For telemetry and logs.
   std::chrono::steady_clock::time_point started_at{};
   std::uint64_t client_id = 0;
@@ -108,6 +112,11 @@ class ServerConnection final : net::PollSocket::Handler {
   // A reply is outstanding: a query runs, results stream, or COPY is open.
   [[nodiscard]] bool busy() const { return replies_outstanding_ > 0 || unsynced_ || copy_in_; }
   [[nodiscard]] bool idle_clean() const { return !busy() && transaction_status_ == 'I'; }
+  // Busy only with sluiced's own query (a settings restore, a backend state probe): it has only to
+  // be waited for, never cancelled.
+  [[nodiscard]] bool busy_with_own_query() const {
+    return replies_outstanding_ == 1 && !unsynced_ && !copy_in_ && ledger_.owes_own_query_only();
+  }
 
   // Runs the plan (state resetting); reports to Pool::teardown_finished.
   void begin_teardown(TeardownPlan plan);
@@ -121,10 +130,26 @@ class ServerConnection final : net::PollSocket::Handler {
   void note_session_change() { session_changed_ = true; }
   [[nodiscard]] bool session_changed() const { return session_changed_; }
   // Transaction mode: the client's session settings go out ahead of its
-  // messages (the caller sends apply_session_settings_query's Query alone and
-  // holds the client's bytes until it is ready). Their replies are not shown;
-  // a refusal is told to the user.
-  void note_settings_restore();
+  // messages, alone (the caller holds the client's bytes until
+  // on_own_query_done). `query` is a Query message.
+  bool send_settings_restore(protocol::Bytes query);
+  // Its SQL may have made or dropped state that lives in the backend: at the
+  // end of the transaction the server is asked what is left.
+  void note_backend_state_touched() { backend_state_touched_ = true; }
+  [[nodiscard]] bool backend_state_touched() const { return backend_state_touched_; }
+  // Asks it (kBackendStateQuery), alone, as send_settings_restore.
+  bool send_backend_state_probe();
+  // The server's answer: its client keeps it for state it holds, or not.
+  void note_holds_backend_state(bool holds) {
+    holds_backend_state_ = holds;
+    backend_state_touched_ = false;
+  }
+  // It holds some, or may (the client left before the server was asked): the
+  // release wipes the session (DISCARD ALL) and proves it empty.
+  [[nodiscard]] bool may_hold_backend_state() const { return holds_backend_state_ || backend_state_touched_; }
+  // LOAD ran: no reset undoes it, so the server is closed at its release.
+  void note_library_loaded() { library_loaded_ = true; }
+  [[nodiscard]] bool library_loaded() const { return library_loaded_; }
   // The server holds a client's settings: reset before it goes back to the pool.
   [[nodiscard]] bool carries_client_settings() const { return carries_client_settings_; }
   // The client carries on: its release reads its settings for it.
@@ -164,6 +189,7 @@ class ServerConnection final : net::PollSocket::Handler {
   void send_cancel_request();
   void cancel_finished(CancelResult result, const std::string& detail);
   void idle_server_spoke(protocol::Bytes chunk);
+  bool send_own_query(protocol::Bytes query);
   void send_reset();
   // After the reset's replies: why the server cannot go back (nullopt: it can).
   std::optional<std::string> check_reset_replies();
@@ -204,6 +230,9 @@ class ServerConnection final : net::PollSocket::Handler {
   bool cancel_unproven_ = false;           // sent, delivery never confirmed: discard at release
   bool session_changed_ = false;
   bool carries_client_settings_ = false;
+  bool backend_state_touched_ = false;
+  bool holds_backend_state_ = false;
+  bool library_loaded_ = false;
   std::shared_ptr<SettingsCapture> capture_;  // asked for this scope's release
   bool step_failed_ = false;
   bool reset_done_ = false;

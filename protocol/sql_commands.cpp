@@ -360,10 +360,18 @@ bool word_at(std::string_view sql, std::size_t at, std::string_view lower_word) 
   return true;
 }
 
-// Which lexer a statement's opening word calls for. Every command either scan reports opens its
+// Which lexer a statement's opening word calls for. Every command the scans report opens its
 // statement: PREPARE, EXECUTE, DEALLOCATE, DISCARD, and EXECUTE under EXPLAIN or CREATE TABLE AS;
-// SET, RESET, DISCARD, DO, CALL, LOAD. set_config() is the one exception, found by its '_'.
-enum CommandWords : unsigned { kNoCommandWord = 0, kSessionWord = 1, kPreparedWord = 2 };
+// SET, RESET, DISCARD, DO, CALL, LOAD; LISTEN, UNLISTEN, DECLARE, CLOSE, CREATE, DROP. The
+// exceptions are functions (set_config, the advisory locks, dblink), found by their '_', and
+// SELECT INTO TEMP, found by its INTO.
+enum CommandWords : unsigned {
+  kNoCommandWord = 0,
+  kSessionWord = 1,
+  kPreparedWord = 2,
+  kBackendWord = 4,
+  kEveryWord = 7,
+};
 
 // The words that may open the statement starting at `from` (after its blanks). A comment there
 // is left to the lexers. A word is matched by its letters, not its end ("settings" is "set"):
@@ -377,21 +385,26 @@ unsigned command_words_opening(std::string_view sql, std::size_t from) {
     case 'r':
       return word_at(sql, from, "reset") ? kSessionWord : kNoCommandWord;
     case 'l':
-      return word_at(sql, from, "load") ? kSessionWord : kNoCommandWord;
+      if (word_at(sql, from, "load")) return kSessionWord | kBackendWord;
+      return word_at(sql, from, "listen") ? kBackendWord : kNoCommandWord;
+    case 'u':
+      return word_at(sql, from, "unlisten") ? kBackendWord : kNoCommandWord;
     case 'c':
-      if (word_at(sql, from, "call")) return kSessionWord;
-      return word_at(sql, from, "create") ? kPreparedWord : kNoCommandWord;
+      if (word_at(sql, from, "call")) return kSessionWord | kBackendWord;
+      if (word_at(sql, from, "create")) return kPreparedWord | kBackendWord;
+      return word_at(sql, from, "close") ? kBackendWord : kNoCommandWord;
     case 'd':
-      if (word_at(sql, from, "discard")) return kSessionWord | kPreparedWord;
-      if (word_at(sql, from, "do")) return kSessionWord;
-      return word_at(sql, from, "deallocate") ? kPreparedWord : kNoCommandWord;
+      if (word_at(sql, from, "discard")) return kEveryWord;
+      if (word_at(sql, from, "do")) return kSessionWord | kBackendWord;
+      if (word_at(sql, from, "deallocate")) return kPreparedWord | kBackendWord;
+      return word_at(sql, from, "declare") || word_at(sql, from, "drop") ? kBackendWord : kNoCommandWord;
     case 'p':
-      return word_at(sql, from, "prepare") ? kPreparedWord : kNoCommandWord;
+      return word_at(sql, from, "prepare") ? kPreparedWord | kBackendWord : kNoCommandWord;
     case 'e':
       return word_at(sql, from, "execute") || word_at(sql, from, "explain") ? kPreparedWord : kNoCommandWord;
     case '-':
     case '/':
-      return kSessionWord | kPreparedWord;
+      return kEveryWord;
     default:
       return kNoCommandWord;
   }
@@ -408,18 +421,44 @@ unsigned command_words_opening_statements(std::string_view sql) {
   return words;
 }
 
-// set_config, whose '_' is at `underscore`.
-bool set_config_at(std::string_view sql, std::size_t underscore) {
-  constexpr std::string_view kSetConfig = "set_config";
-  if (underscore < 3 || sql.size() - (underscore - 3) < kSetConfig.size()) return false;
-  const std::string_view candidate = sql.substr(underscore - 3, kSetConfig.size());
-  return std::equal(candidate.begin(), candidate.end(), kSetConfig.begin(),
-                    [](char written, char wanted) { return ascii_lower(written) == wanted; });
+// Every letter of `lower_word` at `at`, case folded (word_at leaves the first to its caller).
+bool letters_at(std::string_view sql, std::size_t at, std::string_view lower_word) {
+  return at < sql.size() && ascii_lower(sql[at]) == lower_word[0] && word_at(sql, at, lower_word);
 }
 
-bool mentions_set_config(std::string_view sql) {
+bool letters_before(std::string_view sql, std::size_t at, std::string_view lower_word) {
+  return at >= lower_word.size() && letters_at(sql, at - lower_word.size(), lower_word);
+}
+
+// The functions found by their '_': set_config (kSessionWord), and pg_advisory_*,
+// pg_try_advisory_*, pg_temp and dblink_* (kBackendWord).
+unsigned underscore_words(std::string_view sql) {
+  unsigned words = kNoCommandWord;
   for (std::size_t at = sql.find('_'); at != std::string_view::npos; at = sql.find('_', at + 1)) {
-    if (set_config_at(sql, at)) return true;
+    const std::size_t after = at + 1;
+    if (letters_before(sql, at, "set") && letters_at(sql, after, "config")) {
+      words |= kSessionWord;
+    } else if (letters_before(sql, at, "pg") && (letters_at(sql, after, "advisory") ||
+                                                 letters_at(sql, after, "try") || letters_at(sql, after, "temp"))) {
+      words |= kBackendWord;
+    } else if (letters_before(sql, at, "dblink")) {
+      words |= kBackendWord;
+    }
+  }
+  return words;
+}
+
+// INTO followed by TEMP, TEMPORARY, LOCAL or GLOBAL: SELECT ... INTO TEMP makes a table.
+bool mentions_into_temporary(std::string_view sql) {
+  for (const char letter : {'i', 'I'}) {
+    for (std::size_t at = sql.find(letter); at != std::string_view::npos; at = sql.find(letter, at + 1)) {
+      if (!word_at(sql, at, "into")) continue;
+      std::size_t next = at + 4;
+      while (next < sql.size() && is_space(sql[next])) ++next;
+      if (letters_at(sql, next, "temp") || letters_at(sql, next, "local") || letters_at(sql, next, "global")) {
+        return true;
+      }
+    }
   }
   return false;
 }
@@ -464,6 +503,99 @@ SqlSessionEffect session_effect(std::string_view sql) {
   return SqlSessionEffect::none;
 }
 
+bool is_any_keyword(const Token& token, std::initializer_list<std::string_view> keywords) {
+  return std::any_of(keywords.begin(), keywords.end(),
+                     [&](std::string_view keyword) { return is_keyword(token, keyword); });
+}
+
+// One statement's effect on backend state, read token by token (gram.y's shapes, loosely: a
+// false "touches" costs a query to the server, a false "creates" a refusal under session_state
+// "refuse"; a miss is worse, so the functions count wherever they appear).
+class BackendStatement {
+ public:
+  void feed(const Token& token) {
+    ++position_;
+    if (is_any_keyword(token, {"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
+                               "pg_try_advisory_lock_shared", "dblink_connect", "dblink_connect_u"})) {
+      raise(SqlBackendEffect::creates);
+    } else if (is_any_keyword(token, {"pg_advisory_unlock", "pg_advisory_unlock_shared",
+                                      "pg_advisory_unlock_all", "dblink_disconnect"})) {
+      raise(SqlBackendEffect::touches);
+    }
+    if (position_ == 1) return on_first_word(token);
+    if (selects_ && is_keyword(previous_, "into") &&
+        is_any_keyword(token, {"temp", "temporary", "local", "global", "pg_temp"})) {
+      raise(SqlBackendEffect::creates);  // SELECT ... INTO TEMP makes a table
+    }
+    switch (kind_) {
+      case Kind::prepare:
+        // PREPARE TRANSACTION 'gid' is two-phase commit.
+        if (position_ == 3 && !(is_keyword(previous_, "transaction") && token.kind == TokenKind::string_literal))
+          raise(SqlBackendEffect::creates);
+        if (position_ == 2 && !is_keyword(token, "transaction")) raise(SqlBackendEffect::creates);
+        break;
+      case Kind::declare:
+        if (is_keyword(previous_, "with") && is_keyword(token, "hold")) raise(SqlBackendEffect::creates);
+        break;
+      case Kind::create:
+        if (!past_create_options_ && is_any_keyword(token, {"temp", "temporary"})) temporary_ = true;
+        past_create_options_ = past_create_options_ || !is_any_keyword(token, {"or", "replace", "global", "local"});
+        if (is_keyword(token, "pg_temp")) temporary_ = true;
+        if (is_keyword(previous_, "commit") && is_keyword(token, "drop")) dropped_at_commit_ = true;
+        break;
+      case Kind::other:
+        break;
+    }
+    previous_ = token;
+  }
+
+  [[nodiscard]] SqlBackendEffect effect() const {
+    if (temporary_) return std::max(effect_, dropped_at_commit_ ? SqlBackendEffect::touches : SqlBackendEffect::creates);
+    return effect_;
+  }
+
+ private:
+  enum class Kind { other, prepare, declare, create };
+
+  void on_first_word(const Token& token) {
+    previous_ = token;
+    selects_ = is_any_keyword(token, {"select", "with"});
+    if (is_keyword(token, "listen")) return raise(SqlBackendEffect::creates);
+    if (is_keyword(token, "load")) return raise(SqlBackendEffect::loads_library);
+    if (is_any_keyword(token, {"unlisten", "deallocate", "close", "discard", "drop", "do", "call"}))
+      return raise(SqlBackendEffect::touches);
+    if (is_keyword(token, "prepare")) kind_ = Kind::prepare;
+    if (is_keyword(token, "declare")) kind_ = Kind::declare;
+    if (is_keyword(token, "create")) kind_ = Kind::create;
+  }
+
+  void raise(SqlBackendEffect effect) { effect_ = std::max(effect_, effect); }
+
+  std::size_t position_ = 0;
+  Kind kind_ = Kind::other;
+  bool selects_ = false;
+  Token previous_;
+  SqlBackendEffect effect_ = SqlBackendEffect::none;
+  bool past_create_options_ = false;
+  bool temporary_ = false;
+  bool dropped_at_commit_ = false;
+};
+
+SqlBackendEffect backend_effect(std::string_view sql) {
+  Lexer lexer(sql);
+  SqlBackendEffect effect = SqlBackendEffect::none;
+  BackendStatement statement;
+  for (Token token = lexer.next();; token = lexer.next()) {
+    if (token.kind == TokenKind::end || token.kind == TokenKind::semicolon) {
+      effect = std::max(effect, statement.effect());
+      if (token.kind == TokenKind::end) return effect;
+      statement = BackendStatement{};
+      continue;
+    }
+    statement.feed(token);
+  }
+}
+
 }  // namespace
 
 SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
@@ -471,16 +603,22 @@ SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
 }
 
 SqlSessionEffect find_sql_session_effect(std::string_view sql) {
-  const bool mentioned =
-      (command_words_opening_statements(sql) & kSessionWord) != 0 || mentions_set_config(sql);
-  return mentioned ? session_effect(sql) : SqlSessionEffect::none;
+  const unsigned words = command_words_opening_statements(sql) | underscore_words(sql);
+  return (words & kSessionWord) != 0 ? session_effect(sql) : SqlSessionEffect::none;
+}
+
+SqlBackendEffect find_sql_backend_effect(std::string_view sql) {
+  const unsigned words = command_words_opening_statements(sql) | underscore_words(sql);
+  const bool mentioned = (words & kBackendWord) != 0 || mentions_into_temporary(sql);
+  return mentioned ? backend_effect(sql) : SqlBackendEffect::none;
 }
 
 SqlCommands find_sql_commands(std::string_view sql) {
-  const unsigned words = command_words_opening_statements(sql);
+  const unsigned words = command_words_opening_statements(sql) | underscore_words(sql);
   SqlCommands commands;
   if ((words & kPreparedWord) != 0) commands.prepared = prepared_use(sql);
-  if ((words & kSessionWord) != 0 || mentions_set_config(sql)) commands.session = session_effect(sql);
+  if ((words & kSessionWord) != 0) commands.session = session_effect(sql);
+  if ((words & kBackendWord) != 0 || mentions_into_temporary(sql)) commands.backend = backend_effect(sql);
   return commands;
 }
 

@@ -1,7 +1,8 @@
 // What transaction pooling must know of a query string before it runs: its
 // SQL-level prepared-statement commands (PREPARE, EXECUTE, DEALLOCATE, DISCARD
-// ALL), refused rather than left to break on another server, and whether it may
-// change session state (and the custom settings it names), read back after it.
+// ALL), whether it may change session settings (and the custom settings it
+// names), read back after it, and whether it may make or drop state that keeps
+// a client on its server.
 // Pure: no I/O; linear scans over untrusted text, which allocate only for names.
 #pragma once
 
@@ -51,10 +52,29 @@ SqlSessionEffect find_sql_session_effect(std::string_view sql);
 // know their names to read them back. Each part folded as PostgreSQL folds identifiers.
 std::vector<std::string> find_custom_setting_names(std::string_view sql);
 
-// Both, with one look at the string (what the statement router asks of every query).
+// What a query string does to state that lives in its backend and cannot follow a client to
+// another server: temporary objects, session advisory locks, WITH HOLD cursors, LISTEN, SQL
+// prepared statements, loaded libraries. Ordered: a string's effect is its strongest statement's.
+enum class SqlBackendEffect {
+  none,
+  // May drop such state (UNLISTEN, CLOSE, DROP, DEALLOCATE, DISCARD, an advisory unlock, an
+  // ON COMMIT DROP temporary table), or runs code sluiced cannot see into (DO, CALL): the server
+  // is asked what the transaction left behind.
+  touches,
+  // Makes it: LISTEN, PREPARE, DECLARE ... WITH HOLD, CREATE TEMP (without ON COMMIT DROP) or in
+  // pg_temp, SELECT INTO TEMP, a session advisory lock, dblink_connect.
+  creates,
+  // LOAD: a library stays in its backend for good, and no query can tell.
+  loads_library,
+};
+// Lexed as find_sql_prepared_use does.
+SqlBackendEffect find_sql_backend_effect(std::string_view sql);
+
+// All three, with one look at the string (what the statement router asks of every query).
 struct SqlCommands {
   SqlPreparedUse prepared;
   SqlSessionEffect session = SqlSessionEffect::none;
+  SqlBackendEffect backend = SqlBackendEffect::none;
 };
 SqlCommands find_sql_commands(std::string_view sql);
 

@@ -299,21 +299,10 @@ TEST(PreparedStatementsTest, AnsweredRequestsAloneDoNotKeepTheServer) {
   EXPECT_EQ(scalar(other, "SELECT 1"), "1");
 }
 
-TEST(PreparedStatementsTest, SqlPrepareIsRefusedAndDiscardAllForgetsStatements) {
+// SQL PREPARE works too (it pins: session_pin_test); DISCARD ALL forgets both kinds.
+TEST(PreparedStatementsTest, DiscardAllForgetsStatements) {
   Sluiced sluiced({.pool_size = 2});
   const PgConn conn = connect(sluiced.conninfo());
-  const PgResult refused = exec(conn, "PREPARE q AS SELECT 1");
-  EXPECT_STREQ(PQresultErrorField(refused.get(), PG_DIAG_SQLSTATE), "0A000");
-  EXPECT_STREQ(PQresultErrorField(refused.get(), PG_DIAG_MESSAGE_PRIMARY),
-               "SQL PREPARE is not supported in transaction pooling mode");
-
-  exec_ok(conn, "BEGIN");
-  const PgResult inside = exec(conn, "SELECT 1; execute q");
-  EXPECT_STREQ(PQresultErrorField(inside.get(), PG_DIAG_SQLSTATE), "0A000");
-  const PgResult aborted = exec(conn, "SELECT 1");
-  EXPECT_STREQ(PQresultErrorField(aborted.get(), PG_DIAG_SQLSTATE), "25P02") << "the transaction is aborted";
-  exec_ok(conn, "ROLLBACK");
-
   Transcript t(conn.get());
   t.prepare("kept", "SELECT 7");
   t.exec_prepared("kept");

@@ -250,30 +250,30 @@ const std::string kCommitDone = message('C', std::string("COMMIT\0", 7));
 const std::string kRowDescription = message('T', std::string("\0\0", 2));
 const std::string kEncoding = message('S', std::string("client_encoding\0LATIN1\0", 23));
 
-TEST(ReplyLedgerTest, SettingsRestoreRepliesAreNotShown) {
+TEST(ReplyLedgerTest, OwnQueryRepliesAreNotShown) {
   const std::string restore =
       kBeginDone + kRowDescription + kRow + kSelectDone + kEncoding + kNotice + kCommitDone + ready('I');
   expect_every_split({[](ReplyLedger& ledger, ServerStatementCache&) {
-                        ledger.expect(pending_reply(PendingKind::settings_restore, 'Q'));
+                        ledger.expect(pending_reply(PendingKind::own_query, 'Q'));
                         forwarded(ledger, "Q");
                       },
                       restore + kRow + kSelectDone + ready('I'), kRow + kSelectDone + ready('I')});
 }
 
-// A refused restore's error is kept for the client session to tell (with PostgreSQL's words),
-// not shown; nothing of the client's was sent behind it.
-TEST(ReplyLedgerTest, ARefusedSettingsRestoreIsKeptNotShown) {
-  const std::string stream = error("42501") + ready('I');
+// The replies are gathered whole for the client session to read, however the stream is cut; a
+// notification for a listening client passes.
+TEST(ReplyLedgerTest, OwnQueryRepliesAreGatheredWholeButNotificationsPass) {
+  const std::string notification = message('A', std::string("\0\0\0\x07news\0hello\0", 15));
+  const std::string replies = kRowDescription + kRow + kSelectDone + error("42501");
+  const std::string stream = replies + notification + ready('I');
   for (std::size_t cut = 1; cut < stream.size(); ++cut) {
     ServerStatementCache cache(8);
     ReplyLedger ledger(cache);
-    ledger.expect(pending_reply(PendingKind::settings_restore, 'Q'));
-    EXPECT_EQ(feed(ledger, stream, {cut}), "") << "split at " << cut;
-    ASSERT_TRUE(ledger.settings_refusal()) << "split at " << cut;
-    EXPECT_EQ(ledger.settings_refusal()->sqlstate, "42501");
+    ledger.expect(pending_reply(PendingKind::own_query, 'Q'));
+    EXPECT_EQ(feed(ledger, stream, {cut}), notification) << "split at " << cut;
+    EXPECT_EQ(ledger.take_own_replies(), replies + ready('I')) << "split at " << cut;
     EXPECT_TRUE(ledger.empty());
-    ledger.abandon();
-    EXPECT_FALSE(ledger.settings_refusal());
+    EXPECT_FALSE(ledger.take_own_replies());
   }
 }
 

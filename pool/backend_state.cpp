@@ -1,0 +1,27 @@
+#include "pool/backend_state.h"
+
+namespace sluice::pool {
+
+// pg_my_temp_schema() is 0 for a backend that never made a temporary object,
+// which no namespace has.
+const std::string_view kBackendStateQuery =
+    "SELECT pg_catalog.concat_ws(', ', "
+    "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) "
+    "OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) "
+    "OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) "
+    "THEN 'temporary objects' END, "
+    "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' "
+    "AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) THEN 'advisory locks' END, "
+    "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE is_holdable) THEN 'WITH HOLD cursors' END, "
+    "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN 'LISTEN' END, "
+    "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) "
+    "THEN 'SQL prepared statements' END)";
+
+std::optional<std::string> read_backend_state(const protocol::QueryReply& reply) {
+  if (reply.error || reply.rows.size() != 1 || reply.rows[0].size() != 1 || !reply.rows[0][0]) {
+    return std::nullopt;
+  }
+  return *reply.rows[0][0];
+}
+
+}  // namespace sluice::pool

@@ -1,0 +1,258 @@
+// Session fidelity II, state that cannot move (issue 14): a client that makes state living in its
+// backend — a temporary table, a session advisory lock, a WITH HOLD cursor, LISTEN, an SQL
+// PREPARE, LOAD — keeps its server in transaction mode until the state is gone, and nothing of it
+// reaches another client. Scripts of interleaved clients are run directly and through sluiced on
+// a pool of 2: client 0 pins, clients 1 and 2 share the other server, so state would leak if it
+// could.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tests/integration/control_client.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/scope_helpers.h"
+#include "tests/integration/script_runner.h"
+
+namespace {
+
+using harness::PgConn;
+using harness::scalar;
+using script_test::Step;
+
+constexpr const char* kDatabase = "session_pin";
+
+nlohmann::json client_row(const harness::Sluiced& sluiced, std::size_t index) {
+  const auto clients = ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}})["clients"];
+  return index < clients.size() ? clients[index] : nlohmann::json();
+}
+
+// The pin is decided after the client has its reply (the server is asked then): awaited.
+std::string pinned_because(const harness::Sluiced& sluiced, const std::string& expected) {
+  std::string seen;
+  harness::wait_until([&] {
+    const auto pinned = client_row(sluiced, 0)["pinned"];
+    seen = pinned.is_string() ? pinned.get<std::string>() : "";
+    return seen == expected;
+  });
+  return seen;
+}
+
+int discards(const harness::Sluiced& sluiced) {
+  const auto teardown = ctltest::control(sluiced.control_socket(), {{"cmd", "teardown"}});
+  return teardown["outcomes"].value("discard", nlohmann::json::object()).value("count", 0);
+}
+
+// What a fresh session through `sluiced` sees of backend state: nothing, on every server.
+std::string leftovers(const harness::Sluiced& sluiced) {
+  const PgConn observer = harness::connect(sluiced.conninfo(kDatabase));
+  return scalar(observer,
+                "select (select count(*) from pg_class where relnamespace = pg_my_temp_schema()) || ' temp, ' || "
+                "(select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()) || "
+                "' locks, ' || (select count(*) from pg_cursors) || ' cursors, ' || "
+                "(select count(*) from pg_listening_channels()) || ' channels, ' || "
+                "(select count(*) from pg_prepared_statements where from_sql) || ' prepared'");
+}
+constexpr const char* kNothingLeft = "0 temp, 0 locks, 0 cursors, 0 channels, 0 prepared";
+
+class SessionPinTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { scope_test::ensure_database(kDatabase); }
+  void SetUp() override {
+    sluiced_.emplace(harness::PoolOptions{.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
+  }
+
+  void expect_as_direct(int clients, const std::vector<Step>& script) {
+    const auto direct = script_test::run_script(harness::postgres().conninfo(kDatabase), clients, script);
+    const auto pooled = script_test::run_script(sluiced_->conninfo(kDatabase), clients, script);
+    ASSERT_EQ(direct.size(), pooled.size());
+    for (std::size_t i = 0; i < direct.size(); ++i) EXPECT_EQ(pooled[i], direct[i]) << "step " << i;
+    EXPECT_EQ(discards(*sluiced_), 0) << "the servers are kept";
+    EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
+  }
+
+  std::optional<harness::Sluiced> sluiced_;
+};
+
+TEST_F(SessionPinTest, TemporaryTablesStayWithTheirClientOverManyTransactions) {
+  std::vector<Step> script = {
+      {0, "create temp table trace (n int)"},
+      {1, "select count(*) from trace"},
+      {2, "create temp table other (n int) on commit drop"},
+  };
+  for (int i = 0; i < 8; ++i) {
+    script.push_back({0, "insert into trace values (" + std::to_string(i) + ")"});
+    script.push_back({1 + i % 2, "select count(*) from pg_class where relname = 'trace'", i % 2 == 1});
+  }
+  script.insert(script.end(), {
+                                  {0, "begin"},
+                                  {0, "insert into trace select generate_series(1, 3)"},
+                                  {0, "rollback"},
+                                  {0, "select count(*), sum(n) from trace", true},
+                                  {2, "select count(*) from trace"},
+                                  {0, "drop table trace"},
+                                  {1, "create temp table trace (s text)"},
+                                  {2, "select count(*) from trace"},
+                                  {1, "select count(*) from trace"},
+                                  {1, "discard temp"},
+                                  {2, "create temp table trace (n int)"},
+                              });
+  expect_as_direct(3, script);
+}
+
+TEST_F(SessionPinTest, AdvisoryLocksAreHeldAcrossTransactionsAndReleased) {
+  expect_as_direct(3, {
+                          {0, "select pg_advisory_lock(42)"},
+                          {1, "select pg_try_advisory_lock(42)"},
+                          {2, "select pg_try_advisory_lock(42)"},
+                          {0, "select 1"},
+                          {1, "select pg_try_advisory_lock(42)", true},
+                          {0, "select pg_advisory_lock(42)"},
+                          {0, "select pg_advisory_unlock(42)"},
+                          {2, "select pg_try_advisory_lock(42)"},
+                          {0, "select pg_advisory_unlock(42)"},
+                          {1, "select pg_try_advisory_lock(42)"},
+                          {1, "select pg_advisory_unlock_all()"},
+                          {2, "select pg_try_advisory_xact_lock(42)"},
+                      });
+}
+
+TEST_F(SessionPinTest, AWithHoldCursorIsFetchedAcrossTransactions) {
+  expect_as_direct(3, {
+                          {0, "declare c cursor with hold for select generate_series(1, 5)"},
+                          {1, "fetch 1 from c"},
+                          {0, "fetch 2 from c"},
+                          {2, "declare c cursor with hold for select 'b'"},
+                          {0, "fetch 2 from c"},
+                          {2, "close c"},
+                          {0, "fetch 2 from c"},
+                          {0, "close all"},
+                          {1, "fetch 1 from c"},
+                      });
+}
+
+TEST_F(SessionPinTest, SqlPrepareExecuteAndDeallocate) {
+  expect_as_direct(3, {
+                          {0, "prepare q(int) as select $1 * 2"},
+                          {1, "execute q(1)"},
+                          {0, "execute q(21)"},
+                          {2, "prepare q(text) as select $1 || '!'"},
+                          {0, "explain (costs off) execute q(1)"},
+                          {0, "create temp table doubled as execute q(50)"},
+                          {0, "select * from doubled"},
+                          {0, "drop table doubled"},
+                          {0, "execute q(4)", true},
+                          {2, "execute q('b')"},
+                          {2, "deallocate q"},
+                          {0, "deallocate q"},
+                          {0, "execute q(4)"},
+                          {1, "execute q(1)"},
+                      });
+}
+
+// A pinned client's status, and its server kept until the state is gone.
+TEST_F(SessionPinTest, PinnedClientsShowWhyAndLetGoWhenTheStateIsGone) {
+  const PgConn pinned = harness::connect(sluiced_->conninfo(kDatabase));
+  harness::exec_ok(pinned, "create temp table t (n int)");
+  harness::exec_ok(pinned, "listen news");
+  EXPECT_EQ(pinned_because(*sluiced_, "temporary objects, LISTEN"), "temporary objects, LISTEN");
+  const auto pools = ctltest::control(sluiced_->control_socket(), {{"cmd", "pools"}});
+  EXPECT_EQ(pools["pools"][0]["clients"]["pinned"], 1);
+  EXPECT_EQ(ctltest::status(sluiced_->control_socket())["clients"]["pinned"], 1);
+  EXPECT_NE(sluiced_->log().find("pinned to server"), std::string::npos);
+
+  harness::exec_ok(pinned, "drop table t");
+  EXPECT_EQ(pinned_because(*sluiced_, "LISTEN"), "LISTEN");
+  harness::exec_ok(pinned, "unlisten *");
+  EXPECT_EQ(pinned_because(*sluiced_, ""), "");
+  EXPECT_TRUE(harness::wait_until([&] { return client_row(*sluiced_, 0)["state"] == "idle"; }))
+      << "its server went back to the pool";
+}
+
+// Notifications reach a pinned listener between its transactions, without it asking.
+TEST_F(SessionPinTest, ListenNotifyBetweenTwoClients) {
+  for (const std::string& conninfo :
+       {harness::postgres().conninfo(kDatabase), sluiced_->conninfo(kDatabase)}) {
+    const PgConn listener = harness::connect(conninfo);
+    const PgConn notifier = harness::connect(conninfo);
+    const PgConn bystander = harness::connect(conninfo);
+    harness::exec_ok(listener, "listen news");
+    harness::exec_ok(bystander, "select 1");
+    harness::exec_ok(notifier, "notify news, 'first'");
+    harness::exec_ok(notifier, "begin; select pg_notify('news', 'second'); commit");
+    std::vector<std::string> payloads;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (payloads.size() < 2 && std::chrono::steady_clock::now() < deadline) {
+      pollfd watched{PQsocket(listener.get()), POLLIN, 0};
+      ::poll(&watched, 1, 100);
+      PQconsumeInput(listener.get());
+      while (PGnotify* notify = PQnotifies(listener.get())) {
+        payloads.emplace_back(notify->extra);
+        PQfreemem(notify);
+      }
+    }
+    EXPECT_EQ(payloads, (std::vector<std::string>{"first", "second"})) << conninfo;
+    EXPECT_EQ(scalar(listener, "select 'still fine'"), "still fine");
+  }
+  EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
+}
+
+// A client that leaves while pinned, even in the middle of a transaction, leaves nothing behind.
+TEST_F(SessionPinTest, AClientKilledWhilePinnedLeavesNothingBehind) {
+  for (const bool mid_transaction : {false, true}) {
+    {
+      const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
+      harness::exec_ok(client, "create temp table t (n int)");
+      harness::exec_ok(client, "select pg_advisory_lock(7)");
+      harness::exec_ok(client, "declare c cursor with hold for select 1");
+      harness::exec_ok(client, "listen gone");
+      harness::exec_ok(client, "prepare p as select 1");
+      if (mid_transaction) harness::exec_ok(client, "begin; insert into t values (1)");
+    }  // closed without a word
+    ASSERT_TRUE(harness::wait_until([&] { return client_row(*sluiced_, 0).is_null(); }));
+    // Both servers, whichever the observer gets: the pool of 2 is filled by two observers.
+    const PgConn first = harness::connect(sluiced_->conninfo(kDatabase));
+    harness::exec_ok(first, "begin");
+    EXPECT_EQ(leftovers(*sluiced_), kNothingLeft) << mid_transaction;
+    harness::exec_ok(first, "commit");
+    EXPECT_EQ(leftovers(*sluiced_), kNothingLeft) << mid_transaction;
+  }
+  EXPECT_EQ(discards(*sluiced_), 0) << "the pinned servers were wiped and kept";
+}
+
+// LOAD cannot be undone: the client keeps its server, which is closed when it leaves.
+TEST_F(SessionPinTest, ALoadedLibraryPinsAndTheServerIsClosedAfter) {
+  {
+    const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
+    harness::exec_ok(client, "load 'plpgsql'");
+    EXPECT_EQ(pinned_because(*sluiced_, "a loaded library"), "a loaded library");
+  }
+  EXPECT_TRUE(harness::wait_until([&] { return discards(*sluiced_) == 1; }));
+}
+
+// session_state "refuse": what would pin is refused with 0A000, the session goes on; state made
+// where sluiced cannot see it ends the session, and is wiped.
+TEST(SessionStateRefuseTest, StatementsThatWouldPinAreRefused) {
+  scope_test::ensure_database(kDatabase);
+  const harness::Sluiced sluiced(harness::PoolOptions{
+      .dbname = kDatabase, .pool_size = 1, .overrides = {{"pool", {{"session_state", "refuse"}}}}});
+  const PgConn client = harness::connect(sluiced.conninfo(kDatabase));
+  for (const char* sql : {"create temp table t (n int)", "listen x", "select pg_advisory_lock(1)",
+                          "prepare q as select 1", "declare c cursor with hold for select 1", "load 'plpgsql'"}) {
+    const harness::PgResult refused = harness::exec(client, sql);
+    EXPECT_EQ(ctltest::sqlstate(refused.get()), "0A000") << sql;
+  }
+  harness::exec_ok(client, "begin; create temp table t (n int) on commit drop; insert into t values (1); commit");
+  EXPECT_EQ(scalar(client, "select pg_try_advisory_xact_lock(1)"), "t");
+  harness::exec_ok(client,
+                   "create or replace function sneaky() returns void language sql as "
+                   "'select pg_advisory_lock(5)'");
+  harness::exec_ok(client, "do $$ begin perform sneaky(); end $$");
+  EXPECT_TRUE(ctltest::await_closed_while_idle(client)) << "the hidden lock ended the session";
+  EXPECT_EQ(leftovers(sluiced), kNothingLeft);
+}
+
+}  // namespace

@@ -1,0 +1,68 @@
+// What a query does to state that lives in its backend (temporary objects, advisory locks, WITH
+// HOLD cursors, LISTEN, SQL PREPARE, LOAD): a miss would leave a client's state on a server
+// another client gets, a false "touches" costs one query to the server, a false "creates" a
+// refusal under session_state "refuse".
+#include <gtest/gtest.h>
+
+#include "protocol/sql_commands.h"
+
+namespace sluice::protocol {
+namespace {
+
+using enum SqlBackendEffect;
+
+TEST(SqlBackendTest, PlainQueriesTouchNothing) {
+  for (const char* sql : {"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+                          "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
+                          "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now())",
+                          "insert into temp_log values (1)", "select 'create temp table x()', \"listen\" from t",
+                          "SELECT pg_advisory_xact_lock(1)", "select * from templates into_table",
+                          "BEGIN; DECLARE c CURSOR FOR SELECT 1; FETCH c; COMMIT", "CREATE TABLE temp (a int)",
+                          "PREPARE TRANSACTION 'gid'", "", ";;"}) {
+    EXPECT_EQ(find_sql_backend_effect(sql), none) << sql;
+  }
+}
+
+TEST(SqlBackendTest, StatementsThatMakeBackendState) {
+  for (const char* sql : {"CREATE TEMP TABLE trace (a int)", "create temporary table t as select 1",
+                          "CREATE LOCAL TEMPORARY SEQUENCE s", "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
+                          "create table pg_temp.t (a int)", "create function pg_temp.f() returns int as 'select 1' language sql",
+                          "SELECT 1 INTO TEMP t", "select * into temporary table t from x",
+                          "SELECT pg_advisory_lock(42)", "select pg_catalog.pg_try_advisory_lock(1, 2)",
+                          "SELECT PG_ADVISORY_LOCK_SHARED(7)", "LISTEN news", "select 1; listen \"x\"",
+                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "declare c no scroll cursor with hold for select 1",
+                          "PREPARE q AS SELECT 1", "prepare transaction as select 1", "PREPARE q(int) AS SELECT $1",
+                          "SELECT dblink_connect('c', 'dbname=x')", "/* c */ LISTEN x"}) {
+    EXPECT_EQ(find_sql_backend_effect(sql), creates) << sql;
+  }
+  EXPECT_EQ(find_sql_backend_effect("LOAD 'auto_explain'"), loads_library);
+  EXPECT_EQ(find_sql_backend_effect("listen a; load 'x'"), loads_library);
+}
+
+TEST(SqlBackendTest, StatementsThatMayDropItOrHideWhatTheyDo) {
+  for (const char* sql : {"UNLISTEN *", "DEALLOCATE q", "DEALLOCATE ALL", "CLOSE ALL", "DISCARD TEMP", "DISCARD ALL",
+                          "DROP TABLE trace", "SELECT pg_advisory_unlock(42)", "select pg_advisory_unlock_all()",
+                          "DO $$ BEGIN PERFORM 1; END $$", "CALL p()",
+                          "CREATE TEMP TABLE t (a int) ON COMMIT DROP",
+                          "begin; create temp table t on commit drop as select 1; commit"}) {
+    EXPECT_EQ(find_sql_backend_effect(sql), touches) << sql;
+  }
+}
+
+// Quotes and comments are skipped as PostgreSQL skips them.
+TEST(SqlBackendTest, QuotedWordsAreNotCommands) {
+  EXPECT_EQ(find_sql_backend_effect("SELECT 'LISTEN x; CREATE TEMP TABLE t()'"), none);
+  EXPECT_EQ(find_sql_backend_effect("SELECT $q$ pg_advisory_lock(1) $q$"), none);
+  EXPECT_EQ(find_sql_backend_effect("SELECT 1 -- ; listen x"), none);
+  EXPECT_EQ(find_sql_backend_effect("select 'x' into_temp"), none);
+}
+
+TEST(SqlBackendTest, AllThreeInOneLook) {
+  const SqlCommands commands = find_sql_commands("SET search_path = x; PREPARE q AS SELECT 1; LISTEN y");
+  EXPECT_EQ(commands.session, SqlSessionEffect::settings);
+  EXPECT_EQ(commands.prepared.command, SqlPreparedCommand::prepare);
+  EXPECT_EQ(commands.backend, creates);
+}
+
+}  // namespace
+}  // namespace sluice::protocol
