@@ -410,17 +410,6 @@ unsigned command_words_opening(std::string_view sql, std::size_t from) {
   }
 }
 
-// The words opening any statement: at the start and after each ';' (one inside a literal only
-// costs a look). memchr does the walking, so a plain query costs a few dozen instructions.
-unsigned command_words_opening_statements(std::string_view sql) {
-  unsigned words = command_words_opening(sql, 0);
-  for (std::size_t semicolon = sql.find(';'); semicolon != std::string_view::npos;
-       semicolon = sql.find(';', semicolon + 1)) {
-    words |= command_words_opening(sql, semicolon + 1);
-  }
-  return words;
-}
-
 // Every letter of `lower_word` at `at`, case folded (word_at leaves the first to its caller).
 bool letters_at(std::string_view sql, std::size_t at, std::string_view lower_word) {
   return at < sql.size() && ascii_lower(sql[at]) == lower_word[0] && word_at(sql, at, lower_word);
@@ -430,37 +419,68 @@ bool letters_before(std::string_view sql, std::size_t at, std::string_view lower
   return at >= lower_word.size() && letters_at(sql, at - lower_word.size(), lower_word);
 }
 
-// The functions found by their '_': set_config (kSessionWord), and pg_advisory_*,
-// pg_try_advisory_*, pg_temp and dblink_* (kBackendWord).
-unsigned underscore_words(std::string_view sql) {
-  unsigned words = kNoCommandWord;
-  for (std::size_t at = sql.find('_'); at != std::string_view::npos; at = sql.find('_', at + 1)) {
-    const std::size_t after = at + 1;
-    if (letters_before(sql, at, "set") && letters_at(sql, after, "config")) {
-      words |= kSessionWord;
-    } else if (letters_before(sql, at, "pg") && (letters_at(sql, after, "advisory") ||
-                                                 letters_at(sql, after, "try") || letters_at(sql, after, "temp"))) {
-      words |= kBackendWord;
-    } else if (letters_before(sql, at, "dblink")) {
-      words |= kBackendWord;
-    }
+// The function whose '_' is at `at`: set_config (kSessionWord), or pg_advisory_*,
+// pg_try_advisory_*, pg_temp, dblink_* (kBackendWord).
+unsigned underscore_word_at(std::string_view sql, std::size_t at) {
+  const std::size_t after = at + 1;
+  if (letters_before(sql, at, "set") && letters_at(sql, after, "config")) return kSessionWord;
+  if (letters_before(sql, at, "pg") && (letters_at(sql, after, "advisory") || letters_at(sql, after, "try") ||
+                                        letters_at(sql, after, "temp"))) {
+    return kBackendWord;
+  }
+  return letters_before(sql, at, "dblink") ? kBackendWord : kNoCommandWord;
+}
+
+// INTO followed by TEMP, TEMPORARY, LOCAL or GLOBAL, its 'i' at `at`: SELECT ... INTO TEMP makes a
+// table.
+bool into_temporary_at(std::string_view sql, std::size_t at) {
+  if (!word_at(sql, at, "into")) return false;
+  std::size_t next = at + 4;
+  while (next < sql.size() && is_space(sql[next])) ++next;
+  return letters_at(sql, next, "temp") || letters_at(sql, next, "local") || letters_at(sql, next, "global");
+}
+
+// memchr does the walking in the scans below (tens of bytes a step), so a query that calls for no
+// lexer costs a few dozen instructions: every query sluiced forwards pays them.
+
+// The words opening any statement: at the start and after each ';' (one inside a literal only
+// costs a look).
+unsigned command_words_opening_statements(std::string_view sql) {
+  unsigned words = command_words_opening(sql, 0);
+  for (std::size_t semicolon = sql.find(';'); semicolon != std::string_view::npos;
+       semicolon = sql.find(';', semicolon + 1)) {
+    words |= command_words_opening(sql, semicolon + 1);
   }
   return words;
 }
 
-// INTO followed by TEMP, TEMPORARY, LOCAL or GLOBAL: SELECT ... INTO TEMP makes a table.
+// The functions found by their '_'.
+unsigned underscore_words(std::string_view sql) {
+  unsigned words = kNoCommandWord;
+  for (std::size_t at = sql.find('_'); at != std::string_view::npos; at = sql.find('_', at + 1)) {
+    if (at == 0) continue;
+    // The letter before decides which it could be: se(t)_config, p(g)_..., dblin(k)_.
+    const char before = ascii_lower(sql[at - 1]);
+    if (before == 't' || before == 'g' || before == 'k') words |= underscore_word_at(sql, at);
+  }
+  return words;
+}
+
+// INTO TEMP: an INTO, either case, followed by what makes a temporary table.
 bool mentions_into_temporary(std::string_view sql) {
-  for (const char letter : {'i', 'I'}) {
-    for (std::size_t at = sql.find(letter); at != std::string_view::npos; at = sql.find(letter, at + 1)) {
-      if (!word_at(sql, at, "into")) continue;
-      std::size_t next = at + 4;
-      while (next < sql.size() && is_space(sql[next])) ++next;
-      if (letters_at(sql, next, "temp") || letters_at(sql, next, "local") || letters_at(sql, next, "global")) {
-        return true;
-      }
-    }
+  for (std::size_t at = sql.find('i'); at != std::string_view::npos; at = sql.find('i', at + 1)) {
+    if (into_temporary_at(sql, at)) return true;
+  }
+  for (std::size_t at = sql.find('I'); at != std::string_view::npos; at = sql.find('I', at + 1)) {
+    if (into_temporary_at(sql, at)) return true;
   }
   return false;
+}
+
+unsigned command_words(std::string_view sql) {
+  unsigned words = command_words_opening_statements(sql) | underscore_words(sql);
+  if ((words & kBackendWord) == 0 && mentions_into_temporary(sql)) words |= kBackendWord;
+  return words;
 }
 
 SqlPreparedUse prepared_use(std::string_view sql) {
@@ -530,7 +550,8 @@ class BackendStatement {
     switch (kind_) {
       case Kind::prepare:
         // PREPARE TRANSACTION 'gid' is two-phase commit.
-        if (position_ == 3 && !(is_keyword(previous_, "transaction") && token.kind == TokenKind::string_literal))
+        if (position_ == 3 &&
+            !(is_keyword(previous_, "transaction") && token.kind == TokenKind::string_literal))
           raise(SqlBackendEffect::creates);
         if (position_ == 2 && !is_keyword(token, "transaction")) raise(SqlBackendEffect::creates);
         break;
@@ -539,7 +560,8 @@ class BackendStatement {
         break;
       case Kind::create:
         if (!past_create_options_ && is_any_keyword(token, {"temp", "temporary"})) temporary_ = true;
-        past_create_options_ = past_create_options_ || !is_any_keyword(token, {"or", "replace", "global", "local"});
+        past_create_options_ =
+            past_create_options_ || !is_any_keyword(token, {"or", "replace", "global", "local"});
         if (is_keyword(token, "pg_temp")) temporary_ = true;
         if (is_keyword(previous_, "commit") && is_keyword(token, "drop")) dropped_at_commit_ = true;
         break;
@@ -550,7 +572,8 @@ class BackendStatement {
   }
 
   [[nodiscard]] SqlBackendEffect effect() const {
-    if (temporary_) return std::max(effect_, dropped_at_commit_ ? SqlBackendEffect::touches : SqlBackendEffect::creates);
+    if (temporary_)
+      return std::max(effect_, dropped_at_commit_ ? SqlBackendEffect::touches : SqlBackendEffect::creates);
     return effect_;
   }
 
@@ -599,26 +622,23 @@ SqlBackendEffect backend_effect(std::string_view sql) {
 }  // namespace
 
 SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
-  return (command_words_opening_statements(sql) & kPreparedWord) != 0 ? prepared_use(sql) : SqlPreparedUse{};
+  return (command_words(sql) & kPreparedWord) != 0 ? prepared_use(sql) : SqlPreparedUse{};
 }
 
 SqlSessionEffect find_sql_session_effect(std::string_view sql) {
-  const unsigned words = command_words_opening_statements(sql) | underscore_words(sql);
-  return (words & kSessionWord) != 0 ? session_effect(sql) : SqlSessionEffect::none;
+  return (command_words(sql) & kSessionWord) != 0 ? session_effect(sql) : SqlSessionEffect::none;
 }
 
 SqlBackendEffect find_sql_backend_effect(std::string_view sql) {
-  const unsigned words = command_words_opening_statements(sql) | underscore_words(sql);
-  const bool mentioned = (words & kBackendWord) != 0 || mentions_into_temporary(sql);
-  return mentioned ? backend_effect(sql) : SqlBackendEffect::none;
+  return (command_words(sql) & kBackendWord) != 0 ? backend_effect(sql) : SqlBackendEffect::none;
 }
 
 SqlCommands find_sql_commands(std::string_view sql) {
-  const unsigned words = command_words_opening_statements(sql) | underscore_words(sql);
+  const unsigned words = command_words(sql);
   SqlCommands commands;
   if ((words & kPreparedWord) != 0) commands.prepared = prepared_use(sql);
   if ((words & kSessionWord) != 0) commands.session = session_effect(sql);
-  if ((words & kBackendWord) != 0 || mentions_into_temporary(sql)) commands.backend = backend_effect(sql);
+  if ((words & kBackendWord) != 0) commands.backend = backend_effect(sql);
   return commands;
 }
 
