@@ -5,10 +5,10 @@
 #include <utility>
 
 #include "common/log.h"
-#include "pool/backend_state.h"
 #include "daemon/peer_auth.h"
 #include "daemon/worker.h"
 #include "net/scratch_buffer.h"
+#include "pool/backend_state.h"
 #include "protocol/backend_messages.h"
 #include "protocol/sqlstate.h"
 #include "protocol/startup_settings.h"
@@ -432,7 +432,8 @@ void ClientSession::backend_state_read(const std::optional<std::vector<protocol:
     reason += " (" + (*replies)[0].error->describe() + ")";
   if (server.library_loaded()) reason += std::string(reason.empty() ? "" : ", ") + "a loaded library";
   if (reason.empty()) {
-    if (!pin_reason_.empty()) log::info("client ", id_, ": unpinned from server ", server.id(), ": its backend state is gone");
+    if (!pin_reason_.empty())
+      log::info("client ", id_, ": unpinned from server ", server.id(), ": its backend state is gone");
     pin_reason_.clear();
     server.note_holds_backend_state(false);
     return release_server();
@@ -445,7 +446,8 @@ void ClientSession::backend_state_read(const std::optional<std::vector<protocol:
     return fail(sqlstate::kFeatureNotSupported,
                 "this session holds state on its server connection that this pool refuses: " + reason);
   }
-  if (pin_reason_ != reason) log::info("client ", id_, ": pinned to server ", server.id(), ": it holds ", reason);
+  if (pin_reason_ != reason)
+    log::info("client ", id_, ": pinned to server ", server.id(), ": it holds ", reason);
   pin_reason_ = std::move(reason);
   forward_held();
 }

@@ -46,7 +46,9 @@ std::string_view text_of(protocol::Bytes bytes) {
 }  // namespace
 
 StatementRouter::StatementRouter(pool::StatementRegistry& registry, config::SessionStatePolicy session_state)
-    : registry_(registry), session_state_(session_state), client_(std::make_shared<pool::ClientStatements>()) {}
+    : registry_(registry),
+      session_state_(session_state),
+      client_(std::make_shared<pool::ClientStatements>()) {}
 
 void StatementRouter::begin_chunk(protocol::Bytes chunk, pool::ServerConnection& server) {
   server_ = &server;

@@ -61,12 +61,8 @@ ClientCounts count_clients(const Worker& worker, const pool::Pool* pool) {
 }
 
 json client_counts_json(const ClientCounts& counts) {
-  return {{"active", counts.active},
-          {"idle", counts.idle},
-          {"waiting", counts.waiting},
-          {"login", counts.login},
-          {"pinned", counts.pinned},
-          {"total", counts.total}};
+  return {{"active", counts.active}, {"idle", counts.idle},     {"waiting", counts.waiting},
+          {"login", counts.login},   {"pinned", counts.pinned}, {"total", counts.total}};
 }
 
 json server_counts(const Worker& worker, const pool::Pool* only) {

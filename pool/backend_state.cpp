@@ -6,9 +6,12 @@ namespace sluice::pool {
 // which no namespace has.
 const std::string_view kBackendStateQuery =
     "SELECT pg_catalog.concat_ws(', ', "
-    "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) "
-    "OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) "
-    "OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) "
+    "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) "
+    "pg_catalog.pg_my_temp_schema()) "
+    "OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) "
+    "pg_catalog.pg_my_temp_schema()) "
+    "OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) "
+    "pg_catalog.pg_my_temp_schema()) "
     "THEN 'temporary objects' END, "
     "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' "
     "AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) THEN 'advisory locks' END, "

@@ -185,7 +185,8 @@ bool ReplyLedger::on_own_reply(const protocol::MessageEvent& event, std::string&
   if (event.type == 'A') return false;  // a listening client's notification is its own
   const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
   if (began_earlier) own_replies_ += editor_.held();
-  own_replies_ += editor_.text(began_earlier ? 0 : event.start, event.complete() ? event.end : editor_.size());
+  own_replies_ +=
+      editor_.text(began_earlier ? 0 : event.start, event.complete() ? event.end : editor_.size());
   gathering_own_ = !event.complete();
   own_ready_pending_ = event.type == 'Z';
   if (own_ready_pending_ && !gathering_own_) finish_own_query(after);

@@ -23,7 +23,8 @@ std::string outcome(const PGresult* result) {
   }
 }
 
-std::vector<std::string> run_script(const std::string& conninfo, int clients, const std::vector<Step>& script) {
+std::vector<std::string> run_script(const std::string& conninfo, int clients,
+                                    const std::vector<Step>& script) {
   std::vector<harness::PgConn> connections;
   for (int i = 0; i < clients; ++i) connections.push_back(harness::connect(conninfo));
   std::vector<std::string> transcript;

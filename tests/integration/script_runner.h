@@ -20,6 +20,7 @@ struct Step {
 std::string outcome(const PGresult* result);
 
 // Opens `clients` connections to `conninfo` and runs the script; one line per step.
-std::vector<std::string> run_script(const std::string& conninfo, int clients, const std::vector<Step>& script);
+std::vector<std::string> run_script(const std::string& conninfo, int clients,
+                                    const std::vector<Step>& script);
 
 }  // namespace script_test

@@ -49,12 +49,13 @@ int discards(const harness::Sluiced& sluiced) {
 // What a fresh session through `sluiced` sees of backend state: nothing, on every server.
 std::string leftovers(const harness::Sluiced& sluiced) {
   const PgConn observer = harness::connect(sluiced.conninfo(kDatabase));
-  return scalar(observer,
-                "select (select count(*) from pg_class where relnamespace = pg_my_temp_schema()) || ' temp, ' || "
-                "(select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()) || "
-                "' locks, ' || (select count(*) from pg_cursors) || ' cursors, ' || "
-                "(select count(*) from pg_listening_channels()) || ' channels, ' || "
-                "(select count(*) from pg_prepared_statements where from_sql) || ' prepared'");
+  return scalar(
+      observer,
+      "select (select count(*) from pg_class where relnamespace = pg_my_temp_schema()) || ' temp, ' || "
+      "(select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()) || "
+      "' locks, ' || (select count(*) from pg_cursors) || ' cursors, ' || "
+      "(select count(*) from pg_listening_channels()) || ' channels, ' || "
+      "(select count(*) from pg_prepared_statements where from_sql) || ' prepared'");
 }
 constexpr const char* kNothingLeft = "0 temp, 0 locks, 0 cursors, 0 channels, 0 prepared";
 
@@ -62,7 +63,8 @@ class SessionPinTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { scope_test::ensure_database(kDatabase); }
   void SetUp() override {
-    sluiced_.emplace(harness::PoolOptions{.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
+    sluiced_.emplace(harness::PoolOptions{
+        .dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
   }
 
   void expect_as_direct(int clients, const std::vector<Step>& script) {
@@ -240,12 +242,14 @@ TEST(SessionStateRefuseTest, StatementsThatWouldPinAreRefused) {
   const harness::Sluiced sluiced(harness::PoolOptions{
       .dbname = kDatabase, .pool_size = 1, .overrides = {{"pool", {{"session_state", "refuse"}}}}});
   const PgConn client = harness::connect(sluiced.conninfo(kDatabase));
-  for (const char* sql : {"create temp table t (n int)", "listen x", "select pg_advisory_lock(1)",
-                          "prepare q as select 1", "declare c cursor with hold for select 1", "load 'plpgsql'"}) {
+  for (const char* sql :
+       {"create temp table t (n int)", "listen x", "select pg_advisory_lock(1)", "prepare q as select 1",
+        "declare c cursor with hold for select 1", "load 'plpgsql'"}) {
     const harness::PgResult refused = harness::exec(client, sql);
     EXPECT_EQ(ctltest::sqlstate(refused.get()), "0A000") << sql;
   }
-  harness::exec_ok(client, "begin; create temp table t (n int) on commit drop; insert into t values (1); commit");
+  harness::exec_ok(client,
+                   "begin; create temp table t (n int) on commit drop; insert into t values (1); commit");
   EXPECT_EQ(scalar(client, "select pg_try_advisory_xact_lock(1)"), "t");
   harness::exec_ok(client,
                    "create or replace function sneaky() returns void language sql as "

@@ -12,27 +12,39 @@ namespace {
 using enum SqlBackendEffect;
 
 TEST(SqlBackendTest, PlainQueriesTouchNothing) {
-  for (const char* sql : {"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
-                          "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
-                          "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now())",
-                          "insert into temp_log values (1)", "select 'create temp table x()', \"listen\" from t",
-                          "SELECT pg_advisory_xact_lock(1)", "select * from templates into_table",
-                          "BEGIN; DECLARE c CURSOR FOR SELECT 1; FETCH c; COMMIT", "CREATE TABLE temp (a int)",
-                          "PREPARE TRANSACTION 'gid'", "", ";;"}) {
+  for (const char* sql :
+       {"SELECT abalance FROM pgbench_accounts WHERE aid = $1",
+        "UPDATE pgbench_accounts SET abalance = abalance + $1 WHERE aid = $2",
+        "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now())",
+        "insert into temp_log values (1)", "select 'create temp table x()', \"listen\" from t",
+        "SELECT pg_advisory_xact_lock(1)", "select * from templates into_table",
+        "BEGIN; DECLARE c CURSOR FOR SELECT 1; FETCH c; COMMIT", "CREATE TABLE temp (a int)",
+        "PREPARE TRANSACTION 'gid'", "", ";;"}) {
     EXPECT_EQ(find_sql_backend_effect(sql), none) << sql;
   }
 }
 
 TEST(SqlBackendTest, StatementsThatMakeBackendState) {
-  for (const char* sql : {"CREATE TEMP TABLE trace (a int)", "create temporary table t as select 1",
-                          "CREATE LOCAL TEMPORARY SEQUENCE s", "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
-                          "create table pg_temp.t (a int)", "create function pg_temp.f() returns int as 'select 1' language sql",
-                          "SELECT 1 INTO TEMP t", "select * into temporary table t from x",
-                          "SELECT pg_advisory_lock(42)", "select pg_catalog.pg_try_advisory_lock(1, 2)",
-                          "SELECT PG_ADVISORY_LOCK_SHARED(7)", "LISTEN news", "select 1; listen \"x\"",
-                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1", "declare c no scroll cursor with hold for select 1",
-                          "PREPARE q AS SELECT 1", "prepare transaction as select 1", "PREPARE q(int) AS SELECT $1",
-                          "SELECT dblink_connect('c', 'dbname=x')", "/* c */ LISTEN x"}) {
+  for (const char* sql : {"CREATE TEMP TABLE trace (a int)",
+                          "create temporary table t as select 1",
+                          "CREATE LOCAL TEMPORARY SEQUENCE s",
+                          "CREATE OR REPLACE TEMP VIEW v AS SELECT 1",
+                          "create table pg_temp.t (a int)",
+                          "create function pg_temp.f() returns int as 'select 1' language sql",
+                          "SELECT 1 INTO TEMP t",
+                          "select * into temporary table t from x",
+                          "SELECT pg_advisory_lock(42)",
+                          "select pg_catalog.pg_try_advisory_lock(1, 2)",
+                          "SELECT PG_ADVISORY_LOCK_SHARED(7)",
+                          "LISTEN news",
+                          "select 1; listen \"x\"",
+                          "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+                          "declare c no scroll cursor with hold for select 1",
+                          "PREPARE q AS SELECT 1",
+                          "prepare transaction as select 1",
+                          "PREPARE q(int) AS SELECT $1",
+                          "SELECT dblink_connect('c', 'dbname=x')",
+                          "/* c */ LISTEN x"}) {
     EXPECT_EQ(find_sql_backend_effect(sql), creates) << sql;
   }
   EXPECT_EQ(find_sql_backend_effect("LOAD 'auto_explain'"), loads_library);
@@ -40,11 +52,11 @@ TEST(SqlBackendTest, StatementsThatMakeBackendState) {
 }
 
 TEST(SqlBackendTest, StatementsThatMayDropItOrHideWhatTheyDo) {
-  for (const char* sql : {"UNLISTEN *", "DEALLOCATE q", "DEALLOCATE ALL", "CLOSE ALL", "DISCARD TEMP", "DISCARD ALL",
-                          "DROP TABLE trace", "SELECT pg_advisory_unlock(42)", "select pg_advisory_unlock_all()",
-                          "DO $$ BEGIN PERFORM 1; END $$", "CALL p()",
-                          "CREATE TEMP TABLE t (a int) ON COMMIT DROP",
-                          "begin; create temp table t on commit drop as select 1; commit"}) {
+  for (const char* sql :
+       {"UNLISTEN *", "DEALLOCATE q", "DEALLOCATE ALL", "CLOSE ALL", "DISCARD TEMP", "DISCARD ALL",
+        "DROP TABLE trace", "SELECT pg_advisory_unlock(42)", "select pg_advisory_unlock_all()",
+        "DO $$ BEGIN PERFORM 1; END $$", "CALL p()", "CREATE TEMP TABLE t (a int) ON COMMIT DROP",
+        "begin; create temp table t on commit drop as select 1; commit"}) {
     EXPECT_EQ(find_sql_backend_effect(sql), touches) << sql;
   }
 }
