@@ -19,6 +19,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 TARGETS = ("sluice", "pgbouncer", "pgbouncer2", "direct")
@@ -38,6 +39,8 @@ TESTS = [
     ("X50", "select-only, extended protocol (-M extended), 50 clients", ["-S", "-M", "extended"], 50),
     ("B50", "TPC-B-like (default script), 50 clients", [], 50),
     ("P50", "select-only, prepared statements (-M prepared), 50 clients", ["-S", "-M", "prepared"], 50),
+    # The options of L50 are filled in by Bench.options (the script is written into the work dir).
+    ("L50", "session advisory lock held over 3 transactions (pins), 50 clients", [], 50),
 ]
 TEST_TITLES = {t[0]: t[1] for t in TESTS}
 SHORT_LABELS = {
@@ -49,6 +52,7 @@ SHORT_LABELS = {
     "X50": "-S ext c50",
     "B50": "TPC-B c50",
     "P50": "-S prep c50",
+    "L50": "lock pin c50",
 }
 
 # Environment of a test's pgbench: SP50's clients all carry a search_path in their startup packet
@@ -59,6 +63,26 @@ TEST_ENV = {"SP50": {"PGOPTIONS": "-c search_path=bench_path,public"}}
 # Tests that also run through a second sluiced with `workers` = 2 (README: Worker loops), in the
 # same rounds, to compare 2 worker loops with 1.
 WORKER_TESTS = ("S50", "S1000", "X50")
+
+# The pinning test (L50): every pgbench transaction is three server transactions, a session
+# advisory lock taken in the first and released in the third. Through sluice the client is pinned
+# to its server from the lock to the unlock; through a transaction pooler that does not pin, the
+# read and the unlock land on other servers, the unlock returns false with a WARNING, and the lock
+# stays with the first server (leaked) until that connection closes. Another client's lock of the
+# same key on another server then waits for ever: lock_timeout, set on PostgreSQL around the L50
+# runs only (ALTER SYSTEM + reload: the poolers' open servers take it at their next command),
+# turns that wait into an error that aborts the client instead of hanging the run.
+PIN_TEST = "L50"
+PIN_SCRIPT = """\\set aid random(1, 100000 * :scale)
+SELECT pg_advisory_lock(:aid);
+SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
+SELECT pg_advisory_unlock(:aid);
+"""
+PIN_LOCK_TIMEOUT = "1s"
+PIN_CLIENTS = 50  # L50's, in TESTS
+UNLOCK_WARNING = re.compile(r"WARNING:\s+you don't own a lock of type")
+LOCK_TIMEOUT_ERROR = re.compile(r"canceling statement due to lock timeout")
+PIN_SAMPLE_S = 0.1
 
 TEARDOWN_TARGETS_MS = {"clean": 0.05, "rollback": 1.0, "cancel": 5.0}
 
@@ -167,6 +191,50 @@ def normalise_error(line):
     return re.sub(r"^(pgbench: ?)+", "", line.strip())
 
 
+class PinSampler(threading.Thread):
+    """While an L50 run goes through sluice: `sluicectl --json pools` every PIN_SAMPLE_S, the pinned
+    clients summed over the pools (and the waiting ones, and the servers in use); the first time
+    some are pinned, `sluicectl --json clients` for the reasons they are pinned."""
+
+    def __init__(self, bench, control):
+        super().__init__(daemon=True)
+        self.bench, self.control = bench, control
+        self.stopping = threading.Event()
+        self.pinned, self.waiting, self.active_servers = [], [], []
+        self.reasons = {}
+        self.errors = []
+
+    def run(self):
+        while not self.stopping.is_set():
+            started = time.monotonic()
+            try:
+                pools = self.bench.sluicectl(self.control, "pools")["pools"]
+                pinned = sum(p["clients"]["pinned"] for p in pools)
+                self.pinned.append(pinned)
+                self.waiting.append(sum(p["clients"]["waiting"] for p in pools))
+                self.active_servers.append(sum(p["servers"]["active"] for p in pools))
+                if pinned and not self.reasons:
+                    for c in self.bench.sluicectl(self.control, "clients")["clients"]:
+                        if c.get("pinned"):
+                            self.reasons[c["pinned"]] = self.reasons.get(c["pinned"], 0) + 1
+            except (RuntimeError, ValueError, KeyError, TypeError, subprocess.TimeoutExpired) as e:
+                self.errors.append(str(e)[:200])
+            self.stopping.wait(max(0.0, PIN_SAMPLE_S - (time.monotonic() - started)))
+
+    def stop(self):
+        self.stopping.set()
+        self.join(timeout=30)
+        return {
+            "pin_samples": len(self.pinned),
+            "peak_pinned": max(self.pinned) if self.pinned else None,
+            "median_pinned": median(self.pinned),
+            "peak_waiting": max(self.waiting) if self.waiting else None,
+            "peak_active_servers": max(self.active_servers) if self.active_servers else None,
+            "pin_reasons": self.reasons,
+            "sampler_errors": self.errors[:3],
+        }
+
+
 class Bench:
     def __init__(self, args):
         self.a = args
@@ -188,6 +256,9 @@ class Bench:
         self.teardown_phase = None
         self.notes = []
         self.started = time.monotonic()
+        self.pin_script = os.path.join(args.workdir, "pin.sql")
+        with open(self.pin_script, "w") as f:
+            f.write(PIN_SCRIPT)
 
     def note(self, text):
         say("NOTE: " + text)
@@ -196,6 +267,11 @@ class Bench:
     def psql(self, sql, timeout=30):
         host, port = self.targets["direct"]
         return run(["psql", "-qAtX", "-h", host, "-p", str(port), "-d", self.a.db, "-c", sql], timeout).strip()
+
+    def options(self, test, options):
+        """The pgbench options of TEST (L50's name its script, written into the work dir; -s makes
+        :scale the database's scale, which pgbench otherwise sets to 1 for a custom script)."""
+        return ["-f", self.pin_script, "-s", str(self.a.scale)] if test == PIN_TEST else options
 
     def pgbench_cmd(self, target, options, clients, duration):
         host, port = self.targets[target]
@@ -224,6 +300,13 @@ class Bench:
             res[key] = (int(m.group(1)) if key in ("processed", "failed") else float(m.group(1))) if m else None
         err_lines = [ln for ln in err.splitlines() if ln.strip()]
         res["aborted_clients"] = sum(1 for ln in err_lines if ABORTED.search(ln))
+        # The pinning test: an unlock that returned false says so in a WARNING (libpq prints the
+        # notices on stderr), one per false unlock; the log keeps their count, not the lines.
+        res["false_unlocks"] = sum(1 for ln in err_lines if UNLOCK_WARNING.search(ln))
+        res["lock_timeouts"] = sum(1 for ln in err_lines if LOCK_TIMEOUT_ERROR.search(ln))
+        if res["false_unlocks"]:
+            kept = [ln for ln in err.splitlines() if not UNLOCK_WARNING.search(ln)]
+            err = "\n".join(kept) + f"\n({res['false_unlocks']} lines `WARNING:  you don't own a lock of type ...` left out)\n"
         errors = {}
         for ln in err_lines:
             if "aborted" in ln or "error" in ln.lower() or "fatal" in ln.lower() or "timed out" in ln:
@@ -269,6 +352,8 @@ class Bench:
     def warm_up(self):
         for target in TARGETS:
             r = self.pgbench(target, ["-S"], 20, 1, "warm-up")
+            if r["tps"] is None and not r["errors"]:  # a loaded machine: 0 tx while 20 backends forked
+                r = self.pgbench(target, ["-S"], 20, 5, "warm-up (again, longer)")
             if r["tps"] is None:
                 raise RuntimeError(f"warm-up through {NAMES[target]} failed: {r['errors'] or r['rc']}")
 
@@ -330,22 +415,115 @@ class Bench:
             shift = rnd % len(TARGETS)
             order = TARGETS[shift:] + TARGETS[:shift]
             for test, title, options, clients in TESTS:
+                if test == PIN_TEST:
+                    self.set_lock_timeout(PIN_LOCK_TIMEOUT)
                 for target in order + (("sluice2",) if test in WORKER_TESTS else ()):
                     if (test, target) in self.not_run:
                         continue
                     label = f"round {rnd + 1}/{self.a.rounds}: {title}"
                     self.settings_warm_up(target, TEST_ENV.get(test), label)
-                    r = self.pgbench(target, options, clients, self.duration(clients, target), label, TEST_ENV.get(test))
+                    if test == PIN_TEST:
+                        r = self.pin_run(target, clients, self.duration(clients, target), label)
+                    else:
+                        r = self.pgbench(target, options, clients, self.duration(clients, target), label, TEST_ENV.get(test))
                     self.runs.setdefault((test, target), []).append(r)
                     status = "ok" if r["ok"] else f"FAILED rc={r['rc']} aborted={r['aborted_clients']} failed={r['failed']}"
                     tps = f"{r['tps']:.0f}" if r["tps"] is not None else "-"
+                    if test == PIN_TEST:
+                        status += (f"; {r['false_unlocks']} false unlocks, {r['lock_timeouts']} lock timeouts, "
+                                   f"{r['leaked_locks']} advisory locks left")
+                        status += f", peak pinned {r['peak_pinned']}" if "peak_pinned" in r else ""
                     say(f"{label} {NAMES[target]:>17}: tps {tps:>7} {status}")
                     if target == "direct" and clients >= 50:
                         self.wait_backends_settled()
+                if test == PIN_TEST:
+                    self.set_lock_timeout(None)
             say(f"round {rnd + 1} done after {time.monotonic() - self.started:.0f}s")
 
     def sluicectl(self, control, command):
         return json.loads(run([self.a.sluicectl, "-s", control, "--json", command], timeout=20))
+
+    # --- the pinning test (L50) -----------------------------------------------------------------------
+
+    def set_lock_timeout(self, value):
+        """PostgreSQL's lock_timeout for every session, the poolers' open servers too (they read
+        the reloaded configuration before their next command); None: back to the default (0)."""
+        self.psql(f"ALTER SYSTEM SET lock_timeout = '{value}'" if value else "ALTER SYSTEM RESET lock_timeout")
+        self.psql("SELECT pg_reload_conf()")
+        want = value or "0"
+        deadline = time.monotonic() + 10
+        while self.psql("SHOW lock_timeout") != want:  # a new backend: the postmaster has reloaded
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"lock_timeout did not become {want} after pg_reload_conf()")
+            time.sleep(0.1)
+        time.sleep(0.2)  # the other backends were signalled by then; let them take the signal
+
+    def advisory_locks(self):
+        """(advisory locks, backends holding them, of which idle) on PostgreSQL, this session's aside."""
+        out = self.psql(
+            "SELECT count(*), count(DISTINCT l.pid), count(DISTINCT l.pid) FILTER (WHERE a.state = 'idle') "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.pid <> pg_backend_pid()")
+        locks, holders, idle = (int(x) for x in out.split("|"))
+        return locks, holders, idle
+
+    def settled_advisory_locks(self, timeout=6.0, steady=1.0):
+        """The advisory locks left once a run is over: until there are none, or their count has not
+        changed for STEADY seconds (sluiced releases a pinned server after its client has gone,
+        direct's backends take a moment to exit)."""
+        deadline = time.monotonic() + timeout
+        last, since = None, time.monotonic()
+        while True:
+            now = self.advisory_locks()
+            if now[0] == 0 or time.monotonic() > deadline:
+                return now
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= steady:
+                return now
+            time.sleep(0.1)
+
+    def clear_advisory_locks(self, label):
+        """Ends the backends that still hold advisory locks (leaked through a pooler that does not
+        pin): left alone, they would block the next L50 runs' clients, through every target. Their
+        pooler sees its server closed and opens another when it needs one. Returns how many."""
+        ended = int(self.psql(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM (SELECT DISTINCT pid FROM pg_locks "
+            "WHERE locktype = 'advisory' AND pid <> pg_backend_pid()) h) t"))
+        if not ended:
+            return 0
+        deadline = time.monotonic() + 10
+        while self.advisory_locks()[0]:
+            if time.monotonic() > deadline:
+                self.note(f"{label}: advisory locks still held 10 s after their backends were terminated")
+                break
+            time.sleep(0.1)
+        time.sleep(1)  # for the pooler to see its closed servers before the next run
+        return ended
+
+    def pin_run(self, target, clients, duration, label):
+        before = self.advisory_locks()
+        if before[0]:
+            self.note(f"{label}, before the {NAMES[target]} run: {before[0]} advisory locks held; cleared")
+            self.clear_advisory_locks(label)
+        sampler = PinSampler(self, self.a.control) if target == "sluice" else None
+        if sampler:
+            sampler.start()
+        try:
+            r = self.pgbench(target, self.options(PIN_TEST, []), clients, duration, label)
+        finally:
+            sampled = sampler.stop() if sampler else {}
+        r.update(sampled)
+        r["leaked_locks"], r["leak_holders"], r["leak_idle_holders"] = self.settled_advisory_locks()
+        r["terminated"] = self.clear_advisory_locks(label) if r["leaked_locks"] else 0
+        if r["terminated"] and target in self.pids:
+            # Its pool lost those servers: reopen them unmeasured, so that its next test starts on
+            # warm servers as the others' do.
+            self.pgbench(target, ["-S"], 20, 1, f"{label} (reopening servers after the cleanup, not counted)")
+        self.log.write(f"### {label} [{NAMES[target]}]: {r['false_unlocks']} false unlocks, {r['lock_timeouts']} lock "
+                       f"timeouts, {r['leaked_locks']} advisory locks left in {r['leak_holders']} backends "
+                       f"({r['leak_idle_holders']} idle), {r['terminated']} terminated; sampler: {json.dumps(sampled)}")
+        return r
 
     def teardown(self):
         try:
@@ -555,6 +733,135 @@ class Bench:
             )
         return "\n".join(lines)
 
+    def pin_totals(self, target):
+        rs = self.runs.get((PIN_TEST, target), [])
+        if not rs:
+            return None
+
+        def total(key):
+            return sum(r.get(key) or 0 for r in rs)
+
+        peaks = [r["peak_pinned"] for r in rs if r.get("peak_pinned") is not None]
+        reasons = {}
+        for r in rs:
+            for k, v in (r.get("pin_reasons") or {}).items():
+                reasons[k] = reasons.get(k, 0) + v
+        return {
+            "runs": len(rs),
+            "runs_failed": sum(1 for r in rs if not r["ok"]),
+            "processed": total("processed"),
+            "aborted": total("aborted_clients"),
+            "failed_tx": total("failed"),
+            "lock_timeouts": total("lock_timeouts"),
+            "false_unlocks": total("false_unlocks"),
+            "leaked": [r.get("leaked_locks") for r in rs],
+            "holders": [f"{r.get('leak_holders')} ({r.get('leak_idle_holders')} idle)" for r in rs],
+            "peak_pinned": max(peaks) if peaks else None,
+            "median_pinned": median([r.get("median_pinned") for r in rs]),
+            "peak_waiting": max((r.get("peak_waiting") or 0 for r in rs), default=None),
+            "peak_active_servers": max((r.get("peak_active_servers") or 0 for r in rs), default=None),
+            "samples": total("pin_samples"),
+            "sampler_errors": [e for r in rs for e in r.get("sampler_errors") or []],
+            "reasons": reasons,
+        }
+
+    def pin_table(self):
+        lines = [
+            "| target | tps | tps / direct | errors: aborted clients, failed tx (runs failed) | lock timeouts "
+            "| false unlocks (WARNING) | advisory locks left after the run, per round | backends holding them (idle) "
+            "| peak pinned clients |",
+            "|---|---:|---:|---|---:|---:|---|---|---:|",
+        ]
+        direct = self.value(PIN_TEST, "direct", "tps")
+        for t in TARGETS:
+            if (PIN_TEST, t) in self.not_run:
+                lines.append(f"| {NAMES[t]} | {NOT_RUN} | {NOT_RUN} | not run (see the errors) | {' | '.join([NOT_RUN] * 5)} |")
+                continue
+            tot = self.pin_totals(t)
+            if tot is None:
+                lines.append(f"| {NAMES[t]} | n/a | n/a | not run | {' | '.join(['n/a'] * 5)} |")
+                continue
+            tps = self.value(PIN_TEST, t, "tps")
+            peak = (self.fmt(tot["peak_pinned"], "{}") + f" of {self.a.pool_size} servers, {self.fmt(tot['samples'], '{}')} samples"
+                    if t == "sluice" else "n/a (does not pin)" if t in POOLERS else "n/a (its own backend)")  # fmt: skip
+            lines.append(
+                f"| {NAMES[t]} | {self.fmt(tps, '{:,.0f}')} | {self.ratio(tps, direct)} "
+                f"| {tot['aborted']}, {tot['failed_tx']} ({tot['runs_failed']}/{tot['runs']}) | {tot['lock_timeouts']} "
+                f"| {tot['false_unlocks']:,} | {', '.join(self.fmt(x, '{:,}') for x in tot['leaked'])} "
+                f"| {', '.join(tot['holders'])} | {peak} |"
+            )
+        return "\n".join(lines)
+
+    def pin_verdict(self):
+        """One sentence per target, from the figures: what the section is there to show."""
+        out = []
+        direct = self.value(PIN_TEST, "direct", "tps")
+        for t in TARGETS:
+            tot = self.pin_totals(t)
+            if tot is None or (PIN_TEST, t) in self.not_run:
+                continue
+            errors = tot["aborted"] + tot["failed_tx"] + tot["runs_failed"]
+            leaked = sum(x or 0 for x in tot["leaked"])
+            tps = self.value(PIN_TEST, t, "tps")
+            ratio = self.ratio(tps, direct)
+            if t == "sluice":
+                clean = not errors and not leaked and not tot["false_unlocks"] and not tot["lock_timeouts"]
+                reasons = "; ".join(f"`{k}`" for k in tot["reasons"]) or "none seen"
+                out.append(
+                    f"- **sluice** {'held' if tot['peak_pinned'] else '**did not show**'} servers for pinned clients: "
+                    f"up to {self.fmt(tot['peak_pinned'], '{}')} of the 50 clients pinned at once (median "
+                    f"{self.fmt(tot['median_pinned'], '{:.0f}')} per sample; up to {self.fmt(tot['peak_waiting'], '{}')} "
+                    f"clients waiting for a server, {self.fmt(tot['peak_active_servers'], '{}')} servers in use; why pinned, "
+                    f"from `sluicectl --json clients`: {reasons}), at {ratio} × direct's tps, with "
+                    + ("no leaked lock, no false unlock and no error." if clean else
+                       f"**{leaked} leaked locks, {tot['false_unlocks']} false unlocks, {tot['lock_timeouts']} lock "
+                       f"timeouts, {tot['aborted']} aborted clients, {tot['failed_tx']} failed transactions**.")
+                    + (f" (sampler errors: {tot['sampler_errors'][:2]})" if tot["sampler_errors"] else ""))
+            elif t == "direct":
+                errs = f"{tot['aborted']} aborted clients, {tot['failed_tx']} failed transactions" if errors else "no error"
+                out.append(f"- **direct**: every client keeps its own backend: {leaked} leaked locks, "
+                           f"{tot['false_unlocks']} false unlocks, {errs}.")
+            else:
+                left = ", ".join(self.fmt(x, "{:,}") for x in tot["leaked"])
+                waits = (f"{tot['lock_timeouts']} lock request{'s' if tot['lock_timeouts'] != 1 else ''} waited "
+                         f"{PIN_LOCK_TIMEOUT} on a lock leaked to another of its servers and failed, aborting "
+                         f"{tot['aborted']} client{'s' if tot['aborted'] != 1 else ''}" if tot["lock_timeouts"] else
+                         "no lock request met a leaked lock long enough to fail")
+                out.append(
+                    f"- **{NAMES[t]}** ran, at {ratio} × direct's tps, but the unlock came back false "
+                    f"{tot['false_unlocks']:,} times in {tot['processed']:,} scripts and left {left} advisory locks "
+                    f"({'per round, ' if tot['runs'] > 1 else ''}held by {', '.join(h.replace(' (', ' backends, ').rstrip(')') for h in tot['holders'])}); "
+                    f"{waits}" + (": pgbench ended the run early, once every client had aborted (its tps is over the "
+                                  "time they lasted)." if any(r["aborted_clients"] >= PIN_CLIENTS for r in self.runs[(PIN_TEST, t)]) else "."))
+        return "\n".join(out) if out else "not run"
+
+    def pin_section(self):
+        return f"""Each pgbench transaction of this test is a script of three statements, three server transactions in
+autocommit: `SELECT pg_advisory_lock(:aid)`, `SELECT abalance FROM pgbench_accounts WHERE aid = :aid`,
+`SELECT pg_advisory_unlock(:aid)` (`\\set aid random(1, 100000 * :scale)`), 50 clients, pool size {self.a.pool_size}.
+A session advisory lock stays with the backend that took it: through sluice the client is pinned to its
+server from the lock until the unlock leaves nothing (README: State that cannot move), so servers are held
+while clients are pinned (peak sampled every {PIN_SAMPLE_S * 1000:.0f} ms from `sluicectl --json pools`);
+through a transaction pooler that does not pin, the read and the unlock land on whatever server is free,
+the unlock returns false with `WARNING: you don't own a lock of type ExclusiveLock` (counted from
+pgbench's stderr), and the lock stays with the first server. After each run `SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory'` directly on PostgreSQL counts the locks left (once the count is 0 or has not
+moved for 1 s); the backends still holding them are then terminated so that no run inherits another's
+locks, and that pooler gets an unmeasured 1 s `pgbench -S -c 20` to reopen its servers (the PgBouncers
+log the terminations as `got packet 'E' from server when not linked`, in the notes below). A leaked lock
+blocks any other backend asking for the same key, for ever: during these runs PostgreSQL has
+`lock_timeout` = {PIN_LOCK_TIMEOUT} (ALTER SYSTEM, reloaded before and reset after), so such a wait fails
+(`canceling statement due to lock timeout`, which aborts that pgbench client) instead of hanging the run.
+tps counts scripts, as pgbench does; errors and counts are {f"over all {self.a.rounds} rounds" if self.a.rounds != 1 else "of the one round"}.
+Direct, each of the 50 clients has its own backend; through sluice a pinned client keeps one of the
+{self.a.pool_size} servers across its own round trips (and sluiced asks the server what is left after the
+lock and after the unlock: one more round trip each), so at most {self.a.pool_size} clients get on at a time:
+the price of correctness here, against poolers that hand the server on and lose the lock.
+
+{self.pin_table()}
+
+{self.pin_verdict()}"""
+
     def rounds_table(self):
         lines = ["| test | target | tps per round | failed runs |", "|---|---|---|---|"]
         for test, title, _, _ in TESTS:
@@ -716,7 +1023,7 @@ Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.mon
 - Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time)
 - Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['pgbouncer']}` (Debian's package); `{v['pgbouncer2']}` (built by run.sh from the release tarball, bench/README.md); PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
 - Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, Unix sockets only, no TLS, trust authentication, max_client_conn 5000; every connection over a Unix socket. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
-- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
+- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
 - Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
 - CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.
 
@@ -741,6 +1048,10 @@ search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV[
 A second sluiced, the same settings but `"workers": 2` (two event loops on two threads, each with half of the pool), runs in the same rounds right after the other targets. On this {m['nproc']}-CPU machine PostgreSQL and pgbench share the cores with the pooler.
 
 {self.workers_table()}
+
+### Pinning: a session advisory lock held over three transactions
+
+{self.pin_section()}
 
 ### tps per round
 
@@ -770,7 +1081,8 @@ Afterwards, checked directly on PostgreSQL: {p['abandoned_writes']} abandoned IN
             f.write(md)
         # run.sh prints this last, after the daemons' log summaries.
         with open(os.path.join(self.a.workdir, "summary.txt"), "w") as f:
-            f.write(f"\n{table}\n\nTeardown phase (sluiced):\n\n{self.teardown_table(p['report'])}\n")
+            f.write(f"\n{table}\n\nPinning ({TEST_TITLES[PIN_TEST]}):\n\n{self.pin_table()}\n\n{self.pin_verdict()}\n")
+            f.write(f"\nTeardown phase (sluiced):\n\n{self.teardown_table(p['report'])}\n")
             if self.notes:
                 f.write("\nNotes:\n" + "".join(f"- {n}\n" for n in self.notes))
         say(f"wrote {os.path.relpath(md_path, self.a.root)}" + (f" and {os.path.relpath(png_path, self.a.root)}" if charted else ""))
@@ -790,7 +1102,14 @@ def main():
     p.add_argument("--setup-s", type=float, default=0.0)
     p.add_argument("--db", default="bench")
     p.add_argument("--cancel-after", type=float, default=0.2)
+    p.add_argument("--tests", default="", help="comma-separated test ids (BENCH_TESTS): run only those")
     args = p.parse_args()
+    if args.tests:
+        wanted = [t.strip() for t in args.tests.split(",") if t.strip()]
+        unknown = [t for t in wanted if t not in TEST_TITLES]
+        if unknown:
+            p.error(f"unknown test ids {unknown}; known: {', '.join(TEST_TITLES)}")
+        TESTS[:] = [t for t in TESTS if t[0] in wanted]
     set_pgbouncer_names(args)
     b = Bench(args)
     try:

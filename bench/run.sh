@@ -17,6 +17,8 @@
 #                      (Unix sockets only: the ports only name the sockets, each in its own temp dir)
 #   BENCH_ANCHORS=../shared/anchors   where pgbouncer-1.25.2.tar.gz and build-pgbouncer.sh are
 #                      (needed only until build/deps/pgbouncer-1.25.2 exists)
+#   BENCH_TESTS=L50,S50  only these of bench.py's TESTS (ids; default all): for a quick check, the
+#                      report then has n/a for the others
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd -P)
@@ -27,6 +29,7 @@ duration=${BENCH_DURATION:-3}
 rounds=${BENCH_ROUNDS:-3}
 idle_clients=${BENCH_IDLE_CLIENTS:-2000}
 scale=${BENCH_SCALE:-10}
+tests=${BENCH_TESTS:-}
 pg_port=${BENCH_PG_PORT:-55432}
 sluice_port=${BENCH_SLUICE_PORT:-6432}
 pgbouncer_port=${BENCH_PGBOUNCER_PORT:-6433}
@@ -282,7 +285,7 @@ python3 "$bench_dir/bench.py" \
   --duration "$duration" --rounds "$rounds" --jobs "$(nproc)" --idle-clients "$idle_clients" \
   --scale "$scale" --max-connections "$max_connections" --pool-size "$pool_size" \
   --teardown-load-s "$teardown_load_s" --abandon-rollback "$abandon_rollback" \
-  --abandon-cancel "$abandon_cancel" --setup-s "$((SECONDS - started))" &
+  --abandon-cancel "$abandon_cancel" --tests "$tests" --setup-s "$((SECONDS - started))" &
 runner_pid=$!
 status=0
 wait "$runner_pid" || status=$?
