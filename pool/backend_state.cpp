@@ -2,11 +2,12 @@
 
 namespace sluice::pool {
 
-// pg_my_temp_schema() is 0 for a backend that never made a temporary object,
-// which no namespace has.
+// pg_my_temp_schema() is 0 for a backend that never made a temporary object:
+// the catalog scans (pg_proc's is most of the query's time) are skipped then.
 const std::string_view kBackendStateQuery =
     "SELECT pg_catalog.concat_ws(', ', "
-    "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) "
+    "CASE WHEN pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0 THEN NULL "
+    "WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) "
     "pg_catalog.pg_my_temp_schema()) "
     "OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) "
     "pg_catalog.pg_my_temp_schema()) "
