@@ -14,7 +14,7 @@
 #              a hang fails that test alone, and a crash of sluiced names the test that was running
 # Modes: direct (no pooler; the reference), session and transaction (through sluiced).
 #
-# By default (about 15 minutes on 2 cores) it runs default_runs below: parallel directly and in
+# By default (about 15 minutes on 2 idle cores) it runs default_runs below: parallel directly and in
 # session mode, serial and isolated directly and in transaction mode.
 #   REGRESS_SCHEDULE="serial isolated"    when either is set, every mode listed on every schedule
 #   REGRESS_MODES="direct transaction"    listed (unset: all three schedules, all three modes)
@@ -94,7 +94,6 @@ for module in regress autoinc refint; do
     -o "$src/$module.so" "$src/$module.c" || die "cannot build $module.so"
 done
 
-
 # --- which runs --------------------------------------------------------------------------------------
 
 runs=''  # SCHEDULE:MODE words, one space apart
@@ -106,8 +105,14 @@ else
   for run in $default_runs; do runs+=" $run"; done
 fi
 for run in $runs; do
-  case ${run%%:*} in parallel | serial | isolated) ;; *) die "REGRESS_SCHEDULE is parallel, serial and/or isolated, not ${run%%:*}" ;; esac
-  case ${run#*:} in direct | session | transaction) ;; *) die "REGRESS_MODES is direct, session and/or transaction, not ${run#*:}" ;; esac
+  case ${run%%:*} in
+    parallel | serial | isolated) ;;
+    *) die "REGRESS_SCHEDULE is parallel, serial and/or isolated, not ${run%%:*}" ;;
+  esac
+  case ${run#*:} in
+    direct | session | transaction) ;;
+    *) die "REGRESS_MODES is direct, session and/or transaction, not ${run#*:}" ;;
+  esac
 done
 [[ $gate_transaction == [01] ]] || die "REGRESS_GATE_TRANSACTION is 0 or 1, not $gate_transaction"
 schedules=$(for run in $runs; do echo "${run%%:*}"; done | awk '!seen[$0]++')
