@@ -75,8 +75,9 @@ bench: build
 chaos: build
 	bash tests/chaos/run.sh
 
-# PostgreSQL's regression suite directly and through sluiced (REGRESS_MODES, REGRESS_SCHEDULE);
-# prints the tests that differ and writes build/regress/summary.md.
+# PostgreSQL's regression suite directly and through sluiced in session and transaction mode
+# (REGRESS_MODES, REGRESS_SCHEDULE, REGRESS_GATE_TRANSACTION; about 15 minutes); prints the tests
+# that differ and writes build/regress/summary.md.
 regress: build
 	bash scripts/regress.sh
 
