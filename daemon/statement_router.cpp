@@ -78,6 +78,9 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
     editor_.release_held(began_earlier);
     server_->note_frontend_message(event.type);
     server_->expect_forwarded(event.type);
+    // A message cut across reads is never run again.
+    if (began_earlier || !event.complete()) server_->batch_replay().stop();
+    note_sent(event.type, editor_.text(start, end));
     return editor_.pass_to(end);
   }
   if (!began_earlier && event.complete()) return process(editor_.bytes(start, end), /*in_place=*/true, end);
@@ -103,6 +106,7 @@ protocol::Bytes StatementRouter::finish_chunk(std::size_t end, std::size_t parti
 
 void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_t end) {
   rewritten_.clear();
+  processing_ = static_cast<char>(message[0]);
   switch (static_cast<char>(message[0])) {
     case 'P':
       if (const auto parse_message = protocol::read_parse(message)) {
@@ -144,13 +148,25 @@ void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_
   }
   server_->note_frontend_message(static_cast<char>(message[0]));
   server_->expect_forwarded(static_cast<char>(message[0]));
+  note_sent(static_cast<char>(message[0]), text_of(message));
   if (in_place) return editor_.pass_to(end);
   editor_.insert(text_of(message));
 }
 
 void StatementRouter::replace(bool in_place, std::size_t end) {
+  note_sent(processing_, rewritten_);
   editor_.insert(rewritten_);
   if (in_place) editor_.drop_to(end);
+}
+
+void StatementRouter::note_sent(char type, std::string_view bytes) {
+  auto& replay = server_->batch_replay();
+  if (replay.recording()) replay.add(type, bytes);
+  if (type == 'S' || type == 'Q' || type == 'F') {
+    quiet_batch_ = true;
+  } else if (type != 'P' && type != 'D' && type != 'C' && type != 'H') {
+    quiet_batch_ = false;
+  }
 }
 
 void StatementRouter::send(PendingReply entry) {
@@ -184,11 +200,14 @@ void StatementRouter::parse(const protocol::ParseMessage& message) {
     return send(for_client(PendingKind::forwarded, 'P', message.name, std::move(statement)));
   }
   if (cache.touch(*statement)) {
-    auto answered = for_client(PendingKind::answered, 'P', message.name, std::move(statement));
-    protocol::append_parse_complete(answered.reply);
-    return server_->expect_reply(std::move(answered));
+    // The server's copy may be older than the schema: PostgreSQL parses it
+    // anew, under the same name, as it would for a client of its own.
+    protocol::append_target(rewritten_, 'C', 'S', statement->server_name, cache.suffix());
+    send(pool::pending_reply(PendingKind::injected_close, 'C', statement));
+  } else {
+    append_stale_closes();
+    append_eviction(cache.add(statement));
   }
-  append_eviction(cache.add(statement));
   protocol::append_parse(rewritten_, statement->server_name, cache.suffix(), message.definition);
   send(for_client(PendingKind::client_parse, 'P', message.name, std::move(statement)));
 }
@@ -202,9 +221,10 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
   }
   const pool::StatementPtr statement = *named;
   if (statement->changes_session) server_->note_session_change();
-  ensure_on_server(statement);
+  // The server's copy may be stale: a batch that begins here is kept, to run again.
+  if (ensure_on_server(statement) && quiet_batch_) server_->batch_replay().start(statement);
   protocol::append_bind(rewritten_, message, statement->server_name, server_->statements().suffix());
-  send(pool::pending_reply(PendingKind::forwarded, 'B'));
+  send(pool::pending_reply(PendingKind::forwarded, 'B', statement));
 }
 
 void StatementRouter::describe(const protocol::TargetMessage& message) {
@@ -214,7 +234,9 @@ void StatementRouter::describe(const protocol::TargetMessage& message) {
     return send(pool::pending_reply(PendingKind::refused, 'D', {}, missing_statement_error(message.name)));
   }
   const pool::StatementPtr statement = *named;
-  ensure_on_server(statement);
+  // A copy the server held may describe yesterday's schema: a batch that
+  // showed it the client is not run again with today's.
+  if (ensure_on_server(statement)) quiet_batch_ = false;
   protocol::append_target(rewritten_, 'D', 'S', statement->server_name, server_->statements().suffix());
   send(pool::pending_reply(PendingKind::forwarded, 'D'));
 }
@@ -309,12 +331,22 @@ bool StatementRouter::deallocate(const std::string& name) {
   return true;
 }
 
-void StatementRouter::ensure_on_server(const pool::StatementPtr& statement) {
+bool StatementRouter::ensure_on_server(const pool::StatementPtr& statement) {
   auto& cache = server_->statements();
-  if (cache.touch(*statement)) return;
+  if (cache.touch(*statement)) return true;
+  append_stale_closes();
   append_eviction(cache.add(statement));
   protocol::append_parse(rewritten_, statement->server_name, cache.suffix(), statement->definition);
   send(pool::pending_reply(PendingKind::injected_parse, 'P', statement));
+  return false;
+}
+
+void StatementRouter::append_stale_closes() {
+  auto& cache = server_->statements();
+  for (pool::StatementPtr& stale : cache.take_stale()) {
+    protocol::append_target(rewritten_, 'C', 'S', stale->server_name, cache.suffix());
+    send(pool::pending_reply(PendingKind::injected_close, 'C', std::move(stale)));
+  }
 }
 
 void StatementRouter::append_eviction(const pool::StatementPtr& evicted) {

@@ -127,6 +127,7 @@ void ReplyLedger::take_due_answers(std::string& due) {
 }
 
 void ReplyLedger::abandon() {
+  reset_retry();
   if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty() && !settings_refusal_) {
     return editor_.release_memory();
   }
@@ -162,10 +163,20 @@ void ReplyLedger::begin_chunk(protocol::Bytes chunk) {
     gathering_refusal_ = carry_ > 0;
     if (!gathering_refusal_) read_refusal();
   }
+  const bool settles_plan_error = gathering_plan_error_ && carry_ == 0;
+  if (gathering_plan_error_) {
+    plan_error_ += editor_.text(0, rest);
+    gathering_plan_error_ = carry_ > 0;
+  }
   if (carry_dropped_) {
     editor_.drop_to(rest);
   } else {
     editor_.pass_to(rest);
+  }
+  if (settles_plan_error) {
+    std::string shown;
+    settle_plan_error(shown);
+    editor_.insert(shown);
   }
   if (carry_ == 0) {
     editor_.insert(after_carry_);
@@ -211,11 +222,18 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   bool drop = false;
   std::string replacement;
   std::string after;
+  if (event.type == 'Z') note_ready(static_cast<char>(event.first_byte));
   if (!empty() && front().kind == PendingKind::settings_restore) {
     drop = on_restore_reply(event, after);
+  } else if (!empty() && front().kind == PendingKind::retried) {
+    drop = !is_asynchronous(event.type);
+    if (event.type == 'Z') pop();
   } else if (!empty() && !is_asynchronous(event.type)) {
     const Slot head = front();
-    if (event.type == 'E') {
+    if (event.type == 'E' && may_be_stale_plan(head)) {
+      drop = true;
+      gather_plan_error(event, replacement);
+    } else if (event.type == 'E') {
       if (head.kind == PendingKind::refused && !details_.front().reply.empty()) {
         replacement.swap(details_.front().reply);  // once: a later error of the same Query passes
         drop = true;
@@ -227,6 +245,7 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
       take_due_answers(after);
     } else if (completes(head.request, event.type)) {
       drop = head.kind == PendingKind::injected_parse || head.kind == PendingKind::injected_close;
+      note_completed(head);
       pop();
       take_due_answers(after);
     }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pool/prepared_statements.h"
+#include "pool/statement_retry.h"
 #include "protocol/chunk_editor.h"
 #include "protocol/error_fields.h"
 #include "protocol/message_scanner.h"
@@ -33,6 +34,9 @@ enum class PendingKind : std::uint8_t {
   // sluiced's Query putting the client's session settings on the server, sent
   // alone: every reply dropped, an error kept (see settings_refusal).
   settings_restore,
+  // The rest of a batch that met a stale plan and runs again (statement_retry.h):
+  // every reply dropped up to its ReadyForQuery.
+  retried,
 };
 
 struct PendingReply {
@@ -83,6 +87,10 @@ class ReplyLedger {
   [[nodiscard]] const std::optional<protocol::ErrorFields>& settings_refusal() const {
     return settings_refusal_;
   }
+  // The batch the client is sending, in case it must run again; and, after a
+  // stale plan, what the server must be sent now (empty when nothing).
+  [[nodiscard]] BatchReplay& batch_replay() { return replay_; }
+  std::string take_replay();
   // The scope ends: whatever is still owed is given up. If any of it could
   // have changed the server's statements, the cache starts a new generation.
   void abandon();
@@ -106,6 +114,16 @@ class ReplyLedger {
   // A reply to a settings_restore at the head: true when it is dropped.
   bool on_restore_reply(const protocol::MessageEvent& event, std::string& after);
   void read_refusal();
+  // Stale plans (statement_retry.cpp): an error for the Bind of a statement
+  // sluiced keeps on servers, or for an Execute of its portal, is read whole
+  // before anyone sees it.
+  [[nodiscard]] bool may_be_stale_plan(const Slot& head) const;
+  void note_completed(const Slot& head);
+  void note_ready(char status);
+  void gather_plan_error(const protocol::MessageEvent& event, std::string& shown);
+  void settle_plan_error(std::string& shown);
+  bool replay_batch(const StatementPtr& statement);
+  void reset_retry();
 
   ServerStatementCache& cache_;
   std::vector<Slot> slots_;  // a queue: [head_, size)
@@ -124,6 +142,14 @@ class ReplyLedger {
   std::uint64_t carry_ = 0;
   bool carry_dropped_ = false;
   std::string after_carry_;
+
+  BatchReplay replay_;
+  std::string replay_out_;   // for the server, sent after this chunk
+  char ready_status_ = 'I';  // at the last ReadyForQuery
+  bool batch_ran_ = false;   // since then a Bind or Execute completed
+  StatementPtr last_bound_;  // this batch's last Bind: its portal's statement
+  std::string plan_error_;   // an error that may be a stale plan, gathered
+  bool gathering_plan_error_ = false;
 };
 
 }  // namespace sluice::pool

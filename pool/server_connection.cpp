@@ -264,6 +264,13 @@ void ServerConnection::read_server() {
     return track(e);
   });
   if (result.status != protocol::ScanStatus::ok) return lost("server sent an invalid message length");
+  // A batch that met a stale plan runs again before the client sends anything more.
+  if (filtering) {
+    if (const std::string replay = ledger_.take_replay(); !replay.empty()) {
+      if (!send(protocol::as_bytes(replay))) return lost("could not send to the server");
+      note_frontend_message('S');
+    }
+  }
 
   if (state_ == ServerState::active && user_ != nullptr) {
     const protocol::Bytes for_client =

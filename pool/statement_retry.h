@@ -1,0 +1,49 @@
+// Stale plans. A server keeps a prepared statement planned against the
+// schema of its Parse; after an ALTER TABLE or a type dropped and made again,
+// PostgreSQL refuses to Bind it ("cached plan must not change result type",
+// "cache lookup failed for type N"). A client connected directly would have
+// parsed it after the change; through sluiced it may meet a copy another
+// client, or sluiced, parsed earlier. So the statement is dropped from that
+// server, and a batch whose first effect was that Bind runs again, the
+// statement parsed anew first, without the client seeing the error.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "pool/prepared_statements.h"
+#include "protocol/error_fields.h"
+
+namespace sluice::pool {
+
+// PostgreSQL's errors for a statement whose plan the schema left behind.
+bool is_stale_plan_error(const protocol::ErrorFields& error);
+
+// What may run again: the client's batch as it went to the server, from a
+// Bind of a statement the server already held (nothing before it in the
+// batch could have had an effect) through its Sync.
+class BatchReplay {
+ public:
+  void start(StatementPtr statement);
+  // The batch's next message, as sent. A Sync completes the batch; a Query, a
+  // FunctionCall or COPY data ends the recording.
+  void add(char type, std::string_view bytes);
+  void stop();
+  [[nodiscard]] bool recording() const { return state_ == State::recording; }
+  // The statement closed and parsed anew under its name, then the batch; empty
+  // unless a whole batch began with a Bind of `statement`. Once.
+  std::string take(const PreparedStatement& statement);
+
+ private:
+  enum class State : unsigned char { off, recording, complete };
+  // A larger batch is not kept (and not run again).
+  static constexpr std::size_t kMaxBytes = std::size_t{64} * 1024;
+  static constexpr std::size_t kKeptCapacity = 4096;
+
+  State state_ = State::off;
+  StatementPtr statement_;
+  std::string bytes_;
+};
+
+}  // namespace sluice::pool
