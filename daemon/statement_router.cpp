@@ -58,6 +58,8 @@ StatementRouter::StatementRouter(pool::StatementRegistry& registry)
 void StatementRouter::begin_chunk(protocol::Bytes chunk, pool::ServerConnection& server) {
   server_ = &server;
   editor_.begin(chunk);
+  record_from_ = server.batch_replay().recording() ? 0 : kNotRecorded;
+  record_to_ = kNotRecorded;
   if (carry_ == 0) return;
   const auto rest = static_cast<std::size_t>(std::min<std::uint64_t>(carry_, chunk.size()));
   carry_ -= rest;
@@ -79,9 +81,9 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
     server_->note_frontend_message(event.type);
     server_->expect_forwarded(event.type);
     // A message cut across reads is never run again.
-    if (began_earlier || !event.complete()) server_->batch_replay().stop();
-    note_sent(event.type, editor_.text(start, end));
-    return editor_.pass_to(end);
+    if (began_earlier || !event.complete()) stop_recording();
+    editor_.pass_to(end);
+    return note_sent(event.type);
   }
   if (!began_earlier && event.complete()) return process(editor_.bytes(start, end), /*in_place=*/true, end);
   // Read whole across chunks: nothing of it goes out until it is complete.
@@ -101,7 +103,24 @@ void StatementRouter::release_memory() {
 }
 
 protocol::Bytes StatementRouter::finish_chunk(std::size_t end, std::size_t partial_header_bytes) {
-  return editor_.finish(end, partial_header_bytes);
+  const protocol::Bytes out = editor_.finish(end, partial_header_bytes);
+  if (record_from_ == kNotRecorded) return out;
+  // The batch's bytes in this chunk, in one copy.
+  auto& replay = server_->batch_replay();
+  const std::size_t from = std::min(record_from_, out.size());
+  const std::size_t to = std::min(record_to_, out.size());
+  replay.add(text_of(out.subspan(from, to - from)));
+  if (record_to_ != kNotRecorded) replay.complete();
+  record_from_ = kNotRecorded;
+  record_to_ = kNotRecorded;
+  return out;
+}
+
+void StatementRouter::stop_recording() {
+  if (record_from_ == kNotRecorded) return;
+  server_->batch_replay().stop();
+  record_from_ = kNotRecorded;
+  record_to_ = kNotRecorded;
 }
 
 void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_t end) {
@@ -148,24 +167,25 @@ void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_
   }
   server_->note_frontend_message(static_cast<char>(message[0]));
   server_->expect_forwarded(static_cast<char>(message[0]));
-  note_sent(static_cast<char>(message[0]), text_of(message));
-  if (in_place) return editor_.pass_to(end);
-  editor_.insert(text_of(message));
+  if (in_place) {
+    editor_.pass_to(end);
+  } else {
+    editor_.insert(text_of(message));
+  }
+  note_sent(static_cast<char>(message[0]));
 }
 
 void StatementRouter::replace(bool in_place, std::size_t end) {
-  note_sent(processing_, rewritten_);
   editor_.insert(rewritten_);
   if (in_place) editor_.drop_to(end);
+  note_sent(processing_);
 }
 
-void StatementRouter::note_sent(char type, std::string_view bytes) {
-  auto& replay = server_->batch_replay();
-  if (replay.recording()) replay.add(type, bytes);
-  if (type == 'S' || type == 'Q' || type == 'F') {
-    quiet_batch_ = true;
-  } else if (type != 'P' && type != 'D' && type != 'C' && type != 'H') {
-    quiet_batch_ = false;
+void StatementRouter::note_recorded(char type) {
+  if (type == 'S') {
+    record_to_ = editor_.output_size();
+  } else if (type == 'Q' || type == 'F' || type == 'd' || type == 'c' || type == 'f') {
+    stop_recording();  // never run again unseen
   }
 }
 
@@ -221,10 +241,16 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
   }
   const pool::StatementPtr statement = *named;
   if (statement->changes_session) server_->note_session_change();
-  // The server's copy may be stale: a batch that begins here is kept, to run again.
-  if (ensure_on_server(statement) && quiet_batch_) server_->batch_replay().start(statement);
+  // The server's copy may be stale: the batch from here is kept, to run again
+  // (the ReplyLedger judges whether that is safe).
+  if (ensure_on_server(statement) && (record_to_ != kNotRecorded || !server_->batch_replay().recording())) {
+    server_->batch_replay().start(statement);
+    record_from_ = editor_.output_size();
+    record_to_ = kNotRecorded;
+  }
   protocol::append_bind(rewritten_, message, statement->server_name, server_->statements().suffix());
-  send(pool::pending_reply(PendingKind::forwarded, 'B', statement));
+  server_->note_frontend_message('B');
+  server_->expect_bind(statement);
 }
 
 void StatementRouter::describe(const protocol::TargetMessage& message) {
@@ -236,9 +262,9 @@ void StatementRouter::describe(const protocol::TargetMessage& message) {
   const pool::StatementPtr statement = *named;
   // A copy the server held may describe yesterday's schema: a batch that
   // showed it the client is not run again with today's.
-  if (ensure_on_server(statement)) quiet_batch_ = false;
+  const bool held = ensure_on_server(statement);
   protocol::append_target(rewritten_, 'D', 'S', statement->server_name, server_->statements().suffix());
-  send(pool::pending_reply(PendingKind::forwarded, 'D'));
+  send(pool::pending_reply(PendingKind::forwarded, 'D', held ? statement : nullptr));
 }
 
 // The server keeps the statement for other clients; closing an unknown name

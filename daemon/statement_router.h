@@ -48,9 +48,14 @@ class StatementRouter {
   void process(protocol::Bytes message, bool in_place, std::size_t end);
   // The client's message goes out as rewritten_ instead.
   void replace(bool in_place, std::size_t end);
-  // A message went to the server: a batch that may run again is recorded
-  // (statement_retry.h) from a Bind that nothing with an effect preceded.
-  void note_sent(char type, std::string_view bytes);
+  // A message went to the server. A batch that may run again is recorded
+  // (statement_retry.h) from a Bind of a statement the server held: its range
+  // of this chunk's output is copied once, by finish_chunk.
+  void note_sent(char type) {
+    if (record_from_ != kNotRecorded && record_to_ == kNotRecorded) note_recorded(type);
+  }
+  void note_recorded(char type);
+  void stop_recording();
   // Each appends its messages to rewritten_ and tells the server what it owes.
   void parse(const protocol::ParseMessage& message);
   void bind(const protocol::BindMessage& message);
@@ -86,10 +91,10 @@ class StatementRouter {
   // whether they are gathered into whole_ (else they pass).
   std::uint64_t carry_ = 0;
   bool carry_gathered_ = false;
-  // Since the last Sync or Query only Parse, Describe, Close or Flush went out:
-  // nothing of the batch can have had an effect yet.
-  bool quiet_batch_ = true;
   char processing_ = 0;  // the type of the message process() handles
+  static constexpr std::size_t kNotRecorded = static_cast<std::size_t>(-1);
+  std::size_t record_from_ = kNotRecorded;  // in this chunk's output
+  std::size_t record_to_ = kNotRecorded;    // just past the batch's Sync
 };
 
 }  // namespace sluice::daemon

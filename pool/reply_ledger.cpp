@@ -69,6 +69,12 @@ void ReplyLedger::expect_forwarded(char request) {
   slots_.push_back({request, PendingKind::forwarded, /*detailed=*/false});
 }
 
+void ReplyLedger::expect_bind(StatementPtr statement) {
+  if (skipping_until_sync_) return;  // the server will skip it too
+  slots_.push_back({'B', PendingKind::forwarded, /*detailed=*/false, /*bound=*/true});
+  bound_.push_back(std::move(statement));
+}
+
 std::string ReplyLedger::take_ready() {
   std::string ready;
   ready.swap(ready_);
@@ -77,6 +83,7 @@ std::string ReplyLedger::take_ready() {
 
 void ReplyLedger::pop() {
   if (slots_[head_].detailed) details_.pop_front();
+  if (slots_[head_].bound) bound_.pop_front();
   if (++head_ == slots_.size()) {
     slots_.clear();
     head_ = 0;
@@ -126,6 +133,34 @@ void ReplyLedger::take_due_answers(std::string& due) {
   }
 }
 
+// Stale plans (statement_retry.cpp): what a batch has done so far.
+void ReplyLedger::note_ready(char status) {
+  ready_status_ = status;
+  batch_ran_ = false;
+  last_bound_.reset();
+}
+
+// A Bind completed, or the client was shown a description of a copy the
+// server held: the batch is not run again.
+void ReplyLedger::note_completed(const Slot& head) {
+  if (head.request == 'B') {
+    last_bound_ = head.bound ? std::move(bound_.front()) : nullptr;
+    batch_ran_ = true;
+  } else if (head.request == 'D' && head.detailed && details_.front().statement) {
+    batch_ran_ = true;
+  }
+}
+
+void ReplyLedger::reset_retry() {
+  replay_.stop();
+  replay_out_.clear();
+  ready_status_ = 'I';
+  batch_ran_ = false;
+  last_bound_.reset();
+  plan_error_.clear();
+  gathering_plan_error_ = false;
+}
+
 void ReplyLedger::abandon() {
   reset_retry();
   if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty() && !settings_refusal_) {
@@ -140,6 +175,7 @@ void ReplyLedger::abandon() {
   if (touched_statements) cache_.start_new_generation();
   slots_.clear();
   details_.clear();
+  bound_.clear();
   head_ = 0;
   skipping_until_sync_ = false;
   ready_.clear();
@@ -245,7 +281,7 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
       take_due_answers(after);
     } else if (completes(head.request, event.type)) {
       drop = head.kind == PendingKind::injected_parse || head.kind == PendingKind::injected_close;
-      note_completed(head);
+      if (head.request == 'B' || head.request == 'D') note_completed(head);
       pop();
       take_due_answers(after);
     }

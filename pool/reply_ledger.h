@@ -70,6 +70,8 @@ class ReplyLedger {
   void expect(PendingReply entry);
   // The client's own request of this type (nothing is owed for Flush or COPY data).
   void expect_forwarded(char request);
+  // The client's Bind of a tracked statement, kept to tell a stale plan.
+  void expect_bind(StatementPtr statement);
   // Replies that became due outside a server read; empty when none.
   std::string take_ready();
 
@@ -90,6 +92,7 @@ class ReplyLedger {
   // The batch the client is sending, in case it must run again; and, after a
   // stale plan, what the server must be sent now (empty when nothing).
   [[nodiscard]] BatchReplay& batch_replay() { return replay_; }
+  [[nodiscard]] bool has_replay() const { return !replay_out_.empty(); }
   std::string take_replay();
   // The scope ends: whatever is still owed is given up. If any of it could
   // have changed the server's statements, the cache starts a new generation.
@@ -101,7 +104,8 @@ class ReplyLedger {
   struct Slot {
     char request;
     PendingKind kind;
-    bool detailed;  // its PendingReply is at the head of details_ when it is
+    bool detailed;       // its PendingReply is at the head of details_ when it is
+    bool bound = false;  // a Bind of a tracked statement: at the head of bound_
   };
 
   [[nodiscard]] const Slot& front() const { return slots_[head_]; }
@@ -114,9 +118,9 @@ class ReplyLedger {
   // A reply to a settings_restore at the head: true when it is dropped.
   bool on_restore_reply(const protocol::MessageEvent& event, std::string& after);
   void read_refusal();
-  // Stale plans (statement_retry.cpp): an error for the Bind of a statement
-  // sluiced keeps on servers, or for an Execute of its portal, is read whole
-  // before anyone sees it.
+  // Stale plans (statement_retry.cpp; the per-reply hooks beside abandon): an
+  // error for the Bind of a statement sluiced keeps on servers, or for an
+  // Execute of its portal, is read whole before anyone sees it.
   [[nodiscard]] bool may_be_stale_plan(const Slot& head) const;
   void note_completed(const Slot& head);
   void note_ready(char status);
@@ -143,6 +147,7 @@ class ReplyLedger {
   bool carry_dropped_ = false;
   std::string after_carry_;
 
+  std::deque<StatementPtr> bound_;  // the statements of bound slots, in order
   BatchReplay replay_;
   std::string replay_out_;   // for the server, sent after this chunk
   char ready_status_ = 'I';  // at the last ReadyForQuery

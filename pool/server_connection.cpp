@@ -265,11 +265,9 @@ void ServerConnection::read_server() {
   });
   if (result.status != protocol::ScanStatus::ok) return lost("server sent an invalid message length");
   // A batch that met a stale plan runs again before the client sends anything more.
-  if (filtering) {
-    if (const std::string replay = ledger_.take_replay(); !replay.empty()) {
-      if (!send(protocol::as_bytes(replay))) return lost("could not send to the server");
-      note_frontend_message('S');
-    }
+  if (filtering && ledger_.has_replay()) {
+    if (!send(protocol::as_bytes(ledger_.take_replay()))) return lost("could not send to the server");
+    note_frontend_message('S');
   }
 
   if (state_ == ServerState::active && user_ != nullptr) {

@@ -14,26 +14,6 @@ bool is_stale_plan_error(const protocol::ErrorFields& error) {
   return error.sqlstate == sqlstate::kInternalError && error.message.starts_with("cache lookup failed for ");
 }
 
-void BatchReplay::start(StatementPtr statement) {
-  state_ = State::recording;
-  statement_ = std::move(statement);
-  if (bytes_.capacity() > kKeptCapacity) std::string().swap(bytes_);
-  bytes_.clear();
-}
-
-void BatchReplay::add(char type, std::string_view bytes) {
-  if (type == 'Q' || type == 'F' || type == 'd' || type == 'c' || type == 'f' ||
-      bytes_.size() + bytes.size() > kMaxBytes)
-    return stop();
-  bytes_ += bytes;
-  if (type == 'S') state_ = State::complete;
-}
-
-void BatchReplay::stop() {
-  state_ = State::off;
-  statement_.reset();
-}
-
 std::string BatchReplay::take(const PreparedStatement& statement) {
   std::string replay;
   if (state_ != State::complete || statement_.get() != &statement) return replay;
@@ -51,20 +31,7 @@ std::string BatchReplay::take(const PreparedStatement& statement) {
 // The ReplyLedger's side: which errors may be stale plans, and what follows one.
 
 bool ReplyLedger::may_be_stale_plan(const Slot& head) const {
-  if (head.request == 'B')
-    return head.detailed && head.kind == PendingKind::forwarded && details_.front().statement;
-  return head.request == 'E' && last_bound_ != nullptr;
-}
-
-void ReplyLedger::note_completed(const Slot& head) {
-  if (head.request == 'B') last_bound_ = head.detailed ? std::move(details_.front().statement) : nullptr;
-  batch_ran_ = batch_ran_ || (head.request != 'P' && head.request != 'D' && head.request != 'C');
-}
-
-void ReplyLedger::note_ready(char status) {
-  ready_status_ = status;
-  batch_ran_ = false;
-  last_bound_.reset();
+  return head.bound || (head.request == 'E' && last_bound_ != nullptr);
 }
 
 void ReplyLedger::gather_plan_error(const protocol::MessageEvent& event, std::string& shown) {
@@ -80,8 +47,8 @@ void ReplyLedger::gather_plan_error(const protocol::MessageEvent& event, std::st
 void ReplyLedger::settle_plan_error(std::string& shown) {
   const auto error = protocol::read_error_fields(protocol::as_bytes(plan_error_));
   if (error && is_stale_plan_error(*error)) {
-    const StatementPtr statement = front().request == 'B' ? details_.front().statement : last_bound_;
-    if (front().request == 'B' && replay_batch(statement)) return plan_error_.clear();
+    const StatementPtr statement = front().bound ? bound_.front() : last_bound_;
+    if (front().bound && replay_batch(statement)) return plan_error_.clear();
     cache_.mark_stale(*statement);
   }
   shown = std::move(plan_error_);
@@ -102,9 +69,9 @@ bool ReplyLedger::replay_batch(const StatementPtr& statement) {
   std::string replay = replay_.take(*statement);
   if (replay.empty()) return false;
   replay_out_ += replay;
-  const Slot added[] = {{'S', PendingKind::retried, false},
-                        {'C', PendingKind::injected_close, true},
-                        {'P', PendingKind::injected_parse, true}};
+  const Slot added[] = {{'S', PendingKind::retried, false, false},
+                        {'C', PendingKind::injected_close, true, false},
+                        {'P', PendingKind::injected_parse, true, false}};
   slots_.insert(slots_.begin() + static_cast<std::ptrdiff_t>(head_), std::begin(added), std::end(added));
   details_.push_front(pending_reply(PendingKind::injected_parse, 'P', statement));
   details_.push_front(pending_reply(PendingKind::injected_close, 'C', statement));
@@ -115,16 +82,6 @@ std::string ReplyLedger::take_replay() {
   std::string replay;
   replay.swap(replay_out_);
   return replay;
-}
-
-void ReplyLedger::reset_retry() {
-  replay_.stop();
-  replay_out_.clear();
-  ready_status_ = 'I';
-  batch_ran_ = false;
-  last_bound_.reset();
-  std::string().swap(plan_error_);
-  gathering_plan_error_ = false;
 }
 
 }  // namespace sluice::pool

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "pool/prepared_statements.h"
 #include "protocol/error_fields.h"
@@ -25,11 +26,26 @@ bool is_stale_plan_error(const protocol::ErrorFields& error);
 // batch could have had an effect) through its Sync.
 class BatchReplay {
  public:
-  void start(StatementPtr statement);
-  // The batch's next message, as sent. A Sync completes the batch; a Query, a
-  // FunctionCall or COPY data ends the recording.
-  void add(char type, std::string_view bytes);
-  void stop();
+  // Inline: they run for every batch.
+  void start(StatementPtr statement) {
+    state_ = State::recording;
+    statement_ = std::move(statement);
+    if (bytes_.capacity() > kKeptCapacity) std::string().swap(bytes_);
+    bytes_.clear();
+  }
+  // The batch's next bytes, as sent; complete once its Sync is in.
+  void add(std::string_view bytes) {
+    if (state_ != State::recording) return;
+    if (bytes_.size() + bytes.size() > kMaxBytes) return stop();
+    bytes_ += bytes;
+  }
+  void complete() {
+    if (state_ == State::recording) state_ = State::complete;
+  }
+  void stop() {
+    state_ = State::off;
+    statement_.reset();
+  }
   [[nodiscard]] bool recording() const { return state_ == State::recording; }
   // The statement closed and parsed anew under its name, then the batch; empty
   // unless a whole batch began with a Bind of `statement`. Once.

@@ -63,12 +63,11 @@ Run run(const std::string& before, bool recorded, const std::string& server,
   ReplyLedger ledger(cache);
   for (const char request : before) ledger.expect_forwarded(request);
   if (recorded) ledger.batch_replay().start(s);
-  ledger.expect(pending_reply(PendingKind::forwarded, 'B', s));
+  ledger.expect_bind(s);
   ledger.expect_forwarded('E');
   ledger.expect_forwarded('S');
-  for (const auto& [type, bytes] : {std::pair{'B', kBind}, {'E', kExecute}, {'S', kSync}}) {
-    if (ledger.batch_replay().recording()) ledger.batch_replay().add(type, bytes);
-  }
+  ledger.batch_replay().add(kBind + kExecute + kSync);
+  ledger.batch_replay().complete();
   Run result;
   protocol::MessageScanner scanner(1 << 20);
   std::size_t from = 0;
