@@ -57,8 +57,10 @@ void ReplyLedger::settle_plan_error(std::string& shown) {
 }
 
 // Safe when nothing of the batch has had an effect: no transaction was open
-// before it, no Bind or Execute of it completed, and the client has sent
-// nothing after its Sync (the batch runs again before anything else). The
+// before it, no Bind of it completed (so no Execute either), the client was
+// not shown a held copy's description, the recording begins at this Bind, and
+// the client has sent nothing after its Sync (the batch runs again before
+// anything else). The
 // server skips the rest of the batch up to the Sync; then the statement is
 // closed and parsed anew, and the batch's requests, still owed, run again.
 bool ReplyLedger::replay_batch(const StatementPtr& statement) {

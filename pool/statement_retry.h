@@ -21,9 +21,9 @@ namespace sluice::pool {
 // PostgreSQL's errors for a statement whose plan the schema left behind.
 bool is_stale_plan_error(const protocol::ErrorFields& error);
 
-// What may run again: the client's batch as it went to the server, from a
-// Bind of a statement the server already held (nothing before it in the
-// batch could have had an effect) through its Sync.
+// What may run again: the client's batch as it went to the server, from its
+// first Bind of a statement the server already held through its Sync. The
+// ReplyLedger decides whether running it again is safe.
 class BatchReplay {
  public:
   // Inline: they run for every batch.
