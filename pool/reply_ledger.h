@@ -151,7 +151,7 @@ class ReplyLedger {
   BatchReplay replay_;
   std::string replay_out_;   // for the server, sent after this chunk
   char ready_status_ = 'I';  // at the last ReadyForQuery
-  bool batch_ran_ = false;   // since then a Bind or Execute completed
+  bool batch_ran_ = false;   // since then a Bind completed, or a held copy was described
   StatementPtr last_bound_;  // this batch's last Bind: its portal's statement
   std::string plan_error_;   // an error that may be a stale plan, gathered
   bool gathering_plan_error_ = false;
