@@ -53,6 +53,8 @@ StatementRouter::StatementRouter(pool::StatementRegistry& registry, config::Sess
 void StatementRouter::begin_chunk(protocol::Bytes chunk, pool::ServerConnection& server) {
   server_ = &server;
   editor_.begin(chunk);
+  record_from_ = server.batch_replay().recording() ? 0 : kNotRecorded;
+  record_to_ = kNotRecorded;
   if (carry_ == 0) return;
   const auto rest = static_cast<std::size_t>(std::min<std::uint64_t>(carry_, chunk.size()));
   carry_ -= rest;
@@ -73,7 +75,10 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
     editor_.release_held(began_earlier);
     server_->note_frontend_message(event.type);
     server_->expect_forwarded(event.type);
-    return editor_.pass_to(end);
+    // A message cut across reads is never run again.
+    if (began_earlier || !event.complete()) stop_recording();
+    editor_.pass_to(end);
+    return note_sent(event.type);
   }
   if (!began_earlier && event.complete()) return process(editor_.bytes(start, end), /*in_place=*/true, end);
   // Read whole across chunks: nothing of it goes out until it is complete.
@@ -93,11 +98,29 @@ void StatementRouter::release_memory() {
 }
 
 protocol::Bytes StatementRouter::finish_chunk(std::size_t end, std::size_t partial_header_bytes) {
-  return editor_.finish(end, partial_header_bytes);
+  const protocol::Bytes out = editor_.finish(end, partial_header_bytes);
+  if (record_from_ == kNotRecorded) return out;
+  // The batch's bytes in this chunk, in one copy.
+  auto& replay = server_->batch_replay();
+  const std::size_t from = std::min(record_from_, out.size());
+  const std::size_t to = std::min(record_to_, out.size());
+  replay.add(text_of(out.subspan(from, to - from)));
+  if (record_to_ != kNotRecorded) replay.complete();
+  record_from_ = kNotRecorded;
+  record_to_ = kNotRecorded;
+  return out;
+}
+
+void StatementRouter::stop_recording() {
+  if (record_from_ == kNotRecorded) return;
+  server_->batch_replay().stop();
+  record_from_ = kNotRecorded;
+  record_to_ = kNotRecorded;
 }
 
 void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_t end) {
   rewritten_.clear();
+  processing_ = static_cast<char>(message[0]);
   switch (static_cast<char>(message[0])) {
     case 'P':
       if (const auto parse_message = protocol::read_parse(message)) {
@@ -138,13 +161,26 @@ void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_
   }
   server_->note_frontend_message(static_cast<char>(message[0]));
   server_->expect_forwarded(static_cast<char>(message[0]));
-  if (in_place) return editor_.pass_to(end);
-  editor_.insert(text_of(message));
+  if (in_place) {
+    editor_.pass_to(end);
+  } else {
+    editor_.insert(text_of(message));
+  }
+  note_sent(static_cast<char>(message[0]));
 }
 
 void StatementRouter::replace(bool in_place, std::size_t end) {
   editor_.insert(rewritten_);
   if (in_place) editor_.drop_to(end);
+  note_sent(processing_);
+}
+
+void StatementRouter::note_recorded(char type) {
+  if (type == 'S') {
+    record_to_ = editor_.output_size();
+  } else if (type == 'Q' || type == 'F' || type == 'd' || type == 'c' || type == 'f') {
+    stop_recording();  // never run again unseen
+  }
 }
 
 void StatementRouter::send(PendingReply entry) {
@@ -178,11 +214,14 @@ void StatementRouter::parse(const protocol::ParseMessage& message) {
     return send(for_client(PendingKind::forwarded, 'P', message.name, std::move(statement)));
   }
   if (cache.touch(*statement)) {
-    auto answered = for_client(PendingKind::answered, 'P', message.name, std::move(statement));
-    protocol::append_parse_complete(answered.reply);
-    return server_->expect_reply(std::move(answered));
+    // The server's copy may be older than the schema: PostgreSQL parses it
+    // anew, under the same name, as it would for a client of its own.
+    protocol::append_target(rewritten_, 'C', 'S', statement->server_name, cache.suffix());
+    send(pool::pending_reply(PendingKind::injected_close, 'C', statement));
+  } else {
+    append_stale_closes();
+    append_eviction(cache.add(statement));
   }
-  append_eviction(cache.add(statement));
   protocol::append_parse(rewritten_, statement->server_name, cache.suffix(), message.definition);
   send(for_client(PendingKind::client_parse, 'P', message.name, std::move(statement)));
 }
@@ -197,9 +236,16 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
   const pool::StatementPtr statement = *named;
   if (statement->changes_session) server_->note_session_change();
   note_backend_effect(statement->backend_effect);
-  ensure_on_server(statement);
+  // The server's copy may be stale: the batch from here is kept, to run again
+  // (the ReplyLedger judges whether that is safe).
+  if (ensure_on_server(statement) && (record_to_ != kNotRecorded || !server_->batch_replay().recording())) {
+    server_->batch_replay().start(statement);
+    record_from_ = editor_.output_size();
+    record_to_ = kNotRecorded;
+  }
   protocol::append_bind(rewritten_, message, statement->server_name, server_->statements().suffix());
-  send(pool::pending_reply(PendingKind::forwarded, 'B'));
+  server_->note_frontend_message('B');
+  server_->expect_bind(statement);
 }
 
 void StatementRouter::describe(const protocol::TargetMessage& message) {
@@ -209,9 +255,11 @@ void StatementRouter::describe(const protocol::TargetMessage& message) {
     return send(pool::pending_reply(PendingKind::refused, 'D', {}, missing_statement_error(message.name)));
   }
   const pool::StatementPtr statement = *named;
-  ensure_on_server(statement);
+  // A copy the server held may describe yesterday's schema: a batch that
+  // showed it the client is not run again with today's.
+  const bool held = ensure_on_server(statement);
   protocol::append_target(rewritten_, 'D', 'S', statement->server_name, server_->statements().suffix());
-  send(pool::pending_reply(PendingKind::forwarded, 'D'));
+  send(pool::pending_reply(PendingKind::forwarded, 'D', held ? statement : nullptr));
 }
 
 // The server keeps the statement for other clients; closing an unknown name
@@ -316,12 +364,22 @@ bool StatementRouter::deallocate(const std::string& name) {
   return true;
 }
 
-void StatementRouter::ensure_on_server(const pool::StatementPtr& statement) {
+bool StatementRouter::ensure_on_server(const pool::StatementPtr& statement) {
   auto& cache = server_->statements();
-  if (cache.touch(*statement)) return;
+  if (cache.touch(*statement)) return true;
+  append_stale_closes();
   append_eviction(cache.add(statement));
   protocol::append_parse(rewritten_, statement->server_name, cache.suffix(), statement->definition);
   send(pool::pending_reply(PendingKind::injected_parse, 'P', statement));
+  return false;
+}
+
+void StatementRouter::append_stale_closes() {
+  auto& cache = server_->statements();
+  for (pool::StatementPtr& stale : cache.take_stale()) {
+    protocol::append_target(rewritten_, 'C', 'S', stale->server_name, cache.suffix());
+    send(pool::pending_reply(PendingKind::injected_close, 'C', std::move(stale)));
+  }
 }
 
 void StatementRouter::append_eviction(const pool::StatementPtr& evicted) {

@@ -49,6 +49,14 @@ class StatementRouter {
   void process(protocol::Bytes message, bool in_place, std::size_t end);
   // The client's message goes out as rewritten_ instead.
   void replace(bool in_place, std::size_t end);
+  // A message went to the server. A batch that may run again is recorded
+  // (statement_retry.h) from a Bind of a statement the server held: its range
+  // of this chunk's output is copied once, by finish_chunk.
+  void note_sent(char type) {
+    if (record_from_ != kNotRecorded && record_to_ == kNotRecorded) note_recorded(type);
+  }
+  void note_recorded(char type);
+  void stop_recording();
   // Each appends its messages to rewritten_ and tells the server what it owes.
   void parse(const protocol::ParseMessage& message);
   void bind(const protocol::BindMessage& message);
@@ -66,8 +74,10 @@ class StatementRouter {
   bool refuse(char request, const char* sqlstate, const std::string& message, std::string_view detail);
   bool deallocate(const std::string& name);
   // A Parse ahead when the server lacks the statement (after a Close of the
-  // least recently used when its cache is full).
-  void ensure_on_server(const pool::StatementPtr& statement);
+  // least recently used when its cache is full); true when it held it.
+  bool ensure_on_server(const pool::StatementPtr& statement);
+  // Closes of the server's copies PostgreSQL found stale.
+  void append_stale_closes();
   void append_eviction(const pool::StatementPtr& evicted);
   void send(pool::PendingReply entry);
   [[nodiscard]] pool::PendingReply for_client(pool::PendingKind kind, char request, std::string_view name,
@@ -87,6 +97,10 @@ class StatementRouter {
   // whether they are gathered into whole_ (else they pass).
   std::uint64_t carry_ = 0;
   bool carry_gathered_ = false;
+  char processing_ = 0;  // the type of the message process() handles
+  static constexpr std::size_t kNotRecorded = static_cast<std::size_t>(-1);
+  std::size_t record_from_ = kNotRecorded;  // in this chunk's output
+  std::size_t record_to_ = kNotRecorded;    // just past the batch's Sync
 };
 
 }  // namespace sluice::daemon

@@ -80,7 +80,22 @@ void ServerStatementCache::remove(const PreparedStatement& statement) {
   index_.erase(found);
 }
 
+void ServerStatementCache::mark_stale(const PreparedStatement& statement) {
+  const auto found = index_.find(&statement);
+  if (found == index_.end()) return;
+  stale_.push_back(std::move(*found->second));
+  lru_.erase(found->second);
+  index_.erase(found);
+}
+
+std::vector<StatementPtr> ServerStatementCache::take_stale() {
+  std::vector<StatementPtr> stale;
+  stale.swap(stale_);
+  return stale;
+}
+
 void ServerStatementCache::start_new_generation() {
+  stale_.clear();
   lru_.clear();
   index_.clear();
   suffix_ = "_g" + std::to_string(++generation_);

@@ -16,6 +16,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "protocol/sql_commands.h"
 
@@ -76,6 +77,11 @@ class ServerStatementCache {
   // over capacity (null otherwise).
   StatementPtr add(StatementPtr statement);
   void remove(const PreparedStatement& statement);
+  // PostgreSQL said its plan is stale (the schema changed under it): it
+  // leaves the cache, and the server's copy is closed before the next Parse.
+  void mark_stale(const PreparedStatement& statement);
+  // The stale statements still to close on the server (moved out).
+  std::vector<StatementPtr> take_stale();
   void start_new_generation();
 
   [[nodiscard]] const std::string& suffix() const { return suffix_; }
@@ -89,6 +95,7 @@ class ServerStatementCache {
   std::unordered_map<const PreparedStatement*, Lru::iterator> index_;
   std::uint32_t generation_ = 0;
   std::string suffix_;
+  std::vector<StatementPtr> stale_;  // named under suffix_; a new generation forgets them
 };
 
 }  // namespace sluice::pool

@@ -69,6 +69,12 @@ void ReplyLedger::expect_forwarded(char request) {
   slots_.push_back({request, PendingKind::forwarded, /*detailed=*/false});
 }
 
+void ReplyLedger::expect_bind(StatementPtr statement) {
+  if (skipping_until_sync_) return;  // the server will skip it too
+  slots_.push_back({'B', PendingKind::forwarded, /*detailed=*/false, /*bound=*/true});
+  bound_.push_back(std::move(statement));
+}
+
 std::string ReplyLedger::take_ready() {
   std::string ready;
   ready.swap(ready_);
@@ -77,6 +83,7 @@ std::string ReplyLedger::take_ready() {
 
 void ReplyLedger::pop() {
   if (slots_[head_].detailed) details_.pop_front();
+  if (slots_[head_].bound) bound_.pop_front();
   if (++head_ == slots_.size()) {
     slots_.clear();
     head_ = 0;
@@ -126,7 +133,36 @@ void ReplyLedger::take_due_answers(std::string& due) {
   }
 }
 
+// Stale plans (statement_retry.cpp): what a batch has done so far.
+void ReplyLedger::note_ready(char status) {
+  ready_status_ = status;
+  batch_ran_ = false;
+  last_bound_.reset();
+}
+
+// A Bind completed, or the client was shown a description of a copy the
+// server held: the batch is not run again.
+void ReplyLedger::note_completed(const Slot& head) {
+  if (head.request == 'B') {
+    last_bound_ = head.bound ? std::move(bound_.front()) : nullptr;
+    batch_ran_ = true;
+  } else if (head.request == 'D' && head.detailed && details_.front().statement) {
+    batch_ran_ = true;
+  }
+}
+
+void ReplyLedger::reset_retry() {
+  replay_.stop();
+  replay_out_.clear();
+  ready_status_ = 'I';
+  batch_ran_ = false;
+  last_bound_.reset();
+  plan_error_.clear();
+  gathering_plan_error_ = false;
+}
+
 void ReplyLedger::abandon() {
+  reset_retry();
   if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty() && own_replies_.empty()) {
     return editor_.release_memory();
   }
@@ -139,6 +175,7 @@ void ReplyLedger::abandon() {
   if (touched_statements) cache_.start_new_generation();
   slots_.clear();
   details_.clear();
+  bound_.clear();
   head_ = 0;
   skipping_until_sync_ = false;
   ready_.clear();
@@ -163,10 +200,20 @@ void ReplyLedger::begin_chunk(protocol::Bytes chunk) {
     gathering_own_ = carry_ > 0;
     if (!gathering_own_ && own_ready_pending_) finish_own_query(after_own);
   }
+  const bool settles_plan_error = gathering_plan_error_ && carry_ == 0;
+  if (gathering_plan_error_) {
+    plan_error_ += editor_.text(0, rest);
+    gathering_plan_error_ = carry_ > 0;
+  }
   if (carry_dropped_) {
     editor_.drop_to(rest);
   } else {
     editor_.pass_to(rest);
+  }
+  if (settles_plan_error) {
+    std::string shown;
+    settle_plan_error(shown);
+    editor_.insert(shown);
   }
   if (carry_ == 0) {
     editor_.insert(after_carry_);
@@ -216,11 +263,18 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   bool drop = false;
   std::string replacement;
   std::string after;
+  if (event.type == 'Z') note_ready(static_cast<char>(event.first_byte));
   if (!empty() && front().kind == PendingKind::own_query) {
     drop = on_own_reply(event, after);
+  } else if (!empty() && front().kind == PendingKind::retried) {
+    drop = !is_asynchronous(event.type);
+    if (event.type == 'Z') pop();
   } else if (!empty() && !is_asynchronous(event.type)) {
     const Slot head = front();
-    if (event.type == 'E') {
+    if (event.type == 'E' && may_be_stale_plan(head)) {
+      drop = true;
+      gather_plan_error(event, replacement);
+    } else if (event.type == 'E') {
       if (head.kind == PendingKind::refused && !details_.front().reply.empty()) {
         replacement.swap(details_.front().reply);  // once: a later error of the same Query passes
         drop = true;
@@ -232,6 +286,7 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
       take_due_answers(after);
     } else if (completes(head.request, event.type)) {
       drop = head.kind == PendingKind::injected_parse || head.kind == PendingKind::injected_close;
+      if (head.request == 'B' || head.request == 'D') note_completed(head);
       pop();
       take_due_answers(after);
     }

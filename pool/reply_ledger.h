@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pool/prepared_statements.h"
+#include "pool/statement_retry.h"
 #include "protocol/chunk_editor.h"
 #include "protocol/message_scanner.h"
 
@@ -33,6 +34,9 @@ enum class PendingKind : std::uint8_t {
   // (its settings' restore, a look at its backend state): every reply but a
   // notification is kept from the client and gathered (see take_own_replies).
   own_query,
+  // The rest of a batch that met a stale plan and runs again (statement_retry.h):
+  // every reply dropped up to its ReadyForQuery.
+  retried,
 };
 
 struct PendingReply {
@@ -66,6 +70,8 @@ class ReplyLedger {
   void expect(PendingReply entry);
   // The client's own request of this type (nothing is owed for Flush or COPY data).
   void expect_forwarded(char request);
+  // The client's Bind of a tracked statement, kept to tell a stale plan.
+  void expect_bind(StatementPtr statement);
   // Replies that became due outside a server read; empty when none.
   std::string take_ready();
 
@@ -84,6 +90,11 @@ class ReplyLedger {
   }
   // The replies to an own_query, once its ReadyForQuery has come (nullopt until then).
   std::optional<std::string> take_own_replies();
+  // The batch the client is sending, in case it must run again; and, after a
+  // stale plan, what the server must be sent now (empty when nothing).
+  [[nodiscard]] BatchReplay& batch_replay() { return replay_; }
+  [[nodiscard]] bool has_replay() const { return !replay_out_.empty(); }
+  std::string take_replay();
   // The scope ends: whatever is still owed is given up. If any of it could
   // have changed the server's statements, the cache starts a new generation.
   void abandon();
@@ -94,7 +105,8 @@ class ReplyLedger {
   struct Slot {
     char request;
     PendingKind kind;
-    bool detailed;  // its PendingReply is at the head of details_ when it is
+    bool detailed;       // its PendingReply is at the head of details_ when it is
+    bool bound = false;  // a Bind of a tracked statement: at the head of bound_
   };
 
   [[nodiscard]] const Slot& front() const { return slots_[head_]; }
@@ -108,6 +120,16 @@ class ReplyLedger {
   bool on_own_reply(const protocol::MessageEvent& event, std::string& after);
   // Its ReadyForQuery is whole.
   void finish_own_query(std::string& after);
+  // Stale plans (statement_retry.cpp; the per-reply hooks beside abandon): an
+  // error for the Bind of a statement sluiced keeps on servers, or for an
+  // Execute of its portal, is read whole before anyone sees it.
+  [[nodiscard]] bool may_be_stale_plan(const Slot& head) const;
+  void note_completed(const Slot& head);
+  void note_ready(char status);
+  void gather_plan_error(const protocol::MessageEvent& event, std::string& shown);
+  void settle_plan_error(std::string& shown);
+  bool replay_batch(const StatementPtr& statement);
+  void reset_retry();
 
   ServerStatementCache& cache_;
   std::vector<Slot> slots_;  // a queue: [head_, size)
@@ -126,6 +148,15 @@ class ReplyLedger {
   std::uint64_t carry_ = 0;
   bool carry_dropped_ = false;
   std::string after_carry_;
+
+  std::deque<StatementPtr> bound_;  // the statements of bound slots, in order
+  BatchReplay replay_;
+  std::string replay_out_;   // for the server, sent after this chunk
+  char ready_status_ = 'I';  // at the last ReadyForQuery
+  bool batch_ran_ = false;   // since then a Bind completed, or a held copy was described
+  StatementPtr last_bound_;  // this batch's last Bind: its portal's statement
+  std::string plan_error_;   // an error that may be a stale plan, gathered
+  bool gathering_plan_error_ = false;
 };
 
 }  // namespace sluice::pool

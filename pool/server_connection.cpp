@@ -276,6 +276,11 @@ void ServerConnection::read_server() {
     return track(e);
   });
   if (result.status != protocol::ScanStatus::ok) return lost("server sent an invalid message length");
+  // A batch that met a stale plan runs again before the client sends anything more.
+  if (filtering && ledger_.has_replay()) {
+    if (!send(protocol::as_bytes(ledger_.take_replay()))) return lost("could not send to the server");
+    note_frontend_message('S');
+  }
 
   if (state_ == ServerState::active && user_ != nullptr) {
     const protocol::Bytes for_client =

@@ -102,6 +102,9 @@ class ServerConnection final : net::PollSocket::Handler {
   [[nodiscard]] std::size_t prepared_statement_count() const { return statements_.size(); }
   void expect_reply(PendingReply entry);
   void expect_forwarded(char request);
+  void expect_bind(StatementPtr statement) { ledger_.expect_bind(std::move(statement)); }
+  // The batch being sent, kept in case a stale plan makes it run again.
+  [[nodiscard]] BatchReplay& batch_replay() { return ledger_.batch_replay(); }
   // Replies sluiced answered with nothing owed before them go to the client now.
   void deliver_ready_replies();
   [[nodiscard]] bool has_pending_output() const;

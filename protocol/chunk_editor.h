@@ -60,6 +60,8 @@ class ChunkEditor {
     return chunk_.subspan(from, to - from);
   }
   [[nodiscard]] std::size_t size() const { return chunk_.size(); }
+  // Bytes of output so far: finish()'s result begins with them.
+  [[nodiscard]] std::size_t output_size() const { return edited_ ? out_.size() : done_until_; }
   // A large edit's buffer is not kept for the connection's lifetime.
   void release_memory() {
     if (out_.capacity() > kKeptCapacity) std::string().swap(out_);

@@ -163,6 +163,9 @@ public final class JdbcWorkload {
     // --probe-settings a,b: connect once with --connect-properties (name=value|name=value) and print
     // each setting's current_setting() on a line of its own, instead of the workload.
     String[] probeSettings;
+    // --stale-scenario alter|type --table T: stale_statements_test.cpp's scenario instead of the workload.
+    String staleScenario;
+    String table;
     final Properties connectProperties = new Properties();
   }
 
@@ -185,6 +188,8 @@ public final class JdbcWorkload {
       throw new IllegalArgumentException("--iterations must be 10..50000");
     }
     if (values.containsKey("probe-settings")) args.probeSettings = values.get("probe-settings").split(",");
+    args.staleScenario = values.get("stale-scenario");
+    args.table = values.get("table");
     for (String property : values.getOrDefault("connect-properties", "").split("\\|")) {
       int equals = property.indexOf('=');
       if (equals > 0) args.connectProperties.setProperty(property.substring(0, equals), property.substring(equals + 1));
@@ -380,6 +385,79 @@ public final class JdbcWorkload {
     return 0;
   }
 
+  /** A query's rows (" | 1 x"), or its SQLSTATE. */
+  static String rows(Connection conn, String query, String param) {
+    try (PreparedStatement statement = conn.prepareStatement(query)) {
+      statement.setString(1, param);
+      StringBuilder out = new StringBuilder();
+      try (ResultSet rs = statement.executeQuery()) {
+        int columns = rs.getMetaData().getColumnCount();
+        while (rs.next()) {
+          out.append(" |");
+          for (int i = 1; i <= columns; ++i) out.append(' ').append(render(rs.getObject(i)));
+        }
+      }
+      return out.toString();
+    } catch (SQLException e) {
+      return " ERROR " + e.getSQLState();
+    }
+  }
+
+  static int pid(Connection hog) throws SQLException {
+    try (Statement statement = hog.createStatement();
+        ResultSet rs = statement.executeQuery("SELECT pg_backend_pid()")) {
+      rs.next();
+      return rs.getInt(1);
+    }
+  }
+
+  /**
+   * Two clients prepare a query on a pool's two servers, another changes the table under it, and a
+   * new client runs the query: once on one server (the other held), in a transaction, then Binding
+   * it on the other.
+   */
+  int staleScenario() throws SQLException {
+    String t = args.table;
+    boolean type = args.staleScenario.equals("type");
+    String query = "SELECT * FROM " + t + (type ? " WHERE m = ?" : " WHERE id = ?");
+    String param = type ? "a" : "1";
+    String[] setup = type
+        ? new String[] {"DROP TABLE IF EXISTS " + t, "DROP TYPE IF EXISTS " + t + "_mood",
+            "CREATE TYPE " + t + "_mood AS ENUM ('a', 'b')", "CREATE TABLE " + t + " (id int, m " + t + "_mood)",
+            "INSERT INTO " + t + " VALUES (1, 'a')"}
+        : new String[] {"DROP TABLE IF EXISTS " + t, "CREATE TABLE " + t + " (id int, val text)",
+            "INSERT INTO " + t + " VALUES (1, 'x')"};
+    String[] change = type
+        ? new String[] {"DROP TYPE " + t + "_mood CASCADE", "CREATE TYPE " + t + "_mood AS ENUM ('a', 'b')",
+            "ALTER TABLE " + t + " ADD COLUMN m " + t + "_mood", "UPDATE " + t + " SET m = 'a'"}
+        : new String[] {"ALTER TABLE " + t + " ADD COLUMN note text"};
+    try (Connection ddl = connect(); Connection hog1 = connect(); Connection hog2 = connect();
+        Connection a1 = connect(); Connection a2 = connect(); Connection b = connect();
+        Statement statement = ddl.createStatement()) {
+      for (String sql : setup) statement.execute(sql);
+      a1.setAutoCommit(false);
+      System.out.println("a1" + rows(a1, query, param));
+      System.out.println("a2" + rows(a2, query, param));
+      a1.commit();
+      for (String sql : change) statement.execute(sql);
+      hog1.setAutoCommit(false);
+      int held = pid(hog1);
+      // pgjdbc parses again by itself after a 0A000 in autocommit mode: not inside a transaction.
+      b.setAutoCommit(false);
+      System.out.println("b" + rows(b, query, param));
+      b.commit();
+      b.setAutoCommit(true);
+      hog1.commit();
+      hog2.setAutoCommit(false);
+      pid(hog2);
+      boolean hog1Held = pid(hog1) == held;
+      (hog1Held ? hog1 : hog2).commit();
+      System.out.println("b" + rows(b, query, param));
+      (hog1Held ? hog2 : hog1).commit();
+    }
+    return 0;
+  }
+
   public static void main(String[] argv) throws Exception {
     Args args;
     try {
@@ -397,6 +475,7 @@ public final class JdbcWorkload {
     URLClassLoader loader = new URLClassLoader(new URL[] {jar.toURI().toURL()}, JdbcWorkload.class.getClassLoader());
     Driver driver = (Driver) loader.loadClass("org.postgresql.Driver").getDeclaredConstructor().newInstance();
     JdbcWorkload workload = new JdbcWorkload(driver, args);
+    if (args.staleScenario != null) System.exit(workload.staleScenario());
     System.exit(args.probeSettings != null ? workload.probeSettings() : workload.run());
   }
 }
