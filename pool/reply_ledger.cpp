@@ -154,15 +154,17 @@ void ReplyLedger::note_completed(const Slot& head) {
 void ReplyLedger::reset_retry() {
   replay_.stop();
   replay_out_.clear();
-  ready_status_ = 'I';
-  batch_ran_ = false;
   last_bound_.reset();
   plan_error_.clear();
   gathering_plan_error_ = false;
 }
 
 void ReplyLedger::abandon() {
-  reset_retry();
+  ready_status_ = 'I';
+  batch_ran_ = false;
+  // The common release: no batch kept, nothing met a stale plan.
+  if (!replay_.off() || !replay_out_.empty() || last_bound_ || !plan_error_.empty() || gathering_plan_error_)
+    reset_retry();
   if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty() && own_replies_.empty()) {
     return editor_.release_memory();
   }

@@ -47,6 +47,7 @@ class BatchReplay {
     statement_.reset();
   }
   [[nodiscard]] bool recording() const { return state_ == State::recording; }
+  [[nodiscard]] bool off() const { return state_ == State::off; }
   // The statement closed and parsed anew under its name, then the batch; empty
   // unless a whole batch began with a Bind of `statement`. Once.
   std::string take(const PreparedStatement& statement);

@@ -433,8 +433,8 @@ unsigned underscore_word_at(std::string_view sql, std::size_t at) {
 
 // INTO followed by TEMP, TEMPORARY, LOCAL or GLOBAL, its 'i' at `at`: SELECT ... INTO TEMP makes a
 // table.
-bool into_temporary_at(std::string_view sql, std::size_t at) {
-  if (!word_at(sql, at, "into")) return false;
+inline bool into_temporary_at(std::string_view sql, std::size_t at) {
+  if (at + 1 >= sql.size() || ascii_lower(sql[at + 1]) != 'n' || !word_at(sql, at, "into")) return false;
   std::size_t next = at + 4;
   while (next < sql.size() && is_space(sql[next])) ++next;
   return letters_at(sql, next, "temp") || letters_at(sql, next, "local") || letters_at(sql, next, "global");
