@@ -10,6 +10,9 @@
 #include "daemon/worker.h"
 
 namespace sluice::daemon {
+
+using frontend::client_state_name;
+using frontend::ClientState;
 namespace {
 
 using Clock = std::chrono::steady_clock;

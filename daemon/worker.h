@@ -21,15 +21,17 @@
 #include <unordered_map>
 
 #include "config/config.h"
-#include "daemon/client_session.h"
 #include "daemon/listener.h"
 #include "daemon/loop_monitor.h"
+#include "frontend/client_session.h"
 #include "net/deferred_deleter.h"
 #include "net/mailbox.h"
 #include "pool/pool.h"
 #include "pool/teardown_stats.h"
 
 namespace sluice::daemon {
+
+using frontend::ClientSession;
 
 class Daemon;
 

@@ -1,11 +1,11 @@
-#include "daemon/peer_auth.h"
+#include "frontend/peer_auth.h"
 
 #include <pwd.h>
 #include <sys/socket.h>
 
 #include <vector>
 
-namespace sluice::daemon {
+namespace sluice::frontend {
 
 std::optional<std::string> peer_user_name(int fd) {
   ucred credentials{};
@@ -24,4 +24,4 @@ std::optional<std::string> peer_user_name(int fd) {
   return std::string(found->pw_name);
 }
 
-}  // namespace sluice::daemon
+}  // namespace sluice::frontend

@@ -1,4 +1,4 @@
-#include "daemon/statement_router.h"
+#include "frontend/statement_router.h"
 
 #include <algorithm>
 #include <atomic>
@@ -8,7 +8,7 @@
 #include "protocol/sql_commands.h"
 #include "protocol/sqlstate.h"
 
-namespace sluice::daemon {
+namespace sluice::frontend {
 namespace {
 
 using pool::PendingKind;
@@ -388,4 +388,4 @@ void StatementRouter::append_eviction(const pool::StatementPtr& evicted) {
   send(pool::pending_reply(PendingKind::injected_close, 'C', evicted));
 }
 
-}  // namespace sluice::daemon
+}  // namespace sluice::frontend

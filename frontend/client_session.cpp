@@ -1,19 +1,19 @@
-#include "daemon/client_session.h"
+#include "frontend/client_session.h"
 
 #include <cerrno>
 #include <cstring>
 #include <utility>
 
 #include "common/log.h"
-#include "daemon/peer_auth.h"
 #include "daemon/worker.h"
+#include "frontend/peer_auth.h"
 #include "net/scratch_buffer.h"
 #include "pool/backend_state.h"
 #include "protocol/backend_messages.h"
 #include "protocol/sqlstate.h"
 #include "protocol/startup_settings.h"
 
-namespace sluice::daemon {
+namespace sluice::frontend {
 namespace {
 
 // A goodbye between transactions needs no server.
@@ -541,4 +541,4 @@ void ClientSession::forward_cancel() {
   if (scope_ && own_query_ == OwnQuery::none) scope_.server().forward_cancel();
 }
 
-}  // namespace sluice::daemon
+}  // namespace sluice::frontend

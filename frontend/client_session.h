@@ -13,15 +13,20 @@
 #include <string_view>
 
 #include "daemon/listener.h"
-#include "daemon/statement_router.h"
+#include "frontend/statement_router.h"
 #include "net/poll_socket.h"
 #include "pool/pool.h"
 #include "protocol/message_scanner.h"
 #include "protocol/startup.h"
 
 namespace sluice::daemon {
-
 class Worker;
+}  // namespace sluice::daemon
+
+namespace sluice::frontend {
+
+using daemon::Transport;
+using daemon::Worker;
 
 enum class ClientState {
   handshake,  // reading the startup packet
@@ -148,4 +153,4 @@ class ClientSession final : net::PollSocket::Handler,
   std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
 };
 
-}  // namespace sluice::daemon
+}  // namespace sluice::frontend

@@ -21,7 +21,7 @@
 #include "protocol/extended_query.h"
 #include "protocol/message_scanner.h"
 
-namespace sluice::daemon {
+namespace sluice::frontend {
 
 class StatementRouter {
  public:
@@ -103,4 +103,4 @@ class StatementRouter {
   std::size_t record_to_ = kNotRecorded;    // just past the batch's Sync
 };
 
-}  // namespace sluice::daemon
+}  // namespace sluice::frontend
