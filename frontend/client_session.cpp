@@ -299,7 +299,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   if (!router_ && server.tracks_statements())
     router_ = std::make_unique<StatementRouter>(pool_->statement_registry(), pool_->settings().session_state);
   StatementRouter* router = server.tracks_statements() ? router_.get() : nullptr;
-  // The client's settings go first, alone: its bytes wait for their ReadyForQuery (on_server_ready),
+  // The client's settings go first, alone: its bytes wait for their replies (on_own_query_done),
   // so nothing of the client's can run on the server without them.
   if (own_query_ != OwnQuery::none) return hold(chunk);
   if (!settings_restore_.empty() && !server.carries_client_settings()) {
@@ -398,6 +398,8 @@ void ClientSession::release_server() {
   set_state(ClientState::idle);
   socket_->set_reading(true);
   if (held_.empty()) return;
+  if (is_lone_terminate(protocol::as_bytes(held_)) && scanner_.at_boundary())
+    return close("client terminated");
   // It sent more while its backend state was read: a server for that.
   set_state(ClientState::waiting);
   ask_for_scope();
@@ -405,6 +407,9 @@ void ClientSession::release_server() {
 
 void ClientSession::on_own_query_done(std::optional<std::vector<protocol::QueryReply>> replies) {
   const OwnQuery query = std::exchange(own_query_, OwnQuery::none);
+  // Nothing of the client's has run since its last ReadyForQuery: a drain that began meanwhile
+  // found it busy, and this is its boundary.
+  if (worker_.draining()) return leave_for_drain();
   if (query == OwnQuery::settings_restore) return settings_restored(replies);
   backend_state_read(replies);
 }
@@ -430,7 +435,8 @@ void ClientSession::backend_state_read(const std::optional<std::vector<protocol:
   std::string reason = state ? *state : "its backend state could not be read";
   if (!state && replies && replies->size() == 1 && (*replies)[0].error)
     reason += " (" + (*replies)[0].error->describe() + ")";
-  if (server.library_loaded()) reason += std::string(reason.empty() ? "" : ", ") + "a loaded library";
+  if (server.library_loaded())
+    reason += std::string(reason.empty() ? "" : ", ") + "a loaded library or dblink connection";
   if (reason.empty()) {
     if (!pin_reason_.empty())
       log::info("client ", id_, ": unpinned from server ", server.id(), ": its backend state is gone");

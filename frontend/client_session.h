@@ -140,7 +140,7 @@ class ClientSession final : net::PollSocket::Handler,
   pool::Scope scope_;
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
   static constexpr std::size_t kMaxHeldBytes = std::size_t{64} * 1024;
-  std::string held_;  // bytes read before a server was ours
+  std::string held_;  // bytes read before a server was ours, or behind sluiced's own query
   pool::SessionSettings settings_;
   std::string settings_restore_;  // the Query that puts settings_ on a server
   // sluiced's own query that runs on its server, alone: the client's bytes are held until it is done.

@@ -72,6 +72,8 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
   carry_ = event.length + std::uint64_t{1} - seen;
   carry_gathered_ = is_read_whole(event.type);
   if (!carry_gathered_) {
+    // A FunctionCall runs a function sluiced cannot see into: the server is asked afterwards.
+    if (event.type == 'F') server_->note_backend_state_touched();
     editor_.release_held(began_earlier);
     server_->note_frontend_message(event.type);
     server_->expect_forwarded(event.type);
@@ -312,7 +314,8 @@ bool StatementRouter::route_sql(std::string_view sql, char request, bool unnamed
       }
       // Another name is the server's own business (an SQL PREPARE of this pinned client, or
       // nothing); one of sluiced's would leave the cache wrong, so it starts over.
-      server_->statements().start_new_generation();
+      if (const auto name = protocol::lone_deallocate_name(sql); !name || name->starts_with("sluice_"))
+        server_->statements().start_new_generation();
       return false;
     case protocol::SqlPreparedCommand::deallocate_all:
     case protocol::SqlPreparedCommand::discard_all:

@@ -2,7 +2,7 @@
 // server runs its next transaction. The router reads the client's messages as
 // they are forwarded: Parse, Bind, Describe and Close of a named statement are
 // renamed to the server's name, preceded by a Parse when the server lacks the
-// statement, or answered by sluiced; the server connection's ReplyLedger puts
+// statement (a Close is answered by sluiced); the server connection's ReplyLedger puts
 // the replies back into the order the client expects. Other messages pass
 // untouched, without a copy.
 #pragma once

@@ -49,6 +49,8 @@ bool has_reply(char request) {
 }  // namespace
 
 void ReplyLedger::expect(PendingReply entry) {
+  // An own query goes out alone to an idle server: nothing before it is skipped.
+  if (entry.kind == PendingKind::own_query) skipping_until_sync_ = false;
   if (skipping_until_sync_) {
     if (entry.request != 'S') return undo(entry);  // the server will skip it too
     skipping_until_sync_ = false;
@@ -162,6 +164,7 @@ void ReplyLedger::reset_retry() {
 void ReplyLedger::abandon() {
   ready_status_ = 'I';
   batch_ran_ = false;
+  skipping_until_sync_ = false;  // the teardown's own Sync ends the skip
   // The common release: no batch kept, nothing met a stale plan.
   if (!replay_.off() || !replay_out_.empty() || last_bound_ || !plan_error_.empty() || gathering_plan_error_)
     reset_retry();
@@ -179,7 +182,6 @@ void ReplyLedger::abandon() {
   details_.clear();
   bound_.clear();
   head_ = 0;
-  skipping_until_sync_ = false;
   ready_.clear();
   std::string().swap(own_replies_);
   gathering_own_ = false;

@@ -2,7 +2,7 @@
 // client's extended-protocol traffic. Some requests are sluiced's own (a Parse
 // so a statement exists here, a Close for an evicted one) and their replies
 // must not reach the client; some client requests are answered by sluiced (a
-// Parse of a statement this server already holds, a Close) and their replies
+// Close) and their replies
 // must reach the client exactly where PostgreSQL would have put them.
 // PostgreSQL's rule that an error skips every request up to the next Sync is
 // followed here, so the statement caches stay true to the server.
@@ -28,7 +28,7 @@ enum class PendingKind : std::uint8_t {
   client_parse,    // the client's Parse under the server's name: passes; failing forgets the name
   injected_parse,  // sluiced's Parse: ParseComplete dropped, an error passes (it stands for the client's)
   injected_close,  // sluiced's Close of an evicted statement: CloseComplete dropped
-  answered,        // the client's Parse or Close answered by sluiced: `reply` goes in its place
+  answered,        // the client's Close answered by sluiced: `reply` goes in its place
   refused,         // a request sent to fail: its ErrorResponse is replaced by `reply`
   // sluiced's own Query, sent alone with the client's messages held behind it
   // (its settings' restore, a look at its backend state): every reply but a

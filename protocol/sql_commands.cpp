@@ -401,7 +401,8 @@ unsigned command_words_opening(std::string_view sql, std::size_t from) {
     case 'p':
       return word_at(sql, from, "prepare") ? kPreparedWord | kBackendWord : kNoCommandWord;
     case 'e':
-      return word_at(sql, from, "execute") || word_at(sql, from, "explain") ? kPreparedWord : kNoCommandWord;
+      if (word_at(sql, from, "explain")) return kPreparedWord | kBackendWord;
+      return word_at(sql, from, "execute") ? kPreparedWord : kNoCommandWord;
     case '-':
     case '/':
       return kEveryWord;
@@ -528,19 +529,38 @@ bool is_any_keyword(const Token& token, std::initializer_list<std::string_view> 
                      [&](std::string_view keyword) { return is_keyword(token, keyword); });
 }
 
+// A function or schema name, written as a word or as a "quoted identifier" (which keeps its case).
+bool is_any_name(const Token& token, std::initializer_list<std::string_view> names) {
+  if (token.kind == TokenKind::word) return is_any_keyword(token, names);
+  const std::string_view text = token.text;
+  if (token.kind != TokenKind::other || text.size() < 3 || text.front() != '"' || text.back() != '"')
+    return false;
+  const std::string_view quoted = text.substr(1, text.size() - 2);
+  return std::find(names.begin(), names.end(), quoted) != names.end();
+}
+
 // One statement's effect on backend state, read token by token (gram.y's shapes, loosely: a
 // false "touches" costs a query to the server, a false "creates" a refusal under session_state
 // "refuse"; a miss is worse, so the functions count wherever they appear).
 class BackendStatement {
  public:
   void feed(const Token& token) {
+    if (explaining_) {  // EXPLAIN [ANALYZE] (options) <statement>: the statement is what counts
+      if (!is_any_name(token, {"select", "with", "create", "execute", "declare", "insert", "update", "delete",
+                               "merge", "values", "table"})) {
+        return;
+      }
+      explaining_ = false;
+    }
     ++position_;
-    if (is_any_keyword(token, {"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
-                               "pg_try_advisory_lock_shared", "dblink_connect", "dblink_connect_u"})) {
+    if (is_any_name(token, {"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
+                            "pg_try_advisory_lock_shared"})) {
       raise(SqlBackendEffect::creates);
-    } else if (is_any_keyword(token, {"pg_advisory_unlock", "pg_advisory_unlock_shared",
-                                      "pg_advisory_unlock_all", "dblink_disconnect"})) {
-      raise(SqlBackendEffect::touches);
+    } else if (is_any_name(token, {"dblink_connect", "dblink_connect_u"})) {
+      raise(SqlBackendEffect::loads_library);  // a connection no query can see, nor DISCARD close
+    } else if (is_any_name(token, {"pg_advisory_unlock", "pg_advisory_unlock_shared",
+                                   "pg_advisory_unlock_all", "dblink_disconnect", "pg_temp"})) {
+      raise(SqlBackendEffect::touches);  // pg_temp in a search_path makes a plain CREATE temporary
     }
     if (position_ == 1) return on_first_word(token);
     if (selects_ && is_keyword(previous_, "into") &&
@@ -562,7 +582,7 @@ class BackendStatement {
         if (!past_create_options_ && is_any_keyword(token, {"temp", "temporary"})) temporary_ = true;
         past_create_options_ =
             past_create_options_ || !is_any_keyword(token, {"or", "replace", "global", "local"});
-        if (is_keyword(token, "pg_temp")) temporary_ = true;
+        if (is_any_name(token, {"pg_temp"})) temporary_ = true;
         if (is_keyword(previous_, "commit") && is_keyword(token, "drop")) dropped_at_commit_ = true;
         break;
       case Kind::other:
@@ -582,14 +602,22 @@ class BackendStatement {
 
   void on_first_word(const Token& token) {
     previous_ = token;
-    selects_ = is_any_keyword(token, {"select", "with"});
+    selects_ = is_any_keyword(token, {"select", "with"}) || token.kind == TokenKind::open_paren;
+    if (is_keyword(token, "explain")) {
+      explaining_ = true;
+      position_ = 0;
+      return;
+    }
     if (is_keyword(token, "listen")) return raise(SqlBackendEffect::creates);
     if (is_keyword(token, "load")) return raise(SqlBackendEffect::loads_library);
     if (is_any_keyword(token, {"unlisten", "deallocate", "close", "discard", "drop", "do", "call"}))
       return raise(SqlBackendEffect::touches);
     if (is_keyword(token, "prepare")) kind_ = Kind::prepare;
     if (is_keyword(token, "declare")) kind_ = Kind::declare;
-    if (is_keyword(token, "create")) kind_ = Kind::create;
+    if (is_keyword(token, "create")) {
+      kind_ = Kind::create;
+      raise(SqlBackendEffect::touches);  // a table made temporary by a search_path with pg_temp
+    }
   }
 
   void raise(SqlBackendEffect effect) { effect_ = std::max(effect_, effect); }
@@ -597,6 +625,7 @@ class BackendStatement {
   std::size_t position_ = 0;
   Kind kind_ = Kind::other;
   bool selects_ = false;
+  bool explaining_ = false;
   Token previous_;
   SqlBackendEffect effect_ = SqlBackendEffect::none;
   bool past_create_options_ = false;

@@ -260,6 +260,20 @@ TEST(ReplyLedgerTest, OwnQueryRepliesAreNotShown) {
                       restore + kRow + kSelectDone + ready('I'), kRow + kSelectDone + ready('I')});
 }
 
+// A client that left after an error, before its Sync, leaves no skip behind: the next client's
+// own query (its settings' restore) is answered to sluiced, not shown to that client.
+TEST(ReplyLedgerTest, AnAbandonedSkipDoesNotSwallowTheNextOwnQuery) {
+  ServerStatementCache cache(8);
+  ReplyLedger ledger(cache);
+  forwarded(ledger, "P");
+  EXPECT_EQ(feed(ledger, error("42601"), {}), error("42601"));
+  ledger.abandon();
+  ledger.expect(pending_reply(PendingKind::own_query, 'Q'));
+  const std::string replies = kRowDescription + kRow + kSelectDone + ready('I');
+  EXPECT_EQ(feed(ledger, replies, {}), "");
+  EXPECT_EQ(ledger.take_own_replies(), replies);
+}
+
 // The replies are gathered whole for the client session to read, however the stream is cut; a
 // notification for a listening client passes.
 TEST(ReplyLedgerTest, OwnQueryRepliesAreGatheredWholeButNotificationsPass) {

@@ -18,8 +18,8 @@ TEST(SqlBackendTest, PlainQueriesTouchNothing) {
         "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 2, 3, 4, now())",
         "insert into temp_log values (1)", "select 'create temp table x()', \"listen\" from t",
         "SELECT pg_advisory_xact_lock(1)", "select * from templates into_table",
-        "BEGIN; DECLARE c CURSOR FOR SELECT 1; FETCH c; COMMIT", "CREATE TABLE temp (a int)",
-        "PREPARE TRANSACTION 'gid'", "", ";;"}) {
+        "BEGIN; DECLARE c CURSOR FOR SELECT 1; FETCH c; COMMIT", "EXPLAIN SELECT 1",
+        "SELECT \"PG_ADVISORY_LOCK\"(1)", "PREPARE TRANSACTION 'gid'", "", ";;"}) {
     EXPECT_EQ(find_sql_backend_effect(sql), none) << sql;
   }
 }
@@ -43,12 +43,18 @@ TEST(SqlBackendTest, StatementsThatMakeBackendState) {
                           "PREPARE q AS SELECT 1",
                           "prepare transaction as select 1",
                           "PREPARE q(int) AS SELECT $1",
-                          "SELECT dblink_connect('c', 'dbname=x')",
-                          "/* c */ LISTEN x"}) {
+                          "/* c */ LISTEN x",
+                          "EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1",
+                          "explain (analyze, costs off) select 1 into temp t",
+                          "SELECT \"pg_advisory_lock\"(1)",
+                          "select pg_catalog.\"pg_try_advisory_lock\"(1)",
+                          "CREATE TABLE \"pg_temp\".t (a int)",
+                          "(SELECT 1 INTO TEMP t)"}) {
     EXPECT_EQ(find_sql_backend_effect(sql), creates) << sql;
   }
   EXPECT_EQ(find_sql_backend_effect("LOAD 'auto_explain'"), loads_library);
   EXPECT_EQ(find_sql_backend_effect("listen a; load 'x'"), loads_library);
+  EXPECT_EQ(find_sql_backend_effect("SELECT dblink_connect('c', 'dbname=x')"), loads_library);
 }
 
 TEST(SqlBackendTest, StatementsThatMayDropItOrHideWhatTheyDo) {
