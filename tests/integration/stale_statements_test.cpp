@@ -30,13 +30,12 @@ using namespace std::chrono_literals;
 constexpr const char* kPython = "/usr/bin/python3";  // Debian's: the drivers are Debian packages
 constexpr const char* kJdbcJar = "/usr/share/java/postgresql.jar";
 
-// argv: host port dbname scenario (alter|type) table. The hogs hold a server each: the one the new
-// client must not use is found by its backend pid (directly, hog1 keeps its own).
-constexpr const char* kPsycopg = R"py(
-import sys, psycopg
+// The table, the statement and the schema change of a scenario, shared by the Python drivers
+// (each names its placeholder first).
+constexpr const char* kScenario = R"py(
 host, port, db, scenario, t = sys.argv[1:6]
 kind = scenario == 'type'
-query = f'select * from {t} where ' + ('m = %s' if kind else 'id = %s')
+query = f'select * from {t} where ' + ('m = ' if kind else 'id = ') + placeholder
 param = 'a' if kind else 1
 setup = [f'drop table if exists {t}', f'drop type if exists {t}_mood', f"create type {t}_mood as enum ('a', 'b')",
          f'create table {t} (id int, m {t}_mood)', f"insert into {t} values (1, 'a')"] if kind else \
@@ -44,6 +43,15 @@ setup = [f'drop table if exists {t}', f'drop type if exists {t}_mood', f"create 
 change = [f'drop type {t}_mood cascade', f"create type {t}_mood as enum ('a', 'b')",
           f'alter table {t} add column m {t}_mood', f"update {t} set m = 'a'"] if kind else \
          [f'alter table {t} add column note text']
+)py";
+
+// argv: host port dbname scenario (alter|type) table. The hogs hold a server each: the one the new
+// client must not use is found by its backend pid (directly, hog1 keeps its own).
+constexpr const char* kPsycopgHead = R"py(
+import sys, psycopg
+placeholder = '%s'
+)py";
+constexpr const char* kPsycopg = R"py(
 def connect(**kw):
     return psycopg.connect(host=host, port=port, dbname=db, autocommit=True, **kw)
 def rows(label, c):
@@ -68,18 +76,11 @@ rows('b', b)
 second.execute('commit')
 )py";
 
-constexpr const char* kAsyncpg = R"py(
+constexpr const char* kAsyncpgHead = R"py(
 import sys, asyncio, asyncpg
-host, port, db, scenario, t = sys.argv[1:6]
-kind = scenario == 'type'
-query = f'select * from {t} where ' + ('m = $1' if kind else 'id = $1')
-param = 'a' if kind else 1
-setup = [f'drop table if exists {t}', f'drop type if exists {t}_mood', f"create type {t}_mood as enum ('a', 'b')",
-         f'create table {t} (id int, m {t}_mood)', f"insert into {t} values (1, 'a')"] if kind else \
-        [f'drop table if exists {t}', f'create table {t} (id int, val text)', f"insert into {t} values (1, 'x')"]
-change = [f'drop type {t}_mood cascade', f"create type {t}_mood as enum ('a', 'b')",
-          f'alter table {t} add column m {t}_mood', f"update {t} set m = 'a'"] if kind else \
-         [f'alter table {t} add column note text']
+placeholder = '$1'
+)py";
+constexpr const char* kAsyncpg = R"py(
 async def rows(label, c):
     try:
         print(label, [tuple(r) for r in await c.fetch(query, param)])
@@ -116,8 +117,17 @@ std::string run_scenario(Driver driver, const Endpoint& at, const std::string& s
   switch (driver) {
     case Driver::psycopg:
     case Driver::asyncpg:
-      argv = {kPython, "-E", "-s",       "-c",     driver == Driver::psycopg ? kPsycopg : kAsyncpg,
-              at.host, port, "postgres", scenario, table};
+      argv = {kPython,
+              "-E",
+              "-s",
+              "-c",
+              driver == Driver::psycopg ? std::string(kPsycopgHead) + kScenario + kPsycopg
+                                        : std::string(kAsyncpgHead) + kScenario + kAsyncpg,
+              at.host,
+              port,
+              "postgres",
+              scenario,
+              table};
       break;
     case Driver::jdbc:
       argv = {"java",

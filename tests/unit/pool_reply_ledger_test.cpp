@@ -12,22 +12,12 @@
 #include "pool/reply_ledger.h"
 #include "protocol/backend_messages.h"
 #include "protocol/extended_query.h"
+#include "tests/unit/backend_stream.h"
 
 namespace sluice::pool {
 namespace {
 
-std::string message(char type, const std::string& body = {}) {
-  std::string out(1, type);
-  protocol::append_u32(out, static_cast<std::uint32_t>(body.size() + 4));
-  return out + body;
-}
-
-const std::string kParseComplete = message('1');
-const std::string kBindComplete = message('2');
-const std::string kCloseComplete = message('3');
 const std::string kNoData = message('n');
-const std::string kRow = message('D', std::string("\0\1\0\0\0\1x", 7));
-const std::string kSelectDone = message('C', std::string("SELECT 1\0", 9));
 const std::string kNotice = message('N', std::string("SNOTICE\0\0", 9));
 
 std::string ready(char status) { return message('Z', std::string(1, status)); }

@@ -11,21 +11,11 @@
 #include "pool/statement_retry.h"
 #include "protocol/backend_messages.h"
 #include "protocol/extended_query.h"
+#include "tests/unit/backend_stream.h"
 
 namespace sluice::pool {
 namespace {
 
-std::string message(char type, const std::string& body = {}) {
-  std::string out(1, type);
-  protocol::append_u32(out, static_cast<std::uint32_t>(body.size() + 4));
-  return out + body;
-}
-
-const std::string kParseComplete = message('1');
-const std::string kBindComplete = message('2');
-const std::string kCloseComplete = message('3');
-const std::string kRow = message('D', std::string("\0\1\0\0\0\1x", 7));
-const std::string kSelectDone = message('C', std::string("SELECT 1\0", 9));
 const std::string kInsertDone = message('C', std::string("INSERT 0 1\0", 11));
 const std::string kBind = message('B', std::string("\0sluice_1\0\0\0\0\0\0\0", 16));
 const std::string kExecute = message('E', std::string("\0\0\0\0\0", 5));
