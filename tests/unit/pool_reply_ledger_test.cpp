@@ -42,21 +42,7 @@ struct Scenario {
 // Feeds `server` to the ledger in pieces cut at `cuts`; returns what it let through.
 std::string feed(ReplyLedger& ledger, const std::string& server, const std::vector<std::size_t>& cuts) {
   std::string seen;
-  protocol::MessageScanner scanner(1 << 20);
-  std::size_t from = 0;
-  auto piece = [&](std::size_t to) {
-    const auto chunk = protocol::as_bytes(server).subspan(from, to - from);
-    ledger.begin_chunk(chunk);
-    scanner.scan(chunk, [&](const protocol::MessageEvent& event) {
-      ledger.on_message(event);
-      return true;
-    });
-    const auto out = ledger.finish_chunk(scanner.pending_header_bytes());
-    seen.append(reinterpret_cast<const char*>(out.data()), out.size());
-    from = to;
-  };
-  for (const std::size_t cut : cuts) piece(cut);
-  piece(server.size());
+  feed_in_pieces(ledger, server, cuts, [&](const std::string& out) { seen += out; });
   return seen;
 }
 

@@ -59,22 +59,10 @@ Run run(const std::string& before, bool recorded, const std::string& server,
   ledger.batch_replay().add(kBind + kExecute + kSync);
   ledger.batch_replay().complete();
   Run result;
-  protocol::MessageScanner scanner(1 << 20);
-  std::size_t from = 0;
-  auto piece = [&](std::size_t to) {
-    const auto chunk = protocol::as_bytes(server).subspan(from, to - from);
-    ledger.begin_chunk(chunk);
-    scanner.scan(chunk, [&](const protocol::MessageEvent& event) {
-      ledger.on_message(event);
-      return true;
-    });
-    const auto out = ledger.finish_chunk(scanner.pending_header_bytes());
-    result.client.append(reinterpret_cast<const char*>(out.data()), out.size());
+  feed_in_pieces(ledger, server, cuts, [&](const std::string& out) {
+    result.client += out;
     result.replay += ledger.take_replay();
-    from = to;
-  };
-  for (const std::size_t cut : cuts) piece(cut);
-  piece(server.size());
+  });
   EXPECT_TRUE(ledger.empty());
   result.cached = cache.size();
   result.stale = cache.take_stale().size();
