@@ -614,10 +614,7 @@ class BackendStatement {
       return raise(SqlBackendEffect::touches);
     if (is_keyword(token, "prepare")) kind_ = Kind::prepare;
     if (is_keyword(token, "declare")) kind_ = Kind::declare;
-    if (is_keyword(token, "create")) {
-      kind_ = Kind::create;
-      raise(SqlBackendEffect::touches);  // a table made temporary by a search_path with pg_temp
-    }
+    if (is_keyword(token, "create")) kind_ = Kind::create;
   }
 
   void raise(SqlBackendEffect effect) { effect_ = std::max(effect_, effect); }
