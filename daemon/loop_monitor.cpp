@@ -52,6 +52,7 @@ void LoopMonitor::after_poll() {
 }
 
 void LoopMonitor::before_poll() {
+  ++turns_;
   const std::uint64_t now = uv_hrtime();
   const std::uint64_t held = poll_busy_ns_ + (poll_ended_ns_ == 0 ? 0 : now - poll_ended_ns_);
   poll_busy_ns_ = 0;

@@ -23,6 +23,8 @@ class LoopMonitor {
   [[nodiscard]] double lag_ms() const { return static_cast<double>(last_lag_ns_) / 1e6; }
   [[nodiscard]] double max_lag_ms() const { return static_cast<double>(max_lag_ns_) / 1e6; }
   [[nodiscard]] std::uint64_t slow_callbacks() const { return slow_callbacks_; }
+  // Turns of the loop (kernel polls): with the releases, how much work one wake-up serves.
+  [[nodiscard]] std::uint64_t turns() const { return turns_; }
 
  private:
   static constexpr std::uint64_t kTickMs = 250;
@@ -43,6 +45,7 @@ class LoopMonitor {
   std::uint64_t last_lag_ns_ = 0;
   std::uint64_t max_lag_ns_ = 0;
   std::uint64_t slow_callbacks_ = 0;
+  std::uint64_t turns_ = 0;
 };
 
 }  // namespace sluice::daemon

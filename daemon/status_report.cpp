@@ -166,7 +166,8 @@ json status_share(const Worker& worker) {
       {"loop",
        {{"lag_ms", round3(monitor.lag_ms())},
         {"max_lag_ms", round3(monitor.max_lag_ms())},
-        {"slow_callbacks", monitor.slow_callbacks()}}},
+        {"slow_callbacks", monitor.slow_callbacks()},
+        {"turns", monitor.turns()}}},
       {"teardown", {{"releases", releases}, {"violations", violations}}},
       {"forced", worker.forced_scopes()},
   };
@@ -228,6 +229,9 @@ json pools_share(const Worker& worker) {
           {"pinned", clients.pinned}}},
         {"servers", servers},
         {"longest_wait_ms", oldest ? round3(seconds_since(*oldest, now) * 1000.0) : 0.0},
+        {"waits",
+         {{"count", pool->waits().count},
+          {"total_ms", round3(static_cast<double>(pool->waits().total_ns) / 1e6)}}},
         {"prepared_statements", pool->prepared_statement_count()},
         {"settings", settings_json(key.settings)},
     });

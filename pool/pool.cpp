@@ -251,6 +251,7 @@ std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t
     return std::nullopt;
   }
   waiters_.push_back({&waiter, client_id, Clock::now()});
+  ++waits_.count;
   const auto ticket = std::prev(waiters_.end());
   launch_connections();
   return ticket;
@@ -287,6 +288,8 @@ void Pool::serve_waiters() {
     waiters_.pop_front();
     ServerConnection& server = *idle_.back();
     transition(server, ServerState::active);
+    waits_.total_ns += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(server.state_since_ - waiter.since).count());
     context_.stats->scope_started();
     waiter.waiter->on_scope_granted(Scope(*this, server, waiter.client_id));
   }

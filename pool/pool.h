@@ -69,6 +69,12 @@ class Pool {
     Clock::time_point since;
   };
   using WaitTicket = std::list<Waiter>::iterator;
+  // Acquisitions that queued (no idle server, or others queued first), and their time in the queue
+  // until granted: how often a client waits for a server that is about to be free, and how long.
+  struct WaitCounts {
+    std::uint64_t count = 0;
+    std::uint64_t total_ns = 0;
+  };
 
   // `budget` is shared with the pools of the same (database, user) and other startup settings.
   Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database,
@@ -102,6 +108,7 @@ class Pool {
   [[nodiscard]] std::size_t prepared_statement_count() const { return statement_registry_.size(); }
   [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
   [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
+  [[nodiscard]] const WaitCounts& waits() const { return waits_; }
   // Clients logged in to this pool; a pool with none and no server may be forgotten.
   void client_joined() { ++clients_; }
   void client_left() { --clients_; }
@@ -167,6 +174,7 @@ class Pool {
   List resetting_;
   List closing_;  // until the deferred deleter frees them
   std::list<Waiter> waiters_;
+  WaitCounts waits_;
   std::shared_ptr<ServerBudget> budget_;
   std::size_t clients_ = 0;
   bool paused_ = false;

@@ -184,10 +184,12 @@ TEST_F(ControlCommandsTest, StatusShapeAndCountsReflectClients) {
   EXPECT_FALSE(drain["started"].get<bool>());
   EXPECT_EQ(drain["forced"], 0);
 
-  ASSERT_TRUE(
-      has_shape(answer["loop"],
-                {{"lag_ms", Kind::number}, {"max_lag_ms", Kind::number}, {"slow_callbacks", Kind::integer}}));
+  ASSERT_TRUE(has_shape(answer["loop"], {{"lag_ms", Kind::number},
+                                         {"max_lag_ms", Kind::number},
+                                         {"slow_callbacks", Kind::integer},
+                                         {"turns", Kind::integer}}));
   EXPECT_GE(answer["loop"]["max_lag_ms"].get<double>(), answer["loop"]["lag_ms"].get<double>() - 1e-9);
+  EXPECT_GT(answer["loop"]["turns"].get<long long>(), 0) << "the loop has polled to serve these clients";
   ASSERT_TRUE(
       has_shape(answer["teardown"],
                 {{"sla_ms", Kind::number}, {"releases", Kind::integer}, {"violations", Kind::integer}}));
@@ -240,6 +242,8 @@ TEST_F(ControlCommandsTest, PoolsShape) {
                                           {"resetting", Kind::integer}}));
   EXPECT_GE(pool["servers"]["idle"].get<int>(), 1);
   EXPECT_EQ(pool["longest_wait_ms"].get<double>(), 0.0) << "nobody waits";
+  // Logins queue while the first servers connect: counted too.
+  ASSERT_TRUE(has_shape(pool["waits"], {{"count", Kind::integer}, {"total_ms", Kind::number}}));
 }
 
 TEST_F(ControlCommandsTest, ClientsShape) {
@@ -402,6 +406,10 @@ TEST(ControlWaitingTest, WaitingClientIsCounted) {
   const PgConn holder = harness::connect(daemon.conninfo());
   const PgConn waiter = harness::connect(daemon.conninfo());
   harness::exec_ok(holder, "BEGIN");
+  const auto waits_so_far = [&] {
+    return ctltest::control(daemon.control_socket(), {{"cmd", "pools"}})["pools"][0]["waits"];
+  };
+  const json waits_before = waits_so_far();
   ASSERT_EQ(PQsendQuery(waiter.get(), "SELECT 5"), 1);
   json answer;
   EXPECT_TRUE(harness::wait_until([&] {
@@ -425,6 +433,11 @@ TEST(ControlWaitingTest, WaitingClientIsCounted) {
   const auto result = ctltest::await_result(waiter);
   ASSERT_TRUE(result.has_value());
   EXPECT_EQ(PQgetvalue(result->get(), 0, 0), std::string("5"));
+  // Counted, with at least the time it was seen waiting.
+  const json waits_after = waits_so_far();
+  EXPECT_EQ(waits_after["count"].get<int>(), waits_before["count"].get<int>() + 1) << waits_after.dump();
+  EXPECT_GE(waits_after["total_ms"].get<double>() - waits_before["total_ms"].get<double>(), 20.0)
+      << waits_before.dump() << " then " << waits_after.dump();
 }
 
 // ---- bad input -------------------------------------------------------------
