@@ -22,6 +22,9 @@ import sys
 import threading
 import time
 
+import procstat
+import quiet
+
 TARGETS = ("sluice", "pgbouncer", "pgbouncer2", "direct")
 # The PgBouncers' names become "PgBouncer <version>" from their --version (set_pgbouncer_names).
 NAMES = {"sluice": "sluice", "pgbouncer": "PgBouncer", "pgbouncer2": "PgBouncer (2)", "direct": "direct",
@@ -84,9 +87,10 @@ UNLOCK_WARNING = re.compile(r"WARNING:\s+you don't own a lock of type")
 LOCK_TIMEOUT_ERROR = re.compile(r"canceling statement due to lock timeout")
 PIN_SAMPLE_S = 0.1
 
-TEARDOWN_TARGETS_MS = {"clean": 0.05, "rollback": 1.0, "cancel": 5.0}
+# Before each round: how long to wait for the machine to be quiet (bench/quiet.py) before running anyway.
+QUIET_WAIT_S = 30
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+TEARDOWN_TARGETS_MS = {"clean": 0.05, "rollback": 1.0, "cancel": 5.0}
 
 
 class Terminated(Exception):
@@ -127,16 +131,6 @@ def first_line(cmd):
         return text[0] if text else "?"
     except (OSError, subprocess.TimeoutExpired):
         return "?"
-
-
-def cpu_ticks(pid):
-    """utime + stime of a process, in clock ticks (None if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def alive(pid):
@@ -255,6 +249,7 @@ class Bench:
         self.teardown_main = None
         self.teardown_phase = None
         self.notes = []
+        self.quiet_checks = []
         self.started = time.monotonic()
         self.pin_script = os.path.join(args.workdir, "pin.sql")
         with open(self.pin_script, "w") as f:
@@ -282,7 +277,9 @@ class Bench:
     def pgbench(self, target, options, clients, duration, label, env=None):
         cmd = self.pgbench_cmd(target, options, clients, duration)
         pid = self.pids.get(target)
-        cpu0 = cpu_ticks(pid) if pid else None
+        proc0 = procstat.sample(pid) if pid else None
+        loop0 = self.loop_counters(target)
+        machine0 = procstat.cpu_times()
         started = time.monotonic()
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90,
@@ -293,8 +290,11 @@ class Bench:
             err = (e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")) + "\n(timed out)"
             rc = -1
         wall = time.monotonic() - started
-        cpu1 = cpu_ticks(pid) if pid else None
+        machine1 = procstat.cpu_times()
+        proc1 = procstat.sample(pid) if pid else None
+        loop1 = self.loop_counters(target)
         res = {"rc": rc, "wall_s": round(wall, 2)}
+        res["machine_busy"], res["machine_steal"] = procstat.share(machine0, machine1)
         for key, rx in RE.items():
             m = rx.search(out)
             res[key] = (int(m.group(1)) if key in ("processed", "failed") else float(m.group(1))) if m else None
@@ -314,10 +314,18 @@ class Bench:
                 errors[key] = errors.get(key, 0) + 1
         res["errors"] = errors
         if pid:
-            if cpu0 is not None and cpu1 is not None and res["processed"]:
-                res["cpu_s_per_1000"] = (cpu1 - cpu0) / CLK_TCK / (res["processed"] / 1000)
-            else:
-                res["cpu_s_per_1000"] = None
+            spent = procstat.per_transaction(proc0, proc1, res["processed"])
+            res["cpu_s_per_1000"] = (spent["user_us"] + spent["sys_us"]) / 1000 if spent else None
+            res.update(spent or {})
+            if spent and res["processed"]:
+                # The whole machine's CPU per transaction (PostgreSQL, pgbench, the pooler, anything else).
+                res["machine_us"] = res["machine_busy"] * (os.cpu_count() or 1) * wall * 1e6 / res["processed"]
+            if loop0 and loop1 and res["processed"]:
+                tx = res["processed"]
+                res["turns_per_tx"] = (loop1["turns"] - loop0["turns"]) / tx
+                waits = loop1["waits"] - loop0["waits"]
+                res["waits_per_tx"] = waits / tx
+                res["wait_ms"] = (loop1["wait_ms"] - loop0["wait_ms"]) / waits if waits else 0.0
             if not alive(pid):
                 res["pooler_died"] = True
                 self.note(f"the {NAMES[target]} process (pid {pid}) is gone after {label}")
@@ -325,6 +333,19 @@ class Bench:
         shown = " ".join([*(f"{k}='{v}'" for k, v in (env or {}).items()), *cmd])
         self.log.write(f"### {label} [{NAMES[target]}] $ {shown}\nrc={rc} wall={wall:.1f}s\n{out}{err}")
         return res
+
+    def loop_counters(self, target):
+        """sluiced's loop turns and pool waits so far (its control socket), or None."""
+        control = {"sluice": self.a.control, "sluice2": self.a.sluice2_control}.get(target)
+        if not control:
+            return None
+        try:
+            turns = self.sluicectl(control, "status")["loop"]["turns"]
+            pools = self.sluicectl(control, "pools")["pools"]
+        except (RuntimeError, ValueError, KeyError, TypeError, subprocess.TimeoutExpired):
+            return None
+        return {"turns": turns, "waits": sum(p["waits"]["count"] for p in pools),
+                "wait_ms": sum(p["waits"]["total_ms"] for p in pools)}
 
     def duration(self, clients, target):
         """pgbench's -T clock starts before its clients connect, and tps leaves the connection time
@@ -412,6 +433,7 @@ class Bench:
     def rounds(self):
         self.pooled_env = {}  # target -> the startup settings (env) of its last run
         for rnd in range(self.a.rounds):
+            self.check_quiet(f"before round {rnd + 1}")
             shift = rnd % len(TARGETS)
             order = TARGETS[shift:] + TARGETS[:shift]
             for test, title, options, clients in TESTS:
@@ -439,6 +461,14 @@ class Bench:
                 if test == PIN_TEST:
                     self.set_lock_timeout(None)
             say(f"round {rnd + 1} done after {time.monotonic() - self.started:.0f}s")
+
+    def check_quiet(self, when):
+        """Waits up to QUIET_WAIT_S for a second in which other work leaves the CPUs alone, and
+        records what it saw: the report says whether the figures can be trusted."""
+        check = quiet.wait_for_quiet(QUIET_WAIT_S)
+        check["when"] = when
+        self.quiet_checks.append(check)
+        say(f"{when}: {quiet.describe(check)}" + ("" if check["quiet"] else " — NOT QUIET: figures less trustworthy"))
 
     def sluicectl(self, control, command):
         return json.loads(run([self.a.sluicectl, "-s", control, "--json", command], timeout=20))
@@ -631,6 +661,16 @@ class Bench:
     def value(self, test, target, key):
         return NOT_RUN if self.unrunnable(test, target) else self.cell(test, target, key)
 
+    def tps_range(self, test, target):
+        """(lowest, highest) tps over the rounds, or None."""
+        tps = [r["tps"] for r in self.runs.get((test, target), []) if r["tps"] is not None]
+        return (min(tps), max(tps)) if tps else None
+
+    def spread_pct(self, test, target):
+        """Half the range of the rounds' tps, as a percentage of their median."""
+        span, mid = self.tps_range(test, target), self.cell(test, target, "tps")
+        return (span[1] - span[0]) / 2 / mid * 100 if span and mid else None
+
     def failures(self, test, target):
         rs = self.runs.get((test, target), [])
         if not rs:
@@ -699,6 +739,8 @@ class Bench:
                 f = self.failures(test, t) if test else None
                 if f and f["runs_failed"] and not isinstance(vals.get(t), str) and vals.get(t) is not None:
                     text += " †"
+                if label.endswith(": tps") and test and isinstance(vals.get(t), float) and self.spread_pct(test, t) is not None:
+                    text += f" ±{self.spread_pct(test, t):.0f} %"
                 cells.append(text)
             ratios = [self.ratio(s, vals.get(t)) for t in others]
             lines.append(
@@ -718,6 +760,46 @@ class Bench:
             cells = " | ".join(self.fmt(vals[t], "{:.4f}") for t in POOLERS)
             lines.append(f"| {title} | {cells} | {' | '.join(self.ratio(vals['sluice'], vals[t]) for t in others)} |")
         return "\n".join(lines)
+
+    def time_table(self):
+        """Per test and pooler, medians over the rounds of where the pooler's time went per
+        transaction (bench/procstat.py), and for sluice its loop turns and waits for a server."""
+        lines = [
+            "| test | pooler | tps | user µs/tx | system µs/tx | sleeps/tx | preempted/tx | run-queue wait µs/tx "
+            "| loop turns/tx | waits for a server/tx | mean wait, ms | machine CPU µs/tx | pooler's share |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for test, _, _, _ in TESTS:
+            for t in POOLERS:
+                if self.unrunnable(test, t) or not self.runs.get((test, t)):
+                    continue
+                c = {k: self.cell(test, t, k) for k in ("tps", "user_us", "sys_us", "sleeps", "preempted", "runq_wait_us",
+                                                         "turns_per_tx", "waits_per_tx", "wait_ms", "machine_us")}
+                pooler = (c["user_us"] or 0) + (c["sys_us"] or 0)
+                share = pooler / c["machine_us"] if c["machine_us"] else None
+                lines.append(
+                    f"| {SHORT_LABELS[test]} | {NAMES[t]} | {self.fmt(c['tps'], '{:,.0f}')} | {self.fmt(c['user_us'], '{:.1f}')} "
+                    f"| {self.fmt(c['sys_us'], '{:.1f}')} | {self.fmt(c['sleeps'], '{:.3f}')} | {self.fmt(c['preempted'], '{:.3f}')} "
+                    f"| {self.fmt(c['runq_wait_us'], '{:.1f}')} | {self.fmt(c['turns_per_tx'], '{:.2f}')} "
+                    f"| {self.fmt(c['waits_per_tx'], '{:.2f}')} | {self.fmt(c['wait_ms'], '{:.2f}')} "
+                    f"| {self.fmt(c['machine_us'], '{:.0f}')} | {self.fmt(share * 100 if share else None, '{:.0f} %')} |")
+        return "\n".join(lines)
+
+    def quiet_table(self):
+        lines = ["| when | load average (1 min) | CPUs busy while idle | stolen | quiet |", "|---|---:|---:|---:|---|"]
+        for c in self.quiet_checks:
+            lines.append(f"| {c['when']} | {c['load1']:.2f} | {c['busy'] * 100:.0f} % | {c['steal'] * 100:.0f} % "
+                         f"| {'yes' if c['quiet'] else '**no**'} |")
+        return "\n".join(lines)
+
+    def quiet_verdict(self):
+        noisy = [c["when"] for c in self.quiet_checks if not c["quiet"]]
+        steal = median([r.get("machine_steal") for rs in self.runs.values() for r in rs])
+        stolen = f"; during the runs the hypervisor took a median {steal * 100:.1f} % of the CPUs" if steal is not None else ""
+        if not noisy:
+            return f"**Trustworthy**: the machine was quiet before every round{stolen}."
+        return (f"**Not trustworthy**: other work used the CPUs {', '.join(noisy)} (waited up to {QUIET_WAIT_S} s "
+                f"each time for it to stop){stolen}. Compare ratios measured in the same round, not absolute figures.")
 
     def workers_table(self):
         lines = [
@@ -946,17 +1028,20 @@ the price of correctness here, against poolers that hand the server on and lose 
             return False
         dat = os.path.join(self.a.workdir, "tps.dat")
         with open(dat, "w") as f:
-            f.write("test " + " ".join(f'"{NAMES[t]}"' for t in TARGETS) + "\n")
+            f.write("test " + " ".join(f'"{NAMES[t]}" low high' for t in TARGETS) + "\n")
             for test, _, _, _ in TESTS:
-                vals = [self.value(test, t, "tps") for t in TARGETS]
+                cells = []
+                for t in TARGETS:
+                    v, span = self.value(test, t, "tps"), self.tps_range(test, t)
+                    cells += [f"{v:.1f} {span[0]:.1f} {span[1]:.1f}" if isinstance(v, float) and span else "NaN NaN NaN"]
                 failed = any((self.failures(test, t) or {}).get("runs_failed") for t in TARGETS)
-                f.write(f'"{SHORT_LABELS[test]}{" *" if failed else ""}" ' + " ".join(f"{v:.1f}" if isinstance(v, float) else "NaN" for v in vals) + "\n")
+                f.write(f'"{SHORT_LABELS[test]}{" *" if failed else ""}" ' + " ".join(cells) + "\n")
         script = f"""
 set terminal pngcairo size 1100,560 font ",10"
 set output '{path}'
-set title "pgbench tps, median of {self.a.rounds} rounds of {self.a.duration} s ({datetime.date.today()}, {os.cpu_count()} CPUs; * = some runs failed, no bar = not run, see latest.md)"
+set title "pgbench tps, median of {self.a.rounds} rounds of {self.a.duration} s, bars from lowest to highest round ({datetime.date.today()}, {os.cpu_count()} CPUs; * = some runs failed, no bar = not run)"
 set style data histograms
-set style histogram clustered gap 1
+set style histogram errorbars gap 1 lw 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set logscale y
@@ -965,10 +1050,10 @@ set ylabel "transactions per second (log scale)"
 set grid ytics
 set key top right
 set xtics nomirror
-plot '{dat}' using 2:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
-     '' using 3 title columnheader(3) lc rgb "#ff7f0e", \\
-     '' using 4 title columnheader(4) lc rgb "#d62728", \\
-     '' using 5 title columnheader(5) lc rgb "#7f7f7f"
+plot '{dat}' using 2:3:4:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
+     '' using 5:6:7 title columnheader(5) lc rgb "#ff7f0e", \\
+     '' using 8:9:10 title columnheader(8) lc rgb "#d62728", \\
+     '' using 11:12:13 title columnheader(11) lc rgb "#7f7f7f"
 """
         gp = os.path.join(self.a.workdir, "tps.gp")
         with open(gp, "w") as f:
@@ -1020,12 +1105,13 @@ plot '{dat}' using 2:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
 
 Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.monotonic() - self.started + self.a.setup_s:.0f} s.
 
-- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time)
+- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time; see "Was the machine quiet?")
 - Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['pgbouncer']}` (Debian's package); `{v['pgbouncer2']}` (built by run.sh from the release tarball, bench/README.md); PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
 - Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, Unix sockets only, no TLS, trust authentication, max_client_conn 5000; every connection over a Unix socket. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
 - Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
 - Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
 - CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.
+- Quiet machine: before each round, with every target idle, the benchmark samples the CPUs for a second (bench/quiet.py) and waits up to {QUIET_WAIT_S} s for a second in which other work uses under {quiet.QUIET_BUSY * 100:.0f} % of them (and the hypervisor steals under {quiet.QUIET_STEAL * 100:.0f} %); the 1-minute load average is shown, but the benchmark's own runs keep it high for minutes. {self.quiet_verdict()}
 
 ## Results
 
@@ -1042,6 +1128,16 @@ search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV[
 ### Pooler CPU seconds per 1000 transactions, every test
 
 {self.cpu_table()}
+
+### Where the poolers' time goes, per transaction
+
+Medians over the rounds, from /proc (bench/procstat.py): user and system CPU, how often the pooler went to sleep (voluntary context switches: its loop found nothing to do) or lost the CPU to another process (involuntary), and how long it was ready to run but waited for a CPU (schedstat). For sluice, from its control socket: loop turns (kernel polls) per transaction, and how many acquisitions had to queue for a server, with their mean time in the queue. Machine CPU: all CPUs' busy time over the run (/proc/stat: PostgreSQL, pgbench, the pooler and anything else) per transaction; the pooler's share of it bounds what any pooler could gain here: with the CPUs saturated, a pooler that cost nothing would reach at most tps / (1 − share).
+
+{self.time_table()}
+
+### Was the machine quiet?
+
+{self.quiet_table()}
 
 ### Worker loops: sluiced with `workers` = 2 against 1
 
@@ -1081,7 +1177,7 @@ Afterwards, checked directly on PostgreSQL: {p['abandoned_writes']} abandoned IN
             f.write(md)
         # run.sh prints this last, after the daemons' log summaries.
         with open(os.path.join(self.a.workdir, "summary.txt"), "w") as f:
-            f.write(f"\n{table}\n\nPinning ({TEST_TITLES[PIN_TEST]}):\n\n{self.pin_table()}\n\n{self.pin_verdict()}\n")
+            f.write(f"\n{self.quiet_verdict()}\n\n{table}\n\nPinning ({TEST_TITLES[PIN_TEST]}):\n\n{self.pin_table()}\n\n{self.pin_verdict()}\n")
             f.write(f"\nTeardown phase (sluiced):\n\n{self.teardown_table(p['report'])}\n")
             if self.notes:
                 f.write("\nNotes:\n" + "".join(f"- {n}\n" for n in self.notes))
@@ -1091,7 +1187,7 @@ Afterwards, checked directly on PostgreSQL: {p['abandoned_writes']} abandoned IN
 def main():
     signal.signal(signal.SIGTERM, on_sigterm)
     p = argparse.ArgumentParser()
-    for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "teardown-sluice", "control",
+    for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "teardown-sluice", "control", "sluice2-control",
                  "teardown-control", "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user",
                  "pgbouncer-bin", "pgbouncer2-bin"):  # fmt: skip
         p.add_argument("--" + name, required=True)
@@ -1113,6 +1209,7 @@ def main():
     set_pgbouncer_names(args)
     b = Bench(args)
     try:
+        b.check_quiet("before the benchmark")
         say("warm-up")
         b.warm_up()
         b.search_path_check("before the rounds", TEST_ENV["SP50"])

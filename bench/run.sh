@@ -11,7 +11,7 @@
 # SIGTERM.
 #
 # Environment (all optional):
-#   BENCH_DURATION=3   seconds per pgbench run        BENCH_ROUNDS=3     rounds (medians over them)
+#   BENCH_DURATION=3   seconds per pgbench run        BENCH_ROUNDS=5     rounds (medians over them)
 #   BENCH_IDLE_CLIENTS=2000                           BENCH_SCALE=10     pgbench -i -s
 #   BENCH_PG_PORT=55432 BENCH_SLUICE_PORT=6432 BENCH_PGBOUNCER_PORT=6433 BENCH_PGBOUNCER2_PORT=6435
 #                      (Unix sockets only: the ports only name the sockets, each in its own temp dir)
@@ -26,7 +26,7 @@ bench_dir=$root/bench
 started=$SECONDS
 
 duration=${BENCH_DURATION:-3}
-rounds=${BENCH_ROUNDS:-3}
+rounds=${BENCH_ROUNDS:-5}
 idle_clients=${BENCH_IDLE_CLIENTS:-2000}
 scale=${BENCH_SCALE:-10}
 tests=${BENCH_TESTS:-}
@@ -275,7 +275,7 @@ mkdir -p "$bench_dir/results"
 python3 "$bench_dir/bench.py" \
   --root "$root" --bench-dir "$bench_dir" --out-dir "$bench_dir/results" --workdir "$work" \
   --sluice "$work:$sluice_port" --sluice-pid "$sluiced_pid" \
-  --sluice2 "$work:$workers_port" --sluice2-pid "$workers_pid" \
+  --sluice2 "$work:$workers_port" --sluice2-pid "$workers_pid" --sluice2-control "$work/control-workers.sock" \
   --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" --pgbouncer-bin "$pgbouncer1" \
   --pgbouncer2 "$pgb2_dir:$pgbouncer2_port" --pgbouncer2-pid "$pgbouncer2_pid" --pgbouncer2-bin "$pgbouncer2" \
   --direct "$pg_dir:$pg_port" \
