@@ -21,6 +21,11 @@ bool is_lone_terminate(protocol::Bytes chunk) {
   return chunk.size() == 5 && chunk[0] == 'X' && protocol::read_u32(chunk.data() + 1) == 4;
 }
 
+// One whole simple Query and nothing after it: what most clients send and then wait on.
+bool is_lone_simple_query(protocol::Bytes held) {
+  return held.size() > 5 && held[0] == 'Q' && protocol::read_u32(held.data() + 1) == held.size() - 1;
+}
+
 }  // namespace
 
 std::string_view client_state_name(ClientState state) {
@@ -239,10 +244,7 @@ void ClientSession::on_scope_granted(pool::Scope scope) {
   }
   set_state(ClientState::active);
   if (held_.empty()) return;  // granted inside acquire: the caller forwards
-  std::string held;
-  held.swap(held_);
-  socket_->set_reading(true);
-  forward_to_server(protocol::as_bytes(held));
+  forward_held();
 }
 
 void ClientSession::on_settings_captured(std::optional<pool::SessionSettings> settings,
@@ -458,12 +460,17 @@ void ClientSession::backend_state_read(const std::optional<std::vector<protocol:
   forward_held();
 }
 
-// Its own query is done: the client's bytes held behind it go now.
+// A server is the client's, or its own query is done: the client's bytes held meanwhile go now,
+// and a cancel the client sent for them follows them.
 void ClientSession::forward_held() {
   std::string held;
   held.swap(held_);
   socket_->set_reading(true);
   if (!held.empty()) forward_to_server(protocol::as_bytes(held));
+  if (cancel_held_ && scope_ && own_query_ == OwnQuery::none && state_ != ClientState::closing) {
+    cancel_held_ = false;
+    scope_.server().forward_cancel();
+  }
 }
 
 bool ClientSession::at_transaction_boundary() const {
@@ -542,9 +549,35 @@ void ClientSession::on_server_lost(const std::string& reason) {
   fail(sqlstate::kConnectionFailure, "server connection lost: " + reason);
 }
 
+// What a direct connection does with a cancel: stop the statement the client sent. Through
+// sluiced that statement may not have reached a server yet.
 void ClientSession::forward_cancel() {
-  // During sluiced's own query nothing of the client's runs: there is nothing to cancel.
-  if (scope_ && own_query_ == OwnQuery::none) scope_.server().forward_cancel();
+  if (scope_ && own_query_ == OwnQuery::none) return scope_.server().forward_cancel();
+  if (held_.empty()) return;  // nothing sent since the last reply: nothing to cancel, as directly
+  if (state_ == ClientState::waiting && is_lone_simple_query(protocol::as_bytes(held_))) {
+    return answer_cancelled_while_waiting();
+  }
+  // Behind sluiced's own query, or more than one statement waiting for a server: the cancel
+  // follows the held bytes to the server (forward_held).
+  cancel_held_ = true;
+}
+
+// A client waiting for a server cancelled its one statement: it leaves the queue, and the
+// statement is answered as PostgreSQL answers one cancelled before it returned a row.
+void ClientSession::answer_cancelled_while_waiting() {
+  if (wait_ticket_) {
+    pool_->cancel_wait(*wait_ticket_);
+    wait_ticket_.reset();
+  }
+  held_.clear();
+  log::debug("client ", id_, ": cancelled a statement still waiting for a server: answered without a server");
+  std::string reply;
+  protocol::append_error_response(reply, protocol::Severity::error, sqlstate::kQueryCanceled,
+                                  "canceling statement due to user request");
+  protocol::append_ready_for_query(reply, 'I');
+  if (!socket_->write(reply)) return close("client write failed");
+  set_state(ClientState::idle);
+  socket_->set_reading(true);
 }
 
 }  // namespace sluice::frontend

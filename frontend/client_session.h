@@ -118,6 +118,7 @@ class ClientSession final : net::PollSocket::Handler,
   // The server said what backend state the transaction left: keep the server, or let it go.
   void backend_state_read(const std::optional<std::vector<protocol::QueryReply>>& replies);
   void forward_held();
+  void answer_cancelled_while_waiting();
 
   Worker& worker_;
   std::uint64_t id_;
@@ -146,7 +147,8 @@ class ClientSession final : net::PollSocket::Handler,
   // sluiced's own query that runs on its server, alone: the client's bytes are held until it is done.
   enum class OwnQuery { none, settings_restore, backend_state_probe };
   OwnQuery own_query_ = OwnQuery::none;
-  std::string pin_reason_;  // see pinned_because()
+  bool cancel_held_ = false;  // a CancelRequest came while its statement was held
+  std::string pin_reason_;    // see pinned_because()
   // Its last transaction may have changed its settings: until its server's
   // release has read them, it does not ask for another.
   std::shared_ptr<pool::SettingsCapture> capture_;

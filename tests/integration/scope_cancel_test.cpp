@@ -16,6 +16,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/scope_helpers.h"
 
@@ -110,7 +111,9 @@ Outcome finish_query(PGconn* conn, Clock::time_point started) {
 }
 
 TEST_F(ScopeCancelTest, PQcancelThroughSluicedStopsTheRunningQuery) {
-  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
+  // One server: after the cancel the client's next statements find the same one (with two, the
+  // other may serve them while the cancel's delivery is still being confirmed).
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
   const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
   const Clock::time_point started = Clock::now();
   ASSERT_EQ(PQsendQuery(conn.get(), "SELECT pg_sleep(30)"), 1) << PQerrorMessage(conn.get());
@@ -228,6 +231,82 @@ TEST_F(ScopeCancelTest, KeyOfAClientWithoutServerOrGoneCancelsNothing) {
   EXPECT_EQ(outcome.status, PGRES_TUPLES_OK) << "a stale key cancelled the query: " << outcome.message;
   EXPECT_GE(outcome.took, milliseconds(1900));
   PQfreeCancel(idle_key);
+}
+
+// A client waiting for a server (the pool is busy) cancels its statement: directly, that
+// statement would be running and would stop with 57014; through sluiced it has not reached a
+// server, so it is answered so at once, and the client leaves the queue and goes on.
+TEST_F(ScopeCancelTest, PQcancelOfAStatementWaitingForAServerAnswersItAtOnce) {
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
+  const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
+  const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
+  harness::exec_ok(holder, "BEGIN");
+  harness::exec_ok(holder, "SELECT 1");  // the one server is the holder's until it commits
+  const Clock::time_point started = Clock::now();
+  ASSERT_EQ(PQsendQuery(waiter.get(), "SELECT pg_sleep(30)"), 1);
+  ASSERT_TRUE(wait_until([&] {
+    return ctltest::status(sluiced.control_socket())["clients"]["waiting"] == 1;
+  })) << ctltest::status(sluiced.control_socket()).dump();
+
+  PGcancel* cancel = PQgetCancel(waiter.get());
+  std::array<char, 256> error{};
+  EXPECT_EQ(PQcancel(cancel, error.data(), static_cast<int>(error.size())), 1) << error.data();
+  PQfreeCancel(cancel);
+  const Outcome outcome = finish_query(waiter.get(), started);
+  EXPECT_EQ(outcome.status, PGRES_FATAL_ERROR) << outcome.message;
+  EXPECT_EQ(outcome.sqlstate, "57014") << outcome.message;
+  EXPECT_NE(outcome.message.find("canceling statement due to user request"), std::string::npos)
+      << outcome.message;
+  EXPECT_LT(outcome.took, seconds(5)) << "the waiting statement was not answered while the pool stayed busy";
+  EXPECT_EQ(PQtransactionStatus(waiter.get()), PQTRANS_IDLE);
+  EXPECT_EQ(ctltest::status(sluiced.control_socket())["clients"]["waiting"], 0) << "it left the queue";
+
+  // Nothing of it ran, and both go on: the waiter gets the server once the holder commits.
+  EXPECT_TRUE(wait_until([&] {
+    return sluiced.log().find("answered without a server") != std::string::npos;
+  })) << sluiced.log();
+  const auto backends = scope_test::client_backends(observer_, kDatabase);
+  for (const auto& backend : backends)
+    EXPECT_EQ(backend.query.find("pg_sleep(30)"), std::string::npos) << scope_test::describe(backends);
+  harness::exec_ok(holder, "COMMIT");
+  EXPECT_EQ(scalar(waiter, "SELECT 3"), "3");
+  EXPECT_EQ(scalar(holder, "SELECT 4"), "4");
+}
+
+// Two statements in one write, waiting for a server: the cancel follows them to the server once
+// one is free, and stops the one running then, as it would have directly.
+TEST_F(ScopeCancelTest, PQcancelOfAPipelineWaitingForAServerFollowsItToTheServer) {
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
+  const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
+  const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
+  harness::exec_ok(holder, "BEGIN");
+  harness::exec_ok(holder, "SELECT 1");
+  ASSERT_EQ(PQenterPipelineMode(waiter.get()), 1);
+  ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT pg_sleep(30)", 0, nullptr, nullptr, nullptr, nullptr, 0),
+            1);
+  ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
+  ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT 5", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
+  ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
+  ASSERT_TRUE(wait_until([&] {
+    return ctltest::status(sluiced.control_socket())["clients"]["waiting"] == 1;
+  })) << ctltest::status(sluiced.control_socket()).dump();
+  PGcancel* cancel = PQgetCancel(waiter.get());
+  std::array<char, 256> error{};
+  EXPECT_EQ(PQcancel(cancel, error.data(), static_cast<int>(error.size())), 1) << error.data();
+  PQfreeCancel(cancel);
+
+  const Clock::time_point released = Clock::now();
+  harness::exec_ok(holder, "COMMIT");
+  const Outcome first = finish_query(waiter.get(), released);
+  EXPECT_EQ(first.sqlstate, "57014") << first.message;
+  EXPECT_LT(first.took, seconds(5)) << "pg_sleep(30) was not cancelled once it reached the server";
+  PGresult* sync = PQgetResult(waiter.get());
+  ASSERT_NE(sync, nullptr);
+  EXPECT_EQ(PQresultStatus(sync), PGRES_PIPELINE_SYNC);
+  PQclear(sync);
+  const Outcome second = finish_query(waiter.get(), released);
+  EXPECT_EQ(second.status, PGRES_TUPLES_OK)
+      << "the statement after the cancelled one runs: " << second.message;
 }
 
 }  // namespace
