@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -234,6 +236,104 @@ TEST_F(SessionPinTest, ALoadedLibraryPinsAndTheServerIsClosedAfter) {
               "a loaded library or dblink connection");
   }
   EXPECT_TRUE(harness::wait_until([&] { return discards(*sluiced_) == 1; }));
+}
+
+// Holds up the question sluiced asks a server when a transaction that may have made or dropped
+// backend state ends: it reads pg_type, which this direct session locks until release(). The
+// client's next bytes then meet the question still in flight.
+class BackendStateQuestionHeld {
+ public:
+  BackendStateQuestionHeld()
+      : locker_(harness::connect(harness::postgres().conninfo(kDatabase))),
+        observer_(harness::connect(harness::postgres().conninfo(kDatabase))) {
+    asked();  // its catalog lookups made before the lock, which would hold them up too
+    harness::exec_ok(locker_, "begin");
+    harness::exec_ok(locker_, "lock table pg_catalog.pg_type in access exclusive mode");
+  }
+  // A backend waits for the lock with sluiced's question.
+  bool asked() {
+    return scalar(observer_,
+                  "select count(*) from pg_stat_activity where wait_event_type = 'Lock' and "
+                  "query like '%pg_my_temp_schema%' and pid <> pg_backend_pid()") == "1";
+  }
+  void release() { harness::exec_ok(locker_, "commit"); }
+  std::string seen() {
+    return scalar(observer_,
+                  "select string_agg(coalesce(wait_event_type,'-') || ':' || left(query, 60), ' | ') from "
+                  "pg_stat_activity where pid <> pg_backend_pid()");
+  }
+
+ private:
+  PgConn locker_;
+  PgConn observer_;
+};
+
+// A client that says goodbye while sluiced asks its server what it holds: the Terminate waits
+// behind the question, and then ends the session without a server — here the other server is in
+// another client's transaction, and a third client, queued first, takes the freed one for 30 s.
+TEST_F(SessionPinTest, ATerminateBehindTheBackendStateQuestionEndsTheSession) {
+  const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
+  // Once through first: the backend's own catalog lookups for these statements are made.
+  harness::exec_ok(client, "select pg_advisory_lock(1)");
+  harness::exec_ok(client, "select pg_advisory_unlock(1)");
+  harness::exec_ok(client, "select pg_advisory_lock(1)");
+  ASSERT_EQ(pinned_because(*sluiced_, "advisory locks"), "advisory locks");
+  const PgConn holder = harness::connect(sluiced_->conninfo(kDatabase));
+  const PgConn sleeper = harness::connect(sluiced_->conninfo(kDatabase));
+  harness::exec_ok(holder, "begin");
+  harness::exec_ok(holder, "select 1");  // the pool's other server
+  BackendStateQuestionHeld question;
+  ASSERT_EQ(PQsendQuery(client.get(), "select pg_advisory_unlock(1)"), 1);
+  const auto unlocked = ctltest::await_result(client);
+  ASSERT_TRUE(unlocked.has_value());
+  EXPECT_EQ(PQgetvalue(unlocked->get(), 0, 0), std::string("t"));
+  ASSERT_TRUE(harness::wait_until([&] { return question.asked(); }))
+      << "sluiced's question was not held up: " << question.seen();
+  ASSERT_EQ(PQsendQuery(sleeper.get(), "select pg_sleep(30)"), 1);
+  ASSERT_TRUE(harness::wait_until(
+      [&] { return ctltest::status(sluiced_->control_socket())["clients"]["waiting"] == 1; }));
+  const char terminate[] = {'X', 0, 0, 0, 4};
+  ASSERT_EQ(write(PQsocket(client.get()), terminate, sizeof terminate), 5);
+  question.release();
+
+  EXPECT_TRUE(harness::wait_until([&] {
+    return sluiced_->log().find("closing because: client terminated") != std::string::npos;
+  })) << sluiced_->log();
+  PGcancel* cancel = PQgetCancel(sleeper.get());
+  std::array<char, 256> error{};
+  PQcancel(cancel, error.data(), static_cast<int>(error.size()));
+  PQfreeCancel(cancel);
+  ctltest::await_result(sleeper);
+  harness::exec_ok(holder, "commit");
+  EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
+  EXPECT_EQ(discards(*sluiced_), 0);
+}
+
+// A drain that begins while sluiced asks a pinned client's server what it holds: the question's
+// answer is the client's transaction boundary, where the drain ends it (57P01), not its deadline.
+TEST_F(SessionPinTest, ADrainDuringTheBackendStateQuestionEndsTheClientAtItsBoundary) {
+  const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
+  ctltest::NoticeLog notices(client);
+  harness::exec_ok(client, "create temp table kept (n int)");
+  harness::exec_ok(client, "listen first");
+  ASSERT_EQ(pinned_because(*sluiced_, "temporary objects, LISTEN"), "temporary objects, LISTEN");
+  BackendStateQuestionHeld question;
+  ASSERT_EQ(PQsendQuery(client.get(), "listen second"), 1);
+  ASSERT_TRUE(ctltest::await_result(client).has_value());
+  ASSERT_TRUE(harness::wait_until([&] { return question.asked(); }))
+      << "sluiced's question was not held up: " << question.seen();
+  const auto drain = ctltest::control(sluiced_->control_socket(), {{"cmd", "drain"}, {"timeout_s", 30}});
+  ASSERT_EQ(drain.value("ok", false), true) << drain.dump();
+  question.release();
+
+  EXPECT_TRUE(ctltest::await_closed_while_idle(client)) << "the client was not ended at its boundary";
+  EXPECT_TRUE(notices.saw_sqlstate("57P01")) << notices.describe();
+  nlohmann::json status;
+  EXPECT_TRUE(harness::wait_until([&] {
+    status = ctltest::status(sluiced_->control_socket());
+    return status["state"] == "drained";
+  })) << status.dump();
+  EXPECT_EQ(status["drain"]["forced"], 0) << status.dump();
 }
 
 // session_state "refuse": what would pin is refused with 0A000, the session goes on; state made
