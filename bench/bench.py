@@ -250,6 +250,7 @@ class Bench:
         self.teardown_phase = None
         self.notes = []
         self.quiet_checks = []
+        self.relay_floor_us = None
         self.started = time.monotonic()
         self.pin_script = os.path.join(args.workdir, "pin.sql")
         with open(self.pin_script, "w") as f:
@@ -461,6 +462,19 @@ class Bench:
                 if test == PIN_TEST:
                     self.set_lock_timeout(None)
             say(f"round {rnd + 1} done after {time.monotonic() - self.started:.0f}s")
+
+    def measure_relay_floor(self):
+        """CPU µs per round trip of bench/relay_floor.c: the median of three runs."""
+        runs = []
+        for _ in range(3):
+            try:
+                runs.append(float(run([self.a.relay_floor, "100000"], timeout=120)))
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+                self.note(f"bench/relay_floor.c failed: {e}")
+                break
+        self.relay_floor_us = median(runs)
+        if self.relay_floor_us is not None:
+            say(f"relay floor: {self.relay_floor_us:.1f} µs CPU per round trip")
 
     def check_quiet(self, when):
         """Waits up to QUIET_WAIT_S for a second in which other work leaves the CPUs alone, and
@@ -1131,7 +1145,7 @@ search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV[
 
 ### Where the poolers' time goes, per transaction
 
-Medians over the rounds, from /proc (bench/procstat.py): user and system CPU, how often the pooler went to sleep (voluntary context switches: its loop found nothing to do) or lost the CPU to another process (involuntary), and how long it was ready to run but waited for a CPU (schedstat). For sluice, from its control socket: loop turns (kernel polls) per transaction, and how many acquisitions had to queue for a server, with their mean time in the queue. Machine CPU: all CPUs' busy time over the run (/proc/stat: PostgreSQL, pgbench, the pooler and anything else) per transaction; the pooler's share of it bounds what any pooler could gain here: with the CPUs saturated, a pooler that cost nothing would reach at most tps / (1 − share).
+Medians over the rounds, from /proc (bench/procstat.py): user and system CPU, how often the pooler went to sleep (voluntary context switches: its loop found nothing to do) or lost the CPU to another process (involuntary), and how long it was ready to run but waited for a CPU (schedstat). For sluice, from its control socket: loop turns (kernel polls) per transaction, and how many acquisitions had to queue for a server, with their mean time in the queue. Machine CPU: all CPUs' busy time over the run (/proc/stat: PostgreSQL, pgbench, the pooler and anything else) per transaction; the pooler's share of it bounds what any pooler could gain here: with the CPUs saturated, a pooler that cost nothing would reach at most tps / (1 − share). The floor under any pooler's part: a relay that does nothing else (bench/relay_floor.c: two processes pass 60 bytes back and forth over a Unix socket pair, each round trip two sends, two receives and two wake-ups, as a pooler's transaction has) costs {self.fmt(self.relay_floor_us, "{:.1f}")} µs of CPU per round trip here.
 
 {self.time_table()}
 
@@ -1187,7 +1201,7 @@ Afterwards, checked directly on PostgreSQL: {p['abandoned_writes']} abandoned IN
 def main():
     signal.signal(signal.SIGTERM, on_sigterm)
     p = argparse.ArgumentParser()
-    for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "teardown-sluice", "control", "sluice2-control",
+    for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "teardown-sluice", "control", "sluice2-control", "relay-floor",
                  "teardown-control", "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user",
                  "pgbouncer-bin", "pgbouncer2-bin"):  # fmt: skip
         p.add_argument("--" + name, required=True)
@@ -1210,6 +1224,7 @@ def main():
     b = Bench(args)
     try:
         b.check_quiet("before the benchmark")
+        b.measure_relay_floor()
         say("warm-up")
         b.warm_up()
         b.search_path_check("before the rounds", TEST_ENV["SP50"])

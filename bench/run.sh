@@ -271,6 +271,9 @@ done
 
 # --- the benchmark --------------------------------------------------------------------------------------
 
+# The kernel's floor under a pooler's transaction (bench/relay_floor.c), built for this run.
+cc -O2 -o "$work/relay_floor" "$bench_dir/relay_floor.c" || die "could not build bench/relay_floor.c"
+
 mkdir -p "$bench_dir/results"
 python3 "$bench_dir/bench.py" \
   --root "$root" --bench-dir "$bench_dir" --out-dir "$bench_dir/results" --workdir "$work" \
@@ -278,7 +281,7 @@ python3 "$bench_dir/bench.py" \
   --sluice2 "$work:$workers_port" --sluice2-pid "$workers_pid" --sluice2-control "$work/control-workers.sock" \
   --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" --pgbouncer-bin "$pgbouncer1" \
   --pgbouncer2 "$pgb2_dir:$pgbouncer2_port" --pgbouncer2-pid "$pgbouncer2_pid" --pgbouncer2-bin "$pgbouncer2" \
-  --direct "$pg_dir:$pg_port" \
+  --direct "$pg_dir:$pg_port" --relay-floor "$work/relay_floor" \
   --teardown-sluice "$work:$teardown_port" \
   --control "$work/control.sock" --teardown-control "$work/control-teardown.sock" \
   --sluicectl "$sluicectl" --sluiced "$sluiced" --user "$user" \
