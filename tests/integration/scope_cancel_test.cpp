@@ -233,6 +233,20 @@ TEST_F(ScopeCancelTest, KeyOfAClientWithoutServerOrGoneCancelsNothing) {
   PQfreeCancel(idle_key);
 }
 
+// Waits until sluiced counts one client waiting for a server.
+bool one_client_waits(const harness::Sluiced& sluiced) {
+  return wait_until([&] { return ctltest::status(sluiced.control_socket())["clients"]["waiting"] == 1; });
+}
+
+// PQcancel on `conn`, as a driver's cancel does: "" once sent, else libpq's error.
+std::string cancel_with_libpq(const PgConn& conn) {
+  PGcancel* cancel = PQgetCancel(conn.get());
+  std::array<char, 256> error{};
+  const bool sent = cancel != nullptr && PQcancel(cancel, error.data(), static_cast<int>(error.size())) == 1;
+  if (cancel != nullptr) PQfreeCancel(cancel);
+  return sent ? "" : std::string("PQcancel failed: ") + error.data();
+}
+
 // A client waiting for a server (the pool is busy) cancels its statement: directly, that
 // statement would be running and would stop with 57014; through sluiced it has not reached a
 // server, so it is answered so at once, and the client leaves the queue and goes on.
@@ -244,14 +258,9 @@ TEST_F(ScopeCancelTest, PQcancelOfAStatementWaitingForAServerAnswersItAtOnce) {
   harness::exec_ok(holder, "SELECT 1");  // the one server is the holder's until it commits
   const Clock::time_point started = Clock::now();
   ASSERT_EQ(PQsendQuery(waiter.get(), "SELECT pg_sleep(30)"), 1);
-  ASSERT_TRUE(wait_until([&] {
-    return ctltest::status(sluiced.control_socket())["clients"]["waiting"] == 1;
-  })) << ctltest::status(sluiced.control_socket()).dump();
+  ASSERT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
 
-  PGcancel* cancel = PQgetCancel(waiter.get());
-  std::array<char, 256> error{};
-  EXPECT_EQ(PQcancel(cancel, error.data(), static_cast<int>(error.size())), 1) << error.data();
-  PQfreeCancel(cancel);
+  EXPECT_EQ(cancel_with_libpq(waiter), "");
   const Outcome outcome = finish_query(waiter.get(), started);
   EXPECT_EQ(outcome.status, PGRES_FATAL_ERROR) << outcome.message;
   EXPECT_EQ(outcome.sqlstate, "57014") << outcome.message;
@@ -287,13 +296,8 @@ TEST_F(ScopeCancelTest, PQcancelOfAPipelineWaitingForAServerFollowsItToTheServer
   ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
   ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT 5", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
   ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
-  ASSERT_TRUE(wait_until([&] {
-    return ctltest::status(sluiced.control_socket())["clients"]["waiting"] == 1;
-  })) << ctltest::status(sluiced.control_socket()).dump();
-  PGcancel* cancel = PQgetCancel(waiter.get());
-  std::array<char, 256> error{};
-  EXPECT_EQ(PQcancel(cancel, error.data(), static_cast<int>(error.size())), 1) << error.data();
-  PQfreeCancel(cancel);
+  ASSERT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
+  EXPECT_EQ(cancel_with_libpq(waiter), "");
 
   const Clock::time_point released = Clock::now();
   harness::exec_ok(holder, "COMMIT");
