@@ -140,8 +140,8 @@ class Sluiced {
   bool exit_expected_ = false;  // the test signalled sluiced or waited for its exit
 };
 
-// The sluiced binary Sluiced runs: $SLUICE_TEST_SLUICED when set (make test runs the worker tests
-// against a ThreadSanitizer build that way), else the one built beside the tests.
+// The sluiced binary Sluiced runs: $SLUICE_TEST_SLUICED when set (make test-sanitized runs the
+// worker tests against a ThreadSanitizer build that way), else the one built beside the tests.
 std::string sluiced_path();
 
 // libpq handles that clean up after themselves.
