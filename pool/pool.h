@@ -22,6 +22,7 @@
 #include "pool/scope.h"
 #include "pool/server_budget.h"
 #include "pool/server_connection.h"
+#include "pool/setting_functions.h"
 #include "pool/teardown_stats.h"
 #include "protocol/startup_settings.h"
 
@@ -100,6 +101,8 @@ class Pool {
   // Named prepared statements of this pool's clients (transaction mode).
   [[nodiscard]] StatementRegistry& statement_registry() { return statement_registry_; }
   [[nodiscard]] std::size_t prepared_statement_count() const { return statement_registry_.size(); }
+  // Functions that may change settings unseen (transaction mode with a statement router).
+  [[nodiscard]] const SettingFunctionWatch& setting_functions() const { return setting_functions_; }
   [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
   [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
   // Clients logged in to this pool; a pool with none and no server may be forgotten.
@@ -137,6 +140,9 @@ class Pool {
   void launch_connections();
   void fail_waiters(const char* sqlstate, const std::string& message);
   void close_idle_over_size();
+  // Reads the setting functions on an idle (or just connected) server before it serves anyone.
+  void read_setting_functions_on(ServerConnection& server);
+  [[nodiscard]] bool setting_functions_due() const;
   [[nodiscard]] std::string reset_query_for(bool session_mode) const;
   [[nodiscard]] std::size_t size_limit() const;
   [[nodiscard]] std::size_t fair_share() const;
@@ -160,6 +166,7 @@ class Pool {
   std::vector<std::string> connect_values_;
   std::optional<ServerParameters> parameters_;
   StatementRegistry statement_registry_;
+  SettingFunctionWatch setting_functions_;
 
   List connecting_;
   List idle_;  // most recently used at the back

@@ -1,0 +1,71 @@
+// Which functions may change a session's settings where the client's SQL cannot show it: a SET or
+// set_config() inside a PL/pgSQL or SQL function, or a trigger's. Per pool, sluiced reads them from
+// the catalog (kSettingFunctionsQuery, run on one of its servers outside any client's scope); the
+// statement router marks a transaction that calls one, or writes to a table whose trigger may run
+// one, as one that changed settings: its settings are read back at release and the server is
+// proven clean. Until the first read succeeds every call counts (fail safe, never a leak).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "protocol/query_replies.h"
+#include "protocol/sql_commands.h"
+
+namespace sluice::pool {
+
+// Rows of (kind, name): 'f' a function's name, 't' a table with a trigger running one, 'c' a custom
+// setting ("app.tenant") one of them names, lower case. Conservative: any function outside
+// pg_catalog and information_schema, in any language but internal and C, whose source mentions
+// set_config, SET, RESET or DISCARD (or whose body is SQL-standard and so not in prosrc) counts,
+// whatever its schema. Its SET clauses (proconfig) do not protect: a plain SET inside outlives the
+// call. Every name is qualified and no pattern needs a backslash: any search_path and
+// standard_conforming_strings read it alike.
+extern const std::string_view kSettingFunctionsQuery;
+
+struct SettingFunctions {
+  protocol::WatchedNames names;
+  std::vector<std::string> custom_names;
+};
+
+// nullopt when the reply is not what the query returns (an error, say).
+std::optional<SettingFunctions> read_setting_functions(const protocol::QueryReply& reply);
+
+// A pool's knowledge of them, and when it is to be read again: never read, failed, made stale by
+// DDL seen through sluiced, or older than kMaxAge.
+class SettingFunctionWatch {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::seconds kMaxAge{10};
+  static constexpr std::chrono::seconds kRetryAfterFailure{5};
+
+  SettingFunctionWatch() { known_.names.everything = true; }
+
+  [[nodiscard]] const protocol::WatchedNames& names() const { return known_.names; }
+  [[nodiscard]] const std::vector<std::string>& custom_names() const { return known_.custom_names; }
+  // Changes whenever the names do: a prepared statement's verdict is kept until then.
+  [[nodiscard]] std::uint64_t generation() const { return generation_; }
+
+  // Time to read them (and no read is under way).
+  [[nodiscard]] bool due(Clock::time_point now) const { return !reading_ && (stale_ || now >= next_read_); }
+  void mark_stale() { stale_ = true; }
+  // DDL seen from here on may be newer than what this read finds: it marks the watch stale again.
+  void read_started() {
+    reading_ = true;
+    stale_ = false;
+  }
+  void read_finished(std::optional<SettingFunctions> read, Clock::time_point now);
+
+ private:
+  SettingFunctions known_;
+  std::uint64_t generation_ = 1;
+  bool reading_ = false;
+  bool stale_ = false;
+  Clock::time_point next_read_{};  // the first read is due at once
+};
+
+}  // namespace sluice::pool
