@@ -397,7 +397,6 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   const bool needs_reset = session_mode || server.session_changed() || server.carries_client_settings() ||
                            server.capture_ || !server.tracks_statements() || server.may_hold_backend_state();
   force_discard = force_discard || server.library_loaded();  // no reset undoes LOAD
-  if (server.functions_changed()) setting_functions_.mark_stale();
 
   // The common case, once per transaction: clean and nothing to run. No plan, no allocation.
   if (!force_discard && !client_mid_message && server.idle_clean() && !needs_reset &&
@@ -408,6 +407,8 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
     return serve_waiters();
   }
 
+  // (It also changed the session: never the common case.)
+  if (server.functions_changed()) setting_functions_.mark_stale();
   TeardownPlan plan;
   plan.started_at = started_at;
   plan.client_id = client_id;
