@@ -74,8 +74,12 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
   carry_ = event.length + std::uint64_t{1} - seen;
   carry_gathered_ = is_read_whole(event.type);
   if (!carry_gathered_) {
-    // A FunctionCall runs a function sluiced cannot see into: the server is asked afterwards.
-    if (event.type == 'F') server_->note_backend_state_touched();
+    // A FunctionCall runs a function sluiced cannot see into: the server is asked afterwards, and
+    // its settings are read back where some function may change them.
+    if (event.type == 'F') {
+      server_->note_backend_state_touched();
+      if (!functions_.names().none()) server_->note_session_change();
+    }
     editor_.release_held(began_earlier);
     server_->note_frontend_message(event.type);
     server_->expect_forwarded(event.type);

@@ -415,6 +415,9 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
   const auto replies = protocol::read_query_replies(protocol::as_bytes(reset_replies_));
   std::string().swap(reset_replies_);
   if (!replies || replies->size() != reset_reply_count()) return "the reset's replies could not be read";
+  // What the pool's servers were found to have at their reset values counts as theirs.
+  SessionBaseline baseline = *baseline_;
+  if (const auto& learnt = pool_.setting_functions().baseline()) baseline.adopt(*learnt);
   std::size_t next = 0;
   if (plan_.capture) {
     const protocol::QueryReply& lift = (*replies)[next++];
@@ -422,7 +425,7 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
     for (const auto* reply : {&lift, &read}) {
       if (reply->error) return "reading the client's settings failed: " + reply->error->describe();
     }
-    captured_settings_ = read_client_settings(lift, read, *baseline_);
+    captured_settings_ = read_client_settings(lift, read, baseline);
     if (!captured_settings_) return "the client's settings could not be read";
   }
   if (!plan_.reset_query.empty()) {
@@ -430,7 +433,7 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
     if (reset.error) return "reset failed: " + reset.error->describe();
   }
   if (plan_.prove_reset) {
-    const auto left = read_session_settings((*replies)[next++], *baseline_);
+    const auto left = read_session_settings((*replies)[next++], baseline);
     if (!left) return "the settings after the reset could not be read";
     if (!left->empty()) {
       std::string names;

@@ -12,6 +12,9 @@ namespace {
   "OR p.prosrc OPERATOR(pg_catalog.~*) E'set_config|\\\\mreset\\\\M|\\\\mdiscard\\\\M' " \
   "OR pg_catalog.regexp_replace(p.prosrc, E'\\\\mupdate\\\\M[^;]*?\\\\mset\\\\M', ' ', 'gi') "  \
   "OPERATOR(pg_catalog.~*) E'\\\\mset\\\\M')"
+// A value as hex of its bytes in the server encoding, as session_settings_query returns them.
+#define SLUICE_HEX(value) \
+  "pg_catalog.encode(pg_catalog.convert_to(" value ", pg_catalog.current_setting('server_encoding')), 'hex')"
 
 void ascii_lower(std::string& text) {
   for (char& c : text) {
@@ -35,27 +38,51 @@ const std::string_view kSettingFunctionsQuery =
     "OR n.nspname OPERATOR(pg_catalog.=) 'information_schema') "
     "AND " SLUICE_SETTING_SOURCE
     ") "
-    "SELECT 'f', proname::pg_catalog.text FROM f "
-    "UNION SELECT 'f', p.proname::pg_catalog.text FROM pg_catalog.pg_aggregate a, pg_catalog.pg_proc p, f "
+    "SELECT 'f', proname::pg_catalog.text, NULL::pg_catalog.text FROM f "
+    "UNION SELECT 'f', p.proname::pg_catalog.text, NULL FROM pg_catalog.pg_aggregate a, pg_catalog.pg_proc p, f "
     "WHERE p.oid OPERATOR(pg_catalog.=) a.aggfnoid "
     "AND (a.aggtransfn::pg_catalog.oid OPERATOR(pg_catalog.=) f.oid "
     "OR a.aggfinalfn::pg_catalog.oid OPERATOR(pg_catalog.=) f.oid) "
-    "UNION SELECT 't', c.relname::pg_catalog.text FROM pg_catalog.pg_trigger t, pg_catalog.pg_class c, f "
+    "UNION SELECT 't', c.relname::pg_catalog.text, NULL FROM pg_catalog.pg_trigger t, pg_catalog.pg_class c, f "
     "WHERE NOT t.tgisinternal AND t.tgfoid OPERATOR(pg_catalog.=) f.oid "
     "AND c.oid OPERATOR(pg_catalog.=) t.tgrelid "
-    "UNION SELECT 'c', parts[1] FROM f, pg_catalog.regexp_matches(f.prosrc, "
+    "UNION SELECT 'c', parts[1], NULL FROM f, pg_catalog.regexp_matches(f.prosrc, "
     "E'(?:set_config\\\\s*\\\\(\\\\s*''+|\\\\mset\\\\s+(?:session\\\\s+)?)"
-    "([a-z_][a-z0-9_$]*\\\\.[a-z0-9_$.]*[a-z0-9_$])', 'gi') AS m(parts)";
+    "([a-z_][a-z0-9_$]*\\\\.[a-z0-9_$.]*[a-z0-9_$])', 'gi') AS m(parts) "
+    "UNION ALL SELECT 'b', 'role', " SLUICE_HEX("pg_catalog.current_setting('role')") " "
+    "UNION ALL SELECT 'b', s.name, " SLUICE_HEX("pg_catalog.current_setting(s.name, true)") " FROM "
+    "(SELECT DISTINCT pg_catalog.split_part(c, '=', 1) AS name "
+    "FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c "
+    "WHERE (d.setdatabase OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR d.setdatabase OPERATOR(pg_catalog.=) "
+    "(SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())) "
+    "AND (d.setrole OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR d.setrole OPERATOR(pg_catalog.=) "
+    "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) SESSION_USER))) s "
+    "WHERE pg_catalog.strpos(s.name, '.') OPERATOR(pg_catalog.>) 0";
 
 #undef SLUICE_SETTING_SOURCE
+#undef SLUICE_HEX
 
 std::optional<SettingFunctions> read_setting_functions(const protocol::QueryReply& reply) {
   if (reply.error) return std::nullopt;
   SettingFunctions read;
+  LearntBaseline baseline;
+  bool role_read = false;
   for (const auto& row : reply.rows) {
-    if (row.size() != 2 || !row[0] || !row[1] || row[0]->size() != 1) return std::nullopt;
+    if (row.size() != 3 || !row[0] || !row[1] || row[0]->size() != 1) return std::nullopt;
     std::string name = *row[1];
     ascii_lower(name);
+    if ((*row[0])[0] == 'b') {
+      if (!row[2]) continue;  // a custom setting this server does not know
+      auto value = setting_value_from_hex(*row[2]);
+      if (!value) return std::nullopt;
+      if (name == "role") {
+        baseline.role = std::move(*value);
+        role_read = true;
+      } else {
+        baseline.custom.push_back({std::move(name), std::move(*value)});
+      }
+      continue;
+    }
     switch ((*row[0])[0]) {
       case 'f':
         read.names.functions.push_back(std::move(name));
@@ -73,6 +100,8 @@ std::optional<SettingFunctions> read_setting_functions(const protocol::QueryRepl
   sort_unique(read.names.functions);
   sort_unique(read.names.tables);
   sort_unique(read.custom_names);
+  if (!role_read) return std::nullopt;
+  read.baseline = std::move(baseline);
   return read;
 }
 

@@ -13,13 +13,16 @@
 #include <string_view>
 #include <vector>
 
+#include "pool/session_settings.h"
 #include "protocol/query_replies.h"
 #include "protocol/sql_commands.h"
 
 namespace sluice::pool {
 
-// Rows of (kind, name): 'f' a function's name, 't' a table with a trigger running one, 'c' a custom
-// setting ("app.tenant") one of them names, lower case. Conservative: any function outside
+// Rows of (kind, name, value): 'f' a function's name, 't' a table with a trigger running one, 'c' a
+// custom setting ("app.tenant") one of them names; then 'b' the server's role and the custom
+// settings ALTER ROLE / ALTER DATABASE ... SET give it, with their values (hex of their bytes), its
+// reset values when it runs on a clean server. Conservative: any function outside
 // pg_catalog and information_schema, in any language but internal and C, whose source mentions
 // set_config, SET, RESET or DISCARD (or whose body is SQL-standard and so not in prosrc) counts,
 // whatever its schema. Its SET clauses (proconfig) do not protect: a plain SET inside outlives the
@@ -30,6 +33,7 @@ extern const std::string_view kSettingFunctionsQuery;
 struct SettingFunctions {
   protocol::WatchedNames names;
   std::vector<std::string> custom_names;
+  std::optional<LearntBaseline> baseline;  // none until read
 };
 
 // nullopt when the reply is not what the query returns (an error, say).
@@ -47,6 +51,7 @@ class SettingFunctionWatch {
 
   [[nodiscard]] const protocol::WatchedNames& names() const { return known_.names; }
   [[nodiscard]] const std::vector<std::string>& custom_names() const { return known_.custom_names; }
+  [[nodiscard]] const std::optional<LearntBaseline>& baseline() const { return known_.baseline; }
   // Changes whenever the names do: a prepared statement's verdict is kept until then.
   [[nodiscard]] std::uint64_t generation() const { return generation_; }
 

@@ -176,10 +176,54 @@ TEST_P(SessionFunctionsTest, AFunctionThatSetsNothingIsNotReadBack) {
   harness::exec_ok(client, "select fn_pure(1)");
   EXPECT_TRUE(has(last_queries(), "select fn_pure(1)")) << scope_test::describe(scope_test::client_backends(observer, kDatabase));
   harness::exec_ok(client, "select fn_set_path()");
-  EXPECT_FALSE(has(last_queries(), "select fn_set_path()")) << "read back after it";
+  // Its release (the read-back) runs after the client has its reply.
+  EXPECT_TRUE(harness::wait_until([&] { return !has(last_queries(), "select fn_set_path()"); }))
+      << "read back after it";
 }
 
 INSTANTIATE_TEST_SUITE_P(Pools, SessionFunctionsTest, ::testing::Values(1, 2),
                          [](const auto& test) { return "pool_of_" + std::to_string(test.param); });
+
+// ALTER ROLE / ALTER DATABASE ... SET of a custom setting and of role: what a fresh server has is
+// the pool's baseline, so a client's SET of either is its own and the reset server is kept.
+TEST(SessionBaselineTest, RoleAndDatabaseDefaultsAreTheBaseline) {
+  constexpr const char* kBaselineDatabase = "session_baseline";
+  scope_test::ensure_database(kBaselineDatabase);
+  {
+    const PgConn admin = harness::connect(harness::postgres().conninfo(kBaselineDatabase));
+    harness::exec(admin, "create role session_baseline_low");
+    harness::exec_ok(admin, "set role none");
+    harness::exec_ok(admin, std::string("alter database ") + kBaselineDatabase + " set myapp.base = 'a'");
+    harness::exec_ok(admin, "alter role current_user in database " + std::string(kBaselineDatabase) +
+                                " set role = session_baseline_low");
+  }
+  const scope_test::OnExit undo([&] {
+    const PgConn admin = harness::connect(harness::postgres().conninfo(kBaselineDatabase));
+    harness::exec_ok(admin, "set role none");
+    harness::exec_ok(admin, std::string("alter database ") + kBaselineDatabase + " reset myapp.base");
+    harness::exec_ok(admin, "alter role current_user in database " + std::string(kBaselineDatabase) + " reset role");
+  });
+  harness::Sluiced sluiced({.dbname = kBaselineDatabase, .pool_size = 1});
+  const std::vector<Step> script = {
+      {0, "select current_user, current_setting('myapp.base')"},
+      {0, "set myapp.base = 'b'"},
+      {0, "set role none"},
+      {1, "select current_user, current_setting('myapp.base')"},
+      {0, "select current_user, current_setting('myapp.base')"},
+      {0, "reset myapp.base"},
+      {0, "reset role"},
+      {1, "set myapp.base = 'c'"},
+      {0, "select current_user, current_setting('myapp.base')"},
+      {1, "select current_user, current_setting('myapp.base')"},
+  };
+  const auto direct = run_script(harness::postgres().conninfo(kBaselineDatabase), 2, script);
+  const auto pooled = run_script(sluiced.conninfo(kBaselineDatabase), 2, script);
+  ASSERT_EQ(direct.size(), pooled.size());
+  for (std::size_t i = 0; i < direct.size(); ++i)
+    EXPECT_EQ(pooled[i], direct[i]) << "step " << i << ": " << script[i].sql;
+  const auto teardown = ctltest::control(sluiced.control_socket(), {{"cmd", "teardown"}});
+  EXPECT_EQ(teardown["outcomes"].value("discard", nlohmann::json::object()).value("count", 0), 0)
+      << "the servers are kept: " << teardown.dump();
+}
 
 }  // namespace
