@@ -45,7 +45,8 @@ std::string_view text_of(protocol::Bytes bytes) {
 
 }  // namespace
 
-StatementRouter::StatementRouter(pool::StatementRegistry& registry, const pool::SettingFunctionWatch& functions,
+StatementRouter::StatementRouter(pool::StatementRegistry& registry,
+                                 const pool::SettingFunctionWatch& functions,
                                  config::SessionStatePolicy session_state)
     : registry_(registry),
       functions_(functions),
@@ -280,13 +281,15 @@ void StatementRouter::close(const protocol::TargetMessage& message) {
 }
 
 void StatementRouter::note_custom_setting_names(std::string_view sql) {
-  for (std::string& name : protocol::find_custom_setting_names(sql)) note_custom_setting_name(std::move(name));
+  for (std::string& name : protocol::find_custom_setting_names(sql))
+    note_custom_setting_name(std::move(name));
 }
 
 void StatementRouter::note_custom_setting_name(std::string name) {
   if (custom_setting_names_.size() >= kMaxCustomSettingNames) return;
   if (name.size() > kMaxCustomSettingNameBytes) return;  // each read names them all
-  if (std::find(custom_setting_names_.begin(), custom_setting_names_.end(), name) == custom_setting_names_.end())
+  if (std::find(custom_setting_names_.begin(), custom_setting_names_.end(), name) ==
+      custom_setting_names_.end())
     custom_setting_names_.push_back(std::move(name));
 }
 
@@ -299,7 +302,8 @@ void StatementRouter::note_watched_calls(std::string_view sql) {
 void StatementRouter::note_watched_calls(const pool::PreparedStatement& statement) {
   if (functions_.names().none()) return;
   if (statement.watch_generation != functions_.generation()) {
-    statement.calls_watched = protocol::calls_watched(protocol::query_text(statement.definition), functions_.names());
+    statement.calls_watched =
+        protocol::calls_watched(protocol::query_text(statement.definition), functions_.names());
     statement.watch_generation = functions_.generation();
   }
   if (statement.calls_watched) note_watched_call();

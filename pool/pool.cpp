@@ -335,8 +335,8 @@ void Pool::connect_succeeded(ServerConnection& server) {
 
 // Only where a statement router reads the clients' SQL: elsewhere every release resets anyway.
 bool Pool::setting_functions_due() const {
-  return database_.pool.pool_mode == config::PoolMode::transaction && database_.pool.max_prepared_statements > 0 &&
-         setting_functions_.due(Clock::now());
+  return database_.pool.pool_mode == config::PoolMode::transaction &&
+         database_.pool.max_prepared_statements > 0 && setting_functions_.due(Clock::now());
 }
 
 void Pool::read_setting_functions_on(ServerConnection& server) {
@@ -426,8 +426,9 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   // Proven where sluiced cannot know what the reset undoes: a client's own SETs, a whole session.
   // Settings sluiced restored itself are undone by the reset alone (its reply proves it ran).
   plan.prove_reset = needs_reset && (session_mode || plan.capture != nullptr || server.session_changed());
-  // A reset runs anyway: the read rides along, after the transaction that may have made a function.
-  if (needs_reset && !force_discard && !client_mid_message && setting_functions_due()) {
+  // After a transaction that made, changed or dropped a function the read rides along with its
+  // reset (its client, which waits for its settings, carries on with the new names).
+  if (server.functions_changed() && !force_discard && !client_mid_message && setting_functions_due()) {
     plan.read_setting_functions = true;
     setting_functions_.read_started();
   }

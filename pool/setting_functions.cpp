@@ -7,14 +7,11 @@ namespace {
 
 // Escape strings (E'...'): the same under any standard_conforming_strings. An UPDATE's SET is taken
 // out before SET is looked for (a statement ends at ';', so a SET of its own is never inside one).
-#define SLUICE_SETTING_SOURCE                                                           \
-  "(p.prosrc OPERATOR(pg_catalog.=) '' "                                               \
-  "OR p.prosrc OPERATOR(pg_catalog.~*) E'set_config|\\\\mreset\\\\M|\\\\mdiscard\\\\M' " \
-  "OR pg_catalog.regexp_replace(p.prosrc, E'\\\\mupdate\\\\M[^;]*?\\\\mset\\\\M', ' ', 'gi') "  \
+#define SLUICE_SETTING_SOURCE                                                                  \
+  "(p.prosrc OPERATOR(pg_catalog.=) '' "                                                       \
+  "OR p.prosrc OPERATOR(pg_catalog.~*) E'set_config|\\\\mreset\\\\M|\\\\mdiscard\\\\M' "       \
+  "OR pg_catalog.regexp_replace(p.prosrc, E'\\\\mupdate\\\\M[^;]*?\\\\mset\\\\M', ' ', 'gi') " \
   "OPERATOR(pg_catalog.~*) E'\\\\mset\\\\M')"
-// A value as hex of its bytes in the server encoding, as session_settings_query returns them.
-#define SLUICE_HEX(value) \
-  "pg_catalog.encode(pg_catalog.convert_to(" value ", pg_catalog.current_setting('server_encoding')), 'hex')"
 
 void ascii_lower(std::string& text) {
   for (char& c : text) {
@@ -39,28 +36,35 @@ const std::string_view kSettingFunctionsQuery =
     "AND " SLUICE_SETTING_SOURCE
     ") "
     "SELECT 'f', proname::pg_catalog.text, NULL::pg_catalog.text FROM f "
-    "UNION SELECT 'f', p.proname::pg_catalog.text, NULL FROM pg_catalog.pg_aggregate a, pg_catalog.pg_proc p, f "
+    "UNION SELECT 'f', p.proname::pg_catalog.text, NULL FROM pg_catalog.pg_aggregate a, pg_catalog.pg_proc "
+    "p, f "
     "WHERE p.oid OPERATOR(pg_catalog.=) a.aggfnoid "
     "AND (a.aggtransfn::pg_catalog.oid OPERATOR(pg_catalog.=) f.oid "
     "OR a.aggfinalfn::pg_catalog.oid OPERATOR(pg_catalog.=) f.oid) "
-    "UNION SELECT 't', c.relname::pg_catalog.text, NULL FROM pg_catalog.pg_trigger t, pg_catalog.pg_class c, f "
+    "UNION SELECT 't', c.relname::pg_catalog.text, NULL FROM pg_catalog.pg_trigger t, pg_catalog.pg_class c, "
+    "f "
     "WHERE NOT t.tgisinternal AND t.tgfoid OPERATOR(pg_catalog.=) f.oid "
     "AND c.oid OPERATOR(pg_catalog.=) t.tgrelid "
     "UNION SELECT 'c', parts[1], NULL FROM f, pg_catalog.regexp_matches(f.prosrc, "
     "E'(?:set_config\\\\s*\\\\(\\\\s*''+|\\\\mset\\\\s+(?:session\\\\s+)?)"
     "([a-z_][a-z0-9_$]*\\\\.[a-z0-9_$.]*[a-z0-9_$])', 'gi') AS m(parts) "
-    "UNION ALL SELECT 'b', 'role', " SLUICE_HEX("pg_catalog.current_setting('role')") " "
-    "UNION ALL SELECT 'b', s.name, " SLUICE_HEX("pg_catalog.current_setting(s.name, true)") " FROM "
+    // Values as hex of their bytes in the server encoding, as session_settings_query returns them.
+    "UNION ALL SELECT 'b', 'role', "
+    "pg_catalog.encode(pg_catalog.convert_to(pg_catalog.current_setting('role'), "
+    "pg_catalog.current_setting('server_encoding')), 'hex') "
+    "UNION ALL SELECT 'b', s.name, "
+    "pg_catalog.encode(pg_catalog.convert_to(pg_catalog.current_setting(s.name, true), "
+    "pg_catalog.current_setting('server_encoding')), 'hex') FROM "
     "(SELECT DISTINCT pg_catalog.split_part(c, '=', 1) AS name "
     "FROM pg_catalog.pg_db_role_setting d, pg_catalog.unnest(d.setconfig) AS c "
     "WHERE (d.setdatabase OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR d.setdatabase OPERATOR(pg_catalog.=) "
-    "(SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database())) "
+    "(SELECT oid FROM pg_catalog.pg_database WHERE datname OPERATOR(pg_catalog.=) "
+    "pg_catalog.current_database())) "
     "AND (d.setrole OPERATOR(pg_catalog.=) 0::pg_catalog.oid OR d.setrole OPERATOR(pg_catalog.=) "
     "(SELECT oid FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) SESSION_USER))) s "
     "WHERE pg_catalog.strpos(s.name, '.') OPERATOR(pg_catalog.>) 0";
 
 #undef SLUICE_SETTING_SOURCE
-#undef SLUICE_HEX
 
 std::optional<SettingFunctions> read_setting_functions(const protocol::QueryReply& reply) {
   if (reply.error) return std::nullopt;
@@ -108,9 +112,10 @@ std::optional<SettingFunctions> read_setting_functions(const protocol::QueryRepl
 void SettingFunctionWatch::read_finished(std::optional<SettingFunctions> read, Clock::time_point now) {
   reading_ = false;
   if (!read) {
-    next_read_ = now + kRetryAfterFailure;  // what was known stays, or every call counts
+    retry_at_ = now + kRetryAfterFailure;  // what was known stays, or every call counts
     return;
   }
+  marks_known_ = marks_at_read_;
   next_read_ = now + kMaxAge;
   known_ = std::move(*read);
   ++generation_;

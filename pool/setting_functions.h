@@ -39,38 +39,48 @@ struct SettingFunctions {
 // nullopt when the reply is not what the query returns (an error, say).
 std::optional<SettingFunctions> read_setting_functions(const protocol::QueryReply& reply);
 
-// A pool's knowledge of them, and when it is to be read again: never read, failed, made stale by
-// DDL seen through sluiced, or older than kMaxAge.
+// A pool's knowledge of them, and when it is to be read again: never read, made stale by DDL seen
+// through sluiced, or older than kMaxAge (a failed read waits kRetryAfterFailure). Never read, or
+// stale until a read that began after the DDL has succeeded, every call and write counts.
 class SettingFunctionWatch {
  public:
   using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::seconds kMaxAge{10};
   static constexpr std::chrono::seconds kRetryAfterFailure{5};
 
-  SettingFunctionWatch() { known_.names.everything = true; }
+  SettingFunctionWatch() { everything_.everything = true; }
 
-  [[nodiscard]] const protocol::WatchedNames& names() const { return known_.names; }
+  [[nodiscard]] const protocol::WatchedNames& names() const { return stale() ? everything_ : known_.names; }
   [[nodiscard]] const std::vector<std::string>& custom_names() const { return known_.custom_names; }
   [[nodiscard]] const std::optional<LearntBaseline>& baseline() const { return known_.baseline; }
-  // Changes whenever the names do: a prepared statement's verdict is kept until then.
-  [[nodiscard]] std::uint64_t generation() const { return generation_; }
+  // Changes whenever names() does: a prepared statement's verdict is kept until then.
+  [[nodiscard]] std::uint64_t generation() const { return generation_ * 2 + (stale() ? 1 : 0); }
 
   // Time to read them (and no read is under way).
-  [[nodiscard]] bool due(Clock::time_point now) const { return !reading_ && (stale_ || now >= next_read_); }
-  void mark_stale() { stale_ = true; }
-  // DDL seen from here on may be newer than what this read finds: it marks the watch stale again.
+  [[nodiscard]] bool due(Clock::time_point now) const {
+    return !reading_ && now >= retry_at_ && (stale() || now >= next_read_);
+  }
+  void mark_stale() { ++marks_; }
   void read_started() {
     reading_ = true;
-    stale_ = false;
+    marks_at_read_ = marks_;
   }
   void read_finished(std::optional<SettingFunctions> read, Clock::time_point now);
 
  private:
+  [[nodiscard]] bool stale() const { return marks_known_ != marks_; }
+
   SettingFunctions known_;
+  protocol::WatchedNames everything_;
   std::uint64_t generation_ = 1;
   bool reading_ = false;
-  bool stale_ = false;
-  Clock::time_point next_read_{};  // the first read is due at once
+  // DDL seen (marks_), as of the read under way, as of the last read that succeeded: the first
+  // read is due at once.
+  std::uint64_t marks_ = 1;
+  std::uint64_t marks_at_read_ = 0;
+  std::uint64_t marks_known_ = 0;
+  Clock::time_point next_read_{};
+  Clock::time_point retry_at_{};
 };
 
 }  // namespace sluice::pool

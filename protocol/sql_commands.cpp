@@ -6,6 +6,7 @@
 #include "protocol/sql_commands.h"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 
 namespace sluice::protocol {
@@ -503,29 +504,35 @@ SqlPreparedUse prepared_use(std::string_view sql) {
   }
 }
 
-SqlSessionEffect session_effect(std::string_view sql) {
+// Hands `visit` each token outside literals and comments with its place in its statement (1 for
+// the first word); true as soon as `visit` is.
+template <class Visit>
+bool any_token(std::string_view sql, Visit visit) {
   Lexer lexer(sql);
-  std::size_t position = 0;  // of the token in its statement
-  bool set_statement = false;
+  std::size_t position = 0;
   for (Token token = lexer.next(); token.kind != TokenKind::end; token = lexer.next()) {
     if (token.kind == TokenKind::semicolon) {
       position = 0;
-      continue;
-    }
-    ++position;
-    if (is_keyword(token, "set_config")) return SqlSessionEffect::settings;
-    if (position == 1) {
-      set_statement = is_keyword(token, "set");
-      if (is_keyword(token, "reset") || is_keyword(token, "discard") || is_keyword(token, "do") ||
-          is_keyword(token, "call") || is_keyword(token, "load")) {
-        return SqlSessionEffect::settings;
-      }
-    } else if (position == 2 && set_statement && !is_keyword(token, "local") &&
-               !is_keyword(token, "transaction") && !is_keyword(token, "constraints")) {
-      return SqlSessionEffect::settings;
+    } else if (visit(token, ++position)) {
+      return true;
     }
   }
-  return SqlSessionEffect::none;
+  return false;
+}
+
+SqlSessionEffect session_effect(std::string_view sql) {
+  bool set_statement = false;
+  const bool settings = any_token(sql, [&](const Token& token, std::size_t position) {
+    if (is_keyword(token, "set_config")) return true;
+    if (position == 1) {
+      set_statement = is_keyword(token, "set");
+      return is_keyword(token, "reset") || is_keyword(token, "discard") || is_keyword(token, "do") ||
+             is_keyword(token, "call") || is_keyword(token, "load");
+    }
+    return position == 2 && set_statement && !is_keyword(token, "local") &&
+           !is_keyword(token, "transaction") && !is_keyword(token, "constraints");
+  });
+  return settings ? SqlSessionEffect::settings : SqlSessionEffect::none;
 }
 
 bool is_any_keyword(const Token& token, std::initializer_list<std::string_view> keywords) {
@@ -653,53 +660,24 @@ SqlBackendEffect backend_effect(std::string_view sql) {
 // object's kind is within its statement's first few words (CREATE CONSTRAINT TRIGGER, DROP
 // FUNCTION IF EXISTS, CREATE OR REPLACE anything).
 bool changes_functions(std::string_view sql) {
-  Lexer lexer(sql);
-  std::size_t position = 0;  // of the token in its statement
   bool catalog_statement = false;
-  for (Token token = lexer.next(); token.kind != TokenKind::end; token = lexer.next()) {
-    if (token.kind == TokenKind::semicolon) {
-      position = 0;
-      continue;
-    }
-    ++position;
-    if (position == 1) {
-      catalog_statement = is_any_keyword(token, {"create", "alter", "drop"});
-    } else if (catalog_statement && position <= 4 &&
-               is_any_keyword(token, {"function", "procedure", "routine", "trigger", "extension", "replace"})) {
-      return true;
-    }
-  }
-  return false;
+  return any_token(sql, [&](const Token& token, std::size_t position) {
+    if (position == 1) catalog_statement = is_any_keyword(token, {"create", "alter", "drop"});
+    return catalog_statement && position > 1 && position <= 4 &&
+           is_any_keyword(token, {"function", "procedure", "routine", "trigger", "extension", "replace"});
+  });
 }
 
 // The words that open a statement which may write to a table (a trigger's function runs), or hide
 // one (WITH, EXPLAIN ANALYZE): the cheap look before the lexer.
 bool opens_with_write(std::string_view sql, std::size_t from) {
+  static constexpr std::array<std::string_view, 8> kWords = {"insert", "update", "delete",  "merge",
+                                                             "copy",   "with",   "explain", "truncate"};
   while (from < sql.size() && is_space(sql[from])) ++from;
   if (from == sql.size()) return false;
-  switch (static_cast<char>(sql[from] | 0x20)) {
-    case 'i':
-      return word_at(sql, from, "insert");
-    case 'u':
-      return word_at(sql, from, "update");
-    case 'd':
-      return word_at(sql, from, "delete");
-    case 'm':
-      return word_at(sql, from, "merge");
-    case 'c':
-      return word_at(sql, from, "copy");
-    case 't':
-      return word_at(sql, from, "truncate");
-    case 'w':
-      return word_at(sql, from, "with");
-    case 'e':
-      return word_at(sql, from, "explain");
-    case '-':
-    case '/':
-      return true;
-    default:
-      return false;
-  }
+  if (sql[from] == '-' || sql[from] == '/') return true;  // a comment: left to the lexer
+  return std::any_of(kWords.begin(), kWords.end(),
+                     [&](std::string_view word) { return letters_at(sql, from, word); });
 }
 
 bool may_write(std::string_view sql) {
@@ -728,8 +706,9 @@ bool contains_folded(const std::vector<std::string>& sorted, std::string_view na
     return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
                                         [](char x, char y) { return ascii_lower(x) < ascii_lower(y); });
   };
-  const auto found = std::lower_bound(sorted.begin(), sorted.end(), name,
-                                      [&](const std::string& entry, std::string_view key) { return less(entry, key); });
+  const auto found =
+      std::lower_bound(sorted.begin(), sorted.end(), name,
+                       [&](const std::string& entry, std::string_view key) { return less(entry, key); });
   return found != sorted.end() && !less(name, *found);
 }
 
@@ -740,8 +719,8 @@ bool is_write_keyword(const Token& token) {
 bool scan_calls(std::string_view sql, const WatchedNames& watched) {
   Lexer lexer(sql);
   Token previous;
-  bool writes = false;        // in this statement
-  bool names_table = false;   // a watched table, in this statement
+  bool writes = false;       // in this statement
+  bool names_table = false;  // a watched table, in this statement
   for (Token token = lexer.next();; token = lexer.next()) {
     if (token.kind == TokenKind::end || token.kind == TokenKind::semicolon) {
       if (writes && (names_table || watched.everything)) return true;
@@ -783,11 +762,14 @@ SqlCommands find_sql_commands(std::string_view sql) {
   return commands;
 }
 
-bool may_call_functions(std::string_view sql) { return sql.find('(') != std::string_view::npos || may_write(sql); }
+bool may_call_functions(std::string_view sql) {
+  return sql.find('(') != std::string_view::npos || may_write(sql);
+}
 
 bool calls_watched(std::string_view sql, const WatchedNames& watched) {
   if (watched.none()) return false;
-  const bool calls = (watched.everything || !watched.functions.empty()) && sql.find('(') != std::string_view::npos;
+  const bool calls =
+      (watched.everything || !watched.functions.empty()) && sql.find('(') != std::string_view::npos;
   if (!calls && !((watched.everything || !watched.tables.empty()) && may_write(sql))) return false;
   return scan_calls(sql, watched);
 }

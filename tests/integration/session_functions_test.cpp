@@ -33,9 +33,10 @@ class SessionFunctionsTest : public ::testing::TestWithParam<int> {
     harness::exec_ok(admin,
                      "create or replace function fn_set_path() returns void language plpgsql as "
                      "$$ begin perform set_config('search_path', 'fn_a', false); end $$");
-    harness::exec_ok(admin,
-                     "create or replace function fn_set_datestyle() returns int language plpgsql as "
-                     "$$ begin SET datestyle = 'SQL, DMY'; EXECUTE 'SET work_mem = ''9MB'''; return 1; end $$");
+    harness::exec_ok(
+        admin,
+        "create or replace function fn_set_datestyle() returns int language plpgsql as "
+        "$$ begin SET datestyle = 'SQL, DMY'; EXECUTE 'SET work_mem = ''9MB'''; return 1; end $$");
     harness::exec_ok(admin,
                      "create or replace function \"Fn_Quoted\"() returns text language plpgsql as "
                      "$$ begin return set_config('extra_float_digits', '-5', false); end $$");
@@ -81,8 +82,9 @@ class SessionFunctionsTest : public ::testing::TestWithParam<int> {
 // The case: a PL/pgSQL function's set_config(), called from plain SQL, in either protocol
 // and whatever way the call is written.
 TEST_P(SessionFunctionsTest, APlpgsqlSetConfigStaysWithItsClient) {
-  for (const std::string& call : {std::string("select fn_set_path()"), std::string("SELECT public.FN_SET_PATH ()"),
-                                  std::string("select 1 from \"public\".\"fn_set_path\"()")}) {
+  for (const std::string& call :
+       {std::string("select fn_set_path()"), std::string("SELECT public.FN_SET_PATH ()"),
+        std::string("select 1 from \"public\".\"fn_set_path\"()")}) {
     for (const bool extended : {false, true}) {
       SCOPED_TRACE(call + (extended ? " (extended)" : ""));
       expect_as_direct(2, {
@@ -145,13 +147,8 @@ TEST_P(SessionFunctionsTest, AFunctionCreatedLaterIsKnown) {
       "create or replace function fn_late_same_string() returns void language plpgsql as "
       "$$ begin perform set_config('TimeZone', 'Asia/Tokyo', false); end $$; select fn_late_same_string()";
   const std::vector<Step> script = {
-      {0, create_late},
-      {0, "select fn_late()"},
-      {1, "show search_path"},
-      {0, "show search_path"},
-      {1, create_same},
-      {0, "show timezone"},
-      {1, "show timezone"},
+      {0, create_late}, {0, "select fn_late()"}, {1, "show search_path"}, {0, "show search_path"},
+      {1, create_same}, {0, "show timezone"},    {1, "show timezone"},
   };
   expect_as_direct(2, script);
   const PgConn admin = harness::connect(harness::postgres().conninfo(kDatabase));
@@ -167,14 +164,16 @@ TEST_P(SessionFunctionsTest, AFunctionThatSetsNothingIsNotReadBack) {
   const PgConn observer = scope_test::direct(kDatabase);
   const auto last_queries = [&] {
     std::vector<std::string> queries;
-    for (const auto& backend : scope_test::client_backends(observer, kDatabase)) queries.push_back(backend.query);
+    for (const auto& backend : scope_test::client_backends(observer, kDatabase))
+      queries.push_back(backend.query);
     return queries;
   };
   const auto has = [](const std::vector<std::string>& queries, const std::string& sql) {
     return std::find(queries.begin(), queries.end(), sql) != queries.end();
   };
   harness::exec_ok(client, "select fn_pure(1)");
-  EXPECT_TRUE(has(last_queries(), "select fn_pure(1)")) << scope_test::describe(scope_test::client_backends(observer, kDatabase));
+  EXPECT_TRUE(has(last_queries(), "select fn_pure(1)"))
+      << scope_test::describe(scope_test::client_backends(observer, kDatabase));
   harness::exec_ok(client, "select fn_set_path()");
   // Its release (the read-back) runs after the client has its reply.
   EXPECT_TRUE(harness::wait_until([&] { return !has(last_queries(), "select fn_set_path()"); }))
@@ -201,7 +200,8 @@ TEST(SessionBaselineTest, RoleAndDatabaseDefaultsAreTheBaseline) {
     const PgConn admin = harness::connect(harness::postgres().conninfo(kBaselineDatabase));
     harness::exec_ok(admin, "set role none");
     harness::exec_ok(admin, std::string("alter database ") + kBaselineDatabase + " reset myapp.base");
-    harness::exec_ok(admin, "alter role current_user in database " + std::string(kBaselineDatabase) + " reset role");
+    harness::exec_ok(admin,
+                     "alter role current_user in database " + std::string(kBaselineDatabase) + " reset role");
   });
   harness::Sluiced sluiced({.dbname = kBaselineDatabase, .pool_size = 1});
   const std::vector<Step> script = {

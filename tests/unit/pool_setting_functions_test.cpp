@@ -65,7 +65,8 @@ TEST(SettingFunctionsTest, TheWatchCountsEveryCallUntilRead) {
   EXPECT_TRUE(watch.due(now + SettingFunctionWatch::kMaxAge));
 }
 
-// DDL seen while a read runs may be newer than what the read finds: it is asked again at once.
+// DDL seen while a read runs may be newer than what the read finds: it is asked again at once, and
+// until then every call counts.
 TEST(SettingFunctionsTest, StaleDuringAReadStaysStale) {
   SettingFunctionWatch watch;
   const auto now = Clock::now();
@@ -73,6 +74,11 @@ TEST(SettingFunctionsTest, StaleDuringAReadStaysStale) {
   watch.mark_stale();
   watch.read_finished(read_setting_functions(reply({{"b", "role", "6e6f6e65"}})), now);
   EXPECT_TRUE(watch.due(now));
+  EXPECT_TRUE(watch.names().everything) << "every call counts until a newer read";
+  watch.read_started();
+  watch.read_finished(read_setting_functions(reply({{"b", "role", "6e6f6e65"}})), now);
+  EXPECT_TRUE(watch.names().none());
+  EXPECT_FALSE(watch.due(now));
 }
 
 TEST(SettingFunctionsTest, ALearntBaselineOverridesTheStartupOne) {
