@@ -79,7 +79,7 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
     // its settings are read back where some function may change them.
     if (event.type == 'F') {
       server_->note_backend_state_touched();
-      if (!functions_.names().none()) server_->note_session_change();
+      if (!functions_.watches_nothing()) server_->note_session_change();
     }
     editor_.release_held(began_earlier);
     server_->note_frontend_message(event.type);
@@ -295,12 +295,12 @@ void StatementRouter::note_custom_setting_name(std::string name) {
 
 // Inline, the look that costs a database without such functions nothing more.
 void StatementRouter::note_watched_calls(std::string_view sql) {
-  if (!functions_.names().none() && protocol::calls_watched(sql, functions_.names())) note_watched_call();
+  if (!functions_.watches_nothing() && protocol::calls_watched(sql, functions_.names())) note_watched_call();
 }
 
 // A named statement's verdict holds until the pool's watch learns something new.
 void StatementRouter::note_watched_calls(const pool::PreparedStatement& statement) {
-  if (functions_.names().none()) return;
+  if (functions_.watches_nothing()) return;
   if (statement.watch_generation != functions_.generation()) {
     statement.calls_watched =
         protocol::calls_watched(protocol::query_text(statement.definition), functions_.names());

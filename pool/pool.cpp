@@ -339,6 +339,16 @@ bool Pool::setting_functions_due() const {
          database_.pool.max_prepared_statements > 0 && setting_functions_.due(Clock::now());
 }
 
+// After a transaction that made, changed or dropped a function the read rides along with its reset
+// (its client, which waits for its settings, carries on with the new names). Out of the common
+// release's way.
+[[gnu::cold]] void Pool::functions_changed_at_release(TeardownPlan& plan, bool server_kept) {
+  setting_functions_.mark_stale();
+  if (!server_kept || !setting_functions_due()) return;
+  plan.read_setting_functions = true;
+  setting_functions_.read_started();
+}
+
 void Pool::read_setting_functions_on(ServerConnection& server) {
   TeardownPlan plan;
   plan.started_at = Clock::now();
@@ -407,8 +417,6 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
     return serve_waiters();
   }
 
-  // (It also changed the session: never the common case.)
-  if (server.functions_changed()) setting_functions_.mark_stale();
   TeardownPlan plan;
   plan.started_at = started_at;
   plan.client_id = client_id;
@@ -426,12 +434,7 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   // Proven where sluiced cannot know what the reset undoes: a client's own SETs, a whole session.
   // Settings sluiced restored itself are undone by the reset alone (its reply proves it ran).
   plan.prove_reset = needs_reset && (session_mode || plan.capture != nullptr || server.session_changed());
-  // After a transaction that made, changed or dropped a function the read rides along with its
-  // reset (its client, which waits for its settings, carries on with the new names).
-  if (server.functions_changed() && !force_discard && !client_mid_message && setting_functions_due()) {
-    plan.read_setting_functions = true;
-    setting_functions_.read_started();
-  }
+  if (server.functions_changed()) functions_changed_at_release(plan, !force_discard && !client_mid_message);
   if (force_discard || client_mid_message) {
     if (client_mid_message) plan.reason += " (client stopped mid-message)";
     server.plan_ = std::move(plan);

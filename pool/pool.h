@@ -143,6 +143,7 @@ class Pool {
   // Reads the setting functions on an idle (or just connected) server before it serves anyone.
   void read_setting_functions_on(ServerConnection& server);
   [[nodiscard]] bool setting_functions_due() const;
+  void functions_changed_at_release(TeardownPlan& plan, bool server_kept);
   [[nodiscard]] std::string reset_query_for(bool session_mode) const;
   [[nodiscard]] std::size_t size_limit() const;
   [[nodiscard]] std::size_t fair_share() const;

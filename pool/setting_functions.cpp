@@ -119,6 +119,7 @@ void SettingFunctionWatch::read_finished(std::optional<SettingFunctions> read, C
   next_read_ = now + kMaxAge;
   known_ = std::move(*read);
   ++generation_;
+  watches_nothing_ = !stale() && known_.names.none();
 }
 
 }  // namespace sluice::pool

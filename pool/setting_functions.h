@@ -51,6 +51,8 @@ class SettingFunctionWatch {
   SettingFunctionWatch() { everything_.everything = true; }
 
   [[nodiscard]] const protocol::WatchedNames& names() const { return stale() ? everything_ : known_.names; }
+  // names().none(), kept ready: the one look every query of a database without them pays.
+  [[nodiscard]] bool watches_nothing() const { return watches_nothing_; }
   [[nodiscard]] const std::vector<std::string>& custom_names() const { return known_.custom_names; }
   [[nodiscard]] const std::optional<LearntBaseline>& baseline() const { return known_.baseline; }
   // Changes whenever names() does: a prepared statement's verdict is kept until then.
@@ -60,7 +62,10 @@ class SettingFunctionWatch {
   [[nodiscard]] bool due(Clock::time_point now) const {
     return !reading_ && now >= retry_at_ && (stale() || now >= next_read_);
   }
-  void mark_stale() { ++marks_; }
+  void mark_stale() {
+    ++marks_;
+    watches_nothing_ = false;
+  }
   void read_started() {
     reading_ = true;
     marks_at_read_ = marks_;
@@ -74,6 +79,7 @@ class SettingFunctionWatch {
   protocol::WatchedNames everything_;
   std::uint64_t generation_ = 1;
   bool reading_ = false;
+  bool watches_nothing_ = false;
   // DDL seen (marks_), as of the read under way, as of the last read that succeeded: the first
   // read is due at once.
   std::uint64_t marks_ = 1;

@@ -60,6 +60,7 @@ TEST(SettingFunctionsTest, TheWatchCountsEveryCallUntilRead) {
   watch.read_started();
   watch.read_finished(read_setting_functions(reply({{"b", "role", "6e6f6e65"}})), now);
   EXPECT_TRUE(watch.names().none());
+  EXPECT_TRUE(watch.watches_nothing());
   EXPECT_NE(watch.generation(), generation);
   EXPECT_FALSE(watch.due(now));
   EXPECT_TRUE(watch.due(now + SettingFunctionWatch::kMaxAge));
@@ -75,6 +76,7 @@ TEST(SettingFunctionsTest, StaleDuringAReadStaysStale) {
   watch.read_finished(read_setting_functions(reply({{"b", "role", "6e6f6e65"}})), now);
   EXPECT_TRUE(watch.due(now));
   EXPECT_TRUE(watch.names().everything) << "every call counts until a newer read";
+  EXPECT_FALSE(watch.watches_nothing());
   watch.read_started();
   watch.read_finished(read_setting_functions(reply({{"b", "role", "6e6f6e65"}})), now);
   EXPECT_TRUE(watch.names().none());
