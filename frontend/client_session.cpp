@@ -299,7 +299,8 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
   pool::ServerConnection& server = scope_.server();
   // Made on first use: a client that only logs in and waits costs no router.
   if (!router_ && server.tracks_statements())
-    router_ = std::make_unique<StatementRouter>(pool_->statement_registry(), pool_->settings().session_state);
+    router_ = std::make_unique<StatementRouter>(pool_->statement_registry(), pool_->setting_functions(),
+                                                pool_->settings().session_state);
   StatementRouter* router = server.tracks_statements() ? router_.get() : nullptr;
   // The client's settings go first, alone: its bytes wait for their replies (on_own_query_done),
   // so nothing of the client's can run on the server without them.

@@ -45,8 +45,11 @@ std::string_view text_of(protocol::Bytes bytes) {
 
 }  // namespace
 
-StatementRouter::StatementRouter(pool::StatementRegistry& registry, config::SessionStatePolicy session_state)
+StatementRouter::StatementRouter(pool::StatementRegistry& registry,
+                                 const pool::SettingFunctionWatch& functions,
+                                 config::SessionStatePolicy session_state)
     : registry_(registry),
+      functions_(functions),
       session_state_(session_state),
       client_(std::make_shared<pool::ClientStatements>()) {}
 
@@ -72,8 +75,12 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
   carry_ = event.length + std::uint64_t{1} - seen;
   carry_gathered_ = is_read_whole(event.type);
   if (!carry_gathered_) {
-    // A FunctionCall runs a function sluiced cannot see into: the server is asked afterwards.
-    if (event.type == 'F') server_->note_backend_state_touched();
+    // A FunctionCall runs a function sluiced cannot see into: the server is asked afterwards, and
+    // its settings are read back where some function may change them.
+    if (event.type == 'F') {
+      server_->note_backend_state_touched();
+      if (!functions_.watches_nothing()) server_->note_session_change();
+    }
     editor_.release_held(began_earlier);
     server_->note_frontend_message(event.type);
     server_->expect_forwarded(event.type);
@@ -237,6 +244,7 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
   }
   const pool::StatementPtr statement = *named;
   if (statement->changes_session) server_->note_session_change();
+  if (statement->may_call_functions) note_watched_calls(*statement);
   note_backend_effect(statement->backend_effect);
   // The server's copy may be stale: the batch from here is kept, to run again
   // (the ReplyLedger judges whether that is safe).
@@ -273,13 +281,37 @@ void StatementRouter::close(const protocol::TargetMessage& message) {
 }
 
 void StatementRouter::note_custom_setting_names(std::string_view sql) {
-  for (std::string& name : protocol::find_custom_setting_names(sql)) {
-    if (custom_setting_names_.size() >= kMaxCustomSettingNames) return;
-    if (name.size() > kMaxCustomSettingNameBytes) continue;  // each read names them all
-    if (std::find(custom_setting_names_.begin(), custom_setting_names_.end(), name) ==
-        custom_setting_names_.end())
-      custom_setting_names_.push_back(std::move(name));
+  for (std::string& name : protocol::find_custom_setting_names(sql))
+    note_custom_setting_name(std::move(name));
+}
+
+void StatementRouter::note_custom_setting_name(std::string name) {
+  if (custom_setting_names_.size() >= kMaxCustomSettingNames) return;
+  if (name.size() > kMaxCustomSettingNameBytes) return;  // each read names them all
+  if (std::find(custom_setting_names_.begin(), custom_setting_names_.end(), name) ==
+      custom_setting_names_.end())
+    custom_setting_names_.push_back(std::move(name));
+}
+
+// Inline, the look that costs a database without such functions nothing more.
+void StatementRouter::note_watched_calls(std::string_view sql) {
+  if (!functions_.watches_nothing() && protocol::calls_watched(sql, functions_.names())) note_watched_call();
+}
+
+// A named statement's verdict holds until the pool's watch learns something new.
+void StatementRouter::note_watched_calls(const pool::PreparedStatement& statement) {
+  if (functions_.watches_nothing()) return;
+  if (statement.watch_generation != functions_.generation()) {
+    statement.calls_watched =
+        protocol::calls_watched(protocol::query_text(statement.definition), functions_.names());
+    statement.watch_generation = functions_.generation();
   }
+  if (statement.calls_watched) note_watched_call();
+}
+
+void StatementRouter::note_watched_call() {
+  server_->note_session_change();
+  for (const std::string& name : functions_.custom_names()) note_custom_setting_name(name);
 }
 
 void StatementRouter::note_backend_effect(protocol::SqlBackendEffect effect) {
@@ -304,7 +336,16 @@ bool StatementRouter::route_sql(std::string_view sql, char request, bool unnamed
                   "while such state lasts.");
   }
   // Named Parses are marked when they are bound (the statement carries its effect).
-  if (request == 'Q' || unnamed_parse) note_backend_effect(commands.backend);
+  if (request == 'Q' || unnamed_parse) {
+    note_backend_effect(commands.backend);
+    // Whatever the string calls may be among the functions made: it is read back, the pool reads
+    // the catalog again after it.
+    if (commands.changes_functions) {
+      server_->note_functions_changed();
+      server_->note_session_change();
+    }
+    note_watched_calls(sql);
+  }
   const auto& use = commands.prepared;
   switch (use.command) {
     case protocol::SqlPreparedCommand::deallocate:

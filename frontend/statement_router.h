@@ -17,6 +17,7 @@
 #include "pool/prepared_statements.h"
 #include "pool/reply_ledger.h"
 #include "pool/server_connection.h"
+#include "pool/setting_functions.h"
 #include "protocol/chunk_editor.h"
 #include "protocol/extended_query.h"
 #include "protocol/message_scanner.h"
@@ -25,7 +26,9 @@ namespace sluice::frontend {
 
 class StatementRouter {
  public:
-  StatementRouter(pool::StatementRegistry& registry, config::SessionStatePolicy session_state);
+  // `functions` (the pool's) says which functions may change settings unseen.
+  StatementRouter(pool::StatementRegistry& registry, const pool::SettingFunctionWatch& functions,
+                  config::SessionStatePolicy session_state);
 
   // One chunk from the client, bound for `server`: begin, one call per message
   // the scanner reports, then finish, which returns the bytes for the server
@@ -71,6 +74,12 @@ class StatementRouter {
   bool route_sql(std::string_view sql, char request, bool unnamed_parse);
   void note_backend_effect(protocol::SqlBackendEffect effect);
   void note_custom_setting_names(std::string_view sql);
+  // A call of a function that may change settings (or a write to a table whose trigger may): the
+  // settings are read back at release, the custom ones its source names included.
+  void note_watched_calls(std::string_view sql);
+  void note_watched_calls(const pool::PreparedStatement& statement);
+  void note_watched_call();
+  void note_custom_setting_name(std::string name);
   bool refuse(char request, const char* sqlstate, const std::string& message, std::string_view detail);
   bool deallocate(const std::string& name);
   // A Parse ahead when the server lacks the statement (after a Close of the
@@ -84,6 +93,7 @@ class StatementRouter {
                                               pool::StatementPtr statement) const;
 
   pool::StatementRegistry& registry_;
+  const pool::SettingFunctionWatch& functions_;
   config::SessionStatePolicy session_state_;
   std::shared_ptr<pool::ClientStatements> client_;
   pool::ServerConnection* server_ = nullptr;  // during a chunk

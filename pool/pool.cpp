@@ -313,6 +313,7 @@ bool Pool::return_to_idle(ServerConnection& server) {
   }
   server.detach();
   server.session_changed_ = false;  // reset on the way here when it was set
+  server.functions_changed_ = false;
   server.carries_client_settings_ = false;
   server.backend_state_touched_ = false;
   server.holds_backend_state_ = false;
@@ -331,7 +332,35 @@ void Pool::connect_succeeded(ServerConnection& server) {
   log::debug("pool ", name_, ": ", describe(server), " connected");
   connect_failure_.reset();
   if (!parameters_) parameters_ = server.parameters();
+  if (setting_functions_due()) return read_setting_functions_on(server);
   if (return_to_idle(server)) serve_waiters();
+}
+
+// Only where a statement router reads the clients' SQL: elsewhere every release resets anyway.
+bool Pool::setting_functions_due() const {
+  return database_.pool.pool_mode == config::PoolMode::transaction &&
+         database_.pool.max_prepared_statements > 0 && setting_functions_.due(Clock::now());
+}
+
+// After a transaction that made, changed or dropped a function the read rides along with its reset
+// (its client, which waits for its settings, carries on with the new names). Out of the common
+// release's way.
+[[gnu::cold]] void Pool::functions_changed_at_release(TeardownPlan& plan, bool server_kept) {
+  setting_functions_.mark_stale();
+  if (!server_kept || !setting_functions_due()) return;
+  plan.read_setting_functions = true;
+  setting_functions_.read_started();
+}
+
+void Pool::read_setting_functions_on(ServerConnection& server) {
+  TeardownPlan plan;
+  plan.started_at = Clock::now();
+  plan.reason = "reading which functions may change settings";
+  plan.read_setting_functions = true;
+  plan.upkeep = true;
+  setting_functions_.read_started();
+  transition(server, ServerState::resetting);
+  server.begin_teardown(std::move(plan));
 }
 
 // PostgreSQL's own refusal (libpq's verbose text carries its SQLSTATE), or a
@@ -408,6 +437,7 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   // Proven where sluiced cannot know what the reset undoes: a client's own SETs, a whole session.
   // Settings sluiced restored itself are undone by the reset alone (its reply proves it ran).
   plan.prove_reset = needs_reset && (session_mode || plan.capture != nullptr || server.session_changed());
+  if (server.functions_changed()) functions_changed_at_release(plan, !force_discard && !client_mid_message);
   if (force_discard || client_mid_message) {
     if (client_mid_message) plan.reason += " (client stopped mid-message)";
     server.plan_ = std::move(plan);
@@ -449,6 +479,10 @@ void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const
   const std::uint64_t client_id = server.plan_.client_id;
   const auto capture = std::move(server.plan_.capture);
   auto captured = std::move(server.captured_settings_);
+  // Known before the client that made a function carries on (it waits for its capture).
+  if (server.plan_.read_setting_functions)
+    setting_functions_.read_finished(std::move(server.setting_functions_read_), Clock::now());
+  const bool upkeep = server.plan_.upkeep;
   std::string why = reason;
   if (outcome == ScopeOutcome::discard) {
     close_server(server, reason);
@@ -456,7 +490,7 @@ void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const
     outcome = ScopeOutcome::discard;
     why += "; then not clean at release";
   }
-  record_release(outcome, started_at, client_id, why);
+  if (!upkeep) record_release(outcome, started_at, client_id, why);
   serve_waiters();
   // Last: the client may ask for a server at once.
   if (capture && capture->receiver != nullptr)
@@ -519,6 +553,7 @@ void Pool::tick(Clock::time_point now) {
     }
   }
   if (!waiters_.empty()) launch_connections();
+  if (!paused_ && !idle_.empty() && setting_functions_due()) read_setting_functions_on(*idle_.front());
 }
 
 }  // namespace sluice::pool

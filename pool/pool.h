@@ -22,6 +22,7 @@
 #include "pool/scope.h"
 #include "pool/server_budget.h"
 #include "pool/server_connection.h"
+#include "pool/setting_functions.h"
 #include "pool/teardown_stats.h"
 #include "protocol/startup_settings.h"
 
@@ -106,6 +107,8 @@ class Pool {
   // Named prepared statements of this pool's clients (transaction mode).
   [[nodiscard]] StatementRegistry& statement_registry() { return statement_registry_; }
   [[nodiscard]] std::size_t prepared_statement_count() const { return statement_registry_.size(); }
+  // Functions that may change settings unseen (transaction mode with a statement router).
+  [[nodiscard]] const SettingFunctionWatch& setting_functions() const { return setting_functions_; }
   [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
   [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
   [[nodiscard]] const WaitCounts& waits() const { return waits_; }
@@ -144,6 +147,10 @@ class Pool {
   void launch_connections();
   void fail_waiters(const char* sqlstate, const std::string& message);
   void close_idle_over_size();
+  // Reads the setting functions on an idle (or just connected) server before it serves anyone.
+  void read_setting_functions_on(ServerConnection& server);
+  [[nodiscard]] bool setting_functions_due() const;
+  void functions_changed_at_release(TeardownPlan& plan, bool server_kept);
   [[nodiscard]] std::string reset_query_for(bool session_mode) const;
   [[nodiscard]] std::size_t size_limit() const;
   [[nodiscard]] std::size_t fair_share() const;
@@ -167,6 +174,7 @@ class Pool {
   std::vector<std::string> connect_values_;
   std::optional<ServerParameters> parameters_;
   StatementRegistry statement_registry_;
+  SettingFunctionWatch setting_functions_;
 
   List connecting_;
   List idle_;  // most recently used at the back

@@ -19,10 +19,12 @@ StatementPtr StatementRegistry::intern(std::string_view definition) {
   if (const auto found = index_->find(definition); found != index_->end()) {
     if (auto statement = found->second.lock()) return statement;
   }
-  const auto commands = protocol::find_sql_commands(protocol::query_text(definition));
-  auto* statement =
-      new PreparedStatement{"sluice_" + std::to_string(next_statement_number++), std::string(definition),
-                            commands.session != protocol::SqlSessionEffect::none, commands.backend};
+  const std::string_view sql = protocol::query_text(definition);
+  const auto commands = protocol::find_sql_commands(sql);
+  auto* statement = new PreparedStatement{
+      "sluice_" + std::to_string(next_statement_number++), std::string(definition),
+      commands.session != protocol::SqlSessionEffect::none || commands.changes_functions, commands.backend,
+      protocol::may_call_functions(sql)};
   // The index key views the statement's own text: the entry leaves with it,
   // unless a newer statement of the same text has taken the key since.
   StatementPtr shared(statement, [weak_index = std::weak_ptr<Index>(index_)](const PreparedStatement* gone) {

@@ -345,6 +345,7 @@ void ServerConnection::begin_teardown(TeardownPlan plan) {
   step_failed_ = false;
   reset_done_ = false;
   captured_settings_.reset();
+  setting_functions_read_.reset();
   socket_->set_reading(true);
   // Bring the server to a point where it owes exactly one ReadyForQuery per
   // request: abort an open COPY, close an unsynced extended-protocol batch.
@@ -376,7 +377,7 @@ void ServerConnection::teardown_advance() {
     return pool_.teardown_finished(*this, false, "server reported an error during teardown");
   }
   if (transaction_status_ != 'I') return send_rollback();
-  if (!plan_.reset_query.empty() && !reset_done_) return send_reset();
+  if ((!plan_.reset_query.empty() || plan_.read_setting_functions) && !reset_done_) return send_reset();
   if (reset_done_) {
     if (const auto problem = check_reset_replies()) return pool_.teardown_finished(*this, false, *problem);
   }
@@ -397,21 +398,26 @@ void ServerConnection::send_reset() {
     protocol::append_query(queries, kLiftForReadQuery);
     protocol::append_query(queries, read);
   }
-  protocol::append_query(queries, plan_.reset_query);
+  if (!plan_.reset_query.empty()) protocol::append_query(queries, plan_.reset_query);
   if (plan_.prove_reset) protocol::append_query(queries, read);
   if (plan_.prove_no_backend_state) protocol::append_query(queries, kBackendStateQuery);
+  if (plan_.read_setting_functions) protocol::append_query(queries, kSettingFunctionsQuery);
   replies_outstanding_ += static_cast<int>(reset_reply_count());
   if (!socket_->write(queries)) lost("cannot write to server");
 }
 
 std::size_t ServerConnection::reset_reply_count() const {
-  return 1 + (plan_.capture ? 2 : 0) + (plan_.prove_reset ? 1 : 0) + (plan_.prove_no_backend_state ? 1 : 0);
+  return (plan_.reset_query.empty() ? 0 : 1) + (plan_.capture ? 2 : 0) + (plan_.prove_reset ? 1 : 0) +
+         (plan_.prove_no_backend_state ? 1 : 0) + (plan_.read_setting_functions ? 1 : 0);
 }
 
 std::optional<std::string> ServerConnection::check_reset_replies() {
   const auto replies = protocol::read_query_replies(protocol::as_bytes(reset_replies_));
   std::string().swap(reset_replies_);
   if (!replies || replies->size() != reset_reply_count()) return "the reset's replies could not be read";
+  // What the pool's servers were found to have at their reset values counts as theirs.
+  SessionBaseline baseline = *baseline_;
+  if (const auto& learnt = pool_.setting_functions().baseline()) baseline.adopt(*learnt);
   std::size_t next = 0;
   if (plan_.capture) {
     const protocol::QueryReply& lift = (*replies)[next++];
@@ -419,13 +425,15 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
     for (const auto* reply : {&lift, &read}) {
       if (reply->error) return "reading the client's settings failed: " + reply->error->describe();
     }
-    captured_settings_ = read_client_settings(lift, read, *baseline_);
+    captured_settings_ = read_client_settings(lift, read, baseline);
     if (!captured_settings_) return "the client's settings could not be read";
   }
-  const protocol::QueryReply& reset = (*replies)[next++];
-  if (reset.error) return "reset failed: " + reset.error->describe();
+  if (!plan_.reset_query.empty()) {
+    const protocol::QueryReply& reset = (*replies)[next++];
+    if (reset.error) return "reset failed: " + reset.error->describe();
+  }
   if (plan_.prove_reset) {
-    const auto left = read_session_settings((*replies)[next++], *baseline_);
+    const auto left = read_session_settings((*replies)[next++], baseline);
     if (!left) return "the settings after the reset could not be read";
     if (!left->empty()) {
       std::string names;
@@ -434,10 +442,13 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
     }
   }
   if (plan_.prove_no_backend_state) {
-    const auto left = read_backend_state((*replies)[next]);
+    const auto left = read_backend_state((*replies)[next++]);
     if (!left) return "the backend state after the reset could not be read";
     if (!left->empty()) return "still held after the reset: " + *left;
   }
+  // A failed read (a short statement_timeout, say) leaves the pool as cautious as before; the
+  // server is clean all the same.
+  if (plan_.read_setting_functions) setting_functions_read_ = read_setting_functions((*replies)[next]);
   return std::nullopt;
 }
 

@@ -23,6 +23,7 @@
 #include "pool/reply_ledger.h"
 #include "pool/scope_outcome.h"
 #include "pool/session_settings.h"
+#include "pool/setting_functions.h"
 #include "protocol/message_scanner.h"
 #include "protocol/query_replies.h"
 
@@ -70,6 +71,10 @@ struct TeardownPlan {
   bool prove_reset = false;
   // After the reset, ask what backend state is left: it must be none.
   bool prove_no_backend_state = false;
+  // Last, which functions may change settings (kSettingFunctionsQuery), for the pool.
+  bool read_setting_functions = false;
+  // No client's scope ended: the pool's own errand on an idle server, not recorded as a release.
+  bool upkeep = false;
   // For telemetry and logs.
   std::chrono::steady_clock::time_point started_at{};
   std::uint64_t client_id = 0;
@@ -132,6 +137,9 @@ class ServerConnection final : net::PollSocket::Handler {
   // server is reset before it goes back to the pool.
   void note_session_change() { session_changed_ = true; }
   [[nodiscard]] bool session_changed() const { return session_changed_; }
+  // The client's SQL made, changed or dropped functions or triggers: the pool reads them again.
+  void note_functions_changed() { functions_changed_ = true; }
+  [[nodiscard]] bool functions_changed() const { return functions_changed_; }
   // Transaction mode: the client's session settings go out ahead of its
   // messages, alone (the caller holds the client's bytes until
   // on_own_query_done). `query` is a Query message.
@@ -232,6 +240,7 @@ class ServerConnection final : net::PollSocket::Handler {
   std::unique_ptr<CancelRequest> cancel_;  // in flight
   bool cancel_unproven_ = false;           // sent, delivery never confirmed: discard at release
   bool session_changed_ = false;
+  bool functions_changed_ = false;
   bool carries_client_settings_ = false;
   bool backend_state_touched_ = false;
   bool holds_backend_state_ = false;
@@ -241,6 +250,7 @@ class ServerConnection final : net::PollSocket::Handler {
   bool reset_done_ = false;
   std::string reset_replies_;  // everything the server answered the reset
   std::optional<SessionSettings> captured_settings_;
+  std::optional<SettingFunctions> setting_functions_read_;
 };
 
 }  // namespace sluice::pool

@@ -93,6 +93,21 @@ std::string_view SessionBaseline::custom_value(std::string_view name) const {
   return "";
 }
 
+void SessionBaseline::adopt(const LearntBaseline& learnt) {
+  role = learnt.role;
+  for (const auto& setting : learnt.custom) {
+    const auto same = std::find_if(custom.begin(), custom.end(),
+                                   [&](const SessionSetting& known) { return known.name == setting.name; });
+    if (same == custom.end()) {
+      custom.push_back(setting);
+    } else {
+      same->value = setting.value;
+    }
+  }
+}
+
+std::optional<std::string> setting_value_from_hex(std::string_view hex) { return from_hex(hex); }
+
 std::optional<SessionSettings> read_session_settings(const protocol::QueryReply& reply,
                                                      const SessionBaseline& baseline) {
   if (reply.error) return std::nullopt;

@@ -40,9 +40,17 @@ inline constexpr std::string_view kLiftForReadQuery =
     "SELECT pg_catalog.current_setting('statement_timeout'); RESET statement_timeout; "
     "SELECT pg_catalog.current_setting('statement_timeout'); SET statement_timeout = 0";
 
+// What a server of the pool has at its reset values, as read from one: its role and the custom
+// settings ALTER ROLE / ALTER DATABASE ... SET give (pg_db_role_setting), which the startup
+// settings alone do not tell.
+struct LearntBaseline {
+  std::string role;
+  std::vector<SessionSetting> custom;
+};
+
 // What a server of the pool has before any client changes it: the login user
 // as session authorization, and the role and custom settings the pool's
-// startup settings give (none by default).
+// startup settings give (none by default), or a server was found to have.
 struct SessionBaseline {
   std::string session_authorization;
   std::string role = "none";
@@ -50,7 +58,11 @@ struct SessionBaseline {
 
   SessionBaseline(std::string login_user, const std::vector<std::pair<std::string, std::string>>& startup);
   [[nodiscard]] std::string_view custom_value(std::string_view name) const;
+  void adopt(const LearntBaseline& learnt);
 };
+
+// A value as the queries here return it (hex of its bytes); nullopt when it is not that.
+std::optional<std::string> setting_value_from_hex(std::string_view hex);
 
 // The settings in one reply to session_settings_query that differ from the
 // baseline. The transaction_* ones (SET TRANSACTION's, which RESET ALL leaves)

@@ -6,6 +6,7 @@
 #include "protocol/sql_commands.h"
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 
 namespace sluice::protocol {
@@ -370,7 +371,8 @@ enum CommandWords : unsigned {
   kSessionWord = 1,
   kPreparedWord = 2,
   kBackendWord = 4,
-  kEveryWord = 7,
+  kCatalogWord = 8,  // CREATE, ALTER, DROP: functions and triggers may change
+  kEveryWord = 15,
 };
 
 // The words that may open the statement starting at `from` (after its blanks). A comment there
@@ -391,13 +393,16 @@ unsigned command_words_opening(std::string_view sql, std::size_t from) {
       return word_at(sql, from, "unlisten") ? kBackendWord : kNoCommandWord;
     case 'c':
       if (word_at(sql, from, "call")) return kSessionWord | kBackendWord;
-      if (word_at(sql, from, "create")) return kPreparedWord | kBackendWord;
+      if (word_at(sql, from, "create")) return kPreparedWord | kBackendWord | kCatalogWord;
       return word_at(sql, from, "close") ? kBackendWord : kNoCommandWord;
     case 'd':
       if (word_at(sql, from, "discard")) return kEveryWord;
       if (word_at(sql, from, "do")) return kSessionWord | kBackendWord;
       if (word_at(sql, from, "deallocate")) return kPreparedWord | kBackendWord;
-      return word_at(sql, from, "declare") || word_at(sql, from, "drop") ? kBackendWord : kNoCommandWord;
+      if (word_at(sql, from, "drop")) return kBackendWord | kCatalogWord;
+      return word_at(sql, from, "declare") ? kBackendWord : kNoCommandWord;
+    case 'a':
+      return word_at(sql, from, "alter") ? kCatalogWord : kNoCommandWord;
     case 'p':
       return word_at(sql, from, "prepare") ? kPreparedWord | kBackendWord : kNoCommandWord;
     case 'e':
@@ -499,29 +504,35 @@ SqlPreparedUse prepared_use(std::string_view sql) {
   }
 }
 
-SqlSessionEffect session_effect(std::string_view sql) {
+// Hands `visit` each token outside literals and comments with its place in its statement (1 for
+// the first word); true as soon as `visit` is.
+template <class Visit>
+bool any_token(std::string_view sql, Visit visit) {
   Lexer lexer(sql);
-  std::size_t position = 0;  // of the token in its statement
-  bool set_statement = false;
+  std::size_t position = 0;
   for (Token token = lexer.next(); token.kind != TokenKind::end; token = lexer.next()) {
     if (token.kind == TokenKind::semicolon) {
       position = 0;
-      continue;
-    }
-    ++position;
-    if (is_keyword(token, "set_config")) return SqlSessionEffect::settings;
-    if (position == 1) {
-      set_statement = is_keyword(token, "set");
-      if (is_keyword(token, "reset") || is_keyword(token, "discard") || is_keyword(token, "do") ||
-          is_keyword(token, "call") || is_keyword(token, "load")) {
-        return SqlSessionEffect::settings;
-      }
-    } else if (position == 2 && set_statement && !is_keyword(token, "local") &&
-               !is_keyword(token, "transaction") && !is_keyword(token, "constraints")) {
-      return SqlSessionEffect::settings;
+    } else if (visit(token, ++position)) {
+      return true;
     }
   }
-  return SqlSessionEffect::none;
+  return false;
+}
+
+SqlSessionEffect session_effect(std::string_view sql) {
+  bool set_statement = false;
+  const bool settings = any_token(sql, [&](const Token& token, std::size_t position) {
+    if (is_keyword(token, "set_config")) return true;
+    if (position == 1) {
+      set_statement = is_keyword(token, "set");
+      return is_keyword(token, "reset") || is_keyword(token, "discard") || is_keyword(token, "do") ||
+             is_keyword(token, "call") || is_keyword(token, "load");
+    }
+    return position == 2 && set_statement && !is_keyword(token, "local") &&
+           !is_keyword(token, "transaction") && !is_keyword(token, "constraints");
+  });
+  return settings ? SqlSessionEffect::settings : SqlSessionEffect::none;
 }
 
 bool is_any_keyword(const Token& token, std::initializer_list<std::string_view> keywords) {
@@ -645,6 +656,88 @@ SqlBackendEffect backend_effect(std::string_view sql) {
   }
 }
 
+// CREATE [OR REPLACE] / ALTER / DROP of what decides which functions may change settings: the
+// object's kind is within its statement's first few words (CREATE CONSTRAINT TRIGGER, DROP
+// FUNCTION IF EXISTS, CREATE OR REPLACE anything).
+bool changes_functions(std::string_view sql) {
+  bool catalog_statement = false;
+  return any_token(sql, [&](const Token& token, std::size_t position) {
+    if (position == 1) catalog_statement = is_any_keyword(token, {"create", "alter", "drop"});
+    return catalog_statement && position > 1 && position <= 4 &&
+           is_any_keyword(token, {"function", "procedure", "routine", "trigger", "extension", "replace"});
+  });
+}
+
+// The words that open a statement which may write to a table (a trigger's function runs), or hide
+// one (WITH, EXPLAIN ANALYZE): the cheap look before the lexer.
+bool opens_with_write(std::string_view sql, std::size_t from) {
+  static constexpr std::array<std::string_view, 8> kWords = {"insert", "update", "delete",  "merge",
+                                                             "copy",   "with",   "explain", "truncate"};
+  while (from < sql.size() && is_space(sql[from])) ++from;
+  if (from == sql.size()) return false;
+  if (sql[from] == '-' || sql[from] == '/') return true;  // a comment: left to the lexer
+  return std::any_of(kWords.begin(), kWords.end(),
+                     [&](std::string_view word) { return letters_at(sql, from, word); });
+}
+
+bool may_write(std::string_view sql) {
+  if (opens_with_write(sql, 0)) return true;
+  for (std::size_t semicolon = sql.find(';'); semicolon != std::string_view::npos;
+       semicolon = sql.find(';', semicolon + 1)) {
+    if (opens_with_write(sql, semicolon + 1)) return true;
+  }
+  return false;
+}
+
+// A function or table name as written: a word, or a quoted identifier's inside (empty for
+// anything else).
+std::string_view name_of(const Token& token) {
+  if (token.kind == TokenKind::word) return token.text;
+  const std::string_view text = token.text;
+  if (token.kind == TokenKind::other && text.size() >= 3 && text.front() == '"' && text.back() == '"')
+    return text.substr(1, text.size() - 2);
+  return {};
+}
+
+// `name` in `sorted` (lower case), ASCII letters compared without regard to case.
+bool contains_folded(const std::vector<std::string>& sorted, std::string_view name) {
+  if (name.empty() || sorted.empty()) return false;
+  const auto less = [](std::string_view a, std::string_view b) {
+    return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
+                                        [](char x, char y) { return ascii_lower(x) < ascii_lower(y); });
+  };
+  const auto found =
+      std::lower_bound(sorted.begin(), sorted.end(), name,
+                       [&](const std::string& entry, std::string_view key) { return less(entry, key); });
+  return found != sorted.end() && !less(name, *found);
+}
+
+bool is_write_keyword(const Token& token) {
+  return is_any_keyword(token, {"insert", "update", "delete", "merge", "copy", "truncate"});
+}
+
+bool scan_calls(std::string_view sql, const WatchedNames& watched) {
+  Lexer lexer(sql);
+  Token previous;
+  bool writes = false;       // in this statement
+  bool names_table = false;  // a watched table, in this statement
+  for (Token token = lexer.next();; token = lexer.next()) {
+    if (token.kind == TokenKind::end || token.kind == TokenKind::semicolon) {
+      if (writes && (names_table || watched.everything)) return true;
+      if (token.kind == TokenKind::end) return false;
+      writes = false;
+      names_table = false;
+    } else if (token.kind == TokenKind::open_paren) {
+      const std::string_view name = name_of(previous);
+      if (!name.empty() && (watched.everything || contains_folded(watched.functions, name))) return true;
+    } else {
+      writes = writes || is_write_keyword(token);
+      names_table = names_table || contains_folded(watched.tables, name_of(token));
+    }
+    previous = token;
+  }
+}
+
 }  // namespace
 
 SqlPreparedUse find_sql_prepared_use(std::string_view sql) {
@@ -665,7 +758,20 @@ SqlCommands find_sql_commands(std::string_view sql) {
   if ((words & kPreparedWord) != 0) commands.prepared = prepared_use(sql);
   if ((words & kSessionWord) != 0) commands.session = session_effect(sql);
   if ((words & kBackendWord) != 0) commands.backend = backend_effect(sql);
+  if ((words & kCatalogWord) != 0) commands.changes_functions = changes_functions(sql);
   return commands;
+}
+
+bool may_call_functions(std::string_view sql) {
+  return sql.find('(') != std::string_view::npos || may_write(sql);
+}
+
+bool calls_watched(std::string_view sql, const WatchedNames& watched) {
+  if (watched.none()) return false;
+  const bool calls =
+      (watched.everything || !watched.functions.empty()) && sql.find('(') != std::string_view::npos;
+  if (!calls && !((watched.everything || !watched.tables.empty()) && may_write(sql))) return false;
+  return scan_calls(sql, watched);
 }
 
 namespace {

@@ -70,13 +70,34 @@ enum class SqlBackendEffect {
 // Lexed as find_sql_prepared_use does.
 SqlBackendEffect find_sql_backend_effect(std::string_view sql);
 
-// All three, with one look at the string (what the statement router asks of every query).
+// All of them, with one look at the string (what the statement router asks of every query).
 struct SqlCommands {
   SqlPreparedUse prepared;
   SqlSessionEffect session = SqlSessionEffect::none;
   SqlBackendEffect backend = SqlBackendEffect::none;
+  // CREATE, ALTER or DROP of a FUNCTION, PROCEDURE, TRIGGER or EXTENSION, or CREATE OR REPLACE:
+  // which functions may change settings has to be learnt again.
+  bool changes_functions = false;
 };
 SqlCommands find_sql_commands(std::string_view sql);
+
+// Functions that may change settings, which sluiced cannot see in the SQL that calls them: their
+// names, and the tables whose triggers run such a function. Lower case, sorted, unique.
+struct WatchedNames {
+  std::vector<std::string> functions;
+  std::vector<std::string> tables;
+  // Not known (yet): every call and every write counts.
+  bool everything = false;
+  [[nodiscard]] bool none() const { return !everything && functions.empty() && tables.empty(); }
+};
+
+// Whether `sql` may run a watched function: it names one before a '(' (its last part when
+// qualified; a "quoted identifier" compared without regard to case, so a collision counts), or a
+// statement that writes (INSERT, UPDATE, DELETE, MERGE, COPY, TRUNCATE, also inside WITH) names a
+// watched table. Without a '(' or a statement opening with such a word it returns at once.
+bool calls_watched(std::string_view sql, const WatchedNames& watched);
+// The cheap half of calls_watched: false when no lexer can find a call or a write.
+bool may_call_functions(std::string_view sql);
 
 // The statement name when `sql` is only DEALLOCATE [PREPARE] <name> (a trailing semicolon aside),
 // as PostgreSQL reads it: an unquoted name folds ASCII letters to lower case, a quoted one keeps
