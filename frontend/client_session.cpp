@@ -467,9 +467,15 @@ void ClientSession::forward_held() {
   std::string held;
   held.swap(held_);
   socket_->set_reading(true);
-  if (!held.empty()) forward_to_server(protocol::as_bytes(held));
-  if (cancel_held_ && scope_ && own_query_ == OwnQuery::none && state_ != ClientState::closing) {
-    cancel_held_ = false;
+  // The cancel belongs to these bytes: it follows them, or goes with them when they are answered
+  // without a server running them.
+  const bool cancel = std::exchange(cancel_held_, false);
+  if (held.empty()) return;
+  forward_to_server(protocol::as_bytes(held));
+  if (!cancel || state_ == ClientState::closing) return;
+  if (!held_.empty()) {
+    cancel_held_ = true;  // held again, behind sluiced's own query: it follows them later
+  } else if (scope_ && own_query_ == OwnQuery::none && scope_.server().busy()) {
     scope_.server().forward_cancel();
   }
 }
@@ -571,6 +577,7 @@ void ClientSession::answer_cancelled_while_waiting() {
     wait_ticket_.reset();
   }
   held_.clear();
+  cancel_held_ = false;
   log::debug("client ", id_, ": cancelled a statement still waiting for a server: answered without a server");
   std::string reply;
   protocol::append_error_response(reply, protocol::Severity::error, sqlstate::kQueryCanceled,
@@ -579,6 +586,7 @@ void ClientSession::answer_cancelled_while_waiting() {
   if (!socket_->write(reply)) return close("client write failed");
   set_state(ClientState::idle);
   socket_->set_reading(true);
+  if (worker_.draining()) leave_for_drain();  // this is its boundary: the drain skipped it waiting
 }
 
 }  // namespace sluice::frontend

@@ -251,7 +251,6 @@ std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t
     return std::nullopt;
   }
   waiters_.push_back({&waiter, client_id, Clock::now()});
-  ++waits_.count;
   const auto ticket = std::prev(waiters_.end());
   launch_connections();
   return ticket;
@@ -288,6 +287,7 @@ void Pool::serve_waiters() {
     waiters_.pop_front();
     ServerConnection& server = *idle_.back();
     transition(server, ServerState::active);
+    ++waits_.count;
     waits_.total_ns += static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(server.state_since_ - waiter.since).count());
     context_.stats->scope_started();
@@ -338,8 +338,12 @@ void Pool::connect_succeeded(ServerConnection& server) {
 
 // Only where a statement router reads the clients' SQL: elsewhere every release resets anyway.
 bool Pool::setting_functions_due() const {
+  return watches_functions() && setting_functions_.due(Clock::now());
+}
+
+bool Pool::watches_functions() const {
   return database_.pool.pool_mode == config::PoolMode::transaction &&
-         database_.pool.max_prepared_statements > 0 && setting_functions_.due(Clock::now());
+         database_.pool.max_prepared_statements > 0;
 }
 
 // After a transaction that made, changed or dropped a function the read rides along with its reset
@@ -553,7 +557,8 @@ void Pool::tick(Clock::time_point now) {
     }
   }
   if (!waiters_.empty()) launch_connections();
-  if (!paused_ && !idle_.empty() && setting_functions_due()) read_setting_functions_on(*idle_.front());
+  // On the most recently used server: the least used ones keep aging towards server_idle_timeout_s.
+  if (!paused_ && !idle_.empty() && setting_functions_due()) read_setting_functions_on(*idle_.back());
 }
 
 }  // namespace sluice::pool

@@ -70,8 +70,8 @@ class Pool {
     Clock::time_point since;
   };
   using WaitTicket = std::list<Waiter>::iterator;
-  // Acquisitions that queued (no idle server, or others queued first), and their time in the queue
-  // until granted: how often a client waits for a server that is about to be free, and how long.
+  // Acquisitions granted after queueing (no idle server, or others queued first), and their time in
+  // the queue: how often a client waits for a server that is about to be free, and how long.
   struct WaitCounts {
     std::uint64_t count = 0;
     std::uint64_t total_ns = 0;
@@ -150,6 +150,7 @@ class Pool {
   // Reads the setting functions on an idle (or just connected) server before it serves anyone.
   void read_setting_functions_on(ServerConnection& server);
   [[nodiscard]] bool setting_functions_due() const;
+  [[nodiscard]] bool watches_functions() const;
   void functions_changed_at_release(TeardownPlan& plan, bool server_kept);
   [[nodiscard]] std::string reset_query_for(bool session_mode) const;
   [[nodiscard]] std::size_t size_limit() const;

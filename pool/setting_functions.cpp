@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/log.h"
+
 namespace sluice::pool {
 namespace {
 
@@ -26,15 +28,20 @@ void sort_unique(std::vector<std::string>& names) {
 
 }  // namespace
 
+// f: the functions whose own source may change settings, and — to a fixed point — those whose
+// source names one of them (a wrapper that calls set_tenant() changes settings as surely).
 const std::string_view kSettingFunctionsQuery =
-    "WITH f AS (SELECT p.oid, p.proname, p.prosrc "
+    "WITH RECURSIVE u AS (SELECT p.oid, p.proname, p.prosrc "
     "FROM pg_catalog.pg_proc p, pg_catalog.pg_language l, pg_catalog.pg_namespace n "
     "WHERE l.oid OPERATOR(pg_catalog.=) p.prolang AND n.oid OPERATOR(pg_catalog.=) p.pronamespace "
     "AND NOT (l.lanname OPERATOR(pg_catalog.=) 'internal' OR l.lanname OPERATOR(pg_catalog.=) 'c') "
     "AND NOT (n.nspname OPERATOR(pg_catalog.=) 'pg_catalog' "
-    "OR n.nspname OPERATOR(pg_catalog.=) 'information_schema') "
-    "AND " SLUICE_SETTING_SOURCE
-    ") "
+    "OR n.nspname OPERATOR(pg_catalog.=) 'information_schema')), "
+    "f AS (SELECT p.oid, p.proname, p.prosrc FROM u p WHERE " SLUICE_SETTING_SOURCE
+    " UNION SELECT p.oid, p.proname, p.prosrc FROM u p, f WHERE p.prosrc OPERATOR(pg_catalog.~*) "
+    "(E'\\\\m' OPERATOR(pg_catalog.||) pg_catalog.regexp_replace(f.proname, E'(\\\\W)', E'\\\\\\\\\\\\1', "
+    "'g') "
+    "OPERATOR(pg_catalog.||) E'\\\\M')) "
     "SELECT 'f', proname::pg_catalog.text, NULL::pg_catalog.text FROM f "
     "UNION SELECT 'f', p.proname::pg_catalog.text, NULL FROM pg_catalog.pg_aggregate a, pg_catalog.pg_proc "
     "p, f "
@@ -113,8 +120,13 @@ void SettingFunctionWatch::read_finished(std::optional<SettingFunctions> read, C
   reading_ = false;
   if (!read) {
     retry_at_ = now + kRetryAfterFailure;  // what was known stays, or every call counts
+    if (!failing_)
+      log::warning(
+          "could not read which functions may change settings: every call counts until a read succeeds");
+    failing_ = true;
     return;
   }
+  failing_ = false;
   marks_known_ = marks_at_read_;
   next_read_ = now + kMaxAge;
   known_ = std::move(*read);

@@ -87,6 +87,7 @@ class SettingFunctionWatch {
   std::uint64_t marks_known_ = 0;
   Clock::time_point next_read_{};
   Clock::time_point retry_at_{};
+  bool failing_ = false;  // the last read failed: warned once until one succeeds
 };
 
 }  // namespace sluice::pool
