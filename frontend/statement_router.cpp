@@ -142,10 +142,12 @@ void StatementRouter::process(protocol::Bytes message, bool in_place, std::size_
       }
       break;
     case 'B':
-      if (const auto bind_message = protocol::read_bind(message);
-          bind_message && !bind_message->statement.empty()) {
-        bind(*bind_message);
-        return replace(in_place, end);
+      if (const auto bind_message = protocol::read_bind(message)) {
+        if (!bind_message->statement.empty()) {
+          bind(*bind_message);
+          return replace(in_place, end);
+        }
+        if (unnamed_calls_watched_) note_watched_call();
       }
       break;
     case 'D':
@@ -244,6 +246,7 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
   }
   const pool::StatementPtr statement = *named;
   if (statement->changes_session) server_->note_session_change();
+  if (statement->changes_functions) server_->note_functions_changed();
   if (statement->may_call_functions) note_watched_calls(*statement);
   note_backend_effect(statement->backend_effect);
   // The server's copy may be stale: the batch from here is kept, to run again
@@ -344,7 +347,14 @@ bool StatementRouter::route_sql(std::string_view sql, char request, bool unnamed
       server_->note_functions_changed();
       server_->note_session_change();
     }
-    note_watched_calls(sql);
+    // An unnamed Parse runs nothing: its calls count when it is bound (a psql \gdesc, which
+    // only describes, needs no read-back, whose own query would replace the statement).
+    if (unnamed_parse) {
+      unnamed_calls_watched_ =
+          !functions_.watches_nothing() && protocol::calls_watched(sql, functions_.names());
+    } else {
+      note_watched_calls(sql);
+    }
   }
   const auto& use = commands.prepared;
   switch (use.command) {

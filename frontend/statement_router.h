@@ -107,6 +107,8 @@ class StatementRouter {
   // whether they are gathered into whole_ (else they pass).
   std::uint64_t carry_ = 0;
   bool carry_gathered_ = false;
+  // The client's unnamed statement calls a watched function: its Binds are read back.
+  bool unnamed_calls_watched_ = false;
   char processing_ = 0;  // the type of the message process() handles
   static constexpr std::size_t kNotRecorded = static_cast<std::size_t>(-1);
   std::size_t record_from_ = kNotRecorded;  // in this chunk's output

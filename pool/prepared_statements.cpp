@@ -22,8 +22,11 @@ StatementPtr StatementRegistry::intern(std::string_view definition) {
   const std::string_view sql = protocol::query_text(definition);
   const auto commands = protocol::find_sql_commands(sql);
   auto* statement = new PreparedStatement{
-      "sluice_" + std::to_string(next_statement_number++), std::string(definition),
-      commands.session != protocol::SqlSessionEffect::none || commands.changes_functions, commands.backend,
+      "sluice_" + std::to_string(next_statement_number++),
+      std::string(definition),
+      commands.session != protocol::SqlSessionEffect::none || commands.changes_functions,
+      commands.backend,
+      commands.changes_functions,
       protocol::may_call_functions(sql)};
   // The index key views the statement's own text: the entry leaves with it,
   // unless a newer statement of the same text has taken the key since.

@@ -28,6 +28,8 @@ struct PreparedStatement {
   bool changes_session = false;  // running it dirties the server's session (a SET, say)
   // Running it may make or drop state that keeps a client on its server.
   protocol::SqlBackendEffect backend_effect = protocol::SqlBackendEffect::none;
+  // It makes, changes or drops a function (the pool reads the catalog again after it runs).
+  bool changes_functions = false;
   // It has a '(' or a statement that writes: it may run a function that changes settings unseen.
   bool may_call_functions = false;
   // Whether it calls one of the pool's watched functions, as of that watch generation (0: not

@@ -8,11 +8,13 @@ namespace sluice::pool {
 namespace {
 
 // Escape strings (E'...'): the same under any standard_conforming_strings. An UPDATE's SET is taken
-// out before SET is looked for (a statement ends at ';', so a SET of its own is never inside one).
-#define SLUICE_SETTING_SOURCE                                                                  \
-  "(p.prosrc OPERATOR(pg_catalog.=) '' "                                                       \
-  "OR p.prosrc OPERATOR(pg_catalog.~*) E'set_config|\\\\mreset\\\\M|\\\\mdiscard\\\\M' "       \
-  "OR pg_catalog.regexp_replace(p.prosrc, E'\\\\mupdate\\\\M[^;]*?\\\\mset\\\\M', ' ', 'gi') " \
+// out before SET is looked for (a statement ends at ';', so a SET of its own is never inside one),
+// line comments first (a comment's 'update' must not take a real SET with it).
+#define SLUICE_SETTING_SOURCE                                                                    \
+  "(p.prosrc OPERATOR(pg_catalog.=) '' "                                                         \
+  "OR p.prosrc OPERATOR(pg_catalog.~*) E'set_config|\\\\mreset\\\\M|\\\\mdiscard\\\\M' "         \
+  "OR pg_catalog.regexp_replace(pg_catalog.regexp_replace(p.prosrc, E'--[^\\\\n]*', ' ', 'g'), " \
+  "E'\\\\mupdate\\\\M[^;]*?\\\\mset\\\\M', ' ', 'gi') "                                          \
   "OPERATOR(pg_catalog.~*) E'\\\\mset\\\\M')"
 
 void ascii_lower(std::string& text) {

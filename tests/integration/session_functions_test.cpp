@@ -46,6 +46,10 @@ class SessionFunctionsTest : public ::testing::TestWithParam<int> {
     harness::exec_ok(admin,
                      "create or replace function fn_set_tenant(t text) returns text language plpgsql as "
                      "$$ begin return set_config('app.fn_tenant', t, false); end $$");
+    // A comment's "update" before a real SET must not hide it.
+    harness::exec_ok(admin,
+                     "create or replace function fn_after_comment() returns int language plpgsql as "
+                     "$$ begin\n-- update the context\nSET datestyle = 'German, DMY'; return 1; end $$");
     // Wrappers: a function that only calls one that sets, and one that calls the wrapper.
     harness::exec_ok(admin,
                      "create or replace function fn_login(t text) returns int language plpgsql as "
@@ -145,6 +149,33 @@ TEST_P(SessionFunctionsTest, ASettingMadeThroughAWrapperStaysWithItsClient) {
                           {1, "select coalesce(nullif(current_setting('app.fn_tenant', true), ''), 'unset')"},
                           {0, "select current_setting('app.fn_tenant')"},
                       });
+}
+
+TEST_P(SessionFunctionsTest, ASetAfterACommentedUpdateStaysWithItsClient) {
+  expect_as_direct(2, {
+                          {0, "select fn_after_comment()"},
+                          {1, "show datestyle"},
+                          {0, "show datestyle"},
+                      });
+}
+
+// CREATE FUNCTION as a named prepared statement (a driver's statement cache) is DDL all the same:
+// the function it makes is watched from its next call on.
+TEST_P(SessionFunctionsTest, AFunctionCreatedByANamedStatementIsKnown) {
+  const PgConn maker = harness::connect(sluiced_->conninfo(kDatabase));
+  const PgConn other = harness::connect(sluiced_->conninfo(kDatabase));
+  harness::PgResult prepared(PQprepare(maker.get(), "mk",
+                                       "create or replace function fn_named() returns void language plpgsql "
+                                       "as $$ begin perform set_config('search_path', 'fn_a', false); end $$",
+                                       0, nullptr));
+  ASSERT_EQ(PQresultStatus(prepared.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(prepared.get());
+  harness::PgResult made(PQexecPrepared(maker.get(), "mk", 0, nullptr, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(made.get()), PGRES_COMMAND_OK) << PQresultErrorMessage(made.get());
+  harness::exec_ok(maker, "select fn_named()");
+  EXPECT_EQ(harness::scalar(other, "show search_path"), "\"$user\", public") << "the setting leaked";
+  EXPECT_EQ(harness::scalar(maker, "show search_path"), "fn_a") << "the setting did not follow its client";
+  const PgConn admin = harness::connect(harness::postgres().conninfo(kDatabase));
+  harness::exec_ok(admin, "drop function fn_named()");
 }
 
 // A trigger's function runs on DML of its table.
