@@ -296,9 +296,13 @@ void StatementRouter::note_custom_setting_name(std::string name) {
     custom_setting_names_.push_back(std::move(name));
 }
 
-// Inline, the look that costs a database without such functions nothing more.
+// The look that costs a database without such functions nothing more.
+bool StatementRouter::calls_watched(std::string_view sql) const {
+  return !functions_.watches_nothing() && protocol::calls_watched(sql, functions_.names());
+}
+
 void StatementRouter::note_watched_calls(std::string_view sql) {
-  if (!functions_.watches_nothing() && protocol::calls_watched(sql, functions_.names())) note_watched_call();
+  if (calls_watched(sql)) note_watched_call();
 }
 
 // A named statement's verdict holds until the pool's watch learns something new.
@@ -350,8 +354,7 @@ bool StatementRouter::route_sql(std::string_view sql, char request, bool unnamed
     // An unnamed Parse runs nothing: its calls count when it is bound (a psql \gdesc, which
     // only describes, needs no read-back, whose own query would replace the statement).
     if (unnamed_parse) {
-      unnamed_calls_watched_ =
-          !functions_.watches_nothing() && protocol::calls_watched(sql, functions_.names());
+      unnamed_calls_watched_ = calls_watched(sql);
     } else {
       note_watched_calls(sql);
     }

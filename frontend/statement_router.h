@@ -78,6 +78,7 @@ class StatementRouter {
   // settings are read back at release, the custom ones its source names included.
   void note_watched_calls(std::string_view sql);
   void note_watched_calls(const pool::PreparedStatement& statement);
+  [[nodiscard]] bool calls_watched(std::string_view sql) const;
   void note_watched_call();
   void note_custom_setting_name(std::string name);
   bool refuse(char request, const char* sqlstate, const std::string& message, std::string_view detail);
