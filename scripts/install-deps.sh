@@ -10,7 +10,7 @@ build_only=false
 
 packages=(
   build-essential cmake pkg-config
-  libuv1-dev libpq-dev nlohmann-json3-dev libgtest-dev libcli11-dev
+  libuv1-dev libpq-dev nlohmann-json3-dev libgtest-dev libcli11-dev libssl-dev
 )
 $build_only || packages+=(
   postgresql postgresql-client

@@ -108,3 +108,26 @@ seed $r error-skips "\x09\x41\x51\x21\x03\x05$plain$(message E 'SERROR\0C22012\0
 seed $r client-parse "\x02$plain$(message P 's1\0SELECT 1\0\0\0')"
 seed $r client-bind "\x02$plain$(message B '\0s1\0\0\0\0\0\0\0')"
 seed $r sql-prepare "\x00${plain}PREPARE x AS SELECT 1; /* c */ DEALLOCATE ALL"
+
+# fuzz_scram: byte 0 flags (1 TLS, 2 known role, 4 PLUS chosen, 8 lying length); then
+# client-first '\n' client-final. The finals carry the right proof for password "pencil" and the
+# harness's fixed server nonce, so the fuzzer starts past the proof check.
+s=fuzz_scram
+seed $s known-ok "\x02n,,n=,r=abc\nc=biws,r=abcfuzznonce,p=rZIuCHfWpXg3vGR735COwNBwY086kKq94IUqU1WVuS0="
+seed $s plus-ok "\x07p=tls-server-end-point,,n=,r=abc\nc=cD10bHMtc2VydmVyLWVuZC1wb2ludCws3q2+7w==,r=abcfuzznonce,p=rTfR/ldgXpEQyclFPwnmKNzSg8gEXQO4yn2WDVIJBEg="
+seed $s mock "\x00n,,n=nobody,r=abc\nc=biws,r=abcfuzznonce,p=rZIuCHfWpXg3vGR735COwNBwY086kKq94IUqU1WVuS0="
+seed $s extension "\x02n,,n=,r=abc,x=ext\nc=biws,r=abcfuzznonce,e=1,p=AAAA"
+seed $s y-on-tls "\x03y,,n=,r=abc\nc=eSws,r=abcfuzznonce,p=AAAA"
+seed $s authzid "\x02n,a=bob,n=,r=abc\n"
+seed $s lying-length "\x0an,,n=,r=abc\n"
+
+# fuzz_hba: pg_hba.conf lines.
+s=fuzz_hba
+seed $s rules '# comment\nlocal all all peer\nlocal app,"my db" +grp md5\nlocal sameuser all scram-sha-256\nhost all all 10.0.0.0/8 md5\nhost all all 192.168.0.0 255.255.0.0 trust\nhostssl all all ::1/128 cert\nhostnossl all all all reject\n'
+seed $s bad-mask 'host all all 10.0.0.0/40 trust\n'
+seed $s unterminated 'local "all all trust\n'
+
+# fuzz_auth_file: userlist.txt lines.
+s=fuzz_auth_file
+seed $s users '; comment\n"alice" "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="\n"bo""b" "md500000000000000000000000000000000" rest\n'
+seed $s plain '"alice" "pencil"\n'
