@@ -4,8 +4,14 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
+
+namespace sluice::auth {
+struct AuthFile;
+struct HbaRules;
+}  // namespace sluice::auth
 
 namespace sluice::config {
 
@@ -13,7 +19,9 @@ enum class PoolMode { transaction, session };
 // Transaction mode, when a client makes state that lives in its backend (a temporary table, a
 // session advisory lock, LISTEN, ...): keep its server until the state is gone, or refuse.
 enum class SessionStatePolicy { pin, refuse };
-enum class AuthType { trust, peer };
+// md5 and scram-sha-256 check the secrets of auth.file; hba picks a method per client from
+// auth.hba_file (frontend/client_auth.h).
+enum class AuthType { trust, peer, md5, scram_sha_256, hba };
 
 // Settings a database inherits from the top-level `pool` section and may override.
 struct PoolSettings {
@@ -70,6 +78,16 @@ struct DrainConfig {
 
 struct AuthConfig {
   AuthType type = AuthType::trust;
+  bool type_written = false;            // TCP clients get trust only when the config asks for it by name
+  std::optional<std::string> file;      // auth.file, as written
+  std::optional<std::string> hba_file;  // auth.hba_file, as written
+  // auth.query runs as auth.user for roles auth.file does not list (frontend/secret_lookup.h).
+  std::optional<std::string> user;
+  std::string query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";  // PgBouncer's
+  int cache_s = 60;  // how long a looked-up secret (or its absence) is reused; 0 = every login asks
+  // Their contents, read by load_config_file (config/auth_files.h): immutable, shared by the workers.
+  std::shared_ptr<const auth::AuthFile> secrets;
+  std::shared_ptr<const auth::HbaRules> hba;
 
   bool operator==(const AuthConfig&) const = default;
 };

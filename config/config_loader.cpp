@@ -1,13 +1,10 @@
 #include "config/config_loader.h"
 
-#include <fcntl.h>
 #include <libpq-fe.h>
 #include <sys/un.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <charconv>
 #include <climits>
 #include <cstdint>
@@ -17,9 +14,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <system_error>
 #include <utility>
 
+#include "config/auth_files.h"
+#include "config/file_text.h"
 #include "config/key_locator.h"
 
 namespace sluice::config {
@@ -336,6 +334,28 @@ void read_limits(Section& s, LimitsConfig& limits) {
   s.integer("control_request_max", limits.control_request_max, 1);
 }
 
+void read_auth(Section& s, AuthConfig& auth) {
+  auth.type_written = s.choice("type", auth.type,
+                               {{"trust", AuthType::trust},
+                                {"peer", AuthType::peer},
+                                {"md5", AuthType::md5},
+                                {"scram-sha-256", AuthType::scram_sha_256},
+                                {"hba", AuthType::hba}});
+  s.string("file", auth.file, Empty::rejected);
+  s.string("hba_file", auth.hba_file, Empty::rejected);
+  s.string("user", auth.user, Empty::rejected);
+  if (s.string("query", auth.query, Empty::rejected) && !auth.user)
+    s.report("query", "needs auth.user to run as");
+  s.integer("cache_s", auth.cache_s, 0);
+  const bool password = auth.type == AuthType::md5 || auth.type == AuthType::scram_sha_256;
+  if (password && !auth.file && !auth.user) {
+    s.report("type", "a password method needs auth.file or auth.user (where the roles' secrets come from)");
+  }
+  if (auth.type == AuthType::hba && !auth.hba_file) s.report("type", "\"hba\" needs auth.hba_file");
+  if (auth.hba_file && auth.type != AuthType::hba)
+    s.report("hba_file", "is read only with auth.type \"hba\"");
+}
+
 void read_config(Section& root, Config& config) {
   root.section("listen", [&](Section& s) { read_listen(s, config.listen); });
   root.section("control", [&](Section& s) { read_control(s, config.control); });
@@ -350,9 +370,7 @@ void read_config(Section& root, Config& config) {
   });
   root.section("teardown", [&](Section& s) { read_teardown(s, config.teardown); });
   root.section("drain", [&](Section& s) { s.integer("timeout_s", config.drain.timeout_s, 0); });
-  root.section("auth", [&](Section& s) {
-    s.choice("type", config.auth.type, {{"trust", AuthType::trust}, {"peer", AuthType::peer}});
-  });
+  root.section("auth", [&](Section& s) { read_auth(s, config.auth); });
   root.section("limits", [&](Section& s) { read_limits(s, config.limits); });
   root.section("diagnostics",
                [&](Section& s) { s.integer("slow_callback_ms", config.diagnostics.slow_callback_ms, 1); });
@@ -418,27 +436,13 @@ Result<Config> parse_config(std::string_view text, const std::string& source_nam
 }
 
 Result<Config> load_config_file(const std::string& path) {
-  const auto cannot_read = [&path](int error) {
-    return fail(path + ": cannot read: " + std::generic_category().message(error));
-  };
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return cannot_read(errno);
-  std::string text;
-  char buffer[64 * 1024];
-  for (;;) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n > 0) {
-      text.append(buffer, static_cast<std::size_t>(n));
-    } else if (n == 0) {
-      break;
-    } else if (errno != EINTR) {
-      const int error = errno;
-      ::close(fd);
-      return cannot_read(error);  // e.g. EISDIR
-    }
-  }
-  ::close(fd);
-  return parse_config(text, path);
+  auto text = read_file(path);
+  if (!text) return fail(path + ": cannot read: " + text.error());
+  auto config = parse_config(*text, path);
+  if (!config) return config;
+  // The files the config names, read with it: a reload takes them all or none.
+  if (auto error = load_auth_files(config->auth, path, *text)) return fail(*error);
+  return config;
 }
 
 }  // namespace sluice::config
