@@ -133,6 +133,7 @@ bool print_clients(const Json& answer, std::ostream& out) {
   Table table({{"ID", Align::right},
                {"STATE"},
                {"POOL"},
+               {"AUTH"},
                {"WORKER", Align::right},
                {"AGE", Align::right},
                {"IN_STATE", Align::right},
@@ -142,8 +143,8 @@ bool print_clients(const Json& answer, std::ostream& out) {
   for (const auto& client : *clients) {
     const Json* settings = find_path(client, {"settings"});
     table.add_row({count_cell(find_path(client, {"id"})), text_cell(find_path(client, {"state"})),
-                   text_cell(find_path(client, {"pool"})), count_cell(find_path(client, {"worker"})),
-                   seconds_cell(find_path(client, {"age_s"})),
+                   text_cell(find_path(client, {"pool"})), text_cell(find_path(client, {"auth"})),
+                   count_cell(find_path(client, {"worker"})), seconds_cell(find_path(client, {"age_s"})),
                    seconds_cell(find_path(client, {"state_age_s"})),
                    count_cell(find_path(client, {"prepared_statements"})),
                    settings != nullptr && settings->is_object() ? std::to_string(settings->size()) : "-",

@@ -102,6 +102,14 @@ int Daemon::run() {
       return 1;
     }
     listeners_.push_back(std::move(*tcp_listener));
+    if (config_.auth.type == config::AuthType::trust && config_.auth.type_written) {
+      log::warning("auth.type \"trust\": anyone who can reach ", *config_.listen.tcp,
+                   " logs in as any role without a password");
+    } else if (config_.auth.type == config::AuthType::trust) {
+      log::warning(
+          "TCP clients on ", *config_.listen.tcp,
+          " are refused: without TLS they need a password method, or auth.type \"trust\" written out");
+    }
   }
 
   uv_timer_init(&loop_, &status_timer_);

@@ -268,6 +268,8 @@ json clients_share(const Worker& worker) {
         {"id", client->id()},
         {"state", client_state_name(client->state())},
         {"pool", client->pool() != nullptr ? json(client->pool()->name()) : json(nullptr)},
+        // How it proved who it is ("trust", "peer", "md5", "scram-sha-256"), null before it tried.
+        {"auth", client->auth_method().empty() ? json(nullptr) : json(client->auth_method())},
         {"worker", worker.index()},
         {"age_s", round3(seconds_since(client->connected_at(), now))},
         {"state_age_s", round3(seconds_since(client->state_since(), now))},

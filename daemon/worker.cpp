@@ -48,6 +48,7 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
 
 Worker::~Worker() {
   clients_.clear();
+  secret_lookup_.reset();
   pools_.clear();
   loop_monitor_.reset();
   deleter_.reset();
@@ -142,6 +143,7 @@ void Worker::apply_config(config::Config next) {
     if (old == config_.databases.end() || !(db->second == old->second)) pool->update(share_of(db->second));
   }
   config_ = std::move(next);
+  if (secret_lookup_) secret_lookup_->forget_cached();  // the secrets, or how to find them, may have changed
   stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));
   pool_context_.message_max = config_.limits.message_max;
   pool_context_.teardown_max_ms = config_.teardown.max_ms;
@@ -159,6 +161,7 @@ void Worker::shutdown() {
 void Worker::stop() {
   if (stopped_) return;
   stopped_ = true;
+  secret_lookup_.reset();
   pools_.clear();
   uv_timer_stop(janitor_);
   if (own_loop_) uv_stop(loop_);
@@ -183,6 +186,11 @@ config::DatabaseConfig Worker::share_of(const config::DatabaseConfig& database) 
   const int extra = static_cast<int>(index_) < database.pool.pool_size % workers ? 1 : 0;
   share.pool.pool_size = std::max(1, database.pool.pool_size / workers + extra);
   return share;
+}
+
+frontend::SecretLookup& Worker::secret_lookup() {
+  if (!secret_lookup_) secret_lookup_ = std::make_unique<frontend::SecretLookup>(*this);
+  return *secret_lookup_;
 }
 
 pool::Pool* Worker::pool_for(const std::string& database, const std::string& user,

@@ -24,6 +24,7 @@
 #include "daemon/listener.h"
 #include "daemon/loop_monitor.h"
 #include "frontend/client_session.h"
+#include "frontend/secret_lookup.h"
 #include "net/deferred_deleter.h"
 #include "net/mailbox.h"
 #include "pool/pool.h"
@@ -82,6 +83,8 @@ class Worker {
   // A CancelRequest: this worker's client, or handed to the worker the key names.
   void cancel(std::uint32_t process_id, std::uint32_t secret);
   void client_closed(ClientSession& client);
+  // auth.query lookups and their cache, this worker's own.
+  [[nodiscard]] frontend::SecretLookup& secret_lookup();
 
   // For reports, on the worker's loop.
   [[nodiscard]] std::size_t index() const { return index_; }
@@ -128,6 +131,7 @@ class Worker {
   // One per (database, user): shared by its pools of different startup settings.
   std::map<std::pair<std::string, std::string>, std::shared_ptr<pool::ServerBudget>> budgets_;
   std::list<std::unique_ptr<ClientSession>> clients_;
+  std::unique_ptr<frontend::SecretLookup> secret_lookup_;  // made on first use; ended before the pools
   std::unordered_map<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
   std::mt19937 cancel_pid_generator_{std::random_device{}()};
   std::array<std::uint32_t, 64> secrets_{};  // from getrandom, handed out from the back

@@ -6,7 +6,6 @@
 
 #include "common/log.h"
 #include "daemon/worker.h"
-#include "frontend/peer_auth.h"
 #include "net/scratch_buffer.h"
 #include "pool/backend_state.h"
 #include "protocol/backend_messages.h"
@@ -78,10 +77,10 @@ void ClientSession::close(std::string_view reason) {
   worker_.client_closed(*this);
 }
 
-void ClientSession::fail(const char* sqlstate, const std::string& message) {
+void ClientSession::fail(const char* sqlstate, const std::string& message, std::string_view detail) {
   if (state_ == ClientState::closing) return;
   std::string error;
-  protocol::append_error_response(error, protocol::Severity::fatal, sqlstate, message);
+  protocol::append_error_response(error, protocol::Severity::fatal, sqlstate, message, detail);
   socket_->write(error);
   close(message);
 }
@@ -113,8 +112,9 @@ void ClientSession::read_startup() {
   if (n == -EAGAIN) return;
   if (n <= 0) return close(n == 0 ? "client closed during startup" : "read failed during startup");
   startup_buffer_.append(chunk, static_cast<std::size_t>(n));
+  if (auth_) return read_auth_messages();
 
-  while (state_ == ClientState::handshake) {
+  while (state_ == ClientState::handshake && !auth_) {
     const auto length = protocol::startup_packet_length(
         protocol::as_bytes(startup_buffer_), static_cast<std::uint32_t>(limits.startup_packet_max));
     if (!length) return fail(length.error().sqlstate, length.error().message);
@@ -156,23 +156,101 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   const std::string* database = packet.parameter("database");
   database_ = database != nullptr && !database->empty() ? *database : user_;
 
-  if (worker_.config().auth.type == config::AuthType::peer) {
-    const auto peer = transport_ == Transport::unix_socket ? peer_user_name(socket_->fd()) : std::nullopt;
-    if (!peer || *peer != user_) {
-      return fail(sqlstate::kInvalidAuthorizationSpecification,
-                  "Peer authentication failed for user \"" + user_ + "\"");
-    }
-  }
-  const auto settings = protocol::startup_settings(packet);
+  auto settings = protocol::startup_settings(packet);
   if (!settings) return fail(settings.error().sqlstate, settings.error().message);
-  pool_ = worker_.pool_for(database_, user_, *settings);
+  startup_settings_ = std::move(*settings);
+  if (!reply.empty()) socket_->write(reply);
+
+  auto start = ClientAuth::start(worker_.config().auth, auth_client());
+  auth_method_ = start.method;
+  if (start.needs_lookup) return look_up_secret();
+  begin_auth(std::move(start));
+}
+
+AuthClient ClientSession::auth_client() const {
+  // The TLS transport will fill `tls` and `channel_binding`; until then every client is in plain text.
+  return AuthClient{.transport = transport_,
+                    .fd = socket_->fd(),
+                    .tls = false,
+                    .channel_binding = std::nullopt,
+                    .user = user_,
+                    .database = database_};
+}
+
+void ClientSession::begin_auth(ClientAuth::Start start) {
+  auth_method_ = start.method;
+  auth_ = std::move(start.exchange);
+  auth_stepped(start.step);
+}
+
+// auth.query: the client waits, unread, while the server is asked; the login timeout still runs.
+void ClientSession::look_up_secret() {
+  socket_->set_reading(false);
+  looking_up_secret_ = true;
+  auto request = worker_.secret_lookup().find(database_, user_,
+                                              [this](const LookedUpSecret& found) { secret_found(found); });
+  if (looking_up_secret_) secret_request_ = std::move(request);  // not answered from the cache
+}
+
+void ClientSession::secret_found(const LookedUpSecret& found) {
+  looking_up_secret_ = false;
+  secret_request_.reset();
+  if (state_ == ClientState::closing) return;
+  if (found.failed) {
+    log::warning("client ", id_, ": login of \"", user_, "\" refused: ", found.why_none);
+    return fail(sqlstate::kConnectionFailure, "could not look up the password of role \"" + user_ + "\"");
+  }
+  socket_->set_reading(true);
+  begin_auth(ClientAuth::challenge(auth_method_, found.secret ? &*found.secret : nullptr, found.why_none,
+                                   auth_client()));
+}
+
+void ClientSession::read_auth_messages() {
+  // PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH: no password message is longer.
+  constexpr std::uint32_t kMaxAuthMessage = 65535;
+  while (auth_ && startup_buffer_.size() >= 5) {
+    const auto* bytes = reinterpret_cast<const std::uint8_t*>(startup_buffer_.data());
+    const char type = startup_buffer_[0];
+    const std::uint32_t length = protocol::read_u32(bytes + 1);
+    if (type == 'X') return close("client terminated during authentication");
+    if (type != 'p') return fail(sqlstate::kProtocolViolation, auth_->unexpected_message(type));
+    if (length < 4 || length > kMaxAuthMessage)
+      return fail(sqlstate::kProtocolViolation, "invalid message length");
+    if (startup_buffer_.size() < length + 1) return;
+    const auth::AuthStep step = auth_->on_response(protocol::Bytes(bytes + 5, length - 4));
+    startup_buffer_.erase(0, length + 1);
+    auth_stepped(step);
+  }
+}
+
+void ClientSession::auth_stepped(const auth::AuthStep& step) {
+  if (!step.reply.empty()) socket_->write(step.reply);
+  switch (step.verdict) {
+    case auth::AuthStep::Verdict::more:
+      return;
+    case auth::AuthStep::Verdict::failed:
+      // The client hears PostgreSQL's words; only the log says what really failed.
+      log::warning("client ", id_, ": authentication failed for user \"", user_, "\" (", auth_method_,
+                   "): ", step.error.log_reason);
+      auth_.reset();
+      return fail(step.error.sqlstate, step.error.message, step.error.detail);
+    case auth::AuthStep::Verdict::ok:
+      auth_.reset();
+      if (!startup_buffer_.empty())
+        return fail(sqlstate::kProtocolViolation, "unexpected data after the authentication exchange");
+      return log_in();
+  }
+}
+
+void ClientSession::log_in() {
+  pool_ = worker_.pool_for(database_, user_, startup_settings_);
+  protocol::StartupSettings().swap(startup_settings_);
   if (pool_ == nullptr)
     return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
   pool_->client_joined();
   if (!worker_.accepting_logins())
     return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
-  if (!reply.empty()) socket_->write(reply);
   worker_.assign_cancel_key(*this, cancel_pid_, cancel_secret_);
   std::string().swap(startup_buffer_);
 

@@ -13,11 +13,14 @@
 #include <string_view>
 
 #include "daemon/listener.h"
+#include "frontend/client_auth.h"
+#include "frontend/secret_lookup.h"
 #include "frontend/statement_router.h"
 #include "net/poll_socket.h"
 #include "pool/pool.h"
 #include "protocol/message_scanner.h"
 #include "protocol/startup.h"
+#include "protocol/startup_settings.h"
 
 namespace sluice::daemon {
 class Worker;
@@ -51,7 +54,7 @@ class ClientSession final : net::PollSocket::Handler,
   ClientSession& operator=(const ClientSession&) = delete;
 
   // Sends a FATAL ErrorResponse (when the protocol allows one) and closes.
-  void fail(const char* sqlstate, const std::string& message);
+  void fail(const char* sqlstate, const std::string& message, std::string_view detail = {});
   void close(std::string_view reason);
   // A CancelRequest carrying this client's key: cancel what its server runs.
   void forward_cancel();
@@ -68,6 +71,8 @@ class ClientSession final : net::PollSocket::Handler,
   [[nodiscard]] Clock::time_point state_since() const { return state_since_; }
   [[nodiscard]] const std::string& user() const { return user_; }
   [[nodiscard]] const std::string& database() const { return database_; }
+  // How it logged in: "trust", "peer", "md5", "scram-sha-256", ...; empty before it tried.
+  [[nodiscard]] std::string_view auth_method() const { return auth_method_; }
   [[nodiscard]] pool::Pool* pool() const { return pool_; }
   [[nodiscard]] std::uint32_t cancel_process_id() const { return cancel_pid_; }
   [[nodiscard]] std::uint32_t cancel_secret() const { return cancel_secret_; }
@@ -106,6 +111,15 @@ class ClientSession final : net::PollSocket::Handler,
   void leave_for_drain();
   void read_startup();
   void handle_startup(const protocol::StartupPacket& packet);
+  // The client's answers to the password challenge, framed as v3 messages.
+  void read_auth_messages();
+  void auth_stepped(const auth::AuthStep& step);
+  [[nodiscard]] AuthClient auth_client() const;
+  void begin_auth(ClientAuth::Start start);
+  void look_up_secret();
+  void secret_found(const LookedUpSecret& found);
+  // Authenticated: find the pool and welcome the client.
+  void log_in();
   void send_welcome();
   void read_client();
   void ask_for_scope();
@@ -128,6 +142,12 @@ class ClientSession final : net::PollSocket::Handler,
   Clock::time_point state_since_;
   net::PollSocket::Ptr socket_;
   std::string startup_buffer_;  // only during the handshake
+  // Only while a password exchange runs: the exchange, and the startup settings waiting for it.
+  std::unique_ptr<ClientAuth> auth_;
+  SecretLookup::RequestPtr secret_request_;  // auth.query in flight
+  bool looking_up_secret_ = false;
+  protocol::StartupSettings startup_settings_;
+  std::string_view auth_method_;
 
   std::string user_;
   std::string database_;

@@ -150,6 +150,9 @@ class ServerConnection final : net::PollSocket::Handler {
   [[nodiscard]] bool backend_state_touched() const { return backend_state_touched_; }
   // Asks it (kBackendStateQuery), alone, as send_settings_restore.
   bool send_backend_state_probe();
+  // sluiced's own question on a server it leased for itself (auth.query): `query` is a Query
+  // message, answered through on_own_query_done.
+  bool send_lookup_query(protocol::Bytes query) { return send_own_query(query); }
   // The server's answer: its client keeps it for state it holds, or not.
   void note_holds_backend_state(bool holds) {
     holds_backend_state_ = holds;

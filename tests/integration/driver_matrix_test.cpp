@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -263,6 +264,8 @@ struct DriverProgram {
   std::vector<std::string> command;    // the connection arguments follow
   std::vector<std::string> env;        // added to the environment
   std::string (*missing)() = nullptr;  // what is not installed, or ""
+  // How it is given a password: every driver but pgjdbc reads PGPASSWORD, as libpq does.
+  std::vector<std::string> (*password_arguments)(const std::string& password) = nullptr;
 };
 
 std::string in_drivers_dir(const std::string& file) { return std::string(SLUICE_DRIVERS_DIR) + "/" + file; }
@@ -351,7 +354,10 @@ DriverProgram jdbc() {
           .prepares = true,
           .command = {"java", in_drivers_dir("JdbcWorkload.java"), "--jdbc-jar", kJdbcJar},
           .env = {},
-          .missing = missing_jdbc};
+          .missing = missing_jdbc,
+          .password_arguments = [](const std::string& password) {
+            return std::vector<std::string>{"--connect-properties", "password=" + password};
+          }};
 }
 
 DriverProgram node_pg() {
@@ -369,10 +375,19 @@ struct Run {
   NamedExecutes named;  // what PostgreSQL executed meanwhile
 };
 
-Run run_program(const DriverProgram& program, const Endpoint& to) {
+// `password`: given to the driver its own way (PGPASSWORD, or its password_arguments).
+Run run_program(const DriverProgram& program, const Endpoint& to, const std::string& password = "") {
   const FreshTable table;
   const std::size_t log_from = postgres().log().size();
   std::vector<std::string> argv = program.command;
+  std::vector<std::string> env = program.env;
+  if (!password.empty()) {
+    env.push_back("PGPASSWORD=" + password);
+    if (program.password_arguments != nullptr) {
+      const auto arguments = program.password_arguments(password);
+      argv.insert(argv.end(), arguments.begin(), arguments.end());
+    }
+  }
   const std::vector<std::string> connection = {"--host",       to.host,
                                                "--port",       std::to_string(to.port),
                                                "--dbname",     kDatabase,
@@ -380,7 +395,7 @@ Run run_program(const DriverProgram& program, const Endpoint& to) {
                                                "--clients",    std::to_string(kClients),
                                                "--iterations", std::to_string(kIterations)};
   argv.insert(argv.end(), connection.begin(), connection.end());
-  Run run{.result = run_capture(argv, kRunTimeout, program.env), .stored = {}, .named = {}};
+  Run run{.result = run_capture(argv, kRunTimeout, env), .stored = {}, .named = {}};
   run.stored = table.stored_rows();
   run.named = named_executes(log_from);
   return run;
@@ -400,7 +415,40 @@ const Run& direct_run(const DriverProgram& program) {
   return found->second;
 }
 
-void check_driver(const DriverProgram& program, const std::string& pool_mode) {
+// The password-method variant: the workload's role gets a password (PostgreSQL, with trust, ignores
+// it), its SCRAM verifier goes into auth.file, and sluiced asks for it with `auth_type`.
+struct PasswordLogin {
+  std::string auth_type;  // "scram-sha-256" or "md5"
+  std::string password;
+};
+
+Sluiced sluiced_for(const std::string& pool_mode, const std::optional<PasswordLogin>& login) {
+  nlohmann::json overrides = nlohmann::json::object();
+  if (login) overrides["auth"] = {{"type", login->auth_type}, {"file", "users.txt"}};
+  auto config = default_config(
+      {.dbname = kDatabase, .pool_size = kPoolSize, .pool_mode = pool_mode, .overrides = overrides});
+  if (login) {
+    const PgConn admin = connect(postgres().conninfo());
+    exec_ok(admin, "SET password_encryption = 'scram-sha-256'");
+    exec_ok(admin, "ALTER ROLE \"" + scope_test::os_user() + "\" PASSWORD '" + login->password + "'");
+    const std::string secret =
+        scalar(admin, "SELECT rolpassword FROM pg_authid WHERE rolname = '" + scope_test::os_user() + "'");
+    std::ofstream(config.dir.path() + "/users.txt")
+        << "\"" << scope_test::os_user() << "\" \"" << secret << "\"\n";
+  }
+  return Sluiced(std::move(config));
+}
+
+// The password is really asked for: without it libpq is refused.
+void expect_password_required(const Sluiced& sluiced) {
+  const PgConn conn = try_connect(sluiced.conninfo(kDatabase) + " password=wrong");
+  EXPECT_NE(PQstatus(conn.get()), CONNECTION_OK) << "sluiced let a wrong password in";
+  EXPECT_NE(std::string(PQerrorMessage(conn.get())).find("password authentication failed"), std::string::npos)
+      << PQerrorMessage(conn.get());
+}
+
+void check_driver(const DriverProgram& program, const std::string& pool_mode,
+                  const std::optional<PasswordLogin>& login = std::nullopt) {
   if (const std::string missing = program.missing(); !missing.empty()) {
     FAIL() << program.name << ": " << missing;
   }
@@ -418,8 +466,9 @@ void check_driver(const DriverProgram& program, const std::string& pool_mode) {
   expect_named_executes(direct.named, program.prepares, program.name + " directly against PostgreSQL");
 
   // Through sluiced: the same, byte for byte.
-  Sluiced sluiced({.dbname = kDatabase, .pool_size = kPoolSize, .pool_mode = pool_mode});
-  const Run pooled = run_program(program, endpoint_of(sluiced));
+  Sluiced sluiced = sluiced_for(pool_mode, login);
+  if (login) expect_password_required(sluiced);
+  const Run pooled = run_program(program, endpoint_of(sluiced), login ? login->password : "");
   EXPECT_TRUE(pooled.result.succeeded()) << program.name << " through sluiced (" << pool_mode
                                          << " mode, pool_size " << kPoolSize << "): " << describe(pooled);
   if (const auto diff = difference(direct.result.out, pooled.result.out)) {
@@ -443,6 +492,15 @@ TEST(DriverMatrix, JdbcTransactionMode) { check_driver(jdbc(), "transaction"); }
 TEST(DriverMatrix, JdbcSessionMode) { check_driver(jdbc(), "session"); }
 TEST(DriverMatrix, NodePgTransactionMode) { check_driver(node_pg(), "transaction"); }
 TEST(DriverMatrix, NodePgSessionMode) { check_driver(node_pg(), "session"); }
+
+// Password authentication through sluiced: each driver logs its eight clients in with SCRAM
+// against the verifier in auth.file, then runs the same workload.
+const PasswordLogin kScram{"scram-sha-256", "matrix scram password"};
+TEST(DriverMatrix, Psycopg3Scram) { check_driver(psycopg3(), "transaction", kScram); }
+TEST(DriverMatrix, Psycopg2Scram) { check_driver(psycopg2(), "transaction", kScram); }
+TEST(DriverMatrix, AsyncpgScram) { check_driver(asyncpg(), "transaction", kScram); }
+TEST(DriverMatrix, JdbcScram) { check_driver(jdbc(), "transaction", kScram); }
+TEST(DriverMatrix, NodePgScram) { check_driver(node_pg(), "transaction", kScram); }
 
 // ---- libpq: PQprepare / PQexecPrepared / PQdescribePrepared, in this process ----
 

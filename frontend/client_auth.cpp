@@ -1,0 +1,198 @@
+#include "frontend/client_auth.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
+
+#include "auth/auth_file.h"
+#include "auth/hba.h"
+#include "frontend/peer_auth.h"
+#include "protocol/sqlstate.h"
+
+namespace sluice::frontend {
+namespace {
+
+using auth::AuthError;
+using auth::AuthStep;
+using auth::HbaMethod;
+
+// The client's address for hba rules; an IPv4-mapped IPv6 address counts as IPv4, as PostgreSQL does.
+void read_peer_address(int fd, auth::HbaClient& out) {
+  sockaddr_storage address{};
+  socklen_t size = sizeof address;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) return;
+  if (address.ss_family == AF_INET) {
+    out.family = AF_INET;
+    std::memcpy(out.address.data(), &reinterpret_cast<const sockaddr_in&>(address).sin_addr, 4);
+  } else if (address.ss_family == AF_INET6) {
+    const in6_addr& v6 = reinterpret_cast<const sockaddr_in6&>(address).sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+      out.family = AF_INET;
+      std::memcpy(out.address.data(), v6.s6_addr + 12, 4);
+    } else {
+      out.family = AF_INET6;
+      std::memcpy(out.address.data(), v6.s6_addr, 16);
+    }
+  }
+}
+
+// PostgreSQL's words for a refusal by pg_hba.conf: `host "[local]", user "u", database "d", no encryption`.
+std::string hba_subject(const auth::HbaClient& who) {
+  std::string host = "[local]";
+  if (!who.local) {
+    char text[INET6_ADDRSTRLEN] = "";
+    inet_ntop(who.family, who.address.data(), text, sizeof text);
+    host = text;
+  }
+  return "host \"" + host + "\", user \"" + std::string(who.user) + "\", database \"" +
+         std::string(who.database) + "\", " + (who.tls ? "SSL encryption" : "no encryption");
+}
+
+AuthStep refused(const char* sqlstate, std::string message, std::string log_reason) {
+  return AuthStep{AuthStep::Verdict::failed,
+                  {},
+                  AuthError{.sqlstate = sqlstate,
+                            .message = std::move(message),
+                            .detail = {},
+                            .log_reason = std::move(log_reason)}};
+}
+
+AuthStep accepted() { return AuthStep{AuthStep::Verdict::ok, {}, {}}; }
+
+// A role's SCRAM exchange; without a verifier, the mock one that fails at the end.
+ClientAuth::Start scram_challenge(const auth::Secret* secret, const std::string& why_none,
+                                  const AuthClient& client) {
+  auth::ScramExchange::Options options{.user = client.user,
+                                       .verifier = std::nullopt,
+                                       .why_no_verifier = why_none,
+                                       .channel_binding = client.channel_binding,
+                                       .server_nonce = {}};
+  if (const auto* verifier = secret != nullptr ? std::get_if<auth::ScramVerifier>(secret) : nullptr) {
+    options.verifier = *verifier;
+  } else if (secret != nullptr) {
+    options.why_no_verifier = "User \"" + client.user + "\" does not have a valid SCRAM secret.";
+  }
+  auth::ScramExchange exchange(std::move(options));
+  AuthStep step{AuthStep::Verdict::more, exchange.start(), {}};
+  return {std::move(step), std::make_unique<ClientAuth>(std::move(exchange)), "scram-sha-256", false};
+}
+
+ClientAuth::Start md5_challenge(const auth::Secret* secret, const std::string& why_none,
+                                const AuthClient& client) {
+  auth::Md5Exchange::Options options{
+      .user = client.user, .hash = std::nullopt, .why_no_hash = why_none, .salt = std::nullopt};
+  if (secret != nullptr) options.hash = std::get<auth::Md5Hash>(*secret);
+  auth::Md5Exchange exchange(std::move(options));
+  AuthStep step{AuthStep::Verdict::more, exchange.start(), {}};
+  return {std::move(step), std::make_unique<ClientAuth>(std::move(exchange)), "md5", false};
+}
+
+// md5 or scram-sha-256 with the secret from auth.file, or a lookup first (auth.query).
+ClientAuth::Start password(std::string_view method, const config::AuthConfig& config,
+                           const AuthClient& client) {
+  const auth::Secret* secret = config.secrets ? config.secrets->find(client.user) : nullptr;
+  if (secret == nullptr && config.user) return {AuthStep{}, nullptr, method, true};
+  return ClientAuth::challenge(method, secret, "Role \"" + client.user + "\" does not exist in auth.file.",
+                               client);
+}
+
+ClientAuth::Start peer(const AuthClient& client) {
+  const auto name =
+      client.transport == daemon::Transport::unix_socket ? peer_user_name(client.fd) : std::nullopt;
+  if (name && *name == client.user) return {accepted(), nullptr, "peer", false};
+  return {refused(sqlstate::kInvalidAuthorizationSpecification,
+                  "Peer authentication failed for user \"" + client.user + "\"",
+                  name ? "Provided user name (" + client.user + ") and authenticated user name (" + *name +
+                             ") do not match."
+                       : "the peer's user is unknown (not a local socket, or a uid without a name)"),
+          nullptr, "peer", false};
+}
+
+ClientAuth::Start by_method(HbaMethod method, const config::AuthConfig& config, const AuthClient& client,
+                            const auth::HbaClient& who, int line) {
+  switch (method) {
+    case HbaMethod::trust:
+      return {accepted(), nullptr, "trust", false};
+    case HbaMethod::peer:
+      return peer(client);
+    case HbaMethod::md5:
+    case HbaMethod::scram_sha_256:
+      return password(auth::hba_method_name(method), config, client);
+    case HbaMethod::cert:
+      return {refused(sqlstate::kInvalidAuthorizationSpecification,
+                      "certificate authentication failed for user \"" + client.user + "\"",
+                      "auth.hba_file line " + std::to_string(line) +
+                          ": cert needs client certificates, which this build does not read yet"),
+              nullptr, "cert", false};
+    case HbaMethod::reject:
+      break;
+  }
+  return {refused(sqlstate::kInvalidAuthorizationSpecification,
+                  "pg_hba.conf rejects connection for " + hba_subject(who),
+                  "auth.hba_file line " + std::to_string(line) + " rejects it"),
+          nullptr, "reject", false};
+}
+
+}  // namespace
+
+ClientAuth::Start ClientAuth::start(const config::AuthConfig& config, const AuthClient& client) {
+  auth::HbaClient who{.local = client.transport == daemon::Transport::unix_socket,
+                      .tls = client.tls,
+                      .family = 0,
+                      .address = {},
+                      .database = client.database,
+                      .user = client.user};
+  if (!who.local) read_peer_address(client.fd, who);
+  if (config.type == config::AuthType::hba) {
+    const auth::HbaRule* rule = config.hba ? config.hba->match(who) : nullptr;
+    if (rule == nullptr) {
+      return {refused(sqlstate::kInvalidAuthorizationSpecification,
+                      "no pg_hba.conf entry for " + hba_subject(who), "no line of auth.hba_file matches"),
+              nullptr, "none", false};
+    }
+    return by_method(rule->method, config, client, who, rule->line);
+  }
+  switch (config.type) {
+    case config::AuthType::trust:
+      // Trust over plain TCP lets anyone who can reach the port in as anyone: only when asked by name.
+      if (!who.local && !who.tls && !config.type_written) {
+        return {refused(sqlstate::kInvalidAuthorizationSpecification,
+                        "no pg_hba.conf entry for " + hba_subject(who),
+                        "a TCP client without TLS needs a password method, or auth.type \"trust\" written in "
+                        "the config"),
+                nullptr, "none", false};
+      }
+      return {accepted(), nullptr, "trust", false};
+    case config::AuthType::peer:
+      return peer(client);
+    case config::AuthType::md5:
+      return password("md5", config, client);
+    case config::AuthType::scram_sha_256:
+      return password("scram-sha-256", config, client);
+    case config::AuthType::hba:
+      break;
+  }
+  return {accepted(), nullptr, "trust", false};
+}
+
+ClientAuth::Start ClientAuth::challenge(std::string_view method, const auth::Secret* secret,
+                                        const std::string& why_none, const AuthClient& client) {
+  // As PostgreSQL: md5 for a role whose secret is a SCRAM verifier runs SCRAM.
+  const bool scram =
+      method != "md5" || (secret != nullptr && std::holds_alternative<auth::ScramVerifier>(*secret));
+  return scram ? scram_challenge(secret, why_none, client) : md5_challenge(secret, why_none, client);
+}
+
+AuthStep ClientAuth::on_response(protocol::Bytes body) {
+  return std::visit([body](auto& exchange) { return exchange.on_response(body); }, exchange_);
+}
+
+std::string ClientAuth::unexpected_message(char type) const {
+  const bool sasl = std::holds_alternative<auth::ScramExchange>(exchange_);
+  return std::string(sasl ? "expected SASL response" : "expected password response") + ", got message type " +
+         std::to_string(static_cast<unsigned char>(type));
+}
+
+}  // namespace sluice::frontend

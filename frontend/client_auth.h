@@ -1,0 +1,58 @@
+// How one client proves who it is: the method comes from auth.type, or from the first matching
+// rule of auth.hba_file; trust, peer and reject decide at once, md5 and scram-sha-256 run their
+// exchange (auth/). The session writes what a step returns and feeds it the client's password
+// messages; nothing here touches the socket but for SO_PEERCRED and the peer address.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "auth/auth_step.h"
+#include "auth/md5_exchange.h"
+#include "auth/scram_exchange.h"
+#include "config/config.h"
+#include "daemon/listener.h"
+
+namespace sluice::frontend {
+
+struct AuthClient {
+  daemon::Transport transport = daemon::Transport::unix_socket;
+  int fd = -1;
+  bool tls = false;                      // the client's connection is on TLS
+  auth::ChannelBinding channel_binding;  // its tls-server-end-point data, when on TLS
+  std::string user;
+  std::string database;
+};
+
+class ClientAuth {
+ public:
+  struct Start {
+    auth::AuthStep step;                   // ok or failed at once, or `more` with the challenge
+    std::unique_ptr<ClientAuth> exchange;  // set when `more`: feed it the client's answers
+    std::string_view method;               // for sluicectl clients: "trust", "scram-sha-256", ...
+    // A password method for a role auth.file does not list, with auth.user set: look its secret up
+    // (SecretLookup), then challenge().
+    bool needs_lookup = false;
+  };
+
+  static Start start(const config::AuthConfig& config, const AuthClient& client);
+  // A password method's exchange once the role's secret is known; nullptr: there is none, and
+  // `why_none` is what the log will say when the (mock) exchange fails.
+  static Start challenge(std::string_view method, const auth::Secret* secret, const std::string& why_none,
+                         const AuthClient& client);
+
+  using Exchange = std::variant<auth::ScramExchange, auth::Md5Exchange>;
+  explicit ClientAuth(Exchange exchange) : exchange_(std::move(exchange)) {}
+
+  // The body of one PasswordMessage / SASLInitialResponse / SASLResponse ('p').
+  auth::AuthStep on_response(protocol::Bytes body);
+  // What PostgreSQL says when the client sends another message type here.
+  [[nodiscard]] std::string unexpected_message(char type) const;
+
+ private:
+  Exchange exchange_;
+};
+
+}  // namespace sluice::frontend

@@ -1,0 +1,22 @@
+// Helpers shared by the authentication tests (auth_*_test.cpp).
+#pragma once
+
+#include <string>
+
+namespace authtest {
+
+// Writes `text` to a temporary name and renames it into place: a reload never reads half a file.
+void write_file(const std::string& path, const std::string& text);
+
+// A free TCP port on 127.0.0.1, found by binding port 0 (other tests run beside these).
+int free_tcp_port();
+// Until 127.0.0.1:`port` accepts: sluiced opens its TCP listener just after the Unix socket the
+// harness waits for.
+void wait_for_tcp(int port);
+
+// libpq's message for a login `conninfo` is refused with; "" when it logged in.
+std::string refusal(const std::string& conninfo);
+
+bool contains(const std::string& text, const std::string& part);
+
+}  // namespace authtest
