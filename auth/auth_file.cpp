@@ -42,16 +42,16 @@ Result<AuthFile, FileError> parse_auth_file(std::string_view text) {
     auto user = read_quoted(line);
     skip_spaces(line);
     auto secret_text = read_quoted(line);
-    if (!user || !secret_text) return Failure(FileError{number, "expected \"user\" \"secret\""});
-    if (user->empty()) return Failure(FileError{number, "the user name is empty"});
+    if (!user || !secret_text) return Failure{FileError{number, "expected \"user\" \"secret\""}};
+    if (user->empty()) return Failure{FileError{number, "the user name is empty"}};
     auto secret = parse_secret(*secret_text);
     if (!secret) {
-      return Failure(FileError{number, "the secret of user \"" + *user +
+      return Failure{FileError{number, "the secret of user \"" + *user +
                                            "\" is neither a SCRAM-SHA-256 verifier nor an md5 hash "
-                                           "(plain-text passwords are not accepted)"});
+                                           "(plain-text passwords are not accepted)"}};
     }
     if (file.secrets.contains(*user))
-      return Failure(FileError{number, "user \"" + *user + "\" appears twice"});
+      return Failure{FileError{number, "user \"" + *user + "\" appears twice"}};
     file.secrets.emplace(std::move(*user), std::move(*secret));
   }
   return file;

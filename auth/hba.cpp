@@ -110,7 +110,7 @@ class LineParser {
   const Token* next() { return position_ < tokens_.size() ? &tokens_[position_++] : nullptr; }
 
   Failure<FileError> error(std::string message) const {
-    return Failure(FileError{line_, std::move(message)});
+    return Failure{FileError{line_, std::move(message)}};
   }
 
   std::optional<Failure<FileError>> names(HbaNames& out, bool databases) {
@@ -224,10 +224,10 @@ Result<HbaRules, FileError> parse_hba(std::string_view text) {
     const std::string_view line = text.substr(0, newline);
     text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
     auto tokens = tokenize(line);
-    if (!tokens) return Failure(FileError{number, "unterminated quoted string"});
+    if (!tokens) return Failure{FileError{number, "unterminated quoted string"}};
     if (tokens->empty()) continue;
     auto rule = LineParser(std::move(*tokens), number).parse();
-    if (!rule) return Failure(rule.error());
+    if (!rule) return Failure{rule.error()};
     rules.rules.push_back(std::move(*rule));
   }
   return rules;

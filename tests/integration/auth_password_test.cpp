@@ -87,6 +87,11 @@ TEST(AuthPassword, ScramFromAuthFileLogsInAndShowsInClients) {
       harness::connect(with_password(daemon.conninfo("postgres", "auth_scram"), kScramPassword));
   EXPECT_EQ(harness::scalar(conn, "SELECT current_user"), "auth_scram");
   EXPECT_EQ(auth_of_clients(daemon), "scram-sha-256");
+  // The table sluicectl prints has the column too.
+  const auto table = harness::run_capture({SLUICECTL_PATH, "-s", daemon.control_socket(), "clients"}, 10s);
+  ASSERT_TRUE(table.succeeded()) << table.describe() << table.err;
+  EXPECT_TRUE(contains(table.out, "AUTH")) << table.out;
+  EXPECT_TRUE(contains(table.out, "scram-sha-256")) << table.out;
 }
 
 TEST(AuthPassword, WrongPasswordAndUnknownRoleGetTheSameAnswer) {
