@@ -243,3 +243,40 @@ TEST(AuthPassword, WorksWithSeveralWorkers) {
 }
 
 }  // namespace
+
+namespace {
+
+// Bytes libpq never sends, in the middle of an exchange: PostgreSQL's words, then the close.
+TEST(AuthPassword, HostileBytesDuringTheExchangeAreRefused) {
+  harness::Sluiced daemon(auth_config(password_auth("scram-sha-256")));
+  const auto refused_with = [&](const std::string& bytes) {
+    harness::RawClient client(daemon.socket_path());
+    client.send(harness::startup_packet({{"user", "auth_scram"}, {"database", "postgres"}}));
+    const auto sasl = client.read_message();
+    EXPECT_TRUE(sasl && sasl->type == 'R');
+    client.try_send(bytes);
+    const auto error = client.read_message();
+    EXPECT_TRUE(error && error->type == 'E');
+    EXPECT_TRUE(client.closed_by_peer());
+    return error ? harness::error_fields(*error) : std::map<char, std::string>{};
+  };
+  // A query before the password: as PostgreSQL, 08P01 and the type it got.
+  const auto query = refused_with(harness::query_message("SELECT 1"));
+  EXPECT_EQ(query.at('C'), "08P01");
+  EXPECT_EQ(query.at('M'), "expected SASL response, got message type 81");
+  // A password message longer than any SASL message may be.
+  const auto huge = refused_with("p" + harness::be32(1 << 20));
+  EXPECT_EQ(huge.at('C'), "08P01");
+  // A mechanism nobody offered.
+  const std::string first = "n,,n=,r=abc";
+  const auto mechanism = refused_with(
+      "p" + harness::be32(static_cast<std::uint32_t>(4 + 6 + 4 + first.size())) + std::string("PLAIN\0", 6) +
+      harness::be32(static_cast<std::uint32_t>(first.size())) + first);
+  EXPECT_EQ(mechanism.at('M'), "client selected an invalid SASL authentication mechanism");
+  // The daemon is unharmed.
+  const PgConn conn =
+      harness::connect(with_password(daemon.conninfo("postgres", "auth_scram"), kScramPassword));
+  EXPECT_EQ(harness::scalar(conn, "SELECT 1"), "1");
+}
+
+}  // namespace
