@@ -3,6 +3,7 @@
 // and libpq logging in through sluiced over the Unix socket and TCP.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <string>
 
@@ -277,6 +278,39 @@ TEST(AuthPassword, HostileBytesDuringTheExchangeAreRefused) {
   const PgConn conn =
       harness::connect(with_password(daemon.conninfo("postgres", "auth_scram"), kScramPassword));
   EXPECT_EQ(harness::scalar(conn, "SELECT 1"), "1");
+}
+
+}  // namespace
+
+namespace {
+
+// psql as a user runs it: a passfile on the Unix socket, PGPASSWORD over TCP with md5.
+TEST(AuthPassword, PsqlWithAPassfileAndWithPgpassword) {
+  const int port = free_tcp_port();
+  json overrides = password_auth("md5");
+  overrides.merge_patch(tcp_on(port));
+  harness::Sluiced daemon(auth_config(overrides));
+  authtest::wait_for_tcp(port);
+  const std::string passfile = daemon.socket_dir() + "/pgpass";
+  write_file(passfile, "*:*:*:auth_scram:" + std::string(kScramPassword) + "\n");
+  ASSERT_EQ(::chmod(passfile.c_str(), 0600), 0);  // libpq ignores a passfile others can read
+  const auto by_passfile =
+      harness::run_capture({"psql", "-X", "-h", daemon.socket_dir(), "-p", std::to_string(daemon.port()),
+                            "-U", "auth_scram", "-d", "postgres", "-w", "-Atc", "SELECT current_user"},
+                           30s, {"PGPASSFILE=" + passfile});
+  EXPECT_TRUE(by_passfile.succeeded()) << by_passfile.describe() << by_passfile.err;
+  EXPECT_EQ(by_passfile.out, "auth_scram\n");
+  const auto by_env =
+      harness::run_capture({"psql", "-X", "-h", "127.0.0.1", "-p", std::to_string(port), "-U", "auth_md5",
+                            "-d", "postgres", "-w", "-Atc", "SELECT current_user"},
+                           30s, {std::string("PGPASSWORD=") + kMd5Password});
+  EXPECT_TRUE(by_env.succeeded()) << by_env.describe() << by_env.err;
+  EXPECT_EQ(by_env.out, "auth_md5\n");
+  const auto wrong = harness::run_capture({"psql", "-X", "-h", "127.0.0.1", "-p", std::to_string(port), "-U",
+                                           "auth_md5", "-d", "postgres", "-w", "-Atc", "SELECT 1"},
+                                          30s, {"PGPASSWORD=wrong"});
+  EXPECT_FALSE(wrong.succeeded());
+  EXPECT_TRUE(contains(wrong.err, "password authentication failed for user \"auth_md5\"")) << wrong.err;
 }
 
 }  // namespace
