@@ -1,9 +1,9 @@
 #include "auth/auth_file.h"
 
+#include "auth/text_lines.h"
+
 namespace sluice::auth {
 namespace {
-
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
 
 // A quoted field at the front of `line`, "" standing for ". nullopt when there is none.
 std::optional<std::string> read_quoted(std::string_view& line) {
@@ -24,19 +24,16 @@ std::optional<std::string> read_quoted(std::string_view& line) {
 }
 
 void skip_spaces(std::string_view& line) {
-  while (!line.empty() && is_space(line[0])) line.remove_prefix(1);
+  while (!line.empty() && is_blank(line[0])) line.remove_prefix(1);
 }
 
 }  // namespace
 
 Result<AuthFile, FileError> parse_auth_file(std::string_view text) {
   AuthFile file;
-  int number = 0;
-  while (!text.empty()) {
-    ++number;
-    const std::size_t newline = text.find('\n');
-    std::string_view line = text.substr(0, newline);
-    text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+  TextLines lines(text);
+  for (std::string_view line; lines.next(line);) {
+    const int number = lines.number();
     skip_spaces(line);
     if (line.empty() || line[0] == ';' || line[0] == '#') continue;
     auto user = read_quoted(line);

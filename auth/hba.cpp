@@ -6,6 +6,8 @@
 #include <charconv>
 #include <optional>
 
+#include "auth/text_lines.h"
+
 namespace sluice::auth {
 namespace {
 
@@ -15,15 +17,13 @@ struct Token {
   bool comma = false;  // a list separator
 };
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
-
 // Splits a line into tokens; '#' outside quotes starts a comment. nullopt: an unterminated quote.
 std::optional<std::vector<Token>> tokenize(std::string_view line) {
   std::vector<Token> tokens;
   std::size_t i = 0;
   while (i < line.size()) {
     const char c = line[i];
-    if (is_space(c)) {
+    if (is_blank(c)) {
       ++i;
     } else if (c == '#') {
       break;
@@ -47,7 +47,7 @@ std::optional<std::vector<Token>> tokenize(std::string_view line) {
       tokens.push_back(std::move(token));
     } else {
       const std::size_t start = i;
-      while (i < line.size() && !is_space(line[i]) && line[i] != ',' && line[i] != '#' && line[i] != '"') ++i;
+      while (i < line.size() && !is_blank(line[i]) && line[i] != ',' && line[i] != '#' && line[i] != '"') ++i;
       tokens.push_back({std::string(line.substr(start, i - start)), false, false});
     }
   }
@@ -217,12 +217,9 @@ std::string_view hba_method_name(HbaMethod method) {
 
 Result<HbaRules, FileError> parse_hba(std::string_view text) {
   HbaRules rules;
-  int number = 0;
-  while (!text.empty()) {
-    ++number;
-    const std::size_t newline = text.find('\n');
-    const std::string_view line = text.substr(0, newline);
-    text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+  TextLines lines(text);
+  for (std::string_view line; lines.next(line);) {
+    const int number = lines.number();
     auto tokens = tokenize(line);
     if (!tokens) return Failure{FileError{number, "unterminated quoted string"}};
     if (tokens->empty()) continue;
