@@ -29,6 +29,16 @@ struct PoolSettings {
   std::string reset_query = "DISCARD ALL";  // session mode, before a server goes back idle
   int max_prepared_statements = 100;        // per server connection, transaction mode
   SessionStatePolicy session_state = SessionStatePolicy::pin;
+  // Limits as PgBouncer's (README "Limits against PgBouncer's names"); 0 = off / unlimited.
+  int min_pool_size = 0;      // servers kept open with no client, within every limit
+  int reserve_pool_size = 0;  // extra servers once a client waited reserve_pool_timeout_ms
+  int reserve_pool_timeout_ms = 5000;
+  int max_db_connections = 0;      // servers of the database: every user, pool and worker
+  int max_user_connections = 0;    // servers of the user: every database, pool and worker
+  int query_timeout_ms = 0;        // a query running this long is cancelled
+  int transaction_timeout_ms = 0;  // a transaction open this long: rolled back, client closed
+  std::string server_check_query;  // liveness check of a server idle long; empty = an empty Query
+  int server_check_delay_s = 30;   // idle this long before it is checked; 0 = never checked
 
   bool operator==(const PoolSettings&) const = default;
 };

@@ -290,6 +290,15 @@ void read_pool_settings(Section& s, PoolSettings& pool) {
   s.integer("max_prepared_statements", pool.max_prepared_statements, 0);
   s.choice("session_state", pool.session_state,
            {{"pin", SessionStatePolicy::pin}, {"refuse", SessionStatePolicy::refuse}});
+  s.integer("min_pool_size", pool.min_pool_size, 0);
+  s.integer("reserve_pool_size", pool.reserve_pool_size, 0);
+  s.integer("reserve_pool_timeout_ms", pool.reserve_pool_timeout_ms, 0);
+  s.integer("max_db_connections", pool.max_db_connections, 0);
+  s.integer("max_user_connections", pool.max_user_connections, 0);
+  s.integer("query_timeout_ms", pool.query_timeout_ms, 0);
+  s.integer("transaction_timeout_ms", pool.transaction_timeout_ms, 0);
+  s.string("server_check_query", pool.server_check_query);
+  s.integer("server_check_delay_s", pool.server_check_delay_s, 0);
 }
 
 void read_listen(Section& s, ListenConfig& listen) {

@@ -209,6 +209,17 @@ json client_settings_json(const ClientSession& client) {
   return object;
 }
 
+// README "Limits against PgBouncer's names": what the limits did, summed over the workers.
+json limits_json(const pool::Pool::LimitCounts& counts) {
+  return {{"reserve_servers_opened", counts.reserve_servers_opened},
+          {"limit_reached", counts.limit_reached},
+          {"places_given_back", counts.places_given_back},
+          {"checks_run", counts.checks_run},
+          {"checks_failed", counts.checks_failed},
+          {"query_timeouts", counts.query_timeouts},
+          {"transaction_timeouts", counts.transaction_timeouts}};
+}
+
 json pools_share(const Worker& worker) {
   const auto now = Clock::now();
   json pools = json::array();
@@ -233,6 +244,7 @@ json pools_share(const Worker& worker) {
          {{"count", pool->waits().count},
           {"total_ms", round3(static_cast<double>(pool->waits().total_ns) / 1e6)}}},
         {"prepared_statements", pool->prepared_statement_count()},
+        {"limits", limits_json(pool->limit_counts())},
         {"settings", settings_json(key.settings)},
     });
   }

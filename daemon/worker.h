@@ -111,6 +111,7 @@ class Worker {
   void advance_drain(Clock::time_point now);
   // This worker's share of a database's pool_size (at least one server).
   [[nodiscard]] config::DatabaseConfig share_of(const config::DatabaseConfig& database) const;
+  void warm_forced_user_pools();
 
   Daemon& daemon_;
   std::size_t index_;

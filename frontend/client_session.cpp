@@ -207,6 +207,7 @@ void ClientSession::read_client() {
   if (n < 0) return close(std::string("client read failed: ") + std::strerror(static_cast<int>(-n)));
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   last_activity_ms_ = uv_now(worker_.loop());
+  if (!scope_ || !scope_.server().busy()) note_request_start();
   if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
   if (!scope_ && state_ != ClientState::waiting) {
     set_state(ClientState::waiting);
@@ -518,6 +519,7 @@ void ClientSession::check_timeouts(std::uint64_t now_ms) {
     return;
   }
   if (pool_ == nullptr) return;
+  if (check_running_limits(now_ms)) return;
   const auto& settings = pool_->settings();
   const bool in_transaction = state_ == ClientState::active && scope_ && !scope_.server().busy() &&
                               scope_.server().transaction_status() != 'I' && scanner_.at_boundary();

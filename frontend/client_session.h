@@ -59,7 +59,8 @@ class ClientSession final : net::PollSocket::Handler,
   void drain();
   // Drain deadline: end the scope (cancel / rollback) and close; true when a scope was cut.
   bool force_close_for_drain();
-  // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s.
+  // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s, query_timeout_ms,
+  // transaction_timeout_ms.
   void check_timeouts(std::uint64_t now_ms);
 
   [[nodiscard]] std::uint64_t id() const { return id_; }
@@ -119,6 +120,15 @@ class ClientSession final : net::PollSocket::Handler,
   void backend_state_read(const std::optional<std::vector<protocol::QueryReply>>& replies);
   void forward_held();
   void answer_cancelled_while_waiting();
+  // Its server had nothing of its to run: a new request, and a new transaction when none is open
+  // (query_timeout_ms and transaction_timeout_ms count from these). Once per read: inline.
+  void note_request_start() {
+    request_started_ms_ = last_activity_ms_;
+    query_timeout_fired_ = false;
+    if (!scope_ || scope_.server().transaction_status() == 'I') transaction_started_ms_ = last_activity_ms_;
+  }
+  // query_timeout_ms and transaction_timeout_ms (query_limits.cpp); true when the client was ended.
+  bool check_running_limits(std::uint64_t now_ms);
 
   Worker& worker_;
   std::uint64_t id_;
@@ -152,7 +162,10 @@ class ClientSession final : net::PollSocket::Handler,
   // Its last transaction may have changed its settings: until its server's
   // release has read them, it does not ask for another.
   std::shared_ptr<pool::SettingsCapture> capture_;
-  std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
+  std::uint64_t last_activity_ms_ = 0;        // loop time of the last byte either way
+  std::uint64_t request_started_ms_ = 0;      // its first bytes since its server last had nothing to run
+  std::uint64_t transaction_started_ms_ = 0;  // ... since its server was last outside a transaction
+  bool query_timeout_fired_ = false;          // the running request's cancel was sent
 };
 
 }  // namespace sluice::frontend
