@@ -323,7 +323,7 @@ void Pool::serve_waiters() {
   }
   launch_connections();
   if (!waiters_.empty()) return;
-  set_starved_on(nullptr);
+  stop_starving();
   give_idle_to_sibling();
 }
 
@@ -548,6 +548,7 @@ void Pool::close_idle(std::string_view reason) {
 
 void Pool::tick(Clock::time_point now) {
   const auto& settings = database_.pool;
+  janitor_now_ = now;
   update_reserve(now);
   if (settings.query_wait_timeout_ms > 0 && !paused_) {
     const auto limit = milliseconds(settings.query_wait_timeout_ms);
@@ -590,7 +591,7 @@ void Pool::tick(Clock::time_point now) {
     }
   }
   if (!waiters_.empty()) launch_connections();
-  if (waiters_.empty()) set_starved_on(nullptr);  // they timed out or left
+  if (waiters_.empty()) stop_starving();  // they timed out or left
   if (limited()) give_owed_places();
   keep_warm();
   // On the most recently used server: the least used ones keep aging towards server_idle_timeout_s.

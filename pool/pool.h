@@ -189,6 +189,9 @@ class Pool {
   void give_back_places();
   // The count whose limit keeps this pool's waiting clients from a server, or none.
   void set_starved_on(ConnectionCount* count);
+  void stop_starving() {
+    if (starved_on_ != nullptr) set_starved_on(nullptr);
+  }
   [[nodiscard]] bool limited() const {
     return database_.pool.max_db_connections > 0 || database_.pool.max_user_connections > 0;
   }
@@ -203,12 +206,11 @@ class Pool {
   void update_reserve(Clock::time_point now);
   [[nodiscard]] std::size_t base_size_limit() const;
   // server_check_query: an idle server unused for server_check_delay_s is checked before use.
-  // Once per acquire, so no clock read: the loop's cached time. Both clocks are CLOCK_MONOTONIC
-  // (libuv's uv_hrtime, libstdc++'s steady_clock); a millisecond's precision is plenty here.
+  // Once per acquire, so no clock read: the janitor's last turn is the time (a check may come up to
+  // one turn, 100 ms, late).
   [[nodiscard]] bool due_for_check(const ServerConnection& server) const {
-    const std::int64_t delay_s = database_.pool.server_check_delay_s;
-    const std::int64_t now_ns = static_cast<std::int64_t>(uv_now(context_.loop)) * 1000000;
-    return delay_s > 0 && now_ns - server.state_since().time_since_epoch().count() >= delay_s * 1000000000;
+    const int delay_s = database_.pool.server_check_delay_s;
+    return delay_s > 0 && janitor_now_ - server.state_since() >= std::chrono::seconds(delay_s);
   }
   void start_check(ServerConnection& server);
   void check_finished(ScopeOutcome outcome);
@@ -251,6 +253,7 @@ class Pool {
   ConnectionCount* starved_on_ = nullptr;
   std::string conninfo_user_;  // a user the conninfo names: min_pool_size keeps its pool warm with no client
   bool reserve_open_ = false;
+  Clock::time_point janitor_now_{};  // tick()'s
   bool warming_ = true;
   std::size_t checks_in_flight_ = 0;
 
