@@ -37,8 +37,13 @@ pgbouncer2_port=${BENCH_PGBOUNCER2_PORT:-6435}
 anchors=${BENCH_ANCHORS:-$root/../shared/anchors}
 teardown_port=$((sluice_port + 2))
 workers_port=$((sluice_port + 4))
+fairness_port=$((sluice_port + 6))
+fairness_pgbouncer_port=$((pgbouncer2_port + 2))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
 readonly teardown_load_s=10 abandon_rollback=200 abandon_cancel=60
+# The fairness phase (bench/fairness.py): one database capped at this many servers, shared by a
+# user with many clients and one with few; through sluiced, then PgBouncer 1.25.2 for comparison.
+readonly fairness_max_db=5 fairness_heavy=200 fairness_light=5 fairness_user=bench_light
 # The second PgBouncer: its build is kept under build/ (make clean removes it) and reused.
 readonly pgb2_version=1.25.2
 readonly pgb2_prefix=$root/build/deps/pgbouncer-$pgb2_version
@@ -123,7 +128,8 @@ source "$root/scripts/throwaway-lib.sh"
 pg_dir=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
-sluiced_pid='' teardown_pid='' workers_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
+sluiced_pid='' teardown_pid='' workers_pid='' fairness_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
+fairness_pgbouncer_pid=''
 
 # shellcheck disable=SC2317  # invoked by the traps
 cleanup() {
@@ -132,8 +138,10 @@ cleanup() {
   stop_pid "$sluiced_pid" INT    # SIGINT: immediate shutdown
   stop_pid "$teardown_pid" INT
   stop_pid "$workers_pid" INT
+  stop_pid "$fairness_pid" INT
   stop_pid "$pgbouncer_pid" TERM # SIGTERM: PgBouncer's immediate shutdown
   stop_pid "$pgbouncer2_pid" QUIT # since 1.23 SIGTERM waits for the clients; SIGQUIT is immediate
+  stop_pid "$fairness_pgbouncer_pid" QUIT
   pg_discard "$pg_dir"
   rm -rf -- "$work"
 }
@@ -166,13 +174,13 @@ psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench -c 'CREATE SCHEMA bench_path' >/d
 cp "$root/build/bin/sluiced" "$root/build/bin/sluicectl" "$work/"
 sluiced=$work/sluiced sluicectl=$work/sluicectl
 
-write_sluice_config() {  # PORT CONTROL FILE [WORKERS]
+write_sluice_config() {  # PORT CONTROL FILE [WORKERS] [MORE POOL SETTINGS, e.g. '"max_db_connections": 5']
   cat >"$3" <<JSON
 {
   "workers": ${4:-1},
   "listen": {"unix_socket_dir": "$work", "port": $1},
   "control": {"socket": "$2"},
-  "pool": {"pool_size": $pool_size, "pool_mode": "transaction"},
+  "pool": {"pool_size": $pool_size, "pool_mode": "transaction"${5:+, $5}},
   "databases": {"bench": {"conninfo": "host=$pg_dir port=$pg_port dbname=bench"}},
   "limits": {"max_client_conn": $max_client_conn},
   "log_level": "warning"
@@ -300,5 +308,35 @@ if ((status != 0)); then
   done
   die "the benchmark failed (exit $status); pgbench outputs: bench/results/latest.log"
 fi
-cat "$work/summary.txt"
+
+# --- fairness between users -------------------------------------------------------------------------
+
+psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench >/dev/null <<SQL
+CREATE ROLE $fairness_user LOGIN;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO $fairness_user;
+SQL
+write_sluice_config "$fairness_port" "$work/control-fairness.sock" "$work/sluice-fairness.json" 1 \
+  "\"max_db_connections\": $fairness_max_db"
+"$sluiced" -c "$work/sluice-fairness.json" >"$work/sluiced-fairness.log" 2>&1 &
+fairness_pid=$!
+wait_socket "$work/.s.PGSQL.$fairness_port" "$fairness_pid" "sluiced (fairness)" "$work/sluiced-fairness.log"
+say "fairness: $fairness_heavy clients of $user and $fairness_light of $fairness_user, max_db_connections $fairness_max_db"
+python3 "$bench_dir/fairness.py" --host "$work" --port "$fairness_port" --db bench --heavy-user "$user" \
+  --light-user "$fairness_user" --heavy-clients "$fairness_heavy" --light-clients "$fairness_light" \
+  --duration "$duration" --label "sluiced, max_db_connections $fairness_max_db" --out "$work/fairness.md" ||
+  die "the fairness phase failed: $work/sluiced-fairness.log"
+pgb3_dir=$work/pgbouncer-fairness
+write_pgbouncer_config "$pgb3_dir" "$fairness_pgbouncer_port" "max_db_connections = $fairness_max_db"
+printf '"%s" ""\n' "$fairness_user" >>"$pgb3_dir/userlist.txt"  # trust still wants the name listed
+"$pgbouncer2" "${pgbouncer_args[@]}" "$pgb3_dir/pgbouncer.ini" >"$work/pgbouncer-fairness.log" 2>&1 &
+fairness_pgbouncer_pid=$!
+wait_socket "$pgb3_dir/.s.PGSQL.$fairness_pgbouncer_port" "$fairness_pgbouncer_pid" "pgbouncer (fairness)" \
+  "$work/pgbouncer-fairness.log"
+python3 "$bench_dir/fairness.py" --host "$pgb3_dir" --port "$fairness_pgbouncer_port" --db bench \
+  --heavy-user "$user" --light-user "$fairness_user" --heavy-clients "$fairness_heavy" \
+  --light-clients "$fairness_light" --duration "$duration" \
+  --label "PgBouncer $pgb2_version, max_db_connections $fairness_max_db" --out "$work/fairness-pgbouncer.md" ||
+  die "the fairness phase failed through PgBouncer: $work/pgbouncer-fairness.log"
+{ echo; cat "$work/fairness.md"; echo; cat "$work/fairness-pgbouncer.md"; } >>"$bench_dir/results/latest.md"
+cat "$work/summary.txt" "$work/fairness.md" "$work/fairness-pgbouncer.md"
 say "done in $((SECONDS - started)) s: bench/results/latest.md, latest.png; pgbench outputs in latest.log"
