@@ -50,6 +50,13 @@ struct DatabaseConfig {
   bool operator==(const DatabaseConfig&) const = default;
 };
 
+// Per client user, as PgBouncer's [users] section: a user's own limit wins over its databases'.
+struct UserConfig {
+  std::optional<int> max_user_connections;
+
+  bool operator==(const UserConfig&) const = default;
+};
+
 struct ListenConfig {
   std::string unix_socket_dir = "/run/sluice";
   int port = 6432;
@@ -105,6 +112,7 @@ struct Config {
   ControlConfig control;
   PoolSettings pool;  // defaults for every database
   std::map<std::string, DatabaseConfig> databases;
+  std::map<std::string, UserConfig> users;
   TeardownConfig teardown;
   DrainConfig drain;
   AuthConfig auth;

@@ -327,6 +327,12 @@ void read_database(Section& s, DatabaseConfig& database) {
   read_pool_settings(s, database.pool);
 }
 
+void read_user(Section& s, UserConfig& user) {
+  int max_user_connections = 0;
+  if (s.integer("max_user_connections", max_user_connections, 0))
+    user.max_user_connections = max_user_connections;
+}
+
 void read_teardown(Section& s, TeardownConfig& teardown) {
   s.integer("sla_ms", teardown.sla_ms, 1);
   s.integer("max_ms", teardown.max_ms, 1);
@@ -356,6 +362,9 @@ void read_config(Section& root, Config& config) {
       read_database(s, database);
       config.databases.emplace(name, std::move(database));
     });
+  });
+  root.section("users", [&](Section& users) {
+    users.each_section([&](const std::string& name, Section& s) { read_user(s, config.users[name]); });
   });
   root.section("teardown", [&](Section& s) { read_teardown(s, config.teardown); });
   root.section("drain", [&](Section& s) { s.integer("timeout_s", config.drain.timeout_s, 0); });

@@ -145,7 +145,9 @@ void Worker::apply_config(config::Config next) {
     if (db == next.databases.end()) continue;  // its clients stay until they leave, no new logins
     // A database removed by an earlier reload and now back has no old settings to compare.
     const auto old = config_.databases.find(key.database);
-    if (old == config_.databases.end() || !(db->second == old->second)) pool->update(share_of(db->second));
+    config::DatabaseConfig settings = settings_for(next, db->second, key.user);
+    if (old == config_.databases.end() || !(settings == settings_for(config_, old->second, key.user)))
+      pool->update(std::move(settings));
   }
   config_ = std::move(next);
   warm_forced_user_pools();
@@ -197,6 +199,16 @@ config::DatabaseConfig Worker::share_of(const config::DatabaseConfig& database) 
   return share;
 }
 
+config::DatabaseConfig Worker::settings_for(const config::Config& config,
+                                            const config::DatabaseConfig& database,
+                                            const std::string& user) const {
+  config::DatabaseConfig settings = share_of(database);
+  const auto own = config.users.find(user);
+  if (own != config.users.end() && own->second.max_user_connections)
+    settings.pool.max_user_connections = *own->second.max_user_connections;
+  return settings;
+}
+
 // min_pool_size with a user in the conninfo: its pool is made before any client (as PgBouncer
 // warms a forced user's pool), and its janitor opens the servers.
 void Worker::warm_forced_user_pools() {
@@ -216,7 +228,9 @@ pool::Pool* Worker::pool_for(const std::string& database, const std::string& use
   if (it == pools_.end()) {
     auto& budget = budgets_[{database, user}];
     if (!budget) budget = std::make_shared<pool::ServerBudget>();
-    it = pools_.emplace(key, std::make_unique<pool::Pool>(pool_context_, key, share_of(db->second), budget))
+    it = pools_
+             .emplace(key, std::make_unique<pool::Pool>(pool_context_, key,
+                                                        settings_for(config_, db->second, user), budget))
              .first;
     it->second->set_paused(paused_);
     it->second->set_warming(!drain_);

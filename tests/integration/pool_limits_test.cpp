@@ -183,6 +183,31 @@ TEST_F(PoolLimitsTest, MaxUserConnectionsCapsAUsersServersAcrossDatabases) {
   EXPECT_EQ(user_backends(kOtherUser), 1);
 }
 
+// users.<name>.max_user_connections: the user's own limit, over its databases' (none here).
+TEST_F(PoolLimitsTest, AUsersOwnLimitCapsItsServers) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 4,
+                            .overrides = {{"users", {{kOtherUser, {{"max_user_connections", 1}}}}}}});
+  const PgConn first = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
+  const PgConn second = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
+  exec_ok(first, "BEGIN; SELECT 1");
+  PendingQuery waiting(second, "SELECT 1");
+  ASSERT_TRUE(wait_until(
+      [&] { return pool_row(sluiced, kDatabase, kOtherUser)["limits"].value("limit_reached", 0) > 0; }));
+  EXPECT_FALSE(waiting.done());
+  EXPECT_EQ(user_backends(kOtherUser), 1);
+  // Another user is not limited by it.
+  const PgConn mine = harness::connect(sluiced.conninfo(kDatabase));
+  exec_ok(mine, "BEGIN; SELECT 1");
+  const PgConn mine_too = harness::connect(sluiced.conninfo(kDatabase));
+  EXPECT_EQ(scalar(mine_too, "SELECT 1"), "1");
+  exec_ok(first, "COMMIT");
+  ASSERT_TRUE(wait_until([&] { return waiting.done(); }));
+  EXPECT_EQ(waiting.take().value, "1");
+  EXPECT_EQ(user_backends(kOtherUser), 1);
+  exec_ok(mine, "COMMIT");
+}
+
 // Two workers take places from one count: the limit is the daemon's, not each worker's.
 TEST_F(PoolLimitsTest, MaxDbConnectionsHoldsAcrossWorkers) {
   harness::Sluiced sluiced(

@@ -56,6 +56,18 @@ TEST(ConfigLimits, ReadInThePoolSectionAndOverriddenPerDatabase) {
   EXPECT_EQ(result->databases.at("other").pool, pool);
 }
 
+TEST(ConfigLimits, AUsersSectionSetsItsOwnLimit) {
+  const auto result =
+      parse_config(R"({"users": {"app": {"max_user_connections": 4}, "batch": {}}})", "cfg.json");
+  ASSERT_TRUE(result.ok()) << result.error();
+  EXPECT_EQ(result->users.at("app").max_user_connections, 4);
+  EXPECT_FALSE(result->users.at("batch").max_user_connections.has_value());
+  EXPECT_EQ(error_of("{\"users\": {\n\"app\": {\"max_user_connections\": -1}}}"),
+            "cfg.json:2: key 'users.app.max_user_connections': must be at least 0, got -1");
+  EXPECT_EQ(error_of("{\"users\": {\n\"app\": {\"pool_size\": 3}}}"),
+            "cfg.json:2: unknown key 'users.app.pool_size'");
+}
+
 TEST(ConfigLimits, InvalidValuesNameTheKeyAndItsLine) {
   EXPECT_EQ(error_of("{\n\"pool\": {\n\"max_db_connections\": -1 }}"),
             "cfg.json:3: key 'pool.max_db_connections': must be at least 0, got -1");
