@@ -80,6 +80,12 @@ class ClientSession final : net::PollSocket::Handler,
   // Transaction mode: why it keeps its server between transactions ("temporary objects, LISTEN"),
   // empty when it does not.
   [[nodiscard]] const std::string& pinned_because() const { return pin_reason_; }
+  [[nodiscard]] Transport transport() const { return transport_; }
+  // Its TLS, for authentication (version, tls-server-end-point, the certificate's CN) and
+  // reports; nullptr in plain text.
+  [[nodiscard]] const net::TlsChannel* tls() const { return socket_ ? socket_->tls() : nullptr; }
+  // How it logged in; nullopt until it has.
+  [[nodiscard]] std::optional<config::AuthType> auth_method() const { return auth_method_; }
 
   std::list<std::unique_ptr<ClientSession>>::iterator position;  // in its worker's client list
 
@@ -119,6 +125,15 @@ class ClientSession final : net::PollSocket::Handler,
   void backend_state_read(const std::optional<std::vector<protocol::QueryReply>>& replies);
   void forward_held();
   void answer_cancelled_while_waiting();
+  // Transport security (client_session_tls.cpp).
+  [[nodiscard]] bool offers_tls() const;
+  void answer_encryption_request(protocol::StartupKind kind);
+  // True when read_startup should wait: a ClientHello's first byte is not there yet, or the
+  // session closed.
+  bool start_direct_tls();
+  [[nodiscard]] std::string describe_read_failure(ssize_t result) const;
+  // Why tls.mode or the cert method turns this login away (28000), if it does.
+  [[nodiscard]] std::optional<std::string> tls_login_refusal() const;
 
   Worker& worker_;
   std::uint64_t id_;
@@ -153,6 +168,9 @@ class ClientSession final : net::PollSocket::Handler,
   // release has read them, it does not ask for another.
   std::shared_ptr<pool::SettingsCapture> capture_;
   std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
+  bool ssl_request_seen_ = false;       // or a direct ClientHello
+  bool gss_request_seen_ = false;
+  std::optional<config::AuthType> auth_method_;
 };
 
 }  // namespace sluice::frontend
