@@ -1,6 +1,7 @@
 #include "tests/integration/raw_wire.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -68,6 +69,19 @@ RawClient::RawClient(const std::string& path) : fd_(socket(AF_UNIX, SOCK_STREAM 
     const int error = errno;
     close(fd_);
     throw std::runtime_error("connect " + path + ": " + std::strerror(error));
+  }
+}
+
+RawClient::RawClient(int tcp_port) : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+  if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(tcp_port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    const int error = errno;
+    close(fd_);
+    throw std::runtime_error("connect 127.0.0.1:" + std::to_string(tcp_port) + ": " + std::strerror(error));
   }
 }
 

@@ -1,4 +1,4 @@
-// A minimal PostgreSQL v3 frontend on a raw Unix socket, for the tests that need to see the exact
+// A minimal PostgreSQL v3 frontend on a raw Unix (or TCP) socket, for the tests that need to see the exact
 // bytes sluiced sends (libpq hides the SQLSTATE of a refused login) or to send bytes libpq never
 // would: startup packets, simple queries, ErrorResponse fields.
 #pragma once
@@ -40,6 +40,8 @@ class RawClient {
  public:
   // Connects to the Unix socket at `path`; throws if it cannot.
   explicit RawClient(const std::string& path);
+  // Connects to 127.0.0.1:`port` (the TCP listener); throws if it cannot.
+  explicit RawClient(int tcp_port);
   ~RawClient();
   RawClient(const RawClient&) = delete;
   RawClient& operator=(const RawClient&) = delete;
