@@ -6,8 +6,10 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
@@ -117,6 +119,42 @@ TEST(TlsReloadTest, CheckNamesTheKeyAndLineOfABadFile) {
                            pki.dir() + "/missing.key\": No such file or directory"),
             std::string::npos)
       << check.err;
+}
+
+}  // namespace
+
+namespace {
+
+using namespace harness;
+
+// Named Workers* so that make test-sanitized runs it against the ThreadSanitizer build: two loops
+// make SSL objects from one shared context, and a reload hands both the new one.
+TEST(WorkersTlsTest, TwoWorkerLoopsServeTlsAndSwapTheCertificate) {
+  const TestPki pki;
+  const int port = free_tcp_port();
+  nlohmann::json overrides = tls_overrides(pki, "require", port);
+  overrides["workers"] = 2;
+  Sluiced sluiced({.pool_size = 4, .overrides = overrides});
+  std::vector<PgConn> before;
+  for (int i = 0; i < 6; ++i) before.push_back(connect(tcp_conninfo(port, "sslmode=require")));
+  for (const PgConn& conn : before) EXPECT_EQ(scalar(conn, "SELECT 'first'"), "first");
+
+  pki.issue("next", "localhost", 2000, /*server=*/true);
+  swap_certificate_and_reload(pki, sluiced, "next");
+  std::vector<PgConn> after;
+  for (int i = 0; i < 6; ++i) after.push_back(connect(tcp_conninfo(port, "sslmode=require")));
+  for (const PgConn& conn : after) {
+    EXPECT_EQ(server_serial(conn), "07D0");
+    EXPECT_EQ(scalar(conn, "SELECT 'second'"), "second");
+  }
+  for (const PgConn& conn : before) {
+    EXPECT_EQ(server_serial(conn), "03E8");
+    EXPECT_EQ(scalar(conn, "SELECT 'still'"), "still");
+  }
+  const auto clients = ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}});
+  std::set<int> workers;
+  for (const auto& client : clients["clients"]) workers.insert(client["worker"].get<int>());
+  EXPECT_EQ(workers.size(), 2U) << clients.dump();
 }
 
 }  // namespace
