@@ -125,16 +125,21 @@ std::optional<std::string> RawClient::read_bytes(std::size_t count, milliseconds
   return bytes;
 }
 
-std::optional<Message> RawClient::read_message(milliseconds timeout) {
-  const auto header = read_bytes(5, timeout);
+std::optional<Message> read_message_with(
+    const std::function<std::optional<std::string>(std::size_t)>& read_bytes) {
+  const auto header = read_bytes(5);
   if (!header) return std::nullopt;
   std::uint32_t length = 0;
   std::memcpy(&length, header->data() + 1, sizeof length);
   length = ntohl(length);
   if (length < 4) throw std::runtime_error("message with length " + std::to_string(length));
-  const auto payload = read_bytes(length - 4, timeout);
+  const auto payload = read_bytes(length - 4);
   if (!payload) return std::nullopt;
   return Message{(*header)[0], *payload};
+}
+
+std::optional<Message> RawClient::read_message(milliseconds timeout) {
+  return read_message_with([&](std::size_t count) { return read_bytes(count, timeout); });
 }
 
 std::optional<Message> RawClient::read_until(char type, std::vector<Message>* skipped) {

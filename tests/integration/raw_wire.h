@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -35,6 +36,11 @@ std::string startup_packet();
 
 // A simple-protocol Query message.
 std::string query_message(const std::string& sql);
+
+// One message taken from a byte stream by `read_bytes` (exactly n bytes, or nullopt at end of stream
+// or timeout): RawClient's and TlsClient's framing.
+std::optional<Message> read_message_with(
+    const std::function<std::optional<std::string>(std::size_t)>& read_bytes);
 
 class RawClient {
  public:

@@ -199,14 +199,7 @@ std::optional<std::string> TlsClient::read_bytes(std::size_t count, milliseconds
 }
 
 std::optional<Message> TlsClient::read_message(milliseconds timeout) {
-  const auto header = read_bytes(5, timeout);
-  if (!header) return std::nullopt;
-  std::uint32_t length = 0;
-  std::memcpy(&length, header->data() + 1, sizeof length);
-  length = ntohl(length);
-  const auto payload = read_bytes(length - 4, timeout);
-  if (!payload) return std::nullopt;
-  return Message{(*header)[0], *payload};
+  return read_message_with([&](std::size_t count) { return read_bytes(count, timeout); });
 }
 
 std::string TlsClient::login() {
