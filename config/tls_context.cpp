@@ -100,6 +100,7 @@ Result<std::shared_ptr<const TlsContext>, TlsProblem> TlsContext::load(const Tls
   // outlive a certificate swap), no compression. Ciphers stay OpenSSL's defaults.
   SSL_CTX_set_options(context, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_session_cache_mode(context, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(context, 0);  // TLS 1.3 would send tickets after every handshake
   SSL_CTX_set_min_proto_version(context,
                                 tls.min_version == TlsMinVersion::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
   // Writes resume from sluiced's own pending buffer, which may move as it grows; an idle

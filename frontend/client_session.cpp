@@ -107,7 +107,10 @@ void ClientSession::on_readable() {
 // The startup packet may arrive in pieces; it is the only thing buffered.
 void ClientSession::read_startup() {
   const auto& limits = worker_.config().limits;
-  if (startup_buffer_.empty() && !ssl_request_seen_ && offers_tls() && start_direct_tls()) return;
+  // Direct TLS only opens a connection, as in PostgreSQL 17: not after an answered GSSENCRequest.
+  if (startup_buffer_.empty() && !ssl_request_seen_ && !gss_request_seen_ && offers_tls() &&
+      start_direct_tls())
+    return;
   // A TLS record's plaintext fits: OpenSSL keeps nothing back (net/poll_socket.h).
   const auto chunk = net::scratch_buffer();
   const ssize_t n = socket_->read(chunk.data(), chunk.size());

@@ -56,6 +56,19 @@ TEST(TlsLoginTest, RequireServesLibpqOverTlsAndRefusesPlainTextOverTcp) {
   EXPECT_EQ(scalar(connect(sluiced.conninfo()), "SELECT 'unix'"), "unix");
 }
 
+TEST(TlsLoginTest, PsqlConnectsWithVerifyFull) {
+  const TestPki pki;
+  const int port = free_tcp_port();
+  Sluiced sluiced({.pool_size = 1, .overrides = tls_overrides(pki, "require", port)});
+  const Captured psql = run_capture({"psql", "-X", "-At", "-c", "\\conninfo", "-c", "SELECT 'over tls'",
+                                     "host=localhost hostaddr=127.0.0.1 port=" + std::to_string(port) +
+                                         " dbname=postgres sslmode=verify-full sslrootcert=" + pki.ca_cert()},
+                                    std::chrono::seconds(30));
+  ASSERT_TRUE(psql.succeeded()) << psql.describe() << ": " << psql.err;
+  EXPECT_NE(psql.out.find("SSL connection (protocol: TLSv1.3"), std::string::npos) << psql.out;
+  EXPECT_NE(psql.out.find("over tls"), std::string::npos) << psql.out;
+}
+
 TEST(TlsLoginTest, AllowServesBothDisableAnswersN) {
   const TestPki pki;
   {
