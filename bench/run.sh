@@ -14,7 +14,8 @@
 #   BENCH_DURATION=3   seconds per pgbench run        BENCH_ROUNDS=5     rounds (medians over them)
 #   BENCH_IDLE_CLIENTS=2000                           BENCH_SCALE=10     pgbench -i -s
 #   BENCH_PG_PORT=55432 BENCH_SLUICE_PORT=6432 BENCH_PGBOUNCER_PORT=6433 BENCH_PGBOUNCER2_PORT=6435
-#                      (Unix sockets only: the ports only name the sockets, each in its own temp dir)
+#                      (they name the Unix sockets, each in its own temp dir; the TLS tests connect to
+#                      the same port numbers on 127.0.0.1: the main sluiced and both PgBouncers)
 #   BENCH_ANCHORS=../shared/anchors   where pgbouncer-1.25.2.tar.gz and build-pgbouncer.sh are
 #                      (needed only until build/deps/pgbouncer-1.25.2 exists)
 #   BENCH_TESTS=L50,S50  only these of bench.py's TESTS (ids; default all): for a quick check, the
@@ -168,19 +169,32 @@ pgbench -i -q -s "$scale" -h "$pg_dir" -p "$pg_port" bench >"$work/pgbench-init.
 # valid and pgbench's tables are still found in public.
 psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench -c 'CREATE SCHEMA bench_path' >/dev/null
 
+# --- TLS: one throwaway certificate, the same for sluiced and both PgBouncers (the TLS tests) ---------
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1 || die "openssl could not make a certificate"
+chmod 644 "$work/tls.key"  # PgBouncer runs as postgres when the bench runs as root
+
 # --- sluiced ------------------------------------------------------------------------------------------
 
 # A copy: others may rebuild build/ while the benchmark runs.
 cp "$root/build/bin/sluiced" "$root/build/bin/sluicectl" "$work/"
 sluiced=$work/sluiced sluicectl=$work/sluicectl
 
-write_sluice_config() {  # PORT CONTROL FILE [WORKERS] [MORE POOL SETTINGS, e.g. '"max_db_connections": 5']
+write_sluice_config() {  # PORT CONTROL FILE [WORKERS] [tls: also TCP + TLS on 127.0.0.1:PORT]
+  # [MORE POOL SETTINGS, e.g. '"max_db_connections": 5']
+  local tcp='' tls=''
+  if [[ -n ${5:-} ]]; then
+    tcp=", \"tcp\": \"127.0.0.1:$1\""
+    tls="\"tls\": {\"mode\": \"require\", \"cert_file\": \"$work/tls.crt\", \"key_file\": \"$work/tls.key\"},"
+  fi
   cat >"$3" <<JSON
 {
   "workers": ${4:-1},
-  "listen": {"unix_socket_dir": "$work", "port": $1},
+  "listen": {"unix_socket_dir": "$work", "port": $1$tcp},
+  $tls
   "control": {"socket": "$2"},
-  "pool": {"pool_size": $pool_size, "pool_mode": "transaction"${5:+, $5}},
+  "pool": {"pool_size": $pool_size, "pool_mode": "transaction"${6:+, $6}},
   "databases": {"bench": {"conninfo": "host=$pg_dir port=$pg_port dbname=bench"}},
   "limits": {"max_client_conn": $max_client_conn},
   "log_level": "warning"
@@ -197,7 +211,7 @@ wait_socket() {  # PATH PID NAME LOG
   done
 }
 
-write_sluice_config "$sluice_port" "$work/control.sock" "$work/sluice.json"
+write_sluice_config "$sluice_port" "$work/control.sock" "$work/sluice.json" 1 tls
 write_sluice_config "$teardown_port" "$work/control-teardown.sock" "$work/sluice-teardown.json"
 write_sluice_config "$workers_port" "$work/control-workers.sock" "$work/sluice-workers.json" 2
 "$sluiced" --check -c "$work/sluice.json" >/dev/null
@@ -228,7 +242,7 @@ write_pgbouncer_config() {  # DIR PORT [EXTRA SETTING LINE...]
 bench = host=$pg_dir port=$pg_port dbname=bench
 
 [pgbouncer]
-listen_addr =
+listen_addr = 127.0.0.1
 listen_port = $port
 unix_socket_dir = $dir
 auth_type = trust
@@ -246,6 +260,9 @@ log_disconnections = 0
 log_pooler_errors = 1
 log_stats = 0
 stats_period = 3600
+client_tls_sslmode = require
+client_tls_cert_file = $work/tls.crt
+client_tls_key_file = $work/tls.key
 INI
   if (($#)); then printf '%s\n' "$@" >>"$dir/pgbouncer.ini"; fi
   if ((EUID == 0)); then chown -R postgres: "$dir"; fi
@@ -290,6 +307,8 @@ python3 "$bench_dir/bench.py" \
   --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" --pgbouncer-bin "$pgbouncer1" \
   --pgbouncer2 "$pgb2_dir:$pgbouncer2_port" --pgbouncer2-pid "$pgbouncer2_pid" --pgbouncer2-bin "$pgbouncer2" \
   --direct "$pg_dir:$pg_port" --relay-floor "$work/relay_floor" \
+  --sluice-tls "127.0.0.1:$sluice_port" --pgbouncer-tls "127.0.0.1:$pgbouncer_port" \
+  --pgbouncer2-tls "127.0.0.1:$pgbouncer2_port" \
   --teardown-sluice "$work:$teardown_port" \
   --control "$work/control.sock" --teardown-control "$work/control-teardown.sock" \
   --sluicectl "$sluicectl" --sluiced "$sluiced" --user "$user" \
@@ -315,7 +334,7 @@ psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench >/dev/null <<SQL
 CREATE ROLE $fairness_user LOGIN;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO $fairness_user;
 SQL
-write_sluice_config "$fairness_port" "$work/control-fairness.sock" "$work/sluice-fairness.json" 1 \
+write_sluice_config "$fairness_port" "$work/control-fairness.sock" "$work/sluice-fairness.json" 1 "" \
   "\"max_db_connections\": $fairness_max_db"
 "$sluiced" -c "$work/sluice-fairness.json" >"$work/sluiced-fairness.log" 2>&1 &
 fairness_pid=$!

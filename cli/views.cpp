@@ -138,6 +138,9 @@ bool print_clients(const Json& answer, std::ostream& out) {
                {"IN_STATE", Align::right},
                {"PREPARED", Align::right},
                {"SETTINGS", Align::right},
+               {"TRANSPORT"},
+               {"TLS"},
+               {"AUTH"},
                {"PINNED"}});
   for (const auto& client : *clients) {
     const Json* settings = find_path(client, {"settings"});
@@ -147,7 +150,8 @@ bool print_clients(const Json& answer, std::ostream& out) {
                    seconds_cell(find_path(client, {"state_age_s"})),
                    count_cell(find_path(client, {"prepared_statements"})),
                    settings != nullptr && settings->is_object() ? std::to_string(settings->size()) : "-",
-                   text_cell(find_path(client, {"pinned"}))});
+                   text_cell(find_path(client, {"transport"})), text_cell(find_path(client, {"tls"})),
+                   text_cell(find_path(client, {"auth"})), text_cell(find_path(client, {"pinned"}))});
   }
   print_or_none(table, "no clients connected", out);
   return true;

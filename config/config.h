@@ -7,13 +7,16 @@
 #include <optional>
 #include <string>
 
+#include "config/tls_config.h"
+
 namespace sluice::config {
 
 enum class PoolMode { transaction, session };
 // Transaction mode, when a client makes state that lives in its backend (a temporary table, a
 // session advisory lock, LISTEN, ...): keep its server until the state is gone, or refuse.
 enum class SessionStatePolicy { pin, refuse };
-enum class AuthType { trust, peer };
+// cert: the client's TLS certificate (verified against tls.ca_file) names the role in its CN.
+enum class AuthType { trust, peer, cert };
 
 // Settings a database inherits from the top-level `pool` section and may override.
 struct PoolSettings {
@@ -116,6 +119,7 @@ struct Config {
   TeardownConfig teardown;
   DrainConfig drain;
   AuthConfig auth;
+  TlsConfig tls;
   LimitsConfig limits;
   DiagnosticsConfig diagnostics;
   int workers = 1;                 // event loops, each on its own thread when more than one

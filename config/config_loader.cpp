@@ -21,6 +21,7 @@
 #include <utility>
 
 #include "config/key_locator.h"
+#include "config/tls_context.h"
 
 namespace sluice::config {
 
@@ -351,6 +352,25 @@ void read_limits(Section& s, LimitsConfig& limits) {
   s.integer("control_request_max", limits.control_request_max, 1);
 }
 
+// The files are loaded here too, so that --check and a reload judge them (README "TLS").
+void read_tls(Section& s, TlsConfig& tls) {
+  s.choice("mode", tls.mode,
+           {{"disable", TlsMode::disable}, {"allow", TlsMode::allow}, {"require", TlsMode::require}});
+  s.string("cert_file", tls.cert_file, Empty::rejected);
+  s.string("key_file", tls.key_file, Empty::rejected);
+  s.string("ca_file", tls.ca_file, Empty::rejected);
+  s.choice("min_version", tls.min_version, {{"1.2", TlsMinVersion::tls1_2}, {"1.3", TlsMinVersion::tls1_3}});
+  if (tls.mode == TlsMode::disable) return;
+  for (const char* key : {"cert_file", "key_file"}) {
+    if (!s.has(key))
+      s.report(key, std::string("missing required key '") + key + "' (tls.mode is not \"disable\")");
+  }
+  if (tls.cert_file.empty() || tls.key_file.empty()) return;
+  auto context = TlsContext::load(tls);
+  if (!context) return s.report(context.error().key, context.error().message);
+  tls.context = std::move(*context);
+}
+
 void read_config(Section& root, Config& config) {
   root.section("listen", [&](Section& s) { read_listen(s, config.listen); });
   root.section("control", [&](Section& s) { read_control(s, config.control); });
@@ -368,8 +388,14 @@ void read_config(Section& root, Config& config) {
   });
   root.section("teardown", [&](Section& s) { read_teardown(s, config.teardown); });
   root.section("drain", [&](Section& s) { s.integer("timeout_s", config.drain.timeout_s, 0); });
+  root.section("tls", [&](Section& s) { read_tls(s, config.tls); });  // before auth: cert needs it
   root.section("auth", [&](Section& s) {
-    s.choice("type", config.auth.type, {{"trust", AuthType::trust}, {"peer", AuthType::peer}});
+    s.choice("type", config.auth.type,
+             {{"trust", AuthType::trust}, {"peer", AuthType::peer}, {"cert", AuthType::cert}});
+    if (config.auth.type == AuthType::cert &&
+        (config.tls.mode == TlsMode::disable || config.tls.ca_file.empty())) {
+      s.report("type", R"("cert" needs tls.mode "allow" or "require" and tls.ca_file)");
+    }
   });
   root.section("limits", [&](Section& s) { read_limits(s, config.limits); });
   root.section("diagnostics",

@@ -272,6 +272,18 @@ json pools_report(const std::vector<WorkerReport>& shares) {
   return {{"pools", rows}};
 }
 
+std::string_view auth_method_name(config::AuthType type) {
+  switch (type) {
+    case config::AuthType::trust:
+      return "trust";
+    case config::AuthType::peer:
+      return "peer";
+    case config::AuthType::cert:
+      return "cert";
+  }
+  return "?";
+}
+
 json clients_share(const Worker& worker) {
   const auto now = Clock::now();
   json rows = json::array();
@@ -284,6 +296,9 @@ json clients_share(const Worker& worker) {
         {"age_s", round3(seconds_since(client->connected_at(), now))},
         {"state_age_s", round3(seconds_since(client->state_since(), now))},
         {"prepared_statements", client->prepared_statement_count()},
+        {"transport", client->transport() == Transport::tcp ? "tcp" : "unix"},
+        {"tls", client->tls() != nullptr ? json(client->tls()->version()) : json(nullptr)},
+        {"auth", client->auth_method() ? json(auth_method_name(*client->auth_method())) : json(nullptr)},
         // Why it keeps its server between transactions (transaction mode), or null.
         {"pinned", client->pinned_because().empty() ? json(nullptr) : json(client->pinned_because())},
         // Its startup settings and those its SETs left in force: the table shows how many, --json which.

@@ -1,7 +1,6 @@
 #include "frontend/client_session.h"
 
 #include <cerrno>
-#include <cstring>
 #include <utility>
 
 #include "common/log.h"
@@ -108,11 +107,17 @@ void ClientSession::on_readable() {
 // The startup packet may arrive in pieces; it is the only thing buffered.
 void ClientSession::read_startup() {
   const auto& limits = worker_.config().limits;
-  char chunk[1024];
-  const ssize_t n = socket_->read(chunk, sizeof chunk);
+  // Direct TLS only opens a connection, as in PostgreSQL 17: not after an answered GSSENCRequest.
+  if (startup_buffer_.empty() && !ssl_request_seen_ && !gss_request_seen_ && offers_tls() &&
+      start_direct_tls())
+    return;
+  // A TLS record's plaintext fits: OpenSSL keeps nothing back (net/poll_socket.h).
+  const auto chunk = net::scratch_buffer();
+  const ssize_t n = socket_->read(chunk.data(), chunk.size());
   if (n == -EAGAIN) return;
-  if (n <= 0) return close(n == 0 ? "client closed during startup" : "read failed during startup");
-  startup_buffer_.append(chunk, static_cast<std::size_t>(n));
+  if (n == 0) return close("client closed during startup");
+  if (n < 0) return close(describe_read_failure(n));
+  startup_buffer_.append(reinterpret_cast<const char*>(chunk.data()), static_cast<std::size_t>(n));
 
   while (state_ == ClientState::handshake) {
     const auto length = protocol::startup_packet_length(
@@ -130,11 +135,7 @@ void ClientSession::read_startup() {
 void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   using protocol::StartupKind;
   if (packet.kind == StartupKind::ssl_request || packet.kind == StartupKind::gssenc_request) {
-    // No TLS or GSSAPI yet: 'N' tells the client to go on in plain text.
-    if (!startup_buffer_.empty())
-      return fail(sqlstate::kProtocolViolation, "unexpected data after encryption request");
-    socket_->write(std::string("N"));
-    return;
+    return answer_encryption_request(packet.kind);
   }
   if (packet.kind == StartupKind::cancel_request) {
     worker_.cancel(packet.cancel_process_id, packet.cancel_secret_key);
@@ -156,6 +157,7 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   const std::string* database = packet.parameter("database");
   database_ = database != nullptr && !database->empty() ? *database : user_;
 
+  if (auto refusal = tls_login_refusal()) return fail(sqlstate::kInvalidAuthorizationSpecification, *refusal);
   if (worker_.config().auth.type == config::AuthType::peer) {
     const auto peer = transport_ == Transport::unix_socket ? peer_user_name(socket_->fd()) : std::nullopt;
     if (!peer || *peer != user_) {
@@ -163,6 +165,7 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
                   "Peer authentication failed for user \"" + user_ + "\"");
     }
   }
+  auth_method_ = worker_.config().auth.type;
   const auto settings = protocol::startup_settings(packet);
   if (!settings) return fail(settings.error().sqlstate, settings.error().message);
   pool_ = worker_.pool_for(database_, user_, *settings);
@@ -204,7 +207,7 @@ void ClientSession::read_client() {
   const ssize_t n = socket_->read(buffer.data(), buffer.size());
   if (n == -EAGAIN) return;
   if (n == 0) return close("client disconnected");
-  if (n < 0) return close(std::string("client read failed: ") + std::strerror(static_cast<int>(-n)));
+  if (n < 0) return close(describe_read_failure(n));
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   last_activity_ms_ = uv_now(worker_.loop());
   if (!scope_ || !scope_.server().busy()) note_request_start();

@@ -81,6 +81,12 @@ class ClientSession final : net::PollSocket::Handler,
   // Transaction mode: why it keeps its server between transactions ("temporary objects, LISTEN"),
   // empty when it does not.
   [[nodiscard]] const std::string& pinned_because() const { return pin_reason_; }
+  [[nodiscard]] Transport transport() const { return transport_; }
+  // Its TLS, for authentication (version, tls-server-end-point, the certificate's CN) and
+  // reports; nullptr in plain text.
+  [[nodiscard]] const net::TlsChannel* tls() const { return socket_ ? socket_->tls() : nullptr; }
+  // How it logged in; nullopt until it has.
+  [[nodiscard]] std::optional<config::AuthType> auth_method() const { return auth_method_; }
 
   std::list<std::unique_ptr<ClientSession>>::iterator position;  // in its worker's client list
 
@@ -129,6 +135,15 @@ class ClientSession final : net::PollSocket::Handler,
   }
   // query_timeout_ms and transaction_timeout_ms (query_limits.cpp); true when the client was ended.
   bool check_running_limits(std::uint64_t now_ms);
+  // Transport security (client_session_tls.cpp).
+  [[nodiscard]] bool offers_tls() const;
+  void answer_encryption_request(protocol::StartupKind kind);
+  // True when read_startup should wait: a ClientHello's first byte is not there yet, or the
+  // session closed.
+  bool start_direct_tls();
+  [[nodiscard]] std::string describe_read_failure(ssize_t result) const;
+  // Why tls.mode or the cert method turns this login away (28000), if it does.
+  [[nodiscard]] std::optional<std::string> tls_login_refusal() const;
 
   Worker& worker_;
   std::uint64_t id_;
@@ -166,6 +181,10 @@ class ClientSession final : net::PollSocket::Handler,
   std::uint64_t request_started_ms_ = 0;      // its first bytes since its server last had nothing to run
   std::uint64_t transaction_started_ms_ = 0;  // ... since its server was last outside a transaction
   bool query_timeout_fired_ = false;          // the running request's cancel was sent
+  std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
+  bool ssl_request_seen_ = false;       // or a direct ClientHello
+  bool gss_request_seen_ = false;
+  std::optional<config::AuthType> auth_method_;
 };
 
 }  // namespace sluice::frontend

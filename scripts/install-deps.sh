@@ -10,10 +10,11 @@ build_only=false
 
 packages=(
   build-essential cmake pkg-config
-  libuv1-dev libpq-dev nlohmann-json3-dev libgtest-dev libcli11-dev
+  libuv1-dev libpq-dev nlohmann-json3-dev libgtest-dev libcli11-dev libssl-dev
 )
 $build_only || packages+=(
   postgresql postgresql-client
+  openssl  # the TLS tests' throwaway CA and certificates
   clang-format clang-tidy
   clang libclang-rt-14-dev  # libFuzzer and the sanitizer runtimes (scripts/fuzz.sh)
   # The driver matrix (tests/drivers/, tests/integration/driver_matrix_test.cpp); node-pg below.

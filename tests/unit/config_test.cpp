@@ -247,7 +247,7 @@ TEST(ConfigErrors, Choices) {
   EXPECT_EQ(error_of("{\"pool\": {\n\"pool_mode\": \"statement\" }}"),
             "cfg.json:2: key 'pool.pool_mode': expected \"transaction\" or \"session\", got \"statement\"");
   EXPECT_EQ(error_of("{\"auth\": {\n\"type\": \"md5\" }}"),
-            "cfg.json:2: key 'auth.type': expected \"trust\" or \"peer\", got \"md5\"");
+            "cfg.json:2: key 'auth.type': expected \"trust\", \"peer\" or \"cert\", got \"md5\"");
   EXPECT_EQ(
       error_of("{\n\"log_level\": \"warn\"}"),
       "cfg.json:2: key 'log_level': expected \"debug\", \"info\", \"warning\" or \"error\", got \"warn\"");
