@@ -44,6 +44,9 @@ TESTS = [
     ("P50", "select-only, prepared statements (-M prepared), 50 clients", ["-S", "-M", "prepared"], 50),
     # The options of L50 are filled in by Bench.options (the script is written into the work dir).
     ("L50", "session advisory lock held over 3 transactions (pins), 50 clients", [], 50),
+    # Over TCP with TLS (sslmode=require): the poolers' TLS listeners (TLS_TESTS).
+    ("T50", "select-only over TLS, 50 clients", ["-S"], 50),
+    ("TC20", "select-only over TLS, new connection (and handshake) per tx (-C), 20 clients", ["-S", "-C"], 20),
 ]
 TEST_TITLES = {t[0]: t[1] for t in TESTS}
 SHORT_LABELS = {
@@ -56,12 +59,19 @@ SHORT_LABELS = {
     "B50": "TPC-B c50",
     "P50": "-S prep c50",
     "L50": "lock pin c50",
+    "T50": "TLS -S c50",
+    "TC20": "TLS -S -C c20",
 }
 
 # Environment of a test's pgbench: SP50's clients all carry a search_path in their startup packet
 # (libpq sends PGOPTIONS as the `options` parameter). run.sh creates the schema bench_path.
 SEARCH_PATH = "bench_path,public"  # as SHOW prints it: the value as the client gave it
 TEST_ENV = {"SP50": {"PGOPTIONS": "-c search_path=bench_path,public"}}
+
+# Tests that connect over TCP with TLS to the poolers' TLS endpoints (run.sh: the same certificate,
+# tls.mode "require" / client_tls_sslmode = require); PostgreSQL itself has no TLS listener here.
+TLS_TESTS = ("T50", "TC20")
+TLS_ENV = {"PGSSLMODE": "require"}
 
 # Tests that also run through a second sluiced with `workers` = 2 (README: Worker loops), in the
 # same rounds, to compare 2 worker loops with 1.
@@ -240,10 +250,14 @@ class Bench:
             "direct": split_target(args.direct),
             "sluice2": split_target(args.sluice2),
         }
+        self.tls_targets = {"sluice": split_target(args.sluice_tls), "pgbouncer": split_target(args.pgbouncer_tls),
+                            "pgbouncer2": split_target(args.pgbouncer2_tls)}  # fmt: skip
         self.pids = {"sluice": args.sluice_pid, "pgbouncer": args.pgbouncer_pid,
                      "pgbouncer2": args.pgbouncer2_pid, "sluice2": args.sluice2_pid}  # fmt: skip
         self.runs = {}  # (test, target) -> [result per round]
         self.not_run = {}  # (test, target) -> why that target cannot run that test
+        for test in TLS_TESTS:
+            self.not_run[(test, "direct")] = "the benchmark's PostgreSQL listens on a Unix socket only, without TLS"
         self.search_path_seen = {}  # (phase, target) -> what SHOW search_path printed, or the error
         self.memory = {}
         self.teardown_main = None
@@ -269,14 +283,14 @@ class Bench:
         :scale the database's scale, which pgbench otherwise sets to 1 for a custom script)."""
         return ["-f", self.pin_script, "-s", str(self.a.scale)] if test == PIN_TEST else options
 
-    def pgbench_cmd(self, target, options, clients, duration):
-        host, port = self.targets[target]
+    def pgbench_cmd(self, target, options, clients, duration, endpoint=None):
+        host, port = endpoint or self.targets[target]
         jobs = max(1, min(clients, self.a.jobs))
         return ["pgbench", "-n", "-h", host, "-p", str(port), "-T", str(duration),
                 "-c", str(clients), "-j", str(jobs), *options, self.a.db]  # fmt: skip
 
-    def pgbench(self, target, options, clients, duration, label, env=None):
-        cmd = self.pgbench_cmd(target, options, clients, duration)
+    def pgbench(self, target, options, clients, duration, label, env=None, endpoint=None):
+        cmd = self.pgbench_cmd(target, options, clients, duration, endpoint)
         pid = self.pids.get(target)
         proc0 = procstat.sample(pid) if pid else None
         loop0 = self.loop_counters(target)
@@ -447,6 +461,9 @@ class Bench:
                     self.settings_warm_up(target, TEST_ENV.get(test), label)
                     if test == PIN_TEST:
                         r = self.pin_run(target, clients, self.duration(clients, target), label)
+                    elif test in TLS_TESTS:
+                        r = self.pgbench(target, options, clients, self.duration(clients, target), label, TLS_ENV,
+                                         self.tls_targets[target])
                     else:
                         r = self.pgbench(target, options, clients, self.duration(clients, target), label, TEST_ENV.get(test))
                     self.runs.setdefault((test, target), []).append(r)
@@ -1121,7 +1138,7 @@ Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.mon
 
 - Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time; see "Was the machine quiet?")
 - Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['pgbouncer']}` (Debian's package); `{v['pgbouncer2']}` (built by run.sh from the release tarball, bench/README.md); PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
-- Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, Unix sockets only, no TLS, trust authentication, max_client_conn 5000; every connection over a Unix socket. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
+- Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, trust authentication, max_client_conn 5000; every connection over a Unix socket, except the TLS tests' ({", ".join(TLS_TESTS)}): TCP on 127.0.0.1 with `sslmode=require`, to sluiced's `tls.mode` "require" and the PgBouncers' `client_tls_sslmode = require`, the same throwaway certificate (EC P-256) for all three, OpenSSL's default ciphers (TLS 1.3); PostgreSQL itself is not run over TLS. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
 - Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
 - Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
 - CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.
@@ -1203,7 +1220,7 @@ def main():
     p = argparse.ArgumentParser()
     for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "teardown-sluice", "control", "sluice2-control", "relay-floor",
                  "teardown-control", "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user",
-                 "pgbouncer-bin", "pgbouncer2-bin"):  # fmt: skip
+                 "pgbouncer-bin", "pgbouncer2-bin", "sluice-tls", "pgbouncer-tls", "pgbouncer2-tls"):  # fmt: skip
         p.add_argument("--" + name, required=True)
     for name in ("sluice-pid", "sluice2-pid", "pgbouncer-pid", "pgbouncer2-pid", "pool-size", "duration", "rounds", "jobs",
                  "idle-clients", "scale", "max-connections", "teardown-load-s", "abandon-rollback",

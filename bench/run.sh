@@ -14,7 +14,8 @@
 #   BENCH_DURATION=3   seconds per pgbench run        BENCH_ROUNDS=5     rounds (medians over them)
 #   BENCH_IDLE_CLIENTS=2000                           BENCH_SCALE=10     pgbench -i -s
 #   BENCH_PG_PORT=55432 BENCH_SLUICE_PORT=6432 BENCH_PGBOUNCER_PORT=6433 BENCH_PGBOUNCER2_PORT=6435
-#                      (Unix sockets only: the ports only name the sockets, each in its own temp dir)
+#                      (they name the Unix sockets, each in its own temp dir; the TLS tests connect to
+#                      the same port numbers on 127.0.0.1: the main sluiced and both PgBouncers)
 #   BENCH_ANCHORS=../shared/anchors   where pgbouncer-1.25.2.tar.gz and build-pgbouncer.sh are
 #                      (needed only until build/deps/pgbouncer-1.25.2 exists)
 #   BENCH_TESTS=L50,S50  only these of bench.py's TESTS (ids; default all): for a quick check, the
@@ -37,8 +38,13 @@ pgbouncer2_port=${BENCH_PGBOUNCER2_PORT:-6435}
 anchors=${BENCH_ANCHORS:-$root/../shared/anchors}
 teardown_port=$((sluice_port + 2))
 workers_port=$((sluice_port + 4))
+fairness_port=$((sluice_port + 6))
+fairness_pgbouncer_port=$((pgbouncer2_port + 2))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
 readonly teardown_load_s=10 abandon_rollback=200 abandon_cancel=60
+# The fairness phase (bench/fairness.py): one database capped at this many servers, shared by a
+# user with many clients and one with few; through sluiced, then PgBouncer 1.25.2 for comparison.
+readonly fairness_max_db=5 fairness_heavy=200 fairness_light=5 fairness_user=bench_light
 # The second PgBouncer: its build is kept under build/ (make clean removes it) and reused.
 readonly pgb2_version=1.25.2
 readonly pgb2_prefix=$root/build/deps/pgbouncer-$pgb2_version
@@ -123,7 +129,8 @@ source "$root/scripts/throwaway-lib.sh"
 pg_dir=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
-sluiced_pid='' teardown_pid='' workers_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
+sluiced_pid='' teardown_pid='' workers_pid='' fairness_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
+fairness_pgbouncer_pid=''
 
 # shellcheck disable=SC2317  # invoked by the traps
 cleanup() {
@@ -132,8 +139,10 @@ cleanup() {
   stop_pid "$sluiced_pid" INT    # SIGINT: immediate shutdown
   stop_pid "$teardown_pid" INT
   stop_pid "$workers_pid" INT
+  stop_pid "$fairness_pid" INT
   stop_pid "$pgbouncer_pid" TERM # SIGTERM: PgBouncer's immediate shutdown
   stop_pid "$pgbouncer2_pid" QUIT # since 1.23 SIGTERM waits for the clients; SIGQUIT is immediate
+  stop_pid "$fairness_pgbouncer_pid" QUIT
   pg_discard "$pg_dir"
   rm -rf -- "$work"
 }
@@ -160,19 +169,32 @@ pgbench -i -q -s "$scale" -h "$pg_dir" -p "$pg_port" bench >"$work/pgbench-init.
 # valid and pgbench's tables are still found in public.
 psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench -c 'CREATE SCHEMA bench_path' >/dev/null
 
+# --- TLS: one throwaway certificate, the same for sluiced and both PgBouncers (the TLS tests) ---------
+
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost \
+  -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1 || die "openssl could not make a certificate"
+chmod 644 "$work/tls.key"  # PgBouncer runs as postgres when the bench runs as root
+
 # --- sluiced ------------------------------------------------------------------------------------------
 
 # A copy: others may rebuild build/ while the benchmark runs.
 cp "$root/build/bin/sluiced" "$root/build/bin/sluicectl" "$work/"
 sluiced=$work/sluiced sluicectl=$work/sluicectl
 
-write_sluice_config() {  # PORT CONTROL FILE [WORKERS]
+write_sluice_config() {  # PORT CONTROL FILE [WORKERS] [tls: also TCP + TLS on 127.0.0.1:PORT]
+  # [MORE POOL SETTINGS, e.g. '"max_db_connections": 5']
+  local tcp='' tls=''
+  if [[ -n ${5:-} ]]; then
+    tcp=", \"tcp\": \"127.0.0.1:$1\""
+    tls="\"tls\": {\"mode\": \"require\", \"cert_file\": \"$work/tls.crt\", \"key_file\": \"$work/tls.key\"},"
+  fi
   cat >"$3" <<JSON
 {
   "workers": ${4:-1},
-  "listen": {"unix_socket_dir": "$work", "port": $1},
+  "listen": {"unix_socket_dir": "$work", "port": $1$tcp},
+  $tls
   "control": {"socket": "$2"},
-  "pool": {"pool_size": $pool_size, "pool_mode": "transaction"},
+  "pool": {"pool_size": $pool_size, "pool_mode": "transaction"${6:+, $6}},
   "databases": {"bench": {"conninfo": "host=$pg_dir port=$pg_port dbname=bench"}},
   "limits": {"max_client_conn": $max_client_conn},
   "log_level": "warning"
@@ -189,7 +211,7 @@ wait_socket() {  # PATH PID NAME LOG
   done
 }
 
-write_sluice_config "$sluice_port" "$work/control.sock" "$work/sluice.json"
+write_sluice_config "$sluice_port" "$work/control.sock" "$work/sluice.json" 1 tls
 write_sluice_config "$teardown_port" "$work/control-teardown.sock" "$work/sluice-teardown.json"
 write_sluice_config "$workers_port" "$work/control-workers.sock" "$work/sluice-workers.json" 2
 "$sluiced" --check -c "$work/sluice.json" >/dev/null
@@ -220,7 +242,7 @@ write_pgbouncer_config() {  # DIR PORT [EXTRA SETTING LINE...]
 bench = host=$pg_dir port=$pg_port dbname=bench
 
 [pgbouncer]
-listen_addr =
+listen_addr = 127.0.0.1
 listen_port = $port
 unix_socket_dir = $dir
 auth_type = trust
@@ -238,6 +260,9 @@ log_disconnections = 0
 log_pooler_errors = 1
 log_stats = 0
 stats_period = 3600
+client_tls_sslmode = require
+client_tls_cert_file = $work/tls.crt
+client_tls_key_file = $work/tls.key
 INI
   if (($#)); then printf '%s\n' "$@" >>"$dir/pgbouncer.ini"; fi
   if ((EUID == 0)); then chown -R postgres: "$dir"; fi
@@ -282,6 +307,8 @@ python3 "$bench_dir/bench.py" \
   --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" --pgbouncer-bin "$pgbouncer1" \
   --pgbouncer2 "$pgb2_dir:$pgbouncer2_port" --pgbouncer2-pid "$pgbouncer2_pid" --pgbouncer2-bin "$pgbouncer2" \
   --direct "$pg_dir:$pg_port" --relay-floor "$work/relay_floor" \
+  --sluice-tls "127.0.0.1:$sluice_port" --pgbouncer-tls "127.0.0.1:$pgbouncer_port" \
+  --pgbouncer2-tls "127.0.0.1:$pgbouncer2_port" \
   --teardown-sluice "$work:$teardown_port" \
   --control "$work/control.sock" --teardown-control "$work/control-teardown.sock" \
   --sluicectl "$sluicectl" --sluiced "$sluiced" --user "$user" \
@@ -300,5 +327,35 @@ if ((status != 0)); then
   done
   die "the benchmark failed (exit $status); pgbench outputs: bench/results/latest.log"
 fi
-cat "$work/summary.txt"
+
+# --- fairness between users -------------------------------------------------------------------------
+
+psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench >/dev/null <<SQL
+CREATE ROLE $fairness_user LOGIN;
+GRANT SELECT ON ALL TABLES IN SCHEMA public TO $fairness_user;
+SQL
+write_sluice_config "$fairness_port" "$work/control-fairness.sock" "$work/sluice-fairness.json" 1 "" \
+  "\"max_db_connections\": $fairness_max_db"
+"$sluiced" -c "$work/sluice-fairness.json" >"$work/sluiced-fairness.log" 2>&1 &
+fairness_pid=$!
+wait_socket "$work/.s.PGSQL.$fairness_port" "$fairness_pid" "sluiced (fairness)" "$work/sluiced-fairness.log"
+say "fairness: $fairness_heavy clients of $user and $fairness_light of $fairness_user, max_db_connections $fairness_max_db"
+python3 "$bench_dir/fairness.py" --host "$work" --port "$fairness_port" --db bench --heavy-user "$user" \
+  --light-user "$fairness_user" --heavy-clients "$fairness_heavy" --light-clients "$fairness_light" \
+  --duration "$duration" --label "sluiced, max_db_connections $fairness_max_db" --out "$work/fairness.md" ||
+  die "the fairness phase failed: $work/sluiced-fairness.log"
+pgb3_dir=$work/pgbouncer-fairness
+write_pgbouncer_config "$pgb3_dir" "$fairness_pgbouncer_port" "max_db_connections = $fairness_max_db"
+printf '"%s" ""\n' "$fairness_user" >>"$pgb3_dir/userlist.txt"  # trust still wants the name listed
+"$pgbouncer2" "${pgbouncer_args[@]}" "$pgb3_dir/pgbouncer.ini" >"$work/pgbouncer-fairness.log" 2>&1 &
+fairness_pgbouncer_pid=$!
+wait_socket "$pgb3_dir/.s.PGSQL.$fairness_pgbouncer_port" "$fairness_pgbouncer_pid" "pgbouncer (fairness)" \
+  "$work/pgbouncer-fairness.log"
+python3 "$bench_dir/fairness.py" --host "$pgb3_dir" --port "$fairness_pgbouncer_port" --db bench \
+  --heavy-user "$user" --light-user "$fairness_user" --heavy-clients "$fairness_heavy" \
+  --light-clients "$fairness_light" --duration "$duration" \
+  --label "PgBouncer $pgb2_version, max_db_connections $fairness_max_db" --out "$work/fairness-pgbouncer.md" ||
+  die "the fairness phase failed through PgBouncer: $work/pgbouncer-fairness.log"
+{ echo; cat "$work/fairness.md"; echo; cat "$work/fairness-pgbouncer.md"; } >>"$bench_dir/results/latest.md"
+cat "$work/summary.txt" "$work/fairness.md" "$work/fairness-pgbouncer.md"
 say "done in $((SECONDS - started)) s: bench/results/latest.md, latest.png; pgbench outputs in latest.log"

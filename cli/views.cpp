@@ -133,22 +133,25 @@ bool print_clients(const Json& answer, std::ostream& out) {
   Table table({{"ID", Align::right},
                {"STATE"},
                {"POOL"},
-               {"AUTH"},
                {"WORKER", Align::right},
                {"AGE", Align::right},
                {"IN_STATE", Align::right},
                {"PREPARED", Align::right},
                {"SETTINGS", Align::right},
+               {"TRANSPORT"},
+               {"TLS"},
+               {"AUTH"},
                {"PINNED"}});
   for (const auto& client : *clients) {
     const Json* settings = find_path(client, {"settings"});
     table.add_row({count_cell(find_path(client, {"id"})), text_cell(find_path(client, {"state"})),
-                   text_cell(find_path(client, {"pool"})), text_cell(find_path(client, {"auth"})),
-                   count_cell(find_path(client, {"worker"})), seconds_cell(find_path(client, {"age_s"})),
+                   text_cell(find_path(client, {"pool"})), count_cell(find_path(client, {"worker"})),
+                   seconds_cell(find_path(client, {"age_s"})),
                    seconds_cell(find_path(client, {"state_age_s"})),
                    count_cell(find_path(client, {"prepared_statements"})),
                    settings != nullptr && settings->is_object() ? std::to_string(settings->size()) : "-",
-                   text_cell(find_path(client, {"pinned"}))});
+                   text_cell(find_path(client, {"transport"})), text_cell(find_path(client, {"tls"})),
+                   text_cell(find_path(client, {"auth"})), text_cell(find_path(client, {"pinned"}))});
   }
   print_or_none(table, "no clients connected", out);
   return true;

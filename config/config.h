@@ -8,6 +8,8 @@
 #include <optional>
 #include <string>
 
+#include "config/tls_config.h"
+
 namespace sluice::auth {
 struct AuthFile;
 struct HbaRules;
@@ -19,9 +21,10 @@ enum class PoolMode { transaction, session };
 // Transaction mode, when a client makes state that lives in its backend (a temporary table, a
 // session advisory lock, LISTEN, ...): keep its server until the state is gone, or refuse.
 enum class SessionStatePolicy { pin, refuse };
-// md5 and scram-sha-256 check the secrets of auth.file; hba picks a method per client from
+// md5 and scram-sha-256 check the secrets of auth.file; cert: the client's TLS certificate
+// (verified against tls.ca_file) names the role in its CN; hba picks one of them per client from
 // auth.hba_file (frontend/client_auth.h).
-enum class AuthType { trust, peer, md5, scram_sha_256, hba };
+enum class AuthType { trust, peer, md5, scram_sha_256, cert, hba };
 
 // Settings a database inherits from the top-level `pool` section and may override.
 struct PoolSettings {
@@ -37,6 +40,16 @@ struct PoolSettings {
   std::string reset_query = "DISCARD ALL";  // session mode, before a server goes back idle
   int max_prepared_statements = 100;        // per server connection, transaction mode
   SessionStatePolicy session_state = SessionStatePolicy::pin;
+  // Limits as PgBouncer's (README "Limits against PgBouncer's names"); 0 = off / unlimited.
+  int min_pool_size = 0;      // servers kept open with no client, within every limit
+  int reserve_pool_size = 0;  // extra servers once a client waited reserve_pool_timeout_ms
+  int reserve_pool_timeout_ms = 5000;
+  int max_db_connections = 0;      // servers of the database: every user, pool and worker
+  int max_user_connections = 0;    // servers of the user: every database, pool and worker
+  int query_timeout_ms = 0;        // a query running this long is cancelled
+  int transaction_timeout_ms = 0;  // a transaction open this long: rolled back, client closed
+  std::string server_check_query;  // liveness check of a server idle long; empty = an empty Query
+  int server_check_delay_s = 30;   // idle this long before it is checked; 0 = never checked
 
   bool operator==(const PoolSettings&) const = default;
 };
@@ -46,6 +59,13 @@ struct DatabaseConfig {
   PoolSettings pool;
 
   bool operator==(const DatabaseConfig&) const = default;
+};
+
+// Per client user, as PgBouncer's [users] section: a user's own limit wins over its databases'.
+struct UserConfig {
+  std::optional<int> max_user_connections;
+
+  bool operator==(const UserConfig&) const = default;
 };
 
 struct ListenConfig {
@@ -113,9 +133,11 @@ struct Config {
   ControlConfig control;
   PoolSettings pool;  // defaults for every database
   std::map<std::string, DatabaseConfig> databases;
+  std::map<std::string, UserConfig> users;
   TeardownConfig teardown;
   DrainConfig drain;
   AuthConfig auth;
+  TlsConfig tls;
   LimitsConfig limits;
   DiagnosticsConfig diagnostics;
   int workers = 1;                 // event loops, each on its own thread when more than one

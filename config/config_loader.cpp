@@ -19,6 +19,7 @@
 #include "config/auth_files.h"
 #include "config/file_text.h"
 #include "config/key_locator.h"
+#include "config/tls_context.h"
 
 namespace sluice::config {
 
@@ -288,6 +289,15 @@ void read_pool_settings(Section& s, PoolSettings& pool) {
   s.integer("max_prepared_statements", pool.max_prepared_statements, 0);
   s.choice("session_state", pool.session_state,
            {{"pin", SessionStatePolicy::pin}, {"refuse", SessionStatePolicy::refuse}});
+  s.integer("min_pool_size", pool.min_pool_size, 0);
+  s.integer("reserve_pool_size", pool.reserve_pool_size, 0);
+  s.integer("reserve_pool_timeout_ms", pool.reserve_pool_timeout_ms, 0);
+  s.integer("max_db_connections", pool.max_db_connections, 0);
+  s.integer("max_user_connections", pool.max_user_connections, 0);
+  s.integer("query_timeout_ms", pool.query_timeout_ms, 0);
+  s.integer("transaction_timeout_ms", pool.transaction_timeout_ms, 0);
+  s.string("server_check_query", pool.server_check_query);
+  s.integer("server_check_delay_s", pool.server_check_delay_s, 0);
 }
 
 void read_listen(Section& s, ListenConfig& listen) {
@@ -316,6 +326,12 @@ void read_database(Section& s, DatabaseConfig& database) {
   read_pool_settings(s, database.pool);
 }
 
+void read_user(Section& s, UserConfig& user) {
+  int max_user_connections = 0;
+  if (s.integer("max_user_connections", max_user_connections, 0))
+    user.max_user_connections = max_user_connections;
+}
+
 void read_teardown(Section& s, TeardownConfig& teardown) {
   s.integer("sla_ms", teardown.sla_ms, 1);
   s.integer("max_ms", teardown.max_ms, 1);
@@ -334,12 +350,32 @@ void read_limits(Section& s, LimitsConfig& limits) {
   s.integer("control_request_max", limits.control_request_max, 1);
 }
 
-void read_auth(Section& s, AuthConfig& auth) {
+// The files are loaded here too, so that --check and a reload judge them (README "TLS").
+void read_tls(Section& s, TlsConfig& tls) {
+  s.choice("mode", tls.mode,
+           {{"disable", TlsMode::disable}, {"allow", TlsMode::allow}, {"require", TlsMode::require}});
+  s.string("cert_file", tls.cert_file, Empty::rejected);
+  s.string("key_file", tls.key_file, Empty::rejected);
+  s.string("ca_file", tls.ca_file, Empty::rejected);
+  s.choice("min_version", tls.min_version, {{"1.2", TlsMinVersion::tls1_2}, {"1.3", TlsMinVersion::tls1_3}});
+  if (tls.mode == TlsMode::disable) return;
+  for (const char* key : {"cert_file", "key_file"}) {
+    if (!s.has(key))
+      s.report(key, std::string("missing required key '") + key + "' (tls.mode is not \"disable\")");
+  }
+  if (tls.cert_file.empty() || tls.key_file.empty()) return;
+  auto context = TlsContext::load(tls);
+  if (!context) return s.report(context.error().key, context.error().message);
+  tls.context = std::move(*context);
+}
+
+void read_auth(Section& s, AuthConfig& auth, const TlsConfig& tls) {
   auth.type_written = s.choice("type", auth.type,
                                {{"trust", AuthType::trust},
                                 {"peer", AuthType::peer},
                                 {"md5", AuthType::md5},
                                 {"scram-sha-256", AuthType::scram_sha_256},
+                                {"cert", AuthType::cert},
                                 {"hba", AuthType::hba}});
   s.string("file", auth.file, Empty::rejected);
   s.string("hba_file", auth.hba_file, Empty::rejected);
@@ -354,6 +390,8 @@ void read_auth(Section& s, AuthConfig& auth) {
   if (auth.type == AuthType::hba && !auth.hba_file) s.report("type", "\"hba\" needs auth.hba_file");
   if (auth.hba_file && auth.type != AuthType::hba)
     s.report("hba_file", "is read only with auth.type \"hba\"");
+  if (auth.type == AuthType::cert && (tls.mode == TlsMode::disable || tls.ca_file.empty()))
+    s.report("type", R"("cert" needs tls.mode "allow" or "require" and tls.ca_file)");
 }
 
 void read_config(Section& root, Config& config) {
@@ -368,9 +406,13 @@ void read_config(Section& root, Config& config) {
       config.databases.emplace(name, std::move(database));
     });
   });
+  root.section("users", [&](Section& users) {
+    users.each_section([&](const std::string& name, Section& s) { read_user(s, config.users[name]); });
+  });
   root.section("teardown", [&](Section& s) { read_teardown(s, config.teardown); });
   root.section("drain", [&](Section& s) { s.integer("timeout_s", config.drain.timeout_s, 0); });
-  root.section("auth", [&](Section& s) { read_auth(s, config.auth); });
+  root.section("tls", [&](Section& s) { read_tls(s, config.tls); });  // before auth: cert needs it
+  root.section("auth", [&](Section& s) { read_auth(s, config.auth, config.tls); });
   root.section("limits", [&](Section& s) { read_limits(s, config.limits); });
   root.section("diagnostics",
                [&](Section& s) { s.integer("slow_callback_ms", config.diagnostics.slow_callback_ms, 1); });

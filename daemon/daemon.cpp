@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "config/config_loader.h"
+#include "config/tls_context.h"
 #include "net/loop_close.h"
 #include "protocol/backend_messages.h"
 #include "protocol/sqlstate.h"
@@ -26,6 +27,12 @@ struct ReloadWork {
   std::string path;
   std::optional<Result<config::Config>> result;
 };
+
+// Which certificate new TLS connections get: after a reload, the operator's proof of the swap.
+void log_tls_certificate(const config::Config& config) {
+  if (config.tls.context)
+    log::info("TLS for new connections: certificate ", config.tls.context->description());
+}
 
 }  // namespace
 
@@ -120,6 +127,7 @@ int Daemon::run() {
 
   for (auto& worker : workers_) worker->start();
   for (const auto& listener : listeners_) log::info("listening on ", listener->name());
+  log_tls_certificate(config_);
   if (workers_.size() > 1) log::info(workers_.size(), " worker loops, each on its own thread");
   start_watchdog();
   systemd_.ready();
@@ -337,6 +345,7 @@ void Daemon::apply_config(config::Config next) {
   config_ = std::move(next);
   for_each_worker([config = config_](Worker& worker) { worker.apply_config(config); });
   log::set_level(log::level_from_name(config_.log_level));
+  log_tls_certificate(config_);
   log::info("reload applied");
 }
 

@@ -8,6 +8,7 @@
 #include "common/version.h"
 #include "daemon/daemon.h"
 #include "daemon/worker.h"
+#include "frontend/client_auth.h"
 
 namespace sluice::daemon {
 
@@ -209,6 +210,17 @@ json client_settings_json(const ClientSession& client) {
   return object;
 }
 
+// README "Limits against PgBouncer's names": what the limits did, summed over the workers.
+json limits_json(const pool::Pool::LimitCounts& counts) {
+  return {{"reserve_servers_opened", counts.reserve_servers_opened},
+          {"limit_reached", counts.limit_reached},
+          {"places_given_back", counts.places_given_back},
+          {"checks_run", counts.checks_run},
+          {"checks_failed", counts.checks_failed},
+          {"query_timeouts", counts.query_timeouts},
+          {"transaction_timeouts", counts.transaction_timeouts}};
+}
+
 json pools_share(const Worker& worker) {
   const auto now = Clock::now();
   json pools = json::array();
@@ -233,6 +245,7 @@ json pools_share(const Worker& worker) {
          {{"count", pool->waits().count},
           {"total_ms", round3(static_cast<double>(pool->waits().total_ns) / 1e6)}}},
         {"prepared_statements", pool->prepared_statement_count()},
+        {"limits", limits_json(pool->limit_counts())},
         {"settings", settings_json(key.settings)},
     });
   }
@@ -268,12 +281,16 @@ json clients_share(const Worker& worker) {
         {"id", client->id()},
         {"state", client_state_name(client->state())},
         {"pool", client->pool() != nullptr ? json(client->pool()->name()) : json(nullptr)},
-        // How it proved who it is ("trust", "peer", "md5", "scram-sha-256"), null before it tried.
-        {"auth", client->auth_method().empty() ? json(nullptr) : json(client->auth_method())},
         {"worker", worker.index()},
         {"age_s", round3(seconds_since(client->connected_at(), now))},
         {"state_age_s", round3(seconds_since(client->state_since(), now))},
         {"prepared_statements", client->prepared_statement_count()},
+        {"transport", client->transport() == Transport::tcp ? "tcp" : "unix"},
+        {"tls", client->tls() != nullptr ? json(client->tls()->version()) : json(nullptr)},
+        // How it proved who it is ("trust", "peer", "md5", "scram-sha-256", "cert"; hba: the method
+        // its rule named), null until it has.
+        {"auth",
+         client->auth_method() ? json(frontend::auth_method_name(*client->auth_method())) : json(nullptr)},
         // Why it keeps its server between transactions (transaction mode), or null.
         {"pinned", client->pinned_because().empty() ? json(nullptr) : json(client->pinned_because())},
         // Its startup settings and those its SETs left in force: the table shows how many, --json which.

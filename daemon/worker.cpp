@@ -38,6 +38,8 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
   pool_context_.message_max = config_.limits.message_max;
   pool_context_.teardown_max_ms = config_.teardown.max_ms;
   pool_context_.server_ids = &server_ids;
+  pool_context_.counts = &daemon.connection_counts();
+  warm_forced_user_pools();
   heartbeat_ms_ = monotonic_ms();
   uv_timer_init(loop_, janitor_);
   janitor_->data = this;
@@ -97,6 +99,7 @@ void Worker::set_paused(bool paused) {
 void Worker::start_drain(Clock::time_point deadline, std::uint64_t generation) {
   drain_ = Drain{deadline, generation};
   set_paused(false);
+  for (auto& [key, pool] : pools_) pool->set_warming(false);
   // Each client is closed at its next transaction boundary; idle ones now.
   for (auto it = clients_.begin(); it != clients_.end();) {
     ClientSession& client = **it++;
@@ -105,7 +108,10 @@ void Worker::start_drain(Clock::time_point deadline, std::uint64_t generation) {
   advance_drain(Clock::now());
 }
 
-void Worker::end_drain() { drain_.reset(); }
+void Worker::end_drain() {
+  drain_.reset();
+  for (auto& [key, pool] : pools_) pool->set_warming(true);
+}
 
 void Worker::advance_drain(Clock::time_point now) {
   if (!drain_) return;
@@ -140,10 +146,13 @@ void Worker::apply_config(config::Config next) {
     if (db == next.databases.end()) continue;  // its clients stay until they leave, no new logins
     // A database removed by an earlier reload and now back has no old settings to compare.
     const auto old = config_.databases.find(key.database);
-    if (old == config_.databases.end() || !(db->second == old->second)) pool->update(share_of(db->second));
+    config::DatabaseConfig settings = settings_for(next, db->second, key.user);
+    if (old == config_.databases.end() || !(settings == settings_for(config_, old->second, key.user)))
+      pool->update(std::move(settings));
   }
   config_ = std::move(next);
   if (secret_lookup_) secret_lookup_->forget_cached();  // the secrets, or how to find them, may have changed
+  warm_forced_user_pools();
   stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));
   pool_context_.message_max = config_.limits.message_max;
   pool_context_.teardown_max_ms = config_.teardown.max_ms;
@@ -183,14 +192,39 @@ void Worker::client_closed(ClientSession& client) {
 config::DatabaseConfig Worker::share_of(const config::DatabaseConfig& database) const {
   config::DatabaseConfig share = database;
   const auto workers = static_cast<int>(worker_count_);
-  const int extra = static_cast<int>(index_) < database.pool.pool_size % workers ? 1 : 0;
-  share.pool.pool_size = std::max(1, database.pool.pool_size / workers + extra);
+  // Split as evenly as the numbers allow, the remainder to the first workers.
+  const auto split = [&](int total) {
+    return total / workers + (static_cast<int>(index_) < total % workers ? 1 : 0);
+  };
+  share.pool.pool_size = std::max(1, split(database.pool.pool_size));
+  share.pool.min_pool_size = split(database.pool.min_pool_size);
+  share.pool.reserve_pool_size = split(database.pool.reserve_pool_size);
   return share;
 }
 
 frontend::SecretLookup& Worker::secret_lookup() {
   if (!secret_lookup_) secret_lookup_ = std::make_unique<frontend::SecretLookup>(*this);
   return *secret_lookup_;
+}
+
+config::DatabaseConfig Worker::settings_for(const config::Config& config,
+                                            const config::DatabaseConfig& database,
+                                            const std::string& user) const {
+  config::DatabaseConfig settings = share_of(database);
+  const auto own = config.users.find(user);
+  if (own != config.users.end() && own->second.max_user_connections)
+    settings.pool.max_user_connections = *own->second.max_user_connections;
+  return settings;
+}
+
+// min_pool_size with a user in the conninfo: its pool is made before any client (as PgBouncer
+// warms a forced user's pool), and its janitor opens the servers.
+void Worker::warm_forced_user_pools() {
+  for (const auto& [name, database] : config_.databases) {
+    if (database.pool.min_pool_size == 0) continue;
+    if (const std::string user = pool::conninfo_user(database.conninfo); !user.empty())
+      pool_for(name, user, {});
+  }
 }
 
 pool::Pool* Worker::pool_for(const std::string& database, const std::string& user,
@@ -202,9 +236,12 @@ pool::Pool* Worker::pool_for(const std::string& database, const std::string& use
   if (it == pools_.end()) {
     auto& budget = budgets_[{database, user}];
     if (!budget) budget = std::make_shared<pool::ServerBudget>();
-    it = pools_.emplace(key, std::make_unique<pool::Pool>(pool_context_, key, share_of(db->second), budget))
+    it = pools_
+             .emplace(key, std::make_unique<pool::Pool>(pool_context_, key,
+                                                        settings_for(config_, db->second, user), budget))
              .first;
     it->second->set_paused(paused_);
+    it->second->set_warming(!drain_);
   }
   return it->second.get();
 }

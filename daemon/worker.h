@@ -114,6 +114,11 @@ class Worker {
   void advance_drain(Clock::time_point now);
   // This worker's share of a database's pool_size (at least one server).
   [[nodiscard]] config::DatabaseConfig share_of(const config::DatabaseConfig& database) const;
+  // A pool's settings under `config`: this worker's share, and the user's own limit (users.<name>).
+  [[nodiscard]] config::DatabaseConfig settings_for(const config::Config& config,
+                                                    const config::DatabaseConfig& database,
+                                                    const std::string& user) const;
+  void warm_forced_user_pools();
 
   Daemon& daemon_;
   std::size_t index_;

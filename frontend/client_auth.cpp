@@ -62,8 +62,9 @@ AuthStep refused(const char* sqlstate, std::string message, std::string log_reas
 AuthStep accepted() { return AuthStep{AuthStep::Verdict::ok, {}, {}}; }
 
 // A role's SCRAM exchange; without a verifier, the mock one that fails at the end.
-ClientAuth::Start scram_challenge(const auth::Secret* secret, const std::string& why_none,
-                                  const AuthClient& client) {
+// `method`: md5 for a role whose secret is a SCRAM verifier runs SCRAM, but is still md5's login.
+ClientAuth::Start scram_challenge(config::AuthType method, const auth::Secret* secret,
+                                  const std::string& why_none, const AuthClient& client) {
   auth::ScramExchange::Options options{.user = client.user,
                                        .verifier = std::nullopt,
                                        .why_no_verifier = why_none,
@@ -76,7 +77,7 @@ ClientAuth::Start scram_challenge(const auth::Secret* secret, const std::string&
   }
   auth::ScramExchange exchange(std::move(options));
   AuthStep step{AuthStep::Verdict::more, exchange.start(), {}};
-  return {std::move(step), std::make_unique<ClientAuth>(std::move(exchange)), "scram-sha-256", false};
+  return {std::move(step), std::make_unique<ClientAuth>(method, std::move(exchange)), method, false};
 }
 
 ClientAuth::Start md5_challenge(const auth::Secret* secret, const std::string& why_none,
@@ -86,11 +87,12 @@ ClientAuth::Start md5_challenge(const auth::Secret* secret, const std::string& w
   if (secret != nullptr) options.hash = std::get<auth::Md5Hash>(*secret);
   auth::Md5Exchange exchange(std::move(options));
   AuthStep step{AuthStep::Verdict::more, exchange.start(), {}};
-  return {std::move(step), std::make_unique<ClientAuth>(std::move(exchange)), "md5", false};
+  return {std::move(step), std::make_unique<ClientAuth>(config::AuthType::md5, std::move(exchange)),
+          config::AuthType::md5, false};
 }
 
 // md5 or scram-sha-256 with the secret from auth.file, or a lookup first (auth.query).
-ClientAuth::Start password(std::string_view method, const config::AuthConfig& config,
+ClientAuth::Start password(config::AuthType method, const config::AuthConfig& config,
                            const AuthClient& client) {
   const auth::Secret* secret = config.secrets ? config.secrets->find(client.user) : nullptr;
   if (secret == nullptr && config.user) return {AuthStep{}, nullptr, method, true};
@@ -101,38 +103,39 @@ ClientAuth::Start password(std::string_view method, const config::AuthConfig& co
 ClientAuth::Start peer(const AuthClient& client) {
   const auto name =
       client.transport == daemon::Transport::unix_socket ? peer_user_name(client.fd) : std::nullopt;
-  if (name && *name == client.user) return {accepted(), nullptr, "peer", false};
+  if (name && *name == client.user) return {accepted(), nullptr, config::AuthType::peer, false};
   return {refused(sqlstate::kInvalidAuthorizationSpecification,
                   "Peer authentication failed for user \"" + client.user + "\"",
                   name ? "Provided user name (" + client.user + ") and authenticated user name (" + *name +
                              ") do not match."
                        : "the peer's user is unknown (not a local socket, or a uid without a name)"),
-          nullptr, "peer", false};
+          nullptr, config::AuthType::peer, false};
 }
 
 ClientAuth::Start by_method(HbaMethod method, const config::AuthConfig& config, const AuthClient& client,
                             const auth::HbaClient& who, int line) {
   switch (method) {
     case HbaMethod::trust:
-      return {accepted(), nullptr, "trust", false};
+      return {accepted(), nullptr, config::AuthType::trust, false};
     case HbaMethod::peer:
       return peer(client);
     case HbaMethod::md5:
+      return password(config::AuthType::md5, config, client);
     case HbaMethod::scram_sha_256:
-      return password(auth::hba_method_name(method), config, client);
+      return password(config::AuthType::scram_sha_256, config, client);
     case HbaMethod::cert:
       return {refused(sqlstate::kInvalidAuthorizationSpecification,
                       "certificate authentication failed for user \"" + client.user + "\"",
                       "auth.hba_file line " + std::to_string(line) +
                           ": cert needs client certificates, which this build does not read yet"),
-              nullptr, "cert", false};
+              nullptr, config::AuthType::cert, false};
     case HbaMethod::reject:
       break;
   }
   return {refused(sqlstate::kInvalidAuthorizationSpecification,
                   "pg_hba.conf rejects connection for " + hba_subject(who),
                   "auth.hba_file line " + std::to_string(line) + " rejects it"),
-          nullptr, "reject", false};
+          nullptr, std::nullopt, false};
 }
 
 }  // namespace
@@ -150,7 +153,7 @@ ClientAuth::Start ClientAuth::start(const config::AuthConfig& config, const Auth
     if (rule == nullptr) {
       return {refused(sqlstate::kInvalidAuthorizationSpecification,
                       "no pg_hba.conf entry for " + hba_subject(who), "no line of auth.hba_file matches"),
-              nullptr, "none", false};
+              nullptr, std::nullopt, false};
     }
     return by_method(rule->method, config, client, who, rule->line);
   }
@@ -162,27 +165,28 @@ ClientAuth::Start ClientAuth::start(const config::AuthConfig& config, const Auth
                         "no pg_hba.conf entry for " + hba_subject(who),
                         "a TCP client without TLS needs a password method, or auth.type \"trust\" written in "
                         "the config"),
-                nullptr, "none", false};
+                nullptr, std::nullopt, false};
       }
-      return {accepted(), nullptr, "trust", false};
+      return {accepted(), nullptr, config::AuthType::trust, false};
     case config::AuthType::peer:
       return peer(client);
     case config::AuthType::md5:
-      return password("md5", config, client);
     case config::AuthType::scram_sha_256:
-      return password("scram-sha-256", config, client);
+      return password(config.type, config, client);
+    case config::AuthType::cert:  // the certificate was checked before (ClientSession::tls_login_refusal)
+      return {accepted(), nullptr, config::AuthType::cert, false};
     case config::AuthType::hba:
       break;
   }
-  return {accepted(), nullptr, "trust", false};
+  return {accepted(), nullptr, config::AuthType::trust, false};
 }
 
-ClientAuth::Start ClientAuth::challenge(std::string_view method, const auth::Secret* secret,
+ClientAuth::Start ClientAuth::challenge(config::AuthType method, const auth::Secret* secret,
                                         const std::string& why_none, const AuthClient& client) {
   // As PostgreSQL: md5 for a role whose secret is a SCRAM verifier runs SCRAM.
-  const bool scram =
-      method != "md5" || (secret != nullptr && std::holds_alternative<auth::ScramVerifier>(*secret));
-  return scram ? scram_challenge(secret, why_none, client) : md5_challenge(secret, why_none, client);
+  const bool scram = method != config::AuthType::md5 ||
+                     (secret != nullptr && std::holds_alternative<auth::ScramVerifier>(*secret));
+  return scram ? scram_challenge(method, secret, why_none, client) : md5_challenge(secret, why_none, client);
 }
 
 AuthStep ClientAuth::on_response(protocol::Bytes body) {
@@ -193,6 +197,24 @@ std::string ClientAuth::unexpected_message(char type) const {
   const bool sasl = std::holds_alternative<auth::ScramExchange>(exchange_);
   return std::string(sasl ? "expected SASL response" : "expected password response") + ", got message type " +
          std::to_string(static_cast<unsigned char>(type));
+}
+
+std::string_view auth_method_name(config::AuthType type) {
+  switch (type) {
+    case config::AuthType::trust:
+      return "trust";
+    case config::AuthType::peer:
+      return "peer";
+    case config::AuthType::md5:
+      return "md5";
+    case config::AuthType::scram_sha_256:
+      return "scram-sha-256";
+    case config::AuthType::cert:
+      return "cert";
+    case config::AuthType::hba:
+      return "hba";
+  }
+  return "?";
 }
 
 }  // namespace sluice::frontend

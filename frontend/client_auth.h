@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -31,7 +32,8 @@ class ClientAuth {
   struct Start {
     auth::AuthStep step;                   // ok or failed at once, or `more` with the challenge
     std::unique_ptr<ClientAuth> exchange;  // set when `more`: feed it the client's answers
-    std::string_view method;               // for sluicectl clients: "trust", "scram-sha-256", ...
+    // The method this client is given (hba: its rule's); none when refused without one.
+    std::optional<config::AuthType> method;
     // A password method for a role auth.file does not list, with auth.user set: look its secret up
     // (SecretLookup), then challenge().
     bool needs_lookup = false;
@@ -40,11 +42,13 @@ class ClientAuth {
   static Start start(const config::AuthConfig& config, const AuthClient& client);
   // A password method's exchange once the role's secret is known; nullptr: there is none, and
   // `why_none` is what the log will say when the (mock) exchange fails.
-  static Start challenge(std::string_view method, const auth::Secret* secret, const std::string& why_none,
+  static Start challenge(config::AuthType method, const auth::Secret* secret, const std::string& why_none,
                          const AuthClient& client);
 
   using Exchange = std::variant<auth::ScramExchange, auth::Md5Exchange>;
-  explicit ClientAuth(Exchange exchange) : exchange_(std::move(exchange)) {}
+  ClientAuth(config::AuthType method, Exchange exchange) : method_(method), exchange_(std::move(exchange)) {}
+
+  [[nodiscard]] config::AuthType method() const { return method_; }
 
   // The body of one PasswordMessage / SASLInitialResponse / SASLResponse ('p').
   auth::AuthStep on_response(protocol::Bytes body);
@@ -52,7 +56,11 @@ class ClientAuth {
   [[nodiscard]] std::string unexpected_message(char type) const;
 
  private:
+  config::AuthType method_;
   Exchange exchange_;
 };
+
+// For sluicectl clients and the log: "trust", "peer", "md5", "scram-sha-256", "cert", "hba".
+std::string_view auth_method_name(config::AuthType type);
 
 }  // namespace sluice::frontend

@@ -1,7 +1,6 @@
 #include "frontend/client_session.h"
 
 #include <cerrno>
-#include <cstring>
 #include <utility>
 
 #include "common/log.h"
@@ -107,11 +106,17 @@ void ClientSession::on_readable() {
 // The startup packet may arrive in pieces; it is the only thing buffered.
 void ClientSession::read_startup() {
   const auto& limits = worker_.config().limits;
-  char chunk[1024];
-  const ssize_t n = socket_->read(chunk, sizeof chunk);
+  // Direct TLS only opens a connection, as in PostgreSQL 17: not after an answered GSSENCRequest.
+  if (startup_buffer_.empty() && !ssl_request_seen_ && !gss_request_seen_ && offers_tls() &&
+      start_direct_tls())
+    return;
+  // A TLS record's plaintext fits: OpenSSL keeps nothing back (net/poll_socket.h).
+  const auto chunk = net::scratch_buffer();
+  const ssize_t n = socket_->read(chunk.data(), chunk.size());
   if (n == -EAGAIN) return;
-  if (n <= 0) return close(n == 0 ? "client closed during startup" : "read failed during startup");
-  startup_buffer_.append(chunk, static_cast<std::size_t>(n));
+  if (n == 0) return close("client closed during startup");
+  if (n < 0) return close(describe_read_failure(n));
+  startup_buffer_.append(reinterpret_cast<const char*>(chunk.data()), static_cast<std::size_t>(n));
   if (auth_) return read_auth_messages();
 
   while (state_ == ClientState::handshake && !auth_) {
@@ -130,11 +135,7 @@ void ClientSession::read_startup() {
 void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   using protocol::StartupKind;
   if (packet.kind == StartupKind::ssl_request || packet.kind == StartupKind::gssenc_request) {
-    // No TLS or GSSAPI yet: 'N' tells the client to go on in plain text.
-    if (!startup_buffer_.empty())
-      return fail(sqlstate::kProtocolViolation, "unexpected data after encryption request");
-    socket_->write(std::string("N"));
-    return;
+    return answer_encryption_request(packet.kind);
   }
   if (packet.kind == StartupKind::cancel_request) {
     worker_.cancel(packet.cancel_process_id, packet.cancel_secret_key);
@@ -156,43 +157,43 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   const std::string* database = packet.parameter("database");
   database_ = database != nullptr && !database->empty() ? *database : user_;
 
+  // tls.mode "require" and the cert method turn a client away before any password is asked.
+  if (auto refusal = tls_login_refusal()) return fail(sqlstate::kInvalidAuthorizationSpecification, *refusal);
   auto settings = protocol::startup_settings(packet);
   if (!settings) return fail(settings.error().sqlstate, settings.error().message);
   startup_settings_ = std::move(*settings);
   if (!reply.empty()) socket_->write(reply);
 
   auto start = ClientAuth::start(worker_.config().auth, auth_client());
-  auth_method_ = start.method;
-  if (start.needs_lookup) return look_up_secret();
+  if (start.needs_lookup) return look_up_secret(*start.method);
   begin_auth(std::move(start));
 }
 
 AuthClient ClientSession::auth_client() const {
-  // The TLS transport will fill `tls` and `channel_binding`; until then every client is in plain text.
+  // TLS's channel binding (SCRAM-SHA-256-PLUS) is not handed over yet: plain SCRAM over TLS.
   return AuthClient{.transport = transport_,
                     .fd = socket_->fd(),
-                    .tls = false,
+                    .tls = tls() != nullptr,
                     .channel_binding = std::nullopt,
                     .user = user_,
                     .database = database_};
 }
 
 void ClientSession::begin_auth(ClientAuth::Start start) {
-  auth_method_ = start.method;
   auth_ = std::move(start.exchange);
-  auth_stepped(start.step);
+  auth_stepped(start.step, start.method);
 }
 
 // auth.query: the client waits, unread, while the server is asked; the login timeout still runs.
-void ClientSession::look_up_secret() {
+void ClientSession::look_up_secret(config::AuthType method) {
   socket_->set_reading(false);
   looking_up_secret_ = true;
-  auto request = worker_.secret_lookup().find(database_, user_,
-                                              [this](const LookedUpSecret& found) { secret_found(found); });
+  auto request = worker_.secret_lookup().find(
+      database_, user_, [this, method](const LookedUpSecret& found) { secret_found(method, found); });
   if (looking_up_secret_) secret_request_ = std::move(request);  // not answered from the cache
 }
 
-void ClientSession::secret_found(const LookedUpSecret& found) {
+void ClientSession::secret_found(config::AuthType method, const LookedUpSecret& found) {
   looking_up_secret_ = false;
   secret_request_.reset();
   if (state_ == ClientState::closing) return;
@@ -201,8 +202,8 @@ void ClientSession::secret_found(const LookedUpSecret& found) {
     return fail(sqlstate::kConnectionFailure, "could not look up the password of role \"" + user_ + "\"");
   }
   socket_->set_reading(true);
-  begin_auth(ClientAuth::challenge(auth_method_, found.secret ? &*found.secret : nullptr, found.why_none,
-                                   auth_client()));
+  begin_auth(
+      ClientAuth::challenge(method, found.secret ? &*found.secret : nullptr, found.why_none, auth_client()));
 }
 
 void ClientSession::read_auth_messages() {
@@ -219,23 +220,25 @@ void ClientSession::read_auth_messages() {
     if (startup_buffer_.size() < length + 1) return;
     const auth::AuthStep step = auth_->on_response(protocol::Bytes(bytes + 5, length - 4));
     startup_buffer_.erase(0, length + 1);
-    auth_stepped(step);
+    auth_stepped(step, auth_->method());
   }
 }
 
-void ClientSession::auth_stepped(const auth::AuthStep& step) {
+// `method`: the one this client was given (hba resolved), none when refused without one.
+void ClientSession::auth_stepped(const auth::AuthStep& step, std::optional<config::AuthType> method) {
   if (!step.reply.empty()) socket_->write(step.reply);
   switch (step.verdict) {
     case auth::AuthStep::Verdict::more:
       return;
     case auth::AuthStep::Verdict::failed:
       // The client hears PostgreSQL's words; only the log says what really failed.
-      log::warning("client ", id_, ": authentication failed for user \"", user_, "\" (", auth_method_,
-                   "): ", step.error.log_reason);
+      log::warning("client ", id_, ": authentication failed for user \"", user_, "\" (",
+                   method ? auth_method_name(*method) : "none", "): ", step.error.log_reason);
       auth_.reset();
       return fail(step.error.sqlstate, step.error.message, step.error.detail);
     case auth::AuthStep::Verdict::ok:
       auth_.reset();
+      auth_method_ = method;
       if (!startup_buffer_.empty())
         return fail(sqlstate::kProtocolViolation, "unexpected data after the authentication exchange");
       return log_in();
@@ -282,9 +285,10 @@ void ClientSession::read_client() {
   const ssize_t n = socket_->read(buffer.data(), buffer.size());
   if (n == -EAGAIN) return;
   if (n == 0) return close("client disconnected");
-  if (n < 0) return close(std::string("client read failed: ") + std::strerror(static_cast<int>(-n)));
+  if (n < 0) return close(describe_read_failure(n));
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   last_activity_ms_ = uv_now(worker_.loop());
+  if (!scope_ || !scope_.server().busy()) note_request_start();
   if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
   if (!scope_ && state_ != ClientState::waiting) {
     set_state(ClientState::waiting);
@@ -596,6 +600,7 @@ void ClientSession::check_timeouts(std::uint64_t now_ms) {
     return;
   }
   if (pool_ == nullptr) return;
+  if (check_running_limits(now_ms)) return;
   const auto& settings = pool_->settings();
   const bool in_transaction = state_ == ClientState::active && scope_ && !scope_.server().busy() &&
                               scope_.server().transaction_status() != 'I' && scanner_.at_boundary();

@@ -62,7 +62,8 @@ class ClientSession final : net::PollSocket::Handler,
   void drain();
   // Drain deadline: end the scope (cancel / rollback) and close; true when a scope was cut.
   bool force_close_for_drain();
-  // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s.
+  // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s, query_timeout_ms,
+  // transaction_timeout_ms.
   void check_timeouts(std::uint64_t now_ms);
 
   [[nodiscard]] std::uint64_t id() const { return id_; }
@@ -71,8 +72,6 @@ class ClientSession final : net::PollSocket::Handler,
   [[nodiscard]] Clock::time_point state_since() const { return state_since_; }
   [[nodiscard]] const std::string& user() const { return user_; }
   [[nodiscard]] const std::string& database() const { return database_; }
-  // How it logged in: "trust", "peer", "md5", "scram-sha-256", ...; empty before it tried.
-  [[nodiscard]] std::string_view auth_method() const { return auth_method_; }
   [[nodiscard]] pool::Pool* pool() const { return pool_; }
   [[nodiscard]] std::uint32_t cancel_process_id() const { return cancel_pid_; }
   [[nodiscard]] std::uint32_t cancel_secret() const { return cancel_secret_; }
@@ -85,6 +84,12 @@ class ClientSession final : net::PollSocket::Handler,
   // Transaction mode: why it keeps its server between transactions ("temporary objects, LISTEN"),
   // empty when it does not.
   [[nodiscard]] const std::string& pinned_because() const { return pin_reason_; }
+  [[nodiscard]] Transport transport() const { return transport_; }
+  // Its TLS, for authentication (version, tls-server-end-point, the certificate's CN) and
+  // reports; nullptr in plain text.
+  [[nodiscard]] const net::TlsChannel* tls() const { return socket_ ? socket_->tls() : nullptr; }
+  // How it logged in (hba: the method its rule named); nullopt until it has.
+  [[nodiscard]] std::optional<config::AuthType> auth_method() const { return auth_method_; }
 
   std::list<std::unique_ptr<ClientSession>>::iterator position;  // in its worker's client list
 
@@ -113,11 +118,11 @@ class ClientSession final : net::PollSocket::Handler,
   void handle_startup(const protocol::StartupPacket& packet);
   // The client's answers to the password challenge, framed as v3 messages.
   void read_auth_messages();
-  void auth_stepped(const auth::AuthStep& step);
+  void auth_stepped(const auth::AuthStep& step, std::optional<config::AuthType> method);
   [[nodiscard]] AuthClient auth_client() const;
   void begin_auth(ClientAuth::Start start);
-  void look_up_secret();
-  void secret_found(const LookedUpSecret& found);
+  void look_up_secret(config::AuthType method);
+  void secret_found(config::AuthType method, const LookedUpSecret& found);
   // Authenticated: find the pool and welcome the client.
   void log_in();
   void send_welcome();
@@ -133,6 +138,24 @@ class ClientSession final : net::PollSocket::Handler,
   void backend_state_read(const std::optional<std::vector<protocol::QueryReply>>& replies);
   void forward_held();
   void answer_cancelled_while_waiting();
+  // Its server had nothing of its to run: a new request, and a new transaction when none is open
+  // (query_timeout_ms and transaction_timeout_ms count from these). Once per read: inline.
+  void note_request_start() {
+    request_started_ms_ = last_activity_ms_;
+    query_timeout_fired_ = false;
+    if (!scope_ || scope_.server().transaction_status() == 'I') transaction_started_ms_ = last_activity_ms_;
+  }
+  // query_timeout_ms and transaction_timeout_ms (query_limits.cpp); true when the client was ended.
+  bool check_running_limits(std::uint64_t now_ms);
+  // Transport security (client_session_tls.cpp).
+  [[nodiscard]] bool offers_tls() const;
+  void answer_encryption_request(protocol::StartupKind kind);
+  // True when read_startup should wait: a ClientHello's first byte is not there yet, or the
+  // session closed.
+  bool start_direct_tls();
+  [[nodiscard]] std::string describe_read_failure(ssize_t result) const;
+  // Why tls.mode or the cert method turns this login away (28000), if it does.
+  [[nodiscard]] std::optional<std::string> tls_login_refusal() const;
 
   Worker& worker_;
   std::uint64_t id_;
@@ -147,7 +170,6 @@ class ClientSession final : net::PollSocket::Handler,
   SecretLookup::RequestPtr secret_request_;  // auth.query in flight
   bool looking_up_secret_ = false;
   protocol::StartupSettings startup_settings_;
-  std::string_view auth_method_;
 
   std::string user_;
   std::string database_;
@@ -172,7 +194,13 @@ class ClientSession final : net::PollSocket::Handler,
   // Its last transaction may have changed its settings: until its server's
   // release has read them, it does not ask for another.
   std::shared_ptr<pool::SettingsCapture> capture_;
-  std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
+  std::uint64_t last_activity_ms_ = 0;        // loop time of the last byte either way
+  std::uint64_t request_started_ms_ = 0;      // its first bytes since its server last had nothing to run
+  std::uint64_t transaction_started_ms_ = 0;  // ... since its server was last outside a transaction
+  bool query_timeout_fired_ = false;          // the running request's cancel was sent
+  bool ssl_request_seen_ = false;             // or a direct ClientHello
+  bool gss_request_seen_ = false;
+  std::optional<config::AuthType> auth_method_;
 };
 
 }  // namespace sluice::frontend

@@ -37,6 +37,7 @@ void PollSocket::close() {
   if (closing_) return;
   closing_ = true;
   handler_ = nullptr;
+  if (tls_) tls_->shutdown();
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), [](uv_handle_t* handle) {
     auto* socket = static_cast<PollSocket*>(handle->data);
     if (socket->owns_fd_) ::close(socket->fd_);
@@ -44,7 +45,27 @@ void PollSocket::close() {
   });
 }
 
-ssize_t PollSocket::read(void* buffer, std::size_t size) const {
+bool PollSocket::start_tls(std::shared_ptr<const config::TlsContext> context, TlsChannel::Start start) {
+  if (closing_ || tls_ || !pending_.empty()) return false;
+  tls_ = TlsChannel::accept(fd_, std::move(context), start);
+  return tls_ != nullptr;
+}
+
+int PollSocket::peek_byte() const {
+  unsigned char byte = 0;
+  for (;;) {
+    const ssize_t n = ::recv(fd_, &byte, 1, MSG_PEEK);
+    if (n == 1) return byte;
+    if (n == 0) return -ENODATA;
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) return -EAGAIN;
+    return -errno;
+  }
+}
+
+ssize_t PollSocket::read(void* buffer, std::size_t size) {
+  if (tls_) [[unlikely]]
+    return read_tls(buffer, size);
   for (;;) {
     const ssize_t n = ::recv(fd_, buffer, size, 0);
     if (n >= 0) return n;
@@ -54,8 +75,31 @@ ssize_t PollSocket::read(void* buffer, std::size_t size) const {
   }
 }
 
+ssize_t PollSocket::read_tls(void* buffer, std::size_t size) {
+  const TlsChannel::Io io = tls_->read(buffer, size);
+  const bool wants_writable = io.status == TlsChannel::Status::want_write;
+  if (wants_writable != tls_read_wants_writable_) {
+    tls_read_wants_writable_ = wants_writable;
+    update_events();
+  }
+  switch (io.status) {
+    case TlsChannel::Status::done:
+      return static_cast<ssize_t>(io.bytes);
+    case TlsChannel::Status::want_read:
+    case TlsChannel::Status::want_write:
+      return -EAGAIN;
+    case TlsChannel::Status::closed:
+      return 0;
+    case TlsChannel::Status::failed:
+      break;
+  }
+  return -EPROTO;
+}
+
 bool PollSocket::write(std::span<const std::uint8_t> bytes) {
   if (closing_) return false;
+  if (tls_) [[unlikely]]
+    return write_tls(bytes);
   if (pending_.empty()) {
     while (!bytes.empty()) {
       const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
@@ -74,6 +118,39 @@ bool PollSocket::write(std::span<const std::uint8_t> bytes) {
   return true;
 }
 
+bool PollSocket::write_tls(std::span<const std::uint8_t> bytes) {
+  if (!tls_->established()) return true;
+  if (pending_.empty()) {
+    while (!bytes.empty()) {
+      const TlsChannel::Io io = tls_->write(bytes.data(), bytes.size());
+      if (io.status == TlsChannel::Status::done) {
+        bytes = bytes.subspan(io.bytes);
+        continue;
+      }
+      if (io.status == TlsChannel::Status::want_write) break;
+      return false;  // want_read too: with renegotiation off, nothing would ever answer it
+    }
+    if (bytes.empty()) return true;
+  }
+  pending_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  update_events();
+  return true;
+}
+
+bool PollSocket::flush_tls() {
+  while (pending_offset_ < pending_.size()) {
+    // After want_write OpenSSL expects the same bytes again: pending_ starts with them.
+    const TlsChannel::Io io =
+        tls_->write(pending_.data() + pending_offset_, pending_.size() - pending_offset_);
+    if (io.status == TlsChannel::Status::done) {
+      pending_offset_ += io.bytes;
+      continue;
+    }
+    return io.status == TlsChannel::Status::want_write;
+  }
+  return true;
+}
+
 void PollSocket::set_reading(bool reading) {
   if (reading_ == reading || closing_) return;
   reading_ = reading;
@@ -82,7 +159,8 @@ void PollSocket::set_reading(bool reading) {
 
 void PollSocket::update_events() {
   const bool want_writable = !pending_.empty();
-  const int events = (reading_ ? UV_READABLE : 0) | (want_writable ? UV_WRITABLE : 0);
+  const int events =
+      (reading_ ? UV_READABLE : 0) | (want_writable || tls_read_wants_writable_ ? UV_WRITABLE : 0);
   watching_writable_ = want_writable;
   if (events == 0) {
     uv_poll_stop(&poll_);
@@ -92,6 +170,14 @@ void PollSocket::update_events() {
 }
 
 void PollSocket::flush() {
+  if (tls_) [[unlikely]] {
+    if (!flush_tls()) {
+      if (close_when_flushed_) return close();
+      if (handler_ != nullptr) handler_->on_socket_error(UV_EPROTO);
+      return;
+    }
+    if (pending_offset_ < pending_.size()) return;
+  }
   while (pending_offset_ < pending_.size()) {
     const ssize_t n =
         ::send(fd_, pending_.data() + pending_offset_, pending_.size() - pending_offset_, MSG_NOSIGNAL);
@@ -123,8 +209,15 @@ void PollSocket::on_poll(uv_poll_t* handle, int status, int events) {
   }
   if ((events & UV_WRITABLE) != 0 && socket->watching_writable_) socket->flush();
   // A handler may close the socket; its memory lives until the close callback.
-  if ((events & UV_READABLE) != 0 && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr) {
+  const bool readable =
+      (events & UV_READABLE) != 0 || ((events & UV_WRITABLE) != 0 && socket->tls_read_wants_writable_);
+  if (readable && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr) {
     socket->handler_->on_readable();
+    // Decrypted bytes OpenSSL kept back from a short read: the kernel will not announce them again.
+    while (socket->tls_ && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr &&
+           socket->tls_->has_buffered_plaintext()) {
+      socket->handler_->on_readable();
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 // A non-blocking socket driven by uv_poll. Reads are pulled by the owner into
 // its own (usually shared) buffer, so an idle connection holds no read buffer;
 // writes go straight to the kernel and only an unsent remainder is kept.
+// A client socket may switch to TLS (start_tls): read and write then carry plaintext.
 #pragma once
 
 #include <sys/types.h>
@@ -11,6 +12,8 @@
 #include <memory>
 #include <span>
 #include <string>
+
+#include "net/tls_channel.h"
 
 namespace sluice::net {
 
@@ -45,10 +48,14 @@ class PollSocket {
   PollSocket(const PollSocket&) = delete;
   PollSocket& operator=(const PollSocket&) = delete;
 
-  // >0 bytes read, 0 at end of stream, -EAGAIN when nothing is there, -errno.
-  ssize_t read(void* buffer, std::size_t size) const;
+  // >0 bytes read, 0 at end of stream, -EAGAIN when nothing is there, -errno (-EPROTO: the TLS
+  // handshake or stream failed, tls()->failure() says why). With TLS, read with a buffer of a
+  // record's plaintext (16 KiB) or more: what a smaller one leaves in OpenSSL is handed over by
+  // on_poll, but not after a pause in reading.
+  ssize_t read(void* buffer, std::size_t size);
   // Sends now; keeps what the kernel did not take and sends it when writable.
-  // False on a hard error (the peer is gone).
+  // False on a hard error (the peer is gone). With TLS, bytes written before the handshake is
+  // done are dropped: the client could not read them.
   bool write(std::span<const std::uint8_t> bytes);
   bool write(const std::string& bytes) {
     return write({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
@@ -60,6 +67,14 @@ class PollSocket {
   [[nodiscard]] int fd() const { return fd_; }
   void set_handler(Handler* handler) { handler_ = handler; }
 
+  // Server-side TLS from now on; the handshake runs inside read(). False when OpenSSL cannot
+  // start one, or output is still pending (the 'S' that answers an SSLRequest goes in plain text).
+  bool start_tls(std::shared_ptr<const config::TlsContext> context, TlsChannel::Start start);
+  [[nodiscard]] const TlsChannel* tls() const { return tls_.get(); }
+  // The next byte the peer sent, left in the kernel: the byte (0-255), -EAGAIN when nothing is
+  // there, -ENODATA at end of stream, -errno.
+  [[nodiscard]] int peek_byte() const;
+
  private:
   PollSocket(int fd, bool owns_fd, Handler* handler) : fd_(fd), owns_fd_(owns_fd), handler_(handler) {}
   ~PollSocket() = default;
@@ -68,6 +83,10 @@ class PollSocket {
   void close();
   void update_events();
   void flush();
+  ssize_t read_tls(void* buffer, std::size_t size);
+  bool write_tls(std::span<const std::uint8_t> bytes);
+  // Sends pending_ through TLS; false on a hard error.
+  bool flush_tls();
   static void on_poll(uv_poll_t* handle, int status, int events);
 
   uv_poll_t poll_{};
@@ -80,6 +99,8 @@ class PollSocket {
   bool close_when_flushed_ = false;
   std::string pending_;
   std::size_t pending_offset_ = 0;
+  std::unique_ptr<TlsChannel> tls_;
+  bool tls_read_wants_writable_ = false;  // OpenSSL must send before it can read on
 };
 
 }  // namespace sluice::net

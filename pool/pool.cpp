@@ -113,21 +113,32 @@ Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database,
       key_(std::move(key)),
       name_(key_.name()),
       database_(std::move(database)),
-      budget_(std::move(budget)) {
+      budget_(std::move(budget)),
+      database_count_(context_.counts->database(key_.database)),
+      user_count_(context_.counts->user(key_.user)),
+      conninfo_user_(conninfo_user(database_.conninfo)) {
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
   budget_->join(this);
+  context_.pools.push_back(this);
 }
 
 Pool::~Pool() {
   budget_->servers -= total_servers();
+  for (std::size_t i = total_servers(); i > 0; --i) give_back_places();
+  set_starved_on(nullptr);
   budget_->leave(this);
+  std::erase(context_.pools, this);
   for (List* list : {&connecting_, &idle_, &active_, &resetting_, &closing_}) {
     for (auto& server : *list) server->close_connection();
   }
 }
 
-std::size_t Pool::size_limit() const {
+std::size_t Pool::base_size_limit() const {
   return static_cast<std::size_t>(std::max(1, database_.pool.pool_size));
+}
+
+std::size_t Pool::size_limit() const {
+  return base_size_limit() + (reserve_open_ ? static_cast<std::size_t>(database_.pool.reserve_pool_size) : 0);
 }
 
 // Its part of pool_size beside its siblings: in proportion to its clients (at
@@ -187,7 +198,9 @@ void Pool::update(config::DatabaseConfig database) {
   const bool target_changed = database.conninfo != database_.conninfo;
   database_ = std::move(database);
   close_idle_over_size();
+  give_owed_places();
   if (!target_changed) return;
+  conninfo_user_ = conninfo_user(database_.conninfo);
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
   // Idle servers point at the old target: let new ones be opened.
   close_idle("conninfo changed on reload");
@@ -234,6 +247,7 @@ void Pool::transition(ServerConnection& server, ServerState next) {
 void Pool::close_server(ServerConnection& server, std::string_view reason) {
   if (server.state_ == ServerState::closing) return;
   --budget_->servers;
+  give_back_places();
   log::info("pool ", name_, ": closing ", describe(server), " because: ", reason);
   server.close_connection();
   transition(server, ServerState::closing);
@@ -243,7 +257,7 @@ void Pool::close_server(ServerConnection& server, std::string_view reason) {
 }
 
 std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t client_id) {
-  if (!idle_.empty() && waiters_.empty() && !paused_) {
+  if (!idle_.empty() && waiters_.empty() && !paused_ && !due_for_check(*idle_.back())) {
     ServerConnection& server = *idle_.back();
     transition(server, ServerState::active);
     context_.stats->scope_started();
@@ -252,27 +266,35 @@ std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t
   }
   waiters_.push_back({&waiter, client_id, Clock::now()});
   const auto ticket = std::prev(waiters_.end());
+  if (!idle_.empty() && !paused_ && waiters_.size() == 1) start_check(*idle_.back());
   launch_connections();
   return ticket;
 }
 
 void Pool::launch_connections() {
-  while (waiters_.size() > connecting_.size() && can_launch_now()) {
+  // A server under its check serves the next waiter, most likely: no connection for that one.
+  while (waiters_.size() > connecting_.size() + checks_in_flight_ && can_launch_now()) {
     if (budget_->servers >= size_limit() && !take_idle_from_sibling()) return;
-    ++budget_->servers;
-    auto owned = std::make_unique<ServerConnection>(
-        *this, context_.server_ids->fetch_add(1, std::memory_order_relaxed));
-    ServerConnection& server = *owned;
-    connecting_.push_back(std::move(owned));
-    server.position_ = std::prev(connecting_.end());
-    server.state_ = ServerState::connecting;
-    log::debug("pool ", name_, ": opening server ", server.id());
-    const std::uint64_t failures_before = connect_failures_;
-    server.connect(connect_keywords_, connect_values_);
-    // It failed before connect() returned (a refused socket): the next try waits for
-    // server_login_retry_ms, even when that is 0 — then for the janitor's next turn.
-    if (connect_failures_ != failures_before) return;
+    if (!open_server()) return;
   }
+}
+
+bool Pool::open_server() {
+  if (!take_places()) return false;
+  if (total_servers() >= base_size_limit()) ++limit_counts_.reserve_servers_opened;
+  ++budget_->servers;
+  auto owned =
+      std::make_unique<ServerConnection>(*this, context_.server_ids->fetch_add(1, std::memory_order_relaxed));
+  ServerConnection& server = *owned;
+  connecting_.push_back(std::move(owned));
+  server.position_ = std::prev(connecting_.end());
+  server.state_ = ServerState::connecting;
+  log::debug("pool ", name_, ": opening server ", server.id());
+  const std::uint64_t failures_before = connect_failures_;
+  server.connect(connect_keywords_, connect_values_);
+  // It failed before connect() returned (a refused socket): the next try waits for
+  // server_login_retry_ms, even when that is 0 — then for the janitor's next turn.
+  return connect_failures_ == failures_before;
 }
 
 void Pool::set_paused(bool paused) {
@@ -282,10 +304,16 @@ void Pool::set_paused(bool paused) {
 
 void Pool::serve_waiters() {
   if (paused_) return;
+  if (limited()) [[unlikely]]
+    give_owed_places();
   while (!waiters_.empty() && !idle_.empty()) {
+    ServerConnection& server = *idle_.back();
+    if (due_for_check(server)) {
+      start_check(server);
+      continue;
+    }
     const Waiter waiter = waiters_.front();
     waiters_.pop_front();
-    ServerConnection& server = *idle_.back();
     transition(server, ServerState::active);
     ++waits_.count;
     waits_.total_ns += static_cast<std::uint64_t>(
@@ -294,7 +322,9 @@ void Pool::serve_waiters() {
     waiter.waiter->on_scope_granted(Scope(*this, server, waiter.client_id));
   }
   launch_connections();
-  if (waiters_.empty()) give_idle_to_sibling();
+  if (!waiters_.empty()) return;
+  stop_starving();
+  give_idle_to_sibling();
 }
 
 void Pool::fail_waiters(const char* sqlstate, const std::string& message) {
@@ -325,7 +355,7 @@ bool Pool::return_to_idle(ServerConnection& server) {
 
 void Pool::close_idle_over_size() {
   while (budget_->servers > size_limit() && !idle_.empty())
-    close_server(*idle_.front(), "pool_size lowered on reload");
+    close_server(*idle_.front(), "above pool_size (lowered on reload, or a reserve server no longer needed)");
 }
 
 void Pool::connect_succeeded(ServerConnection& server) {
@@ -487,6 +517,7 @@ void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const
   if (server.plan_.read_setting_functions)
     setting_functions_.read_finished(std::move(server.setting_functions_read_), Clock::now());
   const bool upkeep = server.plan_.upkeep;
+  if (server.plan_.server_check) check_finished(outcome);
   std::string why = reason;
   if (outcome == ScopeOutcome::discard) {
     close_server(server, reason);
@@ -517,6 +548,8 @@ void Pool::close_idle(std::string_view reason) {
 
 void Pool::tick(Clock::time_point now) {
   const auto& settings = database_.pool;
+  janitor_now_ = now;
+  update_reserve(now);
   if (settings.query_wait_timeout_ms > 0 && !paused_) {
     const auto limit = milliseconds(settings.query_wait_timeout_ms);
     while (!waiters_.empty() && now - waiters_.front().since >= limit) {
@@ -545,10 +578,11 @@ void Pool::tick(Clock::time_point now) {
     finish_teardown(*resetting_.front(), ScopeOutcome::discard,
                     resetting_.front()->plan_.reason + "; then teardown.max_ms passed");
   }
-  // Retire idle servers only: one in use is never touched.
+  // Retire idle servers only: one in use is never touched. Idle ones within min_pool_size stay;
+  // old ones go all the same (keep_warm opens their successors).
   for (auto it = idle_.begin(); it != idle_.end();) {
     ServerConnection& server = **it++;
-    if (settings.server_idle_timeout_s > 0 &&
+    if (settings.server_idle_timeout_s > 0 && total_servers() > min_size() &&
         now - server.state_since() >= seconds(settings.server_idle_timeout_s)) {
       close_server(server, "server_idle_timeout");
     } else if (settings.server_lifetime_s > 0 &&
@@ -557,6 +591,9 @@ void Pool::tick(Clock::time_point now) {
     }
   }
   if (!waiters_.empty()) launch_connections();
+  if (waiters_.empty()) stop_starving();  // they timed out or left
+  if (limited()) give_owed_places();
+  keep_warm();
   // On the most recently used server: the least used ones keep aging towards server_idle_timeout_s.
   if (!paused_ && !idle_.empty() && setting_functions_due()) read_setting_functions_on(*idle_.back());
 }

@@ -18,6 +18,7 @@
 
 #include "config/config.h"
 #include "net/deferred_deleter.h"
+#include "pool/connection_counts.h"
 #include "pool/prepared_statements.h"
 #include "pool/scope.h"
 #include "pool/server_budget.h"
@@ -46,6 +47,8 @@ struct PoolContext {
   int message_max = 0;
   int teardown_max_ms = 0;
   std::atomic<std::uint64_t>* server_ids = nullptr;  // shared by every worker: ids are daemon-wide
+  ConnectionCounts* counts = nullptr;                // shared by every worker: database and user limits
+  std::vector<Pool*> pools;                          // this worker's: a place given back is taken at once
 };
 
 // Clients share servers only when their startup settings are the same: the
@@ -61,6 +64,9 @@ struct PoolKey {
   [[nodiscard]] std::string name() const { return database + "/" + user; }
 };
 
+// A user the conninfo names (PgBouncer's forced user), empty when the client's is used.
+std::string conninfo_user(const std::string& conninfo);
+
 class Pool {
  public:
   using Clock = std::chrono::steady_clock;
@@ -75,6 +81,21 @@ class Pool {
   struct WaitCounts {
     std::uint64_t count = 0;
     std::uint64_t total_ns = 0;
+  };
+  // The limits at work (README "Limits against PgBouncer's names"), for `sluicectl pools`.
+  struct LimitCounts {
+    // Servers above pool_size, for a client that waited reserve_pool_timeout_ms.
+    std::uint64_t reserve_servers_opened = 0;
+    // Times a server for waiting clients was not opened: max_db/max_user_connections reached.
+    std::uint64_t limit_reached = 0;
+    // Idle servers closed so that another pool's waiting clients get a place.
+    std::uint64_t places_given_back = 0;
+    // server_check_query runs on servers idle server_check_delay_s, and those that failed (closed;
+    // their client got another server).
+    std::uint64_t checks_run = 0;
+    std::uint64_t checks_failed = 0;
+    std::uint64_t query_timeouts = 0;        // requests cancelled at query_timeout_ms
+    std::uint64_t transaction_timeouts = 0;  // clients ended at transaction_timeout_ms
   };
 
   // `budget` is shared with the pools of the same (database, user) and other startup settings.
@@ -100,6 +121,8 @@ class Pool {
   void close_idle(std::string_view reason);
   // Paused: no scope is granted and waits do not time out; resuming serves the queue.
   void set_paused(bool paused);
+  // Draining: min_pool_size opens no more servers.
+  void set_warming(bool warming) { warming_ = warming; }
 
   [[nodiscard]] const PoolKey& key() const { return key_; }
   [[nodiscard]] const std::string& name() const { return name_; }
@@ -112,6 +135,9 @@ class Pool {
   [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
   [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
   [[nodiscard]] const WaitCounts& waits() const { return waits_; }
+  [[nodiscard]] const LimitCounts& limit_counts() const { return limit_counts_; }
+  void note_query_timeout() { ++limit_counts_.query_timeouts; }
+  void note_transaction_timeout() { ++limit_counts_.transaction_timeouts; }
   // Clients logged in to this pool; a pool with none and no server may be forgotten.
   void client_joined() { ++clients_; }
   void client_left() { --clients_; }
@@ -154,6 +180,40 @@ class Pool {
   void functions_changed_at_release(TeardownPlan& plan, bool server_kept);
   [[nodiscard]] std::string reset_query_for(bool session_mode) const;
   [[nodiscard]] std::size_t size_limit() const;
+
+  // Limits (pool_limits.cpp). One more server, when pool_size's budget has room and
+  // max_db_connections and max_user_connections leave a place; false when it was not opened or
+  // failed at once.
+  bool open_server();
+  bool take_places();
+  void give_back_places();
+  // The count whose limit keeps this pool's waiting clients from a server, or none.
+  void set_starved_on(ConnectionCount* count);
+  void stop_starving() {
+    if (starved_on_ != nullptr) set_starved_on(nullptr);
+  }
+  [[nodiscard]] bool limited() const {
+    return database_.pool.max_db_connections > 0 || database_.pool.max_user_connections > 0;
+  }
+  // Another pool waits for a place this one holds beyond its share: closes idle servers to give it.
+  void give_owed_places();
+  // Over its share of `limit` with `extra` more servers, while other pools wait for a place of `count`.
+  [[nodiscard]] bool over_share(const ConnectionCount& count, int limit, std::size_t extra = 0) const;
+  // min_pool_size: servers opened with nobody waiting, within every limit.
+  void keep_warm();
+  [[nodiscard]] std::size_t min_size() const;
+  // reserve_pool_size: the oldest waiter has waited reserve_pool_timeout_ms.
+  void update_reserve(Clock::time_point now);
+  [[nodiscard]] std::size_t base_size_limit() const;
+  // server_check_query: an idle server unused for server_check_delay_s is checked before use.
+  // Once per acquire, so no clock read: the janitor's last turn is the time (a check may come up to
+  // one turn, 100 ms, late).
+  [[nodiscard]] bool due_for_check(const ServerConnection& server) const {
+    const int delay_s = database_.pool.server_check_delay_s;
+    return delay_s > 0 && janitor_now_ - server.state_since() >= std::chrono::seconds(delay_s);
+  }
+  void start_check(ServerConnection& server);
+  void check_finished(ScopeOutcome outcome);
   [[nodiscard]] std::size_t fair_share() const;
   [[nodiscard]] bool wants_sibling_server() const;
   [[nodiscard]] bool can_spare_server_for(const Pool& taker) const;
@@ -187,6 +247,15 @@ class Pool {
   std::shared_ptr<ServerBudget> budget_;
   std::size_t clients_ = 0;
   bool paused_ = false;
+  LimitCounts limit_counts_;
+  ConnectionCount& database_count_;
+  ConnectionCount& user_count_;
+  ConnectionCount* starved_on_ = nullptr;
+  std::string conninfo_user_;  // a user the conninfo names: min_pool_size keeps its pool warm with no client
+  bool reserve_open_ = false;
+  Clock::time_point janitor_now_{};  // tick()'s
+  bool warming_ = true;
+  std::size_t checks_in_flight_ = 0;
 
   // A failed connect, until one succeeds: waiters that time out are told it,
   // and the next attempt waits for server_login_retry_ms.

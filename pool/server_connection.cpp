@@ -377,7 +377,7 @@ void ServerConnection::teardown_advance() {
     return pool_.teardown_finished(*this, false, "server reported an error during teardown");
   }
   if (transaction_status_ != 'I') return send_rollback();
-  if ((!plan_.reset_query.empty() || plan_.read_setting_functions) && !reset_done_) return send_reset();
+  if ((sends_reset_query() || plan_.read_setting_functions) && !reset_done_) return send_reset();
   if (reset_done_) {
     if (const auto problem = check_reset_replies()) return pool_.teardown_finished(*this, false, *problem);
   }
@@ -398,7 +398,7 @@ void ServerConnection::send_reset() {
     protocol::append_query(queries, kLiftForReadQuery);
     protocol::append_query(queries, read);
   }
-  if (!plan_.reset_query.empty()) protocol::append_query(queries, plan_.reset_query);
+  if (sends_reset_query()) protocol::append_query(queries, plan_.reset_query);
   if (plan_.prove_reset) protocol::append_query(queries, read);
   if (plan_.prove_no_backend_state) protocol::append_query(queries, kBackendStateQuery);
   if (plan_.read_setting_functions) protocol::append_query(queries, kSettingFunctionsQuery);
@@ -407,7 +407,7 @@ void ServerConnection::send_reset() {
 }
 
 std::size_t ServerConnection::reset_reply_count() const {
-  return (plan_.reset_query.empty() ? 0 : 1) + (plan_.capture ? 2 : 0) + (plan_.prove_reset ? 1 : 0) +
+  return (sends_reset_query() ? 1 : 0) + (plan_.capture ? 2 : 0) + (plan_.prove_reset ? 1 : 0) +
          (plan_.prove_no_backend_state ? 1 : 0) + (plan_.read_setting_functions ? 1 : 0);
 }
 
@@ -428,9 +428,11 @@ std::optional<std::string> ServerConnection::check_reset_replies() {
     captured_settings_ = read_client_settings(lift, read, baseline);
     if (!captured_settings_) return "the client's settings could not be read";
   }
-  if (!plan_.reset_query.empty()) {
+  if (sends_reset_query()) {
     const protocol::QueryReply& reset = (*replies)[next++];
-    if (reset.error) return "reset failed: " + reset.error->describe();
+    if (reset.error)
+      return (plan_.server_check ? "server_check_query failed: " : "reset failed: ") +
+             reset.error->describe();
   }
   if (plan_.prove_reset) {
     const auto left = read_session_settings((*replies)[next++], baseline);

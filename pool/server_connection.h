@@ -75,6 +75,8 @@ struct TeardownPlan {
   bool read_setting_functions = false;
   // No client's scope ended: the pool's own errand on an idle server, not recorded as a release.
   bool upkeep = false;
+  // Upkeep: server_check_query, as reset_query; an empty one is sent as an empty Query.
+  bool server_check = false;
   // For telemetry and logs.
   std::chrono::steady_clock::time_point started_at{};
   std::uint64_t client_id = 0;
@@ -208,6 +210,7 @@ class ServerConnection final : net::PollSocket::Handler {
   // After the reset's replies: why the server cannot go back (nullopt: it can).
   std::optional<std::string> check_reset_replies();
   [[nodiscard]] std::size_t reset_reply_count() const;
+  [[nodiscard]] bool sends_reset_query() const { return !plan_.reset_query.empty() || plan_.server_check; }
 
   Pool& pool_;
   std::uint64_t id_;

@@ -16,6 +16,7 @@ inline constexpr const char* kQueryCanceled = "57014";
 inline constexpr const char* kAdminShutdown = "57P01";
 inline constexpr const char* kCannotConnectNow = "57P03";
 inline constexpr const char* kIdleInTransactionSessionTimeout = "25P03";
+inline constexpr const char* kTransactionTimeout = "25P04";  // PostgreSQL 17's transaction_timeout
 inline constexpr const char* kIdleSessionTimeout = "57P05";
 inline constexpr const char* kInvalidSqlStatementName = "26000";
 inline constexpr const char* kDuplicatePreparedStatement = "42P05";

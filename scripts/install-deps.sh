@@ -14,6 +14,7 @@ packages=(
 )
 $build_only || packages+=(
   postgresql postgresql-client
+  openssl  # the TLS tests' throwaway CA and certificates
   clang-format clang-tidy
   clang libclang-rt-14-dev  # libFuzzer and the sanitizer runtimes (scripts/fuzz.sh)
   # The driver matrix (tests/drivers/, tests/integration/driver_matrix_test.cpp); node-pg below.

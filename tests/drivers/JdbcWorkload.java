@@ -225,9 +225,15 @@ public final class JdbcWorkload {
     Properties properties = new Properties();
     properties.putAll(args.connectProperties);
     properties.setProperty("user", args.user);
-    properties.setProperty("socketFactory", UnixSocketFactory.class.getName());
-    properties.setProperty("socketFactoryArg", args.host + "/.s.PGSQL." + args.port);
-    Connection conn = driver.connect("jdbc:postgresql://localhost:" + args.port + "/" + args.dbname, properties);
+    // A host that is a directory is a Unix socket's; any other is connected over TCP by pgjdbc.
+    String host = "localhost";
+    if (args.host.startsWith("/")) {
+      properties.setProperty("socketFactory", UnixSocketFactory.class.getName());
+      properties.setProperty("socketFactoryArg", args.host + "/.s.PGSQL." + args.port);
+    } else {
+      host = args.host;
+    }
+    Connection conn = driver.connect("jdbc:postgresql://" + host + ":" + args.port + "/" + args.dbname, properties);
     if (conn == null) throw new SQLException("the driver did not accept the URL");
     return conn;
   }

@@ -35,6 +35,7 @@
 
 #include "tests/integration/harness.h"
 #include "tests/integration/scope_helpers.h"
+#include "tests/integration/tls_helpers.h"
 
 #ifndef SLUICE_DRIVERS_DIR
 #error "SLUICE_DRIVERS_DIR must name tests/drivers (CMakeLists.txt defines it)"
@@ -422,8 +423,9 @@ struct PasswordLogin {
   std::string password;
 };
 
-Sluiced sluiced_for(const std::string& pool_mode, const std::optional<PasswordLogin>& login) {
-  nlohmann::json overrides = nlohmann::json::object();
+// `overrides`: more of the config (tls_overrides).
+Sluiced sluiced_for(const std::string& pool_mode, const std::optional<PasswordLogin>& login,
+                    nlohmann::json overrides = nlohmann::json::object()) {
   if (login) overrides["auth"] = {{"type", login->auth_type}, {"file", "users.txt"}};
   auto config = default_config(
       {.dbname = kDatabase, .pool_size = kPoolSize, .pool_mode = pool_mode, .overrides = overrides});
@@ -447,39 +449,83 @@ void expect_password_required(const Sluiced& sluiced) {
       << PQerrorMessage(conn.get());
 }
 
-void check_driver(const DriverProgram& program, const std::string& pool_mode,
-                  const std::optional<PasswordLogin>& login = std::nullopt) {
+// Directly against PostgreSQL the workload and the driver themselves must be right, or no run
+// through sluiced means anything: false (and the test failed) when they are not.
+bool direct_run_is_right(const DriverProgram& program) {
   if (const std::string missing = program.missing(); !missing.empty()) {
-    FAIL() << program.name << ": " << missing;
+    ADD_FAILURE() << program.name << ": " << missing;
+    return false;
   }
-
-  // Directly against PostgreSQL: the workload and the driver themselves must be right.
   const Run& direct = direct_run(program);
-  ASSERT_TRUE(direct.result.succeeded())
-      << program.name << " failed directly against PostgreSQL (not sluiced's doing): " << describe(direct);
-  const std::string expected = expected_transcript();
-  if (const auto diff = difference(expected, direct.result.out)) {
-    FAIL() << program.name << " directly against PostgreSQL does not print the expected transcript (the "
-           << "workload or the driver is at fault, not sluiced): " << *diff;
+  if (!direct.result.succeeded()) {
+    ADD_FAILURE() << program.name
+                  << " failed directly against PostgreSQL (not sluiced's doing): " << describe(direct);
+    return false;
   }
-  ASSERT_EQ(direct.stored, expected_stored()) << "rows in PostgreSQL after the direct run";
+  if (const auto diff = difference(expected_transcript(), direct.result.out)) {
+    ADD_FAILURE() << program.name
+                  << " directly against PostgreSQL does not print the expected transcript (the "
+                  << "workload or the driver is at fault, not sluiced): " << *diff;
+    return false;
+  }
+  if (direct.stored != expected_stored()) {
+    ADD_FAILURE() << "rows in PostgreSQL after the direct run: " << direct.stored << ", expected "
+                  << expected_stored();
+    return false;
+  }
   expect_named_executes(direct.named, program.prepares, program.name + " directly against PostgreSQL");
+  return true;
+}
 
-  // Through sluiced: the same, byte for byte.
-  Sluiced sluiced = sluiced_for(pool_mode, login);
-  if (login) expect_password_required(sluiced);
-  const Run pooled = run_program(program, endpoint_of(sluiced), login ? login->password : "");
-  EXPECT_TRUE(pooled.result.succeeded()) << program.name << " through sluiced (" << pool_mode
-                                         << " mode, pool_size " << kPoolSize << "): " << describe(pooled);
-  if (const auto diff = difference(direct.result.out, pooled.result.out)) {
-    ADD_FAILURE() << program.name << " through sluiced (" << pool_mode
-                  << " mode) saw other results than directly: " << *diff;
+// Through sluiced at `to`: the same as directly, byte for byte. `how` says how it was reached.
+// `password`: the one the driver logs in with, if sluiced asks for one.
+void check_pooled(const DriverProgram& program, const Endpoint& to, const std::string& how,
+                  const std::string& password = "") {
+  const Run pooled = run_program(program, to, password);
+  EXPECT_TRUE(pooled.result.succeeded())
+      << program.name << " through sluiced (" << how << "): " << describe(pooled);
+  if (const auto diff = difference(direct_run(program).result.out, pooled.result.out)) {
+    ADD_FAILURE() << program.name << " through sluiced (" << how
+                  << ") saw other results than directly: " << *diff;
   }
   EXPECT_EQ(pooled.stored, expected_stored()) << "rows in PostgreSQL after the run through sluiced";
   // Through a pooler this names the pooler's statements on its server connections, whatever they
   // are called: still named ones, so the run really exercised sluiced's prepared statements.
-  expect_named_executes(pooled.named, program.prepares,
-                        program.name + " through sluiced (" + pool_mode + " mode)");
+  expect_named_executes(pooled.named, program.prepares, program.name + " through sluiced (" + how + ")");
+}
+
+void check_driver(const DriverProgram& program, const std::string& pool_mode,
+                  const std::optional<PasswordLogin>& login = std::nullopt) {
+  if (!direct_run_is_right(program)) return;
+  Sluiced sluiced = sluiced_for(pool_mode, login);
+  if (login) expect_password_required(sluiced);
+  check_pooled(
+      program, endpoint_of(sluiced),
+      pool_mode + " mode, pool_size " + std::to_string(kPoolSize) + (login ? ", " + login->auth_type : ""),
+      login ? login->password : "");
+}
+
+// The driver over sluiced's TCP listener with tls.mode "require", verifying sluiced's certificate
+// and its name (verify-full) against the test's CA: libpq (psycopg), asyncpg and node-pg read
+// PGSSLMODE (node-pg's "verify-full" is Node's own verification, which NODE_EXTRA_CA_CERTS feeds);
+// pgjdbc takes connection properties.
+void check_driver_over_tls(DriverProgram program) {
+  if (!direct_run_is_right(program)) return;
+  const TestPki pki;
+  const int port = free_tcp_port();
+  Sluiced sluiced({.dbname = kDatabase,
+                   .pool_size = kPoolSize,
+                   .pool_mode = "transaction",
+                   .overrides = tls_overrides(pki, "require", port)});
+  program.env.insert(program.env.end(), {"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + pki.ca_cert(),
+                                         "NODE_EXTRA_CA_CERTS=" + pki.ca_cert()});
+  if (program.name == jdbc().name) {
+    program.command.insert(
+        program.command.end(),
+        {"--connect-properties", "ssl=true|sslmode=verify-full|sslrootcert=" + pki.ca_cert()});
+  }
+  // "localhost": the name verify-full checks; tls.mode "require" refuses any login without TLS.
+  check_pooled(program, {"localhost", port}, "transaction mode over TLS, verify-full");
 }
 
 TEST(DriverMatrix, Psycopg3TransactionMode) { check_driver(psycopg3(), "transaction"); }
@@ -492,6 +538,11 @@ TEST(DriverMatrix, JdbcTransactionMode) { check_driver(jdbc(), "transaction"); }
 TEST(DriverMatrix, JdbcSessionMode) { check_driver(jdbc(), "session"); }
 TEST(DriverMatrix, NodePgTransactionMode) { check_driver(node_pg(), "transaction"); }
 TEST(DriverMatrix, NodePgSessionMode) { check_driver(node_pg(), "session"); }
+TEST(DriverMatrix, Psycopg3OverTls) { check_driver_over_tls(psycopg3()); }
+TEST(DriverMatrix, Psycopg2OverTls) { check_driver_over_tls(psycopg2()); }
+TEST(DriverMatrix, AsyncpgOverTls) { check_driver_over_tls(asyncpg()); }
+TEST(DriverMatrix, JdbcOverTls) { check_driver_over_tls(jdbc()); }
+TEST(DriverMatrix, NodePgOverTls) { check_driver_over_tls(node_pg()); }
 
 // Password authentication through sluiced: each driver logs its eight clients in with SCRAM
 // against the verifier in auth.file, then runs the same workload.

@@ -1,6 +1,7 @@
 #include "tests/integration/raw_wire.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/socket.h>
@@ -71,6 +72,19 @@ RawClient::RawClient(const std::string& path) : fd_(socket(AF_UNIX, SOCK_STREAM 
   }
 }
 
+RawClient::RawClient(int tcp_port) : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+  if (fd_ < 0) throw std::runtime_error(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(tcp_port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    const int error = errno;
+    close(fd_);
+    throw std::runtime_error("connect 127.0.0.1:" + std::to_string(tcp_port) + ": " + std::strerror(error));
+  }
+}
+
 RawClient::~RawClient() { close(fd_); }
 
 void RawClient::send(const std::string& bytes) const {
@@ -111,16 +125,21 @@ std::optional<std::string> RawClient::read_bytes(std::size_t count, milliseconds
   return bytes;
 }
 
-std::optional<Message> RawClient::read_message(milliseconds timeout) {
-  const auto header = read_bytes(5, timeout);
+std::optional<Message> read_message_with(
+    const std::function<std::optional<std::string>(std::size_t)>& read_bytes) {
+  const auto header = read_bytes(5);
   if (!header) return std::nullopt;
   std::uint32_t length = 0;
   std::memcpy(&length, header->data() + 1, sizeof length);
   length = ntohl(length);
   if (length < 4) throw std::runtime_error("message with length " + std::to_string(length));
-  const auto payload = read_bytes(length - 4, timeout);
+  const auto payload = read_bytes(length - 4);
   if (!payload) return std::nullopt;
   return Message{(*header)[0], *payload};
+}
+
+std::optional<Message> RawClient::read_message(milliseconds timeout) {
+  return read_message_with([&](std::size_t count) { return read_bytes(count, timeout); });
 }
 
 std::optional<Message> RawClient::read_until(char type, std::vector<Message>* skipped) {

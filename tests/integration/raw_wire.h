@@ -1,10 +1,11 @@
-// A minimal PostgreSQL v3 frontend on a raw Unix socket, for the tests that need to see the exact
+// A minimal PostgreSQL v3 frontend on a raw Unix (or TCP) socket, for the tests that need to see the exact
 // bytes sluiced sends (libpq hides the SQLSTATE of a refused login) or to send bytes libpq never
 // would: startup packets, simple queries, ErrorResponse fields.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -36,10 +37,17 @@ std::string startup_packet();
 // A simple-protocol Query message.
 std::string query_message(const std::string& sql);
 
+// One message taken from a byte stream by `read_bytes` (exactly n bytes, or nullopt at end of stream
+// or timeout): RawClient's and TlsClient's framing.
+std::optional<Message> read_message_with(
+    const std::function<std::optional<std::string>(std::size_t)>& read_bytes);
+
 class RawClient {
  public:
   // Connects to the Unix socket at `path`; throws if it cannot.
   explicit RawClient(const std::string& path);
+  // Connects to 127.0.0.1:`port` (the TCP listener); throws if it cannot.
+  explicit RawClient(int tcp_port);
   ~RawClient();
   RawClient(const RawClient&) = delete;
   RawClient& operator=(const RawClient&) = delete;

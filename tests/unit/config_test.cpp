@@ -248,8 +248,8 @@ TEST(ConfigErrors, Choices) {
             "cfg.json:2: key 'pool.pool_mode': expected \"transaction\" or \"session\", got \"statement\"");
   EXPECT_EQ(
       error_of("{\"auth\": {\n\"type\": \"ldap\" }}"),
-      "cfg.json:2: key 'auth.type': expected \"trust\", \"peer\", \"md5\", \"scram-sha-256\" or \"hba\", "
-      "got \"ldap\"");
+      "cfg.json:2: key 'auth.type': expected \"trust\", \"peer\", \"md5\", \"scram-sha-256\", \"cert\" or "
+      "\"hba\", got \"ldap\"");
   EXPECT_EQ(
       error_of("{\n\"log_level\": \"warn\"}"),
       "cfg.json:2: key 'log_level': expected \"debug\", \"info\", \"warning\" or \"error\", got \"warn\"");

@@ -1,0 +1,112 @@
+// ClientSession's transport security: answering SSLRequest and GSSENCRequest, PostgreSQL 17's
+// direct TLS, tls.mode "require", and the `cert` method. The TLS itself is the socket's
+// (net/tls_channel.h); authentication asks it through ClientSession::tls().
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.h"
+#include "daemon/worker.h"
+#include "frontend/client_session.h"
+#include "protocol/sqlstate.h"
+
+namespace sluice::frontend {
+namespace {
+
+constexpr int kTlsHandshakeRecord = 0x16;  // the first byte of a ClientHello
+
+// The client's address as PostgreSQL's messages show it; "[local]" on the Unix socket.
+std::string peer_host(int fd, Transport transport) {
+  if (transport == Transport::unix_socket) return "[local]";
+  sockaddr_storage address{};
+  socklen_t size = sizeof address;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) return "?";
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (address.ss_family == AF_INET) {
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&address)->sin_addr, text, sizeof text);
+  } else if (address.ss_family == AF_INET6) {
+    ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&address)->sin6_addr, text, sizeof text);
+  }
+  return text;
+}
+
+}  // namespace
+
+bool ClientSession::offers_tls() const {
+  const config::TlsConfig& tls = worker_.config().tls;
+  return transport_ == Transport::tcp && tls.mode != config::TlsMode::disable && tls.context != nullptr;
+}
+
+void ClientSession::answer_encryption_request(protocol::StartupKind kind) {
+  // A second request of a kind is no request at all to PostgreSQL: its code reads as a protocol
+  // version (1234.5679 for SSLRequest), and it answers as to any unknown version.
+  bool& seen = kind == protocol::StartupKind::ssl_request ? ssl_request_seen_ : gss_request_seen_;
+  if (seen) {
+    return fail(sqlstate::kFeatureNotSupported,
+                std::string("unsupported frontend protocol 1234.") +
+                    (kind == protocol::StartupKind::ssl_request ? "5679" : "5680") +
+                    ": server supports 3.0 to 3.0");
+  }
+  seen = true;
+  if (!startup_buffer_.empty())
+    return fail(sqlstate::kProtocolViolation, "unexpected data after encryption request");
+  // GSSAPI is not offered; TLS on the TCP listener when configured ('N': go on in plain text).
+  if (kind == protocol::StartupKind::gssenc_request || !offers_tls()) {
+    socket_->write(std::string("N"));
+    return;
+  }
+  socket_->write(std::string("S"));
+  gss_request_seen_ = true;  // inside TLS a GSSENCRequest is no request either, as in PostgreSQL
+  if (!socket_->start_tls(worker_.config().tls.context, net::TlsChannel::Start::after_ssl_request))
+    close("could not start TLS");
+}
+
+// PostgreSQL 17's sslnegotiation=direct: the connection opens with a ClientHello rather than an
+// SSLRequest. The byte is peeked, so that OpenSSL reads the ClientHello whole from the socket.
+bool ClientSession::start_direct_tls() {
+  const int first = socket_->peek_byte();
+  if (first == -EAGAIN) return true;
+  if (first != kTlsHandshakeRecord) return false;  // a startup packet (or EOF): read as ever
+  ssl_request_seen_ = true;                        // inside TLS an SSLRequest is a second one
+  gss_request_seen_ = true;
+  if (!socket_->start_tls(worker_.config().tls.context, net::TlsChannel::Start::direct)) {
+    close("could not start TLS");
+    return true;
+  }
+  return false;
+}
+
+std::string ClientSession::describe_read_failure(ssize_t result) const {
+  const net::TlsChannel* channel = tls();
+  if (result == -EPROTO && channel != nullptr && !channel->failure().empty()) {
+    // PostgreSQL logs these too ("could not accept SSL connection: ..."): a client that cannot
+    // connect over TLS is the operator's question, not only the client's.
+    const char* what = channel->established() ? "TLS connection failed: " : "TLS handshake failed: ";
+    log::info("client ", id_, ": ", what, channel->failure());
+    return what + channel->failure();
+  }
+  return std::string("client read failed: ") + std::strerror(static_cast<int>(-result));
+}
+
+std::optional<std::string> ClientSession::tls_login_refusal() const {
+  const config::Config& config = worker_.config();
+  const net::TlsChannel* channel = tls();
+  // PostgreSQL's words for a client that a hostssl-only pg_hba.conf turns away: clients and
+  // operators recognise them, and they say what to change (README "TLS").
+  const bool needs_tls = config.auth.type == config::AuthType::cert ||
+                         (config.tls.mode == config::TlsMode::require && transport_ == Transport::tcp);
+  if (needs_tls && channel == nullptr) {
+    return "no pg_hba.conf entry for host \"" + peer_host(socket_->fd(), transport_) + "\", user \"" + user_ +
+           "\", database \"" + database_ + "\", no encryption";
+  }
+  if (config.auth.type != config::AuthType::cert) return std::nullopt;
+  if (!channel->peer_certificate_verified()) return "connection requires a valid client certificate";
+  if (channel->peer_common_name() != user_)
+    return "certificate authentication failed for user \"" + user_ + "\"";
+  return std::nullopt;
+}
+
+}  // namespace sluice::frontend

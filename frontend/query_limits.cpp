@@ -1,0 +1,52 @@
+// query_timeout_ms and transaction_timeout_ms: a client's request or transaction that runs too long
+// (README "Limits against PgBouncer's names").
+#include "common/log.h"
+#include "daemon/worker.h"
+#include "frontend/client_session.h"
+#include "protocol/sqlstate.h"
+
+namespace sluice::frontend {
+
+// query_timeout_ms cancels the request, as PostgreSQL's statement_timeout does: the client gets
+// PostgreSQL's own 57014 and keeps its session (a transaction it had open is failed, as there), and
+// the server stays its own. Only a request the cancel did not stop within another query_timeout_ms
+// ends the scope (as cancel: sluiced cancels again, drains and rolls back) and the client.
+// transaction_timeout_ms ends the scope (rollback, or cancel when a query runs) and the client with
+// PostgreSQL 17's FATAL 25P04.
+bool ClientSession::check_running_limits(std::uint64_t now_ms) {
+  if (state_ != ClientState::active || !scope_) return false;
+  const auto& settings = pool_->settings();
+  pool::ServerConnection& server = scope_.server();
+  const bool running = server.busy() && own_query_ == OwnQuery::none;
+  if (settings.query_timeout_ms > 0 && running) {
+    const auto limit = static_cast<std::uint64_t>(settings.query_timeout_ms);
+    const std::uint64_t elapsed = now_ms - request_started_ms_;
+    if (!query_timeout_fired_ && elapsed >= limit) {
+      query_timeout_fired_ = true;
+      pool_->note_query_timeout();
+      log::info("client ", id_, ": query_timeout_ms (", limit, ") passed: its request on server ",
+                server.id(), " is cancelled");
+      server.forward_cancel();
+    } else if (query_timeout_fired_ && elapsed >= 2 * limit) {
+      log::warning("client ", id_, ": its request on server ", server.id(),
+                   " still runs a query_timeout_ms after its cancel: its scope is ended");
+      scope_.end("query_timeout: the cancel did not stop the request", !scanner_.at_boundary());
+      fail(sqlstate::kQueryCanceled, "terminating connection: query_timeout (" + std::to_string(limit) +
+                                         " ms) passed and the cancel did not stop the query");
+      return true;
+    }
+  }
+  const bool in_transaction = server.busy() || server.transaction_status() != 'I';
+  if (settings.transaction_timeout_ms > 0 && in_transaction &&
+      now_ms - transaction_started_ms_ >= static_cast<std::uint64_t>(settings.transaction_timeout_ms)) {
+    pool_->note_transaction_timeout();
+    log::info("client ", id_, ": transaction_timeout_ms (", settings.transaction_timeout_ms,
+              ") passed: its transaction is ended and the client closed");
+    scope_.end("transaction_timeout", !scanner_.at_boundary());
+    fail(sqlstate::kTransactionTimeout, "terminating connection due to transaction timeout");
+    return true;
+  }
+  return false;
+}
+
+}  // namespace sluice::frontend

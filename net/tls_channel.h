@@ -1,0 +1,84 @@
+// One client connection's TLS, as the server: OpenSSL on the connection's non-blocking fd
+// (SSL_set_fd), driven by the PollSocket that owns it. Every call does what the socket allows
+// now and says what it waits for; nothing blocks.
+#pragma once
+
+#include <openssl/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "config/tls_context.h"
+
+namespace sluice::net {
+
+class TlsChannel {
+ public:
+  enum class Status {
+    done,        // `bytes` moved
+    want_read,   // wait until the socket is readable, then call again
+    want_write,  // wait until the socket is writable, then call again
+    closed,      // the peer ended the stream (close_notify or EOF)
+    failed,      // the handshake or the stream failed: failure() says why
+  };
+  struct Io {
+    Status status;
+    std::size_t bytes = 0;
+  };
+
+  // Direct TLS (PostgreSQL 17's sslnegotiation=direct) must negotiate ALPN "postgresql".
+  enum class Start { after_ssl_request, direct };
+
+  // Nullptr when OpenSSL cannot make the connection's state (out of memory).
+  static std::unique_ptr<TlsChannel> accept(int fd, std::shared_ptr<const config::TlsContext> context,
+                                            Start start);
+  ~TlsChannel();
+  TlsChannel(const TlsChannel&) = delete;
+  TlsChannel& operator=(const TlsChannel&) = delete;
+
+  // Finishes the handshake first when it is not done.
+  Io read(void* buffer, std::size_t size);
+  // Only once the handshake is done (writes before it are the caller's to drop). After
+  // want_write, call again with the same bytes first (more may follow them).
+  Io write(const void* bytes, std::size_t size);
+  // Best-effort close_notify; never waits.
+  void shutdown();
+
+  [[nodiscard]] bool established() const { return established_; }
+  // Decrypted bytes OpenSSL holds: no poll event will announce them.
+  [[nodiscard]] bool has_buffered_plaintext() const;
+  [[nodiscard]] const std::string& failure() const { return failure_; }
+
+  // ---- what authentication may ask (frontend/transport_security.h) ----
+  // "TLSv1.3", "TLSv1.2".
+  [[nodiscard]] std::string_view version() const;
+  // RFC 5929 tls-server-end-point data for SCRAM's channel binding (config::TlsContext).
+  [[nodiscard]] std::span<const std::uint8_t> server_end_point() const {
+    return context_->server_end_point();
+  }
+  // The client presented a certificate and it verified against tls.ca_file.
+  [[nodiscard]] bool peer_certificate_verified() const;
+  // The verified client certificate's subject CN; nullopt without one (or with no CN, or one
+  // holding a NUL, which PostgreSQL refuses too).
+  [[nodiscard]] std::optional<std::string> peer_common_name() const;
+
+ private:
+  TlsChannel(SSL* ssl, std::shared_ptr<const config::TlsContext> context, Start start)
+      : ssl_(ssl), context_(std::move(context)), start_(start) {}
+  Io handshake();
+  // SSL_get_error's verdict on a call that did not succeed.
+  Io status_after(int result);
+
+  SSL* ssl_;
+  std::shared_ptr<const config::TlsContext> context_;  // outlives a reload's swap
+  Start start_;
+  bool established_ = false;
+  std::string failure_;
+};
+
+}  // namespace sluice::net

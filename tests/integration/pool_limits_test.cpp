@@ -1,0 +1,510 @@
+// The limits PgBouncer users rely on (README "Limits against PgBouncer's names"), each against a
+// real PostgreSQL: max_db_connections and max_user_connections (backends counted in
+// pg_stat_activity), fairness between users at max_db_connections, min_pool_size,
+// reserve_pool_size, query_timeout_ms, transaction_timeout_ms and server_check_query.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/control_client.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/scope_helpers.h"
+
+namespace {
+
+using harness::exec_ok;
+using harness::PgConn;
+using harness::scalar;
+using harness::wait_until;
+using nlohmann::json;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kDatabase = "pool_limits";
+constexpr const char* kOtherDatabase = "pool_limits_other";
+constexpr const char* kOtherUser = "limits_other_user";
+
+milliseconds since(Clock::time_point start) {
+  return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+}
+
+// A query sent without waiting for its answer: the test goes on while the client waits for a server.
+class PendingQuery {
+ public:
+  PendingQuery(const PgConn& conn, const std::string& sql) : conn_(conn.get()), sent_(Clock::now()) {
+    if (PQsendQuery(conn_, sql.c_str()) != 1) throw std::runtime_error(PQerrorMessage(conn_));
+  }
+  // True once the whole answer is in (without blocking).
+  bool done() {
+    if (PQconsumeInput(conn_) != 1) return true;
+    return PQisBusy(conn_) == 0;
+  }
+  // The first result's status and value (or error), the rest consumed; how long it took.
+  struct Answer {
+    ExecStatusType status = PGRES_FATAL_ERROR;
+    std::string value;  // the first column of the first row, or the error's SQLSTATE
+    std::string message;
+    milliseconds took{};
+  };
+  Answer take() {
+    Answer answer;
+    answer.took = since(sent_);
+    bool first = true;
+    while (PGresult* result = PQgetResult(conn_)) {
+      if (first) {
+        answer.status = PQresultStatus(result);
+        if (answer.status == PGRES_TUPLES_OK && PQntuples(result) > 0)
+          answer.value = PQgetvalue(result, 0, 0);
+        if (const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE)) answer.value = state;
+        if (const char* message = PQresultErrorField(result, PG_DIAG_MESSAGE_PRIMARY))
+          answer.message = message;
+        first = false;
+      }
+      PQclear(result);
+    }
+    return answer;
+  }
+
+ private:
+  PGconn* conn_;
+  Clock::time_point sent_;
+};
+
+class PoolLimitsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    scope_test::ensure_database(kDatabase);
+    scope_test::ensure_database(kOtherDatabase);
+    const PgConn admin = scope_test::direct();
+    exec_ok(admin, std::string("DO $$BEGIN CREATE ROLE ") + kOtherUser +
+                       " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+  }
+  void SetUp() override { observer_ = scope_test::direct(kDatabase); }
+
+  // Client backends of `database` (of `user` when given), the observer excepted.
+  int backends(const std::string& database, const std::string& user = "") const {
+    std::string sql =
+        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> "
+        "pg_backend_pid() AND datname = '" +
+        database + "'";
+    if (!user.empty()) sql += " AND usename = '" + user + "'";
+    return std::stoi(scalar(observer_, sql));
+  }
+  int user_backends(const std::string& user) const {
+    return std::stoi(
+        scalar(observer_,
+               "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> "
+               "pg_backend_pid() AND usename = '" +
+                   user + "'"));
+  }
+
+  static json pool_row(const harness::Sluiced& sluiced, const std::string& database,
+                       const std::string& user) {
+    const json pools = ctltest::control(sluiced.control_socket(), {{"cmd", "pools"}});
+    for (const json& pool : pools["pools"]) {
+      if (pool.value("database", "") == database && pool.value("user", "") == user) return pool;
+    }
+    return json::object();
+  }
+
+  PgConn observer_;
+};
+
+// ---- max_db_connections, max_user_connections, fairness --------------------------------------
+
+TEST_F(PoolLimitsTest, MaxDbConnectionsCapsEveryUsersServersAndMovesAPlaceToTheWaitingUser) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 5,
+                            .overrides = {{"databases", {{kDatabase, {{"max_db_connections", 2}}}}}}});
+  const std::string me = scope_test::os_user();
+  // Logged in first: a pool's first login needs a server (for PostgreSQL's ParameterStatus values).
+  const PgConn other = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
+  const PgConn first = harness::connect(sluiced.conninfo(kDatabase));
+  const PgConn second = harness::connect(sluiced.conninfo(kDatabase));
+  exec_ok(first, "BEGIN; SELECT 1");
+  // The other user's idle server gives its place: nobody of that user waits.
+  exec_ok(second, "BEGIN; SELECT 1");
+  ASSERT_EQ(backends(kDatabase), 2);
+  EXPECT_EQ(backends(kDatabase, kOtherUser), 0);
+
+  // The other user has no place left: it waits (and no third backend appears).
+  PendingQuery waiting(other, "SELECT current_user");
+  ASSERT_TRUE(wait_until([&] {
+    return pool_row(sluiced, kDatabase, kOtherUser)["limits"].value("limit_reached", 0) > 0;
+  })) << pool_row(sluiced, kDatabase, kOtherUser).dump();
+  EXPECT_FALSE(waiting.done());
+  EXPECT_EQ(backends(kDatabase), 2);
+
+  // A transaction ends: its idle server's place goes to the waiting user, never above the limit.
+  exec_ok(first, "COMMIT");
+  int most = 0;
+  ASSERT_TRUE(wait_until([&] {
+    most = std::max(most, backends(kDatabase));
+    return waiting.done();
+  })) << "the other user never got the freed place";
+  const auto answer = waiting.take();
+  EXPECT_EQ(answer.status, PGRES_TUPLES_OK) << answer.message;
+  EXPECT_EQ(answer.value, kOtherUser);
+  EXPECT_LE(most, 2);
+  EXPECT_LE(backends(kDatabase), 2);
+  EXPECT_EQ(backends(kDatabase, kOtherUser), 1);
+  EXPECT_GE(pool_row(sluiced, kDatabase, me)["limits"].value("places_given_back", 0), 1);
+  EXPECT_GE(pool_row(sluiced, kDatabase, kOtherUser)["limits"].value("places_given_back", 0), 1);
+  exec_ok(second, "COMMIT");
+}
+
+TEST_F(PoolLimitsTest, MaxUserConnectionsCapsAUsersServersAcrossDatabases) {
+  json overrides = {
+      {"pool", {{"max_user_connections", 1}}},
+      {"databases", {{kOtherDatabase, {{"conninfo", harness::postgres().conninfo(kOtherDatabase)}}}}}};
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 3, .overrides = overrides});
+  const PgConn here = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
+  const PgConn there = harness::connect(sluiced.conninfo(kOtherDatabase, kOtherUser));
+  exec_ok(here, "BEGIN; SELECT 1");
+  ASSERT_EQ(user_backends(kOtherUser), 1);
+
+  PendingQuery waiting(there, "SELECT current_database()");
+  ASSERT_TRUE(wait_until(
+      [&] { return pool_row(sluiced, kOtherDatabase, kOtherUser)["limits"].value("limit_reached", 0) > 0; }));
+  EXPECT_FALSE(waiting.done());
+  EXPECT_EQ(user_backends(kOtherUser), 1);
+
+  exec_ok(here, "COMMIT");
+  ASSERT_TRUE(wait_until([&] { return waiting.done(); }))
+      << "the user's place never moved to the other database";
+  const auto answer = waiting.take();
+  EXPECT_EQ(answer.value, kOtherDatabase) << answer.message;
+  EXPECT_EQ(user_backends(kOtherUser), 1);
+}
+
+// users.<name>.max_user_connections: the user's own limit, over its databases' (none here).
+TEST_F(PoolLimitsTest, AUsersOwnLimitCapsItsServers) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 4,
+                            .overrides = {{"users", {{kOtherUser, {{"max_user_connections", 1}}}}}}});
+  const PgConn first = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
+  const PgConn second = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
+  exec_ok(first, "BEGIN; SELECT 1");
+  PendingQuery waiting(second, "SELECT 1");
+  ASSERT_TRUE(wait_until(
+      [&] { return pool_row(sluiced, kDatabase, kOtherUser)["limits"].value("limit_reached", 0) > 0; }));
+  EXPECT_FALSE(waiting.done());
+  EXPECT_EQ(user_backends(kOtherUser), 1);
+  // Another user is not limited by it.
+  const PgConn mine = harness::connect(sluiced.conninfo(kDatabase));
+  exec_ok(mine, "BEGIN; SELECT 1");
+  const PgConn mine_too = harness::connect(sluiced.conninfo(kDatabase));
+  EXPECT_EQ(scalar(mine_too, "SELECT 1"), "1");
+  exec_ok(first, "COMMIT");
+  ASSERT_TRUE(wait_until([&] { return waiting.done(); }));
+  EXPECT_EQ(waiting.take().value, "1");
+  EXPECT_EQ(user_backends(kOtherUser), 1);
+  exec_ok(mine, "COMMIT");
+}
+
+// Two workers take places from one count: the limit is the daemon's, not each worker's.
+TEST_F(PoolLimitsTest, MaxDbConnectionsHoldsAcrossWorkers) {
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 6,
+       .overrides = {{"workers", 2}, {"databases", {{kDatabase, {{"max_db_connections", 2}}}}}}});
+  std::vector<PgConn> clients;
+  for (int i = 0; i < 4; ++i) clients.push_back(harness::connect(sluiced.conninfo(kDatabase)));
+  exec_ok(clients[0], "BEGIN; SELECT 1");
+  exec_ok(clients[1], "BEGIN; SELECT 1");
+  std::vector<PendingQuery> waiting;
+  for (int i = 2; i < 4; ++i) waiting.emplace_back(clients[static_cast<std::size_t>(i)], "SELECT 1");
+  ASSERT_TRUE(wait_until([&] {
+    return pool_row(sluiced, kDatabase, scope_test::os_user())["clients"].value("waiting", 0) == 2;
+  }));
+  EXPECT_EQ(backends(kDatabase), 2);
+  exec_ok(clients[0], "COMMIT");
+  exec_ok(clients[1], "COMMIT");
+  for (auto& query : waiting) {
+    ASSERT_TRUE(wait_until([&] { return query.done(); }));
+    EXPECT_EQ(query.take().status, PGRES_TUPLES_OK);
+  }
+  EXPECT_LE(backends(kDatabase), 2);
+}
+
+// A limit raised on reload lets the waiting client in without anyone committing; nobody is dropped.
+TEST_F(PoolLimitsTest, ReloadAppliesARaisedLimitWithoutDroppingClients) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 4,
+                            .overrides = {{"databases", {{kDatabase, {{"max_db_connections", 1}}}}}}});
+  const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
+  const PgConn other = harness::connect(sluiced.conninfo(kDatabase));
+  exec_ok(holder, "BEGIN; SELECT 1");
+  PendingQuery waiting(other, "SELECT 2");
+  ASSERT_TRUE(wait_until([&] {
+    return pool_row(sluiced, kDatabase, scope_test::os_user())["clients"].value("waiting", 0) == 1;
+  }));
+
+  json config = json::parse(ctltest::read_text(sluiced.config_path()));
+  config["databases"][kDatabase]["max_db_connections"] = 2;
+  ctltest::write_text(sluiced.config_path(), config.dump(2) + "\n");
+  ctltest::control(sluiced.control_socket(), {{"cmd", "reload"}});
+  ASSERT_TRUE(wait_until([&] { return waiting.done(); })) << "the raised limit was not applied";
+  EXPECT_EQ(waiting.take().value, "2");
+  EXPECT_EQ(backends(kDatabase), 2);
+  exec_ok(holder, "COMMIT");  // the transaction open across the reload carries on
+}
+
+// Fairness: a heavy user's many waiting clients at max_db_connections cannot keep a light user's
+// client behind all of them (without it the light user would wait until the heavy one stops).
+TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
+  constexpr int kHeavyClients = 16;
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 4,
+       .overrides = {
+           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
+  std::atomic<bool> stop{false};
+  std::atomic<int> heavy_queries{0};
+  std::vector<std::thread> heavy;
+  const std::string heavy_conninfo = sluiced.conninfo(kDatabase);
+  for (int i = 0; i < kHeavyClients; ++i) {
+    heavy.emplace_back([&] {
+      const PgConn conn = harness::try_connect(heavy_conninfo);
+      while (!stop && PQstatus(conn.get()) == CONNECTION_OK) {
+        harness::PgResult result(PQexec(conn.get(), "SELECT pg_sleep(0.1)"));
+        ++heavy_queries;
+      }
+    });
+  }
+  const scope_test::OnExit join([&] {
+    stop = true;
+    for (auto& thread : heavy) thread.join();
+  });
+  const std::string heavy_user = scope_test::os_user();
+  ASSERT_TRUE(wait_until([&] {
+    return pool_row(sluiced, kDatabase, heavy_user)["clients"].value("waiting", 0) >= 8;
+  })) << "the heavy user's clients never queued";
+
+  // The heavy queue is about 16 x 0.1 s / 2 servers = 0.8 s long; the light user's query waits for
+  // one place to move (a transaction, a janitor turn, a connect), not for that queue.
+  const PgConn light = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
+  milliseconds slowest{};
+  for (int i = 0; i < 5; ++i) {
+    const auto start = Clock::now();
+    EXPECT_EQ(scalar(light, "SELECT current_user"), kOtherUser);
+    slowest = std::max(slowest, since(start));
+  }
+  EXPECT_LT(slowest, milliseconds(600)) << "the light user waited behind the heavy user's queue";
+  EXPECT_LE(backends(kDatabase), 2);
+  // And the heavy user gets both places back once the light one stops waiting.
+  const int heavy_before = heavy_queries.load();
+  EXPECT_TRUE(wait_until([&] { return heavy_queries.load() >= heavy_before + 2 * kHeavyClients; }))
+      << "the heavy user was starved instead";
+  EXPECT_TRUE(wait_until([&] { return backends(kDatabase, heavy_user) == 2; }))
+      << backends(kDatabase, heavy_user);
+}
+
+// ---- min_pool_size, reserve_pool_size ---------------------------------------------------------
+
+TEST_F(PoolLimitsTest, MinPoolSizeOpensServersWithNoClientWithinTheLimits) {
+  const std::string me = scope_test::os_user();
+  // The conninfo names the user (PgBouncer's forced user): the pool is warmed with no client at all.
+  json overrides = {{"databases",
+                     {{kDatabase,
+                       {{"conninfo", harness::postgres().conninfo(kDatabase, me)},
+                        {"min_pool_size", 3},
+                        {"server_idle_timeout_s", 1}}}}}};
+  {
+    harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 5, .overrides = overrides});
+    ASSERT_TRUE(wait_until([&] { return backends(kDatabase) == 3; })) << backends(kDatabase);
+    // server_idle_timeout_s does not take them below min_pool_size.
+    const auto idle_since = Clock::now();
+    ASSERT_TRUE(wait_until([&] { return since(idle_since) > milliseconds(1500); }));
+    EXPECT_EQ(backends(kDatabase), 3);
+  }
+  ASSERT_TRUE(wait_until([&] { return backends(kDatabase) == 0; }));
+  // Never above max_db_connections.
+  overrides["databases"][kDatabase]["max_db_connections"] = 2;
+  harness::Sluiced limited({.dbname = kDatabase, .pool_size = 5, .overrides = overrides});
+  ASSERT_TRUE(wait_until([&] { return backends(kDatabase) == 2; }));
+  const auto settled = Clock::now();
+  ASSERT_TRUE(wait_until([&] { return since(settled) > milliseconds(500); }));
+  EXPECT_EQ(backends(kDatabase), 2);
+}
+
+TEST_F(PoolLimitsTest, ReserveServersOnlyAfterAClientWaitedTheReserveTimeout) {
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 1,
+       .overrides = {
+           {"databases", {{kDatabase, {{"reserve_pool_size", 1}, {"reserve_pool_timeout_ms", 700}}}}}}});
+  const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
+  const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
+  exec_ok(holder, "BEGIN; SELECT 1");
+  PendingQuery waiting(waiter, "SELECT 1");
+  const auto before_timeout = Clock::now();
+  ASSERT_TRUE(wait_until([&] { return waiting.done() || since(before_timeout) > milliseconds(400); }));
+  EXPECT_FALSE(waiting.done()) << "served before reserve_pool_timeout_ms";
+  EXPECT_EQ(backends(kDatabase), 1);
+
+  ASSERT_TRUE(wait_until([&] { return waiting.done(); }, seconds(5)));
+  const auto answer = waiting.take();
+  EXPECT_EQ(answer.value, "1") << answer.message;
+  EXPECT_GE(answer.took, milliseconds(650));
+  EXPECT_LE(backends(kDatabase), 2);  // the reserve server may already be gone again (below)
+  EXPECT_EQ(pool_row(sluiced, kDatabase, scope_test::os_user())["limits"].value("reserve_servers_opened", 0),
+            1);
+  // Nobody waits any more: the reserve server goes once idle.
+  ASSERT_TRUE(wait_until([&] { return backends(kDatabase) == 1; })) << "the reserve server was kept";
+  exec_ok(holder, "COMMIT");
+}
+
+// ---- query_timeout_ms, transaction_timeout_ms -------------------------------------------------
+
+TEST_F(PoolLimitsTest, QueryTimeoutCancelsTheQueryAndTheSessionAndServerCarryOn) {
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 1,
+       .overrides = scope_test::debug_overrides({{"pool", {{"query_timeout_ms", 300}}}})});
+  const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
+  const int pid = std::stoi(scalar(conn, "SELECT pg_backend_pid()"));
+
+  auto start = Clock::now();
+  const harness::PgResult cancelled = harness::exec(conn, "SELECT pg_sleep(10)");
+  EXPECT_LT(since(start), milliseconds(2000));
+  ASSERT_EQ(PQresultStatus(cancelled.get()), PGRES_FATAL_ERROR);
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_SQLSTATE), "57014");
+  // The session carries on, on the same server, with nothing left running there.
+  EXPECT_EQ(scalar(conn, "SELECT pg_backend_pid()"), std::to_string(pid));
+  const auto after = scope_test::backend(observer_, pid);
+  ASSERT_TRUE(after.has_value());
+  EXPECT_EQ(after->query.find("pg_sleep"), std::string::npos) << scope_test::describe(after);
+
+  // Inside a transaction: it is failed, as PostgreSQL's statement_timeout leaves it, and rolls back.
+  exec_ok(conn, "BEGIN");
+  start = Clock::now();
+  const harness::PgResult in_transaction = harness::exec(conn, "SELECT pg_sleep(10)");
+  EXPECT_STREQ(PQresultErrorField(in_transaction.get(), PG_DIAG_SQLSTATE), "57014");
+  EXPECT_EQ(PQtransactionStatus(conn.get()), PQTRANS_INERROR);
+  exec_ok(conn, "ROLLBACK");
+  EXPECT_EQ(scalar(conn, "SELECT 1"), "1");
+  EXPECT_EQ(pool_row(sluiced, kDatabase, scope_test::os_user())["limits"].value("query_timeouts", 0), 2);
+}
+
+TEST_F(PoolLimitsTest, TransactionTimeoutRollsBackAndClosesTheClientAsPostgresDoes) {
+  exec_ok(observer_, "DROP TABLE IF EXISTS limits_marker; CREATE TABLE limits_marker (tag text)");
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 1,
+       .overrides = scope_test::debug_overrides({{"pool", {{"transaction_timeout_ms", 600}}}})});
+  const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
+  scope_test::Notices notices;
+  notices.install(conn.get());
+  const int pid = std::stoi(scalar(conn, "SELECT pg_backend_pid()"));
+  exec_ok(conn, "BEGIN");
+  exec_ok(conn, "INSERT INTO limits_marker VALUES ('abandoned by transaction_timeout')");
+  // Busy, never idle in the transaction: idle_transaction_timeout would not apply, this does.
+  const auto start = Clock::now();
+  const harness::PgResult cut = harness::exec(conn, "SELECT pg_sleep(10)");
+  EXPECT_LT(since(start), milliseconds(3000));
+  EXPECT_NE(PQresultStatus(cut.get()), PGRES_TUPLES_OK);
+  ASSERT_TRUE(wait_until([&] { return scope_test::connection_closed(conn.get()); }));
+  bool worded = false;
+  const std::string error = std::string(PQresultErrorMessage(cut.get())) + PQerrorMessage(conn.get());
+  for (const auto& [state, message] : notices.received)
+    worded = worded || (state == "25P04" && message == "terminating connection due to transaction timeout");
+  worded = worded || error.find("terminating connection due to transaction timeout") != std::string::npos;
+  EXPECT_TRUE(worded) << notices.describe() << " / " << error;
+
+  // Rolled back (cancelled, then ROLLBACK), and the same server serves the next client.
+  EXPECT_EQ(scalar(observer_, "SELECT count(*) FROM limits_marker"), "0");
+  const PgConn next = harness::connect(sluiced.conninfo(kDatabase));
+  EXPECT_EQ(scalar(next, "SELECT pg_backend_pid()"), std::to_string(pid));
+  EXPECT_EQ(scalar(next, "SELECT count(*) FROM limits_marker"), "0");
+  bool ended_by_timeout = false;
+  for (const auto& end : scope_test::scope_ends(sluiced.log()))
+    ended_by_timeout = ended_by_timeout || (end.outcome == "cancel" && end.reason == "transaction_timeout");
+  EXPECT_TRUE(ended_by_timeout) << scope_test::describe(scope_test::scope_ends(sluiced.log()));
+  EXPECT_EQ(pool_row(sluiced, kDatabase, scope_test::os_user())["limits"].value("transaction_timeouts", 0),
+            1);
+}
+
+// Idle inside its transaction, the client is ended all the same, with a rollback (and without
+// idle_transaction_timeout_ms set).
+TEST_F(PoolLimitsTest, TransactionTimeoutEndsAnIdleTransactionWithARollback) {
+  exec_ok(observer_, "DROP TABLE IF EXISTS limits_idle_marker; CREATE TABLE limits_idle_marker (tag text)");
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 1,
+       .overrides = scope_test::debug_overrides({{"pool", {{"transaction_timeout_ms", 500}}}})});
+  const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
+  scope_test::Notices notices;
+  notices.install(conn.get());
+  exec_ok(conn, "BEGIN");
+  const auto start = Clock::now();
+  exec_ok(conn, "INSERT INTO limits_idle_marker VALUES ('abandoned')");
+  ASSERT_TRUE(wait_until([&] { return scope_test::connection_closed(conn.get()); }, seconds(5)));
+  EXPECT_GE(since(start), milliseconds(400));
+  EXPECT_TRUE(notices.has("25P04")) << notices.describe();
+  EXPECT_EQ(scalar(observer_, "SELECT count(*) FROM limits_idle_marker"), "0");
+  bool rolled_back = false;
+  for (const auto& end : scope_test::scope_ends(sluiced.log()))
+    rolled_back = rolled_back || (end.outcome == "rollback" && end.reason == "transaction_timeout");
+  EXPECT_TRUE(rolled_back) << scope_test::describe(scope_test::scope_ends(sluiced.log()));
+}
+
+// ---- server_check_query, server_check_delay_s --------------------------------------------------
+
+// A check that fails on the backends named in limits_doomed: a server whose backend is broken
+// without PostgreSQL closing its socket (what the check is for) looks the same to sluiced. One
+// server, so that the pool's own catalog read on an idle server cannot renew the doomed one's time.
+TEST_F(PoolLimitsTest, AFailedServerCheckDiscardsTheServerAndTheClientGetsAGoodOne) {
+  exec_ok(observer_, "DROP TABLE IF EXISTS limits_doomed; CREATE TABLE limits_doomed (pid int)");
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 1,
+       .overrides = {
+           {"pool",
+            {{"server_check_delay_s", 1},
+             {"server_check_query",
+              "SELECT 1 / (1 - (SELECT count(*) FROM limits_doomed WHERE pid = pg_backend_pid()))::int"}}}}});
+  const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
+  const int doomed = std::stoi(scalar(conn, "SELECT pg_backend_pid()"));
+  exec_ok(observer_, "INSERT INTO limits_doomed VALUES (" + std::to_string(doomed) + ")");
+  const auto idle_since = Clock::now();
+  ASSERT_TRUE(wait_until([&] { return since(idle_since) > milliseconds(1200); }));
+
+  const PgConn observer_after = scope_test::direct(kDatabase);
+  const std::string served = scalar(conn, "SELECT pg_backend_pid()");
+  EXPECT_NE(served, std::to_string(doomed)) << "the server that failed its check was handed out";
+  EXPECT_EQ(scalar(conn, "SELECT 1"), "1");
+  ASSERT_TRUE(wait_until([&] { return !scope_test::backend(observer_, doomed).has_value(); }))
+      << "the server that failed its check was kept";
+  const json limits = pool_row(sluiced, kDatabase, scope_test::os_user())["limits"];
+  EXPECT_GE(limits.value("checks_run", 0), 1) << limits.dump();
+  EXPECT_EQ(limits.value("checks_failed", 0), 1) << limits.dump();
+}
+
+// An empty server_check_query sends an empty Query; a backend terminated while its server was
+// idle is never handed to a client.
+TEST_F(PoolLimitsTest, ABackendTerminatedWhileIdleNeverReachesTheClient) {
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase, .pool_size = 1, .overrides = {{"pool", {{"server_check_delay_s", 1}}}}});
+  const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
+  const int first = std::stoi(scalar(conn, "SELECT pg_backend_pid()"));
+  exec_ok(observer_, "SELECT pg_terminate_backend(" + std::to_string(first) + ")");
+  ASSERT_TRUE(wait_until([&] { return !scope_test::backend(observer_, first).has_value(); }));
+  const int second = std::stoi(scalar(conn, "SELECT pg_backend_pid()"));
+  EXPECT_NE(second, first);
+
+  const auto idle_since = Clock::now();
+  ASSERT_TRUE(wait_until([&] { return since(idle_since) > milliseconds(1200); }));
+  EXPECT_EQ(scalar(conn, "SELECT pg_backend_pid()"), std::to_string(second)) << "a good server was not kept";
+  const json limits = pool_row(sluiced, kDatabase, scope_test::os_user())["limits"];
+  EXPECT_GE(limits.value("checks_run", 0), 1) << limits.dump();
+  EXPECT_EQ(limits.value("checks_failed", 0), 0) << limits.dump();
+}
+
+}  // namespace
