@@ -206,7 +206,10 @@ AuthStep ScramExchange::client_final(std::string_view message) {
   std::string expected_binding = gs2_header_;
   if (plus_) expected_binding.append(options_.channel_binding->begin(), options_.channel_binding->end());
   if (!constant_time_equal(*binding_bytes, as_bytes(expected_binding))) {
-    return failed(protocol_error("SCRAM channel binding check failed"));
+    // PostgreSQL's SQLSTATE here is 28000, not a protocol violation: the message was well formed.
+    AuthError mismatch = protocol_error("SCRAM channel binding check failed");
+    mismatch.sqlstate = sqlstate::kInvalidAuthorizationSpecification;
+    return failed(std::move(mismatch));
   }
   const auto nonce = read_attribute(input, 'r');
   if (!nonce || *nonce != nonce_) return malformed("Nonce does not match.");

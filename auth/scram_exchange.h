@@ -43,6 +43,8 @@ class ScramExchange {
   // After a successful exchange: ClientKey = ClientProof XOR ClientSignature, which lets sluiced
   // prove the same identity to PostgreSQL (SCRAM pass-through).
   [[nodiscard]] const std::optional<Digest>& client_key() const { return client_key_; }
+  // The client chose SCRAM-SHA-256-PLUS: the exchange is bound to its TLS connection.
+  [[nodiscard]] bool channel_bound() const { return plus_; }
 
  private:
   AuthStep client_first(protocol::Bytes body);

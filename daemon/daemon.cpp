@@ -113,9 +113,8 @@ int Daemon::run() {
       log::warning("auth.type \"trust\": anyone who can reach ", *config_.listen.tcp,
                    " logs in as any role without a password");
     } else if (config_.auth.type == config::AuthType::trust) {
-      log::warning(
-          "TCP clients on ", *config_.listen.tcp,
-          " are refused: without TLS they need a password method, or auth.type \"trust\" written out");
+      log::warning("TCP clients without TLS on ", *config_.listen.tcp,
+                   " are refused: they need a password method, or auth.type \"trust\" written out");
     }
   }
 

@@ -65,10 +65,15 @@ AuthStep accepted() { return AuthStep{AuthStep::Verdict::ok, {}, {}}; }
 // `method`: md5 for a role whose secret is a SCRAM verifier runs SCRAM, but is still md5's login.
 ClientAuth::Start scram_challenge(config::AuthType method, const auth::Secret* secret,
                                   const std::string& why_none, const AuthClient& client) {
+  auth::ChannelBinding binding;  // on TLS: SCRAM-SHA-256-PLUS is offered, bound to this connection
+  if (client.tls != nullptr) {
+    const auto end_point = client.tls->server_end_point();
+    binding.emplace(end_point.begin(), end_point.end());
+  }
   auth::ScramExchange::Options options{.user = client.user,
                                        .verifier = std::nullopt,
                                        .why_no_verifier = why_none,
-                                       .channel_binding = client.channel_binding,
+                                       .channel_binding = std::move(binding),
                                        .server_nonce = {}};
   if (const auto* verifier = secret != nullptr ? std::get_if<auth::ScramVerifier>(secret) : nullptr) {
     options.verifier = *verifier;
@@ -112,6 +117,26 @@ ClientAuth::Start peer(const AuthClient& client) {
           nullptr, config::AuthType::peer, false};
 }
 
+// PostgreSQL's cert method (auth.type "cert" and hba's): a client certificate that verified
+// against tls.ca_file, whose CN is the role; there is no user-name map.
+ClientAuth::Start cert(const AuthClient& client, const auth::HbaClient& who) {
+  const auto refuse = [&](std::string message, std::string why) {
+    return ClientAuth::Start{
+        refused(sqlstate::kInvalidAuthorizationSpecification, std::move(message), std::move(why)), nullptr,
+        std::nullopt, false};
+  };
+  if (client.tls == nullptr)
+    return refuse("no pg_hba.conf entry for " + hba_subject(who), "cert needs a TLS connection");
+  if (!client.tls->peer_certificate_verified())
+    return refuse("connection requires a valid client certificate", "no verified client certificate");
+  const auto common_name = client.tls->peer_common_name();
+  if (common_name != client.user) {
+    return refuse("certificate authentication failed for user \"" + client.user + "\"",
+                  "the certificate's CN is \"" + common_name.value_or("") + "\"");
+  }
+  return {accepted(), nullptr, config::AuthType::cert, false};
+}
+
 ClientAuth::Start by_method(HbaMethod method, const config::AuthConfig& config, const AuthClient& client,
                             const auth::HbaClient& who, int line) {
   switch (method) {
@@ -124,11 +149,7 @@ ClientAuth::Start by_method(HbaMethod method, const config::AuthConfig& config, 
     case HbaMethod::scram_sha_256:
       return password(config::AuthType::scram_sha_256, config, client);
     case HbaMethod::cert:
-      return {refused(sqlstate::kInvalidAuthorizationSpecification,
-                      "certificate authentication failed for user \"" + client.user + "\"",
-                      "auth.hba_file line " + std::to_string(line) +
-                          ": cert needs client certificates, which this build does not read yet"),
-              nullptr, config::AuthType::cert, false};
+      return cert(client, who);
     case HbaMethod::reject:
       break;
   }
@@ -140,14 +161,22 @@ ClientAuth::Start by_method(HbaMethod method, const config::AuthConfig& config, 
 
 }  // namespace
 
-ClientAuth::Start ClientAuth::start(const config::AuthConfig& config, const AuthClient& client) {
+ClientAuth::Start ClientAuth::start(const config::Config& full_config, const AuthClient& client) {
+  const config::AuthConfig& config = full_config.auth;
   auth::HbaClient who{.local = client.transport == daemon::Transport::unix_socket,
-                      .tls = client.tls,
+                      .tls = client.tls != nullptr,
                       .family = 0,
                       .address = {},
                       .database = client.database,
                       .user = client.user};
   if (!who.local) read_peer_address(client.fd, who);
+  // What PostgreSQL says when its pg_hba.conf has only hostssl lines, the setup "require" mirrors.
+  if (full_config.tls.mode == config::TlsMode::require && !who.local && !who.tls) {
+    return {
+        refused(sqlstate::kInvalidAuthorizationSpecification, "no pg_hba.conf entry for " + hba_subject(who),
+                "tls.mode \"require\": a TCP client without TLS"),
+        nullptr, std::nullopt, false};
+  }
   if (config.type == config::AuthType::hba) {
     const auth::HbaRule* rule = config.hba ? config.hba->match(who) : nullptr;
     if (rule == nullptr) {
@@ -173,8 +202,8 @@ ClientAuth::Start ClientAuth::start(const config::AuthConfig& config, const Auth
     case config::AuthType::md5:
     case config::AuthType::scram_sha_256:
       return password(config.type, config, client);
-    case config::AuthType::cert:  // the certificate was checked before (ClientSession::tls_login_refusal)
-      return {accepted(), nullptr, config::AuthType::cert, false};
+    case config::AuthType::cert:
+      return cert(client, who);
     case config::AuthType::hba:
       break;
   }
@@ -197,6 +226,12 @@ std::string ClientAuth::unexpected_message(char type) const {
   const bool sasl = std::holds_alternative<auth::ScramExchange>(exchange_);
   return std::string(sasl ? "expected SASL response" : "expected password response") + ", got message type " +
          std::to_string(static_cast<unsigned char>(type));
+}
+
+std::string_view ClientAuth::mechanism() const {
+  if (const auto* scram = std::get_if<auth::ScramExchange>(&exchange_))
+    return scram->channel_bound() ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";
+  return "md5";
 }
 
 std::string_view auth_method_name(config::AuthType type) {

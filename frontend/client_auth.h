@@ -15,14 +15,16 @@
 #include "auth/scram_exchange.h"
 #include "config/config.h"
 #include "daemon/listener.h"
+#include "net/tls_channel.h"
 
 namespace sluice::frontend {
 
 struct AuthClient {
   daemon::Transport transport = daemon::Transport::unix_socket;
   int fd = -1;
-  bool tls = false;                      // the client's connection is on TLS
-  auth::ChannelBinding channel_binding;  // its tls-server-end-point data, when on TLS
+  // Its TLS (tls-server-end-point for SCRAM-SHA-256-PLUS, the certificate for cert); nullptr in
+  // plain text.
+  const net::TlsChannel* tls = nullptr;
   std::string user;
   std::string database;
 };
@@ -39,7 +41,8 @@ class ClientAuth {
     bool needs_lookup = false;
   };
 
-  static Start start(const config::AuthConfig& config, const AuthClient& client);
+  // `config`: auth, and tls.mode ("require" refuses TCP clients without TLS).
+  static Start start(const config::Config& config, const AuthClient& client);
   // A password method's exchange once the role's secret is known; nullptr: there is none, and
   // `why_none` is what the log will say when the (mock) exchange fails.
   static Start challenge(config::AuthType method, const auth::Secret* secret, const std::string& why_none,
@@ -54,6 +57,8 @@ class ClientAuth {
   auth::AuthStep on_response(protocol::Bytes body);
   // What PostgreSQL says when the client sends another message type here.
   [[nodiscard]] std::string unexpected_message(char type) const;
+  // For the log: "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256" or "md5".
+  [[nodiscard]] std::string_view mechanism() const;
 
  private:
   config::AuthType method_;

@@ -157,26 +157,19 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   const std::string* database = packet.parameter("database");
   database_ = database != nullptr && !database->empty() ? *database : user_;
 
-  // tls.mode "require" and the cert method turn a client away before any password is asked.
-  if (auto refusal = tls_login_refusal()) return fail(sqlstate::kInvalidAuthorizationSpecification, *refusal);
   auto settings = protocol::startup_settings(packet);
   if (!settings) return fail(settings.error().sqlstate, settings.error().message);
   startup_settings_ = std::move(*settings);
   if (!reply.empty()) socket_->write(reply);
 
-  auto start = ClientAuth::start(worker_.config().auth, auth_client());
+  auto start = ClientAuth::start(worker_.config(), auth_client());
   if (start.needs_lookup) return look_up_secret(*start.method);
   begin_auth(std::move(start));
 }
 
 AuthClient ClientSession::auth_client() const {
-  // TLS's channel binding (SCRAM-SHA-256-PLUS) is not handed over yet: plain SCRAM over TLS.
-  return AuthClient{.transport = transport_,
-                    .fd = socket_->fd(),
-                    .tls = tls() != nullptr,
-                    .channel_binding = std::nullopt,
-                    .user = user_,
-                    .database = database_};
+  return AuthClient{
+      .transport = transport_, .fd = socket_->fd(), .tls = tls(), .user = user_, .database = database_};
 }
 
 void ClientSession::begin_auth(ClientAuth::Start start) {
@@ -237,6 +230,9 @@ void ClientSession::auth_stepped(const auth::AuthStep& step, std::optional<confi
       auth_.reset();
       return fail(step.error.sqlstate, step.error.message, step.error.detail);
     case auth::AuthStep::Verdict::ok:
+      if (auth_)
+        log::debug("client ", id_, ": \"", user_, "\" authenticated with ", auth_->mechanism(), " (",
+                   auth_method_name(*method), ")");
       auth_.reset();
       auth_method_ = method;
       if (!startup_buffer_.empty())

@@ -154,8 +154,6 @@ class ClientSession final : net::PollSocket::Handler,
   // session closed.
   bool start_direct_tls();
   [[nodiscard]] std::string describe_read_failure(ssize_t result) const;
-  // Why tls.mode or the cert method turns this login away (28000), if it does.
-  [[nodiscard]] std::optional<std::string> tls_login_refusal() const;
 
   Worker& worker_;
   std::uint64_t id_;

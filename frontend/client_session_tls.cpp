@@ -1,10 +1,7 @@
-// ClientSession's transport security: answering SSLRequest and GSSENCRequest, PostgreSQL 17's
-// direct TLS, tls.mode "require", and the `cert` method. The TLS itself is the socket's
-// (net/tls_channel.h); authentication asks it through ClientSession::tls().
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-
+// ClientSession's transport security: answering SSLRequest and GSSENCRequest, and PostgreSQL 17's
+// direct TLS. The TLS itself is the socket's (net/tls_channel.h); authentication
+// (frontend/client_auth.cpp: tls.mode "require", the cert method, channel binding) asks it
+// through ClientSession::tls().
 #include <cerrno>
 #include <cstring>
 
@@ -17,21 +14,6 @@ namespace sluice::frontend {
 namespace {
 
 constexpr int kTlsHandshakeRecord = 0x16;  // the first byte of a ClientHello
-
-// The client's address as PostgreSQL's messages show it; "[local]" on the Unix socket.
-std::string peer_host(int fd, Transport transport) {
-  if (transport == Transport::unix_socket) return "[local]";
-  sockaddr_storage address{};
-  socklen_t size = sizeof address;
-  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) return "?";
-  char text[INET6_ADDRSTRLEN] = "?";
-  if (address.ss_family == AF_INET) {
-    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&address)->sin_addr, text, sizeof text);
-  } else if (address.ss_family == AF_INET6) {
-    ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&address)->sin6_addr, text, sizeof text);
-  }
-  return text;
-}
 
 }  // namespace
 
@@ -89,24 +71,6 @@ std::string ClientSession::describe_read_failure(ssize_t result) const {
     return what + channel->failure();
   }
   return std::string("client read failed: ") + std::strerror(static_cast<int>(-result));
-}
-
-std::optional<std::string> ClientSession::tls_login_refusal() const {
-  const config::Config& config = worker_.config();
-  const net::TlsChannel* channel = tls();
-  // PostgreSQL's words for a client that a hostssl-only pg_hba.conf turns away: clients and
-  // operators recognise them, and they say what to change (README "TLS").
-  const bool needs_tls = config.auth.type == config::AuthType::cert ||
-                         (config.tls.mode == config::TlsMode::require && transport_ == Transport::tcp);
-  if (needs_tls && channel == nullptr) {
-    return "no pg_hba.conf entry for host \"" + peer_host(socket_->fd(), transport_) + "\", user \"" + user_ +
-           "\", database \"" + database_ + "\", no encryption";
-  }
-  if (config.auth.type != config::AuthType::cert) return std::nullopt;
-  if (!channel->peer_certificate_verified()) return "connection requires a valid client certificate";
-  if (channel->peer_common_name() != user_)
-    return "certificate authentication failed for user \"" + user_ + "\"";
-  return std::nullopt;
 }
 
 }  // namespace sluice::frontend

@@ -23,19 +23,6 @@ void write_file(const std::string& path, const std::string& text) {
   }
 }
 
-int free_tcp_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  const bool bound = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
-                     ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) == 0;
-  if (fd >= 0) ::close(fd);
-  if (!bound) throw std::runtime_error("no free TCP port");
-  return ntohs(address.sin_port);
-}
-
 void wait_for_tcp(int port) {
   const bool up = harness::wait_until([port] {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);

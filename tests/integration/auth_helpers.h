@@ -8,8 +8,6 @@ namespace authtest {
 // Writes `text` to a temporary name and renames it into place: a reload never reads half a file.
 void write_file(const std::string& path, const std::string& text);
 
-// A free TCP port on 127.0.0.1, found by binding port 0 (other tests run beside these).
-int free_tcp_port();
 // Until 127.0.0.1:`port` accepts: sluiced opens its TCP listener just after the Unix socket the
 // harness waits for.
 void wait_for_tcp(int port);

@@ -11,13 +11,14 @@
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/raw_wire.h"
+#include "tests/integration/tls_helpers.h"
 
 namespace {
 
 using authtest::contains;
-using authtest::free_tcp_port;
 using authtest::refusal;
 using authtest::write_file;
+using harness::free_tcp_port;  // tls_helpers.h
 using harness::PgConn;
 using json = nlohmann::json;
 using namespace std::chrono_literals;
@@ -198,7 +199,8 @@ TEST(AuthPassword, TcpWithoutTlsNeedsAPasswordOrTrustWrittenOut) {
                                       harness::os_user() + "\", database \"postgres\", no encryption"))
         << refused;
     EXPECT_EQ(refusal(daemon.conninfo()), "");
-    EXPECT_TRUE(contains(daemon.log(), "TCP clients on 127.0.0.1:" + std::to_string(port) + " are refused"));
+    EXPECT_TRUE(contains(daemon.log(),
+                         "TCP clients without TLS on 127.0.0.1:" + std::to_string(port) + " are refused"));
   }
   {
     json overrides = tcp_on(port);

@@ -509,14 +509,13 @@ void check_driver(const DriverProgram& program, const std::string& pool_mode,
 // and its name (verify-full) against the test's CA: libpq (psycopg), asyncpg and node-pg read
 // PGSSLMODE (node-pg's "verify-full" is Node's own verification, which NODE_EXTRA_CA_CERTS feeds);
 // pgjdbc takes connection properties.
-void check_driver_over_tls(DriverProgram program) {
+// `login`: a password method too.
+void check_driver_over_tls(DriverProgram program, const std::optional<PasswordLogin>& login = std::nullopt) {
   if (!direct_run_is_right(program)) return;
   const TestPki pki;
   const int port = free_tcp_port();
-  Sluiced sluiced({.dbname = kDatabase,
-                   .pool_size = kPoolSize,
-                   .pool_mode = "transaction",
-                   .overrides = tls_overrides(pki, "require", port)});
+  Sluiced sluiced = sluiced_for("transaction", login, tls_overrides(pki, "require", port));
+  if (login) expect_password_required(sluiced);
   program.env.insert(program.env.end(), {"PGSSLMODE=verify-full", "PGSSLROOTCERT=" + pki.ca_cert(),
                                          "NODE_EXTRA_CA_CERTS=" + pki.ca_cert()});
   if (program.name == jdbc().name) {
@@ -525,7 +524,9 @@ void check_driver_over_tls(DriverProgram program) {
         {"--connect-properties", "ssl=true|sslmode=verify-full|sslrootcert=" + pki.ca_cert()});
   }
   // "localhost": the name verify-full checks; tls.mode "require" refuses any login without TLS.
-  check_pooled(program, {"localhost", port}, "transaction mode over TLS, verify-full");
+  check_pooled(program, {"localhost", port},
+               "transaction mode over TLS, verify-full" + (login ? ", " + login->auth_type : ""),
+               login ? login->password : "");
 }
 
 TEST(DriverMatrix, Psycopg3TransactionMode) { check_driver(psycopg3(), "transaction"); }
@@ -552,6 +553,10 @@ TEST(DriverMatrix, Psycopg2Scram) { check_driver(psycopg2(), "transaction", kScr
 TEST(DriverMatrix, AsyncpgScram) { check_driver(asyncpg(), "transaction", kScram); }
 TEST(DriverMatrix, JdbcScram) { check_driver(jdbc(), "transaction", kScram); }
 TEST(DriverMatrix, NodePgScram) { check_driver(node_pg(), "transaction", kScram); }
+// Both at once: psycopg (libpq) takes SCRAM-SHA-256-PLUS over TLS by default, asyncpg (which does
+// not implement channel binding) plain SCRAM-SHA-256 over TLS.
+TEST(DriverMatrix, Psycopg3ScramOverTls) { check_driver_over_tls(psycopg3(), kScram); }
+TEST(DriverMatrix, AsyncpgScramOverTls) { check_driver_over_tls(asyncpg(), kScram); }
 
 // ---- libpq: PQprepare / PQexecPrepared / PQdescribePrepared, in this process ----
 

@@ -179,6 +179,7 @@ TEST(AuthScramExchange, PlusIsOfferedOnTlsAndTheBindingIsChecked) {
       bytes(client_final("pencil", header, "other", bare, auth_body(relayed_first.reply, 11))));
   EXPECT_EQ(relayed_final.verdict, Verdict::failed);
   EXPECT_EQ(relayed_final.error.message, "SCRAM channel binding check failed");
+  EXPECT_EQ(relayed_final.error.sqlstate, std::string("28000"));  // as PostgreSQL
 }
 
 TEST(AuthScramExchange, ChannelBindingNegotiationFollowsPostgres) {
