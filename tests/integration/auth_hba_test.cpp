@@ -28,17 +28,10 @@ constexpr const char* kMd5Password = "hba md5 secret";
 
 std::string users_file() {
   static const std::string made = [] {
-    const PgConn admin = harness::connect(harness::postgres().conninfo());
-    harness::exec_ok(admin, "SET password_encryption = 'scram-sha-256'");
-    harness::exec_ok(admin, std::string("CREATE ROLE hba_scram LOGIN PASSWORD '") + kScramPassword + "'");
-    harness::exec_ok(admin, "CREATE ROLE hba_rejected LOGIN");
-    harness::exec_ok(admin, "SET password_encryption = 'md5'");
-    harness::exec_ok(admin, std::string("CREATE ROLE hba_md5 LOGIN PASSWORD '") + kMd5Password + "'");
-    const auto secret = [&](const char* role) {
-      return harness::scalar(admin,
-                             std::string("SELECT rolpassword FROM pg_authid WHERE rolname = '") + role + "'");
-    };
-    return "\"hba_scram\" \"" + secret("hba_scram") + "\"\n\"hba_md5\" \"" + secret("hba_md5") + "\"\n";
+    authtest::set_role("hba_scram", kScramPassword, "scram-sha-256");
+    authtest::set_role("hba_rejected", "never asked", "scram-sha-256");
+    authtest::set_role("hba_md5", kMd5Password, "md5");
+    return authtest::auth_file_line("hba_scram") + authtest::auth_file_line("hba_md5");
   }();
   return made;
 }

@@ -46,4 +46,19 @@ bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
+void set_role(const std::string& role, const std::string& password, const std::string& encryption) {
+  const harness::PgConn admin = harness::connect(harness::postgres().conninfo());
+  harness::exec_ok(admin, "SET password_encryption = '" + encryption + "'");
+  const bool exists =
+      harness::scalar(admin, "SELECT count(*) FROM pg_roles WHERE rolname = '" + role + "'") == "1";
+  harness::exec_ok(admin, std::string(exists ? "ALTER" : "CREATE") + " ROLE " + role + " LOGIN PASSWORD '" +
+                              password + "'");
+}
+
+std::string auth_file_line(const std::string& role) {
+  const harness::PgConn admin = harness::connect(harness::postgres().conninfo());
+  return "\"" + role + "\" \"" +
+         harness::scalar(admin, "SELECT rolpassword FROM pg_authid WHERE rolname = '" + role + "'") + "\"\n";
+}
+
 }  // namespace authtest

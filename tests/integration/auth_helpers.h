@@ -17,4 +17,10 @@ std::string refusal(const std::string& conninfo);
 
 bool contains(const std::string& text, const std::string& part);
 
+// Makes `role` (LOGIN) in the test's PostgreSQL with `password` stored as `encryption`
+// ("scram-sha-256" or "md5"), or changes its password if it exists.
+void set_role(const std::string& role, const std::string& password, const std::string& encryption);
+// Its auth.file line, its secret copied from pg_authid as the README says: "role" "secret".
+std::string auth_file_line(const std::string& role);
+
 }  // namespace authtest

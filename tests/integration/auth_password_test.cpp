@@ -34,12 +34,10 @@ struct Roles {
 
 const Roles& roles() {
   static const Roles made = [] {
+    authtest::set_role("auth_scram", kScramPassword, "scram-sha-256");
+    authtest::set_role("auth_other", "other", "scram-sha-256");
+    authtest::set_role("auth_md5", kMd5Password, "md5");
     const PgConn admin = harness::connect(harness::postgres().conninfo());
-    harness::exec_ok(admin, "SET password_encryption = 'scram-sha-256'");
-    harness::exec_ok(admin, std::string("CREATE ROLE auth_scram LOGIN PASSWORD '") + kScramPassword + "'");
-    harness::exec_ok(admin, "CREATE ROLE auth_other LOGIN PASSWORD 'other'");
-    harness::exec_ok(admin, "SET password_encryption = 'md5'");
-    harness::exec_ok(admin, std::string("CREATE ROLE auth_md5 LOGIN PASSWORD '") + kMd5Password + "'");
     return Roles{harness::scalar(admin, "SELECT rolpassword FROM pg_authid WHERE rolname = 'auth_scram'"),
                  harness::scalar(admin, "SELECT rolpassword FROM pg_authid WHERE rolname = 'auth_md5'")};
   }();

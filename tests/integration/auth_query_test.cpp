@@ -13,19 +13,11 @@ namespace {
 
 using authtest::contains;
 using authtest::refusal;
+using authtest::set_role;
 using harness::PgConn;
 using json = nlohmann::json;
 
 // Makes (or re-passwords) `role` with `password`, stored as `encryption` says.
-void set_role(const std::string& role, const std::string& password, const std::string& encryption) {
-  const PgConn admin = harness::connect(harness::postgres().conninfo());
-  harness::exec_ok(admin, "SET password_encryption = '" + encryption + "'");
-  const bool exists =
-      harness::scalar(admin, "SELECT count(*) FROM pg_roles WHERE rolname = '" + role + "'") == "1";
-  harness::exec_ok(admin, std::string(exists ? "ALTER" : "CREATE") + " ROLE " + role + " LOGIN PASSWORD '" +
-                              password + "'");
-}
-
 harness::SluicedConfig query_config(const std::string& type, int cache_s) {
   return harness::default_config(
       {.overrides = {{"auth", {{"type", type}, {"user", harness::os_user()}, {"cache_s", cache_s}}}}});

@@ -26,11 +26,8 @@ constexpr const char* kPassword = "tls scram secret";
 // The role auth_tls with a SCRAM password; its auth.file line.
 std::string users_file() {
   static const std::string made = [] {
-    const PgConn admin = harness::connect(harness::postgres().conninfo());
-    harness::exec_ok(admin, "SET password_encryption = 'scram-sha-256'");
-    harness::exec_ok(admin, std::string("CREATE ROLE auth_tls LOGIN PASSWORD '") + kPassword + "'");
-    return "\"auth_tls\" \"" +
-           harness::scalar(admin, "SELECT rolpassword FROM pg_authid WHERE rolname = 'auth_tls'") + "\"\n";
+    authtest::set_role("auth_tls", kPassword, "scram-sha-256");
+    return authtest::auth_file_line("auth_tls");
   }();
   return made;
 }
