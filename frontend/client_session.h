@@ -181,8 +181,7 @@ class ClientSession final : net::PollSocket::Handler,
   std::uint64_t request_started_ms_ = 0;      // its first bytes since its server last had nothing to run
   std::uint64_t transaction_started_ms_ = 0;  // ... since its server was last outside a transaction
   bool query_timeout_fired_ = false;          // the running request's cancel was sent
-  std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
-  bool ssl_request_seen_ = false;       // or a direct ClientHello
+  bool ssl_request_seen_ = false;             // or a direct ClientHello
   bool gss_request_seen_ = false;
   std::optional<config::AuthType> auth_method_;
 };
