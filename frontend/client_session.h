@@ -14,6 +14,7 @@
 
 #include "daemon/listener.h"
 #include "frontend/statement_router.h"
+#include "metrics/request_timer.h"
 #include "net/poll_socket.h"
 #include "pool/pool.h"
 #include "protocol/message_scanner.h"
@@ -94,6 +95,7 @@ class ClientSession final : net::PollSocket::Handler,
   // pool::ServerUser
   void on_server_data(protocol::Bytes bytes) override;
   void on_server_ready() override;
+  void on_server_answered() override;
   void on_server_lost(const std::string& reason) override;
   void on_server_drained() override;
   void on_own_query_done(std::optional<std::vector<protocol::QueryReply>> replies) override;
@@ -153,6 +155,7 @@ class ClientSession final : net::PollSocket::Handler,
   // release has read them, it does not ask for another.
   std::shared_ptr<pool::SettingsCapture> capture_;
   std::uint64_t last_activity_ms_ = 0;  // loop time of the last byte either way
+  metrics::RequestTimer request_timer_;
 };
 
 }  // namespace sluice::frontend
