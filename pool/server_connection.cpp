@@ -281,9 +281,9 @@ void ServerConnection::read_server() {
 
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   if (state_ == ServerState::idle) return idle_server_spoke(chunk);
-  const bool filtering = filters_replies_ && state_ == ServerState::active && user_ != nullptr;
-  if (filtering) ledger_.begin_chunk(chunk);
   const bool client_attached = state_ == ServerState::active && user_ != nullptr;
+  const bool filtering = filters_replies_ && client_attached;
+  if (filtering) ledger_.begin_chunk(chunk);
   const auto result =
       scanner_.scan(chunk, [this, filtering, client_attached, chunk](const protocol::MessageEvent& e) {
         if (filtering) ledger_.on_message(e);

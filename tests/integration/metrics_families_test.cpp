@@ -204,8 +204,9 @@ TEST(MetricsFailedConnects, AServerThatCannotBeReachedCountsAsFailed) {
   EXPECT_GE(metrics.value("sluice_client_logins_total", {{"result", "failed"}}), 1);
 }
 
-// Two worker loops: each keeps its own histograms; /metrics adds them up bucket by bucket.
-TEST(MetricsWorkers, HistogramsOfEveryWorkerAddUp) {
+// Two worker loops: each keeps its own histograms; /metrics adds them up bucket by bucket. Named
+// Workers* so that make test-sanitized runs it against the ThreadSanitizer build too.
+TEST(WorkersMetrics, HistogramsOfEveryWorkerAddUp) {
   harness::Sluiced sluiced(harness::metrics_config({.pool_size = 4, .overrides = {{"workers", 2}}}));
   const std::string address = harness::metrics_socket(sluiced);
   const Labels pool = pool_labels();
