@@ -30,12 +30,18 @@ HttpRequest bad() { return {HttpRequest::Status::bad, {}, {}, {}}; }
 
 }  // namespace
 
+// A bare LF ends lines too (RFC 9112 §2.2 lets a server accept it).
+std::size_t find_head_end(std::string_view received, std::size_t from) {
+  for (std::size_t at = received.find('\n', from); at != std::string_view::npos;
+       at = received.find('\n', at + 1)) {
+    if (at + 1 < received.size() && received[at + 1] == '\n') return at + 2;
+    if (at + 2 < received.size() && received[at + 1] == '\r' && received[at + 2] == '\n') return at + 3;
+  }
+  return std::string_view::npos;
+}
+
 HttpRequest parse_http_request(std::string_view received, std::size_t max_head_bytes) {
-  // A bare LF ends lines too (RFC 9112 §2.2 lets a server accept it).
-  std::size_t end = received.find("\n\r\n");
-  std::size_t end_bare = received.find("\n\n");
-  end = std::min(end == std::string_view::npos ? end : end + 3,
-                 end_bare == std::string_view::npos ? end_bare : end_bare + 2);
+  const std::size_t end = find_head_end(received);
   if (end == std::string_view::npos) {
     if (received.size() > max_head_bytes) return {HttpRequest::Status::too_large, {}, {}, {}};
     return {};

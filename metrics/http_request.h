@@ -21,6 +21,10 @@ struct HttpRequest {
   std::string accept;
 };
 
+// Where the head ends (just past its empty line), looking from `from` on (bytes before it are known
+// to hold no end: a reader that gets a request byte by byte scans each byte once); npos when not yet.
+std::size_t find_head_end(std::string_view received, std::size_t from = 0);
+
 // `received`: every byte read so far. The head ends at the first empty line.
 HttpRequest parse_http_request(std::string_view received, std::size_t max_head_bytes);
 

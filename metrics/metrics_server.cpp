@@ -90,6 +90,12 @@ class MetricsServer::Connection final : net::PollSocket::Handler {
     if (n == -EAGAIN) return;
     if (n <= 0) return close(n == 0 ? "peer closed before its request was complete" : "read error");
     received_.append(buffer.data(), static_cast<std::size_t>(n));
+    // Each byte is looked at once, however the request is split: a line end may straddle reads.
+    const std::size_t from = scanned_ > 2 ? scanned_ - 2 : 0;
+    scanned_ = received_.size();
+    if (find_head_end(received_, from) == std::string::npos &&
+        received_.size() <= server_.settings_.max_head_bytes)
+      return;
     const HttpRequest request = parse_http_request(received_, server_.settings_.max_head_bytes);
     switch (request.status) {
       case HttpRequest::Status::incomplete:
@@ -140,6 +146,7 @@ class MetricsServer::Connection final : net::PollSocket::Handler {
   Phase phase_ = Phase::reading;
   net::PollSocket::Ptr socket_;
   std::string received_;
+  std::size_t scanned_ = 0;  // bytes of received_ already searched for the head's end
   bool closed_ = false;
 };
 

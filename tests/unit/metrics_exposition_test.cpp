@@ -139,6 +139,26 @@ TEST(HttpRequest, IncompleteUntilTheEmptyLineThenBounded) {
   EXPECT_EQ(parse_http_request(long_head, 64).status, HttpRequest::Status::too_large);
 }
 
+TEST(HttpRequest, TheHeadEndIsFoundFromWhereTheLastSearchStopped) {
+  const std::string head = "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n";
+  EXPECT_EQ(find_head_end(head), head.size());
+  // Fed byte by byte, searching from two bytes before the previous end finds it exactly once.
+  std::size_t scanned = 0;
+  std::size_t found_at = 0;
+  for (std::size_t size = 1; size <= head.size(); ++size) {
+    const std::size_t end =
+        find_head_end(std::string_view(head).substr(0, size), scanned > 2 ? scanned - 2 : 0);
+    scanned = size;
+    if (end != std::string::npos) {
+      found_at = size;
+      break;
+    }
+  }
+  EXPECT_EQ(found_at, head.size());
+  EXPECT_EQ(find_head_end("GET / HTTP/1.0\n\n"), 16U);
+  EXPECT_EQ(find_head_end("GET / HTTP/1.1\r\nX: y\r\n"), std::string::npos);
+}
+
 TEST(HttpRequest, RejectsWhatIsNotHttp) {
   for (const char* head : {"\r\n\r\n", "GET\r\n\r\n", "GET /metrics\r\n\r\n", "GET /metrics HTTP/2\r\n\r\n",
                            "G(T /metrics HTTP/1.1\r\n\r\n", "GET /metrics HTTP/1.1\r\nno colon\r\n\r\n",
