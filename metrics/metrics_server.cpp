@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "metrics/http_request.h"
+#include "net/peer_connection.h"
 #include "net/poll_socket.h"
 
 namespace sluice::metrics {
@@ -45,26 +46,13 @@ void refuse(int fd, const std::string& response) {
 }  // namespace
 
 // One scraper: reads the request head, answers once, closes.
-class MetricsServer::Connection final : net::PollSocket::Handler {
+class MetricsServer::Connection final : public net::PeerConnection {
  public:
   Connection(MetricsServer& server, std::uint64_t id)
-      : server_(server), id_(id), deadline_ms_(uv_now(server.loop_) + server.settings_.request_timeout_ms) {}
-  ~Connection() { socket_.reset(); }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  bool start(int fd) {
-    socket_ = net::PollSocket::open(server_.loop_, fd, /*owns_fd=*/true, this);
-    return socket_ != nullptr;
-  }
-
-  void close(std::string_view reason) {
-    if (closed_) return;
-    closed_ = true;
-    log::debug("metrics connection ", id_, " closed: ", reason);
-    socket_.reset();
-    server_.retire(*this);
-  }
+      : PeerConnection(server.loop_, "metrics", id,
+                       [&server](PeerConnection& peer) { server.retire(static_cast<Connection&>(peer)); }),
+        server_(server),
+        deadline_ms_(uv_now(server.loop_) + server.settings_.request_timeout_ms) {}
 
   void take_answer(std::string body, Format format) {
     if (closed_ || phase_ != Phase::awaiting_answer) return;
@@ -79,7 +67,6 @@ class MetricsServer::Connection final : net::PollSocket::Handler {
   }
 
   std::list<std::unique_ptr<Connection>>::iterator position;
-  [[nodiscard]] std::uint64_t id() const { return id_; }
 
  private:
   enum class Phase { reading, awaiting_answer, writing };
@@ -141,13 +128,10 @@ class MetricsServer::Connection final : net::PollSocket::Handler {
   }
 
   MetricsServer& server_;
-  std::uint64_t id_;
   std::uint64_t deadline_ms_;
   Phase phase_ = Phase::reading;
-  net::PollSocket::Ptr socket_;
   std::string received_;
   std::size_t scanned_ = 0;  // bytes of received_ already searched for the head's end
-  bool closed_ = false;
 };
 
 Result<std::unique_ptr<MetricsServer>> MetricsServer::open(uv_loop_t* loop, Settings settings,
