@@ -84,7 +84,7 @@ MetricsShare metrics_share(const Worker& worker) {
   return share;
 }
 
-metrics::Snapshot combine_metrics(const Daemon& daemon, std::vector<MetricsShare> shares) {
+metrics::Snapshot combine_metrics(const Daemon& daemon, const std::vector<MetricsShare>& shares) {
   metrics::Snapshot snapshot;
   snapshot.version = kVersion;
   snapshot.start_time_seconds = unix_seconds(daemon.started_at());
@@ -99,11 +99,11 @@ metrics::Snapshot combine_metrics(const Daemon& daemon, std::vector<MetricsShare
   }
 
   std::map<PoolName, metrics::PoolSample> pools;
-  for (auto& share : shares) {
+  for (const auto& share : shares) {
     snapshot.teardown.merge(share.teardown);
     snapshot.clients.merge(share.clients);
     snapshot.drain_forced_scopes += share.forced_scopes;
-    snapshot.workers.push_back(std::move(share.worker));
+    snapshot.workers.push_back(share.worker);
     for (const auto& pool : share.pools) add_share(sample_for(pools, {pool.database, pool.user}), pool);
   }
   for (auto& [name, pool] : pools) {
@@ -116,8 +116,8 @@ metrics::Snapshot combine_metrics(const Daemon& daemon, std::vector<MetricsShare
 
 void Daemon::scrape_metrics(metrics::Format format, metrics::MetricsServer::Respond respond) {
   gather<MetricsShare>(metrics_share,
-                       [this, format, respond = std::move(respond)](std::vector<MetricsShare> shares) {
-                         respond(metrics::render(combine_metrics(*this, std::move(shares)), format));
+                       [this, format, respond = std::move(respond)](const std::vector<MetricsShare>& shares) {
+                         respond(metrics::render(combine_metrics(*this, shares), format));
                        });
 }
 

@@ -23,6 +23,6 @@ struct MetricsShare {
 // On the worker's loop.
 MetricsShare metrics_share(const Worker& worker);
 // On the main loop, with every worker's share.
-metrics::Snapshot combine_metrics(const Daemon& daemon, std::vector<MetricsShare> shares);
+metrics::Snapshot combine_metrics(const Daemon& daemon, const std::vector<MetricsShare>& shares);
 
 }  // namespace sluice::daemon

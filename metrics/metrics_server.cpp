@@ -54,7 +54,7 @@ class MetricsServer::Connection final : public net::PeerConnection {
         server_(server),
         deadline_ms_(uv_now(server.loop_) + server.settings_.request_timeout_ms) {}
 
-  void take_answer(std::string body, Format format) {
+  void take_answer(const std::string& body, Format format) {
     if (closed_ || phase_ != Phase::awaiting_answer) return;
     send(http_response("200 OK", content_type(format), body));
   }
@@ -113,8 +113,8 @@ class MetricsServer::Connection final : public net::PeerConnection {
     socket_->set_reading(false);
     const Format format = format_for_accept(request.accept);
     server_.scrape_(format, [lifeline = std::weak_ptr<MetricsServer*>(server_.lifeline_), id = id_,
-                             format](std::string body) {
-      if (const auto server = lifeline.lock()) (*server)->deliver(id, std::move(body), format);
+                             format](const std::string& body) {
+      if (const auto server = lifeline.lock()) (*server)->deliver(id, body, format);
     });
   }
 
@@ -190,9 +190,9 @@ void MetricsServer::close_overdue_connections() {
   }
 }
 
-void MetricsServer::deliver(std::uint64_t connection_id, std::string body, Format format) {
+void MetricsServer::deliver(std::uint64_t connection_id, const std::string& body, Format format) {
   for (auto& connection : connections_) {
-    if (connection->id() == connection_id) return connection->take_answer(std::move(body), format);
+    if (connection->id() == connection_id) return connection->take_answer(body, format);
   }
 }
 

@@ -51,7 +51,7 @@ class MetricsServer {
 
   MetricsServer(uv_loop_t* loop, Settings settings, Scrape scrape);
   void accept(int fd);
-  void deliver(std::uint64_t connection_id, std::string body, Format format);
+  void deliver(std::uint64_t connection_id, const std::string& body, Format format);
   void retire(Connection& connection);
   void close_overdue_connections();
 
