@@ -18,6 +18,7 @@
 #                      the same port numbers on 127.0.0.1: the main sluiced and both PgBouncers)
 #   BENCH_ANCHORS=../shared/anchors   where pgbouncer-1.25.2.tar.gz and build-pgbouncer.sh are
 #                      (needed only until build/deps/pgbouncer-1.25.2 exists)
+#   BENCH_SCRAPE=0     skip the last phase: the cost of a /metrics scraper (bench/scrape_overhead.py)
 #   BENCH_TESTS=L50,S50  only these of bench.py's TESTS (ids; default all): for a quick check, the
 #                      report then has n/a for the others
 set -euo pipefail
@@ -182,14 +183,17 @@ cp "$root/build/bin/sluiced" "$root/build/bin/sluicectl" "$work/"
 sluiced=$work/sluiced sluicectl=$work/sluicectl
 
 write_sluice_config() {  # PORT CONTROL FILE [WORKERS] [tls: also TCP + TLS on 127.0.0.1:PORT]
-  # [MORE POOL SETTINGS, e.g. '"max_db_connections": 5']
+  # [MORE POOL SETTINGS, e.g. '"max_db_connections": 5'] [METRICS_SOCKET]
   local tcp='' tls=''
   if [[ -n ${5:-} ]]; then
     tcp=", \"tcp\": \"127.0.0.1:$1\""
     tls="\"tls\": {\"mode\": \"require\", \"cert_file\": \"$work/tls.crt\", \"key_file\": \"$work/tls.key\"},"
   fi
+  local metrics=''
+  [[ -n ${7:-} ]] && metrics="\"metrics\": {\"listen\": \"$7\"},"
   cat >"$3" <<JSON
 {
+  $metrics
   "workers": ${4:-1},
   "listen": {"unix_socket_dir": "$work", "port": $1$tcp},
   $tls
@@ -211,7 +215,8 @@ wait_socket() {  # PATH PID NAME LOG
   done
 }
 
-write_sluice_config "$sluice_port" "$work/control.sock" "$work/sluice.json" 1 tls
+# The main one serves /metrics too: the scrape-overhead phase (bench/scrape_overhead.py) uses it.
+write_sluice_config "$sluice_port" "$work/control.sock" "$work/sluice.json" 1 tls "" "$work/metrics.sock"
 write_sluice_config "$teardown_port" "$work/control-teardown.sock" "$work/sluice-teardown.json"
 write_sluice_config "$workers_port" "$work/control-workers.sock" "$work/sluice-workers.json" 2
 "$sluiced" --check -c "$work/sluice.json" >/dev/null
@@ -326,6 +331,14 @@ if ((status != 0)); then
     [[ -s $work/$log ]] && { say "$log, last lines:"; tail -n 5 "$work/$log" | sed 's/^/  /'; }
   done
   die "the benchmark failed (exit $status); pgbench outputs: bench/results/latest.log"
+fi
+
+# What a scraper costs: alternating rounds with and without GET /metrics every 100 ms (under 1 %).
+if [[ ${BENCH_SCRAPE:-1} != 0 ]]; then
+  python3 "$bench_dir/scrape_overhead.py" --sluice "$work:$sluice_port" --metrics "$work/metrics.sock" \
+    --db bench --user "$user" --clients 50 --jobs "$(nproc)" --duration "$duration" --rounds "$rounds" \
+    --append-to "$bench_dir/results/latest.md" >>"$work/summary.txt" || status=$?
+  ((status == 0)) || die "the scrape-overhead phase failed (exit $status)"
 fi
 
 # --- fairness between users -------------------------------------------------------------------------

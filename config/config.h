@@ -122,6 +122,12 @@ struct LimitsConfig {
   bool operator==(const LimitsConfig&) const = default;
 };
 
+struct MetricsConfig {
+  std::optional<std::string> listen;  // "host:port" or a Unix socket path; off when absent
+
+  bool operator==(const MetricsConfig&) const = default;
+};
+
 struct DiagnosticsConfig {
   int slow_callback_ms = 100;
 
@@ -140,6 +146,7 @@ struct Config {
   TlsConfig tls;
   LimitsConfig limits;
   DiagnosticsConfig diagnostics;
+  MetricsConfig metrics;
   int workers = 1;                 // event loops, each on its own thread when more than one
   std::string log_level = "info";  // "debug" | "info" | "warning" | "error"
 

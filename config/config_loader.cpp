@@ -394,6 +394,15 @@ void read_auth(Section& s, AuthConfig& auth, const TlsConfig& tls) {
     s.report("type", R"("cert" needs tls.mode "allow" or "require" and tls.ca_file)");
 }
 
+// A path (it has a '/') is a Unix socket; anything else is "host:port".
+void read_metrics(Section& s, MetricsConfig& metrics) {
+  if (!s.string("listen", metrics.listen, Empty::rejected)) return;
+  const std::string& listen = *metrics.listen;
+  const auto error =
+      listen.find('/') != std::string::npos ? socket_path_error(listen) : host_port_error(listen);
+  if (error) s.report("listen", *error + " (a Unix socket is a path with a '/')");
+}
+
 void read_config(Section& root, Config& config) {
   root.section("listen", [&](Section& s) { read_listen(s, config.listen); });
   root.section("control", [&](Section& s) { read_control(s, config.control); });
@@ -416,6 +425,7 @@ void read_config(Section& root, Config& config) {
   root.section("limits", [&](Section& s) { read_limits(s, config.limits); });
   root.section("diagnostics",
                [&](Section& s) { s.integer("slow_callback_ms", config.diagnostics.slow_callback_ms, 1); });
+  root.section("metrics", [&](Section& s) { read_metrics(s, config.metrics); });
   root.integer("workers", config.workers, 1, kMaxWorkers);
   root.choice("log_level", config.log_level,
               {{"debug", "debug"}, {"info", "info"}, {"warning", "warning"}, {"error", "error"}});

@@ -6,17 +6,6 @@
 #include "daemon/status_report.h"
 
 namespace sluice::daemon {
-namespace {
-
-// One report being put together: a share per worker, then the answer.
-struct Gathering {
-  ControlCommand command;
-  ControlServer::Respond respond;
-  std::vector<WorkerReport> shares;
-  std::size_t missing;
-};
-
-}  // namespace
 
 void Daemon::handle_control(const ControlRequest& request, ControlServer::Respond respond) {
   const auto acknowledge = [this] {
@@ -55,26 +44,19 @@ void Daemon::handle_control(const ControlRequest& request, ControlServer::Respon
   respond({{"error", "unhandled command"}});
 }
 
-// Each worker takes its share on its own loop and posts it back here; the last
-// one to arrive completes the answer.
+// Each worker takes its share on its own loop; the last one to arrive completes the answer.
 void Daemon::gather_report(ControlCommand command, ControlServer::Respond respond) {
-  auto gathering = std::make_shared<Gathering>(
-      Gathering{command, std::move(respond), std::vector<WorkerReport>(workers_.size()), workers_.size()});
-  for_each_worker([this, gathering](Worker& worker) {
-    auto share = std::make_shared<WorkerReport>(worker_report(worker, gathering->command));
-    mailbox_->post([this, gathering, share, index = worker.index()] {
-      gathering->shares[index] = std::move(*share);
-      if (--gathering->missing > 0) return;
-      nlohmann::json answer;
-      try {
-        answer = combine_reports(*this, gathering->command, std::move(gathering->shares));
-      } catch (const std::exception& error) {
-        log::error("control command ", command_name(gathering->command), " failed: ", error.what());
-        answer = {{"error", std::string("internal error: ") + error.what()}};
-      }
-      gathering->respond(std::move(answer));
-    });
-  });
+  gather<WorkerReport>([command](const Worker& worker) { return worker_report(worker, command); },
+                       [this, command, respond = std::move(respond)](std::vector<WorkerReport> shares) {
+                         nlohmann::json answer;
+                         try {
+                           answer = combine_reports(*this, command, std::move(shares));
+                         } catch (const std::exception& error) {
+                           log::error("control command ", command_name(command), " failed: ", error.what());
+                           answer = {{"error", std::string("internal error: ") + error.what()}};
+                         }
+                         respond(std::move(answer));
+                       });
 }
 
 }  // namespace sluice::daemon

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "net/peer_connection.h"
 #include "net/poll_socket.h"
 
 namespace sluice::daemon {
@@ -131,26 +132,13 @@ std::vector<gid_t> peer_groups(int fd, uid_t uid) {
 
 // One peer. Reads go through a stack buffer; `inbox_` holds bytes only while a
 // partial line (or lines held back by a slow reader) is pending.
-class ControlServer::Connection final : net::PollSocket::Handler {
+class ControlServer::Connection final : public net::PeerConnection {
  public:
   Connection(ControlServer& server, std::uint64_t id)
-      : server_(server), id_(id), last_activity_ms_(uv_now(server.loop_)) {}
-  ~Connection() { socket_.reset(); }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-
-  bool start(int fd) {
-    socket_ = net::PollSocket::open(server_.loop_, fd, /*owns_fd=*/true, this);
-    return socket_ != nullptr;
-  }
-  // Idempotent. Stops the socket now; the object is freed on a later turn.
-  void close(std::string_view reason) {
-    if (closed_) return;
-    closed_ = true;
-    log::debug("control connection ", id_, " closed: ", reason);
-    socket_.reset();
-    server_.retire(*this);
-  }
+      : PeerConnection(server.loop_, "control", id,
+                       [&server](PeerConnection& peer) { server.retire(static_cast<Connection&>(peer)); }),
+        server_(server),
+        last_activity_ms_(uv_now(server.loop_)) {}
 
   // The answer to the request in hand (now or on a later turn); then the next request.
   void take_answer(const Json& response) {
@@ -163,7 +151,6 @@ class ControlServer::Connection final : net::PollSocket::Handler {
   }
 
   std::list<std::unique_ptr<Connection>>::iterator position;
-  [[nodiscard]] std::uint64_t id() const { return id_; }
   [[nodiscard]] std::uint64_t last_activity_ms() const { return last_activity_ms_; }
 
  private:
@@ -285,9 +272,7 @@ class ControlServer::Connection final : net::PollSocket::Handler {
   }
 
   ControlServer& server_;
-  std::uint64_t id_;
   std::uint64_t last_activity_ms_;  // loop time of the last read
-  net::PollSocket::Ptr socket_;
   std::string inbox_;
   std::size_t scanned_ = 0;  // inbox_ bytes already known to hold no newline
   bool eof_ = false;
@@ -295,7 +280,6 @@ class ControlServer::Connection final : net::PollSocket::Handler {
   bool processing_ = false;       // inside process_input()
   bool closing_after_flush_ = false;
   std::string close_reason_;
-  bool closed_ = false;
 };
 
 Result<std::unique_ptr<ControlServer>> ControlServer::open(uv_loop_t* loop, Settings settings,

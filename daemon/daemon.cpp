@@ -72,6 +72,7 @@ Daemon::~Daemon() {
   workers_.clear();
   listeners_.clear();
   control_.reset();
+  metrics_.reset();
   mailbox_.reset();
   net::close_loop(&loop_);
 }
@@ -94,6 +95,18 @@ int Daemon::run() {
     return 1;
   }
   control_ = std::move(*control);
+  if (config_.metrics.listen) {
+    auto metrics =
+        metrics::MetricsServer::open(&loop_, {.listen = *config_.metrics.listen},
+                                     [this](metrics::Format format, metrics::MetricsServer::Respond respond) {
+                                       scrape_metrics(format, std::move(respond));
+                                     });
+    if (!metrics) {
+      log::error(metrics.error());
+      return 1;
+    }
+    metrics_ = std::move(*metrics);
+  }
 
   auto on_accept = [this](int fd, Transport transport) { accept_client(fd, transport); };
   auto unix_listener = Listener::open_unix(&loop_, client_socket_path(config_.listen), 0777, on_accept);
@@ -280,6 +293,7 @@ void Daemon::stop_loop(bool fail_clients) {
   state_ = ServiceState::stopped;
   listeners_.clear();
   control_.reset();
+  metrics_.reset();
   for_each_worker([fail_clients](Worker& worker) { fail_clients ? worker.shutdown() : worker.stop(); });
   uv_timer_stop(&status_timer_);
   uv_timer_stop(&watchdog_);
@@ -311,23 +325,30 @@ void Daemon::reload() {
         daemon.reload_in_flight_ = false;
         daemon.systemd_.ready();  // reload over, whatever its outcome: the running config serves
         if (status != 0 || !w->result) {
-          daemon.last_reload_ = ReloadOutcome{false, "the configuration could not be read", Clock::now()};
+          daemon.record_reload({false, "the configuration could not be read", Clock::now()});
           return log::error("reload failed: the configuration could not be read");
         }
         if (!*w->result) {
-          daemon.last_reload_ = ReloadOutcome{false, w->result->error(), Clock::now()};
+          daemon.record_reload({false, w->result->error(), Clock::now()});
           return log::error("reload rejected, configuration unchanged: ", w->result->error());
         }
         daemon.apply_config(std::move(w->result->value()));
-        daemon.last_reload_ = ReloadOutcome{true, "", Clock::now()};
+        daemon.record_reload({true, "", Clock::now()});
       });
 }
 
+void Daemon::record_reload(ReloadOutcome outcome) {
+  ++(outcome.ok ? reload_counts_.ok : reload_counts_.failed);
+  last_reload_ = std::move(outcome);
+}
+
 void Daemon::apply_config(config::Config next) {
-  if (next.listen != config_.listen || next.control != config_.control) {
-    log::warning("reload: listen and control settings change only on restart; kept the running ones");
+  if (next.listen != config_.listen || next.control != config_.control || next.metrics != config_.metrics) {
+    log::warning(
+        "reload: listen, control and metrics settings change only on restart; kept the running ones");
     next.listen = config_.listen;
     next.control = config_.control;
+    next.metrics = config_.metrics;
   }
   if (next.workers != config_.workers) {
     log::warning("reload: workers changes only on restart; kept ", config_.workers);

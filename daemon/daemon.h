@@ -22,6 +22,7 @@
 #include "daemon/listener.h"
 #include "daemon/systemd_notify.h"
 #include "daemon/worker.h"
+#include "metrics/metrics_server.h"
 #include "net/mailbox.h"
 
 namespace sluice::daemon {
@@ -33,6 +34,11 @@ struct ReloadOutcome {
   bool ok = false;
   std::string message;  // the reason a reload was rejected
   std::chrono::steady_clock::time_point at;
+};
+
+struct ReloadCounts {
+  std::uint64_t ok = 0;
+  std::uint64_t failed = 0;
 };
 
 struct DrainProgress {
@@ -84,6 +90,7 @@ class Daemon {
   [[nodiscard]] const std::optional<DrainProgress>& drain() const { return drain_; }
   [[nodiscard]] std::size_t worker_count() const { return workers_.size(); }
   [[nodiscard]] const std::optional<ReloadOutcome>& last_reload() const { return last_reload_; }
+  [[nodiscard]] const ReloadCounts& reload_counts() const { return reload_counts_; }
 
  private:
   [[nodiscard]] bool accepting_logins() const {
@@ -99,6 +106,12 @@ class Daemon {
   void exit_if_drained();
   // Every worker's share of a report, combined on the main loop.
   void gather_report(ControlCommand command, ControlServer::Respond respond);
+  // Runs `share` on every worker's loop and hands the shares, in worker order, to `done` on the main loop.
+  template <class Share>
+  void gather(std::function<Share(const Worker&)> share, std::function<void(std::vector<Share>)> done);
+  // A /metrics scrape (metrics/metrics_server.h).
+  void scrape_metrics(metrics::Format format, metrics::MetricsServer::Respond respond);
+  void record_reload(ReloadOutcome outcome);
   void apply_config(config::Config next);
   // Runs `call` on a later turn of the main loop (after the current callback has finished).
   void defer_call(std::function<void()> call);
@@ -122,6 +135,7 @@ class Daemon {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<metrics::MetricsServer> metrics_;
   std::uint64_t next_client_id_ = 1;
   uv_timer_t status_timer_{};
   uv_timer_t watchdog_{};
@@ -130,6 +144,25 @@ class Daemon {
   int exit_code_ = 0;
   bool reload_in_flight_ = false;
   std::optional<ReloadOutcome> last_reload_;
+  ReloadCounts reload_counts_;
 };
+
+template <class Share>
+void Daemon::gather(std::function<Share(const Worker&)> share, std::function<void(std::vector<Share>)> done) {
+  struct Gathering {
+    std::vector<Share> shares;
+    std::size_t missing;
+    std::function<void(std::vector<Share>)> done;
+  };
+  auto gathering = std::make_shared<Gathering>(
+      Gathering{std::vector<Share>(workers_.size()), workers_.size(), std::move(done)});
+  for_each_worker([this, gathering, share = std::move(share)](Worker& worker) {
+    auto taken = std::make_shared<Share>(share(worker));
+    mailbox_->post([gathering, taken, index = worker.index()] {
+      gathering->shares[index] = std::move(*taken);
+      if (--gathering->missing == 0) gathering->done(std::move(gathering->shares));
+    });
+  });
+}
 
 }  // namespace sluice::daemon

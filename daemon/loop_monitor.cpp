@@ -40,7 +40,7 @@ LoopMonitor::~LoopMonitor() {
 void LoopMonitor::on_tick() {
   const std::uint64_t now = uv_hrtime();
   last_lag_ns_ = now > expected_tick_ns_ ? now - expected_tick_ns_ : 0;
-  if (last_lag_ns_ > max_lag_ns_) max_lag_ns_ = last_lag_ns_;
+  lag_histogram_.record(last_lag_ns_);
   expected_tick_ns_ = now + kTickMs * 1000000;
 }
 

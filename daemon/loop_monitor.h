@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "metrics/latency_histogram.h"
+
 namespace sluice::daemon {
 
 class LoopMonitor {
@@ -21,8 +23,10 @@ class LoopMonitor {
 
   void set_slow_callback_ms(int ms) { slow_callback_ns_ = static_cast<std::uint64_t>(ms) * 1000000; }
   [[nodiscard]] double lag_ms() const { return static_cast<double>(last_lag_ns_) / 1e6; }
-  [[nodiscard]] double max_lag_ms() const { return static_cast<double>(max_lag_ns_) / 1e6; }
+  [[nodiscard]] double max_lag_ms() const { return static_cast<double>(lag_histogram_.max()) / 1e6; }
   [[nodiscard]] std::uint64_t slow_callbacks() const { return slow_callbacks_; }
+  // Every tick's lag, for /metrics.
+  [[nodiscard]] const metrics::LatencyHistogram& lag_histogram() const { return lag_histogram_; }
   // Turns of the loop (kernel polls): with the releases, how much work one wake-up serves.
   [[nodiscard]] std::uint64_t turns() const { return turns_; }
 
@@ -43,7 +47,7 @@ class LoopMonitor {
   std::uint64_t poll_ended_ns_ = 0;
   std::uint64_t poll_busy_ns_ = 0;
   std::uint64_t last_lag_ns_ = 0;
-  std::uint64_t max_lag_ns_ = 0;
+  metrics::LatencyHistogram lag_histogram_;
   std::uint64_t slow_callbacks_ = 0;
   std::uint64_t turns_ = 0;
 };

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "common/version.h"
+#include "daemon/client_counts.h"
 #include "daemon/daemon.h"
 #include "daemon/worker.h"
 #include "frontend/client_auth.h"
@@ -30,36 +31,11 @@ double nanos_to_ms(std::uint64_t nanos) {
   return static_cast<double>(std::llround(static_cast<double>(nanos) / 100.0)) / 10000.0;
 }
 
-struct ClientCounts {
-  int active = 0, idle = 0, waiting = 0, login = 0, total = 0;
-  int pinned = 0;  // keep their server between transactions (any state above)
-};
-
 // The worker's clients in `pool`, or all of them when `pool` is null.
 ClientCounts count_clients(const Worker& worker, const pool::Pool* pool) {
   ClientCounts counts;
   for (const auto& client : worker.clients()) {
-    if (pool != nullptr && client->pool() != pool) continue;
-    ++counts.total;
-    if (!client->pinned_because().empty() && client->state() != ClientState::closing) ++counts.pinned;
-    switch (client->state()) {
-      case ClientState::active:
-        ++counts.active;
-        break;
-      case ClientState::idle:
-        ++counts.idle;
-        break;
-      case ClientState::waiting:
-        ++counts.waiting;
-        break;
-      case ClientState::handshake:
-      case ClientState::login:
-        ++counts.login;
-        break;
-      case ClientState::closing:
-        --counts.total;
-        break;
-    }
+    if (pool == nullptr || client->pool() == pool) counts.add(*client);
   }
   return counts;
 }
@@ -242,8 +218,8 @@ json pools_share(const Worker& worker) {
         {"servers", servers},
         {"longest_wait_ms", oldest ? round3(seconds_since(*oldest, now) * 1000.0) : 0.0},
         {"waits",
-         {{"count", pool->waits().count},
-          {"total_ms", round3(static_cast<double>(pool->waits().total_ns) / 1e6)}}},
+         {{"count", pool->metrics().wait.count()},
+          {"total_ms", round3(static_cast<double>(pool->metrics().wait.sum()) / 1e6)}}},
         {"prepared_statements", pool->prepared_statement_count()},
         {"limits", limits_json(pool->limit_counts())},
         {"settings", settings_json(key.settings)},

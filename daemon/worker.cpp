@@ -35,6 +35,7 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
   pool_context_.loop = loop_;
   pool_context_.deleter = deleter_.get();
   pool_context_.stats = &stats_;
+  pool_context_.client_counters = &client_counters_;
   pool_context_.message_max = config_.limits.message_max;
   pool_context_.teardown_max_ms = config_.teardown.max_ms;
   pool_context_.server_ids = &server_ids;
@@ -287,7 +288,12 @@ void Worker::on_janitor() {
   for (auto it = pools_.begin(); it != pools_.end();) {
     it->second->tick(now);
     // Clients with settings of their own make pools of their own: forget those nobody uses.
-    it = it->second->unused() && !it->first.settings.empty() ? pools_.erase(it) : std::next(it);
+    if (!it->second->unused() || it->first.settings.empty()) {
+      ++it;
+      continue;
+    }
+    retired_pool_metrics_[{it->first.database, it->first.user}].merge(it->second->metrics());
+    it = pools_.erase(it);
   }
   const std::uint64_t now_ms = uv_now(loop_);
   for (auto it = clients_.begin(); it != clients_.end();) {

@@ -25,6 +25,8 @@
 #include "daemon/loop_monitor.h"
 #include "frontend/client_session.h"
 #include "frontend/secret_lookup.h"
+#include "metrics/client_counters.h"
+#include "metrics/pool_metrics.h"
 #include "net/deferred_deleter.h"
 #include "net/mailbox.h"
 #include "pool/pool.h"
@@ -92,6 +94,13 @@ class Worker {
   [[nodiscard]] const std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>& pools() const { return pools_; }
   [[nodiscard]] const pool::TeardownStats& teardown_stats() const { return stats_; }
   [[nodiscard]] const LoopMonitor& loop_monitor() const { return *loop_monitor_; }
+  [[nodiscard]] const metrics::ClientCounters& client_counters() const { return client_counters_; }
+  [[nodiscard]] metrics::ClientCounters& client_counters() { return client_counters_; }
+  // What the pools this worker has forgotten counted, by (database, user): their counters stay monotonic.
+  [[nodiscard]] const std::map<std::pair<std::string, std::string>, metrics::PoolMetrics>&
+  retired_pool_metrics() const {
+    return retired_pool_metrics_;
+  }
   [[nodiscard]] int forced_scopes() const { return drain_ ? drain_->forced : 0; }
 
   // Any thread: clients adopted and not yet closed (the daemon balances on it),
@@ -131,6 +140,8 @@ class Worker {
   std::unique_ptr<net::DeferredDeleter> deleter_;
   std::unique_ptr<LoopMonitor> loop_monitor_;
   pool::TeardownStats stats_;
+  metrics::ClientCounters client_counters_;
+  std::map<std::pair<std::string, std::string>, metrics::PoolMetrics> retired_pool_metrics_;
   pool::PoolContext pool_context_;
   std::map<pool::PoolKey, std::unique_ptr<pool::Pool>> pools_;
   // One per (database, user): shared by its pools of different startup settings.

@@ -78,6 +78,10 @@ void ClientSession::close(std::string_view reason) {
 
 void ClientSession::fail(const char* sqlstate, const std::string& message, std::string_view detail) {
   if (state_ == ClientState::closing) return;
+  auto& counters = worker_.client_counters();
+  counters.error_sent(sqlstate);
+  if (state_ == ClientState::handshake || state_ == ClientState::login)
+    counters.login(metrics::login_result_of(sqlstate));
   std::string error;
   protocol::append_error_response(error, protocol::Severity::fatal, sqlstate, message, detail);
   socket_->write(error);
@@ -272,6 +276,7 @@ void ClientSession::send_welcome() {
   protocol::append_ready_for_query(welcome, 'I');
   if (!socket_->write(welcome)) return close("client gone during login");
   log::debug("client ", id_, ": logged in to ", pool_->name());
+  worker_.client_counters().login(metrics::LoginResult::ok);
   set_state(scope_ ? ClientState::active : ClientState::idle);
   socket_->set_reading(true);
 }
@@ -285,13 +290,16 @@ void ClientSession::read_client() {
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   last_activity_ms_ = uv_now(worker_.loop());
   if (!scope_ || !scope_.server().busy()) note_request_start();
+  pool_->metrics().client_bytes_received += chunk.size();
   if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
   if (!scope_ && state_ != ClientState::waiting) {
     set_state(ClientState::waiting);
+    request_timer_.client_sent(state_since_);  // the state change has just read the clock
     ask_for_scope();
     if (state_ == ClientState::closing) return;
   }
   if (!scope_) return hold(chunk);
+  if (!request_timer_.query_outstanding()) request_timer_.client_sent(Clock::now());
   forward_to_server(chunk);
 }
 
@@ -443,6 +451,7 @@ void ClientSession::on_server_drained() {
 
 void ClientSession::on_server_data(protocol::Bytes bytes) {
   last_activity_ms_ = uv_now(worker_.loop());
+  pool_->metrics().client_bytes_sent += bytes.size();
   if (!socket_->write(bytes)) return close("client write failed");
   if (socket_->has_pending_output()) scope_.server().set_reading(false);  // resume in on_drained
 }
@@ -451,7 +460,15 @@ void ClientSession::on_drained() {
   if (scope_) scope_.server().set_reading(true);
 }
 
+void ClientSession::on_server_answered() {
+  request_timer_.answered(scope_.server().transaction_status(), Clock::now(), pool_->metrics());
+}
+
 void ClientSession::on_server_ready() {
+  // A transaction that ends here usually releases its server at once: release_server() times it
+  // with the clock read it makes anyway.
+  if (session_mode_ || !pin_reason_.empty() || scope_.server().backend_state_touched())
+    request_timer_.answered('I', Clock::now(), pool_->metrics());
   if (!scanner_.at_boundary()) return;
   if (worker_.draining()) return leave_for_drain();
   if (session_mode_) return;
@@ -477,6 +494,7 @@ void ClientSession::release_server() {
   if (state_ == ClientState::closing) return;  // the release failed at once and took its settings
   if (router_) router_->release_memory();
   set_state(ClientState::idle);
+  request_timer_.answered('I', state_since_, pool_->metrics());
   socket_->set_reading(true);
   if (held_.empty()) return;
   if (is_lone_terminate(protocol::as_bytes(held_)) && scanner_.at_boundary())
@@ -662,8 +680,10 @@ void ClientSession::answer_cancelled_while_waiting() {
   protocol::append_error_response(reply, protocol::Severity::error, sqlstate::kQueryCanceled,
                                   "canceling statement due to user request");
   protocol::append_ready_for_query(reply, 'I');
+  worker_.client_counters().error_sent(sqlstate::kQueryCanceled);
   if (!socket_->write(reply)) return close("client write failed");
   set_state(ClientState::idle);
+  request_timer_.answered('I', state_since_, pool_->metrics());
   socket_->set_reading(true);
   if (worker_.draining()) leave_for_drain();  // this is its boundary: the drain skipped it waiting
 }

@@ -16,6 +16,7 @@
 #include "frontend/client_auth.h"
 #include "frontend/secret_lookup.h"
 #include "frontend/statement_router.h"
+#include "metrics/request_timer.h"
 #include "net/poll_socket.h"
 #include "pool/pool.h"
 #include "protocol/message_scanner.h"
@@ -104,6 +105,7 @@ class ClientSession final : net::PollSocket::Handler,
   // pool::ServerUser
   void on_server_data(protocol::Bytes bytes) override;
   void on_server_ready() override;
+  void on_server_answered() override;
   void on_server_lost(const std::string& reason) override;
   void on_server_drained() override;
   void on_own_query_done(std::optional<std::vector<protocol::QueryReply>> replies) override;
@@ -199,6 +201,7 @@ class ClientSession final : net::PollSocket::Handler,
   bool ssl_request_seen_ = false;             // or a direct ClientHello
   bool gss_request_seen_ = false;
   std::optional<config::AuthType> auth_method_;
+  metrics::RequestTimer request_timer_;
 };
 
 }  // namespace sluice::frontend

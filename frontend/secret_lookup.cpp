@@ -110,6 +110,7 @@ class SecretLookup::Query final : pool::ScopeWaiter, pool::ServerUser {
   // pool::ServerUser
   void on_server_data(protocol::Bytes /*bytes*/) override {}  // notices; the answer comes whole below
   void on_server_ready() override {}
+  void on_server_answered() override {}  // the lookup's own query: not a client request to time
   void on_server_drained() override {}
   void on_server_lost(const std::string& reason) override {
     scope_.discard(reason);

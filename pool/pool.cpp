@@ -290,11 +290,11 @@ bool Pool::open_server() {
   server.position_ = std::prev(connecting_.end());
   server.state_ = ServerState::connecting;
   log::debug("pool ", name_, ": opening server ", server.id());
-  const std::uint64_t failures_before = connect_failures_;
+  const std::uint64_t failures_before = metrics_.connects_failed;
   server.connect(connect_keywords_, connect_values_);
   // It failed before connect() returned (a refused socket): the next try waits for
   // server_login_retry_ms, even when that is 0 — then for the janitor's next turn.
-  return connect_failures_ == failures_before;
+  return metrics_.connects_failed == failures_before;
 }
 
 void Pool::set_paused(bool paused) {
@@ -315,9 +315,8 @@ void Pool::serve_waiters() {
     const Waiter waiter = waiters_.front();
     waiters_.pop_front();
     transition(server, ServerState::active);
-    ++waits_.count;
-    waits_.total_ns += static_cast<std::uint64_t>(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(server.state_since_ - waiter.since).count());
+    metrics_.wait.record(static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(server.state_since_ - waiter.since).count()));
     context_.stats->scope_started();
     waiter.waiter->on_scope_granted(Scope(*this, server, waiter.client_id));
   }
@@ -360,6 +359,8 @@ void Pool::close_idle_over_size() {
 
 void Pool::connect_succeeded(ServerConnection& server) {
   log::debug("pool ", name_, ": ", describe(server), " connected");
+  metrics_.connect.record(static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - server.created_at()).count()));
   connect_failure_.reset();
   if (!parameters_) parameters_ = server.parameters();
   if (setting_functions_due()) return read_setting_functions_on(server);
@@ -414,7 +415,7 @@ void Pool::connect_failed(ServerConnection& server, const std::string& reason) {
   failure.at = Clock::now();
   next_connect_at_ = failure.at + milliseconds(database_.pool.server_login_retry_ms);
   connect_failure_ = failure;
-  ++connect_failures_;
+  ++metrics_.connects_failed;
   // A refusal a direct connection would get at once (a bad password, no such
   // database) is told now when nothing else can serve the waiters; a passing
   // one is retried while they wait, up to query_wait_timeout_ms.

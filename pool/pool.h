@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "config/config.h"
+#include "metrics/client_counters.h"
+#include "metrics/pool_metrics.h"
 #include "net/deferred_deleter.h"
 #include "pool/connection_counts.h"
 #include "pool/prepared_statements.h"
@@ -44,6 +46,7 @@ struct PoolContext {
   uv_loop_t* loop = nullptr;
   net::DeferredDeleter* deleter = nullptr;
   TeardownStats* stats = nullptr;
+  metrics::ClientCounters* client_counters = nullptr;
   int message_max = 0;
   int teardown_max_ms = 0;
   std::atomic<std::uint64_t>* server_ids = nullptr;  // shared by every worker: ids are daemon-wide
@@ -76,12 +79,6 @@ class Pool {
     Clock::time_point since;
   };
   using WaitTicket = std::list<Waiter>::iterator;
-  // Acquisitions granted after queueing (no idle server, or others queued first), and their time in
-  // the queue: how often a client waits for a server that is about to be free, and how long.
-  struct WaitCounts {
-    std::uint64_t count = 0;
-    std::uint64_t total_ns = 0;
-  };
   // The limits at work (README "Limits against PgBouncer's names"), for `sluicectl pools`.
   struct LimitCounts {
     // Servers above pool_size, for a client that waited reserve_pool_timeout_ms.
@@ -134,10 +131,13 @@ class Pool {
   [[nodiscard]] const SettingFunctionWatch& setting_functions() const { return setting_functions_; }
   [[nodiscard]] std::size_t count(ServerState state) const { return list_for(state).size(); }
   [[nodiscard]] std::size_t waiting() const { return waiters_.size(); }
-  [[nodiscard]] const WaitCounts& waits() const { return waits_; }
   [[nodiscard]] const LimitCounts& limit_counts() const { return limit_counts_; }
   void note_query_timeout() { ++limit_counts_.query_timeouts; }
   void note_transaction_timeout() { ++limit_counts_.transaction_timeouts; }
+  // Its telemetry (README "Metrics"). `wait` holds the acquisitions granted after queueing (no idle
+  // server, or others queued first): how often a client waits for a server, and how long.
+  [[nodiscard]] metrics::PoolMetrics& metrics() { return metrics_; }
+  [[nodiscard]] const metrics::PoolMetrics& metrics() const { return metrics_; }
   // Clients logged in to this pool; a pool with none and no server may be forgotten.
   void client_joined() { ++clients_; }
   void client_left() { --clients_; }
@@ -154,6 +154,7 @@ class Pool {
   // For ServerConnection and Scope.
   [[nodiscard]] uv_loop_t* loop() const { return context_.loop; }
   [[nodiscard]] int message_max() const { return context_.message_max; }
+  [[nodiscard]] metrics::ClientCounters& client_counters() const { return *context_.client_counters; }
   void connect_succeeded(ServerConnection& server);
   void connect_failed(ServerConnection& server, const std::string& reason);
   void server_lost(ServerConnection& server, const std::string& reason);
@@ -243,7 +244,7 @@ class Pool {
   List resetting_;
   List closing_;  // until the deferred deleter frees them
   std::list<Waiter> waiters_;
-  WaitCounts waits_;
+  metrics::PoolMetrics metrics_;
   std::shared_ptr<ServerBudget> budget_;
   std::size_t clients_ = 0;
   bool paused_ = false;
@@ -267,7 +268,6 @@ class Pool {
   };
   std::optional<ConnectFailure> connect_failure_;
   Clock::time_point next_connect_at_{};
-  std::uint64_t connect_failures_ = 0;
 };
 
 }  // namespace sluice::pool

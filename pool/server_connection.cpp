@@ -260,6 +260,18 @@ bool ServerConnection::track(const protocol::MessageEvent& event) {
 
 void ServerConnection::on_readable() { read_server(); }
 
+// Out of the common path: only errors come here. One split across reads counts as class "??" (its
+// code may lie in a later read); the filtering ledger may still hold back one it answers itself.
+[[gnu::cold]] void ServerConnection::count_error_sent(protocol::Bytes chunk,
+                                                      const protocol::MessageEvent& event) {
+  std::string sqlstate;
+  if (event.start != protocol::MessageEvent::kEarlier && event.complete()) {
+    if (const auto error = protocol::read_error_fields(chunk.subspan(event.start, event.end - event.start)))
+      sqlstate = error->sqlstate;
+  }
+  pool_.client_counters().error_sent(sqlstate);
+}
+
 void ServerConnection::read_server() {
   const auto buffer = net::scratch_buffer();
   const ssize_t n = socket_->read(buffer.data(), buffer.size());
@@ -269,12 +281,15 @@ void ServerConnection::read_server() {
 
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   if (state_ == ServerState::idle) return idle_server_spoke(chunk);
-  const bool filtering = filters_replies_ && state_ == ServerState::active && user_ != nullptr;
+  const bool client_attached = state_ == ServerState::active && user_ != nullptr;
+  const bool filtering = filters_replies_ && client_attached;
   if (filtering) ledger_.begin_chunk(chunk);
-  const auto result = scanner_.scan(chunk, [this, filtering](const protocol::MessageEvent& e) {
-    if (filtering) ledger_.on_message(e);
-    return track(e);
-  });
+  const auto result =
+      scanner_.scan(chunk, [this, filtering, client_attached, chunk](const protocol::MessageEvent& e) {
+        if (filtering) ledger_.on_message(e);
+        if (e.type == 'E' && client_attached) count_error_sent(chunk, e);
+        return track(e);
+      });
   if (result.status != protocol::ScanStatus::ok) return lost("server sent an invalid message length");
   // A batch that met a stale plan runs again before the client sends anything more.
   if (filtering && ledger_.has_replay()) {
@@ -290,8 +305,12 @@ void ServerConnection::read_server() {
       if (auto own = ledger_.take_own_replies())
         return user_->on_own_query_done(protocol::read_query_replies(protocol::as_bytes(*own)));
     }
-    if (state_ == ServerState::active && user_ != nullptr && idle_clean() && scanner_.at_boundary()) {
-      user_->on_server_ready();
+    if (state_ == ServerState::active && user_ != nullptr && !busy() && scanner_.at_boundary()) {
+      if (transaction_status_ == 'I') {
+        user_->on_server_ready();
+      } else {
+        user_->on_server_answered();
+      }
     }
   } else if (state_ == ServerState::resetting) {
     if (step_ == TeardownStep::resetting)

@@ -36,6 +36,8 @@ class ServerUser {
  public:
   virtual void on_server_data(protocol::Bytes bytes) = 0;
   virtual void on_server_ready() = 0;  // ReadyForQuery 'I' with nothing outstanding
+  // Everything the client sent is answered inside a transaction (ReadyForQuery 'T' or 'E').
+  virtual void on_server_answered() = 0;
   virtual void on_server_lost(const std::string& reason) = 0;
   virtual void on_server_drained() = 0;  // buffered client bytes reached the server
   // sluiced's own query, sent alone for the client (its settings' restore, a
@@ -200,6 +202,8 @@ class ServerConnection final : net::PollSocket::Handler {
   void read_server();
   void lost(const std::string& reason);
   bool track(const protocol::MessageEvent& event);
+  // An ErrorResponse on its way to the client: counted by SQLSTATE class.
+  void count_error_sent(protocol::Bytes chunk, const protocol::MessageEvent& event);
   void teardown_advance();
   void send_rollback();
   void send_cancel_request();

@@ -9,32 +9,12 @@
 #include <string>
 #include <string_view>
 
+#include "metrics/latency_histogram.h"
 #include "pool/scope_outcome.h"
 
 namespace sluice::pool {
 
-// Log-linear buckets over nanoseconds: 16 sub-buckets per power of two keep
-// any percentile within ~6% while the whole histogram stays a fixed array.
-class LatencyHistogram {
- public:
-  void record(std::uint64_t nanos);
-  [[nodiscard]] std::uint64_t count() const { return count_; }
-  [[nodiscard]] std::uint64_t max() const { return max_; }
-  // Upper bound of the bucket holding the p-th percentile (0 < p <= 100).
-  [[nodiscard]] std::uint64_t percentile(double p) const;
-  // Adds another histogram's samples (the workers' reports).
-  void merge(const LatencyHistogram& other);
-
- private:
-  static constexpr int kSubBits = 4;
-  static constexpr int kBuckets = (64 - kSubBits + 1) << kSubBits;
-  static int bucket_of(std::uint64_t nanos);
-  static std::uint64_t bucket_upper(int bucket);
-
-  std::array<std::uint64_t, kBuckets> buckets_{};
-  std::uint64_t count_ = 0;
-  std::uint64_t max_ = 0;
-};
+using metrics::LatencyHistogram;
 
 struct SlaViolation {
   ScopeOutcome outcome;

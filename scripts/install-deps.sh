@@ -20,6 +20,7 @@ $build_only || packages+=(
   # The driver matrix (tests/drivers/, tests/integration/driver_matrix_test.cpp); node-pg below.
   python3-psycopg python3-psycopg2 python3-asyncpg
   libpostgresql-jdbc-java default-jre-headless
+  python3-prometheus-client  # the /metrics tests' strict parser (tests/metrics/parse_metrics.py)
 )
 
 # node-pg's files, for a machine whose nodejs is not Debian's (NodeSource's, say): Debian's node-pg

@@ -11,14 +11,13 @@
 #include "tests/integration/auth_helpers.h"
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
-#include "tests/integration/tls_helpers.h"
 
 namespace {
 
 using authtest::contains;
 using authtest::refusal;
 using authtest::write_file;
-using harness::free_tcp_port;  // tls_helpers.h
+using harness::free_tcp_port;
 using harness::PgConn;
 using json = nlohmann::json;
 using namespace std::chrono_literals;

@@ -1,8 +1,10 @@
 #include "tests/integration/harness.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
 #include <sys/prctl.h>
@@ -633,6 +635,22 @@ Captured run_capture(const std::vector<std::string>& argv, milliseconds timeout,
   captured.out = read_file(out_path);
   captured.err = read_file(err_path);
   return captured;
+}
+
+int free_tcp_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+    const int error = errno;
+    if (fd >= 0) close(fd);
+    throw std::runtime_error(std::string("free_tcp_port: ") + std::strerror(error));
+  }
+  close(fd);
+  return ntohs(address.sin_port);
 }
 
 bool wait_until(const std::function<bool()>& predicate, milliseconds timeout) {

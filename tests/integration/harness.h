@@ -183,6 +183,9 @@ struct Captured {
 Captured run_capture(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                      const std::vector<std::string>& env = {});
 
+// A TCP port nothing listens on right now (bound to port 0 and released).
+int free_tcp_port();
+
 // Polls `predicate` with short waits until it holds or `timeout` passes; returns its last value.
 bool wait_until(const std::function<bool()>& predicate,
                 std::chrono::milliseconds timeout = std::chrono::seconds(10));

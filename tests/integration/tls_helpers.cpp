@@ -83,20 +83,6 @@ void TestPki::make_other_ca(const std::string& name) const {
   openssl(request);
 }
 
-int free_tcp_port() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t size = sizeof address;
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
-    throw std::runtime_error(std::string("free_tcp_port: ") + std::strerror(errno));
-  }
-  close(fd);
-  return ntohs(address.sin_port);
-}
-
 nlohmann::json tls_overrides(const TestPki& pki, const std::string& mode, int tcp_port) {
   return {{"listen", {{"tcp", "127.0.0.1:" + std::to_string(tcp_port)}}},
           {"tls",

@@ -35,9 +35,6 @@ class TestPki {
   TempDir dir_;
 };
 
-// A TCP port nothing listens on right now (bound to port 0 and released).
-int free_tcp_port();
-
 // Overrides for PoolOptions: listen.tcp on 127.0.0.1:`tcp_port` and a tls section with this PKI's
 // server certificate (and its CA for client certificates).
 nlohmann::json tls_overrides(const TestPki& pki, const std::string& mode, int tcp_port);

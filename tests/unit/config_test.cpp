@@ -410,5 +410,22 @@ TEST(ConfigKeyLocator, DottedPaths) {
   EXPECT_EQ(dotted({"databases", "app", "pool_size"}), "databases.app.pool_size");
 }
 
+TEST(ConfigParse, MetricsListenIsHostPortOrASocketPath) {
+  EXPECT_FALSE(parsed("{}").metrics.listen.has_value());  // off by default
+  EXPECT_EQ(parsed(R"({"metrics": {"listen": "127.0.0.1:9127"}})").metrics.listen, "127.0.0.1:9127");
+  EXPECT_EQ(parsed(R"({"metrics": {"listen": "/run/sluice/metrics.sock"}})").metrics.listen,
+            "/run/sluice/metrics.sock");
+  EXPECT_EQ(
+      error_of("{\n\"metrics\": {\"listen\": \"localhost\"}}"),
+      "cfg.json:2: key 'metrics.listen': expected \"host:port\", got \"localhost\" (a Unix socket is a path "
+      "with a '/')");
+  EXPECT_EQ(error_of("{\n\"metrics\": {\"listen\": \"\"}}"),
+            "cfg.json:2: key 'metrics.listen': must not be empty");
+  EXPECT_EQ(error_of("{\"metrics\": {\n\"listen\": \"/" + std::string(120, 'x') + "\"}}"),
+            "cfg.json:2: key 'metrics.listen': socket path \"/" + std::string(120, 'x') +
+                "\" is 121 bytes, over the 107 a Unix socket allows (a Unix socket is a path with a '/')");
+  EXPECT_EQ(error_of("{\"metrics\": {\n\"port\": 1}}"), "cfg.json:2: unknown key 'metrics.port'");
+}
+
 }  // namespace
 }  // namespace sluice::config

@@ -1,0 +1,237 @@
+// /metrics, family by family (issue 17 §1, §5): each value changes as the scenario says, read
+// through prometheus_client's strict parser (tests/metrics/parse_metrics.py) on every scrape.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "tests/integration/control_client.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/metrics_scrape.h"
+#include "tests/integration/raw_wire.h"
+
+namespace {
+
+using harness::Metrics;
+using harness::PgConn;
+using Labels = std::map<std::string, std::string>;
+using namespace std::chrono_literals;
+
+Labels pool_labels() { return {{"database", "postgres"}, {"user", harness::os_user()}}; }
+
+class MetricsFamilies : public ::testing::Test {
+ protected:
+  Metrics scrape() { return harness::scrape(harness::metrics_socket(sluiced_)); }
+  // Waits until the scraped `name` (with `labels`) reaches `at_least`; returns the last scrape.
+  Metrics scrape_until(const std::string& name, const Labels& labels, double at_least) {
+    Metrics last;
+    harness::wait_until([&] {
+      last = scrape();
+      return last.value_or(name, labels, -1) >= at_least;
+    });
+    return last;
+  }
+
+  harness::Sluiced sluiced_{harness::metrics_config({.pool_size = 2})};
+};
+
+TEST_F(MetricsFamilies, ATransactionCountsOnceAndEachOfItsQueriesOnce) {
+  const PgConn client = harness::connect(sluiced_.conninfo());
+  harness::exec_ok(client, "select 1");  // the pool has its servers: their connects are counted
+  const Metrics before = scrape();
+  harness::exec_ok(client, "begin");
+  harness::exec_ok(client, "select pg_sleep(0.02)");
+  harness::exec_ok(client, "commit");
+  const Metrics after = scrape();
+  const Labels pool = pool_labels();
+  EXPECT_EQ(after.value("sluice_transaction_duration_seconds_count", pool),
+            before.value("sluice_transaction_duration_seconds_count", pool) + 1);
+  EXPECT_EQ(after.value("sluice_query_duration_seconds_count", pool),
+            before.value("sluice_query_duration_seconds_count", pool) + 3);
+  // The client's view: the transaction took at least its 20 ms sleep, and fell in a bucket above it.
+  EXPECT_GE(after.value("sluice_transaction_duration_seconds_sum", pool) -
+                before.value("sluice_transaction_duration_seconds_sum", pool),
+            0.02);
+  Labels fast = pool;
+  fast["le"] = "0.016777216";  // 2^24 ns: below the sleep
+  EXPECT_EQ(after.value("sluice_transaction_duration_seconds_bucket", fast),
+            before.value("sluice_transaction_duration_seconds_bucket", fast));
+  EXPECT_GT(after.value("sluice_client_received_bytes_total", pool),
+            before.value("sluice_client_received_bytes_total", pool));
+  EXPECT_GT(after.value("sluice_client_sent_bytes_total", pool),
+            before.value("sluice_client_sent_bytes_total", pool));
+  EXPECT_GE(after.value("sluice_server_connects_total", {{"result", "ok"}, {"database", "postgres"}}), 1);
+  EXPECT_EQ(after.value("sluice_server_connect_duration_seconds_count", pool),
+            after.value("sluice_server_connects_total", {{"result", "ok"}, {"database", "postgres"}}));
+}
+
+TEST_F(MetricsFamilies, AClientThatLeavesMidTransactionShowsAsARollbackTeardown) {
+  const Metrics before = scrape();
+  {
+    const PgConn client = harness::connect(sluiced_.conninfo());
+    harness::exec_ok(client, "begin");
+    harness::exec_ok(client, "select 1");
+  }  // gone inside its transaction: sluiced rolls back
+  const Labels rollback = {{"outcome", "rollback"}};
+  const Metrics after = scrape_until("sluice_teardown_duration_seconds_count", rollback,
+                                     before.value("sluice_teardown_duration_seconds_count", rollback) + 1);
+  EXPECT_EQ(after.value("sluice_teardown_duration_seconds_count", rollback),
+            before.value("sluice_teardown_duration_seconds_count", rollback) + 1);
+  Labels inf = rollback;
+  inf["le"] = "+Inf";
+  EXPECT_EQ(after.value("sluice_teardown_duration_seconds_bucket", inf),
+            after.value("sluice_teardown_duration_seconds_count", rollback));
+  EXPECT_EQ(after.value("sluice_teardown_sla_seconds"), 0.005);
+  EXPECT_GE(after.value("sluice_teardown_sla_violations_total", rollback), 0);
+}
+
+TEST_F(MetricsFamilies, AnUndefinedTableCountsInClass42AndLoginsByResult) {
+  const Metrics before = scrape();
+  const PgConn client = harness::connect(sluiced_.conninfo());
+  const auto result = harness::exec(client, "select * from no_such_table");
+  ASSERT_EQ(PQresultStatus(result.get()), PGRES_FATAL_ERROR);
+  EXPECT_STREQ(PQresultErrorField(result.get(), PG_DIAG_SQLSTATE), "42P01");
+  const PgConn unknown = harness::try_connect(sluiced_.conninfo("no_such_database"));
+  ASSERT_NE(PQstatus(unknown.get()), CONNECTION_OK);
+  const Metrics after = scrape();
+  EXPECT_EQ(after.value_or("sluice_client_errors_total", {{"class", "42"}}, 0),
+            before.value_or("sluice_client_errors_total", {{"class", "42"}}, 0) + 1);
+  EXPECT_EQ(after.value_or("sluice_client_errors_total", {{"class", "3D"}}, 0),
+            before.value_or("sluice_client_errors_total", {{"class", "3D"}}, 0) + 1);
+  EXPECT_EQ(after.value("sluice_client_logins_total", {{"result", "ok"}}),
+            before.value("sluice_client_logins_total", {{"result", "ok"}}) + 1);
+  EXPECT_EQ(after.value("sluice_client_logins_total", {{"result", "unknown_database"}}),
+            before.value("sluice_client_logins_total", {{"result", "unknown_database"}}) + 1);
+}
+
+TEST_F(MetricsFamilies, ClientsServersPinningAndPreparedStatementsByState) {
+  const PgConn pinned = harness::connect(sluiced_.conninfo());
+  harness::exec_ok(pinned, "create temp table pin_me (n int)");
+  const PgConn preparing = harness::connect(sluiced_.conninfo());
+  PQclear(PQprepare(preparing.get(), "metrics_stmt", "select $1::int", 1, nullptr));
+  const Labels pool = pool_labels();
+  const Metrics metrics = scrape_until("sluice_clients_pinned", pool, 1);
+  EXPECT_EQ(metrics.value("sluice_clients_pinned", pool), 1);
+  Labels active = pool;
+  active["state"] = "active";
+  Labels idle = pool;
+  idle["state"] = "idle";
+  // The pinned client keeps its server: it counts as active, the other as idle.
+  EXPECT_EQ(metrics.value("sluice_clients", active), 1);
+  EXPECT_EQ(metrics.value("sluice_clients", idle), 1);
+  EXPECT_EQ(metrics.value("sluice_servers", active), 1);
+  EXPECT_EQ(metrics.value("sluice_pool_size", pool), 2);
+  EXPECT_GE(metrics.value("sluice_prepared_statements", pool), 1);
+}
+
+TEST_F(MetricsFamilies, AClientThatQueuedForAServerCountsInTheWaitHistogram) {
+  // pool_size 2: two clients hold a server each in a transaction, the third waits.
+  const PgConn first = harness::connect(sluiced_.conninfo());
+  const PgConn second = harness::connect(sluiced_.conninfo());
+  harness::exec_ok(first, "begin");
+  harness::exec_ok(second, "begin");
+  const Labels pool = pool_labels();
+  const Metrics before = scrape();
+  const PgConn third = harness::connect(sluiced_.conninfo());
+  ASSERT_EQ(PQsendQuery(third.get(), "select 1"), 1);
+  Labels waiting = pool;
+  waiting["state"] = "waiting";
+  scrape_until("sluice_clients", waiting, 1);
+  harness::exec_ok(first, "commit");
+  while (PGresult* result = PQgetResult(third.get())) PQclear(result);
+  const Metrics after = scrape();
+  EXPECT_EQ(after.value("sluice_client_wait_seconds_count", pool),
+            before.value("sluice_client_wait_seconds_count", pool) + 1);
+  EXPECT_GT(after.value("sluice_client_wait_seconds_sum", pool),
+            before.value("sluice_client_wait_seconds_sum", pool));
+  EXPECT_EQ(after.value("sluice_clients", waiting), 0);
+}
+
+TEST_F(MetricsFamilies, ReloadsCountByResultWithTheirTime) {
+  const Metrics before = scrape();
+  EXPECT_FALSE(before.has_sample("sluice_config_last_reload_success"));
+  ASSERT_EQ(::kill(sluiced_.pid(), SIGHUP), 0);
+  Metrics after = scrape_until("sluice_config_reloads_total", {{"result", "ok"}}, 1);
+  EXPECT_EQ(after.value("sluice_config_last_reload_success"), 1);
+  EXPECT_GE(after.value("sluice_config_last_reload_timestamp_seconds"),
+            after.value("sluice_start_time_seconds"));
+  std::ofstream(sluiced_.config_path()) << "{ broken";
+  ASSERT_EQ(::kill(sluiced_.pid(), SIGHUP), 0);
+  after = scrape_until("sluice_config_reloads_total", {{"result", "failed"}}, 1);
+  EXPECT_EQ(after.value("sluice_config_last_reload_success"), 0);
+  EXPECT_EQ(after.value("sluice_config_reloads_total", {{"result", "ok"}}), 1);
+}
+
+TEST_F(MetricsFamilies, DrainStateAndLoopHealthAndBuildInfo) {
+  Metrics metrics = scrape();
+  EXPECT_EQ(metrics.value("sluice_state", {{"state", "running"}}), 1);
+  EXPECT_EQ(metrics.value("sluice_drain_forced_scopes"), 0);
+  EXPECT_EQ(metrics.samples("sluice_build_info").size(), 1U);
+  EXPECT_TRUE(metrics.has_sample("sluice_loop_slow_callbacks_total"));
+  // The loop's 250 ms timer keeps feeding the lag histogram.
+  const double ticks = metrics.value("sluice_loop_lag_seconds_count", {{"worker", "0"}});
+  scrape_until("sluice_loop_lag_seconds_count", {{"worker", "0"}}, ticks + 2);
+
+  const PgConn busy = harness::connect(sluiced_.conninfo());
+  harness::exec_ok(busy, "begin");
+  ctltest::control(sluiced_.control_socket(), {{"cmd", "drain"}, {"timeout_s", 0.2}});
+  metrics = scrape_until("sluice_drain_forced_scopes", {}, 1);
+  EXPECT_EQ(metrics.value("sluice_drain_forced_scopes"), 1);  // its transaction was cut at the deadline
+  EXPECT_EQ(metrics.value("sluice_state", {{"state", "running"}}), 0);
+  EXPECT_EQ(metrics.value("sluice_state", {{"state", "drained"}}) +
+                metrics.value("sluice_state", {{"state", "draining"}}),
+            1);
+}
+
+TEST(MetricsFailedConnects, AServerThatCannotBeReachedCountsAsFailed) {
+  const harness::TempDir nowhere("sluice-nowhere");
+  harness::Sluiced sluiced(harness::metrics_config(
+      {.overrides = {{"databases",
+                      {{"unreachable",
+                        {{"conninfo", "host=" + nowhere.path() + " port=1 dbname=postgres"},
+                         {"query_wait_timeout_ms", 300}}}}}}}));
+  const PgConn refused = harness::try_connect(sluiced.conninfo("unreachable"));
+  EXPECT_NE(PQstatus(refused.get()), CONNECTION_OK);
+  const Metrics metrics = harness::scrape(harness::metrics_socket(sluiced));
+  const Labels failed = {{"database", "unreachable"}, {"result", "failed"}};
+  EXPECT_GE(metrics.value("sluice_server_connects_total", failed), 1);
+  EXPECT_EQ(metrics.value("sluice_server_connects_total", {{"database", "unreachable"}, {"result", "ok"}}),
+            0);
+  EXPECT_EQ(metrics.value("sluice_server_connect_duration_seconds_count", {{"database", "unreachable"}}), 0);
+  EXPECT_GE(metrics.value("sluice_client_logins_total", {{"result", "failed"}}), 1);
+}
+
+// Two worker loops: each keeps its own histograms; /metrics adds them up bucket by bucket. Named
+// Workers* so that make test-sanitized runs it against the ThreadSanitizer build too.
+TEST(WorkersMetrics, HistogramsOfEveryWorkerAddUp) {
+  harness::Sluiced sluiced(harness::metrics_config({.pool_size = 4, .overrides = {{"workers", 2}}}));
+  const std::string address = harness::metrics_socket(sluiced);
+  const Labels pool = pool_labels();
+  const Metrics before = harness::scrape(address);
+  constexpr int kClients = 4;
+  constexpr int kTransactions = 5;
+  std::vector<PgConn> clients;
+  for (int i = 0; i < kClients; ++i) clients.push_back(harness::connect(sluiced.conninfo()));
+  for (int round = 0; round < kTransactions; ++round) {
+    for (const auto& client : clients) harness::exec_ok(client, "select 1");
+  }
+  const Metrics after = harness::scrape(address);
+  EXPECT_EQ(after.value("sluice_transaction_duration_seconds_count", pool) -
+                before.value_or("sluice_transaction_duration_seconds_count", pool, 0),
+            kClients * kTransactions);
+  Labels inf = pool;
+  inf["le"] = "+Inf";
+  EXPECT_EQ(after.value("sluice_query_duration_seconds_bucket", inf),
+            after.value("sluice_query_duration_seconds_count", pool));
+  // Each loop has its own lag; both are there.
+  EXPECT_GE(after.value("sluice_loop_lag_seconds_count", {{"worker", "0"}}), 0);
+  EXPECT_GE(after.value("sluice_loop_lag_seconds_count", {{"worker", "1"}}), 0);
+  EXPECT_EQ(after.value("sluice_client_logins_total", {{"result", "ok"}}) -
+                before.value("sluice_client_logins_total", {{"result", "ok"}}),
+            kClients);
+}
+
+}  // namespace
