@@ -212,10 +212,10 @@ INSTANTIATE_TEST_SUITE_P(Pooler, PoolerCheckBrokenTest,
                                            BrokenCase{"bad_auth_type",
                                                       "{\n"
                                                       "  \"auth\": {\n"
-                                                      "    \"type\": \"md5\"\n"
+                                                      "    \"type\": \"ldap\"\n"
                                                       "  }\n"
                                                       "}\n",
-                                                      {"auth.type", "md5"}},
+                                                      {"auth.type", "ldap"}},
                                            BrokenCase{"negative_pool_size",
                                                       "{\n"
                                                       "  \"databases\": {\"app\": {\"conninfo\": \"\",\n"
