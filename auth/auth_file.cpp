@@ -39,7 +39,7 @@ Result<AuthFile, FileError> parse_auth_file(std::string_view text) {
     auto user = read_quoted(line);
     skip_spaces(line);
     auto secret_text = read_quoted(line);
-    if (!user || !secret_text) return Failure{FileError{number, "expected \"user\" \"secret\""}};
+    if (!user || !secret_text) return Failure{FileError{number, R"(expected "user" "secret")"}};
     if (user->empty()) return Failure{FileError{number, "the user name is empty"}};
     auto secret = parse_secret(*secret_text);
     if (!secret) {

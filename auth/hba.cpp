@@ -109,7 +109,7 @@ class LineParser {
  private:
   const Token* next() { return position_ < tokens_.size() ? &tokens_[position_++] : nullptr; }
 
-  Failure<FileError> error(std::string message) const {
+  [[nodiscard]] Failure<FileError> error(std::string message) const {
     return Failure{FileError{line_, std::move(message)}};
   }
 

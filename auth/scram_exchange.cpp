@@ -25,7 +25,8 @@ bool is_printable(std::string_view text) {
 std::optional<std::string_view> read_attribute(std::string_view& input, char attribute) {
   if (input.size() < 2 || input[0] != attribute || input[1] != '=') return std::nullopt;
   const std::size_t comma = input.find(',');
-  const std::string_view value = input.substr(2, comma == std::string_view::npos ? input.npos : comma - 2);
+  const std::string_view value =
+      input.substr(2, comma == std::string_view::npos ? std::string_view::npos : comma - 2);
   input.remove_prefix(comma == std::string_view::npos ? input.size() : comma + 1);
   return value;
 }
