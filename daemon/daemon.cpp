@@ -393,11 +393,13 @@ void Daemon::defer_call(std::function<void()> call) {
 void Daemon::accept_client(int fd, Transport transport) {
   const bool refusing = !accepting_logins();
   if (refusing || client_count() >= static_cast<std::size_t>(config_.limits.max_client_conn)) {
+    const std::string_view code = refusing ? sqlstate::kCannotConnectNow : sqlstate::kTooManyConnections;
     std::string error;
     protocol::append_error_response(
-        error, protocol::Severity::fatal,
-        refusing ? sqlstate::kCannotConnectNow : sqlstate::kTooManyConnections,
+        error, protocol::Severity::fatal, code,
         refusing ? "the database system is shutting down" : "sorry, too many clients already");
+    refused_at_accept_.login(metrics::login_result_of(code));
+    refused_at_accept_.error_sent(code);
     // Best effort on a fresh socket: a small write lands in the kernel buffer.
     [[maybe_unused]] const auto written = ::write(fd, error.data(), error.size());
     ::close(fd);

@@ -91,6 +91,8 @@ class Daemon {
   [[nodiscard]] std::size_t worker_count() const { return workers_.size(); }
   [[nodiscard]] const std::optional<ReloadOutcome>& last_reload() const { return last_reload_; }
   [[nodiscard]] const ReloadCounts& reload_counts() const { return reload_counts_; }
+  // Clients refused on the main loop before any worker saw them (shutting down, max_client_conn).
+  [[nodiscard]] const metrics::ClientCounters& refused_at_accept() const { return refused_at_accept_; }
 
  private:
   [[nodiscard]] bool accepting_logins() const {
@@ -145,6 +147,7 @@ class Daemon {
   bool reload_in_flight_ = false;
   std::optional<ReloadOutcome> last_reload_;
   ReloadCounts reload_counts_;
+  metrics::ClientCounters refused_at_accept_;
 };
 
 template <class Share>

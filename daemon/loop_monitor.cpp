@@ -45,17 +45,17 @@ void LoopMonitor::on_tick() {
 }
 
 void LoopMonitor::after_poll() {
-  const std::uint64_t now = uv_hrtime();
-  const std::uint64_t woke = uv_now(loop_) * 1000000;  // set when the kernel poll returned
-  poll_busy_ns_ = now > woke ? now - woke : 0;
-  poll_ended_ns_ = now;
+  // No clock read here: libuv stamped the loop time when the kernel poll returned, and
+  // before_poll's one read closes the turn (one read per turn, not two).
+  poll_woke_ns_ = uv_now(loop_) * 1000000;
 }
 
 void LoopMonitor::before_poll() {
   ++turns_;
+  if (poll_woke_ns_ == 0) return;  // no poll has returned yet
   const std::uint64_t now = uv_hrtime();
-  const std::uint64_t held = poll_busy_ns_ + (poll_ended_ns_ == 0 ? 0 : now - poll_ended_ns_);
-  poll_busy_ns_ = 0;
+  const std::uint64_t held = now > poll_woke_ns_ ? now - poll_woke_ns_ : 0;
+  poll_woke_ns_ = 0;
   if (held < slow_callback_ns_) return;
   ++slow_callbacks_;
   log::warning("slow callback: the loop was held for ", held / 1000000,

@@ -44,8 +44,7 @@ class LoopMonitor {
   uv_prepare_t* before_poll_;
   std::uint64_t slow_callback_ns_;
   std::uint64_t expected_tick_ns_ = 0;
-  std::uint64_t poll_ended_ns_ = 0;
-  std::uint64_t poll_busy_ns_ = 0;
+  std::uint64_t poll_woke_ns_ = 0;  // when the last kernel poll returned; 0 once its turn is judged
   std::uint64_t last_lag_ns_ = 0;
   metrics::LatencyHistogram lag_histogram_;
   std::uint64_t slow_callbacks_ = 0;

@@ -98,6 +98,7 @@ metrics::Snapshot combine_metrics(const Daemon& daemon, const std::vector<Metric
     snapshot.reloads.last_at_seconds = unix_seconds(last->at);
   }
 
+  snapshot.clients.merge(daemon.refused_at_accept());
   std::map<PoolName, metrics::PoolSample> pools;
   for (const auto& share : shares) {
     snapshot.teardown.merge(share.teardown);

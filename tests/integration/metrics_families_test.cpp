@@ -204,6 +204,26 @@ TEST(MetricsFailedConnects, AServerThatCannotBeReachedCountsAsFailed) {
   EXPECT_GE(metrics.value("sluice_client_logins_total", {{"result", "failed"}}), 1);
 }
 
+// The main loop refuses a client past max_client_conn before any worker sees it: it counts too.
+TEST(MetricsRefusedLogins, AClientRefusedAtMaxClientConnCountsAsRefusedInClass53) {
+  harness::Sluiced sluiced(harness::metrics_config({.overrides = {{"limits", {{"max_client_conn", 1}}}}}));
+  PgConn first;  // the harness's own readiness probe may still hold the one place a moment
+  harness::wait_until([&] {
+    first = harness::try_connect(sluiced.conninfo());
+    return PQstatus(first.get()) == CONNECTION_OK;
+  });
+  const Metrics before = harness::scrape(harness::metrics_socket(sluiced));
+  const PgConn second = harness::try_connect(sluiced.conninfo());
+  ASSERT_NE(PQstatus(second.get()), CONNECTION_OK);
+  EXPECT_NE(std::string(PQerrorMessage(second.get())).find("sorry, too many clients already"),
+            std::string::npos);
+  const Metrics metrics = harness::scrape(harness::metrics_socket(sluiced));
+  EXPECT_EQ(metrics.value("sluice_client_logins_total", {{"result", "refused"}}),
+            before.value("sluice_client_logins_total", {{"result", "refused"}}) + 1);
+  EXPECT_EQ(metrics.value_or("sluice_client_errors_total", {{"class", "53"}}, 0),
+            before.value_or("sluice_client_errors_total", {{"class", "53"}}, 0) + 1);
+}
+
 // Two worker loops: each keeps its own histograms; /metrics adds them up bucket by bucket. Named
 // Workers* so that make test-sanitized runs it against the ThreadSanitizer build too.
 TEST(WorkersMetrics, HistogramsOfEveryWorkerAddUp) {
