@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -16,16 +17,20 @@ class ConnectionCount {
   bool try_take(int limit);
   void give_back() { servers_.fetch_sub(1, std::memory_order_relaxed); }
   [[nodiscard]] int servers() const { return servers_.load(std::memory_order_relaxed); }
-  // Pools whose clients wait while this count is at its limit: a pool holding more than its share of
-  // the limit gives servers back (README "Fairness between users"), an idle pool all of its idle ones.
-  void starving_changed(bool starving) {
-    starving_pools_.fetch_add(starving ? 1 : -1, std::memory_order_relaxed);
-  }
+  // Pools whose clients wait while this count is at its limit, in line in the order they began to
+  // wait: a pool holding more than its share of the limit gives servers back (README "Fairness
+  // between users"), an idle pool all of its idle ones. A pool already in line goes to its end.
+  void start_starving(const void* pool);
+  void stop_starving(const void* pool);
   [[nodiscard]] int starving_pools() const { return starving_pools_.load(std::memory_order_relaxed); }
+  // The pool's place in line (0: first), or the line's length when it is not in it.
+  [[nodiscard]] int place_in_line(const void* pool) const;
 
  private:
   std::atomic<int> servers_{0};
-  std::atomic<int> starving_pools_{0};
+  std::atomic<int> starving_pools_{0};  // line_.size(), read without the lock
+  mutable std::mutex line_mutex_;       // the line changes only when a pool starts or stops waiting
+  std::deque<const void*> line_;
 };
 
 // Daemon-wide, shared by the workers: one count per database and per user, made on first use (a

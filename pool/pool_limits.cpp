@@ -14,6 +14,9 @@ namespace {
 // A server its pool used a moment ago keeps its place while nobody of that pool waits: its clients'
 // next transaction likely comes soon, and a place moved costs a connect on each side.
 constexpr std::chrono::milliseconds kRecentlyUsed{100};
+// With more pools waiting than places, how long a pool keeps a place before it takes turns: long
+// enough that the connect a turn costs (a few ms) stays small beside the transactions it serves.
+constexpr std::chrono::milliseconds kPlaceTurn{250};
 
 }  // namespace
 
@@ -62,18 +65,25 @@ void Pool::give_back_places() {
 
 void Pool::set_starved_on(ConnectionCount* count) {
   if (count == starved_on_) return;
-  if (starved_on_ != nullptr) starved_on_->starving_changed(false);
-  if (count != nullptr) count->starving_changed(true);
+  if (starved_on_ != nullptr) starved_on_->stop_starving(this);
+  if (count != nullptr) count->start_starving(this);
   starved_on_ = count;
 }
 
 // Its share of a limit that other pools' clients wait for: the limit split evenly between it and
-// them (rounded up); nothing when none of its own clients wait (but see kRecentlyUsed).
+// them (rounded up); nothing when none of its own clients wait (but see kRecentlyUsed). With more
+// waiting pools than places, places take turns: a free place goes to the first pools in line, and a
+// place held for kPlaceTurn goes back when its server is next idle (its pool then waits at the end of
+// the line).
 bool Pool::over_share(const ConnectionCount& count, int limit, std::size_t extra) const {
   if (limit <= 0) return false;
   const int others = count.starving_pools() - (starved_on_ == &count ? 1 : 0);
   if (others <= 0) return false;
   if (waiters_.empty()) return true;
+  if (others >= limit) {
+    if (extra > 0) return count.place_in_line(this) >= limit - count.servers();
+    return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
+  }
   const auto share = static_cast<std::size_t>((limit + others) / (others + 1));
   return total_servers() + extra > share;
 }
@@ -94,6 +104,7 @@ void Pool::give_owed_places() {
     gave = true;
   }
   if (!gave) return;
+  if (starved_on_ != nullptr) starved_on_->start_starving(this);  // a turn given back: to the line's end
   for (Pool* pool : context_.pools) {
     if (pool != this && pool->starved_on_ != nullptr && !pool->waiters_.empty()) pool->launch_connections();
   }

@@ -306,6 +306,45 @@ TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
       << backends(kDatabase, heavy_user);
 }
 
+// Three users, two places: with more waiting users than places, places take turns (README
+// "Fairness between users"), so the user who came last is not shut out while the first two stay busy.
+TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
+  static constexpr const char* kThirdUser = "limits_third_user";
+  exec_ok(observer_, std::string("DO $$BEGIN CREATE ROLE ") + kThirdUser +
+                         " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 2,
+       .overrides = {
+           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> busy;
+  for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)}) {
+    for (int i = 0; i < 4; ++i) {
+      busy.emplace_back([&, conninfo = sluiced.conninfo(kDatabase, user)] {
+        const PgConn conn = harness::try_connect(conninfo);
+        while (!stop && PQstatus(conn.get()) == CONNECTION_OK) {
+          harness::PgResult result(PQexec(conn.get(), "SELECT pg_sleep(0.02)"));
+        }
+      });
+    }
+  }
+  const scope_test::OnExit join([&] {
+    stop = true;
+    for (auto& thread : busy) thread.join();
+  });
+  ASSERT_TRUE(wait_until([&] {
+    return backends(kDatabase, scope_test::os_user()) >= 1 && backends(kDatabase, kOtherUser) >= 1;
+  })) << "the two busy users never both held a place";
+
+  // Its login needs a server too; both places are held by users whose clients keep waiting.
+  const auto start = Clock::now();
+  const PgConn third = harness::connect(sluiced.conninfo(kDatabase, kThirdUser));
+  EXPECT_EQ(scalar(third, "SELECT current_user"), kThirdUser);
+  EXPECT_LT(since(start), milliseconds(3000)) << "the third user waited for a busy user to stop";
+  EXPECT_LE(backends(kDatabase), 2);
+}
+
 // ---- min_pool_size, reserve_pool_size ---------------------------------------------------------
 
 TEST_F(PoolLimitsTest, MinPoolSizeOpensServersWithNoClientWithinTheLimits) {

@@ -63,10 +63,30 @@ TEST(ConnectionCounts, EachNameHasOneCountPerKind) {
   EXPECT_NE(&counts.user("app"), &app);  // a user may share a database's name
   counts.database("other");              // a new name does not move the first one
   EXPECT_EQ(&counts.database("app"), &app);
-  app.starving_changed(true);
+  const int first = 1;
+  app.start_starving(&first);
   EXPECT_EQ(counts.database("app").starving_pools(), 1);
-  app.starving_changed(false);
+  app.stop_starving(&first);
   EXPECT_EQ(app.starving_pools(), 0);
+}
+
+TEST(ConnectionCounts, PoolsWaitInLineAndOneThatStartsAgainGoesToTheEnd) {
+  ConnectionCount count;
+  const int a = 0;
+  const int b = 0;
+  const int c = 0;
+  count.start_starving(&a);
+  count.start_starving(&b);
+  EXPECT_EQ(count.place_in_line(&a), 0);
+  EXPECT_EQ(count.place_in_line(&b), 1);
+  EXPECT_EQ(count.place_in_line(&c), 2);  // not in line: behind everyone
+  count.start_starving(&a);               // a turn given back
+  EXPECT_EQ(count.place_in_line(&b), 0);
+  EXPECT_EQ(count.place_in_line(&a), 1);
+  EXPECT_EQ(count.starving_pools(), 2);
+  count.stop_starving(&b);
+  EXPECT_EQ(count.place_in_line(&a), 0);
+  EXPECT_EQ(count.starving_pools(), 1);
 }
 
 }  // namespace
