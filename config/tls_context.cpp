@@ -107,6 +107,9 @@ Result<std::shared_ptr<const TlsContext>, TlsProblem> TlsContext::load(const Tls
   // connection gives its record buffers back, as an idle plain one holds no read buffer.
   SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                 SSL_MODE_RELEASE_BUFFERS);
+  // One read(2) takes a record's header and body (and what follows) instead of one read for
+  // each: TlsChannel then serves what OpenSSL holds before waiting for the kernel again.
+  SSL_CTX_set_read_ahead(context, 1);
   SSL_CTX_set_alpn_select_cb(context, select_alpn, nullptr);
 
   if (auto problem = unreadable(tls.cert_file)) return Problem{{"cert_file", *problem}};

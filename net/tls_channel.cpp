@@ -66,6 +66,7 @@ TlsChannel::Io TlsChannel::handshake() {
 }
 
 TlsChannel::Io TlsChannel::read(void* buffer, std::size_t size) {
+  starved_ = true;  // until a read returns bytes: a handshake's leftovers wait for the kernel too
   if (!established_) {
     const Io done = handshake();
     if (done.status != Status::done) return done;
@@ -74,7 +75,10 @@ TlsChannel::Io TlsChannel::read(void* buffer, std::size_t size) {
   errno = 0;
   std::size_t bytes = 0;
   const int result = SSL_read_ex(ssl_, buffer, size, &bytes);
-  if (result == 1) return {Status::done, bytes};
+  if (result == 1) {
+    starved_ = false;
+    return {Status::done, bytes};
+  }
   return status_after(result);
 }
 
@@ -94,7 +98,11 @@ void TlsChannel::shutdown() {
   ERR_clear_error();
 }
 
-bool TlsChannel::has_buffered_plaintext() const { return SSL_pending(ssl_) > 0; }
+// With read-ahead, OpenSSL may also hold whole records it has not decrypted yet; a read that
+// found only part of one waits for the kernel's next event instead.
+bool TlsChannel::has_buffered_plaintext() const {
+  return SSL_pending(ssl_) > 0 || (!starved_ && SSL_has_pending(ssl_) == 1);
+}
 
 std::string_view TlsChannel::version() const { return SSL_get_version(ssl_); }
 

@@ -50,7 +50,7 @@ class TlsChannel {
   void shutdown();
 
   [[nodiscard]] bool established() const { return established_; }
-  // Decrypted bytes OpenSSL holds: no poll event will announce them.
+  // Bytes OpenSSL holds that a read would return: no poll event will announce them.
   [[nodiscard]] bool has_buffered_plaintext() const;
   [[nodiscard]] const std::string& failure() const { return failure_; }
 
@@ -78,6 +78,7 @@ class TlsChannel {
   std::shared_ptr<const config::TlsContext> context_;  // outlives a reload's swap
   Start start_;
   bool established_ = false;
+  bool starved_ = false;  // the last read wanted more from the kernel
   std::string failure_;
 };
 
