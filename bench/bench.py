@@ -45,8 +45,8 @@ TESTS = [
     # The options of L50 are filled in by Bench.options (the script is written into the work dir).
     ("L50", "session advisory lock held over 3 transactions (pins), 50 clients", [], 50),
     # Over TCP with TLS (sslmode=require): the poolers' TLS listeners (TLS_TESTS).
-    ("T50", "select-only over TLS, 50 clients", ["-S"], 50),
-    ("TC20", "select-only over TLS, new connection (and handshake) per tx (-C), 20 clients", ["-S", "-C"], 20),
+    ("T50", "select-only over TLS with SCRAM-SHA-256 logins, 50 clients", ["-S"], 50),
+    ("TC20", "select-only over TLS, new connection (TLS handshake and SCRAM login) per tx (-C), 20 clients", ["-S", "-C"], 20),
 ]
 TEST_TITLES = {t[0]: t[1] for t in TESTS}
 SHORT_LABELS = {
@@ -59,8 +59,8 @@ SHORT_LABELS = {
     "B50": "TPC-B c50",
     "P50": "-S prep c50",
     "L50": "lock pin c50",
-    "T50": "TLS -S c50",
-    "TC20": "TLS -S -C c20",
+    "T50": "TLS+SCRAM -S c50",
+    "TC20": "TLS+SCRAM -S -C c20",
 }
 
 # Environment of a test's pgbench: SP50's clients all carry a search_path in their startup packet
@@ -71,7 +71,7 @@ TEST_ENV = {"SP50": {"PGOPTIONS": "-c search_path=bench_path,public"}}
 # Tests that connect over TCP with TLS to the poolers' TLS endpoints (run.sh: the same certificate,
 # tls.mode "require" / client_tls_sslmode = require); PostgreSQL itself has no TLS listener here.
 TLS_TESTS = ("T50", "TC20")
-TLS_ENV = {"PGSSLMODE": "require"}
+TLS_ENV = {"PGSSLMODE": "require", "PGPASSWORD": "sluice-bench"}  # run.sh sets that password
 
 # Tests that also run through a second sluiced with `workers` = 2 (README: Worker loops), in the
 # same rounds, to compare 2 worker loops with 1.
@@ -1138,7 +1138,7 @@ Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.mon
 
 - Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time; see "Was the machine quiet?")
 - Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['pgbouncer']}` (Debian's package); `{v['pgbouncer2']}` (built by run.sh from the release tarball, bench/README.md); PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
-- Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, trust authentication, max_client_conn 5000; every connection over a Unix socket, except the TLS tests' ({", ".join(TLS_TESTS)}): TCP on 127.0.0.1 with `sslmode=require`, to sluiced's `tls.mode` "require" and the PgBouncers' `client_tls_sslmode = require`, the same throwaway certificate (EC P-256) for all three, OpenSSL's default ciphers (TLS 1.3); PostgreSQL itself is not run over TLS. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
+- Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, max_client_conn 5000; every connection over a Unix socket (trust), except the TLS tests' ({", ".join(TLS_TESTS)}): TCP on 127.0.0.1 with `sslmode=require` and a SCRAM-SHA-256 login (the same hba rules and verifier for all three: sluiced's `auth.type` "hba", the PgBouncers' `auth_type = hba`), to sluiced's `tls.mode` "require" and the PgBouncers' `client_tls_sslmode = require`, the same throwaway certificate (EC P-256) for all three, OpenSSL's default ciphers (TLS 1.3); PostgreSQL itself is not run over TLS. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
 - Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
 - Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
 - CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.

@@ -169,6 +169,20 @@ pgbench -i -q -s "$scale" -h "$pg_dir" -p "$pg_port" bench >"$work/pgbench-init.
 # The search_path workload's clients ask for bench_path,public: an empty schema, so the path is
 # valid and pgbench's tables are still found in public.
 psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench -c 'CREATE SCHEMA bench_path' >/dev/null
+# The TLS tests log in with SCRAM-SHA-256 (PGPASSWORD, bench.py): the role's verifier, made by
+# PostgreSQL, goes to the poolers' auth files; their server logins stay trust on the Unix socket.
+readonly bench_password=sluice-bench
+psql -qAtX -h "$pg_dir" -p "$pg_port" -d postgres >/dev/null <<SQL
+SET password_encryption = 'scram-sha-256';
+ALTER ROLE "$(id -un)" PASSWORD '$bench_password';
+SQL
+scram_verifier=$(psql -qAtX -h "$pg_dir" -p "$pg_port" -d postgres \
+  -c "SELECT rolpassword FROM pg_authid WHERE rolname = current_user")
+[[ $scram_verifier == SCRAM-SHA-256\$* ]] || die "no SCRAM verifier for the bench role"
+# Unix-socket clients are trusted, TCP ones (the TLS tests) must use TLS and SCRAM: the same rules
+# for sluiced and both PgBouncers.
+printf 'local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n' >"$work/hba.conf"
+chmod 644 "$work/hba.conf"
 
 # --- TLS: one throwaway certificate, the same for sluiced and both PgBouncers (the TLS tests) ---------
 
@@ -188,6 +202,8 @@ write_sluice_config() {  # PORT CONTROL FILE [WORKERS] [tls: also TCP + TLS on 1
   if [[ -n ${5:-} ]]; then
     tcp=", \"tcp\": \"127.0.0.1:$1\""
     tls="\"tls\": {\"mode\": \"require\", \"cert_file\": \"$work/tls.crt\", \"key_file\": \"$work/tls.key\"},"
+    printf '"%s" "%s"\n' "$(id -un)" "$scram_verifier" >"$work/users.txt"
+    tls+=" \"auth\": {\"type\": \"hba\", \"hba_file\": \"$work/hba.conf\", \"file\": \"$work/users.txt\"},"
   fi
   local metrics=''
   [[ -n ${7:-} ]] && metrics="\"metrics\": {\"listen\": \"$7\"},"
@@ -241,7 +257,8 @@ write_pgbouncer_config() {  # DIR PORT [EXTRA SETTING LINE...]
   local dir=$1 port=$2
   shift 2
   mkdir -p "$dir"
-  printf '"%s" ""\n' "$user" postgres | sort -u >"$dir/userlist.txt"
+  { printf '"%s" "%s"\n' "$user" "$scram_verifier"; [[ $user == postgres ]] || printf '"postgres" ""\n'; } \
+    >"$dir/userlist.txt"
   cat >"$dir/pgbouncer.ini" <<INI
 [databases]
 bench = host=$pg_dir port=$pg_port dbname=bench
@@ -250,7 +267,8 @@ bench = host=$pg_dir port=$pg_port dbname=bench
 listen_addr = 127.0.0.1
 listen_port = $port
 unix_socket_dir = $dir
-auth_type = trust
+auth_type = hba
+auth_hba_file = $work/hba.conf
 auth_file = $dir/userlist.txt
 pool_mode = transaction
 default_pool_size = $pool_size
