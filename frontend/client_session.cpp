@@ -289,7 +289,7 @@ void ClientSession::read_client() {
   if (n < 0) return close(describe_read_failure(n));
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
   last_activity_ms_ = uv_now(worker_.loop());
-  if (!scope_ || !scope_.server().busy()) note_request_start();
+  if (!scope_ || !scope_.server().busy()) note_request_start(last_activity_ms_);
   pool_->metrics().client_bytes_received += chunk.size();
   if (!scope_ && is_lone_terminate(chunk) && scanner_.at_boundary()) return close("client terminated");
   if (!scope_ && state_ != ClientState::waiting) {
@@ -567,6 +567,9 @@ void ClientSession::forward_held() {
   // without a server running them.
   const bool cancel = std::exchange(cancel_held_, false);
   if (held.empty()) return;
+  // A request held while the client queued or sluiced's own query ran starts now, as for
+  // PostgreSQL's statement_timeout: the wait was not the query's.
+  note_request_start(uv_now(worker_.loop()));
   forward_to_server(protocol::as_bytes(held));
   if (!cancel || state_ == ClientState::closing) return;
   if (!held_.empty()) {

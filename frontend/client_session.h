@@ -142,11 +142,14 @@ class ClientSession final : net::PollSocket::Handler,
   void answer_cancelled_while_waiting();
   // Its server had nothing of its to run: a new request, and a new transaction when none is open
   // (query_timeout_ms and transaction_timeout_ms count from these). Once per read: inline.
-  void note_request_start() {
-    request_started_ms_ = last_activity_ms_;
+  void note_request_start(std::uint64_t now_ms) {
+    request_started_ms_ = now_ms;
     query_timeout_fired_ = false;
-    if (!scope_ || scope_.server().transaction_status() == 'I') transaction_started_ms_ = last_activity_ms_;
+    if (!scope_ || scope_.server().transaction_status() == 'I') transaction_started_ms_ = now_ms;
   }
+  // What the server finished since the limits last looked (a pipeline's requests end while more of
+  // it runs): the clocks restart, no earlier than that look.
+  void note_server_progress(const pool::ServerConnection& server, std::uint64_t now_ms);
   // query_timeout_ms and transaction_timeout_ms (query_limits.cpp); true when the client was ended.
   bool check_running_limits(std::uint64_t now_ms);
   // Transport security (client_session_tls.cpp).
@@ -198,7 +201,14 @@ class ClientSession final : net::PollSocket::Handler,
   std::uint64_t request_started_ms_ = 0;      // its first bytes since its server last had nothing to run
   std::uint64_t transaction_started_ms_ = 0;  // ... since its server was last outside a transaction
   bool query_timeout_fired_ = false;          // the running request's cancel was sent
-  bool ssl_request_seen_ = false;             // or a direct ClientHello
+  struct ServerProgress {
+    const pool::ServerConnection* server = nullptr;
+    std::uint64_t requests_answered = 0;
+    std::uint64_t transactions_ended = 0;
+    std::uint64_t seen_at_ms = 0;
+  };
+  ServerProgress limits_seen_;     // as the last look of query_limits.cpp found it
+  bool ssl_request_seen_ = false;  // or a direct ClientHello
   bool gss_request_seen_ = false;
   std::optional<config::AuthType> auth_method_;
   metrics::RequestTimer request_timer_;

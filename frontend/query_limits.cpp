@@ -1,5 +1,7 @@
 // query_timeout_ms and transaction_timeout_ms: a client's request or transaction that runs too long
 // (README "Limits against PgBouncer's names").
+#include <algorithm>
+
 #include "common/log.h"
 #include "daemon/worker.h"
 #include "frontend/client_session.h"
@@ -17,6 +19,7 @@ bool ClientSession::check_running_limits(std::uint64_t now_ms) {
   if (state_ != ClientState::active || !scope_) return false;
   const auto& settings = pool_->settings();
   pool::ServerConnection& server = scope_.server();
+  note_server_progress(server, now_ms);
   const bool running = server.busy() && own_query_ == OwnQuery::none;
   if (settings.query_timeout_ms > 0 && running) {
     const auto limit = static_cast<std::uint64_t>(settings.query_timeout_ms);
@@ -47,6 +50,19 @@ bool ClientSession::check_running_limits(std::uint64_t now_ms) {
     return true;
   }
   return false;
+}
+
+void ClientSession::note_server_progress(const pool::ServerConnection& server, std::uint64_t now_ms) {
+  const ServerProgress now{&server, server.requests_answered(), server.transactions_ended(), now_ms};
+  if (now.server == limits_seen_.server) {
+    if (now.requests_answered != limits_seen_.requests_answered) {
+      request_started_ms_ = std::max(request_started_ms_, limits_seen_.seen_at_ms);
+      query_timeout_fired_ = false;
+    }
+    if (now.transactions_ended != limits_seen_.transactions_ended)
+      transaction_started_ms_ = std::max(transaction_started_ms_, limits_seen_.seen_at_ms);
+  }
+  limits_seen_ = now;
 }
 
 }  // namespace sluice::frontend

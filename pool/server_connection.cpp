@@ -244,6 +244,8 @@ bool ServerConnection::track(const protocol::MessageEvent& event) {
     case 'Z':
       if (replies_outstanding_ > 0) --replies_outstanding_;
       transaction_status_ = static_cast<char>(event.first_byte);
+      ++requests_answered_;
+      if (transaction_status_ == 'I') ++transactions_ended_;
       break;
     case 'G':
       copy_in_ = true;

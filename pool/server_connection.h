@@ -121,6 +121,10 @@ class ServerConnection final : net::PollSocket::Handler {
 
   // The server's state as its messages tell it.
   [[nodiscard]] char transaction_status() const { return transaction_status_; }
+  // ReadyForQuery messages seen, and those of them that said 'I': a pipeline's requests and
+  // transactions end while more of it is outstanding (query_timeout_ms, transaction_timeout_ms).
+  [[nodiscard]] std::uint64_t requests_answered() const { return requests_answered_; }
+  [[nodiscard]] std::uint64_t transactions_ended() const { return transactions_ended_; }
   // A reply is outstanding: a query runs, results stream, or COPY is open.
   [[nodiscard]] bool busy() const { return replies_outstanding_ > 0 || unsynced_ || copy_in_; }
   [[nodiscard]] bool idle_clean() const { return !busy() && transaction_status_ == 'I'; }
@@ -236,6 +240,8 @@ class ServerConnection final : net::PollSocket::Handler {
   ServerUser* user_ = nullptr;
   protocol::MessageScanner scanner_;
   char transaction_status_ = 'I';
+  std::uint64_t requests_answered_ = 0;
+  std::uint64_t transactions_ended_ = 0;
   int replies_outstanding_ = 0;  // Query / Sync / FunctionCall sent, ReadyForQuery not yet seen
   bool unsynced_ = false;        // extended-protocol messages sent since the last Sync
   bool copy_in_ = false;         // server waits for CopyData from the client

@@ -432,6 +432,60 @@ TEST_F(PoolLimitsTest, QueryTimeoutCancelsTheQueryAndTheSessionAndServerCarryOn)
   EXPECT_EQ(pool_row(sluiced, kDatabase, scope_test::os_user())["limits"].value("query_timeouts", 0), 2);
 }
 
+// As PostgreSQL's statement_timeout: a request's time starts when a server runs it, not while the
+// client queued for one.
+TEST_F(PoolLimitsTest, QueryTimeoutDoesNotCountTheWaitForAServer) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 1,
+                            .overrides = {{"pool", {{"query_timeout_ms", 600}}},
+                                          {"databases", {{kDatabase, {{"query_wait_timeout_ms", 20000}}}}}}});
+  const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
+  const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
+  exec_ok(holder, "BEGIN; SELECT 1");
+  PendingQuery waiting(waiter, "SELECT pg_sleep(0.3), 'served'");
+  const auto queued = Clock::now();
+  ASSERT_TRUE(wait_until([&] { return since(queued) > milliseconds(900); }, seconds(2)));
+  exec_ok(holder, "COMMIT");
+  ASSERT_TRUE(wait_until([&] { return waiting.done(); }, seconds(5)));
+  const auto answer = waiting.take();
+  EXPECT_EQ(answer.status, PGRES_TUPLES_OK) << answer.value << " " << answer.message;
+  EXPECT_EQ(pool_row(sluiced, kDatabase, scope_test::os_user())["limits"].value("query_timeouts", 0), 0);
+}
+
+// A pipeline of short transactions (libpq pipeline mode, a Sync after each) runs longer than
+// transaction_timeout_ms as a whole: no transaction of it does, so none is ended — as PostgreSQL 17.
+TEST_F(PoolLimitsTest, TransactionTimeoutCountsEachTransactionOfAPipeline) {
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase, .pool_size = 1, .overrides = {{"pool", {{"transaction_timeout_ms", 800}}}}});
+  const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
+  constexpr int kTransactions = 12;  // 12 x 0.1 s: longer than the limit in all
+  ASSERT_EQ(PQenterPipelineMode(conn.get()), 1);
+  for (int i = 0; i < kTransactions; ++i) {
+    ASSERT_EQ(PQsendQueryParams(conn.get(), "SELECT pg_sleep(0.1)", 0, nullptr, nullptr, nullptr, nullptr, 0),
+              1);
+    ASSERT_EQ(PQpipelineSync(conn.get()), 1);
+  }
+  int ok = 0;
+  int syncs = 0;
+  std::string error;
+  while (syncs < kTransactions) {
+    PGresult* result = PQgetResult(conn.get());
+    if (result == nullptr) continue;  // the end of one query's results
+    const ExecStatusType status = PQresultStatus(result);
+    if (status == PGRES_PIPELINE_SYNC) ++syncs;
+    if (status == PGRES_TUPLES_OK) ++ok;
+    if (status == PGRES_FATAL_ERROR || status == PGRES_PIPELINE_ABORTED) {
+      error = PQresultErrorMessage(result);
+      PQclear(result);
+      break;
+    }
+    PQclear(result);
+  }
+  EXPECT_EQ(ok, kTransactions) << error;
+  EXPECT_EQ(pool_row(sluiced, kDatabase, scope_test::os_user())["limits"].value("transaction_timeouts", 0),
+            0);
+}
+
 TEST_F(PoolLimitsTest, TransactionTimeoutRollsBackAndClosesTheClientAsPostgresDoes) {
   exec_ok(observer_, "DROP TABLE IF EXISTS limits_marker; CREATE TABLE limits_marker (tag text)");
   harness::Sluiced sluiced(
