@@ -49,9 +49,9 @@ class PollSocket {
   PollSocket& operator=(const PollSocket&) = delete;
 
   // >0 bytes read, 0 at end of stream, -EAGAIN when nothing is there, -errno (-EPROTO: the TLS
-  // handshake or stream failed, tls()->failure() says why). With TLS, read with a buffer of a
-  // record's plaintext (16 KiB) or more: what a smaller one leaves in OpenSSL is handed over by
-  // on_poll, but not after a pause in reading.
+  // handshake or stream failed, tls()->failure() says why). With TLS, what OpenSSL holds (records
+  // read ahead, or what a small buffer left) is handed over by on_poll, also after a pause in
+  // reading.
   ssize_t read(void* buffer, std::size_t size);
   // Sends now; keeps what the kernel did not take and sends it when writable.
   // False on a hard error (the peer is gone). With TLS, bytes written before the handshake is
@@ -101,6 +101,9 @@ class PollSocket {
   std::size_t pending_offset_ = 0;
   std::unique_ptr<TlsChannel> tls_;
   bool tls_read_wants_writable_ = false;  // OpenSSL must send before it can read on
+  // Reading resumed while OpenSSL held bytes the kernel will not announce: the next writable event
+  // (at once, on a healthy socket) stands in for the readable one.
+  bool tls_held_bytes_wake_ = false;
 };
 
 }  // namespace sluice::net
