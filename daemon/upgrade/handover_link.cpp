@@ -30,7 +30,7 @@ void HandoverLink::on_readable() {
   reader_.append({buffer.data(), static_cast<std::size_t>(n)});
   for (;;) {
     auto message = reader_.next();
-    if (!message) return close(message.error());
+    if (!message) return close(message.error(), /*broken=*/true);
     if (!*message) return;
     on_message_(**message);
     if (!socket_) return;  // the handler closed us
@@ -39,10 +39,10 @@ void HandoverLink::on_readable() {
 
 void HandoverLink::on_socket_error(int uv_status) { close(net::PollSocket::describe_error(uv_status)); }
 
-void HandoverLink::close(const std::string& reason) {
+void HandoverLink::close(const std::string& reason, bool broken) {
   if (!socket_) return;
   socket_.reset();
-  if (on_closed_) on_closed_(reason);
+  if (on_closed_) on_closed_(reason, broken);
 }
 
 }  // namespace sluice::daemon::upgrade

@@ -17,8 +17,9 @@ namespace sluice::daemon::upgrade {
 class HandoverLink final : net::PollSocket::Handler {
  public:
   using OnMessage = std::function<void(const nlohmann::json&)>;
-  // The peer closed the channel or broke the protocol (the reason); called once, after which nothing arrives.
-  using OnClosed = std::function<void(const std::string& reason)>;
+  // The peer closed the channel, or (`broken`) sent what is not a handover message; called once,
+  // after which nothing arrives.
+  using OnClosed = std::function<void(const std::string& reason, bool broken)>;
 
   // Takes `fd` (non-blocking) and watches it on `loop`.
   HandoverLink(uv_loop_t* loop, int fd, OnMessage on_message, OnClosed on_closed);
@@ -37,7 +38,7 @@ class HandoverLink final : net::PollSocket::Handler {
   void on_readable() override;
   void on_drained() override {}
   void on_socket_error(int uv_status) override;
-  void close(const std::string& reason);
+  void close(const std::string& reason, bool broken = false);
 
   net::PollSocket::Ptr socket_;
   MessageReader reader_;

@@ -79,7 +79,7 @@ void Predecessor::attach(uv_loop_t* loop, std::function<void()> gone) {
       [this](const nlohmann::json& message) {
         if (message_type(message) == "progress") progress_ = message;
       },
-      [this, gone = std::move(gone)](const std::string& reason) {
+      [this, gone = std::move(gone)](const std::string& reason, bool /*broken*/) {
         log::info("upgrade: the old process (pid ", pid_, ") is gone: ", reason);
         gone();
       });

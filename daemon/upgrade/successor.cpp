@@ -101,7 +101,7 @@ Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const Succ
   Successor* raw = successor.get();
   successor->link_ = std::make_unique<HandoverLink>(
       loop, pair[0], [raw](const nlohmann::json& message) { raw->on_message(message); },
-      [raw](const std::string& reason) { raw->on_channel_closed(reason); });
+      [raw](const std::string& reason, bool broken) { raw->on_channel_closed(reason, broken); });
   successor->deadline_ = new uv_timer_t{};
   uv_timer_init(loop, successor->deadline_);
   successor->deadline_->data = raw;
@@ -175,11 +175,12 @@ void Successor::on_message(const nlohmann::json& message) {
   give_up("sent an unexpected handover message '" + type + "'");
 }
 
-void Successor::on_channel_closed(const std::string& reason) {
+void Successor::on_channel_closed(const std::string& reason, bool broken) {
   if (state_ == State::serving) {
     log::info("upgrade: the channel to pid ", pid_, " closed: ", reason);
     return;
   }
+  if (broken) return give_up("broke the handover protocol: " + reason);
   // Its exit status says more; the deadline covers a process that closes the channel and lives on.
   if (failure_.empty()) failure_ = "closed the handover channel (" + reason + ")";
 }

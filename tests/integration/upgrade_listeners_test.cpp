@@ -189,6 +189,9 @@ TEST_F(Upgrade, ABrokenNewBinaryLeavesTheOldOneServing) {
         upgradetest::write_script(
             dir, "says-no.sh", "printf '\\000\\000\\000\\037{\"type\":\"failed\",\"reason\":\"no\"}' >&3")},
        "refused to start: no"},
+      {{"--binary",
+        upgradetest::write_script(dir, "garbles.sh", "printf '\\000\\000\\000\\003abc' >&3; exec sleep 60")},
+       "broke the handover protocol: handover message is not JSON"},
   };
   for (const auto& attempt : attempts) {
     const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket(), attempt.args);
