@@ -73,7 +73,7 @@ Result<Received> receive_message(int socket, MessageReader& reader,
       return received;
     }
     const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       close_all(received.descriptors);
       return fail("handover channel: no message in time");
