@@ -80,7 +80,7 @@ class Daemon {
   void shutdown(std::string_view reason);
   // Live upgrade (daemon/daemon_upgrade.cpp): starts `binary` (empty: this process's own) and
   // hands it the listening sockets; `done` gets the outcome as a control answer.
-  void start_upgrade(std::string binary, std::chrono::milliseconds ready_timeout,
+  void start_upgrade(const std::string& binary, std::chrono::milliseconds ready_timeout,
                      std::function<void(nlohmann::json)> done);
   // One control-socket request; `respond` gets the JSON answer, on the main
   // loop, once every worker has given its share.

@@ -28,7 +28,7 @@ std::vector<Listener*> Daemon::all_listeners() {
   return all;
 }
 
-void Daemon::start_upgrade(std::string binary, std::chrono::milliseconds ready_timeout,
+void Daemon::start_upgrade(const std::string& binary, std::chrono::milliseconds ready_timeout,
                            std::function<void(nlohmann::json)> done) {
   const auto refuse = [&done](const std::string& reason) {
     log::warning("upgrade refused: ", reason);

@@ -43,9 +43,9 @@ std::string running_executable() {
   return path;
 }
 
-Successor::Successor(uv_loop_t* loop, Events events, std::vector<HandedOverSocket> sockets,
+Successor::Successor(Events events, std::vector<HandedOverSocket> sockets,
                      std::chrono::milliseconds ready_timeout)
-    : loop_(loop), events_(std::move(events)), sockets_(std::move(sockets)), ready_timeout_(ready_timeout) {}
+    : events_(std::move(events)), sockets_(std::move(sockets)), ready_timeout_(ready_timeout) {}
 
 Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const SuccessorLaunch& launch,
                                                      std::vector<HandedOverSocket> sockets, Events events) {
@@ -54,7 +54,7 @@ Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const Succ
     return fail(std::string("socketpair: ") + std::strerror(errno));
   }
   std::unique_ptr<Successor> successor(
-      new Successor(loop, std::move(events), std::move(sockets), launch.ready_timeout));
+      new Successor(std::move(events), std::move(sockets), launch.ready_timeout));
 
   std::string fd_text = std::to_string(kChannelFd);
   std::vector<char*> args = {const_cast<char*>(launch.binary.c_str()),
@@ -65,6 +65,7 @@ Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const Succ
                              nullptr};
   std::vector<std::string> environment = successor_environment();
   std::vector<char*> env;
+  env.reserve(environment.size() + 1);
   for (auto& variable : environment) env.push_back(variable.data());
   env.push_back(nullptr);
   uv_stdio_container_t stdio[kChannelFd + 1];

@@ -72,14 +72,12 @@ class Successor {
   void send(const nlohmann::json& message);
 
  private:
-  Successor(uv_loop_t* loop, Events events, std::vector<HandedOverSocket> sockets,
-            std::chrono::milliseconds ready_timeout);
+  Successor(Events events, std::vector<HandedOverSocket> sockets, std::chrono::milliseconds ready_timeout);
   void on_message(const nlohmann::json& message);
   void on_channel_closed(const std::string& reason, bool broken);
   void on_exit(std::int64_t status, int signal);
   void give_up(const std::string& reason);
 
-  uv_loop_t* loop_;
   Events events_;
   std::vector<HandedOverSocket> sockets_;
   std::chrono::milliseconds ready_timeout_;
