@@ -40,6 +40,7 @@ anchors=${BENCH_ANCHORS:-$root/../shared/anchors}
 teardown_port=$((sluice_port + 2))
 workers_port=$((sluice_port + 4))
 fairness_port=$((sluice_port + 6))
+upgrade_port=$((sluice_port + 8))
 fairness_pgbouncer_port=$((pgbouncer2_port + 2))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
 readonly teardown_load_s=10 abandon_rollback=200 abandon_cancel=60
@@ -131,7 +132,7 @@ pg_dir=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
 sluiced_pid='' teardown_pid='' workers_pid='' fairness_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
-fairness_pgbouncer_pid=''
+fairness_pgbouncer_pid='' upgrade_pid='' upgraded_pid=''
 
 # shellcheck disable=SC2317  # invoked by the traps
 cleanup() {
@@ -141,6 +142,8 @@ cleanup() {
   stop_pid "$teardown_pid" INT
   stop_pid "$workers_pid" INT
   stop_pid "$fairness_pid" INT
+  stop_pid "$upgrade_pid" INT
+  [[ -n $upgraded_pid ]] && kill -INT "$upgraded_pid" 2>/dev/null  # not our child: the upgrade started it
   stop_pid "$pgbouncer_pid" TERM # SIGTERM: PgBouncer's immediate shutdown
   stop_pid "$pgbouncer2_pid" QUIT # since 1.23 SIGTERM waits for the clients; SIGQUIT is immediate
   stop_pid "$fairness_pgbouncer_pid" QUIT
@@ -388,5 +391,19 @@ python3 "$bench_dir/fairness.py" --host "$pgb3_dir" --port "$fairness_pgbouncer_
   --label "PgBouncer $pgb2_version, max_db_connections $fairness_max_db" --out "$work/fairness-pgbouncer.md" ||
   die "the fairness phase failed through PgBouncer: $work/pgbouncer-fairness.log"
 { echo; cat "$work/fairness.md"; echo; cat "$work/fairness-pgbouncer.md"; } >>"$bench_dir/results/latest.md"
+
+# --- a live upgrade under load (bench/upgrade.py) ---------------------------------------------------
+
+write_sluice_config "$upgrade_port" "$work/control-upgrade.sock" "$work/sluice-upgrade.json"
+"$sluiced" -c "$work/sluice-upgrade.json" >"$work/sluiced-upgrade.log" 2>&1 &
+upgrade_pid=$!
+wait_socket "$work/control-upgrade.sock" "$upgrade_pid" "sluiced (upgrade)" "$work/sluiced-upgrade.log"
+say "live upgrade under pgbench -S -C -c 50"
+UPGRADE_NEW_PID_FILE=$work/upgraded.pid python3 "$bench_dir/upgrade.py" --host "$work" --port "$upgrade_port" \
+  --db bench --control "$work/control-upgrade.sock" --sluicectl "$sluicectl" --duration "$((duration * 2))" \
+  --append-to "$bench_dir/results/latest.md" >"$work/upgrade.md" || status=1
+upgraded_pid=$(cat "$work/upgraded.pid" 2>/dev/null || true)
+cat "$work/upgrade.md"
+((${status:-0} == 0)) || die "the live-upgrade phase failed: $work/sluiced-upgrade.log"
 cat "$work/summary.txt" "$work/fairness.md" "$work/fairness-pgbouncer.md"
 say "done in $((SECONDS - started)) s: bench/results/latest.md, latest.png; pgbench outputs in latest.log"

@@ -1,7 +1,10 @@
 // sluicectl: talks to sluiced's control socket (DESIGN.md §4, §7).
 //   sluicectl [-s SOCKET] [--json] status|pools|clients|servers|teardown|
-//             drain [--timeout SECONDS] [--wait]|pause|resume|reload|shutdown
+//             drain [--timeout SECONDS] [--wait]|pause|resume|reload|shutdown|
+//             upgrade [--binary PATH] [--timeout SECONDS]
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
@@ -36,7 +39,10 @@ constexpr Command kCommands[] = {
     {"resume", "undo pause"},
     {"reload", "re-read the configuration file"},
     {"shutdown", "stop now: roll back whatever is in flight and exit"},
+    {"upgrade", "live upgrade: start the installed sluiced, hand it the listening sockets, drain this one"},
 };
+
+constexpr double kDefaultUpgradeTimeoutS = 30;  // the daemon's default too
 
 // -s, else $SLUICE_CONTROL, else the packaged default.
 std::string socket_path(const std::string& from_option) {
@@ -68,15 +74,25 @@ struct Invocation {
   std::string command;
   std::optional<double> drain_timeout_s;
   bool drain_wait = false;
+  std::string upgrade_binary;
+  std::optional<double> upgrade_timeout_s;
 };
 
 int run(const Invocation& invocation) {
   const std::string path = socket_path(invocation.socket);
-  auto client = ControlClient::connect(path);
+  // upgrade answers once the new process has reported ready or failed: wait that long, and more.
+  const auto answer_timeout = invocation.command == "upgrade"
+                                  ? ControlClient::kDefaultTimeout +
+                                        std::chrono::seconds(std::lround(
+                                            invocation.upgrade_timeout_s.value_or(kDefaultUpgradeTimeoutS)))
+                                  : ControlClient::kDefaultTimeout;
+  auto client = ControlClient::connect(path, answer_timeout);
   if (!client) return report(client.error());
 
   nlohmann::json request{{"cmd", invocation.command}};
   if (invocation.drain_timeout_s) request["timeout_s"] = *invocation.drain_timeout_s;
+  if (invocation.upgrade_timeout_s) request["timeout_s"] = *invocation.upgrade_timeout_s;
+  if (!invocation.upgrade_binary.empty()) request["binary"] = invocation.upgrade_binary;
   auto response = client->request(request);
   if (!response) return report(response.error());
   if (invocation.json) std::cout << response->line << '\n';
@@ -103,6 +119,7 @@ int sluicectl(int argc, char** argv) {
   app.fallthrough();  // -s and --json also after the command
 
   double timeout_s = 0;
+  double upgrade_timeout_s = 0;
   for (const auto& [name, description] : kCommands) {
     CLI::App* command = app.add_subcommand(name, description);
     command->callback([&invocation, name = std::string(name)] { invocation.command = name; });
@@ -124,6 +141,15 @@ int sluicectl(int argc, char** argv) {
       command->add_flag("--wait", invocation.drain_wait,
                         "wait until drained, showing progress; exit 5 if scopes had to be forced");
     }
+    if (std::string_view(name) == "upgrade") {
+      command->add_option(
+          "--binary", invocation.upgrade_binary,
+          "the sluiced to start (default: the binary installed where the running one was started from)");
+      command
+          ->add_option("--timeout", upgrade_timeout_s,
+                       "seconds the new process has to report ready (default: 30)")
+          ->check(CLI::Range(0.0, 3600.0));
+    }
   }
   try {
     app.parse(argc, argv);
@@ -133,6 +159,9 @@ int sluicectl(int argc, char** argv) {
   }
   if (const CLI::App* drain = app.get_subcommand("drain"); drain->count("--timeout") > 0) {
     invocation.drain_timeout_s = timeout_s;
+  }
+  if (const CLI::App* upgrade = app.get_subcommand("upgrade"); upgrade->count("--timeout") > 0) {
+    invocation.upgrade_timeout_s = upgrade_timeout_s;
   }
   return run(invocation);
 }

@@ -43,6 +43,24 @@ std::string drain_summary(const Json& status) {
   return line;
 }
 
+// A live upgrade seen from either side: the old process (predecessor) or the new one (successor).
+std::string upgrade_summary(const Json& status) {
+  const Json* role = find_path(status, {"upgrade", "role"});
+  if (role == nullptr || !role->is_string()) return "-";
+  if (role->get<std::string>() == "successor") {
+    return "took over from pid " + count_cell(find_path(status, {"upgrade", "old_pid"})) + " (" +
+           text_cell(find_path(status, {"upgrade", "old_state"})) + "; " +
+           count_cell(find_path(status, {"upgrade", "old_clients"})) + " clients left, " +
+           count_cell(find_path(status, {"upgrade", "old_moved"})) + " moved, " +
+           count_cell(find_path(status, {"upgrade", "old_forced"})) + " forced)";
+  }
+  return "to pid " + count_cell(find_path(status, {"upgrade", "new_pid"})) + ", " +
+         text_cell(find_path(status, {"upgrade", "state"})) + " (" +
+         count_cell(find_path(status, {"upgrade", "clients_left"})) + " clients left, " +
+         count_cell(find_path(status, {"upgrade", "moved"})) + " moved, " +
+         count_cell(find_path(status, {"upgrade", "forced"})) + " forced)";
+}
+
 std::string loop_summary(const Json& status) {
   if (!has_section(status, "loop")) return "-";
   return millis_cell(find_path(status, {"loop", "lag_ms"})) + " now, " +
@@ -74,7 +92,7 @@ void print_or_none(const Table& table, std::string_view none, std::ostream& out)
 
 bool print_status(const Json& status, std::ostream& out) {
   if (!status.is_object()) return false;
-  const std::array<std::pair<const char*, std::string>, 11> lines = {{
+  const std::array<std::pair<const char*, std::string>, 12> lines = {{
       {"state", text_cell(find_path(status, {"state"}))},
       {"version", text_cell(find_path(status, {"version"}))},
       {"pid", count_cell(find_path(status, {"pid"}))},
@@ -86,6 +104,7 @@ bool print_status(const Json& status, std::ostream& out) {
       {"loop lag", loop_summary(status)},
       {"teardown", teardown_summary(status)},
       {"open fds", count_cell(find_path(status, {"fds"}))},
+      {"upgrade", upgrade_summary(status)},
   }};
   for (const auto& [label, value] : lines) {
     out << label << std::string(10 - std::string_view(label).size(), ' ') << printable(value) << '\n';
@@ -237,6 +256,11 @@ bool print_acknowledgement(const std::string& command, const Json& answer, std::
   const Json* ok = find_path(answer, {"ok"});
   if (ok == nullptr || !ok->is_boolean() || !ok->get<bool>()) return false;
   out << command << ": ok (state: " << text_cell(find_path(answer, {"state"})) << ")\n";
+  if (command == "upgrade") {
+    out << "the new process (pid " << count_cell(find_path(answer, {"pid"}))
+        << ") accepts every new connection; pid " << count_cell(find_path(answer, {"old_pid"}))
+        << " drains its clients and exits\n";
+  }
   return true;
 }
 

@@ -4,6 +4,7 @@
 #include "common/log.h"
 #include "daemon/daemon.h"
 #include "daemon/status_report.h"
+#include "daemon/upgrade/successor.h"
 
 namespace sluice::daemon {
 
@@ -36,6 +37,12 @@ void Daemon::handle_control(const ControlRequest& request, ControlServer::Respon
       reload();
       return respond(
           {{"ok", true}, {"state", service_state_name(state_)}, {"note", "reload started; see the log"}});
+    case ControlCommand::upgrade: {
+      const double seconds =
+          request.timeout_s.value_or(std::chrono::duration<double>(upgrade::kDefaultReadyTimeout).count());
+      return start_upgrade(request.binary.value_or(""),
+                           std::chrono::milliseconds(std::llround(seconds * 1000.0)), std::move(respond));
+    }
     case ControlCommand::shutdown:
       // On a later turn, so that this answer still reaches the caller.
       defer_call([this] { shutdown("control socket"); });

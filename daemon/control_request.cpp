@@ -17,6 +17,7 @@ constexpr std::array kCommands = {
     std::pair{ControlCommand::teardown, "teardown"}, std::pair{ControlCommand::drain, "drain"},
     std::pair{ControlCommand::pause, "pause"},       std::pair{ControlCommand::resume, "resume"},
     std::pair{ControlCommand::reload, "reload"},     std::pair{ControlCommand::shutdown, "shutdown"},
+    std::pair{ControlCommand::upgrade, "upgrade"},
 };
 
 // Names echoed back in errors are the client's bytes: keep them short.
@@ -76,18 +77,18 @@ std::string parser_message(const char* what) {
   return std::string(message.substr(0, kMaxParserMessage)) + "...";
 }
 
-Result<double> parse_timeout(const Json& value) {
+Result<double> parse_timeout(const Json& value, const std::string& command) {
+  const std::string argument = "argument 'timeout_s' of command '" + command + "'";
   if (!value.is_number()) {
-    return fail(std::string("argument 'timeout_s' of command 'drain' must be a non-negative number, got ") +
-                value.type_name());
+    return fail(argument + " must be a non-negative number, got " + value.type_name());
   }
   const double seconds = value.get<double>();
   if (!std::isfinite(seconds) || seconds < 0) {
-    return fail("argument 'timeout_s' of command 'drain' must be a non-negative number, got " + value.dump());
+    return fail(argument + " must be a non-negative number, got " + value.dump());
   }
   if (seconds > kMaxDrainTimeoutS) {
-    return fail("argument 'timeout_s' of command 'drain' must be at most " +
-                std::to_string(static_cast<long long>(kMaxDrainTimeoutS)) + " seconds, got " + value.dump());
+    return fail(argument + " must be at most " + std::to_string(static_cast<long long>(kMaxDrainTimeoutS)) +
+                " seconds, got " + value.dump());
   }
   return seconds;
 }
@@ -135,15 +136,30 @@ Result<ControlRequest> parse_control_request(std::string_view line) {
 
   for (const auto& [key, value] : document.items()) {
     if (key == "cmd") continue;
-    if (request.command == ControlCommand::drain && key == "timeout_s") {
-      if (value.is_null()) continue;  // explicit "use the configured timeout"
-      auto timeout = parse_timeout(value);
+    const bool takes_timeout =
+        request.command == ControlCommand::drain || request.command == ControlCommand::upgrade;
+    if (takes_timeout && key == "timeout_s") {
+      if (value.is_null()) continue;  // explicit "use the default"
+      auto timeout = parse_timeout(value, name);
       if (!timeout) return fail(timeout.error());
       request.timeout_s = *timeout;
       continue;
     }
+    if (request.command == ControlCommand::upgrade && key == "binary") {
+      if (!value.is_string() || value.get_ref<const std::string&>().empty()) {
+        return fail("argument 'binary' of command 'upgrade' must be a non-empty path");
+      }
+      request.binary = value.get<std::string>();
+      continue;
+    }
     std::string message = "unknown argument '" + echoed(key) + "' for command '" + name + "'";
-    message += request.command == ControlCommand::drain ? " (expected timeout_s)" : " (it takes none)";
+    if (request.command == ControlCommand::drain) {
+      message += " (expected timeout_s)";
+    } else if (request.command == ControlCommand::upgrade) {
+      message += " (expected binary, timeout_s)";
+    } else {
+      message += " (it takes none)";
+    }
     return fail(message);
   }
   return request;

@@ -20,12 +20,16 @@ enum class ControlCommand {
   pause,
   resume,
   reload,
-  shutdown
+  shutdown,
+  upgrade
 };
 
 struct ControlRequest {
   ControlCommand command = ControlCommand::status;
-  std::optional<double> timeout_s;  // drain only; absent (or null) means the configured drain.timeout_s
+  // drain: absent (or null) means the configured drain.timeout_s; upgrade: how long the new
+  // process has to report ready, absent means 30 s.
+  std::optional<double> timeout_s;
+  std::optional<std::string> binary;  // upgrade only: the sluiced to start instead of this one's own
 
   bool operator==(const ControlRequest&) const = default;
 };

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "daemon/upgrade/inherited_sockets.h"
 #include "net/peer_connection.h"
 #include "net/poll_socket.h"
 
@@ -290,7 +291,12 @@ Result<std::unique_ptr<ControlServer>> ControlServer::open(uv_loop_t* loop, Sett
     if (!resolved) return fail(resolved.error());
     group_id = *resolved;
   }
-  if (auto problem = check_existing_path(settings.path)) return fail("control socket: " + *problem);
+  // A live upgrade hands over the socket the old process still listens on: it is ours already.
+  const bool inherited =
+      upgrade::has_inherited_socket(Listener::key_for(Transport::unix_socket, settings.path));
+  if (auto problem = inherited ? std::nullopt : check_existing_path(settings.path)) {
+    return fail("control socket: " + *problem);
+  }
   std::unique_ptr<ControlServer> server(
       new ControlServer(loop, std::move(settings), std::move(handler), group_id));
   const unsigned mode = group_id ? 0660 : 0600;

@@ -54,6 +54,8 @@ class ControlServer {
 
   [[nodiscard]] const std::string& path() const { return settings_.path; }
   [[nodiscard]] std::size_t connection_count() const { return connections_.size(); }
+  // The listening socket, for a live upgrade to hand over.
+  [[nodiscard]] Listener& listener() { return *listener_; }
 
  private:
   class Connection;

@@ -7,6 +7,8 @@
 #include "common/log.h"
 #include "config/config_loader.h"
 #include "config/tls_context.h"
+#include "daemon/upgrade/predecessor.h"
+#include "daemon/upgrade/successor.h"
 #include "net/loop_close.h"
 #include "protocol/backend_messages.h"
 #include "protocol/sqlstate.h"
@@ -52,8 +54,12 @@ std::string_view service_state_name(ServiceState state) {
   return "stopped";
 }
 
-Daemon::Daemon(config::Config config, std::string config_path)
-    : config_(std::move(config)), config_path_(std::move(config_path)) {
+Daemon::Daemon(config::Config config, std::string config_path,
+               std::unique_ptr<upgrade::Predecessor> predecessor)
+    : config_(std::move(config)),
+      config_path_(std::move(config_path)),
+      executable_(upgrade::running_executable()),
+      predecessor_(std::move(predecessor)) {
   uv_loop_init(&loop_);
   mailbox_ = std::make_unique<net::Mailbox>(&loop_);
   const auto count = static_cast<std::size_t>(config_.workers);
@@ -73,6 +79,8 @@ Daemon::~Daemon() {
   listeners_.clear();
   control_.reset();
   metrics_.reset();
+  successor_.reset();
+  predecessor_.reset();
   mailbox_.reset();
   net::close_loop(&loop_);
 }
@@ -90,10 +98,7 @@ int Daemon::run() {
                                      [this](const ControlRequest& request, ControlServer::Respond respond) {
                                        handle_control(request, std::move(respond));
                                      });
-  if (!control) {
-    log::error(control.error());
-    return 1;
-  }
+  if (!control) return startup_failed(control.error());
   control_ = std::move(*control);
   if (config_.metrics.listen) {
     auto metrics =
@@ -101,26 +106,17 @@ int Daemon::run() {
                                      [this](metrics::Format format, metrics::MetricsServer::Respond respond) {
                                        scrape_metrics(format, std::move(respond));
                                      });
-    if (!metrics) {
-      log::error(metrics.error());
-      return 1;
-    }
+    if (!metrics) return startup_failed(metrics.error());
     metrics_ = std::move(*metrics);
   }
 
   auto on_accept = [this](int fd, Transport transport) { accept_client(fd, transport); };
   auto unix_listener = Listener::open_unix(&loop_, client_socket_path(config_.listen), 0777, on_accept);
-  if (!unix_listener) {
-    log::error(unix_listener.error());
-    return 1;
-  }
+  if (!unix_listener) return startup_failed(unix_listener.error());
   listeners_.push_back(std::move(*unix_listener));
   if (config_.listen.tcp) {
     auto tcp_listener = Listener::open_tcp(&loop_, *config_.listen.tcp, on_accept);
-    if (!tcp_listener) {
-      log::error(tcp_listener.error());
-      return 1;
-    }
+    if (!tcp_listener) return startup_failed(tcp_listener.error());
     listeners_.push_back(std::move(*tcp_listener));
     if (config_.auth.type == config::AuthType::trust && config_.auth.type_written) {
       log::warning("auth.type \"trust\": anyone who can reach ", *config_.listen.tcp,
@@ -134,22 +130,27 @@ int Daemon::run() {
   uv_timer_init(&loop_, &status_timer_);
   status_timer_.data = this;
   uv_timer_start(
-      &status_timer_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->notify_status(); },
+      &status_timer_,
+      [](uv_timer_t* t) {
+        auto* daemon = static_cast<Daemon*>(t->data);
+        daemon->notify_status();
+        daemon->report_upgrade_progress();
+      },
       kStatusIntervalMs, kStatusIntervalMs);
 
   for (auto& worker : workers_) worker->start();
+  if (!take_over_from_predecessor()) return 1;
   for (const auto& listener : listeners_) log::info("listening on ", listener->name());
   log_tls_certificate(config_);
   if (workers_.size() > 1) log::info(workers_.size(), " worker loops, each on its own thread");
   start_watchdog();
-  systemd_.ready();
   notify_status();
   uv_run(&loop_, UV_RUN_DEFAULT);
   return exit_code_;
 }
 
 void Daemon::install_signal_handlers() {
-  for (const int signum : {SIGINT, SIGTERM, SIGHUP}) {
+  for (const int signum : {SIGINT, SIGTERM, SIGHUP, SIGUSR2}) {
     auto handle = std::make_unique<uv_signal_t>();
     uv_signal_init(&loop_, handle.get());
     handle->data = this;
@@ -166,6 +167,8 @@ void Daemon::on_signal(int signum) {
       return reload();
     case SIGTERM:
       return start_drain(std::chrono::seconds(config_.drain.timeout_s), /*exit_when_done=*/true);
+    case SIGUSR2:  // Odyssey's signal for the same
+      return start_upgrade("", upgrade::kDefaultReadyTimeout, nullptr);
     default:
       return shutdown("SIGINT");
   }
@@ -198,19 +201,21 @@ void Daemon::resume() {
   });
 }
 
-void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done) {
+void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done,
+                         std::chrono::milliseconds grace) {
   if (state_ == ServiceState::draining || state_ == ServiceState::drained) {
     drain_->exit_when_done = drain_->exit_when_done || exit_when_done;
     return exit_if_drained();
   }
   if (state_ == ServiceState::stopped) return;
+  if (successor_) successor_->abort("was called off: a drain started");
   const auto now = Clock::now();
   drain_ = DrainProgress{now, now + timeout, exit_when_done, ++drain_generation_};
   state_ = ServiceState::draining;
   systemd_.stopping();
   log::info("drain started: ", client_count(), " clients, deadline in ", timeout.count(), " ms");
-  for_each_worker([deadline = drain_->deadline, generation = drain_->generation](Worker& worker) {
-    worker.start_drain(deadline, generation);
+  for_each_worker([deadline = drain_->deadline, generation = drain_->generation, grace](Worker& worker) {
+    worker.start_drain(deadline, generation, grace);
   });
 }
 

@@ -27,6 +27,11 @@
 
 namespace sluice::daemon {
 
+namespace upgrade {
+class Predecessor;
+class Successor;
+}  // namespace upgrade
+
 enum class ServiceState { running, paused, draining, drained, stopped };
 std::string_view service_state_name(ServiceState state);
 
@@ -55,7 +60,8 @@ class Daemon {
  public:
   using Clock = std::chrono::steady_clock;
 
-  Daemon(config::Config config, std::string config_path);
+  // `predecessor`: the running sluiced this one replaces (live upgrade), or nullptr.
+  Daemon(config::Config config, std::string config_path, std::unique_ptr<upgrade::Predecessor> predecessor);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -64,18 +70,26 @@ class Daemon {
   int run();
 
   // Operations (signals and the control socket).
-  void start_drain(std::chrono::milliseconds timeout, bool exit_when_done);
+  // `grace`: see Worker::start_drain (a live upgrade's drain).
+  void start_drain(std::chrono::milliseconds timeout, bool exit_when_done,
+                   std::chrono::milliseconds grace = std::chrono::milliseconds(0));
   void pause();
   void resume();
   // Reads the config file off the loop, validates it, applies what can change live.
   void reload();
   void shutdown(std::string_view reason);
+  // Live upgrade (daemon/daemon_upgrade.cpp): starts `binary` (empty: this process's own) and
+  // hands it the listening sockets; `done` gets the outcome as a control answer.
+  void start_upgrade(const std::string& binary, std::chrono::milliseconds ready_timeout,
+                     std::function<void(nlohmann::json)> done);
   // One control-socket request; `respond` gets the JSON answer, on the main
   // loop, once every worker has given its share.
   void handle_control(const ControlRequest& request, ControlServer::Respond respond);
 
   // For workers, from any thread.
   void route_cancel(std::uint32_t process_id, std::uint32_t secret);
+  // A cancel key no worker gave out: after an upgrade, the old process may have.
+  void cancel_unknown_key(std::uint32_t process_id, std::uint32_t secret);
   // Any thread: server connections per database and per user, across the workers.
   [[nodiscard]] pool::ConnectionCounts& connection_counts() { return connection_counts_; }
   void worker_drained(std::uint64_t generation, int forced);
@@ -93,6 +107,8 @@ class Daemon {
   [[nodiscard]] const ReloadCounts& reload_counts() const { return reload_counts_; }
   // Clients refused on the main loop before any worker saw them (shutting down, max_client_conn).
   [[nodiscard]] const metrics::ClientCounters& refused_at_accept() const { return refused_at_accept_; }
+  // The live upgrade this process takes part in, for `status`; null when none.
+  [[nodiscard]] nlohmann::json upgrade_report() const;
 
  private:
   [[nodiscard]] bool accepting_logins() const {
@@ -121,6 +137,12 @@ class Daemon {
   // Stops the workers (failing their clients first when `fail_clients`), then the main loop.
   void stop_loop(bool fail_clients);
   void notify_status();
+  // Live upgrade (daemon/daemon_upgrade.cpp).
+  int startup_failed(const std::string& reason);
+  [[nodiscard]] bool take_over_from_predecessor();
+  void on_successor_serving(pid_t pid, const std::function<void(nlohmann::json)>& done);
+  void report_upgrade_progress();
+  [[nodiscard]] std::vector<Listener*> all_listeners();
   void start_watchdog();
   void on_watchdog();
 
@@ -148,6 +170,9 @@ class Daemon {
   std::optional<ReloadOutcome> last_reload_;
   ReloadCounts reload_counts_;
   metrics::ClientCounters refused_at_accept_;
+  std::string executable_;  // this binary as started: what `upgrade` runs unless told otherwise
+  std::unique_ptr<upgrade::Successor> successor_;      // the process this one hands over to
+  std::unique_ptr<upgrade::Predecessor> predecessor_;  // the process this one took over from
 };
 
 template <class Share>

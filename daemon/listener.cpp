@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "daemon/upgrade/inherited_sockets.h"
 
 namespace sluice::daemon {
 namespace {
@@ -30,6 +31,11 @@ Result<std::unique_ptr<Listener>> Listener::open_unix(uv_loop_t* loop, const std
   if (path.size() >= sizeof address.sun_path) return fail("socket path too long: " + path);
   address.sun_family = AF_UNIX;
   std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+  auto listener =
+      std::unique_ptr<Listener>(new Listener(Transport::unix_socket, path, path, std::move(on_accept)));
+  if (const auto inherited = upgrade::take_inherited_socket(listener->key())) {
+    return start(loop, *inherited, std::move(listener));
+  }
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return fail(errno_text("socket"));
   ::unlink(path.c_str());
@@ -39,13 +45,16 @@ Result<std::unique_ptr<Listener>> Listener::open_unix(uv_loop_t* loop, const std
     ::close(fd);
     return error;
   }
-  return start(
-      loop, fd,
-      std::unique_ptr<Listener>(new Listener(Transport::unix_socket, path, path, std::move(on_accept))));
+  return start(loop, fd, std::move(listener));
 }
 
 Result<std::unique_ptr<Listener>> Listener::open_tcp(uv_loop_t* loop, const std::string& address_text,
                                                      AcceptCallback on_accept) {
+  if (const auto inherited = upgrade::take_inherited_socket(key_for(Transport::tcp, address_text))) {
+    return start(
+        loop, *inherited,
+        std::unique_ptr<Listener>(new Listener(Transport::tcp, address_text, "", std::move(on_accept))));
+  }
   const auto colon = address_text.rfind(':');
   if (colon == std::string::npos) return fail("listen.tcp must be host:port, got " + address_text);
   std::string host = address_text.substr(0, colon);
@@ -99,6 +108,16 @@ Listener::~Listener() {
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
 }
 
+std::string Listener::key_for(Transport transport, const std::string& name) {
+  return (transport == Transport::unix_socket ? "unix:" : "tcp:") + name;
+}
+
+void Listener::hand_over() {
+  unlink_path_.clear();
+  uv_timer_stop(retry_timer_);
+  socket_.reset();
+}
+
 void Listener::on_readable() {
   // Take the whole backlog in one wake-up.
   for (;;) {
@@ -125,7 +144,7 @@ void Listener::pause_accepting() {
       retry_timer_,
       [](uv_timer_t* timer) {
         auto* self = static_cast<Listener*>(timer->data);
-        self->socket_->set_reading(true);
+        if (self->socket_) self->socket_->set_reading(true);
       },
       kAcceptRetryMs, 0);
 }

@@ -18,10 +18,11 @@ class Listener final : net::PollSocket::Handler {
  public:
   using AcceptCallback = std::function<void(int fd, Transport transport)>;
 
-  // Binds `path` (a stale socket file is replaced) with the given file mode.
+  // Binds `path` (a stale socket file is replaced) with the given file mode, or takes the
+  // socket inherited for it in a live upgrade (daemon/upgrade/inherited_sockets.h).
   static Result<std::unique_ptr<Listener>> open_unix(uv_loop_t* loop, const std::string& path, unsigned mode,
                                                      AcceptCallback on_accept);
-  // Binds "host:port".
+  // Binds "host:port", or takes the socket inherited for it.
   static Result<std::unique_ptr<Listener>> open_tcp(uv_loop_t* loop, const std::string& address,
                                                     AcceptCallback on_accept);
   ~Listener();
@@ -29,6 +30,14 @@ class Listener final : net::PollSocket::Handler {
   Listener& operator=(const Listener&) = delete;
 
   [[nodiscard]] const std::string& name() const { return name_; }
+  // What identifies this socket across a live upgrade: "unix:<path>" or "tcp:<host:port>".
+  [[nodiscard]] std::string key() const { return key_for(transport_, name_); }
+  static std::string key_for(Transport transport, const std::string& name);
+  // The listening socket (for handing it over); -1 once handed over.
+  [[nodiscard]] int fd() const { return socket_ ? socket_->fd() : -1; }
+  // Live upgrade, once the new process accepts on the same socket: stop accepting and close
+  // this process's descriptor, leaving the socket file (the new process listens on it).
+  void hand_over();
 
  private:
   Listener(Transport transport, std::string name, std::string unlink_path, AcceptCallback on_accept)

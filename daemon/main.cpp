@@ -7,12 +7,15 @@
 #include <chrono>
 #include <cstdio>
 #include <exception>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "common/log.h"
 #include "common/version.h"
 #include "config/config_loader.h"
 #include "daemon/daemon.h"
+#include "daemon/upgrade/predecessor.h"
 
 namespace {
 
@@ -35,9 +38,13 @@ int run(int argc, char** argv) {
   std::string config_path;
   bool check_only = false;
   bool show_version = false;
+  std::optional<int> upgrade_fd;
   app.add_option("-c,--config", config_path, "configuration file (JSON, comments allowed)");
   app.add_flag("--check", check_only, "validate the configuration and exit");
   app.add_flag("--version", show_version, "print the version and exit");
+  // Set by a running sluiced that starts this one as its live upgrade (daemon/upgrade/).
+  app.add_option("--upgrade-fd", upgrade_fd, "the handover channel from the sluiced being replaced")
+      ->group("");
   CLI11_PARSE(app, argc, argv);
 
   if (show_version) {
@@ -51,6 +58,7 @@ int run(int argc, char** argv) {
   auto config = sluice::config::load_config_file(config_path);
   if (!config) {
     std::fprintf(stderr, "sluiced: %s\n", config.error().c_str());
+    if (upgrade_fd) sluice::daemon::upgrade::report_startup_failure(*upgrade_fd, config.error());
     return 1;
   }
   if (check_only) {
@@ -58,9 +66,19 @@ int run(int argc, char** argv) {
     return 0;
   }
   sluice::log::set_level(sluice::log::level_from_name(config->log_level));
+  std::unique_ptr<sluice::daemon::upgrade::Predecessor> predecessor;
+  if (upgrade_fd) {
+    auto connected = sluice::daemon::upgrade::Predecessor::connect(*upgrade_fd);
+    if (!connected) {
+      std::fprintf(stderr, "sluiced: upgrade: %s\n", connected.error().c_str());
+      sluice::daemon::upgrade::report_startup_failure(*upgrade_fd, connected.error());
+      return 1;
+    }
+    predecessor = std::move(*connected);
+  }
   int status = 0;
   {
-    sluice::daemon::Daemon daemon(std::move(*config), config_path);
+    sluice::daemon::Daemon daemon(std::move(*config), config_path, std::move(predecessor));
     status = daemon.run();
   }
   sluice::log::flush(std::chrono::seconds(2));  // the last records; a stalled stderr cannot hold the exit

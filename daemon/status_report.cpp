@@ -169,6 +169,7 @@ json status_report(const Daemon& daemon, const std::vector<WorkerReport>& shares
       {"teardown", total["teardown"]},
       {"fds", open_fds()},
       {"reload", reload_block(daemon, now)},
+      {"upgrade", daemon.upgrade_report()},
   };
 }
 

@@ -110,6 +110,15 @@ void SystemdNotifier::reloading() { send("RELOADING=1\nMONOTONIC_USEC=" + std::t
 
 void SystemdNotifier::stopping() { send("STOPPING=1"); }
 
+void SystemdNotifier::ready_as_main_process(pid_t pid) {
+  send("MAINPID=" + std::to_string(pid) + "\nREADY=1");
+}
+
+void SystemdNotifier::stop_notifying() {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
 void SystemdNotifier::status(std::string_view line) {
   if (!enabled()) return;
   constexpr std::string_view kPrefix = "STATUS=";

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <sys/un.h>
 
 #include <chrono>
@@ -31,6 +32,11 @@ class SystemdNotifier {
   void ready();      // READY=1: listening; also ends a reload
   void reloading();  // RELOADING=1 with MONOTONIC_USEC (systemd 253+ wants both); send ready() when done
   void stopping();   // STOPPING=1: drain has started
+  // MAINPID=<pid> and READY=1: a live upgrade's new process is the service's main process now
+  // (the unit needs NotifyAccess=all to take it from a process systemd did not start).
+  void ready_as_main_process(pid_t pid);
+  // A live upgrade's old process, once the new one serves: the new one speaks for the service.
+  void stop_notifying();
   // STATUS=<line>: a one-line summary for `systemctl status`. Line breaks become
   // spaces (a newline would start another assignment); cut to fit one datagram.
   void status(std::string_view line);

@@ -97,16 +97,26 @@ void Worker::set_paused(bool paused) {
   for (auto& [key, pool] : pools_) pool->set_paused(paused);
 }
 
-void Worker::start_drain(Clock::time_point deadline, std::uint64_t generation) {
+void Worker::start_drain(Clock::time_point deadline, std::uint64_t generation,
+                         std::chrono::milliseconds grace) {
+  const auto now = Clock::now();
   drain_ = Drain{deadline, generation};
   set_paused(false);
   for (auto& [key, pool] : pools_) pool->set_warming(false);
+  if (grace.count() > 0) {
+    drain_->sweep_at = now + grace;  // the janitor sweeps
+  } else {
+    sweep_for_drain();
+  }
+  advance_drain(now);
+}
+
+void Worker::sweep_for_drain() {
   // Each client is closed at its next transaction boundary; idle ones now.
   for (auto it = clients_.begin(); it != clients_.end();) {
     ClientSession& client = **it++;
     client.drain();
   }
-  advance_drain(Clock::now());
 }
 
 void Worker::end_drain() {
@@ -116,6 +126,10 @@ void Worker::end_drain() {
 
 void Worker::advance_drain(Clock::time_point now) {
   if (!drain_) return;
+  if (drain_->sweep_at && now >= *drain_->sweep_at) {
+    drain_->sweep_at.reset();
+    sweep_for_drain();
+  }
   if (!drain_->clients_gone) {
     if (now >= drain_->deadline) {
       // Closing the last client must not report the drain from inside this loop (client_closed).
@@ -275,8 +289,7 @@ void Worker::cancel(std::uint32_t process_id, std::uint32_t secret) {
   if (process_id % worker_count_ != index_) return daemon_.route_cancel(process_id, secret);
   const auto it = clients_by_cancel_pid_.find(process_id);
   if (it == clients_by_cancel_pid_.end() || it->second->cancel_secret() != secret) {
-    log::info("cancel request with an unknown key ignored");
-    return;
+    return daemon_.cancel_unknown_key(process_id, secret);
   }
   log::debug("client ", it->second->id(), ": cancel request forwarded");
   it->second->forward_cancel();

@@ -64,7 +64,11 @@ class Worker {
   // Closes idle clients now, the others at their next transaction boundary,
   // and forces what is left at `deadline`; tells the daemon when its clients
   // are gone and when its servers have settled. `generation` names the drain.
-  void start_drain(Clock::time_point deadline, std::uint64_t generation);
+  // `grace` (a live upgrade's drain): for that long clients still logging in finish, and idle
+  // ones are left alone, so that a client that connected just before the handover runs its
+  // transaction; then the drain goes on as usual.
+  void start_drain(Clock::time_point deadline, std::uint64_t generation,
+                   std::chrono::milliseconds grace = std::chrono::milliseconds(0));
   void end_drain();
   void apply_config(config::Config next);
   // Tells every client the daemon is going away, then stop().
@@ -75,7 +79,7 @@ class Worker {
   // For client sessions, on the worker's loop.
   [[nodiscard]] uv_loop_t* loop() { return loop_; }
   [[nodiscard]] const config::Config& config() const { return config_; }
-  [[nodiscard]] bool accepting_logins() const { return !drain_ && !stopped_; }
+  [[nodiscard]] bool accepting_logins() const { return (!drain_ || drain_->sweep_at) && !stopped_; }
   [[nodiscard]] bool draining() const { return drain_.has_value() && !drain_->clients_gone; }
   // The pool for a configured database, made on first use; nullptr when unknown.
   pool::Pool* pool_for(const std::string& database, const std::string& user,
@@ -116,11 +120,15 @@ class Worker {
     int forced = 0;             // scopes cut at the deadline
     bool clients_gone = false;  // told the daemon
     bool settled = false;       // told the daemon: no server left active or resetting
+    // When idle clients are closed, if not at once (a live upgrade's grace); logins finish until then.
+    std::optional<Clock::time_point> sweep_at = std::nullopt;
   };
 
   std::uint32_t next_cancel_secret();
   void on_janitor();
   void advance_drain(Clock::time_point now);
+  // Closes the clients between transactions, and refuses those still logging in.
+  void sweep_for_drain();
   // This worker's share of a database's pool_size (at least one server).
   [[nodiscard]] config::DatabaseConfig share_of(const config::DatabaseConfig& database) const;
   // A pool's settings under `config`: this worker's share, and the user's own limit (users.<name>).

@@ -44,6 +44,8 @@ class MetricsServer {
   MetricsServer& operator=(const MetricsServer&) = delete;
 
   [[nodiscard]] const std::string& name() const { return listener_->name(); }
+  // The listening socket, for a live upgrade to hand over.
+  [[nodiscard]] daemon::Listener& listener() { return *listener_; }
   [[nodiscard]] std::size_t connection_count() const { return connections_.size(); }
 
  private:

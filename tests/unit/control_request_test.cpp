@@ -21,10 +21,10 @@ ControlRequest parsed(std::string_view line) {
 bool starts_with(const std::string& text, std::string_view prefix) { return text.starts_with(prefix); }
 
 TEST(ControlRequest, EveryCommandByName) {
-  const ControlCommand all[] = {ControlCommand::status,  ControlCommand::pools,    ControlCommand::clients,
-                                ControlCommand::servers, ControlCommand::teardown, ControlCommand::drain,
-                                ControlCommand::pause,   ControlCommand::resume,   ControlCommand::reload,
-                                ControlCommand::shutdown};
+  const ControlCommand all[] = {ControlCommand::status,   ControlCommand::pools,    ControlCommand::clients,
+                                ControlCommand::servers,  ControlCommand::teardown, ControlCommand::drain,
+                                ControlCommand::pause,    ControlCommand::resume,   ControlCommand::reload,
+                                ControlCommand::shutdown, ControlCommand::upgrade};
   for (const auto command : all) {
     const std::string line = "{\"cmd\":\"" + command_name(command) + "\"}";
     const auto request = parsed(line);
@@ -144,7 +144,7 @@ TEST(ControlRequest, MissingCommand) {
   const std::string expected =
       "missing \"cmd\"; expected one of status, pools, clients, servers, teardown, drain, pause, resume, "
       "reload, "
-      "shutdown";
+      "shutdown, upgrade";
   EXPECT_EQ(error_of("{}"), expected);
   EXPECT_EQ(error_of(R"({"command":"status"})"), expected);
 }
@@ -161,7 +161,7 @@ TEST(ControlRequest, UnknownCommand) {
   EXPECT_EQ(
       error_of(R"({"cmd":"stop"})"),
       "unknown command 'stop'; expected one of status, pools, clients, servers, teardown, drain, pause, "
-      "resume, reload, shutdown");
+      "resume, reload, shutdown, upgrade");
   EXPECT_TRUE(starts_with(error_of(R"({"cmd":""})"), "unknown command ''; expected one of"));
   // Case matters: commands are lower case.
   EXPECT_TRUE(starts_with(error_of(R"({"cmd":"STATUS"})"), "unknown command 'STATUS'"));
@@ -183,6 +183,24 @@ TEST(ControlRequest, UnknownArguments) {
             "unknown argument 'timeout' for command 'drain' (expected timeout_s)");
   EXPECT_EQ(error_of(R"({"cmd":"drain","timeout_s":5,"wait":true})"),
             "unknown argument 'wait' for command 'drain' (expected timeout_s)");
+}
+
+TEST(ControlRequest, UpgradeTakesABinaryAndATimeout) {
+  const auto request = parsed(R"({"cmd":"upgrade","binary":"/usr/bin/sluiced","timeout_s":5})");
+  EXPECT_EQ(request.command, ControlCommand::upgrade);
+  EXPECT_EQ(request.binary, "/usr/bin/sluiced");
+  EXPECT_EQ(request.timeout_s, 5.0);
+  EXPECT_FALSE(parsed(R"({"cmd":"upgrade"})").binary.has_value());
+  EXPECT_EQ(error_of(R"({"cmd":"upgrade","binary":""})"),
+            "argument 'binary' of command 'upgrade' must be a non-empty path");
+  EXPECT_EQ(error_of(R"({"cmd":"upgrade","binary":7})"),
+            "argument 'binary' of command 'upgrade' must be a non-empty path");
+  EXPECT_EQ(error_of(R"({"cmd":"upgrade","timeout_s":-1})"),
+            "argument 'timeout_s' of command 'upgrade' must be a non-negative number, got -1");
+  EXPECT_EQ(error_of(R"({"cmd":"upgrade","now":true})"),
+            "unknown argument 'now' for command 'upgrade' (expected binary, timeout_s)");
+  EXPECT_EQ(error_of(R"({"cmd":"drain","binary":"/bin/true"})"),
+            "unknown argument 'binary' for command 'drain' (expected timeout_s)");
 }
 
 }  // namespace

@@ -1,0 +1,141 @@
+// Live upgrade, the Daemon's part (README "Live upgrade"): the old process
+// starts its successor and, once that one serves, stops accepting and drains;
+// the new process takes the listening sockets over before it serves. The
+// handover itself lives in daemon/upgrade/.
+#include <unistd.h>
+
+#include "common/log.h"
+#include "daemon/daemon.h"
+#include "daemon/upgrade/inherited_sockets.h"
+#include "daemon/upgrade/predecessor.h"
+#include "daemon/upgrade/successor.h"
+
+namespace sluice::daemon {
+namespace {
+
+// After the handover the old process lets the clients it accepted last log in and run their
+// first transaction (a client that connects for one transaction, as pgbench -C, must not be
+// closed between its login and its query), then drains as SIGTERM does.
+constexpr std::chrono::milliseconds kHandoverGrace{1000};
+
+}  // namespace
+
+std::vector<Listener*> Daemon::all_listeners() {
+  std::vector<Listener*> all;
+  for (auto& listener : listeners_) all.push_back(listener.get());
+  if (control_) all.push_back(&control_->listener());
+  if (metrics_) all.push_back(&metrics_->listener());
+  return all;
+}
+
+void Daemon::start_upgrade(const std::string& binary, std::chrono::milliseconds ready_timeout,
+                           std::function<void(nlohmann::json)> done) {
+  const auto refuse = [&done](const std::string& reason) {
+    log::warning("upgrade refused: ", reason);
+    if (done) done({{"error", "upgrade refused: " + reason}});
+  };
+  if (successor_) {
+    return refuse(successor_->state() == upgrade::Successor::State::serving
+                      ? "this process has already handed over to pid " + std::to_string(successor_->pid())
+                      : "an upgrade is already under way (pid " + std::to_string(successor_->pid()) + ")");
+  }
+  if (predecessor_) {
+    return refuse("the previous upgrade is not finished: the old process (pid " +
+                  std::to_string(predecessor_->pid()) + ") still drains");
+  }
+  if (state_ != ServiceState::running)
+    return refuse("the daemon is " + std::string(service_state_name(state_)));
+
+  std::vector<upgrade::HandedOverSocket> sockets;
+  for (Listener* listener : all_listeners()) sockets.push_back({listener->key(), listener->fd()});
+  upgrade::SuccessorLaunch launch{binary.empty() ? executable_ : binary, config_path_, ready_timeout};
+  upgrade::Successor::Events events;
+  events.serving = [this, done](pid_t pid) { on_successor_serving(pid, done); };
+  events.failed = [this, done](const std::string& reason) {
+    if (done) done({{"error", "upgrade failed: the new process " + reason + "; this process serves on"}});
+    defer_call([this] { successor_.reset(); });  // not inside the Successor's own callback
+  };
+  events.message = [this](const nlohmann::json& message) {
+    if (upgrade::message_type(message) != "cancel") return;
+    route_cancel(message.value("process_id", std::uint32_t{0}), message.value("secret", std::uint32_t{0}));
+  };
+  auto successor = upgrade::Successor::launch(&loop_, launch, std::move(sockets), std::move(events));
+  if (!successor) {
+    log::warning("upgrade failed: ", successor.error());
+    if (done) done({{"error", "upgrade failed: " + successor.error() + "; this process serves on"}});
+    return;
+  }
+  successor_ = std::move(*successor);
+}
+
+// The new process accepts on the same sockets now: stop accepting here, let it
+// speak for the service, and drain (SIGTERM's drain: exit once done).
+void Daemon::on_successor_serving(pid_t pid, const std::function<void(nlohmann::json)>& done) {
+  for (Listener* listener : all_listeners()) listener->hand_over();
+  systemd_.stop_notifying();
+  uv_timer_stop(&watchdog_);
+  log::info("upgrade: handed over to pid ", pid, "; draining ", client_count(), " clients");
+  if (done) done({{"ok", true}, {"state", "upgraded"}, {"pid", pid}, {"old_pid", ::getpid()}});
+  start_drain(std::chrono::seconds(config_.drain.timeout_s), /*exit_when_done=*/true, kHandoverGrace);
+  report_upgrade_progress();
+}
+
+void Daemon::report_upgrade_progress() {
+  if (!successor_ || successor_->state() != upgrade::Successor::State::serving) return;
+  successor_->send({{"type", "progress"},
+                    {"state", service_state_name(state_)},
+                    {"clients", client_count()},
+                    {"forced", drain_ ? drain_->forced : 0},
+                    {"moved", 0}});
+}
+
+nlohmann::json Daemon::upgrade_report() const {
+  if (predecessor_) return predecessor_->report();
+  if (!successor_) return nullptr;
+  const bool serving = successor_->state() == upgrade::Successor::State::serving;
+  return {{"role", "predecessor"},
+          {"new_pid", successor_->pid()},
+          {"state", serving ? "handed over" : "starting"},
+          {"clients_left", client_count()},
+          {"moved", 0},
+          {"forced", drain_ ? drain_->forced : 0}};
+}
+
+void Daemon::cancel_unknown_key(std::uint32_t process_id, std::uint32_t secret) {
+  mailbox_->post([this, process_id, secret] {
+    if (!predecessor_) return log::info("cancel request with an unknown key ignored");
+    log::debug("cancel request with a key of the old process: forwarded to it");
+    predecessor_->forward_cancel(process_id, secret);
+  });
+}
+
+// Before this returns true nothing was accepted here; after it, this process serves
+// and the old one no longer accepts.
+bool Daemon::take_over_from_predecessor() {
+  if (!predecessor_) {
+    systemd_.ready();
+    return true;
+  }
+  upgrade::close_unclaimed_sockets();
+  if (auto go = predecessor_->report_ready(); !go) {
+    log::error("upgrade: not serving: ", go.error());
+    for (Listener* listener : all_listeners()) listener->hand_over();  // still the old process's
+    return false;
+  }
+  systemd_.ready_as_main_process(::getpid());
+  predecessor_->attach(&loop_, [this] { defer_call([this] { predecessor_.reset(); }); });
+  log::info("upgrade: serving; the old process drains its clients");
+  return true;
+}
+
+int Daemon::startup_failed(const std::string& reason) {
+  log::error(reason);
+  if (predecessor_) {
+    // The sockets opened so far may be the old process's: leave their files alone.
+    for (Listener* listener : all_listeners()) listener->hand_over();
+    predecessor_->report_failure(reason);
+  }
+  return 1;
+}
+
+}  // namespace sluice::daemon
