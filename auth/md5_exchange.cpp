@@ -50,9 +50,7 @@ AuthStep Md5Exchange::on_response(protocol::Bytes body) {
                               .log_reason = "malformed password packet"}};
   }
   const std::string_view answer = text.substr(0, text.size() - 1);
-  if (!options_.hash)
-    return {AuthStep::Verdict::failed, {}, password_failed(options_.user, options_.why_no_hash)};
-  const std::string expected = salted(options_.hash->hex, salt_);
+  const std::string expected = salted(options_.hash.hex, salt_);
   if (!constant_time_equal(as_bytes(answer), as_bytes(expected))) {
     return {AuthStep::Verdict::failed,
             {},

@@ -18,8 +18,7 @@ class Md5Exchange {
  public:
   struct Options {
     std::string user;
-    std::optional<Md5Hash> hash;  // nullopt: fails at the answer, `why_no_hash` in the log
-    std::string why_no_hash;
+    Md5Hash hash;  // a role without one gets the SCRAM mock exchange instead (frontend/client_auth)
     std::optional<std::array<std::uint8_t, 4>> salt;  // nullopt: random (tests fix it)
   };
 

@@ -85,12 +85,8 @@ ClientAuth::Start scram_challenge(config::AuthType method, const auth::Secret* s
   return {std::move(step), std::make_unique<ClientAuth>(method, std::move(exchange)), method, false};
 }
 
-ClientAuth::Start md5_challenge(const auth::Secret* secret, const std::string& why_none,
-                                const AuthClient& client) {
-  auth::Md5Exchange::Options options{
-      .user = client.user, .hash = std::nullopt, .why_no_hash = why_none, .salt = std::nullopt};
-  if (secret != nullptr) options.hash = std::get<auth::Md5Hash>(*secret);
-  auth::Md5Exchange exchange(std::move(options));
+ClientAuth::Start md5_challenge(const auth::Md5Hash& hash, const AuthClient& client) {
+  auth::Md5Exchange exchange({.user = client.user, .hash = hash, .salt = std::nullopt});
   AuthStep step{AuthStep::Verdict::more, exchange.start(), {}};
   return {std::move(step), std::make_unique<ClientAuth>(config::AuthType::md5, std::move(exchange)),
           config::AuthType::md5, false};
@@ -212,10 +208,13 @@ ClientAuth::Start ClientAuth::start(const config::Config& full_config, const Aut
 
 ClientAuth::Start ClientAuth::challenge(config::AuthType method, const auth::Secret* secret,
                                         const std::string& why_none, const AuthClient& client) {
-  // As PostgreSQL: md5 for a role whose secret is a SCRAM verifier runs SCRAM.
-  const bool scram = method != config::AuthType::md5 ||
-                     (secret != nullptr && std::holds_alternative<auth::ScramVerifier>(*secret));
-  return scram ? scram_challenge(method, secret, why_none, client) : md5_challenge(secret, why_none, client);
+  // As PostgreSQL: md5 for a role whose secret is a SCRAM verifier runs SCRAM, and so does md5 for a
+  // role without a secret (PostgreSQL's default password_encryption), so that the first challenge
+  // does not tell which roles exist.
+  const bool scram = method != config::AuthType::md5 || secret == nullptr ||
+                     std::holds_alternative<auth::ScramVerifier>(*secret);
+  return scram ? scram_challenge(method, secret, why_none, client)
+               : md5_challenge(std::get<auth::Md5Hash>(*secret), client);
 }
 
 AuthStep ClientAuth::on_response(protocol::Bytes body) {

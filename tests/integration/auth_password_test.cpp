@@ -171,6 +171,22 @@ TEST(AuthPassword, Md5RolesLogInAndScramSecretsUseScramUnderMd5) {
   EXPECT_TRUE(contains(nobody, "password authentication failed for user \"nobody\"")) << nobody;
 }
 
+// The first challenge must not tell which roles exist: under md5, PostgreSQL answers a role it does
+// not know with its password_encryption's exchange (scram-sha-256 by default), as it answers every
+// role whose secret is a SCRAM verifier.
+TEST(AuthPassword, UnderMd5AnUnknownRoleGetsTheSameChallengeAsAScramRole) {
+  harness::Sluiced daemon(auth_config(password_auth("md5")));
+  const auto challenge = [&](const std::string& user) {
+    harness::RawClient client(daemon.socket_path());
+    client.send(harness::startup_packet({{"user", user}, {"database", "postgres"}}));
+    const auto request = client.read_message();
+    return request && request->type == 'R' ? request->payload.substr(0, 4) : std::string("none");
+  };
+  EXPECT_EQ(challenge("auth_scram"), harness::be32(10));  // AuthenticationSASL
+  EXPECT_EQ(challenge("auth_md5"), harness::be32(5));     // AuthenticationMD5Password
+  EXPECT_EQ(challenge("nobody"), harness::be32(10));
+}
+
 TEST(AuthPassword, ScramOverTcp) {
   const int port = free_tcp_port();
   harness::Sluiced daemon(auth_config([&] {
