@@ -390,6 +390,12 @@ void read_auth(Section& s, AuthConfig& auth, const TlsConfig& tls) {
   if (auth.type == AuthType::hba && !auth.hba_file) s.report("type", "\"hba\" needs auth.hba_file");
   if (auth.hba_file && auth.type != AuthType::hba)
     s.report("hba_file", "is read only with auth.type \"hba\"");
+  // Secrets with no password method to check them: the operator meant passwords, and would get trust.
+  if (!password && auth.type != AuthType::hba) {
+    for (const char* key : {"file", "user", "cache_s"}) {
+      if (s.has(key)) s.report(key, R"(is read only with auth.type "md5", "scram-sha-256" or "hba")");
+    }
+  }
   if (auth.type == AuthType::cert && (tls.mode == TlsMode::disable || tls.ca_file.empty()))
     s.report("type", R"("cert" needs tls.mode "allow" or "require" and tls.ca_file)");
 }

@@ -77,6 +77,19 @@ TEST_F(ConfigAuth, MethodsNeedTheirFiles) {
   ASSERT_FALSE(stray_hba);
   EXPECT_NE(stray_hba.error().find("key 'auth.hba_file': is read only with auth.type \"hba\""),
             std::string::npos);
+  // Secrets under a method that never reads them: the operator meant passwords, and would get trust.
+  write("users.txt", "\"app\" \"md5" + std::string(32, 'a') + "\"\n");
+  for (const std::string type : {"trust", "peer"}) {
+    const auto stray_file = load(R"({"type": ")" + type + R"(", "file": "users.txt", "cache_s": 5})");
+    ASSERT_FALSE(stray_file);
+    EXPECT_NE(stray_file.error().find(
+                  R"(key 'auth.file': is read only with auth.type "md5", "scram-sha-256" or "hba")"),
+              std::string::npos)
+        << stray_file.error();
+  }
+  const auto unwritten_trust = load(R"({"user": "pooler"})");
+  ASSERT_FALSE(unwritten_trust);
+  EXPECT_NE(unwritten_trust.error().find("key 'auth.user': is read only with"), std::string::npos);
   const auto hba_without_secrets = load(R"({"type": "hba", "hba_file": "hba.conf"})");
   ASSERT_FALSE(hba_without_secrets);
   EXPECT_NE(hba_without_secrets.error().find("its md5 and scram-sha-256 rules need auth.file or auth.user"),
