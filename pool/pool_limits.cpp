@@ -77,6 +77,7 @@ void Pool::set_starved_on(ConnectionCount* count) {
 // the line).
 bool Pool::over_share(const ConnectionCount& count, int limit, std::size_t extra) const {
   if (limit <= 0) return false;
+  if (extra == 0 && count.servers() > limit) return true;  // a lowered limit: idle servers go
   const int others = count.starving_pools() - (starved_on_ == &count ? 1 : 0);
   if (others <= 0) return false;
   if (waiters_.empty()) return true;

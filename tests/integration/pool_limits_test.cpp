@@ -256,6 +256,29 @@ TEST_F(PoolLimitsTest, ReloadAppliesARaisedLimitWithoutDroppingClients) {
   exec_ok(holder, "COMMIT");  // the transaction open across the reload carries on
 }
 
+// A lowered limit closes servers as they come back idle, never one a transaction runs on, even when
+// no other pool waits for the places.
+TEST_F(PoolLimitsTest, ReloadAppliesALoweredLimitAsServersComeBackIdle) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 4,
+                            .overrides = {{"databases", {{kDatabase, {{"max_db_connections", 3}}}}}}});
+  std::vector<PgConn> clients;
+  for (int i = 0; i < 3; ++i) clients.push_back(harness::connect(sluiced.conninfo(kDatabase)));
+  for (const PgConn& client : clients) exec_ok(client, "BEGIN; SELECT 1");
+  ASSERT_EQ(backends(kDatabase), 3);
+
+  json config = json::parse(ctltest::read_text(sluiced.config_path()));
+  config["databases"][kDatabase]["max_db_connections"] = 1;
+  ctltest::write_text(sluiced.config_path(), config.dump(2) + "\n");
+  ctltest::control(sluiced.control_socket(), {{"cmd", "reload"}});
+  exec_ok(clients[0], "COMMIT");
+  exec_ok(clients[1], "COMMIT");
+  EXPECT_TRUE(wait_until([&] { return backends(kDatabase) == 1; })) << backends(kDatabase);
+  exec_ok(clients[2], "SELECT 2; COMMIT");  // the transaction open across the reload carries on
+  EXPECT_EQ(scalar(clients[0], "SELECT 3"), "3");
+  EXPECT_EQ(backends(kDatabase), 1);
+}
+
 // Fairness: a heavy user's many waiting clients at max_db_connections cannot keep a light user's
 // client behind all of them (without it the light user would wait until the heavy one stops).
 TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
