@@ -87,6 +87,8 @@ class Worker {
   void client_closed(ClientSession& client);
   // auth.query lookups and their cache, this worker's own.
   [[nodiscard]] frontend::SecretLookup& secret_lookup();
+  // SCRAM pass-through's keys, daemon-wide: a client's SCRAM login leaves its role's here.
+  [[nodiscard]] pool::ScramKeyStore& scram_keys() { return *pool_context_.scram_keys; }
 
   // For reports, on the worker's loop.
   [[nodiscard]] std::size_t index() const { return index_; }
