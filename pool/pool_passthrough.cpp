@@ -7,11 +7,17 @@
 #include "protocol/sqlstate.h"
 
 namespace sluice::pool {
+namespace {
+
+bool holds_password(const std::vector<std::string>& keywords) {
+  return std::find(keywords.begin(), keywords.end(), "password") != keywords.end();
+}
+
+}  // namespace
 
 bool Pool::may_pass_through(const std::vector<std::string>& keywords,
                             const std::vector<std::string>& values) {
-  const bool has_password = std::find(keywords.begin(), keywords.end(), "password") != keywords.end();
-  return !has_password && passthrough_allowed(keywords, values);
+  return !holds_password(keywords) && passthrough_allowed(keywords, values);
 }
 
 std::optional<auth::ScramKeys> Pool::passthrough_keys() const {
@@ -35,12 +41,13 @@ void Pool::passthrough_connect_failed(const ServerConnection& server, const std:
     return;
   }
   // libpq 15's words when the server asks for a password the conninfo does not hold.
-  if (passthrough_possible_ && reason.find("no password supplied") != std::string::npos) {
-    failure = {sqlstate::kInvalidPassword,
-               "server login failed: no password for role \"" + server_user() +
-                   "\": the conninfo holds none and no client has logged in with SCRAM to pass through",
-               false};
-  }
+  if (reason.find("no password supplied") == std::string::npos || holds_password(connect_keywords_)) return;
+  failure = {
+      sqlstate::kInvalidPassword,
+      "server login failed: no password for role \"" + server_user() + "\": the conninfo holds none" +
+          (passthrough_possible_ ? " and no client has logged in with SCRAM to pass through"
+                                 : ", and SCRAM pass-through does not speak the TLS its sslmode requires"),
+      false};
 }
 
 }  // namespace sluice::pool
