@@ -28,7 +28,7 @@ std::string password_message(std::string_view body) {
 
 }  // namespace
 
-ScramClient::ScramClient(ScramKeys keys, std::string client_nonce, std::string user)
+ScramClient::ScramClient(ScramKeys keys, std::string client_nonce, const std::string& user)
     : keys_(keys), client_nonce_(std::move(client_nonce)) {
   if (client_nonce_.empty()) {
     std::array<std::uint8_t, kRawNonceLength> raw{};

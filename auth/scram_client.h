@@ -26,7 +26,7 @@ class ScramClient {
  public:
   // `client_nonce` empty: 18 random bytes, base64 (tests fix it). `user` goes into n=, which
   // PostgreSQL ignores (libpq sends it empty; RFC 7677's test vector has "user").
-  explicit ScramClient(ScramKeys keys, std::string client_nonce = {}, std::string user = {});
+  explicit ScramClient(ScramKeys keys, std::string client_nonce = {}, const std::string& user = {});
 
   // AuthenticationSASL's body (the mechanisms, each NUL-terminated, then a NUL): the
   // SASLInitialResponse message to send, or why the exchange cannot go on.
