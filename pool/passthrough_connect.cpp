@@ -104,6 +104,10 @@ StartupParameters passthrough_startup(const std::vector<std::string>& keywords,
 }
 
 bool passthrough_allowed(const std::vector<std::string>& keywords, const std::vector<std::string>& values) {
+  for (const char* list : {"host", "hostaddr", "port"}) {
+    const std::string* value = find_value(keywords, values, list);
+    if (value != nullptr && value->find(',') != std::string::npos) return false;
+  }
   const std::string mode = value_or_env(keywords, values, "sslmode", "PGSSLMODE", "prefer");
   return mode != "require" && mode != "verify-ca" && mode != "verify-full";
 }

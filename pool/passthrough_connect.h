@@ -33,8 +33,9 @@ Result<ServerAddress> passthrough_address(const std::vector<std::string>& keywor
 StartupParameters passthrough_startup(const std::vector<std::string>& keywords,
                                       const std::vector<std::string>& values);
 
-// False when the conninfo asks for TLS to the server (sslmode require, verify-ca, verify-full):
-// pass-through speaks to PostgreSQL in plain text only, so such a pool keeps libpq's login.
+// False when the conninfo asks for TLS to the server (sslmode require, verify-ca, verify-full) or
+// lists several hosts: pass-through speaks to one PostgreSQL in plain text only, so such a pool
+// keeps libpq's login.
 bool passthrough_allowed(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
 
 class PassthroughConnect {

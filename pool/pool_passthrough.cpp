@@ -45,8 +45,9 @@ void Pool::passthrough_connect_failed(const ServerConnection& server, const std:
   failure = {
       sqlstate::kInvalidPassword,
       "server login failed: no password for role \"" + server_user() + "\": the conninfo holds none" +
-          (passthrough_possible_ ? " and no client has logged in with SCRAM to pass through"
-                                 : ", and SCRAM pass-through does not speak the TLS its sslmode requires"),
+          (passthrough_possible_
+               ? " and no client has logged in with SCRAM to pass through"
+               : ", and SCRAM pass-through serves no conninfo that requires TLS or lists several hosts"),
       false};
 }
 

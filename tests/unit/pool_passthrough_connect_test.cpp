@@ -76,12 +76,15 @@ TEST(PoolPassthroughConnect, StartupCarriesWhatLibpqWouldSend) {
                                {"client_encoding", "UTF8"}}));
 }
 
-TEST(PoolPassthroughConnect, ConninfosThatRequireTlsKeepLibpq) {
+TEST(PoolPassthroughConnect, ConninfosThatRequireTlsOrListHostsKeepLibpq) {
   for (const char* mode : {"require", "verify-ca", "verify-full"}) {
     Params params;
     params.add("sslmode", mode);
     EXPECT_FALSE(passthrough_allowed(params.keywords, params.values)) << mode;
   }
+  Params hosts;
+  hosts.add("host", "/a,/b");
+  EXPECT_FALSE(passthrough_allowed(hosts.keywords, hosts.values)) << "several hosts";
   for (const char* mode : {"disable", "allow", "prefer"}) {
     Params params;
     params.add("sslmode", mode);
