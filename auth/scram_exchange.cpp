@@ -3,6 +3,7 @@
 #include <array>
 #include <cstring>
 
+#include "auth/scram_syntax.h"
 #include "protocol/sqlstate.h"
 
 namespace sluice::auth {
@@ -19,16 +20,6 @@ bool is_printable(std::string_view text) {
     if (c < 0x21 || c > 0x7e || c == ',') return false;
   }
   return !text.empty();
-}
-
-// Reads "<attribute>=<value>" up to the next ',' (consumed) or the end.
-std::optional<std::string_view> read_attribute(std::string_view& input, char attribute) {
-  if (input.size() < 2 || input[0] != attribute || input[1] != '=') return std::nullopt;
-  const std::size_t comma = input.find(',');
-  const std::string_view value =
-      input.substr(2, comma == std::string_view::npos ? std::string_view::npos : comma - 2);
-  input.remove_prefix(comma == std::string_view::npos ? input.size() : comma + 1);
-  return value;
 }
 
 std::string describe_start(std::string_view input) {
@@ -74,6 +65,11 @@ ScramExchange::ScramExchange(Options options) : options_(std::move(options)) {
     random_bytes(raw);
     options_.server_nonce = base64_encode(raw);
   }
+}
+
+std::optional<ScramKeys> ScramExchange::scram_keys() const {
+  if (!client_key_) return std::nullopt;
+  return ScramKeys{.client_key = *client_key_, .server_key = verifier_.server_key};
 }
 
 std::string ScramExchange::start() const {
@@ -130,7 +126,7 @@ AuthStep ScramExchange::client_first(protocol::Bytes body) {
             "The client selected SCRAM-SHA-256 without channel binding, but the SCRAM message "
             "includes channel binding data.");
       }
-      const auto type = read_attribute(input, 'p');
+      const auto type = read_scram_attribute(input, 'p');
       if (!type) return malformed("Unexpected channel-binding flag " + describe_start(input) + ".");
       if (*type != kBindingType) {
         expect_ = Expect::nothing;
@@ -181,9 +177,9 @@ AuthStep ScramExchange::client_first(protocol::Bytes body) {
                             .log_reason = "the client requires a SCRAM extension (m=)"});
   }
   // PostgreSQL ignores n=: the role is the startup packet's.
-  if (!read_attribute(input, 'n'))
+  if (!read_scram_attribute(input, 'n'))
     return malformed("Expected attribute \"n\" but found " + describe_start(input) + ".");
-  const auto client_nonce = read_attribute(input, 'r');
+  const auto client_nonce = read_scram_attribute(input, 'r');
   if (!client_nonce || !is_printable(*client_nonce)) {
     return malformed("Expected a printable nonce \"r\" but found " + describe_start(input) + ".");
   }
@@ -200,7 +196,7 @@ AuthStep ScramExchange::client_first(protocol::Bytes body) {
 AuthStep ScramExchange::client_final(std::string_view message) {
   expect_ = Expect::nothing;  // one client-final per exchange, good or bad
   std::string_view input = message;
-  const auto binding = read_attribute(input, 'c');
+  const auto binding = read_scram_attribute(input, 'c');
   if (!binding) return malformed("Expected attribute \"c\" but found " + describe_start(message) + ".");
   const auto binding_bytes = base64_decode(*binding);
   if (!binding_bytes) return malformed("Malformed channel binding in client-final-message.");
@@ -212,7 +208,7 @@ AuthStep ScramExchange::client_final(std::string_view message) {
     mismatch.sqlstate = sqlstate::kInvalidAuthorizationSpecification;
     return failed(std::move(mismatch));
   }
-  const auto nonce = read_attribute(input, 'r');
+  const auto nonce = read_scram_attribute(input, 'r');
   if (!nonce || *nonce != nonce_) return malformed("Nonce does not match.");
   // Extensions, then the proof, which must be last.
   std::size_t proof_at = message.size() - input.size();
@@ -222,7 +218,7 @@ AuthStep ScramExchange::client_final(std::string_view message) {
     input.remove_prefix(comma == std::string_view::npos ? input.size() : comma + 1);
     proof_at = message.size() - input.size();
   }
-  const auto proof_text = read_attribute(input, 'p');
+  const auto proof_text = read_scram_attribute(input, 'p');
   if (!proof_text) return malformed("The proof is missing from client-final-message.");
   if (!input.empty()) return malformed("Garbage found at the end of client-final-message.");
   const auto proof = base64_decode(*proof_text);

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "auth/auth_step.h"
+#include "auth/scram_client.h"
 #include "auth/secret.h"
 #include "protocol/wire.h"
 
@@ -43,6 +44,8 @@ class ScramExchange {
   // After a successful exchange: ClientKey = ClientProof XOR ClientSignature, which lets sluiced
   // prove the same identity to PostgreSQL (SCRAM pass-through).
   [[nodiscard]] const std::optional<Digest>& client_key() const { return client_key_; }
+  // The ClientKey with the verifier's ServerKey: what SCRAM pass-through logs in to PostgreSQL with.
+  [[nodiscard]] std::optional<ScramKeys> scram_keys() const;
   // The client chose SCRAM-SHA-256-PLUS: the exchange is bound to its TLS connection.
   [[nodiscard]] bool channel_bound() const { return plus_; }
 

@@ -92,6 +92,7 @@ class Daemon {
   void cancel_unknown_key(std::uint32_t process_id, std::uint32_t secret);
   // Any thread: server connections per database and per user, across the workers.
   [[nodiscard]] pool::ConnectionCounts& connection_counts() { return connection_counts_; }
+  [[nodiscard]] pool::ScramKeyStore& scram_keys() { return scram_keys_; }
   void worker_drained(std::uint64_t generation, int forced);
   void worker_settled(std::uint64_t generation);
   // An exception left a worker's loop: shut down and exit with status 70.
@@ -156,6 +157,7 @@ class Daemon {
   std::unique_ptr<net::Mailbox> mailbox_;
   std::atomic<std::uint64_t> server_ids_{1};
   pool::ConnectionCounts connection_counts_;  // before the workers, whose pools hold references
+  pool::ScramKeyStore scram_keys_;            // the same: SCRAM pass-through's keys
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::unique_ptr<ControlServer> control_;

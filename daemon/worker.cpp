@@ -40,6 +40,7 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
   pool_context_.teardown_max_ms = config_.teardown.max_ms;
   pool_context_.server_ids = &server_ids;
   pool_context_.counts = &daemon.connection_counts();
+  pool_context_.scram_keys = &daemon.scram_keys();
   warm_forced_user_pools();
   heartbeat_ms_ = monotonic_ms();
   uv_timer_init(loop_, janitor_);

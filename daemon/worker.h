@@ -91,6 +91,8 @@ class Worker {
   void client_closed(ClientSession& client);
   // auth.query lookups and their cache, this worker's own.
   [[nodiscard]] frontend::SecretLookup& secret_lookup();
+  // SCRAM pass-through's keys, daemon-wide: a client's SCRAM login leaves its role's here.
+  [[nodiscard]] pool::ScramKeyStore& scram_keys() const { return *pool_context_.scram_keys; }
 
   // For reports, on the worker's loop.
   [[nodiscard]] std::size_t index() const { return index_; }

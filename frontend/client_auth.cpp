@@ -227,6 +227,11 @@ std::string ClientAuth::unexpected_message(char type) const {
          std::to_string(static_cast<unsigned char>(type));
 }
 
+std::optional<auth::ScramKeys> ClientAuth::scram_keys() const {
+  const auto* scram = std::get_if<auth::ScramExchange>(&exchange_);
+  return scram != nullptr ? scram->scram_keys() : std::nullopt;
+}
+
 std::string_view ClientAuth::mechanism() const {
   if (const auto* scram = std::get_if<auth::ScramExchange>(&exchange_))
     return scram->channel_bound() ? "SCRAM-SHA-256-PLUS" : "SCRAM-SHA-256";

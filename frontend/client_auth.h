@@ -57,6 +57,8 @@ class ClientAuth {
   auth::AuthStep on_response(protocol::Bytes body);
   // What PostgreSQL says when the client sends another message type here.
   [[nodiscard]] std::string unexpected_message(char type) const;
+  // After a successful SCRAM exchange: the keys SCRAM pass-through logs in to PostgreSQL with.
+  [[nodiscard]] std::optional<auth::ScramKeys> scram_keys() const;
   // For the log: "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256" or "md5".
   [[nodiscard]] std::string_view mechanism() const;
 

@@ -234,9 +234,12 @@ void ClientSession::auth_stepped(const auth::AuthStep& step, std::optional<confi
       auth_.reset();
       return fail(step.error.sqlstate, step.error.message, step.error.detail);
     case auth::AuthStep::Verdict::ok:
-      if (auth_)
+      if (auth_) {
         log::debug("client ", id_, ": \"", user_, "\" authenticated with ", auth_->mechanism(), " (",
                    auth_method_name(*method), ")");
+        // SCRAM pass-through: its database's servers may log in as this role with the same proof.
+        if (const auto keys = auth_->scram_keys()) worker_.scram_keys().remember(database_, user_, *keys);
+      }
       auth_.reset();
       auth_method_ = method;
       if (!startup_buffer_.empty())

@@ -118,6 +118,7 @@ Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database,
       user_count_(context_.counts->user(key_.user)),
       conninfo_user_(conninfo_user(database_.conninfo)) {
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
+  passthrough_possible_ = may_pass_through(connect_keywords_, connect_values_);
   budget_->join(this);
   context_.pools.push_back(this);
 }
@@ -202,6 +203,7 @@ void Pool::update(config::DatabaseConfig database) {
   if (!target_changed) return;
   conninfo_user_ = conninfo_user(database_.conninfo);
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
+  passthrough_possible_ = may_pass_through(connect_keywords_, connect_values_);
   // Idle servers point at the old target: let new ones be opened.
   close_idle("conninfo changed on reload");
 }
@@ -291,7 +293,7 @@ bool Pool::open_server() {
   server.state_ = ServerState::connecting;
   log::debug("pool ", name_, ": opening server ", server.id());
   const std::uint64_t failures_before = metrics_.connects_failed;
-  server.connect(connect_keywords_, connect_values_);
+  server.connect(connect_keywords_, connect_values_, passthrough_keys());
   // It failed before connect() returned (a refused socket): the next try waits for
   // server_login_retry_ms, even when that is 0 — then for the janitor's next turn.
   return metrics_.connects_failed == failures_before;
@@ -403,15 +405,18 @@ void Pool::read_setting_functions_on(ServerConnection& server) {
 // shutting down, in recovery, a refused socket — are worth waiting out.
 void Pool::connect_failed(ServerConnection& server, const std::string& reason) {
   ConnectFailure failure;
+  std::string close_reason;
   if (const auto error = protocol::find_verbose_error(reason)) {
     const std::string_view error_class = std::string_view(error->sqlstate).substr(0, 2);
     failure = {error->sqlstate, error->message,
                error_class == "08" || error_class == "53" || error_class == "57"};
-    close_server(server, "connect failed: " + error->describe());
+    close_reason = "connect failed: " + error->describe();
   } else {
     failure = {sqlstate::kConnectionFailure, "could not connect to server: " + one_line(reason), true};
-    close_server(server, "connect failed: " + one_line(reason));
+    close_reason = "connect failed: " + one_line(reason);
   }
+  passthrough_connect_failed(server, reason, failure);
+  close_server(server, close_reason);
   failure.at = Clock::now();
   next_connect_at_ = failure.at + milliseconds(database_.pool.server_login_retry_ms);
   connect_failure_ = failure;

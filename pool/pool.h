@@ -23,6 +23,7 @@
 #include "pool/connection_counts.h"
 #include "pool/prepared_statements.h"
 #include "pool/scope.h"
+#include "pool/scram_key_store.h"
 #include "pool/server_budget.h"
 #include "pool/server_connection.h"
 #include "pool/setting_functions.h"
@@ -51,6 +52,7 @@ struct PoolContext {
   int teardown_max_ms = 0;
   std::atomic<std::uint64_t>* server_ids = nullptr;  // shared by every worker: ids are daemon-wide
   ConnectionCounts* counts = nullptr;                // shared by every worker: database and user limits
+  ScramKeyStore* scram_keys = nullptr;               // shared by every worker: SCRAM pass-through's keys
   std::vector<Pool*> pools;                          // this worker's: a place given back is taken at once
 };
 
@@ -174,6 +176,21 @@ class Pool {
   void launch_connections();
   void fail_waiters(const char* sqlstate, const std::string& message);
   void close_idle_over_size();
+
+  // SCRAM pass-through (pool_passthrough.cpp). The role servers log in as.
+  [[nodiscard]] const std::string& server_user() const {
+    return conninfo_user_.empty() ? key_.user : conninfo_user_;
+  }
+  // The keys the next server logs in with: the conninfo holds no password, does not ask for TLS, and
+  // a client has proved this role's ClientKey; else nullopt (libpq's login).
+  [[nodiscard]] std::optional<auth::ScramKeys> passthrough_keys() const;
+  // True when this pool's servers would pass a client's SCRAM proof through (no password, no TLS).
+  static bool may_pass_through(const std::vector<std::string>& keywords,
+                               const std::vector<std::string>& values);
+  struct ConnectFailure;
+  // A refused key is forgotten; libpq's "no password supplied" on such a pool is told as what it is.
+  void passthrough_connect_failed(const ServerConnection& server, const std::string& reason,
+                                  ConnectFailure& failure);
   // Reads the setting functions on an idle (or just connected) server before it serves anyone.
   void read_setting_functions_on(ServerConnection& server);
   [[nodiscard]] bool setting_functions_due() const;
@@ -253,6 +270,7 @@ class Pool {
   ConnectionCount& user_count_;
   ConnectionCount* starved_on_ = nullptr;
   std::string conninfo_user_;  // a user the conninfo names: min_pool_size keeps its pool warm with no client
+  bool passthrough_possible_ = false;  // may_pass_through() of the connect parameters
   bool reserve_open_ = false;
   Clock::time_point janitor_now_{};  // tick()'s
   bool warming_ = true;

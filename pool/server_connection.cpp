@@ -1,5 +1,7 @@
 #include "pool/server_connection.h"
 
+#include <sys/socket.h>
+
 #include <array>
 #include <cerrno>
 #include <cstring>
@@ -68,9 +70,13 @@ ServerConnection::~ServerConnection() {
 }
 
 void ServerConnection::connect(const std::vector<std::string>& keywords,
-                               const std::vector<std::string>& values) {
+                               const std::vector<std::string>& values,
+                               std::optional<auth::ScramKeys> scram_keys) {
+  passthrough_keys_ = scram_keys;
   auto hosts = hosts_needing_resolution(keywords, values);
-  if (hosts.empty()) return start_libpq(keywords, values);
+  if (hosts.empty()) {
+    return passthrough_keys_ ? start_passthrough(keywords, values) : start_libpq(keywords, values);
+  }
   resolve_hostaddrs(pool_.loop(), std::move(hosts),
                     [self = self_, keys = keywords, vals = values](Result<std::string> hostaddr) mutable {
                       ServerConnection* server = *self;
@@ -78,8 +84,46 @@ void ServerConnection::connect(const std::vector<std::string>& keywords,
                       if (!hostaddr) return server->connect_failed(hostaddr.error());
                       keys.emplace_back("hostaddr");
                       vals.push_back(std::move(*hostaddr));
+                      if (server->passthrough_keys_) return server->start_passthrough(keys, vals);
                       server->start_libpq(keys, vals);
                     });
+}
+
+// SCRAM pass-through (README "Authentication"): the login libpq 15 cannot do, with the ClientKey.
+void ServerConnection::start_passthrough(const std::vector<std::string>& keywords,
+                                         const std::vector<std::string>& values) {
+  const auto address = passthrough_address(keywords, values);
+  if (!address) return connect_failed(address.error());
+  StartupParameters startup = passthrough_startup(keywords, values);
+  for (const auto& [name, value] : startup) {
+    if (name == "user") passthrough_user_ = value;
+  }
+  auto started =
+      PassthroughConnect::start(pool_.loop(), *address, ServerLogin(std::move(startup), *passthrough_keys_),
+                                [this](const std::string& failure) { passthrough_finished(failure); });
+  if (!started) return connect_failed(started.error());
+  passthrough_ = std::move(*started);
+}
+
+void ServerConnection::passthrough_finished(const std::string& failure) {
+  if (!failure.empty()) return connect_failed(failure);
+  const int fd = passthrough_->release_fd();
+  const ServerLogin& login = passthrough_->login();
+  backend_pid_ = static_cast<int>(login.process_id());
+  // The last value of each wins, as libpq keeps them.
+  for (const char* name : kReportedParameters) {
+    const std::string* value = nullptr;
+    for (const auto& [reported, text] : login.parameters()) {
+      if (reported == name) value = &text;
+    }
+    if (value != nullptr) parameters_.emplace_back(name, *value);
+  }
+  CancelKey key{.process_id = login.process_id(), .secret = login.secret()};
+  key.address_length = sizeof key.address;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&key.address), &key.address_length) == 0)
+    cancel_key_ = key;
+  passthrough_.reset();  // its poll handle closes; the fd is ours now
+  connected(fd, /*owns_fd=*/true, passthrough_user_);
 }
 
 void ServerConnection::start_libpq(const std::vector<std::string>& keywords,
@@ -133,16 +177,20 @@ void ServerConnection::connect_ready() {
   close_connect_poll();
   PQsetnonblocking(conn_, 1);
   backend_pid_ = PQbackendPID(conn_);
-  baseline_.emplace(PQuser(conn_), pool_.key().settings);
   for (const char* name : kReportedParameters) {
     if (const char* value = PQparameterStatus(conn_, name)) parameters_.emplace_back(name, value);
   }
-  transaction_status_ = 'I';
   cancel_key_ = cancel_key_of(conn_);
+  connected(PQsocket(conn_), /*owns_fd=*/false, PQuser(conn_));
+}
+
+void ServerConnection::connected(int fd, bool owns_fd, const std::string& user) {
+  baseline_.emplace(user, pool_.key().settings);
+  transaction_status_ = 'I';
   if (!cancel_key_)
     log::warning("server ", id_, ": its cancel key cannot be read; queries on it cannot be cancelled");
-  socket_ = net::PollSocket::open(pool_.loop(), PQsocket(conn_), /*owns_fd=*/false, this);
-  if (!socket_) return connect_failed("cannot watch the server socket");
+  socket_ = net::PollSocket::open(pool_.loop(), fd, owns_fd, this);
+  if (!socket_) return connect_failed("cannot watch the server socket");  // an owned fd went with it
   pool_.connect_succeeded(*this);
 }
 
@@ -155,6 +203,9 @@ void ServerConnection::connect_failed(const std::string& reason) {
 void ServerConnection::close_connection() {
   *self_ = nullptr;  // a host lookup still under way finds the server gone
   close_connect_poll();
+  passthrough_.reset();
+  // A pass-through server's socket is ours: say goodbye as libpq's PQfinish does.
+  if (socket_ && conn_ == nullptr) socket_->write(std::string{'X', 0, 0, 0, 4});
   socket_.reset();  // stops polling before libpq closes the fd
   if (conn_ != nullptr) {
     PQfinish(conn_);

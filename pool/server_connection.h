@@ -17,8 +17,10 @@
 #include <utility>
 #include <vector>
 
+#include "auth/scram_client.h"
 #include "net/poll_socket.h"
 #include "pool/cancel_request.h"
+#include "pool/passthrough_connect.h"
 #include "pool/prepared_statements.h"
 #include "pool/reply_ledger.h"
 #include "pool/scope_outcome.h"
@@ -94,8 +96,12 @@ class ServerConnection final : net::PollSocket::Handler {
   ServerConnection(const ServerConnection&) = delete;
   ServerConnection& operator=(const ServerConnection&) = delete;
 
-  // Starts libpq's non-blocking connect; the pool hears back either way.
-  void connect(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
+  // Starts libpq's non-blocking connect, or with `scram_keys` sluiced's own SCRAM pass-through
+  // login; the pool hears back either way.
+  void connect(const std::vector<std::string>& keywords, const std::vector<std::string>& values,
+               std::optional<auth::ScramKeys> scram_keys = std::nullopt);
+  // The keys it logs in with through SCRAM pass-through; nullopt on libpq's login.
+  [[nodiscard]] const std::optional<auth::ScramKeys>& passthrough_keys() const { return passthrough_keys_; }
 
   // While leased.
   void attach(ServerUser* user);
@@ -199,6 +205,10 @@ class ServerConnection final : net::PollSocket::Handler {
   void on_socket_error(int uv_status) override;
 
   void start_libpq(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
+  void start_passthrough(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
+  void passthrough_finished(const std::string& failure);
+  // Logged in, either way: what the rest of the pool relies on, then the pool hears.
+  void connected(int fd, bool owns_fd, const std::string& user);
   void advance_connect(PostgresPollingStatusType status);
   void close_connect_poll();
   void connect_ready();
@@ -230,6 +240,9 @@ class ServerConnection final : net::PollSocket::Handler {
   std::shared_ptr<ServerConnection*> self_;
 
   PGconn* conn_ = nullptr;
+  std::unique_ptr<PassthroughConnect> passthrough_;  // SCRAM pass-through's login, while it runs
+  std::optional<auth::ScramKeys> passthrough_keys_;
+  std::string passthrough_user_;
   uv_poll_t* connect_poll_ = nullptr;
   int connect_fd_ = -1;
   net::PollSocket::Ptr socket_;

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [SECONDS]" >&2; exit 2; }
 build_dir=${FUZZ_BUILD_DIR:-build-fuzz}
-fuzzers=(fuzz_startup fuzz_control_request fuzz_config fuzz_reply_ledger fuzz_scram fuzz_hba fuzz_auth_file)
+fuzzers=(fuzz_startup fuzz_control_request fuzz_config fuzz_reply_ledger fuzz_scram fuzz_scram_client fuzz_hba fuzz_auth_file)
 
 # Its own build dir: clang and sanitizer flags must not leak into the GCC build.
 if [[ ! -f $build_dir/CMakeCache.txt ]]; then

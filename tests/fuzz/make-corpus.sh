@@ -121,6 +121,15 @@ seed $s y-on-tls "\x03y,,n=,r=abc\nc=eSws,r=abcfuzznonce,p=AAAA"
 seed $s authzid "\x02n,a=bob,n=,r=abc\n"
 seed $s lying-length "\x0an,,n=,r=abc\n"
 
+# fuzz_scram_client: byte 0 flags (1 the mechanism list is the first line); then server-first
+# '\n' server-final. The first seed's signature is right for the harness's all-zero keys and fixed
+# client nonce, so the fuzzer starts past the signature check.
+s=fuzz_scram_client
+seed $s ok "\x00r=fuzznonceSERVER,s=c2FsdA==,i=4096\nv=fhprlgwf23qH+Cod7EXHhWsP3lEFDqY2sFdGadp9874="
+seed $s server-error "\x00r=fuzznonceSERVER,s=c2FsdA==,i=4096\ne=invalid-proof"
+seed $s mechanisms "\x01SCRAM-SHA-256-PLUS\x00SCRAM-SHA-256\x00\x00\nr=fuzznonceX,s=c2FsdA==,i=1,x=ext\nv=AAAA"
+seed $s extension "\x00m=ext,r=fuzznonceSERVER,s=c2FsdA==,i=4096\n"
+
 # fuzz_hba: pg_hba.conf lines.
 s=fuzz_hba
 seed $s rules '# comment\nlocal all all peer\nlocal app,"my db" +grp md5\nlocal sameuser all scram-sha-256\nhost all all 10.0.0.0/8 md5\nhost all all 192.168.0.0 255.255.0.0 trust\nhostssl all all ::1/128 cert\nhostnossl all all all reject\n'
