@@ -203,13 +203,20 @@ AuthStep ScramExchange::client_final(std::string_view message) {
   std::string expected_binding = gs2_header_;
   if (plus_) expected_binding.append(options_.channel_binding->begin(), options_.channel_binding->end());
   if (!constant_time_equal(*binding_bytes, as_bytes(expected_binding))) {
-    // PostgreSQL's SQLSTATE here is 28000, not a protocol violation: the message was well formed.
+    expect_ = Expect::nothing;
+    // PostgreSQL's words: a wrong binding is 28000 (the message was well formed); binding data
+    // where none was negotiated is a protocol violation.
+    if (!plus_)
+      return failed(protocol_error("unexpected SCRAM channel-binding attribute in client-final-message"));
     AuthError mismatch = protocol_error("SCRAM channel binding check failed");
     mismatch.sqlstate = sqlstate::kInvalidAuthorizationSpecification;
     return failed(std::move(mismatch));
   }
   const auto nonce = read_scram_attribute(input, 'r');
-  if (!nonce || *nonce != nonce_) return malformed("Nonce does not match.");
+  if (!nonce || *nonce != nonce_) {
+    expect_ = Expect::nothing;
+    return failed(protocol_error("invalid SCRAM response", "Nonce does not match."));
+  }
   // Extensions, then the proof, which must be last.
   std::size_t proof_at = message.size() - input.size();
   while (!input.empty() && !input.starts_with("p=")) {

@@ -33,10 +33,18 @@ void ClientSession::answer_encryption_request(protocol::StartupKind kind) {
                     ": server supports 3.0 to 3.0");
   }
   seen = true;
-  if (!startup_buffer_.empty())
-    return fail(sqlstate::kProtocolViolation, "unexpected data after encryption request");
+  const bool answer_n = kind == protocol::StartupKind::gssenc_request || !offers_tls();
+  if (!startup_buffer_.empty()) {  // as PostgreSQL (CVE-2021-23214): nothing sent early is read
+    if (answer_n) socket_->write(std::string("N"));  // PostgreSQL answers first, then refuses
+    return fail(
+        sqlstate::kProtocolViolation,
+        kind == protocol::StartupKind::ssl_request
+            ? "received unencrypted data after SSL request"
+            : "received unencrypted data after GSSAPI encryption request",
+        "This could be either a client-software bug or evidence of an attempted man-in-the-middle attack.");
+  }
   // GSSAPI is not offered; TLS on the TCP listener when configured ('N': go on in plain text).
-  if (kind == protocol::StartupKind::gssenc_request || !offers_tls()) {
+  if (answer_n) {
     socket_->write(std::string("N"));
     return;
   }

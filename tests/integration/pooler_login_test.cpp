@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -217,6 +218,30 @@ TEST(PoolerLoginTest, SslRequestIsAnsweredNThenTheStartupProceeds) {
 
   raw.send("X" + be32(4));  // Terminate
   EXPECT_TRUE(raw.closed_by_peer());
+}
+
+// Bytes sent with the SSLRequest, before its answer, could be a man in the middle's (CVE-2021-23214):
+// refused as PostgreSQL refuses them, compared byte for byte with PostgreSQL's own answer.
+TEST(PoolerLoginTest, DataSentWithAnSslRequestIsRefusedAsPostgresRefusesIt) {
+  Sluiced sluiced({.pool_size = 1});
+  const auto answer_of = [](const std::string& socket) {
+    RawClient raw(socket);
+    raw.send(be32(8) + be32(80877103) + startup_packet({{"user", os_user()}, {"database", "postgres"}}));
+    const auto n = raw.read_bytes(1);
+    const auto error = raw.read_message();
+    std::map<char, std::string> fields;
+    if (error && error->type == 'E') fields = error_fields(*error);
+    fields.erase('F');  // where in the source: PostgreSQL's own, not a client's concern
+    fields.erase('L');
+    fields.erase('R');
+    return std::make_pair(n.value_or("none"), fields);
+  };
+  const auto direct = answer_of(postgres().socket_dir() + "/.s.PGSQL." + std::to_string(postgres().port()));
+  const auto pooled = answer_of(sluiced.socket_path());
+  EXPECT_EQ(direct.first, "N");
+  EXPECT_EQ(direct.second.at('M'), "received unencrypted data after SSL request");
+  EXPECT_EQ(pooled.first, direct.first);
+  EXPECT_EQ(pooled.second, direct.second);
 }
 
 TEST(PoolerLoginTest, GssEncRequestIsAnsweredN) {

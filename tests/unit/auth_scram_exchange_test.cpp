@@ -153,6 +153,7 @@ TEST(AuthScramExchange, ClientFinalOfAnEarlierExchangeIsRefused) {
   const AuthStep replayed = second.on_response(bytes(final_message));
   EXPECT_EQ(replayed.verdict, Verdict::failed);
   EXPECT_STREQ(replayed.error.sqlstate, sqlstate::kProtocolViolation);
+  EXPECT_EQ(replayed.error.message, "invalid SCRAM response");  // PostgreSQL's words
   EXPECT_EQ(replayed.error.detail, "Nonce does not match.");
   // And the finished exchange takes nothing more.
   EXPECT_EQ(first.on_response(bytes(final_message)).verdict, Verdict::failed);
@@ -200,6 +201,14 @@ TEST(AuthScramExchange, ChannelBindingNegotiationFollowsPostgres) {
   EXPECT_EQ(
       yes.on_response(bytes(client_final("pencil", "y,,", "", bare, auth_body(yes_first.reply, 11)))).verdict,
       Verdict::ok);
+  // A c= attribute that does not repeat the header of a non-PLUS exchange.
+  auto other_header = exchange(rfc_verifier());
+  const AuthStep other_first =
+      other_header.on_response(bytes(initial_response("SCRAM-SHA-256", "n,," + bare)));
+  const AuthStep other_final = other_header.on_response(
+      bytes(client_final("pencil", "y,,", "", bare, auth_body(other_first.reply, 11))));
+  EXPECT_EQ(other_final.error.message, "unexpected SCRAM channel-binding attribute in client-final-message");
+  EXPECT_STREQ(other_final.error.sqlstate, sqlstate::kProtocolViolation);
   // Binding data with plain SCRAM-SHA-256.
   auto mixed = exchange(rfc_verifier(), std::vector<std::uint8_t>{1});
   EXPECT_EQ(mixed.on_response(bytes(initial_response("SCRAM-SHA-256", "p=tls-server-end-point,," + bare)))
