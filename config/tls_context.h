@@ -38,7 +38,8 @@ class TlsContext {
   [[nodiscard]] bool verifies_clients() const { return verifies_clients_; }
   // RFC 5929 tls-server-end-point: the hash of our certificate (SHA-256 when it is signed with MD5
   // or SHA-1, else its signature's hash), as PostgreSQL's be_tls_get_certificate_hash; empty when
-  // the signature has no single hash (Ed25519), where PostgreSQL offers no channel binding either.
+  // the signature has no single hash (Ed25519): then SCRAM-SHA-256-PLUS is not offered (PostgreSQL
+  // offers it and fails the login).
   [[nodiscard]] std::span<const std::uint8_t> server_end_point() const { return server_end_point_; }
   // "serial 1A2B, subject CN=..., expires ...": what the log says a (re)load put in service.
   [[nodiscard]] const std::string& description() const { return description_; }

@@ -65,8 +65,10 @@ AuthStep accepted() { return AuthStep{AuthStep::Verdict::ok, {}, {}}; }
 // `method`: md5 for a role whose secret is a SCRAM verifier runs SCRAM, but is still md5's login.
 ClientAuth::Start scram_challenge(config::AuthType method, const auth::Secret* secret,
                                   const std::string& why_none, const AuthClient& client) {
-  auth::ChannelBinding binding;  // on TLS: SCRAM-SHA-256-PLUS is offered, bound to this connection
-  if (client.tls != nullptr) {
+  // On TLS, SCRAM-SHA-256-PLUS is offered, bound to this connection — unless the certificate's
+  // signature has no single hash (Ed25519): empty binding data would bind nothing.
+  auth::ChannelBinding binding;
+  if (client.tls != nullptr && !client.tls->server_end_point().empty()) {
     const auto end_point = client.tls->server_end_point();
     binding.emplace(end_point.begin(), end_point.end());
   }

@@ -77,6 +77,30 @@ TEST(AuthTls, ChannelBindingRequireLogsInWithScramPlusOverTls) {
       << daemon.log();
 }
 
+// An Ed25519 certificate's signature has no single hash, so tls-server-end-point has no data: PLUS is
+// not offered, and libpq (channel_binding=prefer, its default) logs in with plain SCRAM.
+TEST(AuthTls, WithAnEd25519CertificatePlusIsNotOfferedAndScramStillWorks) {
+  const TestPki pki;
+  const harness::TempDir dir("sluice-ed25519");
+  const std::string cert = dir.path() + "/ed25519.crt";
+  const std::string key = dir.path() + "/ed25519.key";
+  ASSERT_EQ(std::system(("openssl req -x509 -newkey ed25519 -nodes -subj /CN=localhost -days 2 -keyout " +
+                         key + " -out " + cert + " >/dev/null 2>&1")
+                            .c_str()),
+            0);
+  const int port = harness::free_tcp_port();
+  auto config = tls_auth_config(pki, port, {{"type", "scram-sha-256"}});
+  json text = json::parse(config.text);
+  text["tls"]["cert_file"] = cert;
+  text["tls"]["key_file"] = key;
+  config.text = text.dump();
+  harness::Sluiced daemon(std::move(config));
+  const PgConn client = harness::connect(tcp_conninfo(port, as_auth_tls("sslmode=require")));
+  EXPECT_EQ(harness::scalar(client, "SELECT current_user"), "auth_tls");
+  EXPECT_EQ(only_client(daemon).value("auth", ""), "scram-sha-256");
+  EXPECT_TRUE(contains(daemon.log(), "authenticated with SCRAM-SHA-256 (scram-sha-256)")) << daemon.log();
+}
+
 TEST(AuthTls, PlusIsOfferedOnlyOverTlsAndLibpqInsistingOnItIsRefusedInPlainText) {
   const TestPki pki;
   const int port = harness::free_tcp_port();
