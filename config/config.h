@@ -103,7 +103,10 @@ struct AuthConfig {
   std::optional<std::string> hba_file;  // auth.hba_file, as written
   // auth.query runs as auth.user for roles auth.file does not list (frontend/secret_lookup.h).
   std::optional<std::string> user;
-  std::string query = "SELECT usename, passwd FROM pg_shadow WHERE usename=$1";  // PgBouncer's
+  // PgBouncer's of old, with its newer rule: an expired password (VALID UNTIL) is no password.
+  std::string query =
+      "SELECT usename, CASE WHEN valuntil < pg_catalog.now() THEN NULL ELSE passwd END FROM pg_shadow "
+      "WHERE usename=$1";
   int cache_s = 60;  // how long a looked-up secret (or its absence) is reused; 0 = every login asks
   // Their contents, read by load_config_file (config/auth_files.h): immutable, shared by the workers.
   std::shared_ptr<const auth::AuthFile> secrets;

@@ -12,12 +12,24 @@ namespace {
 // cannot grow the cache without bound.
 constexpr std::size_t kMaxCached = 10000;
 
-// An E'' literal: quotes and backslashes escaped, whatever standard_conforming_strings says.
+// An E'' literal in ASCII only: quotes and backslashes doubled, every other byte outside printable
+// ASCII as \xNN. Whatever standard_conforming_strings says, and whatever client_encoding the lookup
+// connection has: in SJIS or GBK a raw byte 0x95 would swallow the backslash after it.
 std::string quoted_literal(std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
   std::string literal = "E'";
   for (const char c : text) {
-    if (c == '\'' || c == '\\') literal += c;
-    literal += c;
+    const auto byte = static_cast<unsigned char>(c);
+    if (c == '\'' || c == '\\') {
+      literal += c;
+      literal += c;
+    } else if (byte < 0x20 || byte >= 0x7f) {
+      literal += "\\x";
+      literal += kHex[byte >> 4];
+      literal += kHex[byte & 0xf];
+    } else {
+      literal += c;
+    }
   }
   return literal + "'";
 }

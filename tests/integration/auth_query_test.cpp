@@ -43,6 +43,19 @@ TEST(AuthQuery, SecretsComeFromTheServer) {
       [&] { return contains(daemon.log(), "Role \"query_nobody\" was not found by auth.query."); }));
 }
 
+// A password past its VALID UNTIL is no password, through sluiced as directly.
+TEST(AuthQuery, AnExpiredPasswordIsRefusedAsPostgresRefusesIt) {
+  set_role("query_expired", "old secret", "scram-sha-256");
+  const PgConn admin = harness::connect(harness::postgres().conninfo());
+  harness::exec_ok(admin, "ALTER ROLE query_expired VALID UNTIL '2000-01-01'");
+  harness::Sluiced daemon(query_config("scram-sha-256", 0));
+  const std::string pooled = refusal(as(daemon, "query_expired", "old secret"));
+  EXPECT_TRUE(contains(pooled, "FATAL:  password authentication failed for user \"query_expired\""))
+      << pooled;
+  harness::exec_ok(admin, "ALTER ROLE query_expired VALID UNTIL 'infinity'");
+  EXPECT_EQ(refusal(as(daemon, "query_expired", "old secret")), "");
+}
+
 TEST(AuthQuery, AnswersAreCachedUntilCacheSOrAReload) {
   set_role("query_cached", "first", "scram-sha-256");
   harness::Sluiced daemon(query_config("scram-sha-256", 600));
@@ -89,6 +102,31 @@ TEST(AuthQuery, RoleNamesAreQuotedNotSpliced) {
               " dbname=postgres user='x\\' OR usename <> \\'' password=x");
   EXPECT_TRUE(contains(refused, "password authentication failed")) << refused;
   EXPECT_TRUE(harness::wait_until([&] { return contains(daemon.log(), "was not found by auth.query"); }));
+}
+
+// A lookup connection with a client-only encoding (SJIS: 0x95 0x5C is one character) cannot be
+// talked out of its literal by a name whose multibyte character swallows the quoting backslash —
+// also where backslash_quote is on (its default, safe_encoding, would refuse the query).
+TEST(AuthQuery, RoleNamesStayQuotedUnderAClientOnlyEncoding) {
+  set_role("query_scram", "q scram", "scram-sha-256");
+  auto config = query_config("scram-sha-256", 0);
+  json text = json::parse(config.text);
+  for (auto& [name, database] : text["databases"].items())
+    database["conninfo"] =
+        database["conninfo"].get<std::string>() + " client_encoding=SJIS options='-c backslash_quote=on'";
+  config.text = text.dump();
+  harness::Sluiced daemon(std::move(config));
+  const std::string role =
+      "\x95\\' UNION SELECT usename, passwd FROM pg_shadow WHERE usename = $$query_scram$$--";
+  const char* keys[] = {"host", "port", "dbname", "user", "password", nullptr};
+  const std::string port = std::to_string(daemon.port());
+  const char* values[] = {
+      daemon.socket_dir().c_str(), port.c_str(), "postgres", role.c_str(), "q scram", nullptr};
+  const PgConn injected(PQconnectdbParams(keys, values, 0));
+  EXPECT_NE(PQstatus(injected.get()), CONNECTION_OK) << "the name was spliced into auth.query";
+  EXPECT_TRUE(contains(PQerrorMessage(injected.get()), "password authentication failed") ||
+              contains(PQerrorMessage(injected.get()), "could not look up the password"))
+      << PQerrorMessage(injected.get());
 }
 
 }  // namespace

@@ -105,7 +105,9 @@ TEST_F(ConfigAuth, AuthQueryKeys) {
   const auto defaults = load(R"({"type": "scram-sha-256", "user": "pgbouncer"})");
   ASSERT_TRUE(defaults) << defaults.error();
   EXPECT_EQ(defaults->auth.user, "pgbouncer");
-  EXPECT_EQ(defaults->auth.query, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1");
+  EXPECT_EQ(defaults->auth.query,
+            "SELECT usename, CASE WHEN valuntil < pg_catalog.now() THEN NULL ELSE passwd END FROM pg_shadow "
+            "WHERE usename=$1");
   EXPECT_EQ(defaults->auth.cache_s, 60);
   const auto no_user = load("{\"type\": \"md5\", \"file\": \"u.txt\",\n    \"query\": \"SELECT 1\"}");
   ASSERT_FALSE(no_user);
