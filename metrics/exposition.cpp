@@ -25,17 +25,57 @@ std::string_view type_name(Type type) {
   return "gauge";
 }
 
-void append_escaped(std::string& out, std::string_view value) {
-  for (const char c : value) {
+// Bytes from [0] that form one well-formed UTF-8 character (RFC 3629: no overlong forms, no
+// surrogates, nothing past U+10FFFF), or 0.
+std::size_t utf8_length(std::string_view text) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = byte(0);
+  if (lead < 0x80) return 1;
+  std::size_t length = 0;
+  unsigned char low = 0x80;
+  unsigned char high = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    if (lead == 0xE0) low = 0xA0;
+    if (lead == 0xED) high = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    if (lead == 0xF0) low = 0x90;
+    if (lead == 0xF4) high = 0x8F;
+  } else {
+    return 0;
+  }
+  if (text.size() < length || byte(1) < low || byte(1) > high) return 0;
+  for (std::size_t i = 2; i < length; ++i) {
+    if (byte(i) < 0x80 || byte(i) > 0xBF) return 0;
+  }
+  return length;
+}
+
+// A label value (or OpenMetrics' HELP text): backslash, quote and newline escaped, and bytes that are
+// not UTF-8 — a role or database name is whatever a client's startup packet said — replaced by
+// U+FFFD, since one invalid byte makes Prometheus refuse the whole scrape.
+void append_escaped(std::string& out, std::string_view value, bool escape_quotes = true) {
+  while (!value.empty()) {
+    const char c = value.front();
+    const std::size_t length = utf8_length(value);
+    if (length == 0) {
+      out += "\xEF\xBF\xBD";
+      value.remove_prefix(1);
+      continue;
+    }
     if (c == '\\') {
       out += "\\\\";
-    } else if (c == '"') {
+    } else if (c == '"' && escape_quotes) {
       out += "\\\"";
     } else if (c == '\n') {
       out += "\\n";
     } else {
-      out += c;
+      out.append(value.substr(0, length));
     }
+    value.remove_prefix(length);
   }
 }
 
@@ -61,7 +101,9 @@ class Writer {
     const bool om = format_ == Format::openmetrics;
     const std::string& family_name = om ? name_ : sample_name_;
     const std::string_view shown_type = !om && type == Type::info ? "gauge" : type_name(type);
-    out_ += "# HELP " + family_name + " " + std::string(help) + "\n";
+    out_ += "# HELP " + family_name + " ";
+    append_escaped(out_, help, /*escape_quotes=*/om);  // OpenMetrics escapes quotes in HELP too
+    out_ += "\n";
     out_ += "# TYPE " + family_name + " " + std::string(shown_type) + "\n";
   }
 

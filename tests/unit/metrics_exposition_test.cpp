@@ -114,6 +114,22 @@ TEST(MetricsExposition, OpenMetricsNamesFamiliesWithoutSuffixesAndEnds) {
   EXPECT_TRUE(text.ends_with("# EOF\n"));
 }
 
+// A role name is whatever a startup packet said: bytes that are not UTF-8 would make Prometheus refuse
+// the whole scrape. OpenMetrics escapes quotes in HELP as in label values; the 0.0.4 text does not.
+TEST(MetricsExposition, LabelValuesAreMadeValidUtf8AndOpenMetricsHelpEscapesQuotes) {
+  Snapshot snapshot = sample_snapshot();
+  snapshot.pools[0].user = "caf\xC3\xA9\xFF\xC0\xAFx\xE2\x82";  // é, three bad bytes, x, a cut-off €
+  const std::string replacement = "\xEF\xBF\xBD";
+  const std::string text = render(snapshot, Format::prometheus);
+  const std::string user =
+      "user=\"caf\xC3\xA9" + replacement + replacement + replacement + "x" + replacement + replacement + "\"";
+  EXPECT_NE(text.find("sluice_pool_size{database=\"app\"," + user + "} 10"), std::string::npos) << user;
+  EXPECT_NE(text.find("(README \"Drain\")"), std::string::npos);
+  const std::string open_metrics = render(snapshot, Format::openmetrics);
+  EXPECT_NE(open_metrics.find("(README \\\"Drain\\\")"), std::string::npos);
+  EXPECT_EQ(open_metrics.find("(README \"Drain\")"), std::string::npos);
+}
+
 TEST(MetricsExposition, FormatFollowsTheAcceptHeader) {
   EXPECT_EQ(format_for_accept(""), Format::prometheus);
   EXPECT_EQ(format_for_accept("text/plain;version=0.0.4;q=0.3,*/*;q=0.1"), Format::prometheus);
