@@ -417,7 +417,8 @@ const Run& direct_run(const DriverProgram& program) {
 }
 
 // The password-method variant: the workload's role gets a password (PostgreSQL, with trust, ignores
-// it), its SCRAM verifier goes into auth.file, and sluiced asks for it with `auth_type`.
+// it), its secret (a SCRAM verifier; for md5 an md5 hash) goes into auth.file, and sluiced asks for
+// it with `auth_type`.
 struct PasswordLogin {
   std::string auth_type;  // "scram-sha-256" or "md5"
   std::string password;
@@ -431,7 +432,7 @@ Sluiced sluiced_for(const std::string& pool_mode, const std::optional<PasswordLo
       {.dbname = kDatabase, .pool_size = kPoolSize, .pool_mode = pool_mode, .overrides = overrides});
   if (login) {
     const PgConn admin = connect(postgres().conninfo());
-    exec_ok(admin, "SET password_encryption = 'scram-sha-256'");
+    exec_ok(admin, "SET password_encryption = '" + login->auth_type + "'");  // md5: an md5 hash
     exec_ok(admin, "ALTER ROLE \"" + scope_test::os_user() + "\" PASSWORD '" + login->password + "'");
     const std::string secret =
         scalar(admin, "SELECT rolpassword FROM pg_authid WHERE rolname = '" + scope_test::os_user() + "'");
@@ -556,7 +557,17 @@ TEST(DriverMatrix, NodePgScram) { check_driver(node_pg(), "transaction", kScram)
 // Both at once: psycopg (libpq) takes SCRAM-SHA-256-PLUS over TLS by default, asyncpg (which does
 // not implement channel binding) plain SCRAM-SHA-256 over TLS.
 TEST(DriverMatrix, Psycopg3ScramOverTls) { check_driver_over_tls(psycopg3(), kScram); }
+TEST(DriverMatrix, Psycopg2ScramOverTls) { check_driver_over_tls(psycopg2(), kScram); }
 TEST(DriverMatrix, AsyncpgScramOverTls) { check_driver_over_tls(asyncpg(), kScram); }
+TEST(DriverMatrix, JdbcScramOverTls) { check_driver_over_tls(jdbc(), kScram); }
+TEST(DriverMatrix, NodePgScramOverTls) { check_driver_over_tls(node_pg(), kScram); }
+// md5 (legacy), each driver, over TLS: the role's secret an md5 hash.
+const PasswordLogin kMd5{"md5", "matrix md5 password"};
+TEST(DriverMatrix, Psycopg3Md5OverTls) { check_driver_over_tls(psycopg3(), kMd5); }
+TEST(DriverMatrix, Psycopg2Md5OverTls) { check_driver_over_tls(psycopg2(), kMd5); }
+TEST(DriverMatrix, AsyncpgMd5OverTls) { check_driver_over_tls(asyncpg(), kMd5); }
+TEST(DriverMatrix, JdbcMd5OverTls) { check_driver_over_tls(jdbc(), kMd5); }
+TEST(DriverMatrix, NodePgMd5OverTls) { check_driver_over_tls(node_pg(), kMd5); }
 
 // ---- libpq: PQprepare / PQexecPrepared / PQdescribePrepared, in this process ----
 
