@@ -135,10 +135,12 @@ TEST(HostileStartupTest, SslRequestFollowedByGarbage) {
   const std::string ssl_request = be32(8) + be32(80877103);
   const std::string client_hello("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11);  // a TLS ClientHello
   {
-    // In the same packet: data the client should not have sent before reading 'N'.
+    // In the same packet: data the client should not have sent before reading 'N'. As PostgreSQL:
+    // the 'N', then the refusal.
     RawClient raw(sluiced.socket_path());
     raw.try_send(ssl_request + client_hello);
-    expect_protocol_violation(raw);
+    EXPECT_EQ(raw.read_bytes(1), std::optional<std::string>("N"));
+    expect_protocol_violation(raw, "received unencrypted data after SSL request");
   }
   {
     // After 'N' the client starts TLS anyway: its record header reads as a startup length of ~369 MB.
