@@ -56,6 +56,19 @@ TEST(AuthQuery, AnExpiredPasswordIsRefusedAsPostgresRefusesIt) {
   EXPECT_EQ(refusal(as(daemon, "query_expired", "old secret")), "");
 }
 
+// Before a client has logged in, an unconfigured database looks like an unknown role: the same
+// 28P01 after the same (mock) exchange, so the refusal does not tell which databases exist.
+TEST(AuthQuery, AnUnconfiguredDatabaseGetsTheAnswerOfAnUnknownRole) {
+  set_role("query_scram", "q scram", "scram-sha-256");
+  harness::Sluiced daemon(query_config("scram-sha-256", 0));
+  const std::string elsewhere =
+      refusal(daemon.conninfo("no_such_database", "query_scram") + " password='q scram'");
+  EXPECT_TRUE(contains(elsewhere, "FATAL:  password authentication failed for user \"query_scram\""))
+      << elsewhere;
+  EXPECT_TRUE(
+      harness::wait_until([&] { return contains(daemon.log(), "is not configured for auth.query"); }));
+}
+
 TEST(AuthQuery, AnswersAreCachedUntilCacheSOrAReload) {
   set_role("query_cached", "first", "scram-sha-256");
   harness::Sluiced daemon(query_config("scram-sha-256", 600));
