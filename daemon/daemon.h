@@ -172,6 +172,8 @@ class Daemon {
   std::optional<ReloadOutcome> last_reload_;
   ReloadCounts reload_counts_;
   metrics::ClientCounters refused_at_accept_;
+  // /metrics requests waiting for the gather in flight (metrics_snapshot.cpp).
+  std::vector<std::pair<metrics::Format, metrics::MetricsServer::Respond>> scrapes_waiting_;
   std::string executable_;  // this binary as started: what `upgrade` runs unless told otherwise
   std::unique_ptr<upgrade::Successor> successor_;      // the process this one hands over to
   std::unique_ptr<upgrade::Predecessor> predecessor_;  // the process this one took over from

@@ -115,11 +115,20 @@ metrics::Snapshot combine_metrics(const Daemon& daemon, const std::vector<Metric
   return snapshot;
 }
 
+// Scrapes that arrive while the workers are being asked wait for that answer: however many
+// scrapers there are, one gather is in flight, and each format is rendered once per gather.
 void Daemon::scrape_metrics(metrics::Format format, metrics::MetricsServer::Respond respond) {
-  gather<MetricsShare>(metrics_share,
-                       [this, format, respond = std::move(respond)](const std::vector<MetricsShare>& shares) {
-                         respond(metrics::render(combine_metrics(*this, shares), format));
-                       });
+  scrapes_waiting_.push_back({format, std::move(respond)});
+  if (scrapes_waiting_.size() > 1) return;
+  gather<MetricsShare>(metrics_share, [this](const std::vector<MetricsShare>& shares) {
+    const metrics::Snapshot snapshot = combine_metrics(*this, shares);
+    std::map<metrics::Format, std::string> rendered;
+    for (auto& [wanted, answer] : std::exchange(scrapes_waiting_, {})) {
+      auto [body, added] = rendered.try_emplace(wanted);
+      if (added) body->second = metrics::render(snapshot, wanted);
+      answer(body->second);
+    }
+  });
 }
 
 }  // namespace sluice::daemon
