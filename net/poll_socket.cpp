@@ -154,15 +154,17 @@ bool PollSocket::flush_tls() {
 void PollSocket::set_reading(bool reading) {
   if (reading_ == reading || closing_) return;
   reading_ = reading;
+  // Bytes OpenSSL holds: the kernel will not announce them, so a writable event stands in.
   if (reading && tls_ && tls_->has_buffered_plaintext()) [[unlikely]]
-    tls_held_bytes_wake_ = true;
+    tls_read_wants_writable_ = true;
   update_events();
 }
 
 void PollSocket::update_events() {
   const bool want_writable = !pending_.empty();
+  // The stand-in writable event only while reading: paused, it would wake the loop for nothing.
   const int events = (reading_ ? UV_READABLE : 0) |
-                     (want_writable || tls_read_wants_writable_ || tls_held_bytes_wake_ ? UV_WRITABLE : 0);
+                     (want_writable || (reading_ && tls_read_wants_writable_) ? UV_WRITABLE : 0);
   watching_writable_ = want_writable;
   if (events == 0) {
     uv_poll_stop(&poll_);
@@ -211,13 +213,8 @@ void PollSocket::on_poll(uv_poll_t* handle, int status, int events) {
   }
   if ((events & UV_WRITABLE) != 0 && socket->watching_writable_) socket->flush();
   // A handler may close the socket; its memory lives until the close callback.
-  bool readable =
+  const bool readable =
       (events & UV_READABLE) != 0 || ((events & UV_WRITABLE) != 0 && socket->tls_read_wants_writable_);
-  if (socket->tls_held_bytes_wake_ && (events & UV_WRITABLE) != 0) [[unlikely]] {
-    socket->tls_held_bytes_wake_ = false;
-    socket->update_events();
-    readable = true;
-  }
   if (readable && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr) {
     socket->handler_->on_readable();
     // Decrypted bytes OpenSSL kept back from a short read: the kernel will not announce them again.

@@ -100,10 +100,9 @@ class PollSocket {
   std::string pending_;
   std::size_t pending_offset_ = 0;
   std::unique_ptr<TlsChannel> tls_;
-  bool tls_read_wants_writable_ = false;  // OpenSSL must send before it can read on
-  // Reading resumed while OpenSSL held bytes the kernel will not announce: the next writable event
-  // (at once, on a healthy socket) stands in for the readable one.
-  bool tls_held_bytes_wake_ = false;
+  // A writable event stands in for a readable one: OpenSSL must send before it can read on, or
+  // reading resumed while OpenSSL held bytes the kernel will not announce. The next read resets it.
+  bool tls_read_wants_writable_ = false;
 };
 
 }  // namespace sluice::net
