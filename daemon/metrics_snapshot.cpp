@@ -118,7 +118,7 @@ metrics::Snapshot combine_metrics(const Daemon& daemon, const std::vector<Metric
 // Scrapes that arrive while the workers are being asked wait for that answer: however many
 // scrapers there are, one gather is in flight, and each format is rendered once per gather.
 void Daemon::scrape_metrics(metrics::Format format, metrics::MetricsServer::Respond respond) {
-  scrapes_waiting_.push_back({format, std::move(respond)});
+  scrapes_waiting_.emplace_back(format, std::move(respond));
   if (scrapes_waiting_.size() > 1) return;
   gather<MetricsShare>(metrics_share, [this](const std::vector<MetricsShare>& shares) {
     const metrics::Snapshot snapshot = combine_metrics(*this, shares);
