@@ -151,6 +151,14 @@ class ControlServer::Connection final : public net::PeerConnection {
     process_input();
   }
 
+  // A peer that has had its answers and sent nothing more is done with this server.
+  [[nodiscard]] bool idle_after_answer() const {
+    return answered_ && !awaiting_answer_ && inbox_.empty() && !closed_;
+  }
+  void close_when_answered() {
+    if (idle_after_answer()) close_after_flush("the daemon stops");
+  }
+
   std::list<std::unique_ptr<Connection>>::iterator position;
   [[nodiscard]] std::uint64_t last_activity_ms() const { return last_activity_ms_; }
 
@@ -224,6 +232,7 @@ class ControlServer::Connection final : public net::PeerConnection {
       return close_after_flush("peer closed its end");
     }
     if (inbox_.empty()) std::string().swap(inbox_);  // an idle connection keeps no buffer
+    if (server_.finished_) close_when_answered();
   }
 
   void answer(std::string_view line) {
@@ -248,6 +257,7 @@ class ControlServer::Connection final : public net::PeerConnection {
   }
 
   void send(const Json& response) {
+    answered_ = true;
     std::string line;
     try {
       line = wire_line(response);
@@ -278,6 +288,7 @@ class ControlServer::Connection final : public net::PeerConnection {
   std::size_t scanned_ = 0;  // inbox_ bytes already known to hold no newline
   bool eof_ = false;
   bool awaiting_answer_ = false;  // a request handed to the daemon, its answer still to come
+  bool answered_ = false;         // at least one answer sent
   bool processing_ = false;       // inside process_input()
   bool closing_after_flush_ = false;
   std::string close_reason_;
@@ -333,8 +344,11 @@ ControlServer::ControlServer(uv_loop_t* loop, Settings settings, Handler handler
 }
 
 ControlServer::~ControlServer() {
-  uv_close(reinterpret_cast<uv_handle_t*>(idle_sweep_),
-           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+  for (auto* timer : {idle_sweep_, finish_deadline_}) {
+    if (timer == nullptr) continue;
+    uv_close(reinterpret_cast<uv_handle_t*>(timer),
+             [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+  }
   connections_.clear();
   listener_.reset();
 }
@@ -380,6 +394,36 @@ void ControlServer::close_idle_connections() {
   }
 }
 
+void ControlServer::finish(std::chrono::milliseconds grace, std::function<void()> done) {
+  if (finish_deadline_ != nullptr) return;  // finishing already
+  listener_->close();
+  finished_ = std::move(done);
+  finish_deadline_ = new uv_timer_t{};
+  uv_timer_init(loop_, finish_deadline_);
+  finish_deadline_->data = this;
+  uv_timer_start(
+      finish_deadline_,
+      [](uv_timer_t* timer) {
+        auto* self = static_cast<ControlServer*>(timer->data);
+        if (!self->connections_.empty()) {
+          log::info("control socket: ", self->connections_.size(), " connections still open at exit: closed");
+        }
+        if (auto finished = std::exchange(self->finished_, nullptr)) finished();
+      },
+      static_cast<std::uint64_t>(grace.count()), 0);
+  for (auto it = connections_.begin(); it != connections_.end();) {
+    Connection& connection = **it++;  // closing retires it from the list
+    connection.close_when_answered();
+  }
+  finished_if_empty();
+}
+
+void ControlServer::finished_if_empty() {
+  if (!connections_.empty() || !finished_) return;
+  uv_timer_stop(finish_deadline_);
+  std::exchange(finished_, nullptr)();
+}
+
 void ControlServer::deliver(std::uint64_t connection_id, const nlohmann::json& response) {
   for (auto& connection : connections_) {
     if (connection->id() == connection_id) return connection->take_answer(response);
@@ -390,6 +434,7 @@ void ControlServer::retire(Connection& connection) {
   std::unique_ptr<Connection> owned = std::move(*connection.position);
   connections_.erase(connection.position);
   deleter_.defer(std::move(owned));
+  finished_if_empty();
 }
 
 }  // namespace sluice::daemon

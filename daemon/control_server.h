@@ -54,6 +54,12 @@ class ControlServer {
 
   [[nodiscard]] const std::string& path() const { return settings_.path; }
   [[nodiscard]] std::size_t connection_count() const { return connections_.size(); }
+  // Before the daemon exits: stops accepting (a handed-over socket stays the new process's),
+  // answers every request already received and the first request of every peer already
+  // accepted, closes each connection once it is answered, and calls `done` when none is left
+  // or after `grace`. A request accepted just before a stop or an upgrade still gets its
+  // answer. `done` runs inside this server's callbacks: it must not destroy the server there.
+  void finish(std::chrono::milliseconds grace, std::function<void()> done);
   // The listening socket, for a live upgrade to hand over.
   [[nodiscard]] Listener& listener() { return *listener_; }
 
@@ -70,6 +76,8 @@ class ControlServer {
   void retire(Connection& connection);
   // Closes connections silent for a minute (a sweep every second).
   void close_idle_connections();
+  // finish(): `done` once no connection is left.
+  void finished_if_empty();
 
   uv_loop_t* loop_;
   Settings settings_;
@@ -80,7 +88,9 @@ class ControlServer {
   net::DeferredDeleter deleter_;
   std::unique_ptr<Listener> listener_;
   std::list<std::unique_ptr<Connection>> connections_;
-  uv_timer_t* idle_sweep_;  // heap: freed in its close callback
+  uv_timer_t* idle_sweep_;                 // heap: freed in its close callback
+  uv_timer_t* finish_deadline_ = nullptr;  // heap, once finish() runs: freed in its close callback
+  std::function<void()> finished_;         // finish()'s `done`, until called
   // Answers still owed hold it weakly: it expires with this server.
   std::shared_ptr<ControlServer*> lifeline_;
 };

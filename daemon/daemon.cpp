@@ -17,6 +17,8 @@ namespace sluice::daemon {
 namespace {
 
 constexpr std::uint64_t kStatusIntervalMs = 1000;
+// How long an exiting daemon waits for the control requests it has accepted to be answered.
+constexpr std::chrono::milliseconds kControlAnswerGrace{1000};
 
 std::string client_socket_path(const config::ListenConfig& listen) {
   return listen.unix_socket_dir + "/.s.PGSQL." + std::to_string(listen.port);
@@ -252,7 +254,14 @@ void Daemon::on_worker_settled(std::uint64_t generation) {
 }
 
 void Daemon::exit_if_drained() {
-  if (drain_ && drain_->exit_when_done && drain_->workers_settled == workers_.size()) stop_loop(false);
+  if (!drain_ || !drain_->exit_when_done || drain_->workers_settled != workers_.size()) return;
+  if (!control_) return stop_loop(false);
+  // The workers stay up meanwhile: a `status` still gathers from them.
+  control_->finish(kControlAnswerGrace, [this] {
+    defer_call([this] {
+      if (state_ != ServiceState::stopped) stop_loop(false);
+    });
+  });
 }
 
 void Daemon::notify_status() {

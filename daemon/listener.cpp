@@ -100,12 +100,11 @@ Result<std::unique_ptr<Listener>> Listener::start(uv_loop_t* loop, int fd,
 }
 
 Listener::~Listener() {
+  close();
   if (retry_timer_ != nullptr) {
     uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
              [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
   }
-  socket_.reset();
-  if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
 }
 
 std::string Listener::key_for(Transport transport, const std::string& name) {
@@ -114,8 +113,14 @@ std::string Listener::key_for(Transport transport, const std::string& name) {
 
 void Listener::hand_over() {
   unlink_path_.clear();
-  uv_timer_stop(retry_timer_);
+  close();
+}
+
+void Listener::close() {
+  if (retry_timer_ != nullptr) uv_timer_stop(retry_timer_);
   socket_.reset();
+  if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
+  unlink_path_.clear();
 }
 
 void Listener::on_readable() {

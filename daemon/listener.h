@@ -38,6 +38,8 @@ class Listener final : net::PollSocket::Handler {
   // Live upgrade, once the new process accepts on the same socket: stop accepting and close
   // this process's descriptor, leaving the socket file (the new process listens on it).
   void hand_over();
+  // Stops accepting and closes the socket (and removes its file, unless handed over).
+  void close();
 
  private:
   Listener(Transport transport, std::string name, std::string unlink_path, AcceptCallback on_accept)

@@ -440,6 +440,27 @@ TEST(ControlWaitingTest, WaitingClientIsCounted) {
       << waits_before.dump() << " then " << waits_after.dump();
 }
 
+// A control peer accepted before the daemon stops gets its answer before the daemon exits (a
+// `status` polled through a stop or a live upgrade); the daemon still exits 0, without waiting
+// for the peer that was answered and stays open.
+TEST(ControlStopTest, APeerAcceptedBeforeTheStopIsAnsweredBeforeTheExit) {
+  harness::Sluiced daemon;
+  ctltest::ControlConnection early(daemon.control_socket());
+  ctltest::ControlConnection answered(daemon.control_socket());
+  // Accepted in order: `answered` got its answer, so `early` was accepted before it.
+  ASSERT_EQ(answered.request({{"cmd", "status"}}).value("state", ""), "running");
+  daemon.send_signal(SIGTERM);
+  ASSERT_TRUE(harness::wait_until([&] {
+    return daemon.log().find("drained: every client has left") != std::string::npos;
+  })) << daemon.log();
+  const json late = early.request({{"cmd", "status"}});
+  EXPECT_EQ(late.value("state", ""), "drained") << late.dump();
+  EXPECT_TRUE(answered.wait_closed());
+  const auto exit_status = daemon.wait_exit(5s);
+  ASSERT_TRUE(exit_status.has_value());
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0) << "wait status " << *exit_status;
+}
+
 // ---- bad input -------------------------------------------------------------
 
 class ControlBadInputTest : public ::testing::Test {
