@@ -577,8 +577,8 @@ void ClientSession::forward_held() {
   if (!cancel || state_ == ClientState::closing) return;
   if (!held_.empty()) {
     cancel_held_ = true;  // held again, behind sluiced's own query: it follows them later
-  } else if (scope_ && own_query_ == OwnQuery::none && scope_.server().busy()) {
-    scope_.server().forward_cancel();
+  } else if (scope_ && own_query_ == OwnQuery::none) {
+    scope_.server().forward_cancel_once_read();
   }
 }
 

@@ -34,6 +34,9 @@ constexpr std::array<const char*, 14> kReportedParameters = {"server_version",
                                                              "in_hot_standby",
                                                              "scram_iterations"};
 
+// How long a cancel waits for PostgreSQL to read the statement it is for (a few bytes on a
+// local socket: in practice the first millisecond poll); then it goes anyway.
+constexpr std::chrono::milliseconds kCancelReadLimit{1000};
 }  // namespace
 
 std::string_view state_name(ServerState state) {
@@ -204,6 +207,7 @@ void ServerConnection::close_connection() {
   *self_ = nullptr;  // a host lookup still under way finds the server gone
   close_connect_poll();
   passthrough_.reset();
+  cancel_after_read_.reset();
   // A pass-through server's socket is ours: say goodbye as libpq's PQfinish does.
   if (socket_ && conn_ == nullptr) socket_->write(std::string{'X', 0, 0, 0, 4});
   socket_.reset();  // stops polling before libpq closes the fd
@@ -536,6 +540,18 @@ void ServerConnection::send_rollback() {
 
 void ServerConnection::forward_cancel() {
   if (state_ == ServerState::active && busy()) send_cancel_request();
+}
+
+void ServerConnection::forward_cancel_once_read() {
+  if (state_ != ServerState::active || !busy()) return;
+  if (!socket_->has_pending_output() && net::ReadByPeer::all_read(socket_->fd()))
+    return send_cancel_request();
+  cancel_after_read_ = net::ReadByPeer::watch(
+      pool_.loop(), socket_->fd(), [this] { return socket_->has_pending_output(); }, kCancelReadLimit,
+      [this, answered = requests_answered_] {
+        cancel_after_read_.reset();
+        if (requests_answered_ == answered) forward_cancel();
+      });
 }
 
 // One cancel at a time: a second would add nothing, the first one's delivery is awaited.

@@ -19,6 +19,7 @@
 
 #include "auth/scram_client.h"
 #include "net/poll_socket.h"
+#include "net/read_by_peer.h"
 #include "pool/cancel_request.h"
 #include "pool/passthrough_connect.h"
 #include "pool/prepared_statements.h"
@@ -144,6 +145,10 @@ class ServerConnection final : net::PollSocket::Handler {
   void begin_teardown(TeardownPlan plan);
   // Sends the client's cancel for whatever runs now (without blocking the loop).
   void forward_cancel();
+  // The client's cancel for the bytes just written (a statement that waited for this server):
+  // sent once PostgreSQL has read them, for a cancel that reaches a backend still reading its
+  // input is ignored; not sent if that request is answered first.
+  void forward_cancel_once_read();
   // A cancel is on its way, or went out without proof of delivery: until it is
   // settled this server must not run another query (of anyone's).
   [[nodiscard]] bool cancel_pending() const { return cancel_ != nullptr || cancel_unproven_; }
@@ -265,9 +270,10 @@ class ServerConnection final : net::PollSocket::Handler {
 
   TeardownPlan plan_;
   TeardownStep step_ = TeardownStep::draining;
-  std::optional<CancelKey> cancel_key_;    // read once connected
-  std::unique_ptr<CancelRequest> cancel_;  // in flight
-  bool cancel_unproven_ = false;           // sent, delivery never confirmed: discard at release
+  std::optional<CancelKey> cancel_key_;                 // read once connected
+  std::unique_ptr<CancelRequest> cancel_;               // in flight
+  std::unique_ptr<net::ReadByPeer> cancel_after_read_;  // forward_cancel_once_read(), until PostgreSQL reads
+  bool cancel_unproven_ = false;                        // sent, delivery never confirmed: discard at release
   bool session_changed_ = false;
   bool functions_changed_ = false;
   bool carries_client_settings_ = false;
