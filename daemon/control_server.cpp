@@ -232,7 +232,7 @@ class ControlServer::Connection final : public net::PeerConnection {
       return close_after_flush("peer closed its end");
     }
     if (inbox_.empty()) std::string().swap(inbox_);  // an idle connection keeps no buffer
-    if (server_.finished_) close_when_answered();
+    if (server_.wind_down_.pending()) close_when_answered();
   }
 
   void answer(std::string_view line) {
@@ -344,11 +344,8 @@ ControlServer::ControlServer(uv_loop_t* loop, Settings settings, Handler handler
 }
 
 ControlServer::~ControlServer() {
-  for (auto* timer : {idle_sweep_, finish_deadline_}) {
-    if (timer == nullptr) continue;
-    uv_close(reinterpret_cast<uv_handle_t*>(timer),
-             [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
-  }
+  uv_close(reinterpret_cast<uv_handle_t*>(idle_sweep_),
+           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
   connections_.clear();
   listener_.reset();
 }
@@ -395,33 +392,14 @@ void ControlServer::close_idle_connections() {
 }
 
 void ControlServer::finish(std::chrono::milliseconds grace, std::function<void()> done) {
-  if (finish_deadline_ != nullptr) return;  // finishing already
+  if (wind_down_.started()) return;
   listener_->close();
-  finished_ = std::move(done);
-  finish_deadline_ = new uv_timer_t{};
-  uv_timer_init(loop_, finish_deadline_);
-  finish_deadline_->data = this;
-  uv_timer_start(
-      finish_deadline_,
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<ControlServer*>(timer->data);
-        if (!self->connections_.empty()) {
-          log::info("control socket: ", self->connections_.size(), " connections still open at exit: closed");
-        }
-        if (auto finished = std::exchange(self->finished_, nullptr)) finished();
-      },
-      static_cast<std::uint64_t>(grace.count()), 0);
+  wind_down_.start(loop_, grace, std::move(done));
   for (auto it = connections_.begin(); it != connections_.end();) {
     Connection& connection = **it++;  // closing retires it from the list
     connection.close_when_answered();
   }
-  finished_if_empty();
-}
-
-void ControlServer::finished_if_empty() {
-  if (!connections_.empty() || !finished_) return;
-  uv_timer_stop(finish_deadline_);
-  std::exchange(finished_, nullptr)();
+  if (connections_.empty()) wind_down_.finish();
 }
 
 void ControlServer::deliver(std::uint64_t connection_id, const nlohmann::json& response) {
@@ -434,7 +412,7 @@ void ControlServer::retire(Connection& connection) {
   std::unique_ptr<Connection> owned = std::move(*connection.position);
   connections_.erase(connection.position);
   deleter_.defer(std::move(owned));
-  finished_if_empty();
+  if (connections_.empty()) wind_down_.finish();
 }
 
 }  // namespace sluice::daemon

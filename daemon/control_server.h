@@ -21,6 +21,7 @@
 #include "daemon/control_request.h"
 #include "daemon/listener.h"
 #include "net/deferred_deleter.h"
+#include "net/wind_down.h"
 
 namespace sluice::daemon {
 
@@ -76,8 +77,6 @@ class ControlServer {
   void retire(Connection& connection);
   // Closes connections silent for a minute (a sweep every second).
   void close_idle_connections();
-  // finish(): `done` once no connection is left.
-  void finished_if_empty();
 
   uv_loop_t* loop_;
   Settings settings_;
@@ -88,9 +87,8 @@ class ControlServer {
   net::DeferredDeleter deleter_;
   std::unique_ptr<Listener> listener_;
   std::list<std::unique_ptr<Connection>> connections_;
-  uv_timer_t* idle_sweep_;                 // heap: freed in its close callback
-  uv_timer_t* finish_deadline_ = nullptr;  // heap, once finish() runs: freed in its close callback
-  std::function<void()> finished_;         // finish()'s `done`, until called
+  uv_timer_t* idle_sweep_;   // heap: freed in its close callback
+  net::WindDown wind_down_;  // finish()
   // Answers still owed hold it weakly: it expires with this server.
   std::shared_ptr<ControlServer*> lifeline_;
 };

@@ -17,8 +17,8 @@ namespace sluice::daemon {
 namespace {
 
 constexpr std::uint64_t kStatusIntervalMs = 1000;
-// How long an exiting daemon waits for the control requests it has accepted to be answered.
-constexpr std::chrono::milliseconds kControlAnswerGrace{1000};
+// How long an exiting daemon waits for the control requests and scrapes it has accepted to be answered.
+constexpr std::chrono::milliseconds kAnswerGrace{1000};
 
 std::string client_socket_path(const config::ListenConfig& listen) {
   return listen.unix_socket_dir + "/.s.PGSQL." + std::to_string(listen.port);
@@ -255,13 +255,18 @@ void Daemon::on_worker_settled(std::uint64_t generation) {
 
 void Daemon::exit_if_drained() {
   if (!drain_ || !drain_->exit_when_done || drain_->workers_settled != workers_.size()) return;
-  if (!control_) return stop_loop(false);
-  // The workers stay up meanwhile: a `status` still gathers from them.
-  control_->finish(kControlAnswerGrace, [this] {
+  // Control requests and scrapes already accepted get their answers first; the workers stay up
+  // meanwhile, for a `status` or a scrape gathers from them.
+  auto left = std::make_shared<int>(1 + (control_ ? 1 : 0) + (metrics_ ? 1 : 0));
+  const auto one_finished = [this, left] {
+    if (--*left > 0) return;
     defer_call([this] {
       if (state_ != ServiceState::stopped) stop_loop(false);
     });
-  });
+  };
+  if (control_) control_->finish(kAnswerGrace, one_finished);
+  if (metrics_) metrics_->finish(kAnswerGrace, one_finished);
+  one_finished();
 }
 
 void Daemon::notify_status() {

@@ -196,10 +196,18 @@ void MetricsServer::deliver(std::uint64_t connection_id, const std::string& body
   }
 }
 
+void MetricsServer::finish(std::chrono::milliseconds grace, std::function<void()> done) {
+  if (wind_down_.started()) return;
+  listener_->close();
+  wind_down_.start(loop_, grace, std::move(done));
+  if (connections_.empty()) wind_down_.finish();
+}
+
 void MetricsServer::retire(Connection& connection) {
   std::unique_ptr<Connection> owned = std::move(*connection.position);
   connections_.erase(connection.position);
   deleter_.defer(std::move(owned));
+  if (connections_.empty()) wind_down_.finish();
 }
 
 }  // namespace sluice::metrics

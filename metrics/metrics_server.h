@@ -9,6 +9,7 @@
 
 #include <uv.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -20,6 +21,7 @@
 #include "daemon/listener.h"
 #include "metrics/exposition.h"
 #include "net/deferred_deleter.h"
+#include "net/wind_down.h"
 
 namespace sluice::metrics {
 
@@ -47,6 +49,10 @@ class MetricsServer {
   // The listening socket, for a live upgrade to hand over.
   [[nodiscard]] daemon::Listener& listener() { return *listener_; }
   [[nodiscard]] std::size_t connection_count() const { return connections_.size(); }
+  // Before the daemon exits: stops accepting (a handed-over socket stays the new process's) and
+  // calls `done` once every scrape already accepted is answered, or after `grace`. `done` runs
+  // inside this server's callbacks: it must not destroy the server there.
+  void finish(std::chrono::milliseconds grace, std::function<void()> done);
 
  private:
   class Connection;
@@ -64,7 +70,8 @@ class MetricsServer {
   net::DeferredDeleter deleter_;
   std::unique_ptr<daemon::Listener> listener_;
   std::list<std::unique_ptr<Connection>> connections_;
-  uv_timer_t* sweep_;  // heap: freed in its close callback
+  uv_timer_t* sweep_;        // heap: freed in its close callback
+  net::WindDown wind_down_;  // finish()
   // Answers still owed hold it weakly: it expires with this server.
   std::shared_ptr<MetricsServer*> lifeline_;
 };

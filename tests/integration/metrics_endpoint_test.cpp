@@ -6,9 +6,11 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -122,6 +124,27 @@ TEST(MetricsEndpoint, ServesBothFormatsOverTcpToTheStrictParsers) {
   EXPECT_EQ(openmetrics.families().at("sluice_build"), "info");
   EXPECT_EQ(openmetrics.value("sluice_query_duration_seconds_count", {{"database", "postgres"}}),
             metrics.value("sluice_query_duration_seconds_count", {{"database", "postgres"}}));
+}
+
+// A scrape accepted just before the daemon stops (or hands its sockets over in a live upgrade)
+// is answered before it exits.
+TEST(MetricsEndpoint, AScrapeAcceptedBeforeTheStopIsAnswered) {
+  harness::Sluiced sluiced(harness::metrics_config());
+  const RawScraper early(harness::metrics_socket(sluiced));
+  // Accepted in order: once a later scrape is answered, `early` has been accepted.
+  ASSERT_EQ(harness::http_get(harness::metrics_socket(sluiced)).status, 200);
+  sluiced.send_signal(SIGTERM);
+  ASSERT_TRUE(harness::wait_until([&] {
+    return sluiced.log().find("drained: every client has left") != std::string::npos;
+  })) << sluiced.log();
+  ASSERT_TRUE(early.send("GET /metrics HTTP/1.1\r\nHost: sluice\r\n\r\n"));
+  bool closed = false;
+  const std::string answer = early.read_until_closed(5s, closed);
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 200")) << answer.substr(0, 200);
+  EXPECT_TRUE(closed);
+  const auto exit_status = sluiced.wait_exit(5s);
+  ASSERT_TRUE(exit_status.has_value());
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0) << "wait status " << *exit_status;
 }
 
 TEST(MetricsEndpoint, AnswersBadRequestsWithTheirStatus) {
