@@ -206,7 +206,7 @@ class Pool {
   bool take_places();
   void give_back_places();
   // The count whose limit keeps this pool's waiting clients from a server, or none.
-  void set_starved_on(ConnectionCount* count);
+  void set_starved_on(const CountSeat* seat);
   void stop_starving() {
     if (starved_on_ != nullptr) set_starved_on(nullptr);
   }
@@ -215,8 +215,11 @@ class Pool {
   }
   // Another pool waits for a place this one holds beyond its share: closes idle servers to give it.
   void give_owed_places();
-  // Over its share of `limit` with `extra` more servers, while other pools wait for a place of `count`.
-  [[nodiscard]] bool over_share(const ConnectionCount& count, int limit, std::size_t extra = 0) const;
+  // Over its share of `limit` with `extra` more servers, while other pools wait for a place of the
+  // seat's count: its pair's share beside the other pairs that wait, then its own beside its pair's
+  // other waiting pools.
+  [[nodiscard]] bool over_share(const CountSeat& seat, int limit, std::size_t extra, bool contending) const;
+  [[nodiscard]] bool owes_idle_server(Clock::time_point recent) const;
   // min_pool_size: servers opened with nobody waiting, within every limit.
   void keep_warm();
   [[nodiscard]] std::size_t min_size() const;
@@ -266,9 +269,8 @@ class Pool {
   std::size_t clients_ = 0;
   bool paused_ = false;
   LimitCounts limit_counts_;
-  ConnectionCount& database_count_;
-  ConnectionCount& user_count_;
-  ConnectionCount* starved_on_ = nullptr;
+  ConnectionCounts::Seats seats_;  // max_db_connections' count, max_user_connections'
+  const CountSeat* starved_on_ = nullptr;
   std::string conninfo_user_;  // a user the conninfo names: min_pool_size keeps its pool warm with no client
   bool passthrough_possible_ = false;  // may_pass_through() of the connect parameters
   bool reserve_open_ = false;

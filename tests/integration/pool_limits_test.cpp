@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -111,6 +112,28 @@ class PoolLimitsTest : public ::testing::Test {
       if (pool.value("database", "") == database && pool.value("user", "") == user) return pool;
     }
     return json::object();
+  }
+
+  // Clients of `user` waiting for a server, over its pools of every startup setting.
+  static int waiting_clients(const harness::Sluiced& sluiced, const std::string& user) {
+    const json pools = ctltest::control(sluiced.control_socket(), {{"cmd", "pools"}});
+    int waiting = 0;
+    for (const json& pool : pools["pools"]) {
+      if (pool.value("user", "") == user)
+        waiting += pool.value("clients", json::object()).value("waiting", 0);
+    }
+    return waiting;
+  }
+
+  // The workers of `user`'s clients that wait for a server to log in (session mode: at login).
+  static std::set<int> logging_in(const harness::Sluiced& sluiced, const std::string& user) {
+    const json clients = ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}});
+    std::set<int> workers;
+    for (const json& client : clients["clients"]) {
+      if (client.value("state", "") == "login" && client["pool"] == std::string(kDatabase) + "/" + user)
+        workers.insert(client.value("worker", -1));
+    }
+    return workers;
   }
 
   PgConn observer_;
@@ -380,6 +403,88 @@ TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
   const PgConn third = harness::connect(sluiced.conninfo(kDatabase, kThirdUser));
   EXPECT_EQ(scalar(third, "SELECT current_user"), kThirdUser);
   EXPECT_LT(since(start), milliseconds(3000)) << "the third user waited for a busy user to stop";
+  EXPECT_LE(backends(kDatabase), 2);
+}
+
+// Shares are per user, not per pool: a heavy user whose clients are spread over many pools (each
+// application_name is a pool of its own) weighs as one user beside a light one. Counted per pool, the
+// light user stood in line behind every one of the heavy user's pools (about 1.5 s here).
+TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
+  constexpr int kHeavyPools = 12;
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 4,
+       .overrides = {
+           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> heavy;
+  for (int i = 0; i < 2 * kHeavyPools; ++i) {  // two clients a pool
+    heavy.emplace_back([&, conninfo = sluiced.conninfo(kDatabase) + " application_name=heavy_" +
+                                      std::to_string(i % kHeavyPools)] {
+      const PgConn conn = harness::try_connect(conninfo);
+      while (!stop && PQstatus(conn.get()) == CONNECTION_OK) {
+        harness::PgResult result(PQexec(conn.get(), "SELECT pg_sleep(0.05)"));
+      }
+    });
+  }
+  const scope_test::OnExit join([&] {
+    stop = true;
+    for (auto& thread : heavy) thread.join();
+  });
+  ASSERT_TRUE(wait_until([&] { return waiting_clients(sluiced, scope_test::os_user()) >= kHeavyPools; }))
+      << "the heavy user's clients never queued: "
+      << ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}}).dump();
+
+  // The light user's login needs a server too: it waits for one heavy transaction, not for turns.
+  const auto start = Clock::now();
+  const PgConn light = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
+  EXPECT_EQ(scalar(light, "SELECT current_user"), kOtherUser);
+  EXPECT_LT(since(start), milliseconds(800)) << "the light user waited for the heavy user's pools' turns";
+  EXPECT_LE(backends(kDatabase), 2);
+}
+
+// Session mode: a scope is the whole session, so a light user waits for a heavy user's session to
+// end; then the place is its own, not the next heavy client's — whichever worker each is on (two
+// workers here: the heavy user's clients wait on both). Counted per pool, the heavy user's second
+// pool was ahead of the light user in line and took the place.
+TEST_F(PoolLimitsTest, InSessionModeTheLightUserGetsThePlaceAHeavySessionGivesUp) {
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 4,
+       .pool_mode = "session",
+       .overrides = {
+           {"workers", 2},
+           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 6000}}}}}}});
+  const std::string heavy_conninfo = sluiced.conninfo(kDatabase);
+  // Two heavy sessions hold both places, one per worker (a new client goes to the least busy one).
+  PgConn holder = harness::connect(heavy_conninfo);
+  PgConn other_holder = harness::connect(heavy_conninfo);
+  ASSERT_EQ(backends(kDatabase), 2);
+  // Two more heavy clients wait, one on each worker (each leaves once in); then the light one.
+  PgConn light;
+  std::vector<std::thread> logins;
+  const scope_test::OnExit join([&] {
+    holder.reset();
+    other_holder.reset();  // the heavy clients still waiting get in, and their threads end
+    for (auto& thread : logins) thread.join();
+  });
+  for (int i = 0; i < 2; ++i) logins.emplace_back([heavy_conninfo] { harness::try_connect(heavy_conninfo); });
+  ASSERT_TRUE(wait_until([&] { return logging_in(sluiced, scope_test::os_user()) == std::set<int>{0, 1}; }));
+  logins.emplace_back([&light, conninfo = sluiced.conninfo(kDatabase, kOtherUser)] {
+    light = harness::try_connect(conninfo);
+  });
+  ASSERT_TRUE(wait_until([&] { return logging_in(sluiced, kOtherUser).size() == 1; }));
+
+  // A heavy session ends: its place goes to the light user, who waited last.
+  const auto ended = Clock::now();
+  holder.reset();
+  ASSERT_TRUE(wait_until([&] { return logging_in(sluiced, kOtherUser).empty(); }, seconds(10)));
+  logins.back().join();
+  logins.pop_back();
+  ASSERT_EQ(PQstatus(light.get()), CONNECTION_OK) << PQerrorMessage(light.get());
+  EXPECT_LT(since(ended), milliseconds(2000));
+  EXPECT_EQ(scalar(light, "SELECT current_user"), kOtherUser);
+  EXPECT_EQ(logging_in(sluiced, scope_test::os_user()).size(), 2U) << "a heavy client took the place";
   EXPECT_LE(backends(kDatabase), 2);
 }
 
