@@ -144,6 +144,8 @@ class Pool {
   void client_joined() { ++clients_; }
   void client_left() { --clients_; }
   [[nodiscard]] bool unused() const { return clients_ == 0 && waiters_.empty() && total_servers() == 0; }
+  // Unused, and not a pool min_pool_size keeps warm with no client (the conninfo names its user).
+  [[nodiscard]] bool forgettable() const { return unused() && !warm_without_clients(); }
   [[nodiscard]] std::size_t total_servers() const;
   [[nodiscard]] std::optional<Clock::time_point> oldest_wait() const;
   template <class Visit>
@@ -222,6 +224,9 @@ class Pool {
   [[nodiscard]] bool owes_idle_server(Clock::time_point recent) const;
   // min_pool_size: servers opened with nobody waiting, within every limit.
   void keep_warm();
+  [[nodiscard]] bool warm_without_clients() const {
+    return min_size() > 0 && conninfo_user_ == key_.user && key_.settings.empty();
+  }
   [[nodiscard]] std::size_t min_size() const;
   // reserve_pool_size: the oldest waiter has waited reserve_pool_timeout_ms.
   void update_reserve(Clock::time_point now);

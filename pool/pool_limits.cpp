@@ -148,7 +148,7 @@ std::size_t Pool::min_size() const {
 // As PgBouncer: only while the pool has clients, or when the conninfo names its user (it is then
 // made at start, before any client). Never while another pool waits for a place it would take.
 void Pool::keep_warm() {
-  if (paused_ || !warming_ || min_size() == 0 || (clients_ == 0 && conninfo_user_ != key_.user)) return;
+  if (paused_ || !warming_ || min_size() == 0 || (clients_ == 0 && !warm_without_clients())) return;
   if (seats_.database.count->starving_members() > 0 || seats_.user.count->starving_members() > 0) return;
   while (total_servers() < min_size() && budget_->servers < base_size_limit() && can_launch_now()) {
     if (!open_server()) return;

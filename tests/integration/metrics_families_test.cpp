@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <string>
@@ -17,6 +18,7 @@ namespace {
 
 using harness::Metrics;
 using harness::PgConn;
+using nlohmann::json;
 using Labels = std::map<std::string, std::string>;
 using namespace std::chrono_literals;
 
@@ -105,6 +107,44 @@ TEST_F(MetricsFamilies, AnUndefinedTableCountsInClass42AndLoginsByResult) {
             before.value("sluice_client_logins_total", {{"result", "ok"}}) + 1);
   EXPECT_EQ(after.value("sluice_client_logins_total", {{"result", "unknown_database"}}),
             before.value("sluice_client_logins_total", {{"result", "unknown_database"}}) + 1);
+}
+
+// A stream of distinct users (here made-up roles under trust: PostgreSQL refuses each server login)
+// leaves nothing behind: each pool is forgotten once unused, and its counters join the database's
+// total of departed users (user=""), so that the database's sums never go back.
+TEST_F(MetricsFamilies, AStreamOfDistinctUsersLeavesNoSeriesBehind) {
+  const auto ghosts = [](const std::vector<std::string>& users) {
+    return std::count_if(users.begin(), users.end(),
+                         [](const std::string& user) { return user.starts_with("metrics_ghost_"); });
+  };
+  const auto users_in = [](const Metrics& metrics) {
+    std::vector<std::string> users;
+    for (const auto& sample : metrics.samples("sluice_server_connects_total"))
+      users.push_back(sample.labels.at("user"));
+    return users;
+  };
+  const auto users_in_pools = [&] {
+    std::vector<std::string> users;
+    for (const json& pool : ctltest::control(sluiced_.control_socket(), {{"cmd", "pools"}})["pools"])
+      users.push_back(pool.value("user", ""));
+    return users;
+  };
+  constexpr int kUsers = 40;
+  for (int i = 0; i < kUsers; ++i) {
+    const PgConn ghost =
+        harness::try_connect(sluiced_.conninfo("postgres", "metrics_ghost_" + std::to_string(i)));
+    ASSERT_NE(PQstatus(ghost.get()), CONNECTION_OK);
+  }
+  Metrics after;
+  ASSERT_TRUE(harness::wait_until([&] {
+    after = scrape();
+    return ghosts(users_in(after)) == 0;
+  })) << ghosts(users_in(after))
+      << " made-up users still have series";
+  EXPECT_EQ(ghosts(users_in_pools()), 0);
+  EXPECT_EQ(after.value("sluice_server_connects_total",
+                        {{"database", "postgres"}, {"user", ""}, {"result", "failed"}}),
+            kUsers);
 }
 
 TEST_F(MetricsFamilies, ClientsServersPinningAndPreparedStatementsByState) {
