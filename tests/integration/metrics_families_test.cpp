@@ -147,6 +147,39 @@ TEST_F(MetricsFamilies, AStreamOfDistinctUsersLeavesNoSeriesBehind) {
             kUsers);
 }
 
+// Only ErrorResponses a client is sent count. Here sluiced's own query (the client's settings put
+// on its next server) fails: the client is sent one error (FATAL 42501), not also the server's.
+TEST_F(MetricsFamilies, ErrorsOfSluicedsOwnQueriesAreNotCountedAsSentToClients) {
+  const PgConn admin = harness::connect(harness::postgres().conninfo("postgres"));
+  harness::exec(admin, "create role metrics_follow_login login");
+  harness::exec(admin, "create role metrics_follow_granted");
+  harness::exec_ok(admin, "grant metrics_follow_granted to metrics_follow_login");
+  const PgConn client = harness::connect(sluiced_.conninfo("postgres", "metrics_follow_login"));
+  harness::exec_ok(client, "set role metrics_follow_granted");
+  harness::exec_ok(admin, "revoke metrics_follow_granted from metrics_follow_login");
+  const Metrics before = scrape();
+  const harness::PgResult refused = harness::exec(client, "select 1");
+  ASSERT_NE(std::string(PQerrorMessage(client.get())).find("could not restore this session's settings"),
+            std::string::npos)
+      << PQerrorMessage(client.get());
+  const Metrics after = scrape();
+  EXPECT_EQ(after.value_or("sluice_client_errors_total", {{"class", "42"}}, 0),
+            before.value_or("sluice_client_errors_total", {{"class", "42"}}, 0) + 1);
+}
+
+// An ErrorResponse larger than a read arrives in pieces: it counts in its own class.
+TEST_F(MetricsFamilies, AnErrorSplitAcrossReadsCountsInItsClass) {
+  const PgConn client = harness::connect(sluiced_.conninfo());
+  const Metrics before = scrape();
+  const harness::PgResult result = harness::exec(
+      client, "do $$begin raise exception using message = repeat('x', 300000), errcode = '22012'; end$$");
+  ASSERT_STREQ(PQresultErrorField(result.get(), PG_DIAG_SQLSTATE), "22012");
+  const Metrics after = scrape();
+  EXPECT_EQ(after.value_or("sluice_client_errors_total", {{"class", "22"}}, 0),
+            before.value_or("sluice_client_errors_total", {{"class", "22"}}, 0) + 1);
+  EXPECT_EQ(after.value_or("sluice_client_errors_total", {{"class", "??"}}, 0), 0);
+}
+
 TEST_F(MetricsFamilies, ClientsServersPinningAndPreparedStatementsByState) {
   const PgConn pinned = harness::connect(sluiced_.conninfo());
   harness::exec_ok(pinned, "create temp table pin_me (n int)");

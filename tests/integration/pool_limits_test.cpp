@@ -560,6 +560,11 @@ TEST_F(PoolLimitsTest, QueryTimeoutCancelsTheQueryAndTheSessionAndServerCarryOn)
   EXPECT_LT(since(start), milliseconds(2000));
   ASSERT_EQ(PQresultStatus(cancelled.get()), PGRES_FATAL_ERROR);
   EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_SQLSTATE), "57014");
+  // Worded as PostgreSQL words its own timeouts, naming this one (not "due to user request").
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_MESSAGE_PRIMARY),
+               "canceling statement due to query timeout");
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_MESSAGE_DETAIL),
+               "The statement ran longer than sluiced's query_timeout_ms (300 ms).");
   // The session carries on, on the same server, with nothing left running there.
   EXPECT_EQ(scalar(conn, "SELECT pg_backend_pid()"), std::to_string(pid));
   const auto after = scope_test::backend(observer_, pid);
@@ -578,6 +583,26 @@ TEST_F(PoolLimitsTest, QueryTimeoutCancelsTheQueryAndTheSessionAndServerCarryOn)
                 .value("limits", json::object())
                 .value("query_timeouts", 0),
             2);
+}
+
+// Where sluiced does not read the replies (session mode), it does from the timeout on: the client is
+// told the same.
+TEST_F(PoolLimitsTest, QueryTimeoutsErrorNamesItInSessionModeToo) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 1,
+                            .pool_mode = "session",
+                            .overrides = {{"pool", {{"query_timeout_ms", 300}}}}});
+  const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
+  exec_ok(conn, "SELECT 1");
+  const harness::PgResult cancelled = harness::exec(conn, "SELECT pg_sleep(10)");
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_SQLSTATE), "57014");
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_MESSAGE_PRIMARY),
+               "canceling statement due to query timeout");
+  // Once that request is answered, a 57014 of the client's own keeps its words.
+  const harness::PgResult own =
+      harness::exec(conn, "DO $$BEGIN RAISE query_canceled USING MESSAGE = 'mine'; END$$");
+  EXPECT_STREQ(PQresultErrorField(own.get(), PG_DIAG_SQLSTATE), "57014");
+  EXPECT_STREQ(PQresultErrorField(own.get(), PG_DIAG_MESSAGE_PRIMARY), "mine");
 }
 
 // As PostgreSQL's statement_timeout: a request's time starts when a server runs it, not while the
