@@ -77,6 +77,34 @@ class PendingQuery {
   Clock::time_point sent_;
 };
 
+// Clients that run `sql` again and again, each on its own connection and thread, until destroyed.
+class BusyClients {
+ public:
+  BusyClients(const std::vector<std::string>& conninfos, const std::string& sql) {
+    for (const std::string& conninfo : conninfos) {
+      threads_.emplace_back([this, conninfo, sql] {
+        const PgConn conn = harness::try_connect(conninfo);
+        while (!stop_ && PQstatus(conn.get()) == CONNECTION_OK) {
+          harness::PgResult result(PQexec(conn.get(), sql.c_str()));
+          ++queries_;
+        }
+      });
+    }
+  }
+  ~BusyClients() {
+    stop_ = true;
+    for (auto& thread : threads_) thread.join();
+  }
+  BusyClients(const BusyClients&) = delete;
+  BusyClients& operator=(const BusyClients&) = delete;
+  [[nodiscard]] int queries() const { return queries_.load(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> queries_{0};
+  std::vector<std::thread> threads_;
+};
+
 class PoolLimitsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -326,23 +354,8 @@ TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
        .pool_size = 4,
        .overrides = {
            {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
-  std::atomic<bool> stop{false};
-  std::atomic<int> heavy_queries{0};
-  std::vector<std::thread> heavy;
-  const std::string heavy_conninfo = sluiced.conninfo(kDatabase);
-  for (int i = 0; i < kHeavyClients; ++i) {
-    heavy.emplace_back([&] {
-      const PgConn conn = harness::try_connect(heavy_conninfo);
-      while (!stop && PQstatus(conn.get()) == CONNECTION_OK) {
-        harness::PgResult result(PQexec(conn.get(), "SELECT pg_sleep(0.1)"));
-        ++heavy_queries;
-      }
-    });
-  }
-  const scope_test::OnExit join([&] {
-    stop = true;
-    for (auto& thread : heavy) thread.join();
-  });
+  const BusyClients heavy(std::vector<std::string>(kHeavyClients, sluiced.conninfo(kDatabase)),
+                          "SELECT pg_sleep(0.1)");
   const std::string heavy_user = scope_test::os_user();
   ASSERT_TRUE(wait_until([&] {
     return pool_row(sluiced, kDatabase, heavy_user).value("clients", json::object()).value("waiting", 0) >= 8;
@@ -360,8 +373,8 @@ TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
   EXPECT_LT(slowest, milliseconds(600)) << "the light user waited behind the heavy user's queue";
   EXPECT_LE(backends(kDatabase), 2);
   // And the heavy user gets both places back once the light one stops waiting.
-  const int heavy_before = heavy_queries.load();
-  EXPECT_TRUE(wait_until([&] { return heavy_queries.load() >= heavy_before + 2 * kHeavyClients; }))
+  const int heavy_before = heavy.queries();
+  EXPECT_TRUE(wait_until([&] { return heavy.queries() >= heavy_before + 2 * kHeavyClients; }))
       << "the heavy user was starved instead";
   EXPECT_TRUE(wait_until([&] { return backends(kDatabase, heavy_user) == 2; }))
       << backends(kDatabase, heavy_user);
@@ -378,22 +391,10 @@ TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
        .pool_size = 2,
        .overrides = {
            {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> busy;
-  for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)}) {
-    for (int i = 0; i < 4; ++i) {
-      busy.emplace_back([&, conninfo = sluiced.conninfo(kDatabase, user)] {
-        const PgConn conn = harness::try_connect(conninfo);
-        while (!stop && PQstatus(conn.get()) == CONNECTION_OK) {
-          harness::PgResult result(PQexec(conn.get(), "SELECT pg_sleep(0.02)"));
-        }
-      });
-    }
-  }
-  const scope_test::OnExit join([&] {
-    stop = true;
-    for (auto& thread : busy) thread.join();
-  });
+  std::vector<std::string> conninfos;
+  for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)})
+    conninfos.insert(conninfos.end(), 4, sluiced.conninfo(kDatabase, user));
+  const BusyClients busy(conninfos, "SELECT pg_sleep(0.02)");
   ASSERT_TRUE(wait_until([&] {
     return backends(kDatabase, scope_test::os_user()) >= 1 && backends(kDatabase, kOtherUser) >= 1;
   })) << "the two busy users never both held a place";
@@ -416,21 +417,11 @@ TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
        .pool_size = 4,
        .overrides = {
            {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> heavy;
-  for (int i = 0; i < 2 * kHeavyPools; ++i) {  // two clients a pool
-    heavy.emplace_back([&, conninfo = sluiced.conninfo(kDatabase) + " application_name=heavy_" +
-                                      std::to_string(i % kHeavyPools)] {
-      const PgConn conn = harness::try_connect(conninfo);
-      while (!stop && PQstatus(conn.get()) == CONNECTION_OK) {
-        harness::PgResult result(PQexec(conn.get(), "SELECT pg_sleep(0.05)"));
-      }
-    });
-  }
-  const scope_test::OnExit join([&] {
-    stop = true;
-    for (auto& thread : heavy) thread.join();
-  });
+  std::vector<std::string> conninfos;
+  for (int i = 0; i < 2 * kHeavyPools; ++i)  // two clients a pool
+    conninfos.push_back(sluiced.conninfo(kDatabase) + " application_name=heavy_" +
+                        std::to_string(i % kHeavyPools));
+  const BusyClients heavy(conninfos, "SELECT pg_sleep(0.05)");
   ASSERT_TRUE(wait_until([&] { return waiting_clients(sluiced, scope_test::os_user()) >= kHeavyPools; }))
       << "the heavy user's clients never queued: "
       << ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}}).dump();
