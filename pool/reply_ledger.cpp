@@ -251,8 +251,12 @@ void ReplyLedger::hold_error(const protocol::MessageEvent& event, bool reworded,
 
 void ReplyLedger::settle_held_error(std::string& shown) {
   if (!held_for_rewording_) return settle_plan_error(shown);
-  const auto error = protocol::read_error_fields(protocol::as_bytes(held_error_));
-  if (error && error->sqlstate == sqlstate::kQueryCanceled) {
+  show_held_error(protocol::read_error_fields(protocol::as_bytes(held_error_)), shown);
+}
+
+// The held error goes to the client: reworded when it is the cancel a query_timeout sent.
+void ReplyLedger::show_held_error(const std::optional<protocol::ErrorFields>& error, std::string& shown) {
+  if (error && error->sqlstate == sqlstate::kQueryCanceled && !reword_cancel_.message.empty()) {
     protocol::append_error_response(shown, protocol::Severity::error, sqlstate::kQueryCanceled,
                                     reword_cancel_.message, reword_cancel_.detail);
     reword_cancel_.clear();

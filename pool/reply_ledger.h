@@ -20,6 +20,7 @@
 #include "pool/prepared_statements.h"
 #include "pool/statement_retry.h"
 #include "protocol/chunk_editor.h"
+#include "protocol/error_fields.h"
 #include "protocol/message_scanner.h"
 
 namespace sluice::pool {
@@ -147,6 +148,7 @@ class ReplyLedger {
   // An error read whole before the client sees it: a possible stale plan, or a cancel to reword.
   void hold_error(const protocol::MessageEvent& event, bool reworded, std::string& shown);
   void settle_held_error(std::string& shown);
+  void show_held_error(const std::optional<protocol::ErrorFields>& error, std::string& shown);
   void note_made_error(const std::string& error);
   bool replay_batch(const StatementPtr& statement);
   void reset_retry();

@@ -43,9 +43,7 @@ void ReplyLedger::settle_plan_error(std::string& shown) {
     if (front().bound && replay_batch(statement)) return held_error_.clear();
     cache_.mark_stale(*statement);
   }
-  shown = std::move(held_error_);
-  held_error_.clear();
-  note_made_error(shown);
+  show_held_error(error, shown);
   on_error_response();
 }
 

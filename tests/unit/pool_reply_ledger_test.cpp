@@ -164,6 +164,16 @@ TEST(ReplyLedgerTest, AQueryTimeoutsCancelIsReworded) {
                         ledger.reword_next_cancel("cancelled by the timeout", "why");
                       },
                       error("22012") + ready('I'), error("22012") + ready('I')});
+  // The Execute of a tracked statement: its error is held as a possible stale plan, then reworded.
+  expect_every_split({[](ReplyLedger& ledger, ServerStatementCache& cache) {
+                        const auto running = statement("sluice_9");
+                        cache.add(running);
+                        ledger.expect_bind(running);
+                        forwarded(ledger, "ES");
+                        ledger.reword_next_cancel("cancelled by the timeout", "why");
+                      },
+                      kBindComplete + kRow + error("57014") + ready('I'),
+                      kBindComplete + kRow + reworded + ready('I')});
   ServerStatementCache cache(8);
   ReplyLedger ledger(cache);
   ledger.reword_next_cancel("cancelled by the timeout", "why");
