@@ -147,6 +147,37 @@ TEST_F(MetricsFamilies, AStreamOfDistinctUsersLeavesNoSeriesBehind) {
             kUsers);
 }
 
+// A real user that leaves: once its server is closed (server_idle_timeout_s) its pool is forgotten,
+// and what it counted moves to the database's departed users, so the database's sum never goes back.
+TEST(MetricsDepartedUsers, AUserThatLeftKeepsItsCountsInItsDatabasesTotal) {
+  harness::Sluiced sluiced(
+      harness::metrics_config({.overrides = {{"pool", {{"server_idle_timeout_s", 1}}}}}));
+  const PgConn admin = harness::connect(harness::postgres().conninfo("postgres"));
+  harness::exec(admin, "create role metrics_leaver login");
+  const auto sent_by_database = [](const Metrics& metrics) {
+    double sum = 0;
+    for (const auto& sample : metrics.samples("sluice_client_sent_bytes_total"))
+      sum += sample.labels.at("database") == "postgres" ? sample.value : 0;
+    return sum;
+  };
+  const Labels leaver = {{"database", "postgres"}, {"user", "metrics_leaver"}};
+  double sent = 0;
+  {
+    const PgConn client = harness::connect(sluiced.conninfo("postgres", "metrics_leaver"));
+    harness::exec_ok(client, "select 1");
+    sent = harness::scrape(harness::metrics_socket(sluiced)).value("sluice_client_sent_bytes_total", leaver);
+  }
+  double last_sum = 0;
+  Metrics metrics;
+  ASSERT_TRUE(harness::wait_until([&] {
+    metrics = harness::scrape(harness::metrics_socket(sluiced));
+    EXPECT_GE(sent_by_database(metrics), last_sum) << "the database's sum went back";
+    last_sum = sent_by_database(metrics);
+    return metrics.value_or("sluice_client_sent_bytes_total", leaver, -1) < 0;
+  })) << "the user's series stayed after its pool was unused";
+  EXPECT_GE(metrics.value("sluice_client_sent_bytes_total", {{"database", "postgres"}, {"user", ""}}), sent);
+}
+
 // Only ErrorResponses a client is sent count. Here sluiced's own query (the client's settings put
 // on its next server) fails: the client is sent one error (FATAL 42501), not also the server's.
 TEST_F(MetricsFamilies, ErrorsOfSluicedsOwnQueriesAreNotCountedAsSentToClients) {
