@@ -142,6 +142,22 @@ class PoolLimitsTest : public ::testing::Test {
     return json::object();
   }
 
+  // Two places (max_db_connections) for four servers, and waits that outlast any test.
+  static harness::PoolOptions two_places() {
+    return {.dbname = kDatabase,
+            .pool_size = 4,
+            .overrides = {
+                {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}};
+  }
+
+  // How long `user`'s login and first query take (its login needs a server too), as that user.
+  static milliseconds first_query_time(const harness::Sluiced& sluiced, const std::string& user) {
+    const auto start = Clock::now();
+    const PgConn conn = harness::connect(sluiced.conninfo(kDatabase, user));
+    EXPECT_EQ(scalar(conn, "SELECT current_user"), user);
+    return since(start);
+  }
+
   // Clients of `user` waiting for a server, over its pools of every startup setting.
   static int waiting_clients(const harness::Sluiced& sluiced, const std::string& user) {
     const json pools = ctltest::control(sluiced.control_socket(), {{"cmd", "pools"}});
@@ -349,11 +365,7 @@ TEST_F(PoolLimitsTest, ReloadAppliesALoweredLimitAsServersComeBackIdle) {
 // client behind all of them (without it the light user would wait until the heavy one stops).
 TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
   constexpr int kHeavyClients = 16;
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 4,
-       .overrides = {
-           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
+  harness::Sluiced sluiced(two_places());
   const BusyClients heavy(std::vector<std::string>(kHeavyClients, sluiced.conninfo(kDatabase)),
                           "SELECT pg_sleep(0.1)");
   const std::string heavy_user = scope_test::os_user();
@@ -400,10 +412,8 @@ TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
   })) << "the two busy users never both held a place";
 
   // Its login needs a server too; both places are held by users whose clients keep waiting.
-  const auto start = Clock::now();
-  const PgConn third = harness::connect(sluiced.conninfo(kDatabase, kThirdUser));
-  EXPECT_EQ(scalar(third, "SELECT current_user"), kThirdUser);
-  EXPECT_LT(since(start), milliseconds(3000)) << "the third user waited for a busy user to stop";
+  EXPECT_LT(first_query_time(sluiced, kThirdUser), milliseconds(3000))
+      << "the third user waited for a busy user to stop";
   EXPECT_LE(backends(kDatabase), 2);
 }
 
@@ -412,11 +422,7 @@ TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
 // light user stood in line behind every one of the heavy user's pools (about 1.5 s here).
 TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
   constexpr int kHeavyPools = 12;
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 4,
-       .overrides = {
-           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
+  harness::Sluiced sluiced(two_places());
   std::vector<std::string> conninfos;
   for (int i = 0; i < 2 * kHeavyPools; ++i)  // two clients a pool
     conninfos.push_back(sluiced.conninfo(kDatabase) + " application_name=heavy_" +
@@ -427,10 +433,8 @@ TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
       << ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}}).dump();
 
   // The light user's login needs a server too: it waits for one heavy transaction, not for turns.
-  const auto start = Clock::now();
-  const PgConn light = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
-  EXPECT_EQ(scalar(light, "SELECT current_user"), kOtherUser);
-  EXPECT_LT(since(start), milliseconds(800)) << "the light user waited for the heavy user's pools' turns";
+  EXPECT_LT(first_query_time(sluiced, kOtherUser), milliseconds(800))
+      << "the light user waited for the heavy user's pools' turns";
   EXPECT_LE(backends(kDatabase), 2);
 }
 
