@@ -45,7 +45,8 @@ fairness_pgbouncer_port=$((pgbouncer2_port + 2))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
 readonly teardown_load_s=10 abandon_rollback=200 abandon_cancel=60
 # The fairness phase (bench/fairness.py): one database capped at this many servers, shared by a
-# user with many clients and one with few; through sluiced, then PgBouncer 1.25.2 for comparison.
+# user with many clients and one with few; through sluiced (two workers: each user's clients are
+# spread over both, and shares are per user across them), then PgBouncer 1.25.2 for comparison.
 readonly fairness_max_db=5 fairness_heavy=200 fairness_light=5 fairness_user=bench_light
 # The second PgBouncer: its build is kept under build/ (make clean removes it) and reused.
 readonly pgb2_version=1.25.2
@@ -368,7 +369,7 @@ psql -qAtX -h "$pg_dir" -p "$pg_port" -d bench >/dev/null <<SQL
 CREATE ROLE $fairness_user LOGIN;
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO $fairness_user;
 SQL
-write_sluice_config "$fairness_port" "$work/control-fairness.sock" "$work/sluice-fairness.json" 1 "" \
+write_sluice_config "$fairness_port" "$work/control-fairness.sock" "$work/sluice-fairness.json" 2 "" \
   "\"max_db_connections\": $fairness_max_db"
 "$sluiced" -c "$work/sluice-fairness.json" >"$work/sluiced-fairness.log" 2>&1 &
 fairness_pid=$!

@@ -55,6 +55,8 @@ MetricsShare metrics_share(const Worker& worker) {
   std::map<PoolName, metrics::PoolSample> samples;
   for (const auto& [name, retired] : worker.retired_pool_metrics())
     sample_for(samples, name).metrics.merge(retired);
+  for (const auto& [database, departed] : worker.departed_pool_metrics())
+    sample_for(samples, {database, metrics::kDepartedUsers}).metrics.merge(departed);
   // A worker's pools of one (database, user) differ by startup settings: their statements add up.
   for (const auto& [key, pool] : worker.pools()) {
     metrics::PoolSample& sample = sample_for(samples, {key.database, key.user});
@@ -108,6 +110,7 @@ metrics::Snapshot combine_metrics(const Daemon& daemon, const std::vector<Metric
     for (const auto& pool : share.pools) add_share(sample_for(pools, {pool.database, pool.user}), pool);
   }
   for (auto& [name, pool] : pools) {
+    pool.departed = name.second == metrics::kDepartedUsers;
     const auto database = config.databases.find(name.first);
     if (database != config.databases.end()) pool.pool_size = database->second.pool.pool_size;
     snapshot.pools.push_back(std::move(pool));

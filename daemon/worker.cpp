@@ -301,20 +301,46 @@ void Worker::on_janitor() {
   const auto now = Clock::now();
   for (auto it = pools_.begin(); it != pools_.end();) {
     it->second->tick(now);
-    // Clients with settings of their own make pools of their own: forget those nobody uses.
-    if (!it->second->unused() || it->first.settings.empty()) {
+    if (it->second->forgettable()) {
+      it = forget_pool(it);
+    } else {
       ++it;
-      continue;
     }
-    retired_pool_metrics_[{it->first.database, it->first.user}].merge(it->second->metrics());
-    it = pools_.erase(it);
   }
+  fold_retired_metrics();
   const std::uint64_t now_ms = uv_now(loop_);
   for (auto it = clients_.begin(); it != clients_.end();) {
     ClientSession& client = **it++;
     client.check_timeouts(now_ms);
   }
   advance_drain(now);
+}
+
+// A pool nobody uses (no client, no server) is forgotten, whatever its startup settings: a stream
+// of distinct users, or of settings, leaves nothing behind. Its counters stay with the worker.
+std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>::iterator Worker::forget_pool(
+    std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>::iterator it) {
+  const std::pair<std::string, std::string> pair{it->first.database, it->first.user};
+  retired_pool_metrics_[pair].merge(it->second->metrics());
+  it = pools_.erase(it);
+  if (const auto budget = budgets_.find(pair); budget != budgets_.end() && budget->second->pools.empty())
+    budgets_.erase(budget);
+  return it;
+}
+
+// A pair's series stays while a pool of it lives on any worker (its counters never go back); once
+// none does, this worker's part joins its database's total of departed users (user="" in /metrics),
+// so that what a database counted never goes back either, and the series count stays bounded.
+void Worker::fold_retired_metrics() {
+  for (auto it = retired_pool_metrics_.begin(); it != retired_pool_metrics_.end();) {
+    const auto& [database, user] = it->first;
+    if (pool_context_.counts->has_pool(database, user)) {
+      ++it;
+      continue;
+    }
+    departed_pool_metrics_[database].merge(it->second);
+    it = retired_pool_metrics_.erase(it);
+  }
 }
 
 }  // namespace sluice::daemon

@@ -102,10 +102,14 @@ class Worker {
   [[nodiscard]] const LoopMonitor& loop_monitor() const { return *loop_monitor_; }
   [[nodiscard]] const metrics::ClientCounters& client_counters() const { return client_counters_; }
   [[nodiscard]] metrics::ClientCounters& client_counters() { return client_counters_; }
-  // What the pools this worker has forgotten counted, by (database, user): their counters stay monotonic.
+  // What the pools this worker has forgotten counted, by (database, user) while a pool of the pair
+  // lives on any worker, then by database (fold_retired_metrics): every series stays monotonic.
   [[nodiscard]] const std::map<std::pair<std::string, std::string>, metrics::PoolMetrics>&
   retired_pool_metrics() const {
     return retired_pool_metrics_;
+  }
+  [[nodiscard]] const std::map<std::string, metrics::PoolMetrics>& departed_pool_metrics() const {
+    return departed_pool_metrics_;
   }
   [[nodiscard]] int forced_scopes() const { return drain_ ? drain_->forced : 0; }
 
@@ -138,6 +142,9 @@ class Worker {
                                                     const config::DatabaseConfig& database,
                                                     const std::string& user) const;
   void warm_forced_user_pools();
+  std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>::iterator forget_pool(
+      std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>::iterator it);
+  void fold_retired_metrics();
 
   Daemon& daemon_;
   std::size_t index_;
@@ -152,6 +159,7 @@ class Worker {
   pool::TeardownStats stats_;
   metrics::ClientCounters client_counters_;
   std::map<std::pair<std::string, std::string>, metrics::PoolMetrics> retired_pool_metrics_;
+  std::map<std::string, metrics::PoolMetrics> departed_pool_metrics_;  // by database
   pool::PoolContext pool_context_;
   std::map<pool::PoolKey, std::unique_ptr<pool::Pool>> pools_;
   // One per (database, user): shared by its pools of different startup settings.

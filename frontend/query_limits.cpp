@@ -10,8 +10,9 @@
 namespace sluice::frontend {
 
 // query_timeout_ms cancels the request, as PostgreSQL's statement_timeout does: the client gets
-// PostgreSQL's own 57014 and keeps its session (a transaction it had open is failed, as there), and
-// the server stays its own. Only a request the cancel did not stop within another query_timeout_ms
+// 57014 worded after PostgreSQL's "canceling statement due to statement timeout", naming sluiced's
+// query timeout, and keeps its session (a transaction it had open is failed, as there), and the
+// server stays its own. Only a request the cancel did not stop within another query_timeout_ms
 // ends the scope (as cancel: sluiced cancels again, drains and rolls back) and the client.
 // transaction_timeout_ms ends the scope (rollback, or cancel when a query runs) and the client with
 // PostgreSQL 17's FATAL 25P04.
@@ -29,7 +30,9 @@ bool ClientSession::check_running_limits(std::uint64_t now_ms) {
       pool_->note_query_timeout();
       log::info("client ", id_, ": query_timeout_ms (", limit, ") passed: its request on server ",
                 server.id(), " is cancelled");
-      server.forward_cancel();
+      server.cancel_for_query_timeout(
+          "canceling statement due to query timeout",
+          "The statement ran longer than sluiced's query_timeout_ms (" + std::to_string(limit) + " ms).");
     } else if (query_timeout_fired_ && elapsed >= 2 * limit) {
       log::warning("client ", id_, ": its request on server ", server.id(),
                    " still runs a query_timeout_ms after its cancel: its scope is ended");

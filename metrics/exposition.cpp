@@ -210,6 +210,7 @@ void pools(Writer& w, const Snapshot& s) {
   w.family("sluice_clients", Type::gauge,
            "Logged-in clients by state: active holds a server, waiting is queued.");
   for (const auto& p : s.pools) {
+    if (p.departed) continue;
     w.value(with(pool_labels(p), "state", "active"), p.clients_active);
     w.value(with(pool_labels(p), "state", "idle"), p.clients_idle);
     w.value(with(pool_labels(p), "state", "waiting"), p.clients_waiting);
@@ -217,18 +218,25 @@ void pools(Writer& w, const Snapshot& s) {
   w.family(
       "sluice_clients_pinned", Type::gauge,
       "Clients that keep their server between transactions (README \"State that cannot move: pinning\").");
-  for (const auto& p : s.pools) w.value(pool_labels(p), p.clients_pinned);
+  for (const auto& p : s.pools) {
+    if (!p.departed) w.value(pool_labels(p), p.clients_pinned);
+  }
   w.family("sluice_servers", Type::gauge, "Server connections by state.");
   for (const auto& p : s.pools) {
+    if (p.departed) continue;
     w.value(with(pool_labels(p), "state", "active"), p.servers_active);
     w.value(with(pool_labels(p), "state", "idle"), p.servers_idle);
     w.value(with(pool_labels(p), "state", "connecting"), p.servers_connecting);
     w.value(with(pool_labels(p), "state", "resetting"), p.servers_resetting);
   }
   w.family("sluice_pool_size", Type::gauge, "The configured pool_size: servers the pool may open.");
-  for (const auto& p : s.pools) w.value(pool_labels(p), p.pool_size);
+  for (const auto& p : s.pools) {
+    if (!p.departed) w.value(pool_labels(p), p.pool_size);
+  }
   w.family("sluice_prepared_statements", Type::gauge, "Named prepared statements the pool tracks.");
-  for (const auto& p : s.pools) w.value(pool_labels(p), p.prepared_statements);
+  for (const auto& p : s.pools) {
+    if (!p.departed) w.value(pool_labels(p), p.prepared_statements);
+  }
   for (const auto& [name, help, histogram] : kPoolHistograms) {
     w.family(name, Type::histogram, help);
     for (const auto& p : s.pools) w.histogram(pool_labels(p), p.metrics.*histogram);

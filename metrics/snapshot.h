@@ -15,11 +15,16 @@
 
 namespace sluice::metrics {
 
+// The `user` of a database's departed users: the counters of pairs no worker has a pool of any
+// more. PostgreSQL has no role without a name, so it names nobody.
+inline constexpr const char* kDepartedUsers = "";
+
 // One (database, user): its pools of every startup setting on every worker, added up.
 struct PoolSample {
   std::string database;
   std::string user;
-  int pool_size = 0;  // configured, for the whole daemon
+  bool departed = false;  // kDepartedUsers: counters and histograms only, no gauges
+  int pool_size = 0;      // configured, for the whole daemon
   int clients_active = 0;
   int clients_idle = 0;
   int clients_waiting = 0;

@@ -1,6 +1,8 @@
 // Server connections of one database, or of one user, counted across every pool and every worker:
 // max_db_connections and max_user_connections span them all (README "Limits against PgBouncer's
-// names"), so each count is one atomic that any worker's pool takes a place from.
+// names"), so each count is one atomic that any worker's pool takes a place from. Places are shared
+// fairly between (database, user) pairs, not pools (README "Fairness between users"): a count keeps
+// each pair's own count, and the pairs whose clients wait stand in line.
 #pragma once
 
 #include <atomic>
@@ -13,42 +15,84 @@ namespace sluice::pool {
 
 class ConnectionCount {
  public:
-  // One more server, unless the count is already at `limit` (0 = no limit).
-  bool try_take(int limit);
-  void give_back() { servers_.fetch_sub(1, std::memory_order_relaxed); }
+  // One (database, user) pair's part of the count: the servers its pools hold on every worker (every
+  // startup setting), and its pools that wait for a place, in the order they began to wait.
+  class Member {
+   public:
+    [[nodiscard]] int servers() const { return servers_.load(std::memory_order_relaxed); }
+    [[nodiscard]] int starving_pools() const { return starving_pools_.load(std::memory_order_relaxed); }
+
+   private:
+    friend class ConnectionCount;
+    friend class ConnectionCounts;
+    std::atomic<int> servers_{0};
+    std::atomic<int> starving_pools_{0};  // line_.size(), read without the lock
+    std::deque<const void*> line_;        // under the count's line lock
+    int pools_ = 0;                       // pools that use it, under ConnectionCounts' lock
+  };
+
+  // One more server for `member`, unless the count is already at `limit` (0 = no limit).
+  bool try_take(Member& member, int limit);
+  void give_back(Member& member) {
+    servers_.fetch_sub(1, std::memory_order_relaxed);
+    member.servers_.fetch_sub(1, std::memory_order_relaxed);
+  }
   [[nodiscard]] int servers() const { return servers_.load(std::memory_order_relaxed); }
-  // Pools whose clients wait while this count is at its limit, in line in the order they began to
-  // wait: a pool holding more than its share of the limit gives servers back (README "Fairness
-  // between users"), an idle pool all of its idle ones. A pool already in line goes to its end.
-  void start_starving(const void* pool);
-  void stop_starving(const void* pool);
-  [[nodiscard]] int starving_pools() const { return starving_pools_.load(std::memory_order_relaxed); }
-  // The pool's place in line (0: first), or the line's length when it is not in it.
-  [[nodiscard]] int place_in_line(const void* pool) const;
+
+  // A pool whose clients wait while this count is at its limit. Its pair stands in line (the
+  // order pairs began to wait), the pool in its pair's own line. A pair holding more than its share
+  // of the limit gives servers back; an idle pool all of its idle ones.
+  void start_starving(Member& member, const void* pool);
+  void stop_starving(Member& member, const void* pool);
+  // A turn taken or given back: the pool, and its pair, go to the end of their lines (if in them).
+  void to_end_of_line(Member& member, const void* pool);
+  [[nodiscard]] int starving_members() const { return starving_members_.load(std::memory_order_relaxed); }
+  // The pair's place in line (0: first), or the line's length when it is not in it.
+  [[nodiscard]] int place_in_line(const Member& member) const;
+  // The pool's place in its pair's line, or that line's length when it is not in it.
+  [[nodiscard]] int place_in_member_line(const Member& member, const void* pool) const;
 
  private:
+  friend class ConnectionCounts;
   std::atomic<int> servers_{0};
-  std::atomic<int> starving_pools_{0};  // line_.size(), read without the lock
-  mutable std::mutex line_mutex_;       // the line changes only when a pool starts or stops waiting
-  std::deque<const void*> line_;
+  std::atomic<int> starving_members_{0};  // line_.size(), read without the lock
+  mutable std::mutex line_mutex_;         // the lines change only when a pool starts or stops waiting
+  std::deque<const Member*> line_;
+  std::map<std::string, Member> members_;  // by the pair's other name; under ConnectionCounts' lock
 };
 
-// Daemon-wide, shared by the workers: one count per database and per user, made on first use (a
-// pool's creation, not the hot path). std::map nodes never move, so a pool keeps its reference.
+// Where a pool takes its places from: a count and its pair's member of it.
+struct CountSeat {
+  ConnectionCount* count = nullptr;
+  ConnectionCount::Member* member = nullptr;
+};
+
+// Daemon-wide, shared by the workers: one count per database and per user, each with a member per
+// (database, user). Made when a pool of the pair is made and dropped with the pair's last pool (not
+// the hot path), so a stream of distinct users leaves nothing behind. std::map nodes never move: a
+// pool keeps its pointers.
 class ConnectionCounts {
  public:
-  ConnectionCount& database(const std::string& name) { return find(databases_, name); }
-  ConnectionCount& user(const std::string& name) { return find(users_, name); }
+  struct Seats {
+    CountSeat database;  // the database's count; the member is the pair's
+    CountSeat user;      // the user's count; the member is the pair's too
+  };
+  Seats join(const std::string& database, const std::string& user);
+  // After the pool gave back its places and left every line.
+  void leave(const std::string& database, const std::string& user);
+  // True while a pool of (database, user) lives on any worker.
+  [[nodiscard]] bool has_pool(const std::string& database, const std::string& user) const;
+  // Counts and members held, for tests: each lives while a pool uses it.
+  [[nodiscard]] std::size_t size() const;
 
  private:
-  ConnectionCount& find(std::map<std::string, ConnectionCount>& counts, const std::string& name) {
-    const std::lock_guard lock(mutex_);
-    return counts.try_emplace(name).first->second;
-  }
+  using Counts = std::map<std::string, ConnectionCount>;
+  static CountSeat join(Counts& counts, const std::string& name, const std::string& member);
+  static void leave(Counts& counts, const std::string& name, const std::string& member);
 
-  std::mutex mutex_;
-  std::map<std::string, ConnectionCount> databases_;
-  std::map<std::string, ConnectionCount> users_;
+  mutable std::mutex mutex_;
+  Counts databases_;
+  Counts users_;
 };
 
 }  // namespace sluice::pool

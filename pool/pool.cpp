@@ -114,8 +114,7 @@ Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database,
       name_(key_.name()),
       database_(std::move(database)),
       budget_(std::move(budget)),
-      database_count_(context_.counts->database(key_.database)),
-      user_count_(context_.counts->user(key_.user)),
+      seats_(context_.counts->join(key_.database, key_.user)),
       conninfo_user_(conninfo_user(database_.conninfo)) {
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
   passthrough_possible_ = may_pass_through(connect_keywords_, connect_values_);
@@ -127,6 +126,7 @@ Pool::~Pool() {
   budget_->servers -= total_servers();
   for (std::size_t i = total_servers(); i > 0; --i) give_back_places();
   set_starved_on(nullptr);
+  context_.counts->leave(key_.database, key_.user);
   budget_->leave(this);
   std::erase(context_.pools, this);
   for (List* list : {&connecting_, &idle_, &active_, &resetting_, &closing_}) {

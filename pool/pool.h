@@ -144,6 +144,8 @@ class Pool {
   void client_joined() { ++clients_; }
   void client_left() { --clients_; }
   [[nodiscard]] bool unused() const { return clients_ == 0 && waiters_.empty() && total_servers() == 0; }
+  // Unused, and not a pool min_pool_size keeps warm with no client (the conninfo names its user).
+  [[nodiscard]] bool forgettable() const { return unused() && !warm_without_clients(); }
   [[nodiscard]] std::size_t total_servers() const;
   [[nodiscard]] std::optional<Clock::time_point> oldest_wait() const;
   template <class Visit>
@@ -206,7 +208,7 @@ class Pool {
   bool take_places();
   void give_back_places();
   // The count whose limit keeps this pool's waiting clients from a server, or none.
-  void set_starved_on(ConnectionCount* count);
+  void set_starved_on(const CountSeat* seat);
   void stop_starving() {
     if (starved_on_ != nullptr) set_starved_on(nullptr);
   }
@@ -215,10 +217,16 @@ class Pool {
   }
   // Another pool waits for a place this one holds beyond its share: closes idle servers to give it.
   void give_owed_places();
-  // Over its share of `limit` with `extra` more servers, while other pools wait for a place of `count`.
-  [[nodiscard]] bool over_share(const ConnectionCount& count, int limit, std::size_t extra = 0) const;
+  // Over its share of `limit` with `extra` more servers, while other pools wait for a place of the
+  // seat's count: its pair's share beside the other pairs that wait, then its own beside its pair's
+  // other waiting pools.
+  [[nodiscard]] bool over_share(const CountSeat& seat, int limit, std::size_t extra, bool contending) const;
+  [[nodiscard]] bool owes_idle_server(Clock::time_point recent) const;
   // min_pool_size: servers opened with nobody waiting, within every limit.
   void keep_warm();
+  [[nodiscard]] bool warm_without_clients() const {
+    return min_size() > 0 && conninfo_user_ == key_.user && key_.settings.empty();
+  }
   [[nodiscard]] std::size_t min_size() const;
   // reserve_pool_size: the oldest waiter has waited reserve_pool_timeout_ms.
   void update_reserve(Clock::time_point now);
@@ -266,9 +274,8 @@ class Pool {
   std::size_t clients_ = 0;
   bool paused_ = false;
   LimitCounts limit_counts_;
-  ConnectionCount& database_count_;
-  ConnectionCount& user_count_;
-  ConnectionCount* starved_on_ = nullptr;
+  ConnectionCounts::Seats seats_;  // max_db_connections' count, max_user_connections'
+  const CountSeat* starved_on_ = nullptr;
   std::string conninfo_user_;  // a user the conninfo names: min_pool_size keeps its pool warm with no client
   bool passthrough_possible_ = false;  // may_pass_through() of the connect parameters
   bool reserve_open_ = false;

@@ -31,23 +31,29 @@ std::string conninfo_user(const std::string& conninfo) {
   return user;
 }
 
-// A pool at its share while others wait takes no more: the place it gave back is theirs.
+// A pool at its share while others wait takes no more: the place it gave back is theirs. A place
+// taken is a turn: its pair goes to the end of the line.
 bool Pool::take_places() {
   const auto& settings = database_.pool;
-  ConnectionCount* full = nullptr;
+  const CountSeat* full = nullptr;
   const char* limit = nullptr;
-  if (over_share(database_count_, settings.max_db_connections, 1) ||
-      !database_count_.try_take(settings.max_db_connections)) {
-    full = &database_count_;
+  const bool contending = !waiters_.empty();
+  if (over_share(seats_.database, settings.max_db_connections, 1, contending) ||
+      !seats_.database.count->try_take(*seats_.database.member, settings.max_db_connections)) {
+    full = &seats_.database;
     limit = "max_db_connections";
-  } else if (over_share(user_count_, settings.max_user_connections, 1) ||
-             !user_count_.try_take(settings.max_user_connections)) {
-    database_count_.give_back();
-    full = &user_count_;
+  } else if (over_share(seats_.user, settings.max_user_connections, 1, contending) ||
+             !seats_.user.count->try_take(*seats_.user.member, settings.max_user_connections)) {
+    seats_.database.count->give_back(*seats_.database.member);
+    full = &seats_.user;
     limit = "max_user_connections";
   }
   if (full == nullptr) {
     set_starved_on(nullptr);
+    if (limited()) [[unlikely]] {
+      for (const CountSeat* seat : {&seats_.database, &seats_.user})
+        seat->count->to_end_of_line(*seat->member, this);
+    }
     return true;
   }
   if (!waiters_.empty()) {
@@ -59,45 +65,67 @@ bool Pool::take_places() {
 }
 
 void Pool::give_back_places() {
-  database_count_.give_back();
-  user_count_.give_back();
+  for (const CountSeat* seat : {&seats_.database, &seats_.user}) seat->count->give_back(*seat->member);
 }
 
-void Pool::set_starved_on(ConnectionCount* count) {
-  if (count == starved_on_) return;
-  if (starved_on_ != nullptr) starved_on_->stop_starving(this);
-  if (count != nullptr) count->start_starving(this);
-  starved_on_ = count;
+void Pool::set_starved_on(const CountSeat* seat) {
+  if (seat == starved_on_) return;
+  if (starved_on_ != nullptr) starved_on_->count->stop_starving(*starved_on_->member, this);
+  if (seat != nullptr) seat->count->start_starving(*seat->member, this);
+  starved_on_ = seat;
 }
 
-// Its share of a limit that other pools' clients wait for: the limit split evenly between it and
-// them (rounded up); nothing when none of its own clients wait (but see kRecentlyUsed). With more
-// waiting pools than places, places take turns: a free place goes to the first pools in line, and a
-// place held for kPlaceTurn goes back when its server is next idle (its pool then waits at the end of
-// the line).
-bool Pool::over_share(const ConnectionCount& count, int limit, std::size_t extra) const {
+// Its share of a limit that other pairs' clients wait for: the limit split evenly between its pair
+// and them (rounded up), and that split again between the pair's pools that wait (other startup
+// settings, other workers); nothing when it is not `contending` (none of its clients wait). A
+// user's clients spread over many pools therefore weigh as one user. With more waiting pairs than
+// places (or more of a pair's pools than its share), places take turns: a free place goes to the
+// first pairs in line (in a pair, to its first pool in line), and a place held for kPlaceTurn goes
+// back when its server is next idle (its pool and pair then wait at the end of the lines).
+bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool contending) const {
   if (limit <= 0) return false;
+  const ConnectionCount& count = *seat.count;
+  const ConnectionCount::Member& pair = *seat.member;
   if (extra == 0 && count.servers() > limit) return true;  // a lowered limit: idle servers go
-  const int others = count.starving_pools() - (starved_on_ == &count ? 1 : 0);
-  if (others <= 0) return false;
-  if (waiters_.empty()) return true;
-  if (others >= limit) {
-    if (extra > 0) return count.place_in_line(this) >= limit - count.servers();
-    return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
+  const int other_pairs = count.starving_members() - (pair.starving_pools() > 0 ? 1 : 0);
+  const int pair_pools = pair.starving_pools() - (starved_on_ == &seat ? 1 : 0);
+  if (other_pairs <= 0 && pair_pools <= 0) return false;
+  if (!contending) return true;
+  if (other_pairs >= limit) {
+    if (extra == 0) return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
+    return count.place_in_line(pair) >= limit - count.servers() || count.place_in_member_line(pair, this) > 0;
   }
-  const auto share = static_cast<std::size_t>((limit + others) / (others + 1));
+  const int pair_share = (limit + other_pairs) / (other_pairs + 1);
+  if (pair.servers() + static_cast<int>(extra) > pair_share) return true;
+  if (pair_pools <= 0) return false;
+  if (pair_pools >= pair_share) {  // more of its pools wait than it has places: they take turns
+    if (extra == 0) return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
+    return count.place_in_member_line(pair, this) >= pair_share - pair.servers();
+  }
+  const auto share = static_cast<std::size_t>((pair_share + pair_pools) / (pair_pools + 1));
   return total_servers() + extra > share;
+}
+
+// The oldest idle server goes when the pool is over its share and either its clients wait (a
+// moment's use is no claim then) or it sat unused kRecentlyUsed; or, though its clients keep it busy
+// without ever waiting, when the pool would be over its share even if they waited: its turn is up.
+bool Pool::owes_idle_server(Clock::time_point recent) const {
+  const auto& settings = database_.pool;
+  const auto over = [&](bool contending) {
+    return over_share(seats_.database, settings.max_db_connections, 0, contending) ||
+           over_share(seats_.user, settings.max_user_connections, 0, contending);
+  };
+  if (!waiters_.empty()) return over(true);
+  if (!over(false)) return false;
+  return idle_.front()->state_since() <= recent || over(true);
 }
 
 // Only idle servers go: a transaction in flight is never cut for fairness. A waiting pool of this
 // worker takes the place at once, one of another worker at its janitor's next turn.
 void Pool::give_owed_places() {
-  const auto& settings = database_.pool;
   const auto recent = Clock::now() - kRecentlyUsed;
   bool gave = false;
-  while (!idle_.empty() && (over_share(database_count_, settings.max_db_connections) ||
-                            over_share(user_count_, settings.max_user_connections))) {
-    if (waiters_.empty() && idle_.front()->state_since() > recent) break;  // the oldest idle first
+  while (!idle_.empty() && owes_idle_server(recent)) {
     ++limit_counts_.places_given_back;
     close_server(*idle_.front(),
                  "its place is owed to another pool's clients waiting at max_db_connections or "
@@ -105,7 +133,9 @@ void Pool::give_owed_places() {
     gave = true;
   }
   if (!gave) return;
-  if (starved_on_ != nullptr) starved_on_->start_starving(this);  // a turn given back: to the line's end
+  // A turn given back: the pool and its pair to the lines' ends.
+  for (const CountSeat* seat : {&seats_.database, &seats_.user})
+    seat->count->to_end_of_line(*seat->member, this);
   for (Pool* pool : context_.pools) {
     if (pool != this && pool->starved_on_ != nullptr && !pool->waiters_.empty()) pool->launch_connections();
   }
@@ -118,8 +148,8 @@ std::size_t Pool::min_size() const {
 // As PgBouncer: only while the pool has clients, or when the conninfo names its user (it is then
 // made at start, before any client). Never while another pool waits for a place it would take.
 void Pool::keep_warm() {
-  if (paused_ || !warming_ || min_size() == 0 || (clients_ == 0 && conninfo_user_ != key_.user)) return;
-  if (database_count_.starving_pools() > 0 || user_count_.starving_pools() > 0) return;
+  if (paused_ || !warming_ || min_size() == 0 || (clients_ == 0 && !warm_without_clients())) return;
+  if (seats_.database.count->starving_members() > 0 || seats_.user.count->starving_members() > 0) return;
   while (total_servers() < min_size() && budget_->servers < base_size_limit() && can_launch_now()) {
     if (!open_server()) return;
   }

@@ -2,6 +2,10 @@
 
 #include <algorithm>
 
+#include "protocol/backend_messages.h"
+#include "protocol/error_fields.h"
+#include "protocol/sqlstate.h"
+
 namespace sluice::pool {
 namespace {
 
@@ -157,8 +161,8 @@ void ReplyLedger::reset_retry() {
   replay_.stop();
   replay_out_.clear();
   last_bound_.reset();
-  plan_error_.clear();
-  gathering_plan_error_ = false;
+  held_error_.clear();
+  gathering_held_error_ = false;
 }
 
 void ReplyLedger::abandon() {
@@ -166,8 +170,10 @@ void ReplyLedger::abandon() {
   batch_ran_ = false;
   skipping_until_sync_ = false;  // the teardown's own Sync ends the skip
   // The common release: no batch kept, nothing met a stale plan.
-  if (!replay_.off() || !replay_out_.empty() || last_bound_ || !plan_error_.empty() || gathering_plan_error_)
+  if (!replay_.off() || !replay_out_.empty() || last_bound_ || !held_error_.empty() || gathering_held_error_)
     reset_retry();
+  reword_cancel_.clear();
+  made_errors_.clear();
   if (empty() && carry_ == 0 && editor_.held().empty() && ready_.empty() && own_replies_.empty()) {
     return editor_.release_memory();
   }
@@ -204,19 +210,19 @@ void ReplyLedger::begin_chunk(protocol::Bytes chunk) {
     gathering_own_ = carry_ > 0;
     if (!gathering_own_ && own_ready_pending_) finish_own_query(after_own);
   }
-  const bool settles_plan_error = gathering_plan_error_ && carry_ == 0;
-  if (gathering_plan_error_) {
-    plan_error_ += editor_.text(0, rest);
-    gathering_plan_error_ = carry_ > 0;
+  const bool settles_held_error = gathering_held_error_ && carry_ == 0;
+  if (gathering_held_error_) {
+    held_error_ += editor_.text(0, rest);
+    gathering_held_error_ = carry_ > 0;
   }
   if (carry_dropped_) {
     editor_.drop_to(rest);
   } else {
     editor_.pass_to(rest);
   }
-  if (settles_plan_error) {
+  if (settles_held_error) {
     std::string shown;
-    settle_plan_error(shown);
+    settle_held_error(shown);
     editor_.insert(shown);
   }
   if (carry_ == 0) {
@@ -230,6 +236,47 @@ void ReplyLedger::on_error_response() {
   if (ends_with_ready(front().request)) return;  // its ReadyForQuery still comes
   undo_and_pop();
   skip_until_sync();
+}
+
+// An error read whole before anyone sees it: a possible stale plan, or the error a query_timeout's
+// cancel brought.
+void ReplyLedger::hold_error(const protocol::MessageEvent& event, bool reworded, std::string& shown) {
+  const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
+  held_error_ = began_earlier ? editor_.held() : std::string();
+  held_error_ += editor_.text(began_earlier ? 0 : event.start, event.complete() ? event.end : editor_.size());
+  gathering_held_error_ = !event.complete();
+  held_for_rewording_ = reworded;
+  if (!gathering_held_error_) settle_held_error(shown);
+}
+
+void ReplyLedger::settle_held_error(std::string& shown) {
+  if (!held_for_rewording_) return settle_plan_error(shown);
+  show_held_error(protocol::read_error_fields(protocol::as_bytes(held_error_)), shown);
+}
+
+// The held error goes to the client: reworded when it is the cancel a query_timeout sent.
+void ReplyLedger::show_held_error(const std::optional<protocol::ErrorFields>& error, std::string& shown) {
+  if (error && error->sqlstate == sqlstate::kQueryCanceled && !reword_cancel_.message.empty()) {
+    protocol::append_error_response(shown, protocol::Severity::error, sqlstate::kQueryCanceled,
+                                    reword_cancel_.message, reword_cancel_.detail);
+    reword_cancel_.clear();
+  } else {
+    shown = std::move(held_error_);
+  }
+  held_error_.clear();
+  note_made_error(shown);
+}
+
+void ReplyLedger::note_made_error(const std::string& error) {
+  if (error.empty()) return;
+  const auto fields = protocol::read_error_fields(protocol::as_bytes(error));
+  made_errors_.push_back(fields ? fields->sqlstate : std::string());
+}
+
+std::vector<std::string> ReplyLedger::take_made_errors() {
+  std::vector<std::string> errors;
+  errors.swap(made_errors_);
+  return errors;
 }
 
 bool ReplyLedger::on_own_reply(const protocol::MessageEvent& event, std::string& after) {
@@ -259,7 +306,7 @@ std::optional<std::string> ReplyLedger::take_own_replies() {
   return replies;
 }
 
-void ReplyLedger::on_message(const protocol::MessageEvent& event) {
+bool ReplyLedger::on_message(const protocol::MessageEvent& event) {
   const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
   const std::size_t end = event.complete() ? event.end : editor_.size();
   const std::uint64_t seen = began_earlier ? editor_.held().size() + end : end - event.start;
@@ -277,10 +324,11 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
     const Slot head = front();
     if (event.type == 'E' && may_be_stale_plan(head)) {
       drop = true;
-      gather_plan_error(event, replacement);
+      hold_error(event, /*reworded=*/false, replacement);
     } else if (event.type == 'E') {
       if (head.kind == PendingKind::refused && !details_.front().reply.empty()) {
         replacement.swap(details_.front().reply);  // once: a later error of the same Query passes
+        note_made_error(replacement);
         drop = true;
       }
       on_error_response();
@@ -296,6 +344,10 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
     }
   }
 
+  if (event.type == 'E' && !drop && !reword_cancel_.message.empty()) [[unlikely]] {
+    drop = true;
+    hold_error(event, /*reworded=*/true, replacement);
+  }
   if (began_earlier) editor_.release_held(!drop);
   if (drop) {
     editor_.insert(replacement);
@@ -303,10 +355,14 @@ void ReplyLedger::on_message(const protocol::MessageEvent& event) {
   } else {
     editor_.pass_to(end);
   }
-  if (event.complete()) return editor_.insert(after);
+  if (event.complete()) {
+    editor_.insert(after);
+    return !drop;
+  }
   carry_ = event.length + std::uint64_t{1} - seen;
   carry_dropped_ = drop;
   after_carry_ = std::move(after);
+  return !drop;
 }
 
 protocol::Bytes ReplyLedger::finish_chunk(std::size_t partial_header_bytes) {

@@ -14,11 +14,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pool/prepared_statements.h"
 #include "pool/statement_retry.h"
 #include "protocol/chunk_editor.h"
+#include "protocol/error_fields.h"
 #include "protocol/message_scanner.h"
 
 namespace sluice::pool {
@@ -80,8 +82,24 @@ class ReplyLedger {
   // next begin_chunk); a partly received header is held back until its type
   // is known.
   void begin_chunk(protocol::Bytes chunk);
-  void on_message(const protocol::MessageEvent& event);
+  // True when the message passes to the client as the server sent it.
+  bool on_message(const protocol::MessageEvent& event);
   protocol::Bytes finish_chunk(std::size_t partial_header_bytes);
+  // ErrorResponses the ledger itself put in what the client sees (a refused request's answer, an
+  // error it held and then showed, a reworded cancel), by SQLSTATE ("" when unreadable): /metrics
+  // counts them, and the server's errors only when on_message passed them.
+  [[nodiscard]] bool has_made_errors() const { return !made_errors_.empty(); }
+  std::vector<std::string> take_made_errors();
+  // query_timeout_ms fired: the next ErrorResponse with SQLSTATE 57014 (the cancel's) reaches the
+  // client as `message` and `detail`, so that it says what cancelled the query; until the scope ends.
+  void reword_next_cancel(std::string message, std::string detail) {
+    reword_cancel_ = {std::move(message), std::move(detail)};
+  }
+  // Nothing runs any more: a cancel that comes now cancels nothing (PostgreSQL ignores it).
+  void forget_rewording() {
+    if (!reword_cancel_.message.empty()) [[unlikely]]
+      reword_cancel_.clear();
+  }
 
   [[nodiscard]] bool empty() const { return head_ == slots_.size(); }
   // Nothing is owed but an own_query's replies: no query of the client's runs.
@@ -126,8 +144,12 @@ class ReplyLedger {
   [[nodiscard]] bool may_be_stale_plan(const Slot& head) const;
   void note_completed(const Slot& head);
   void note_ready(char status);
-  void gather_plan_error(const protocol::MessageEvent& event, std::string& shown);
   void settle_plan_error(std::string& shown);
+  // An error read whole before the client sees it: a possible stale plan, or a cancel to reword.
+  void hold_error(const protocol::MessageEvent& event, bool reworded, std::string& shown);
+  void settle_held_error(std::string& shown);
+  void show_held_error(const std::optional<protocol::ErrorFields>& error, std::string& shown);
+  void note_made_error(const std::string& error);
   bool replay_batch(const StatementPtr& statement);
   void reset_retry();
 
@@ -155,8 +177,20 @@ class ReplyLedger {
   char ready_status_ = 'I';  // at the last ReadyForQuery
   bool batch_ran_ = false;   // since then a Bind completed, or a held copy was described
   StatementPtr last_bound_;  // this batch's last Bind: its portal's statement
-  std::string plan_error_;   // an error that may be a stale plan, gathered
-  bool gathering_plan_error_ = false;
+  std::string held_error_;   // an error that may be a stale plan, or a cancel to reword, gathered
+  bool gathering_held_error_ = false;
+  bool held_for_rewording_ = false;
+
+  struct Rewording {
+    std::string message;  // empty: nothing to reword
+    std::string detail;
+    void clear() {
+      message.clear();
+      detail.clear();
+    }
+  };
+  Rewording reword_cancel_;
+  std::vector<std::string> made_errors_;
 };
 
 }  // namespace sluice::pool

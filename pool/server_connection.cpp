@@ -298,6 +298,7 @@ bool ServerConnection::track(const protocol::MessageEvent& event) {
   switch (event.type) {
     case 'Z':
       if (replies_outstanding_ > 0) --replies_outstanding_;
+      if (replies_outstanding_ == 0) ledger_.forget_rewording();  // a query_timeout's cancel came too late
       transaction_status_ = static_cast<char>(event.first_byte);
       ++requests_answered_;
       if (transaction_status_ == 'I') ++transactions_ended_;
@@ -317,16 +318,24 @@ bool ServerConnection::track(const protocol::MessageEvent& event) {
 
 void ServerConnection::on_readable() { read_server(); }
 
-// Out of the common path: only errors come here. One split across reads counts as class "??" (its
-// code may lie in a later read); the filtering ledger may still hold back one it answers itself.
+// Out of the common path: only errors come here, those that reach the client as the server sent
+// them. The code may lie in a later read (an error split across reads): read_split_error() counts it
+// then.
 [[gnu::cold]] void ServerConnection::count_error_sent(protocol::Bytes chunk,
                                                       const protocol::MessageEvent& event) {
-  std::string sqlstate;
-  if (event.start != protocol::MessageEvent::kEarlier && event.complete()) {
-    if (const auto error = protocol::read_error_fields(chunk.subspan(event.start, event.end - event.start)))
-      sqlstate = error->sqlstate;
-  }
-  pool_.client_counters().error_sent(sqlstate);
+  const std::size_t end = event.complete() ? event.end : chunk.size();
+  const std::uint64_t body_left = event.complete() ? 0 : event.length - 4 - (end - event.body);
+  if (error_code_.start(chunk.subspan(event.body, end - event.body), body_left))
+    pool_.client_counters().error_sent(error_code_.code());
+}
+
+[[gnu::cold]] void ServerConnection::read_split_error(protocol::Bytes chunk) {
+  if (error_code_.feed(chunk)) pool_.client_counters().error_sent(error_code_.code());
+}
+
+// Those the ledger put in the client's stream itself.
+[[gnu::cold]] void ServerConnection::count_made_errors() {
+  for (const std::string& code : ledger_.take_made_errors()) pool_.client_counters().error_sent(code);
 }
 
 void ServerConnection::read_server() {
@@ -337,17 +346,20 @@ void ServerConnection::read_server() {
   if (n < 0) return lost(std::string("server read failed: ") + std::strerror(static_cast<int>(-n)));
 
   const protocol::Bytes chunk(buffer.data(), static_cast<std::size_t>(n));
+  if (error_code_.pending() > 0) [[unlikely]]
+    read_split_error(chunk);
   if (state_ == ServerState::idle) return idle_server_spoke(chunk);
   const bool client_attached = state_ == ServerState::active && user_ != nullptr;
   const bool filtering = filters_replies_ && client_attached;
   if (filtering) ledger_.begin_chunk(chunk);
   const auto result =
       scanner_.scan(chunk, [this, filtering, client_attached, chunk](const protocol::MessageEvent& e) {
-        if (filtering) ledger_.on_message(e);
-        if (e.type == 'E' && client_attached) count_error_sent(chunk, e);
+        const bool shown = filtering ? ledger_.on_message(e) : client_attached;
+        if (e.type == 'E' && shown) count_error_sent(chunk, e);
         return track(e);
       });
   if (result.status != protocol::ScanStatus::ok) return lost("server sent an invalid message length");
+  if (filtering && ledger_.has_made_errors()) count_made_errors();
   // A batch that met a stale plan runs again before the client sends anything more.
   if (filtering && ledger_.has_replay()) {
     if (!send(protocol::as_bytes(ledger_.take_replay()))) return lost("could not send to the server");
@@ -552,6 +564,17 @@ void ServerConnection::forward_cancel_once_read() {
         cancel_after_read_.reset();
         if (requests_answered_ == answered) forward_cancel();
       });
+}
+
+// The error goes through the ledger to be reworded. Where replies are not filtered yet, they are from
+// here on, unless a message's header is half forwarded already (the ledger could not hold it back):
+// then the error keeps PostgreSQL's words.
+void ServerConnection::cancel_for_query_timeout(std::string message, std::string detail) {
+  if (filters_replies_ || scanner_.pending_header_bytes() == 0) {
+    filters_replies_ = true;
+    ledger_.reword_next_cancel(std::move(message), std::move(detail));
+  }
+  forward_cancel();
 }
 
 // One cancel at a time: a second would add nothing, the first one's delivery is awaited.

@@ -27,6 +27,7 @@
 #include "pool/scope_outcome.h"
 #include "pool/session_settings.h"
 #include "pool/setting_functions.h"
+#include "protocol/error_code_reader.h"
 #include "protocol/message_scanner.h"
 #include "protocol/query_replies.h"
 
@@ -149,6 +150,9 @@ class ServerConnection final : net::PollSocket::Handler {
   // sent once PostgreSQL has read them, for a cancel that reaches a backend still reading its
   // input is ignored; not sent if that request is answered first.
   void forward_cancel_once_read();
+  // query_timeout_ms: the cancel, and the error it brings worded as `message` and `detail` (README
+  // "Limits against PgBouncer's names").
+  void cancel_for_query_timeout(std::string message, std::string detail);
   // A cancel is on its way, or went out without proof of delivery: until it is
   // settled this server must not run another query (of anyone's).
   [[nodiscard]] bool cancel_pending() const { return cancel_ != nullptr || cancel_unproven_; }
@@ -221,8 +225,10 @@ class ServerConnection final : net::PollSocket::Handler {
   void read_server();
   void lost(const std::string& reason);
   bool track(const protocol::MessageEvent& event);
-  // An ErrorResponse on its way to the client: counted by SQLSTATE class.
+  // An ErrorResponse on its way to the client: counted by SQLSTATE class (README "Metrics").
   void count_error_sent(protocol::Bytes chunk, const protocol::MessageEvent& event);
+  void read_split_error(protocol::Bytes chunk);
+  void count_made_errors();
   void teardown_advance();
   void send_rollback();
   void send_cancel_request();
@@ -265,8 +271,9 @@ class ServerConnection final : net::PollSocket::Handler {
   bool copy_in_ = false;         // server waits for CopyData from the client
   ServerStatementCache statements_;
   ReplyLedger ledger_{statements_};
-  bool tracks_statements_ = false;  // transaction mode with max_prepared_statements > 0
-  bool filters_replies_ = false;    // tracks statements, or restored settings this scope
+  protocol::ErrorCodeReader error_code_;  // an error sent to the client, its code still to come
+  bool tracks_statements_ = false;        // transaction mode with max_prepared_statements > 0
+  bool filters_replies_ = false;          // tracks statements, or restored settings this scope
 
   TeardownPlan plan_;
   TeardownStep step_ = TeardownStep::draining;

@@ -34,25 +34,16 @@ bool ReplyLedger::may_be_stale_plan(const Slot& head) const {
   return head.bound || (head.request == 'E' && last_bound_ != nullptr);
 }
 
-void ReplyLedger::gather_plan_error(const protocol::MessageEvent& event, std::string& shown) {
-  const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
-  plan_error_ = began_earlier ? editor_.held() : std::string();
-  plan_error_ += editor_.text(began_earlier ? 0 : event.start, event.complete() ? event.end : editor_.size());
-  gathering_plan_error_ = !event.complete();
-  if (!gathering_plan_error_) settle_plan_error(shown);
-}
-
 // The whole error is here: a stale plan runs the batch again when that is
 // safe; otherwise the client sees the error, and the server's copy goes.
 void ReplyLedger::settle_plan_error(std::string& shown) {
-  const auto error = protocol::read_error_fields(protocol::as_bytes(plan_error_));
+  const auto error = protocol::read_error_fields(protocol::as_bytes(held_error_));
   if (error && is_stale_plan_error(*error)) {
     const StatementPtr statement = front().bound ? bound_.front() : last_bound_;
-    if (front().bound && replay_batch(statement)) return plan_error_.clear();
+    if (front().bound && replay_batch(statement)) return held_error_.clear();
     cache_.mark_stale(*statement);
   }
-  shown = std::move(plan_error_);
-  plan_error_.clear();
+  show_held_error(error, shown);
   on_error_response();
 }
 

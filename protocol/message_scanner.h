@@ -22,6 +22,9 @@ struct MessageEvent {
   // Offset of the type byte within the current chunk, or kEarlier when the
   // message began in an earlier chunk.
   std::size_t start = 0;
+  // Offset of the body's first byte within the current chunk (always in it: the event comes once
+  // that byte has passed), or of the message's end when the body is empty.
+  std::size_t body = 0;
   static constexpr std::size_t kContinues = static_cast<std::size_t>(-1);
   static constexpr std::size_t kEarlier = static_cast<std::size_t>(-1);
   [[nodiscard]] bool complete() const { return end != kContinues; }
@@ -108,6 +111,7 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
     event.length = read_u32(header_ + 1);
     event.first_byte = event.length > 4 ? header_[kHeaderSize] : 0;
     event.start = start;
+    event.body = event.length > 4 ? pos - 1 : pos;
     const std::uint64_t left = event.length - 4 - (header_want_ - kHeaderSize);
     header_have_ = 0;
     header_want_ = kHeaderSize;

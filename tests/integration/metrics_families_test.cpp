@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <string>
@@ -17,6 +18,7 @@ namespace {
 
 using harness::Metrics;
 using harness::PgConn;
+using nlohmann::json;
 using Labels = std::map<std::string, std::string>;
 using namespace std::chrono_literals;
 
@@ -105,6 +107,108 @@ TEST_F(MetricsFamilies, AnUndefinedTableCountsInClass42AndLoginsByResult) {
             before.value("sluice_client_logins_total", {{"result", "ok"}}) + 1);
   EXPECT_EQ(after.value("sluice_client_logins_total", {{"result", "unknown_database"}}),
             before.value("sluice_client_logins_total", {{"result", "unknown_database"}}) + 1);
+}
+
+// A stream of distinct users (here made-up roles under trust: PostgreSQL refuses each server login)
+// leaves nothing behind: each pool is forgotten once unused, and its counters join the database's
+// total of departed users (user=""), so that the database's sums never go back.
+TEST_F(MetricsFamilies, AStreamOfDistinctUsersLeavesNoSeriesBehind) {
+  const auto ghosts = [](const std::vector<std::string>& users) {
+    return std::count_if(users.begin(), users.end(),
+                         [](const std::string& user) { return user.starts_with("metrics_ghost_"); });
+  };
+  const auto users_in = [](const Metrics& metrics) {
+    std::vector<std::string> users;
+    for (const auto& sample : metrics.samples("sluice_server_connects_total"))
+      users.push_back(sample.labels.at("user"));
+    return users;
+  };
+  const auto users_in_pools = [&] {
+    std::vector<std::string> users;
+    for (const json& pool : ctltest::control(sluiced_.control_socket(), {{"cmd", "pools"}})["pools"])
+      users.push_back(pool.value("user", ""));
+    return users;
+  };
+  constexpr int kUsers = 40;
+  for (int i = 0; i < kUsers; ++i) {
+    const PgConn ghost =
+        harness::try_connect(sluiced_.conninfo("postgres", "metrics_ghost_" + std::to_string(i)));
+    ASSERT_NE(PQstatus(ghost.get()), CONNECTION_OK);
+  }
+  Metrics after;
+  ASSERT_TRUE(harness::wait_until([&] {
+    after = scrape();
+    return ghosts(users_in(after)) == 0;
+  })) << ghosts(users_in(after))
+      << " made-up users still have series";
+  EXPECT_EQ(ghosts(users_in_pools()), 0);
+  EXPECT_EQ(after.value("sluice_server_connects_total",
+                        {{"database", "postgres"}, {"user", ""}, {"result", "failed"}}),
+            kUsers);
+}
+
+// A real user that leaves: once its server is closed (server_idle_timeout_s) its pool is forgotten,
+// and what it counted moves to the database's departed users, so the database's sum never goes back.
+TEST(MetricsDepartedUsers, AUserThatLeftKeepsItsCountsInItsDatabasesTotal) {
+  harness::Sluiced sluiced(
+      harness::metrics_config({.overrides = {{"pool", {{"server_idle_timeout_s", 1}}}}}));
+  const PgConn admin = harness::connect(harness::postgres().conninfo("postgres"));
+  harness::exec(admin, "create role metrics_leaver login");
+  const auto sent_by_database = [](const Metrics& metrics) {
+    double sum = 0;
+    for (const auto& sample : metrics.samples("sluice_client_sent_bytes_total"))
+      sum += sample.labels.at("database") == "postgres" ? sample.value : 0;
+    return sum;
+  };
+  const Labels leaver = {{"database", "postgres"}, {"user", "metrics_leaver"}};
+  double sent = 0;
+  {
+    const PgConn client = harness::connect(sluiced.conninfo("postgres", "metrics_leaver"));
+    harness::exec_ok(client, "select 1");
+    sent = harness::scrape(harness::metrics_socket(sluiced)).value("sluice_client_sent_bytes_total", leaver);
+  }
+  double last_sum = 0;
+  Metrics metrics;
+  ASSERT_TRUE(harness::wait_until([&] {
+    metrics = harness::scrape(harness::metrics_socket(sluiced));
+    EXPECT_GE(sent_by_database(metrics), last_sum) << "the database's sum went back";
+    last_sum = sent_by_database(metrics);
+    return metrics.value_or("sluice_client_sent_bytes_total", leaver, -1) < 0;
+  })) << "the user's series stayed after its pool was unused";
+  EXPECT_GE(metrics.value("sluice_client_sent_bytes_total", {{"database", "postgres"}, {"user", ""}}), sent);
+}
+
+// Only ErrorResponses a client is sent count. Here sluiced's own query (the client's settings put
+// on its next server) fails: the client is sent one error (FATAL 42501), not also the server's.
+TEST_F(MetricsFamilies, ErrorsOfSluicedsOwnQueriesAreNotCountedAsSentToClients) {
+  const PgConn admin = harness::connect(harness::postgres().conninfo("postgres"));
+  harness::exec(admin, "create role metrics_follow_login login");
+  harness::exec(admin, "create role metrics_follow_granted");
+  harness::exec_ok(admin, "grant metrics_follow_granted to metrics_follow_login");
+  const PgConn client = harness::connect(sluiced_.conninfo("postgres", "metrics_follow_login"));
+  harness::exec_ok(client, "set role metrics_follow_granted");
+  harness::exec_ok(admin, "revoke metrics_follow_granted from metrics_follow_login");
+  const Metrics before = scrape();
+  const harness::PgResult refused = harness::exec(client, "select 1");
+  ASSERT_NE(std::string(PQerrorMessage(client.get())).find("could not restore this session's settings"),
+            std::string::npos)
+      << PQerrorMessage(client.get());
+  const Metrics after = scrape();
+  EXPECT_EQ(after.value_or("sluice_client_errors_total", {{"class", "42"}}, 0),
+            before.value_or("sluice_client_errors_total", {{"class", "42"}}, 0) + 1);
+}
+
+// An ErrorResponse larger than a read arrives in pieces: it counts in its own class.
+TEST_F(MetricsFamilies, AnErrorSplitAcrossReadsCountsInItsClass) {
+  const PgConn client = harness::connect(sluiced_.conninfo());
+  const Metrics before = scrape();
+  const harness::PgResult result = harness::exec(
+      client, "do $$begin raise exception using message = repeat('x', 300000), errcode = '22012'; end$$");
+  ASSERT_STREQ(PQresultErrorField(result.get(), PG_DIAG_SQLSTATE), "22012");
+  const Metrics after = scrape();
+  EXPECT_EQ(after.value_or("sluice_client_errors_total", {{"class", "22"}}, 0),
+            before.value_or("sluice_client_errors_total", {{"class", "22"}}, 0) + 1);
+  EXPECT_EQ(after.value_or("sluice_client_errors_total", {{"class", "??"}}, 0), 0);
 }
 
 TEST_F(MetricsFamilies, ClientsServersPinningAndPreparedStatementsByState) {

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -76,6 +77,34 @@ class PendingQuery {
   Clock::time_point sent_;
 };
 
+// Clients that run `sql` again and again, each on its own connection and thread, until destroyed.
+class BusyClients {
+ public:
+  BusyClients(const std::vector<std::string>& conninfos, const std::string& sql) {
+    for (const std::string& conninfo : conninfos) {
+      threads_.emplace_back([this, conninfo, sql] {
+        const PgConn conn = harness::try_connect(conninfo);
+        while (!stop_ && PQstatus(conn.get()) == CONNECTION_OK) {
+          harness::PgResult result(PQexec(conn.get(), sql.c_str()));
+          ++queries_;
+        }
+      });
+    }
+  }
+  ~BusyClients() {
+    stop_ = true;
+    for (auto& thread : threads_) thread.join();
+  }
+  BusyClients(const BusyClients&) = delete;
+  BusyClients& operator=(const BusyClients&) = delete;
+  [[nodiscard]] int queries() const { return queries_.load(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> queries_{0};
+  std::vector<std::thread> threads_;
+};
+
 class PoolLimitsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -111,6 +140,44 @@ class PoolLimitsTest : public ::testing::Test {
       if (pool.value("database", "") == database && pool.value("user", "") == user) return pool;
     }
     return json::object();
+  }
+
+  // Two places (max_db_connections) for four servers, and waits that outlast any test.
+  static harness::PoolOptions two_places() {
+    return {.dbname = kDatabase,
+            .pool_size = 4,
+            .overrides = {
+                {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}};
+  }
+
+  // How long `user`'s login and first query take (its login needs a server too), as that user.
+  static milliseconds first_query_time(const harness::Sluiced& sluiced, const std::string& user) {
+    const auto start = Clock::now();
+    const PgConn conn = harness::connect(sluiced.conninfo(kDatabase, user));
+    EXPECT_EQ(scalar(conn, "SELECT current_user"), user);
+    return since(start);
+  }
+
+  // Clients of `user` waiting for a server, over its pools of every startup setting.
+  static int waiting_clients(const harness::Sluiced& sluiced, const std::string& user) {
+    const json pools = ctltest::control(sluiced.control_socket(), {{"cmd", "pools"}});
+    int waiting = 0;
+    for (const json& pool : pools["pools"]) {
+      if (pool.value("user", "") == user)
+        waiting += pool.value("clients", json::object()).value("waiting", 0);
+    }
+    return waiting;
+  }
+
+  // The workers of `user`'s clients that wait for a server to log in (session mode: at login).
+  static std::set<int> logging_in(const harness::Sluiced& sluiced, const std::string& user) {
+    const json clients = ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}});
+    std::set<int> workers;
+    for (const json& client : clients["clients"]) {
+      if (client.value("state", "") == "login" && client["pool"] == std::string(kDatabase) + "/" + user)
+        workers.insert(client.value("worker", -1));
+    }
+    return workers;
   }
 
   PgConn observer_;
@@ -298,28 +365,9 @@ TEST_F(PoolLimitsTest, ReloadAppliesALoweredLimitAsServersComeBackIdle) {
 // client behind all of them (without it the light user would wait until the heavy one stops).
 TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
   constexpr int kHeavyClients = 16;
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 4,
-       .overrides = {
-           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
-  std::atomic<bool> stop{false};
-  std::atomic<int> heavy_queries{0};
-  std::vector<std::thread> heavy;
-  const std::string heavy_conninfo = sluiced.conninfo(kDatabase);
-  for (int i = 0; i < kHeavyClients; ++i) {
-    heavy.emplace_back([&] {
-      const PgConn conn = harness::try_connect(heavy_conninfo);
-      while (!stop && PQstatus(conn.get()) == CONNECTION_OK) {
-        harness::PgResult result(PQexec(conn.get(), "SELECT pg_sleep(0.1)"));
-        ++heavy_queries;
-      }
-    });
-  }
-  const scope_test::OnExit join([&] {
-    stop = true;
-    for (auto& thread : heavy) thread.join();
-  });
+  harness::Sluiced sluiced(two_places());
+  const BusyClients heavy(std::vector<std::string>(kHeavyClients, sluiced.conninfo(kDatabase)),
+                          "SELECT pg_sleep(0.1)");
   const std::string heavy_user = scope_test::os_user();
   ASSERT_TRUE(wait_until([&] {
     return pool_row(sluiced, kDatabase, heavy_user).value("clients", json::object()).value("waiting", 0) >= 8;
@@ -337,8 +385,8 @@ TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
   EXPECT_LT(slowest, milliseconds(600)) << "the light user waited behind the heavy user's queue";
   EXPECT_LE(backends(kDatabase), 2);
   // And the heavy user gets both places back once the light one stops waiting.
-  const int heavy_before = heavy_queries.load();
-  EXPECT_TRUE(wait_until([&] { return heavy_queries.load() >= heavy_before + 2 * kHeavyClients; }))
+  const int heavy_before = heavy.queries();
+  EXPECT_TRUE(wait_until([&] { return heavy.queries() >= heavy_before + 2 * kHeavyClients; }))
       << "the heavy user was starved instead";
   EXPECT_TRUE(wait_until([&] { return backends(kDatabase, heavy_user) == 2; }))
       << backends(kDatabase, heavy_user);
@@ -355,31 +403,83 @@ TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
        .pool_size = 2,
        .overrides = {
            {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
-  std::atomic<bool> stop{false};
-  std::vector<std::thread> busy;
-  for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)}) {
-    for (int i = 0; i < 4; ++i) {
-      busy.emplace_back([&, conninfo = sluiced.conninfo(kDatabase, user)] {
-        const PgConn conn = harness::try_connect(conninfo);
-        while (!stop && PQstatus(conn.get()) == CONNECTION_OK) {
-          harness::PgResult result(PQexec(conn.get(), "SELECT pg_sleep(0.02)"));
-        }
-      });
-    }
-  }
-  const scope_test::OnExit join([&] {
-    stop = true;
-    for (auto& thread : busy) thread.join();
-  });
+  std::vector<std::string> conninfos;
+  for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)})
+    conninfos.insert(conninfos.end(), 4, sluiced.conninfo(kDatabase, user));
+  const BusyClients busy(conninfos, "SELECT pg_sleep(0.02)");
   ASSERT_TRUE(wait_until([&] {
     return backends(kDatabase, scope_test::os_user()) >= 1 && backends(kDatabase, kOtherUser) >= 1;
   })) << "the two busy users never both held a place";
 
   // Its login needs a server too; both places are held by users whose clients keep waiting.
-  const auto start = Clock::now();
-  const PgConn third = harness::connect(sluiced.conninfo(kDatabase, kThirdUser));
-  EXPECT_EQ(scalar(third, "SELECT current_user"), kThirdUser);
-  EXPECT_LT(since(start), milliseconds(3000)) << "the third user waited for a busy user to stop";
+  EXPECT_LT(first_query_time(sluiced, kThirdUser), milliseconds(3000))
+      << "the third user waited for a busy user to stop";
+  EXPECT_LE(backends(kDatabase), 2);
+}
+
+// Shares are per user, not per pool: a heavy user whose clients are spread over many pools (each
+// application_name is a pool of its own) weighs as one user beside a light one. Counted per pool, the
+// light user stood in line behind every one of the heavy user's pools (about 1.5 s here).
+TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
+  constexpr int kHeavyPools = 12;
+  harness::Sluiced sluiced(two_places());
+  std::vector<std::string> conninfos;
+  for (int i = 0; i < 2 * kHeavyPools; ++i)  // two clients a pool
+    conninfos.push_back(sluiced.conninfo(kDatabase) + " application_name=heavy_" +
+                        std::to_string(i % kHeavyPools));
+  const BusyClients heavy(conninfos, "SELECT pg_sleep(0.05)");
+  ASSERT_TRUE(wait_until([&] { return waiting_clients(sluiced, scope_test::os_user()) >= kHeavyPools; }))
+      << "the heavy user's clients never queued: "
+      << ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}}).dump();
+
+  // The light user's login needs a server too: it waits for one heavy transaction, not for turns.
+  EXPECT_LT(first_query_time(sluiced, kOtherUser), milliseconds(800))
+      << "the light user waited for the heavy user's pools' turns";
+  EXPECT_LE(backends(kDatabase), 2);
+}
+
+// Session mode: a scope is the whole session, so a light user waits for a heavy user's session to
+// end; then the place is its own, not the next heavy client's — whichever worker each is on (two
+// workers here: the heavy user's clients wait on both). Counted per pool, the heavy user's second
+// pool was ahead of the light user in line and took the place.
+TEST_F(PoolLimitsTest, InSessionModeTheLightUserGetsThePlaceAHeavySessionGivesUp) {
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 4,
+       .pool_mode = "session",
+       .overrides = {
+           {"workers", 2},
+           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 6000}}}}}}});
+  const std::string heavy_conninfo = sluiced.conninfo(kDatabase);
+  // Two heavy sessions hold both places, one per worker (a new client goes to the least busy one).
+  PgConn holder = harness::connect(heavy_conninfo);
+  PgConn other_holder = harness::connect(heavy_conninfo);
+  ASSERT_EQ(backends(kDatabase), 2);
+  // Two more heavy clients wait, one on each worker (each leaves once in); then the light one.
+  PgConn light;
+  std::vector<std::thread> logins;
+  const scope_test::OnExit join([&] {
+    holder.reset();
+    other_holder.reset();  // the heavy clients still waiting get in, and their threads end
+    for (auto& thread : logins) thread.join();
+  });
+  for (int i = 0; i < 2; ++i) logins.emplace_back([heavy_conninfo] { harness::try_connect(heavy_conninfo); });
+  ASSERT_TRUE(wait_until([&] { return logging_in(sluiced, scope_test::os_user()) == std::set<int>{0, 1}; }));
+  logins.emplace_back([&light, conninfo = sluiced.conninfo(kDatabase, kOtherUser)] {
+    light = harness::try_connect(conninfo);
+  });
+  ASSERT_TRUE(wait_until([&] { return logging_in(sluiced, kOtherUser).size() == 1; }));
+
+  // A heavy session ends: its place goes to the light user, who waited last.
+  const auto ended = Clock::now();
+  holder.reset();
+  ASSERT_TRUE(wait_until([&] { return logging_in(sluiced, kOtherUser).empty(); }, seconds(10)));
+  logins.back().join();
+  logins.pop_back();
+  ASSERT_EQ(PQstatus(light.get()), CONNECTION_OK) << PQerrorMessage(light.get());
+  EXPECT_LT(since(ended), milliseconds(2000));
+  EXPECT_EQ(scalar(light, "SELECT current_user"), kOtherUser);
+  EXPECT_EQ(logging_in(sluiced, scope_test::os_user()).size(), 2U) << "a heavy client took the place";
   EXPECT_LE(backends(kDatabase), 2);
 }
 
@@ -455,6 +555,11 @@ TEST_F(PoolLimitsTest, QueryTimeoutCancelsTheQueryAndTheSessionAndServerCarryOn)
   EXPECT_LT(since(start), milliseconds(2000));
   ASSERT_EQ(PQresultStatus(cancelled.get()), PGRES_FATAL_ERROR);
   EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_SQLSTATE), "57014");
+  // Worded as PostgreSQL words its own timeouts, naming this one (not "due to user request").
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_MESSAGE_PRIMARY),
+               "canceling statement due to query timeout");
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_MESSAGE_DETAIL),
+               "The statement ran longer than sluiced's query_timeout_ms (300 ms).");
   // The session carries on, on the same server, with nothing left running there.
   EXPECT_EQ(scalar(conn, "SELECT pg_backend_pid()"), std::to_string(pid));
   const auto after = scope_test::backend(observer_, pid);
@@ -473,6 +578,26 @@ TEST_F(PoolLimitsTest, QueryTimeoutCancelsTheQueryAndTheSessionAndServerCarryOn)
                 .value("limits", json::object())
                 .value("query_timeouts", 0),
             2);
+}
+
+// Where sluiced does not read the replies (session mode), it does from the timeout on: the client is
+// told the same.
+TEST_F(PoolLimitsTest, QueryTimeoutsErrorNamesItInSessionModeToo) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 1,
+                            .pool_mode = "session",
+                            .overrides = {{"pool", {{"query_timeout_ms", 300}}}}});
+  const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
+  exec_ok(conn, "SELECT 1");
+  const harness::PgResult cancelled = harness::exec(conn, "SELECT pg_sleep(10)");
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_SQLSTATE), "57014");
+  EXPECT_STREQ(PQresultErrorField(cancelled.get(), PG_DIAG_MESSAGE_PRIMARY),
+               "canceling statement due to query timeout");
+  // Once that request is answered, a 57014 of the client's own keeps its words.
+  const harness::PgResult own =
+      harness::exec(conn, "DO $$BEGIN RAISE query_canceled USING MESSAGE = 'mine'; END$$");
+  EXPECT_STREQ(PQresultErrorField(own.get(), PG_DIAG_SQLSTATE), "57014");
+  EXPECT_STREQ(PQresultErrorField(own.get(), PG_DIAG_MESSAGE_PRIMARY), "mine");
 }
 
 // As PostgreSQL's statement_timeout: a request's time starts when a server runs it, not while the

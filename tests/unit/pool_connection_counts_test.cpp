@@ -1,5 +1,6 @@
 // The daemon-wide counts behind max_db_connections and max_user_connections: a limit holds when
-// several workers' threads take places at once, and each name keeps one count.
+// several workers' threads take places at once, each name keeps one count while a pool uses it, and
+// the (database, user) pairs that wait stand in line.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -12,28 +13,40 @@ namespace sluice::pool {
 namespace {
 
 TEST(ConnectionCounts, NoLimitCountsEveryServer) {
-  ConnectionCount count;
-  for (int i = 0; i < 5; ++i) EXPECT_TRUE(count.try_take(0));
+  ConnectionCounts counts;
+  const auto seats = counts.join("app", "alice");
+  ConnectionCount& count = *seats.database.count;
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(count.try_take(*seats.database.member, 0));
   EXPECT_EQ(count.servers(), 5);
-  count.give_back();
+  EXPECT_EQ(seats.database.member->servers(), 5);
+  count.give_back(*seats.database.member);
   EXPECT_EQ(count.servers(), 4);
+  EXPECT_EQ(seats.database.member->servers(), 4);
 }
 
 TEST(ConnectionCounts, ALimitRefusesThePlaceAboveIt) {
-  ConnectionCount count;
-  EXPECT_TRUE(count.try_take(2));
-  EXPECT_TRUE(count.try_take(2));
-  EXPECT_FALSE(count.try_take(2));
+  ConnectionCounts counts;
+  const auto alice = counts.join("app", "alice");
+  const auto bob = counts.join("app", "bob");
+  ConnectionCount& count = *alice.database.count;
+  ASSERT_EQ(bob.database.count, &count);  // one count per database, a member per user
+  EXPECT_TRUE(count.try_take(*alice.database.member, 2));
+  EXPECT_TRUE(count.try_take(*bob.database.member, 2));
+  EXPECT_FALSE(count.try_take(*bob.database.member, 2));
   EXPECT_EQ(count.servers(), 2);
-  count.give_back();
-  EXPECT_TRUE(count.try_take(2));
+  EXPECT_EQ(bob.database.member->servers(), 1);
+  count.give_back(*alice.database.member);
+  EXPECT_TRUE(count.try_take(*bob.database.member, 2));
+  EXPECT_EQ(bob.database.member->servers(), 2);
   // Lowered on reload below what is open: nothing more until enough are given back.
-  EXPECT_FALSE(count.try_take(1));
+  EXPECT_FALSE(count.try_take(*alice.database.member, 1));
   EXPECT_EQ(count.servers(), 2);
 }
 
 TEST(ConnectionCounts, TheLimitHoldsAcrossThreads) {
-  ConnectionCount count;
+  ConnectionCounts counts;
+  const auto seats = counts.join("app", "alice");
+  ConnectionCount& count = *seats.database.count;
   constexpr int kLimit = 3;
   std::atomic<int> held{0};
   std::atomic<int> most{0};
@@ -41,13 +54,13 @@ TEST(ConnectionCounts, TheLimitHoldsAcrossThreads) {
   for (int t = 0; t < 4; ++t) {
     workers.emplace_back([&] {
       for (int i = 0; i < 20000; ++i) {
-        if (!count.try_take(kLimit)) continue;
+        if (!count.try_take(*seats.database.member, kLimit)) continue;
         const int now = held.fetch_add(1) + 1;
         int seen = most.load();
         while (now > seen && !most.compare_exchange_weak(seen, now)) {
         }
         held.fetch_sub(1);
-        count.give_back();
+        count.give_back(*seats.database.member);
       }
     });
   }
@@ -56,37 +69,61 @@ TEST(ConnectionCounts, TheLimitHoldsAcrossThreads) {
   EXPECT_EQ(count.servers(), 0);
 }
 
-TEST(ConnectionCounts, EachNameHasOneCountPerKind) {
+// A database's count and a user's are apart even when the names are the same; both go with the
+// pair's last pool, so a stream of distinct users leaves nothing behind.
+TEST(ConnectionCounts, EachNameHasOneCountPerKindWhileAPoolUsesIt) {
   ConnectionCounts counts;
-  ConnectionCount& app = counts.database("app");
-  EXPECT_EQ(&counts.database("app"), &app);
-  EXPECT_NE(&counts.user("app"), &app);  // a user may share a database's name
-  counts.database("other");              // a new name does not move the first one
-  EXPECT_EQ(&counts.database("app"), &app);
-  const int first = 1;
-  app.start_starving(&first);
-  EXPECT_EQ(counts.database("app").starving_pools(), 1);
-  app.stop_starving(&first);
-  EXPECT_EQ(app.starving_pools(), 0);
+  const auto first = counts.join("app", "app");
+  EXPECT_NE(first.database.count, first.user.count);
+  const auto second = counts.join("app", "app");  // another pool of the pair
+  EXPECT_EQ(second.database.member, first.database.member);
+  counts.join("other", "app");
+  EXPECT_EQ(counts.join("app", "bob").database.count, first.database.count);
+  EXPECT_TRUE(counts.has_pool("app", "bob"));
+  counts.leave("app", "bob");
+  EXPECT_FALSE(counts.has_pool("app", "bob"));
+  counts.leave("app", "app");
+  EXPECT_TRUE(counts.has_pool("app", "app"));
+  counts.leave("app", "app");
+  counts.leave("other", "app");
+  EXPECT_FALSE(counts.has_pool("app", "app"));
+  EXPECT_EQ(counts.size(), 0U);
 }
 
-TEST(ConnectionCounts, PoolsWaitInLineAndOneThatStartsAgainGoesToTheEnd) {
-  ConnectionCount count;
+// Pairs, not pools, stand in line: a pair with many waiting pools has one place in it, and each of
+// its pools waits in the pair's own line.
+TEST(ConnectionCounts, PairsWaitInLineAndTheirPoolsInThePairsLine) {
+  ConnectionCounts counts;
+  const auto heavy = counts.join("app", "heavy");
+  const auto light = counts.join("app", "light");
+  ConnectionCount& count = *heavy.database.count;
+  ConnectionCount::Member& h = *heavy.database.member;
+  ConnectionCount::Member& l = *light.database.member;
   const int a = 0;
   const int b = 0;
   const int c = 0;
-  count.start_starving(&a);
-  count.start_starving(&b);
-  EXPECT_EQ(count.place_in_line(&a), 0);
-  EXPECT_EQ(count.place_in_line(&b), 1);
-  EXPECT_EQ(count.place_in_line(&c), 2);  // not in line: behind everyone
-  count.start_starving(&a);               // a turn given back
-  EXPECT_EQ(count.place_in_line(&b), 0);
-  EXPECT_EQ(count.place_in_line(&a), 1);
-  EXPECT_EQ(count.starving_pools(), 2);
-  count.stop_starving(&b);
-  EXPECT_EQ(count.place_in_line(&a), 0);
-  EXPECT_EQ(count.starving_pools(), 1);
+  count.start_starving(h, &a);
+  count.start_starving(h, &b);
+  count.start_starving(l, &c);
+  EXPECT_EQ(count.starving_members(), 2);
+  EXPECT_EQ(h.starving_pools(), 2);
+  EXPECT_EQ(count.place_in_line(h), 0);
+  EXPECT_EQ(count.place_in_line(l), 1);
+  EXPECT_EQ(count.place_in_member_line(h, &b), 1);
+  EXPECT_EQ(count.place_in_member_line(h, &c), 2);  // not in its line: behind everyone
+  // A turn: the pool and its pair to the ends of their lines.
+  count.to_end_of_line(h, &a);
+  EXPECT_EQ(count.place_in_line(l), 0);
+  EXPECT_EQ(count.place_in_line(h), 1);
+  EXPECT_EQ(count.place_in_member_line(h, &b), 0);
+  // The pair leaves the line with its last waiting pool.
+  count.stop_starving(h, &a);
+  EXPECT_EQ(count.starving_members(), 2);
+  count.stop_starving(h, &b);
+  EXPECT_EQ(count.starving_members(), 1);
+  EXPECT_EQ(count.place_in_line(h), 1);
+  count.stop_starving(l, &c);
+  EXPECT_EQ(count.starving_members(), 0);
 }
 
 }  // namespace

@@ -145,6 +145,47 @@ TEST(ReplyLedgerTest, AnErrorSkipsToSyncLikePostgres) {
                       error("22012") + ready('I') + kRow + kSelectDone + ready('I')});
 }
 
+// query_timeout_ms: the cancel's error reaches the client in words that name sluiced's timeout,
+// whether the ledger tracks the client's requests or only filters from the timeout on; counted as an
+// error the ledger made. Another error passes as it is.
+TEST(ReplyLedgerTest, AQueryTimeoutsCancelIsReworded) {
+  std::string reworded;
+  protocol::append_error_response(reworded, protocol::Severity::error, "57014", "cancelled by the timeout",
+                                  "why");
+  for (const bool tracked : {true, false}) {
+    expect_every_split({[tracked](ReplyLedger& ledger, ServerStatementCache&) {
+                          if (tracked) forwarded(ledger, "Q");
+                          ledger.reword_next_cancel("cancelled by the timeout", "why");
+                        },
+                        kRow + error("57014") + ready('I'), kRow + reworded + ready('I')});
+  }
+  expect_every_split({[](ReplyLedger& ledger, ServerStatementCache&) {
+                        forwarded(ledger, "Q");
+                        ledger.reword_next_cancel("cancelled by the timeout", "why");
+                      },
+                      error("22012") + ready('I'), error("22012") + ready('I')});
+  // The Execute of a tracked statement: its error is held as a possible stale plan, then reworded.
+  expect_every_split({[](ReplyLedger& ledger, ServerStatementCache& cache) {
+                        const auto running = statement("sluice_9");
+                        cache.add(running);
+                        ledger.expect_bind(running);
+                        forwarded(ledger, "ES");
+                        ledger.reword_next_cancel("cancelled by the timeout", "why");
+                      },
+                      kBindComplete + kRow + error("57014") + ready('I'),
+                      kBindComplete + kRow + reworded + ready('I')});
+  ServerStatementCache cache(8);
+  ReplyLedger ledger(cache);
+  ledger.reword_next_cancel("cancelled by the timeout", "why");
+  EXPECT_EQ(feed(ledger, error("57014") + ready('I') + error("57014"), {7}),
+            reworded + ready('I') + error("57014"));  // once
+  EXPECT_EQ(ledger.take_made_errors(), std::vector<std::string>{"57014"});
+  // A cancel that came too late cancelled nothing: forgotten, a later 57014 keeps its words.
+  ledger.reword_next_cancel("cancelled by the timeout", "why");
+  ledger.forget_rewording();
+  EXPECT_EQ(feed(ledger, error("57014"), {}), error("57014"));
+}
+
 TEST(ReplyLedgerTest, SkippedInjectedParseLeavesTheCache) {
   const auto lost = statement("sluice_4");
   ServerStatementCache cache(8);
