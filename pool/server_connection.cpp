@@ -560,9 +560,12 @@ void ServerConnection::forward_cancel_once_read() {
     return send_cancel_request();
   cancel_after_read_ = net::ReadByPeer::watch(
       pool_.loop(), socket_->fd(), [this] { return socket_->has_pending_output(); }, kCancelReadLimit,
-      [this, answered = requests_answered_] {
+      [this, settled_at = requests_answered_ + static_cast<std::uint64_t>(replies_outstanding_)] {
         cancel_after_read_.reset();
-        if (requests_answered_ == answered) forward_cancel();
+        // As directly, the cancel stops whichever of the written requests runs now: an earlier,
+        // quick one may have been answered already. Once the last is answered, nothing is left
+        // to cancel (unless extended-protocol messages without a Sync still run).
+        if (requests_answered_ < settled_at || replies_outstanding_ == 0) forward_cancel();
       });
 }
 

@@ -148,7 +148,7 @@ class ServerConnection final : net::PollSocket::Handler {
   void forward_cancel();
   // The client's cancel for the bytes just written (a statement that waited for this server):
   // sent once PostgreSQL has read them, for a cancel that reaches a backend still reading its
-  // input is ignored; not sent if that request is answered first.
+  // input is ignored; not sent if every request written is answered first.
   void forward_cancel_once_read();
   // query_timeout_ms: the cancel, and the error it brings worded as `message` and `detail` (README
   // "Limits against PgBouncer's names").

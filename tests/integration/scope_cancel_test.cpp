@@ -315,4 +315,34 @@ TEST_F(ScopeCancelTest, PQcancelOfAPipelineWaitingForAServerFollowsItToTheServer
       << "the statement after the cancelled one runs: " << second.message;
 }
 
+// The same with the quick statement first: it is answered before the cancel goes, and the cancel
+// still follows the pipeline and stops the slow one, as a cancel sent after both would directly.
+TEST_F(ScopeCancelTest, PQcancelOfAPipelineWhoseFirstStatementIsQuickStopsTheSlowOne) {
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
+  const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
+  const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
+  harness::exec_ok(holder, "BEGIN");
+  harness::exec_ok(holder, "SELECT 1");
+  ASSERT_EQ(PQenterPipelineMode(waiter.get()), 1);
+  ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT 5", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
+  ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
+  ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT pg_sleep(30)", 0, nullptr, nullptr, nullptr, nullptr, 0),
+            1);
+  ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
+  ASSERT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
+  EXPECT_EQ(cancel_with_libpq(waiter), "");
+
+  const Clock::time_point released = Clock::now();
+  harness::exec_ok(holder, "COMMIT");
+  const Outcome first = finish_query(waiter.get(), released);
+  EXPECT_EQ(first.status, PGRES_TUPLES_OK) << first.message;
+  PGresult* sync = PQgetResult(waiter.get());
+  ASSERT_NE(sync, nullptr);
+  EXPECT_EQ(PQresultStatus(sync), PGRES_PIPELINE_SYNC);
+  PQclear(sync);
+  const Outcome second = finish_query(waiter.get(), released);
+  EXPECT_EQ(second.sqlstate, "57014") << second.message;
+  EXPECT_LT(second.took, seconds(5)) << "pg_sleep(30) was not cancelled: the held cancel was dropped";
+}
+
 }  // namespace
