@@ -31,6 +31,7 @@ void Daemon::handle_control(const ControlRequest& request, ControlServer::Respon
       pause();
       return respond(acknowledge());
     case ControlCommand::resume:
+      if (exiting_) return respond({{"error", "cannot resume: the daemon is exiting"}});
       if (state_ != ServiceState::running) resume();
       return respond(acknowledge());
     case ControlCommand::reload:

@@ -18,7 +18,7 @@ namespace {
 
 constexpr std::uint64_t kStatusIntervalMs = 1000;
 // How long an exiting daemon waits for the control requests and scrapes it has accepted to be answered.
-constexpr std::chrono::milliseconds kAnswerGrace{1000};
+constexpr std::chrono::milliseconds kAnswerGrace{2000};
 
 std::string client_socket_path(const config::ListenConfig& listen) {
   return listen.unix_socket_dir + "/.s.PGSQL." + std::to_string(listen.port);
@@ -192,7 +192,7 @@ void Daemon::pause() {
 }
 
 void Daemon::resume() {
-  if (state_ == ServiceState::running || state_ == ServiceState::stopped) return;
+  if (state_ == ServiceState::running || state_ == ServiceState::stopped || exiting_) return;
   // After a drain the listeners are still open (they refuse with an error): back to running.
   state_ = ServiceState::running;
   drain_.reset();
@@ -255,6 +255,7 @@ void Daemon::on_worker_settled(std::uint64_t generation) {
 
 void Daemon::exit_if_drained() {
   if (!drain_ || !drain_->exit_when_done || drain_->workers_settled != workers_.size()) return;
+  exiting_ = true;
   // Control requests and scrapes already accepted get their answers first; the workers stay up
   // meanwhile, for a `status` or a scrape gathers from them.
   auto left = std::make_shared<int>(1 + (control_ ? 1 : 0) + (metrics_ ? 1 : 0));

@@ -154,6 +154,9 @@ class Daemon {
   ServiceState state_ = ServiceState::running;
   std::optional<DrainProgress> drain_;
   std::uint64_t drain_generation_ = 0;
+  // Drained and about to exit: the control socket and /metrics answer what they accepted, and
+  // the daemon stops once they have; nothing may bring it back to running then.
+  bool exiting_ = false;
   std::unique_ptr<net::Mailbox> mailbox_;
   std::atomic<std::uint64_t> server_ids_{1};
   pool::ConnectionCounts connection_counts_;  // before the workers, whose pools hold references
