@@ -33,6 +33,7 @@ void add_share(metrics::PoolSample& into, const metrics::PoolSample& from) {
   into.servers_connecting += from.servers_connecting;
   into.servers_resetting += from.servers_resetting;
   into.prepared_statements = std::max(into.prepared_statements, from.prepared_statements);
+  into.live = into.live || from.live;
   into.metrics.merge(from.metrics);
 }
 
@@ -60,6 +61,7 @@ MetricsShare metrics_share(const Worker& worker) {
   // A worker's pools of one (database, user) differ by startup settings: their statements add up.
   for (const auto& [key, pool] : worker.pools()) {
     metrics::PoolSample& sample = sample_for(samples, {key.database, key.user});
+    sample.live = true;
     sample.servers_active += pool->count(pool::ServerState::active);
     sample.servers_idle += pool->count(pool::ServerState::idle);
     sample.servers_connecting += pool->count(pool::ServerState::connecting);
@@ -108,6 +110,17 @@ metrics::Snapshot combine_metrics(const Daemon& daemon, const std::vector<Metric
     snapshot.drain_forced_scopes += share.forced_scopes;
     snapshot.workers.push_back(share.worker);
     for (const auto& pool : share.pools) add_share(sample_for(pools, {pool.database, pool.user}), pool);
+  }
+  // A pair with no pool on any worker shows with its database's departed users in this scrape
+  // already, whatever each worker has folded so far (each folds at its own janitor turn): its
+  // series leaves whole, never lower first.
+  for (auto it = pools.begin(); it != pools.end();) {
+    if (it->second.live || it->first.second == metrics::kDepartedUsers) {
+      ++it;
+      continue;
+    }
+    sample_for(pools, {it->first.first, metrics::kDepartedUsers}).metrics.merge(it->second.metrics);
+    it = pools.erase(it);
   }
   for (auto& [name, pool] : pools) {
     pool.departed = name.second == metrics::kDepartedUsers;

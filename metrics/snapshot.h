@@ -24,6 +24,7 @@ struct PoolSample {
   std::string database;
   std::string user;
   bool departed = false;  // kDepartedUsers: counters and histograms only, no gauges
+  bool live = false;      // a pool of the pair exists on some worker, not only counters it left
   int pool_size = 0;      // configured, for the whole daemon
   int clients_active = 0;
   int clients_idle = 0;
