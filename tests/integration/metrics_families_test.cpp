@@ -126,8 +126,8 @@ TEST_F(MetricsFamilies, AStreamOfDistinctUsersLeavesNoSeriesBehind) {
   };
   const auto users_in_pools = [&] {
     std::vector<std::string> users;
-    for (const json& pool : ctltest::control(sluiced_.control_socket(), {{"cmd", "pools"}})["pools"])
-      users.push_back(pool.value("user", ""));
+    const json answer = ctltest::control(sluiced_.control_socket(), {{"cmd", "pools"}});
+    for (const json& pool : answer["pools"]) users.push_back(pool.value("user", ""));
     return users;
   };
   constexpr int kUsers = 40;
