@@ -90,6 +90,8 @@ class Daemon {
   void route_cancel(std::uint32_t process_id, std::uint32_t secret);
   // A cancel key no worker gave out: after an upgrade, the old process may have.
   void cancel_unknown_key(std::uint32_t process_id, std::uint32_t secret);
+  // A live upgrade's old process: a client's socket and its "client" message for the new process.
+  void hand_over_client(int fd, nlohmann::json message);
   // Any thread: server connections per database and per user, across the workers.
   [[nodiscard]] pool::ConnectionCounts& connection_counts() { return connection_counts_; }
   [[nodiscard]] pool::ScramKeyStore& scram_keys() { return scram_keys_; }
@@ -143,6 +145,8 @@ class Daemon {
   [[nodiscard]] bool take_over_from_predecessor();
   void on_successor_serving(pid_t pid, const std::function<void(nlohmann::json)>& done);
   void report_upgrade_progress();
+  // The new process: a client the old one handed over (state as frontend/moved_client.h reads it).
+  void adopt_moved_client(const nlohmann::json& state, int fd);
   [[nodiscard]] std::vector<Listener*> all_listeners();
   void start_watchdog();
   void on_watchdog();
@@ -177,6 +181,8 @@ class Daemon {
   std::string executable_;  // this binary as started: what `upgrade` runs unless told otherwise
   std::unique_ptr<upgrade::Successor> successor_;      // the process this one hands over to
   std::unique_ptr<upgrade::Predecessor> predecessor_;  // the process this one took over from
+  std::uint64_t clients_moved_out_ = 0;  // handed over to the successor
+  std::uint64_t clients_moved_in_ = 0;   // adopted from the predecessor
 };
 
 template <class Share>

@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "frontend/moved_client.h"
 #include "daemon/upgrade/inherited_sockets.h"
 #include "daemon/upgrade/predecessor.h"
 #include "daemon/upgrade/successor.h"
@@ -74,7 +75,8 @@ void Daemon::on_successor_serving(pid_t pid, const std::function<void(nlohmann::
   for (Listener* listener : all_listeners()) listener->hand_over();
   systemd_.stop_notifying();
   uv_timer_stop(&watchdog_);
-  log::info("upgrade: handed over to pid ", pid, "; draining ", client_count(), " clients");
+  log::info("upgrade: handed over to pid ", pid, "; moving or draining ", client_count(), " clients");
+  successor_->on_flushed([this] { exit_if_drained(); });
   if (done) done({{"ok", true}, {"state", "upgraded"}, {"pid", pid}, {"old_pid", ::getpid()}});
   start_drain(std::chrono::seconds(config_.drain.timeout_s), /*exit_when_done=*/true, kHandoverGrace);
   report_upgrade_progress();
@@ -86,18 +88,46 @@ void Daemon::report_upgrade_progress() {
                     {"state", service_state_name(state_)},
                     {"clients", client_count()},
                     {"forced", drain_ ? drain_->forced : 0},
-                    {"moved", 0}});
+                    {"moved", clients_moved_out_}});
+}
+
+void Daemon::hand_over_client(int fd, nlohmann::json message) {
+  mailbox_->post([this, fd, message = std::move(message)] {
+    if (!successor_ || !successor_->send(message, {fd})) {
+      return log::warning("upgrade: a client could not be handed over (the new process is gone): closed");
+    }
+    ++clients_moved_out_;
+    report_upgrade_progress();
+  });
+}
+
+void Daemon::adopt_moved_client(const nlohmann::json& state, int fd) {
+  auto moved = frontend::moved_client_from_json(state);
+  if (!moved) {
+    ::close(fd);
+    return log::warning("upgrade: ", moved.error());
+  }
+  ++clients_moved_in_;
+  // The worker its cancel key names, as for a key given out here.
+  Worker& worker = *workers_[moved->cancel_process_id % workers_.size()];
+  worker.count_incoming_client();
+  worker.post([&worker, fd, moved = std::make_shared<frontend::MovedClient>(std::move(*moved)),
+               id = next_client_id_++] { worker.adopt_moved_client(fd, std::move(*moved), id); });
 }
 
 nlohmann::json Daemon::upgrade_report() const {
-  if (predecessor_) return predecessor_->report();
+  if (predecessor_) {
+    nlohmann::json report = predecessor_->report();
+    report["moved_in"] = clients_moved_in_;
+    return report;
+  }
   if (!successor_) return nullptr;
   const bool serving = successor_->state() == upgrade::Successor::State::serving;
   return {{"role", "predecessor"},
           {"new_pid", successor_->pid()},
           {"state", serving ? "handed over" : "starting"},
           {"clients_left", client_count()},
-          {"moved", 0},
+          {"moved", clients_moved_out_},
           {"forced", drain_ ? drain_->forced : 0}};
 }
 
@@ -123,7 +153,9 @@ bool Daemon::take_over_from_predecessor() {
     return false;
   }
   systemd_.ready_as_main_process(::getpid());
-  predecessor_->attach(&loop_, [this] { defer_call([this] { predecessor_.reset(); }); });
+  predecessor_->attach(
+      &loop_, [this] { defer_call([this] { predecessor_.reset(); }); },
+      [this](const nlohmann::json& state, int fd) { adopt_moved_client(state, fd); });
   log::info("upgrade: serving; the old process drains its clients");
   return true;
 }

@@ -24,6 +24,7 @@
 #include "daemon/listener.h"
 #include "daemon/loop_monitor.h"
 #include "frontend/client_session.h"
+#include "frontend/moved_client.h"
 #include "frontend/secret_lookup.h"
 #include "metrics/client_counters.h"
 #include "metrics/pool_metrics.h"
@@ -60,6 +61,8 @@ class Worker {
 
   // Operations, on the worker's loop (through post).
   void adopt_client(int fd, Transport transport, std::uint64_t id);
+  // A client the old process handed over in a live upgrade: it goes on where it was, unaware.
+  void adopt_moved_client(int fd, frontend::MovedClient moved, std::uint64_t id);
   void set_paused(bool paused);
   // Closes idle clients now, the others at their next transaction boundary,
   // and forces what is left at `deadline`; tells the daemon when its clients
@@ -67,8 +70,10 @@ class Worker {
   // `grace` (a live upgrade's drain): for that long clients still logging in finish, and idle
   // ones are left alone, so that a client that connected just before the handover runs its
   // transaction; then the drain goes on as usual.
+  // `hand_over` (a live upgrade): clients that can move go to the new process at their boundary
+  // instead of being closed (ClientSession::move_if_at_rest).
   void start_drain(Clock::time_point deadline, std::uint64_t generation,
-                   std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+                   std::chrono::milliseconds grace = std::chrono::milliseconds(0), bool hand_over = false);
   void end_drain();
   void apply_config(config::Config next);
   // Tells every client the daemon is going away, then stop().
@@ -81,11 +86,19 @@ class Worker {
   [[nodiscard]] const config::Config& config() const { return config_; }
   [[nodiscard]] bool accepting_logins() const { return (!drain_ || drain_->sweep_at) && !stopped_; }
   [[nodiscard]] bool draining() const { return drain_.has_value() && !drain_->clients_gone; }
+  // Draining for a live upgrade: clients that can move go to the new process.
+  [[nodiscard]] bool handing_over() const { return draining() && drain_->hand_over; }
+  // Sends a client's socket (a duplicate, now the daemon's) and state to the new process; false
+  // when the state is too large for a handover message (the caller still owns `fd` then).
+  bool hand_over_client(int fd, const nlohmann::json& state);
   // The pool for a configured database, made on first use; nullptr when unknown.
   pool::Pool* pool_for(const std::string& database, const std::string& user,
                        const protocol::StartupSettings& settings);
   // The key's process id says which worker holds the client (id % workers).
   void assign_cancel_key(ClientSession& client, std::uint32_t& process_id, std::uint32_t& secret);
+  // A moved client keeps the key the old process gave it (the daemon chose this worker by its id);
+  // it may share the process id with a client of this process: the secret tells them apart.
+  void adopt_cancel_key(ClientSession& client, std::uint32_t process_id);
   // A CancelRequest: this worker's client, or handed to the worker the key names.
   void cancel(std::uint32_t process_id, std::uint32_t secret);
   void client_closed(ClientSession& client);
@@ -124,6 +137,7 @@ class Worker {
     bool settled = false;       // told the daemon: no server left active or resetting
     // When idle clients are closed, if not at once (a live upgrade's grace); logins finish until then.
     std::optional<Clock::time_point> sweep_at = std::nullopt;
+    bool hand_over = false;  // see start_drain
   };
 
   std::uint32_t next_cancel_secret();
@@ -158,7 +172,7 @@ class Worker {
   std::map<std::pair<std::string, std::string>, std::shared_ptr<pool::ServerBudget>> budgets_;
   std::list<std::unique_ptr<ClientSession>> clients_;
   std::unique_ptr<frontend::SecretLookup> secret_lookup_;  // made on first use; ended before the pools
-  std::unordered_map<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
+  std::unordered_multimap<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
   std::mt19937 cancel_pid_generator_{std::random_device{}()};
   std::array<std::uint32_t, 64> secrets_{};  // from getrandom, handed out from the back
   std::size_t secrets_left_ = 0;

@@ -62,6 +62,11 @@ class ClientStatements {
   StatementPtr remove(std::string_view name);
   void clear() { by_name_.clear(); }
   [[nodiscard]] std::size_t size() const { return by_name_.size(); }
+  // Each name with its statement (a live upgrade carries them to the new process).
+  template <class Visit>
+  void for_each(Visit visit) const {
+    for (const auto& [name, statement] : by_name_) visit(name, *statement);
+  }
 
  private:
   struct NameHash {

@@ -101,7 +101,7 @@ Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const Succ
   successor->pid_ = successor->process_->pid;
   Successor* raw = successor.get();
   successor->link_ = std::make_unique<HandoverLink>(
-      loop, pair[0], [raw](const nlohmann::json& message) { raw->on_message(message); },
+      loop, pair[0], [raw](const nlohmann::json& message, std::vector<int>& /*descriptors*/) { raw->on_message(message); },
       [raw](const std::string& reason, bool broken) { raw->on_channel_closed(reason, broken); });
   successor->deadline_ = new uv_timer_t{};
   uv_timer_init(loop, successor->deadline_);
@@ -220,8 +220,12 @@ void Successor::on_exit(std::int64_t status, int signal) {
   if (events_.failed) events_.failed(failure_);
 }
 
-void Successor::send(const nlohmann::json& message) {
-  if (state_ == State::serving) link_->send(message);
+bool Successor::send(const nlohmann::json& message, std::vector<int> descriptors) {
+  if (state_ != State::serving) {
+    for (const int fd : descriptors) ::close(fd);
+    return false;
+  }
+  return link_->send(message, std::move(descriptors));
 }
 
 }  // namespace sluice::daemon::upgrade

@@ -1,0 +1,167 @@
+// Live upgrade (issue 18): the old sluiced hands each client over to the new one at a transaction
+// boundary, socket and session state, and the client notices nothing: no reconnect, its settings
+// and prepared statements intact, its cancel key honoured by the new process.
+#include <gtest/gtest.h>
+#include <libpq-fe.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <future>
+
+#include "tests/integration/control_client.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/metrics_scrape.h"
+#include "tests/integration/scope_helpers.h"
+#include "tests/integration/upgrade_helpers.h"
+
+namespace {
+
+using harness::PgConn;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using upgradetest::expect_handed_over;
+using upgradetest::expect_no_failure;
+using upgradetest::kBenchDatabase;
+using upgradetest::NewProcess;
+using upgradetest::pgbench;
+
+harness::PoolOptions options(const std::string& dbname = "postgres", json overrides = json::object()) {
+  overrides["drain"] = {{"timeout_s", 10}};
+  overrides["workers"] = 2;
+  return {.dbname = dbname, .pool_size = 10, .overrides = std::move(overrides)};
+}
+
+class UpgradeMove : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { upgradetest::become_subreaper(); }
+};
+
+int clients_total(const harness::Sluiced& daemon) {
+  return ctltest::status(daemon.control_socket()).at("clients").at("total").get<int>();
+}
+
+// Upgrades `old`, and waits until it has handed over every client and exited 0.
+pid_t upgrade_and_wait(harness::Sluiced& old) {
+  const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket());
+  EXPECT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
+  const pid_t new_pid = expect_handed_over(old, upgrade);
+  const auto exit = old.wait_exit(15s);
+  EXPECT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << "the old process did not exit 0";
+  return new_pid;
+}
+
+// pgbench keeps its 58 connections (it never reconnects: a dropped one is an aborted client and a
+// non-zero exit), and the new process sees none of them log in: every one moved.
+TEST_F(UpgradeMove, PgbenchSelectOnlyAndTpcbKeepEveryConnection) {
+  ASSERT_NO_FATAL_FAILURE(upgradetest::make_bench_database());
+  harness::Sluiced old(harness::metrics_config(options(kBenchDatabase)));
+  auto select_only = std::async(std::launch::async, [&] {
+    return pgbench(old, {"-n", "-S", "-c", "50", "-j", "2", "-T", "6"});
+  });
+  auto tpcb = std::async(std::launch::async, [&] { return pgbench(old, {"-n", "-c", "8", "-T", "6"}); });
+  ASSERT_TRUE(harness::wait_until([&] { return clients_total(old) == 58; }, 10s));
+  ASSERT_TRUE(harness::wait_until([&] {  // mid-run: TPC-B commits
+    return ctltest::status(old.control_socket()).at("clients").at("active").get<int>() > 0;
+  }));
+  NewProcess successor(upgrade_and_wait(old));
+
+  EXPECT_EQ(clients_total(old), 58) << "every client is on the new process";  // the socket is its now
+  expect_no_failure(select_only.get(), "pgbench -S -c 50 across the upgrade");
+  expect_no_failure(tpcb.get(), "pgbench TPC-B -c 8 across the upgrade");
+  const auto metrics = harness::Metrics::parse(harness::http_get(harness::metrics_socket(old)).body);
+  EXPECT_EQ(metrics.value("sluice_client_logins_total", {{"result", "ok"}}), 0)
+      << "a client logged in to the new process: it reconnected";
+  const std::string log = old.log();
+  EXPECT_NE(log.find("upgrade: 58 clients moved to pid " + std::to_string(successor.pid())), std::string::npos)
+      << log;
+}
+
+// A psycopg 3 and an asyncpg connection keep their settings and named prepared statements
+// (tests/drivers/upgrade_session_check.py).
+TEST_F(UpgradeMove, PsycopgAndAsyncpgKeepTheirSettingsAndPreparedStatements) {
+  harness::Sluiced old(options());
+  const std::string ready = old.socket_dir() + "/drivers.ready";
+  const std::string go = old.socket_dir() + "/drivers.go";
+  auto drivers = std::async(std::launch::async, [&] {
+    return harness::run_capture({"/usr/bin/python3", "-E", "-s",
+                                 std::string(SLUICE_DRIVERS_DIR) + "/upgrade_session_check.py", "--host",
+                                 old.socket_dir(), "--port", std::to_string(old.port()), "--dbname", "postgres",
+                                 "--user", scope_test::os_user(), "--ready", ready, "--go", go},
+                                60s);
+  });
+  ASSERT_TRUE(harness::wait_until([&] { return std::filesystem::exists(ready); }, 20s)) << drivers.get().err;
+  NewProcess successor(upgrade_and_wait(old));
+  std::ofstream(go).close();
+  const auto run = drivers.get();
+  EXPECT_TRUE(run.succeeded()) << run.describe() << "\n" << run.out << run.err;
+  EXPECT_EQ(run.out,
+            "psycopg 42 42 bx 7MB,moved_app,t18\n"
+            "asyncpg 42 42 7MB,moved_app,t18\n");
+}
+
+// The key the old process gave out cancels a query once the client runs on the new process, and
+// the old process is gone by then: the new one honours it itself.
+TEST_F(UpgradeMove, ACancelAfterTheMoveStopsTheQuery) {
+  harness::Sluiced old(options());
+  std::vector<PgConn> clients;
+  for (int i = 0; i < 4; ++i) clients.push_back(harness::connect(old.conninfo()));
+  for (auto& client : clients) EXPECT_EQ(harness::scalar(client, "SELECT 1"), "1");
+  PGcancel* cancel = PQgetCancel(clients[2].get());
+  ASSERT_NE(cancel, nullptr);
+  NewProcess successor(upgrade_and_wait(old));
+
+  ASSERT_EQ(PQsendQuery(clients[2].get(), "SELECT pg_sleep(30)"), 1);
+  ASSERT_TRUE(harness::wait_until(
+      [&] { return ctltest::status(old.control_socket()).at("clients").at("active").get<int>() == 1; }));
+  const auto started = std::chrono::steady_clock::now();
+  char error[256];
+  ASSERT_EQ(PQcancel(cancel, error, sizeof error), 1) << error;
+  PQfreeCancel(cancel);
+  const auto result = ctltest::await_result(clients[2], 10s);
+  ASSERT_TRUE(result.has_value()) << "the query was not cancelled";
+  EXPECT_EQ(ctltest::sqlstate(result->get()), "57014");
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+  EXPECT_EQ(harness::scalar(clients[2], "SELECT 2"), "2");
+}
+
+// Neither process keeps what it no longer needs: PostgreSQL has no backend the old process left
+// open, and the new one has a descriptor for each client and server and otherwise as many as a
+// fresh sluiced; once the moved clients leave, their descriptors go too.
+TEST_F(UpgradeMove, NothingLeaksInEitherProcessOrOnTheServer) {
+  const std::string database = "upgrade_move_leaks";
+  const PgConn admin = harness::connect(harness::postgres().conninfo());
+  harness::exec_ok(admin, "DROP DATABASE IF EXISTS " + database + " WITH (FORCE)");
+  harness::exec_ok(admin, "CREATE DATABASE " + database);
+  harness::Sluiced old(options(database));
+  harness::Sluiced fresh(options(database));
+  std::vector<PgConn> clients;
+  for (int i = 0; i < 6; ++i) {
+    clients.push_back(harness::connect(old.conninfo(database)));
+    harness::exec_ok(clients.back(), "SET work_mem = '5MB'");
+    EXPECT_EQ(harness::scalar(clients.back(), "SELECT 1"), "1");
+  }
+  NewProcess successor(upgrade_and_wait(old));
+  for (auto& client : clients) EXPECT_EQ(harness::scalar(client, "SHOW work_mem"), "5MB");
+
+  const auto backends = [&] {
+    return std::stoi(
+        harness::scalar(admin, "SELECT count(*) FROM pg_stat_activity WHERE datname = '" + database + "'"));
+  };
+  const auto base_fds = [](const harness::Sluiced& daemon) {
+    const json status = ctltest::status(daemon.control_socket());
+    return status.at("fds").get<int>() - status.at("clients").at("total").get<int>() -
+           status.at("servers").at("total").get<int>();
+  };
+  const auto servers = [&] { return ctltest::status(old.control_socket()).at("servers").at("total").get<int>(); };
+  EXPECT_EQ(clients_total(old), 6);
+  EXPECT_TRUE(harness::wait_until([&] { return backends() == servers(); }))
+      << backends() << " backends for " << servers() << " servers: the old process left some open";
+  EXPECT_EQ(base_fds(old), base_fds(fresh));
+  clients.clear();
+  ASSERT_TRUE(harness::wait_until([&] { return clients_total(old) == 0; }));
+  EXPECT_EQ(base_fds(old), base_fds(fresh));
+}
+
+}  // namespace
