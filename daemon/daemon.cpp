@@ -216,10 +216,8 @@ void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done,
   log::info("drain started: ", client_count(), " clients, deadline in ", timeout.count(), " ms");
   // After a live upgrade's handover the clients that can move go to the new process.
   const bool hand_over = successor_ && successor_->state() == upgrade::Successor::State::serving;
-  for_each_worker(
-      [deadline = drain_->deadline, generation = drain_->generation, grace, hand_over](Worker& worker) {
-        worker.start_drain(deadline, generation, grace, hand_over);
-      });
+  for_each_worker([deadline = drain_->deadline, generation = drain_->generation, grace, hand_over](
+                      Worker& worker) { worker.start_drain(deadline, generation, grace, hand_over); });
 }
 
 // Workers report on this loop's mailbox, so a report is never handled inside

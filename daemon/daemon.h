@@ -181,8 +181,8 @@ class Daemon {
   std::string executable_;  // this binary as started: what `upgrade` runs unless told otherwise
   std::unique_ptr<upgrade::Successor> successor_;      // the process this one hands over to
   std::unique_ptr<upgrade::Predecessor> predecessor_;  // the process this one took over from
-  std::uint64_t clients_moved_out_ = 0;  // handed over to the successor
-  std::uint64_t clients_moved_in_ = 0;   // adopted from the predecessor
+  std::uint64_t clients_moved_out_ = 0;                // handed over to the successor
+  std::uint64_t clients_moved_in_ = 0;                 // adopted from the predecessor
 };
 
 template <class Share>

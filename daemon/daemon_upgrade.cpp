@@ -6,10 +6,10 @@
 
 #include "common/log.h"
 #include "daemon/daemon.h"
-#include "frontend/moved_client.h"
 #include "daemon/upgrade/inherited_sockets.h"
 #include "daemon/upgrade/predecessor.h"
 #include "daemon/upgrade/successor.h"
+#include "frontend/moved_client.h"
 
 namespace sluice::daemon {
 namespace {

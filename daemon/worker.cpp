@@ -318,9 +318,8 @@ std::uint32_t Worker::next_cancel_secret() {
 void Worker::cancel(std::uint32_t process_id, std::uint32_t secret) {
   if (process_id % worker_count_ != index_) return daemon_.route_cancel(process_id, secret);
   const auto [first, last] = clients_by_cancel_pid_.equal_range(process_id);
-  const auto it = std::find_if(first, last, [secret](const auto& entry) {
-    return entry.second->cancel_secret() == secret;
-  });
+  const auto it = std::find_if(
+      first, last, [secret](const auto& entry) { return entry.second->cancel_secret() == secret; });
   if (it == last) return daemon_.cancel_unknown_key(process_id, secret);
   log::debug("client ", it->second->id(), ": cancel request forwarded");
   it->second->forward_cancel();

@@ -351,7 +351,8 @@ void ClientSession::on_settings_captured(std::optional<pool::SessionSettings> se
 void ClientSession::set_settings(pool::SessionSettings settings) {
   settings_ = std::move(settings);
   settings_restore_.clear();
-  if (!settings_.empty()) protocol::append_query(settings_restore_, pool::apply_session_settings_query(settings_));
+  if (!settings_.empty())
+    protocol::append_query(settings_restore_, pool::apply_session_settings_query(settings_));
 }
 
 void ClientSession::on_scope_failed(const char* sqlstate, const std::string& message) {

@@ -148,7 +148,8 @@ json moved_client_to_json(const MovedClient& client) {
            {"cancel_secret", client.cancel_secret},
            {"auth_method", client.auth_method ? std::string(auth_method_name(*client.auth_method)) : ""}};
   if (client.scram_keys) {
-    out["scram_keys"] = {digest_hex(client.scram_keys->client_key), digest_hex(client.scram_keys->server_key)};
+    out["scram_keys"] = {digest_hex(client.scram_keys->client_key),
+                         digest_hex(client.scram_keys->server_key)};
   }
   return out;
 }
@@ -162,7 +163,7 @@ Result<MovedClient> moved_client_from_json(const json& message) {
     if (*transport == "tcp") {
       client.transport = daemon::Transport::tcp;
     } else if (*transport != "unix") {
-      read.refuse("\"transport\" is neither \"unix\" nor \"tcp\"");
+      read.refuse(R"("transport" is neither "unix" nor "tcp")");
     }
   }
   client.user = read.bytes("user");
@@ -171,7 +172,8 @@ Result<MovedClient> moved_client_from_json(const json& message) {
   client.startup_settings = read.pairs("startup_settings");
   for (auto& [name, value] : read.pairs("settings")) client.settings.push_back({name, value});
   if (const json* names = read.field("custom_setting_names", json::value_t::array)) {
-    for (const json& name : *names) client.custom_setting_names.push_back(read.bytes_of(name, "custom_setting_names"));
+    for (const json& name : *names)
+      client.custom_setting_names.push_back(read.bytes_of(name, "custom_setting_names"));
   }
   client.statements = read.pairs("statements");
   for (const auto& [name, definition] : client.statements) {

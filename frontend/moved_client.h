@@ -7,12 +7,11 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "auth/scram_client.h"
 #include "common/result.h"
@@ -46,6 +45,6 @@ struct MovedClient {
 // Byte strings travel as hex: names, values and SQL need not be UTF-8.
 nlohmann::json moved_client_to_json(const MovedClient& client);
 // An error names what is missing or malformed.
-Result<MovedClient> moved_client_from_json(const nlohmann::json& json);
+Result<MovedClient> moved_client_from_json(const nlohmann::json& message);
 
 }  // namespace sluice::frontend

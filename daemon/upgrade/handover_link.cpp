@@ -81,9 +81,11 @@ void HandoverLink::flush() {
 
 void HandoverLink::update_events() {
   const bool writable = !outgoing_.empty();
-  if (writable == watching_writable_ && uv_is_active(reinterpret_cast<uv_handle_t*>(&poll_->handle)) != 0) return;
+  if (writable == watching_writable_ && uv_is_active(reinterpret_cast<uv_handle_t*>(&poll_->handle)) != 0)
+    return;
   watching_writable_ = writable;
-  uv_poll_start(&poll_->handle, UV_READABLE | UV_DISCONNECT | (writable ? UV_WRITABLE : 0), &HandoverLink::on_poll);
+  uv_poll_start(&poll_->handle, UV_READABLE | UV_DISCONNECT | (writable ? UV_WRITABLE : 0),
+                &HandoverLink::on_poll);
 }
 
 void HandoverLink::on_poll(uv_poll_t* handle, int status, int events) {

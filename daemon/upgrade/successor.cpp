@@ -101,7 +101,8 @@ Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const Succ
   successor->pid_ = successor->process_->pid;
   Successor* raw = successor.get();
   successor->link_ = std::make_unique<HandoverLink>(
-      loop, pair[0], [raw](const nlohmann::json& message, std::vector<int>& /*descriptors*/) { raw->on_message(message); },
+      loop, pair[0],
+      [raw](const nlohmann::json& message, std::vector<int>& /*descriptors*/) { raw->on_message(message); },
       [raw](const std::string& reason, bool broken) { raw->on_channel_closed(reason, broken); });
   successor->deadline_ = new uv_timer_t{};
   uv_timer_init(loop, successor->deadline_);

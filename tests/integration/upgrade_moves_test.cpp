@@ -74,7 +74,8 @@ TEST_F(UpgradeMove, PgbenchSelectOnlyAndTpcbKeepEveryConnection) {
   EXPECT_EQ(metrics.value("sluice_client_logins_total", {{"result", "ok"}}), 0)
       << "a client logged in to the new process: it reconnected";
   const std::string log = old.log();
-  EXPECT_NE(log.find("upgrade: 58 clients moved to pid " + std::to_string(successor.pid())), std::string::npos)
+  EXPECT_NE(log.find("upgrade: 58 clients moved to pid " + std::to_string(successor.pid())),
+            std::string::npos)
       << log;
 }
 
@@ -85,11 +86,11 @@ TEST_F(UpgradeMove, PsycopgAndAsyncpgKeepTheirSettingsAndPreparedStatements) {
   const std::string ready = old.socket_dir() + "/drivers.ready";
   const std::string go = old.socket_dir() + "/drivers.go";
   auto drivers = std::async(std::launch::async, [&] {
-    return harness::run_capture({"/usr/bin/python3", "-E", "-s",
-                                 std::string(SLUICE_DRIVERS_DIR) + "/upgrade_session_check.py", "--host",
-                                 old.socket_dir(), "--port", std::to_string(old.port()), "--dbname", "postgres",
-                                 "--user", scope_test::os_user(), "--ready", ready, "--go", go},
-                                60s);
+    return harness::run_capture(
+        {"/usr/bin/python3", "-E", "-s", std::string(SLUICE_DRIVERS_DIR) + "/upgrade_session_check.py",
+         "--host", old.socket_dir(), "--port", std::to_string(old.port()), "--dbname", "postgres", "--user",
+         scope_test::os_user(), "--ready", ready, "--go", go},
+        60s);
   });
   ASSERT_TRUE(harness::wait_until([&] { return std::filesystem::exists(ready); }, 20s)) << drivers.get().err;
   NewProcess successor(upgrade_and_wait(old));
@@ -154,7 +155,9 @@ TEST_F(UpgradeMove, NothingLeaksInEitherProcessOrOnTheServer) {
     return status.at("fds").get<int>() - status.at("clients").at("total").get<int>() -
            status.at("servers").at("total").get<int>();
   };
-  const auto servers = [&] { return ctltest::status(old.control_socket()).at("servers").at("total").get<int>(); };
+  const auto servers = [&] {
+    return ctltest::status(old.control_socket()).at("servers").at("total").get<int>();
+  };
   EXPECT_EQ(clients_total(old), 6);
   EXPECT_TRUE(harness::wait_until([&] { return backends() == servers(); }))
       << backends() << " backends for " << servers() << " servers: the old process left some open";

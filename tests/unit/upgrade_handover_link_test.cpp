@@ -39,8 +39,9 @@ TEST(UpgradeHandoverLink, EachMessageGetsItsOwnDescriptorsInOrder) {
   std::vector<std::pair<int, int>> pipes;
   std::vector<std::pair<int, int>> received;  // message number, descriptor
   bool closed = false;
-  HandoverLink sender(&loop.loop, pair.ends[0], [](const nlohmann::json&, std::vector<int>&) {},
-                      [&](const std::string&, bool) { closed = true; });
+  HandoverLink sender(
+      &loop.loop, pair.ends[0], [](const nlohmann::json&, std::vector<int>&) {},
+      [&](const std::string&, bool) { closed = true; });
   HandoverLink receiver(
       &loop.loop, pair.ends[1],
       [&](const nlohmann::json& message, std::vector<int>& descriptors) {

@@ -19,7 +19,8 @@ MovedClient full_client() {
   client.startup_settings = {{"application_name", "bench"}, {"search_path", "app, public"}};
   client.settings = {{"work_mem", "8MB"}, {"app.tenant", std::string("\xff\x01", 2)}, {"role", "reader"}};
   client.custom_setting_names = {"app.tenant"};
-  client.statements = {{"s1", std::string("SELECT $1\0\0\x01\0\0\0\x17", 16)}, {"P_2", std::string("SELECT 1\0\0\0", 11)}};
+  client.statements = {{"s1", std::string("SELECT $1\0\0\x01\0\0\0\x17", 16)},
+                       {"P_2", std::string("SELECT 1\0\0\0", 11)}};
   client.cancel_process_id = 0x7ffffffe;
   client.cancel_secret = 0xffffffff;
   client.auth_method = config::AuthType::scram_sha_256;
@@ -92,7 +93,8 @@ TEST(UpgradeMovedClient, AnyMissingOrMalformedFieldIsRefused) {
   EXPECT_EQ(refusal(with("cancel_process_id", 0)), "moved client refused: no cancel key");
   EXPECT_EQ(refusal(with("transport", "udp")),
             "moved client refused: \"transport\" is neither \"unix\" nor \"tcp\"");
-  EXPECT_EQ(refusal(with("auth_method", "password")), "moved client refused: \"auth_method\" names no method");
+  EXPECT_EQ(refusal(with("auth_method", "password")),
+            "moved client refused: \"auth_method\" names no method");
   EXPECT_EQ(refusal(with("statements", json::array({json::array({"6131"})}))),
             "moved client refused: \"statements\" holds what is not a pair");
   EXPECT_EQ(refusal(with("statements", json::array({json::array({"", "6131"})}))),
