@@ -91,7 +91,7 @@ class Daemon {
   // A cancel key no worker gave out: after an upgrade, the old process may have.
   void cancel_unknown_key(std::uint32_t process_id, std::uint32_t secret);
   // A live upgrade's old process: a client's socket and its "client" message for the new process.
-  void hand_over_client(int fd, nlohmann::json message);
+  void hand_over_client(nlohmann::json message, std::vector<int> descriptors);
   // Any thread: server connections per database and per user, across the workers.
   [[nodiscard]] pool::ConnectionCounts& connection_counts() { return connection_counts_; }
   [[nodiscard]] pool::ScramKeyStore& scram_keys() { return scram_keys_; }
@@ -146,7 +146,7 @@ class Daemon {
   void on_successor_serving(pid_t pid, const std::function<void(nlohmann::json)>& done);
   void report_upgrade_progress();
   // The new process: a client the old one handed over (state as frontend/moved_client.h reads it).
-  void adopt_moved_client(const nlohmann::json& state, int fd);
+  void adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors);
   [[nodiscard]] std::vector<Listener*> all_listeners();
   void start_watchdog();
   void on_watchdog();

@@ -91,9 +91,13 @@ void Daemon::report_upgrade_progress() {
                     {"moved", clients_moved_out_}});
 }
 
-void Daemon::hand_over_client(int fd, nlohmann::json message) {
-  mailbox_->post([this, fd, message = std::move(message)] {
-    if (!successor_ || !successor_->send(message, {fd})) {
+void Daemon::hand_over_client(nlohmann::json message, std::vector<int> descriptors) {
+  mailbox_->post([this, descriptors = std::move(descriptors), message = std::move(message)] {
+    // Sent or not, the descriptors are closed here (Successor::send closes them either way).
+    if (!successor_) {
+      for (const int fd : descriptors) ::close(fd);
+    }
+    if (!successor_ || !successor_->send(message, descriptors)) {
       return log::warning("upgrade: a client could not be handed over (the new process is gone): closed");
     }
     ++clients_moved_out_;
@@ -101,18 +105,21 @@ void Daemon::hand_over_client(int fd, nlohmann::json message) {
   });
 }
 
-void Daemon::adopt_moved_client(const nlohmann::json& state, int fd) {
+void Daemon::adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors) {
   auto moved = frontend::moved_client_from_json(state);
+  if (moved && descriptors.size() != (moved->server ? 2U : 1U))
+    moved = fail("moved client refused: it came with " + std::to_string(descriptors.size()) + " sockets");
   if (!moved) {
-    ::close(fd);
+    for (const int fd : descriptors) ::close(fd);
     return log::warning("upgrade: ", moved.error());
   }
   ++clients_moved_in_;
   // The worker its cancel key names, as for a key given out here.
   Worker& worker = *workers_[moved->cancel_process_id % workers_.size()];
   worker.count_incoming_client();
-  worker.post([&worker, fd, moved = std::make_shared<frontend::MovedClient>(std::move(*moved)),
-               id = next_client_id_++] { worker.adopt_moved_client(fd, std::move(*moved), id); });
+  worker.post([&worker, descriptors = std::move(descriptors),
+               moved = std::make_shared<frontend::MovedClient>(std::move(*moved)),
+               id = next_client_id_++] { worker.adopt_moved_client(descriptors, std::move(*moved), id); });
 }
 
 nlohmann::json Daemon::upgrade_report() const {
@@ -155,7 +162,9 @@ bool Daemon::take_over_from_predecessor() {
   systemd_.ready_as_main_process(::getpid());
   predecessor_->attach(
       &loop_, [this] { defer_call([this] { predecessor_.reset(); }); },
-      [this](const nlohmann::json& state, int fd) { adopt_moved_client(state, fd); });
+      [this](const nlohmann::json& state, std::vector<int> descriptors) {
+        adopt_moved_client(state, std::move(descriptors));
+      });
   log::info("upgrade: serving; the old process drains its clients");
   return true;
 }

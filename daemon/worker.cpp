@@ -96,22 +96,25 @@ void Worker::adopt_client(int fd, Transport transport, std::uint64_t id) {
   log::debug("client ", id, ": connected (worker ", index_, ")");
 }
 
-void Worker::adopt_moved_client(int fd, frontend::MovedClient moved, std::uint64_t id) {
-  clients_.push_back(std::make_unique<ClientSession>(*this, id, fd, moved.transport));
+void Worker::adopt_moved_client(std::vector<int> descriptors, frontend::MovedClient moved, std::uint64_t id) {
+  clients_.push_back(std::make_unique<ClientSession>(*this, id, descriptors.at(0), moved.transport));
   ClientSession& client = *clients_.back();
   client.position = std::prev(clients_.end());
   // The old process's SCRAM pass-through keys: this process's servers for the role log in with them.
   if (moved.scram_keys && !scram_keys().find(moved.database, moved.user))
     scram_keys().remember(moved.database, moved.user, *moved.scram_keys);
   log::debug("client ", id, ": moved in (client ", moved.old_id, " of the old process; worker ", index_, ")");
-  client.resume(std::move(moved));
+  client.resume(std::move(moved), descriptors.size() > 1 ? descriptors[1] : -1);
 }
 
-bool Worker::hand_over_client(int fd, const nlohmann::json& state) {
-  nlohmann::json message{{"type", "client"}, {"fds", 1}, {"client", state}};
-  if (upgrade::encode_message(message).size() > upgrade::kMaxMessageBytes) return false;
-  daemon_.hand_over_client(fd, std::move(message));
-  return true;
+std::optional<nlohmann::json> Worker::handover_message(const nlohmann::json& state, std::size_t descriptors) {
+  nlohmann::json message{{"type", "client"}, {"fds", descriptors}, {"client", state}};
+  if (upgrade::encode_message(message).size() > upgrade::kMaxMessageBytes) return std::nullopt;
+  return message;
+}
+
+void Worker::hand_over_client(nlohmann::json message, std::vector<int> descriptors) {
+  daemon_.hand_over_client(std::move(message), std::move(descriptors));
 }
 
 void Worker::set_paused(bool paused) {

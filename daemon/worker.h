@@ -62,7 +62,8 @@ class Worker {
   // Operations, on the worker's loop (through post).
   void adopt_client(int fd, Transport transport, std::uint64_t id);
   // A client the old process handed over in a live upgrade: it goes on where it was, unaware.
-  void adopt_moved_client(int fd, frontend::MovedClient moved, std::uint64_t id);
+  // `descriptors`: its socket, then its server's when it brought one.
+  void adopt_moved_client(std::vector<int> descriptors, frontend::MovedClient moved, std::uint64_t id);
   void set_paused(bool paused);
   // Closes idle clients now, the others at their next transaction boundary,
   // and forces what is left at `deadline`; tells the daemon when its clients
@@ -88,9 +89,12 @@ class Worker {
   [[nodiscard]] bool draining() const { return drain_.has_value() && !drain_->clients_gone; }
   // Draining for a live upgrade: clients that can move go to the new process.
   [[nodiscard]] bool handing_over() const { return draining() && drain_->hand_over; }
-  // Sends a client's socket (a duplicate, now the daemon's) and state to the new process; false
-  // when the state is too large for a handover message (the caller still owns `fd` then).
-  bool hand_over_client(int fd, const nlohmann::json& state);
+  // The handover message for a client's state and `descriptors` sockets; nullopt when it is too
+  // large to send.
+  [[nodiscard]] static std::optional<nlohmann::json> handover_message(const nlohmann::json& state,
+                                                                      std::size_t descriptors);
+  // Sends it with the sockets (duplicates, now the daemon's: client first, then its server).
+  void hand_over_client(nlohmann::json message, std::vector<int> descriptors);
   // The pool for a configured database, made on first use; nullptr when unknown.
   pool::Pool* pool_for(const std::string& database, const std::string& user,
                        const protocol::StartupSettings& settings);

@@ -453,6 +453,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
 
 void ClientSession::on_server_drained() {
   if (state_ == ClientState::active) socket_->set_reading(true);
+  move_if_at_rest();
 }
 
 void ClientSession::on_server_data(protocol::Bytes bytes) {
@@ -463,7 +464,7 @@ void ClientSession::on_server_data(protocol::Bytes bytes) {
 }
 
 void ClientSession::on_drained() {
-  if (scope_) return scope_.server().set_reading(true);
+  if (scope_) scope_.server().set_reading(true);
   move_if_at_rest();  // its last reply had to reach the client first
 }
 
@@ -478,7 +479,7 @@ void ClientSession::on_server_ready() {
     request_timer_.answered('I', Clock::now(), pool_->metrics());
   if (!scanner_.at_boundary()) return;
   if (leaves_at_boundary()) return leave_for_drain();
-  if (session_mode_) return;
+  if (session_mode_) return move_if_at_rest();
   pool::ServerConnection& server = scope_.server();
   if (server.backend_state_touched()) {  // the server says whether the client keeps it
     own_query_ = OwnQuery::backend_state_probe;

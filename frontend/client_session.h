@@ -65,8 +65,9 @@ class ClientSession final : net::PollSocket::Handler,
   // Drain deadline: end the scope (cancel / rollback) and close; true when a scope was cut.
   bool force_close_for_drain();
   // The new process of a live upgrade: goes on with the session the old process handed over, as
-  // logged in and idle, without a word to the client (client_session_move.cpp).
-  void resume(MovedClient moved);
+  // logged in and between transactions, without a word to the client (client_session_move.cpp).
+  // `server_fd`: the socket of the server a session-mode client brought along (else -1).
+  void resume(MovedClient moved, int server_fd);
   // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s, query_timeout_ms,
   // transaction_timeout_ms.
   void check_timeouts(std::uint64_t now_ms);

@@ -11,23 +11,30 @@
 
 namespace sluice::frontend {
 
-// TLS state lives in this process's OpenSSL; session mode and a pinned client keep a server
-// connection (its backend state) that does not move with the client.
+// TLS state lives in this process's OpenSSL. A session-mode client moves with its server when that
+// can travel (a plain socket); a pinned transaction-mode client's server, which the statement
+// router's bookkeeping describes too, does not.
 bool ClientSession::movable() const {
-  return tls() == nullptr && pool_ != nullptr && !session_mode_ && pin_reason_.empty() &&
-         state_ != ClientState::handshake && state_ != ClientState::login && state_ != ClientState::closing;
+  if (tls() != nullptr || pool_ == nullptr || !pin_reason_.empty()) return false;
+  if (state_ == ClientState::handshake || state_ == ClientState::login || state_ == ClientState::closing)
+    return false;
+  return !session_mode_ || (scope_ && scope_.server().can_travel());
 }
 
 bool ClientSession::stays_to_move() const { return worker_.handing_over() && movable(); }
 
 bool ClientSession::leaves_at_boundary() const { return worker_.draining() && !stays_to_move(); }
 
-// Nothing of it is anywhere but in its state and the kernel's socket: no server, no settings
-// being read back, no bytes read and not yet sent on, no reply still to write.
+// Nothing of it is anywhere but in its state and the kernel's sockets: no settings being read
+// back, no bytes read and not yet sent on, no reply still to write, and no server (transaction
+// mode) or its server between transactions (session mode).
 bool ClientSession::at_rest() const {
-  return state_ == ClientState::idle && !scope_ && !wait_ticket_ && !capture_ && held_.empty() &&
-         !cancel_held_ && own_query_ == OwnQuery::none && scanner_.at_boundary() &&
-         !socket_->has_pending_output();
+  const bool nothing_pending = !wait_ticket_ && !capture_ && held_.empty() && !cancel_held_ &&
+                               own_query_ == OwnQuery::none && scanner_.at_boundary() &&
+                               !socket_->has_pending_output();
+  if (!nothing_pending) return false;
+  if (session_mode_) return state_ == ClientState::active && scope_ && scope_.server().at_rest();
+  return state_ == ClientState::idle && !scope_;
 }
 
 void ClientSession::move_if_at_rest() {
@@ -50,19 +57,30 @@ void ClientSession::move_to_new_process() {
   moved.cancel_secret = cancel_secret_;
   moved.auth_method = auth_method_;
   moved.scram_keys = worker_.scram_keys().find(database_, user_);
+  if (session_mode_) moved.server = scope_.server().moved();
+  auto message = Worker::handover_message(moved_client_to_json(moved), session_mode_ ? 2 : 1);
+  if (!message) {
+    log::warning("client ", id_, ": its state is too large to hand over; drained instead");
+    return leave_for_drain();
+  }
   // The socket travels as a duplicate: closing this process's copy below leaves the connection,
   // and whatever the client has sent since, to the new process.
   const int fd = ::fcntl(socket_->fd(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return leave_for_drain();
-  if (!worker_.hand_over_client(fd, moved_client_to_json(moved))) {
-    ::close(fd);
-    log::warning("client ", id_, ": its state is too large to hand over; drained instead");
-    return leave_for_drain();
+  std::vector<int> descriptors{fd};
+  if (session_mode_) {
+    const int server_fd = scope_.hand_over();
+    if (server_fd < 0) {
+      ::close(fd);
+      return leave_for_drain();
+    }
+    descriptors.push_back(server_fd);
   }
+  worker_.hand_over_client(std::move(*message), std::move(descriptors));
   close("handed over to the new process");
 }
 
-void ClientSession::resume(MovedClient moved) {
+void ClientSession::resume(MovedClient moved, int server_fd) {
   user_ = std::move(moved.user);
   database_ = std::move(moved.database);
   cancel_pid_ = moved.cancel_process_id;
@@ -80,7 +98,18 @@ void ClientSession::resume(MovedClient moved) {
                                                 pool_->settings().session_state);
     router_->restore(moved.statements, moved.custom_setting_names);
   }
-  set_state(ClientState::idle);
+  if (moved.server) {
+    if (!session_mode_) {
+      ::close(server_fd);
+      return fail(sqlstate::kConnectionFailure, "the pool mode of database \"" + database_ +
+                                                    "\" changed in the upgrade: this session cannot go on");
+    }
+    scope_ = pool_->adopt_server(server_fd, *moved.server, id_);
+    if (!scope_)
+      return fail(sqlstate::kConnectionFailure, "server connection lost: it could not be taken over");
+    scope_.server().attach(this);
+  }
+  set_state(scope_ ? ClientState::active : ClientState::idle);
   // A drain here began before it arrived: it was at rest, so this is its boundary.
   if (worker_.draining()) drain();
 }

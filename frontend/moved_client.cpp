@@ -147,6 +147,12 @@ json moved_client_to_json(const MovedClient& client) {
            {"cancel_process_id", client.cancel_process_id},
            {"cancel_secret", client.cancel_secret},
            {"auth_method", client.auth_method ? std::string(auth_method_name(*client.auth_method)) : ""}};
+  if (client.server) {
+    out["server"] = {{"backend_pid", client.server->backend_pid},
+                     {"cancel_secret", client.server->cancel_secret},
+                     {"parameters", pairs_to_json(client.server->parameters)},
+                     {"login_user", to_hex(client.server->login_user)}};
+  }
   if (client.scram_keys) {
     out["scram_keys"] = {digest_hex(client.scram_keys->client_key),
                          digest_hex(client.scram_keys->server_key)};
@@ -196,6 +202,17 @@ Result<MovedClient> moved_client_from_json(const json& message) {
       const auto server_key = read.digest(keys[1], "scram_keys");
       if (client_key && server_key) client.scram_keys = auth::ScramKeys{*client_key, *server_key};
     }
+  }
+  if (message.is_object() && message.contains("server")) {
+    FieldReader server(message["server"]);
+    pool::MovedServer moved;
+    moved.backend_pid = static_cast<std::uint32_t>(server.number("backend_pid", kU32));
+    moved.cancel_secret = static_cast<std::uint32_t>(server.number("cancel_secret", kU32));
+    moved.parameters = server.pairs("parameters");
+    moved.login_user = server.bytes("login_user");
+    if (moved.backend_pid == 0 || moved.login_user.empty()) server.refuse("no backend pid or login user");
+    if (!server.error().empty()) read.refuse("server: " + server.error());
+    client.server = std::move(moved);
   }
   if (!read.error().empty()) return fail("moved client refused: " + read.error());
   return client;

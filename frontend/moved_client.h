@@ -17,6 +17,7 @@
 #include "common/result.h"
 #include "config/config.h"
 #include "daemon/listener.h"
+#include "pool/server_connection.h"
 #include "pool/session_settings.h"
 #include "protocol/startup_settings.h"
 
@@ -38,6 +39,8 @@ struct MovedClient {
   std::optional<config::AuthType> auth_method;
   // SCRAM pass-through: its role's keys, which the new process's servers log in with.
   std::optional<auth::ScramKeys> scram_keys;
+  // Session mode: the server it holds, which moves with it (its socket is the message's second).
+  std::optional<pool::MovedServer> server;
 
   bool operator==(const MovedClient&) const = default;
 };

@@ -16,6 +16,8 @@ class ConnectionCount {
   // One more server, unless the count is already at `limit` (0 = no limit).
   bool try_take(int limit);
   void give_back() { servers_.fetch_sub(1, std::memory_order_relaxed); }
+  // One more whatever the limit: a server that exists already (a live upgrade brought it).
+  void take() { servers_.fetch_add(1, std::memory_order_relaxed); }
   [[nodiscard]] int servers() const { return servers_.load(std::memory_order_relaxed); }
   // Pools whose clients wait while this count is at its limit, in line in the order they began to
   // wait: a pool holding more than its share of the limit gives servers back (README "Fairness

@@ -88,11 +88,10 @@ void Predecessor::attach(uv_loop_t* loop, std::function<void()> gone, ClientArri
           progress_ = message;
         } else if (type == "client") {
           const auto state = message.find("client");
-          if (descriptors.size() != 1 || state == message.end()) {
+          if (descriptors.empty() || state == message.end()) {
             return log::warning("upgrade: a handed-over client without its socket or state: dropped");
           }
-          client_arrived(*state, std::exchange(descriptors[0], -1));
-          descriptors.clear();
+          client_arrived(*state, std::exchange(descriptors, {}));
         }
       },
       [this, gone = std::move(gone)](const std::string& reason, bool /*broken*/) {

@@ -41,9 +41,9 @@ class Predecessor {
   Result<bool> report_ready();
   void report_failure(const std::string& reason) { report_startup_failure(fd_, reason); }
 
-  // A client the old process handed over: its state (frontend/moved_client.h) and its socket,
-  // which the callee owns.
-  using ClientArrived = std::function<void(const nlohmann::json& state, int fd)>;
+  // A client the old process handed over: its state (frontend/moved_client.h) and its socket (then
+  // its server's, if it brought one), which the callee owns.
+  using ClientArrived = std::function<void(const nlohmann::json& state, std::vector<int> descriptors)>;
   // From the first loop turn on: the channel on `loop`; `gone` once the old process has exited.
   void attach(uv_loop_t* loop, std::function<void()> gone, ClientArrived client_arrived);
   // A cancel request whose key this process did not give out: maybe the old one did.

@@ -67,7 +67,9 @@ TEST_F(UpgradeMove, PgbenchSelectOnlyAndTpcbKeepEveryConnection) {
   }));
   NewProcess successor(upgrade_and_wait(old));
 
-  EXPECT_EQ(clients_total(old), 58) << "every client is on the new process";  // the socket is its now
+  // The control socket is the new process's now. The last clients may still be in the channel.
+  EXPECT_TRUE(harness::wait_until([&] { return clients_total(old) == 58; }))
+      << "every client is on the new process";
   expect_no_failure(select_only.get(), "pgbench -S -c 50 across the upgrade");
   expect_no_failure(tpcb.get(), "pgbench TPC-B -c 8 across the upgrade");
   const auto metrics = harness::Metrics::parse(harness::http_get(harness::metrics_socket(old)).body);
@@ -125,6 +127,63 @@ TEST_F(UpgradeMove, ACancelAfterTheMoveStopsTheQuery) {
   EXPECT_EQ(ctltest::sqlstate(result->get()), "57014");
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   EXPECT_EQ(harness::scalar(clients[2], "SELECT 2"), "2");
+}
+
+// A session-mode client moves with its server: the same backend, so its temporary table, settings
+// and prepared statements (SQL-level and protocol-level) are all still there, and a cancel reaches
+// that backend. One in a transaction at the upgrade moves once it commits.
+TEST_F(UpgradeMove, ASessionModeClientKeepsItsBackendAndTemporaryTable) {
+  harness::PoolOptions session = options();
+  session.pool_mode = "session";
+  harness::Sluiced old(session);
+  const PgConn client = harness::connect(old.conninfo());
+  harness::exec_ok(client, "CREATE TEMP TABLE moved_temp AS SELECT 18 AS v");
+  harness::exec_ok(client, "SET work_mem = '6MB'");
+  harness::exec_ok(client, "PREPARE by_sql AS SELECT v + 1 FROM moved_temp");
+  harness::PgResult prepared(
+      PQprepare(client.get(), "by_protocol", "SELECT v + $1::int FROM moved_temp", 1, nullptr));
+  ASSERT_EQ(PQresultStatus(prepared.get()), PGRES_COMMAND_OK) << PQerrorMessage(client.get());
+  const std::string backend = harness::scalar(client, "SELECT pg_backend_pid()");
+  PGcancel* cancel = PQgetCancel(client.get());
+  ASSERT_NE(cancel, nullptr);
+  const PgConn in_transaction = harness::connect(old.conninfo());
+  harness::exec_ok(in_transaction, "CREATE TEMP TABLE pending (v int)");
+  harness::exec_ok(in_transaction, "BEGIN");
+  harness::exec_ok(in_transaction, "INSERT INTO pending VALUES (7)");
+
+  const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket());
+  ASSERT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
+  NewProcess successor(expect_handed_over(old, upgrade));
+  ASSERT_TRUE(harness::wait_until([&] {
+    return ctltest::status(old.control_socket()).at("upgrade").value("old_moved", 0) == 1;
+  })) << ctltest::status(old.control_socket()).dump();
+  EXPECT_FALSE(old.wait_exit(100ms).has_value()) << "the old process left before the open transaction ended";
+  harness::exec_ok(in_transaction, "COMMIT");
+  const auto exit = old.wait_exit(15s);
+  ASSERT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0);
+
+  EXPECT_EQ(harness::scalar(client, "SELECT pg_backend_pid()"), backend);
+  EXPECT_EQ(harness::scalar(client, "SELECT v FROM moved_temp"), "18");
+  EXPECT_EQ(harness::scalar(client, "SHOW work_mem"), "6MB");
+  EXPECT_EQ(harness::scalar(client, "EXECUTE by_sql"), "19");
+  const char* two = "2";
+  harness::PgResult executed(PQexecPrepared(client.get(), "by_protocol", 1, &two, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(executed.get()), PGRES_TUPLES_OK) << PQerrorMessage(client.get());
+  EXPECT_STREQ(PQgetvalue(executed.get(), 0, 0), "20");
+  EXPECT_EQ(harness::scalar(in_transaction, "SELECT v FROM pending"), "7");
+
+  ASSERT_EQ(PQsendQuery(client.get(), "SELECT pg_sleep(30)"), 1);
+  ASSERT_TRUE(harness::wait_until([&] {
+    return harness::scalar(harness::connect(harness::postgres().conninfo()),
+                           "SELECT count(*) FROM pg_stat_activity WHERE pid = " + backend +
+                               " AND query LIKE 'SELECT pg_sleep%' AND state = 'active'") == "1";
+  }));
+  char error[256];
+  ASSERT_EQ(PQcancel(cancel, error, sizeof error), 1) << error;
+  PQfreeCancel(cancel);
+  const auto result = ctltest::await_result(client, 10s);
+  ASSERT_TRUE(result.has_value()) << "the query was not cancelled";
+  EXPECT_EQ(ctltest::sqlstate(result->get()), "57014");
 }
 
 // Neither process keeps what it no longer needs: PostgreSQL has no backend the old process left

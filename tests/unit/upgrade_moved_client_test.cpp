@@ -28,6 +28,10 @@ MovedClient full_client() {
   keys.client_key.fill(0xab);
   keys.server_key.fill(0x01);
   client.scram_keys = keys;
+  client.server = pool::MovedServer{.backend_pid = 31337,
+                                    .cancel_secret = 0x80000001,
+                                    .parameters = {{"server_version", "15.8"}, {"TimeZone", "UTC"}},
+                                    .login_user = "app"};
   return client;
 }
 
@@ -57,6 +61,7 @@ TEST(UpgradeMovedClient, AClientWithNothingOptionalSurvivesToo) {
   EXPECT_EQ(*received, sent);
   EXPECT_FALSE(received->scram_keys.has_value());
   EXPECT_FALSE(received->auth_method.has_value());
+  EXPECT_FALSE(received->server.has_value());
 }
 
 std::string refusal(const json& state) {
@@ -69,8 +74,8 @@ TEST(UpgradeMovedClient, AnyMissingOrMalformedFieldIsRefused) {
   for (const auto& [key, value] : good.items()) {
     json missing = good;
     missing.erase(key);
-    if (key == "scram_keys") {
-      EXPECT_EQ(refusal(missing), "") << "scram_keys is optional";
+    if (key == "scram_keys" || key == "server") {
+      EXPECT_EQ(refusal(missing), "") << key << " is optional";
       continue;
     }
     EXPECT_NE(refusal(missing), "") << "without " << key;
@@ -104,6 +109,15 @@ TEST(UpgradeMovedClient, AnyMissingOrMalformedFieldIsRefused) {
   EXPECT_EQ(refusal(with("scram_keys", json::array({"ab", "cd"}))),
             "moved client refused: \"scram_keys\" is not a SHA-256 digest");
   EXPECT_EQ(refusal(with("scram_keys", "ab")), "moved client refused: \"scram_keys\" is not a pair");
+  json server = good["server"];
+  server.erase("backend_pid");
+  EXPECT_EQ(refusal(with("server", server)),
+            "moved client refused: server: \"backend_pid\" is missing or not a number of 0 or more");
+  EXPECT_EQ(refusal(with("server", "x")),
+            "moved client refused: server: \"backend_pid\" is missing or not a number of 0 or more");
+  server = good["server"];
+  server["login_user"] = "";
+  EXPECT_EQ(refusal(with("server", server)), "moved client refused: server: no backend pid or login user");
   EXPECT_NE(refusal(json::array()), "");
   EXPECT_NE(refusal(json("client")), "");
 }
