@@ -129,6 +129,13 @@ void Worker::start_drain(Clock::time_point deadline, std::uint64_t generation,
   drain_->hand_over = hand_over;
   set_paused(false);
   for (auto& [key, pool] : pools_) pool->set_warming(false);
+  // Clients that can move need no grace: those at rest go now, the others at their boundary.
+  if (hand_over) {
+    for (auto it = clients_.begin(); it != clients_.end();) {
+      ClientSession& client = **it++;
+      client.move_if_at_rest();
+    }
+  }
   if (grace.count() > 0) {
     drain_->sweep_at = now + grace;  // the janitor sweeps
   } else {

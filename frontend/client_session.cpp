@@ -282,6 +282,7 @@ void ClientSession::send_welcome() {
   worker_.client_counters().login(metrics::LoginResult::ok);
   set_state(scope_ ? ClientState::active : ClientState::idle);
   socket_->set_reading(true);
+  move_if_at_rest();  // it logged in during a live upgrade's grace: its first query runs there
 }
 
 void ClientSession::read_client() {

@@ -64,6 +64,9 @@ class ClientSession final : net::PollSocket::Handler,
   void drain();
   // Drain deadline: end the scope (cancel / rollback) and close; true when a scope was cut.
   bool force_close_for_drain();
+  // A live upgrade's old process: between transactions with nothing pending either way, it moves
+  // to the new process now (client_session_move.cpp); otherwise at its boundary.
+  void move_if_at_rest();
   // The new process of a live upgrade: goes on with the session the old process handed over, as
   // logged in and between transactions, without a word to the client (client_session_move.cpp).
   // `server_fd`: the socket of the server a session-mode client brought along (else -1).
@@ -130,8 +133,6 @@ class ClientSession final : net::PollSocket::Handler,
   [[nodiscard]] bool stays_to_move() const;
   // Draining, and it leaves at its boundary (it cannot move).
   [[nodiscard]] bool leaves_at_boundary() const;
-  // Between transactions with nothing pending either way: it moves now, when handing over.
-  void move_if_at_rest();
   [[nodiscard]] bool at_rest() const;
   void move_to_new_process();
   void read_startup();
