@@ -14,6 +14,7 @@
 #include "tests/integration/harness.h"
 #include "tests/integration/metrics_scrape.h"
 #include "tests/integration/scope_helpers.h"
+#include "tests/integration/tls_helpers.h"
 #include "tests/integration/upgrade_helpers.h"
 
 namespace {
@@ -184,6 +185,32 @@ TEST_F(UpgradeMove, ASessionModeClientKeepsItsBackendAndTemporaryTable) {
   const auto result = ctltest::await_result(client, 10s);
   ASSERT_TRUE(result.has_value()) << "the query was not cancelled";
   EXPECT_EQ(ctltest::sqlstate(result->get()), "57014");
+}
+
+// A TLS client's session lives in the old process's OpenSSL: it is drained as by SIGTERM (at its
+// boundary, with PostgreSQL's 57P01), while a plain client beside it moves.
+TEST_F(UpgradeMove, ATlsClientIsDrainedAndAPlainOneMoves) {
+  const harness::TestPki pki;
+  const int port = harness::free_tcp_port();
+  json overrides = harness::tls_overrides(pki, "allow", port);
+  overrides["auth"] = {{"type", "trust"}};
+  harness::Sluiced old(options("postgres", overrides));
+  const PgConn encrypted = harness::connect(harness::tcp_conninfo(port, "sslmode=require"));
+  const PgConn plain = harness::connect(old.conninfo());
+  EXPECT_EQ(harness::scalar(encrypted, "SELECT 1"), "1");
+  EXPECT_EQ(harness::scalar(plain, "SELECT 1"), "1");
+  NewProcess successor(upgrade_and_wait(old));
+
+  EXPECT_NE(old.log().find("upgrade: 1 clients moved to pid " + std::to_string(successor.pid())),
+            std::string::npos)
+      << old.log();
+  EXPECT_EQ(harness::scalar(plain, "SELECT 2"), "2");
+  const harness::PgResult drained = harness::exec(encrypted, "SELECT 2");
+  EXPECT_NE(PQresultStatus(drained.get()), PGRES_TUPLES_OK);
+  EXPECT_NE(std::string(PQerrorMessage(encrypted.get()))
+                .find("terminating connection due to administrator command"),
+            std::string::npos)
+      << PQerrorMessage(encrypted.get());
 }
 
 // Neither process keeps what it no longer needs: PostgreSQL has no backend the old process left
