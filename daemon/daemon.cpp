@@ -255,7 +255,9 @@ void Daemon::on_worker_settled(std::uint64_t generation) {
 void Daemon::exit_if_drained() {
   // After a live upgrade, not before the clients handed over have all left for the new process.
   const bool serving = successor_ && successor_->state() == upgrade::Successor::State::serving;
-  if (!drain_ || !drain_->exit_when_done || drain_->workers_settled != workers_.size()) return;
+  if (state_ == ServiceState::stopped || !drain_ || !drain_->exit_when_done ||
+      drain_->workers_settled != workers_.size())
+    return;
   if (serving && !successor_->flushed()) return;
   if (serving) {
     log::info("upgrade: ", clients_moved_out_, " clients moved to pid ", successor_->pid(),
