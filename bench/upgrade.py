@@ -72,15 +72,14 @@ def main():
         move_start = time.time()
         upgrade = subprocess.run([args.sluicectl, "-s", args.control, "upgrade"], capture_output=True, text=True)
         move_end = time.time()
-        moved = 0  # the new process's count of adopted clients, while the old one lives
-        while alive(old_pid) and time.time() - move_start < 120:
-            try:
-                moved = max(moved, (status(args.sluicectl, args.control).get("upgrade") or {}).get("moved_in", 0))
-            except (subprocess.CalledProcessError, json.JSONDecodeError):
-                pass
+        old_exit_s = float("nan")
+        while time.time() - move_start < 120:
+            if not alive(old_pid):
+                old_exit_s = time.time() - move_start
+                break
             time.sleep(0.01)
-        old_exit_s = time.time() - move_start
         out, err = bench.communicate()
+        moved = status(args.sluicectl, args.control)["clients"].get("moved_in", 0)  # adopted by the new process
         rows = transactions(prefix)
 
     if upgrade.returncode != 0:

@@ -112,6 +112,9 @@ class Daemon {
   [[nodiscard]] const metrics::ClientCounters& refused_at_accept() const { return refused_at_accept_; }
   // The live upgrade this process takes part in, for `status`; null when none.
   [[nodiscard]] nlohmann::json upgrade_report() const;
+  // Clients handed over to a successor, and adopted from a predecessor, since this process started.
+  [[nodiscard]] std::uint64_t clients_moved_out() const { return clients_moved_out_; }
+  [[nodiscard]] std::uint64_t clients_moved_in() const { return clients_moved_in_; }
 
  private:
   [[nodiscard]] bool accepting_logins() const {
