@@ -1,11 +1,12 @@
 #include "daemon/upgrade/handover_link.h"
 
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <cstring>
+
+#include "daemon/upgrade/descriptor_passing.h"
 
 namespace sluice::daemon::upgrade {
 namespace {
@@ -51,24 +52,10 @@ bool HandoverLink::send(const nlohmann::json& message, std::vector<int> descript
 void HandoverLink::flush() {
   while (open() && !outgoing_.empty()) {
     Outgoing& next = outgoing_.front();
-    iovec data{next.frame.data() + next.offset, next.frame.size() - next.offset};
-    msghdr header{};
-    header.msg_iov = &data;
-    header.msg_iovlen = 1;
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxDescriptors)> control{};
-    if (!next.descriptors.empty()) {
-      header.msg_control = control.data();
-      header.msg_controllen = CMSG_SPACE(sizeof(int) * next.descriptors.size());
-      cmsghdr* rights = CMSG_FIRSTHDR(&header);
-      rights->cmsg_level = SOL_SOCKET;
-      rights->cmsg_type = SCM_RIGHTS;
-      rights->cmsg_len = CMSG_LEN(sizeof(int) * next.descriptors.size());
-      std::memcpy(CMSG_DATA(rights), next.descriptors.data(), sizeof(int) * next.descriptors.size());
-    }
-    const ssize_t sent = ::sendmsg(fd_, &header, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (sent < 0 && errno == EINTR) continue;
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    if (sent < 0) return close(std::string("write failed: ") + std::strerror(errno));
+    const ssize_t sent =
+        send_with_descriptors(fd_, std::string_view(next.frame).substr(next.offset), next.descriptors);
+    if (sent == -EAGAIN || sent == -EWOULDBLOCK) break;
+    if (sent < 0) return close(std::string("write failed: ") + std::strerror(static_cast<int>(-sent)));
     // In flight, the kernel holds the descriptors: this process's copies may go.
     close_all(next.descriptors);
     next.offset += static_cast<std::size_t>(sent);
@@ -97,26 +84,12 @@ void HandoverLink::on_poll(uv_poll_t* handle, int status, int events) {
 
 void HandoverLink::read() {
   std::array<char, 16384> buffer;
-  iovec data{buffer.data(), buffer.size()};
-  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxDescriptors)> control{};
-  msghdr header{};
-  header.msg_iov = &data;
-  header.msg_iovlen = 1;
-  header.msg_control = control.data();
-  header.msg_controllen = control.size();
-  const ssize_t n = ::recvmsg(fd_, &header, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
-  for (cmsghdr* rights = CMSG_FIRSTHDR(&header); rights != nullptr; rights = CMSG_NXTHDR(&header, rights)) {
-    if (rights->cmsg_level != SOL_SOCKET || rights->cmsg_type != SCM_RIGHTS) continue;
-    const std::size_t count = (rights->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (std::size_t i = 0; i < count; ++i) {
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(rights) + i * sizeof(int), sizeof(int));
-      received_.push_back(fd);
-    }
-  }
-  if (n < 0) return close(std::string("read error: ") + std::strerror(errno));
-  if ((header.msg_flags & MSG_CTRUNC) != 0) return close("more descriptors than a message may carry", true);
+  std::vector<int> descriptors;
+  const ssize_t n = receive_with_descriptors(fd_, buffer, descriptors);
+  received_.insert(received_.end(), descriptors.begin(), descriptors.end());
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+  if (n == -EMSGSIZE) return close("more descriptors than a message may carry", true);
+  if (n < 0) return close(std::string("read error: ") + std::strerror(static_cast<int>(-n)));
   if (n == 0) return close("the other process closed the channel");
   reader_.append({buffer.data(), static_cast<std::size_t>(n)});
   handle_messages();
