@@ -196,6 +196,29 @@ TEST_F(UpgradeMove, ASessionModeClientKeepsItsBackendAndTemporaryTable) {
   EXPECT_EQ(ctltest::sqlstate(result->get()), "57014");
 }
 
+// A transaction left open past drain.timeout_s is ended as a drain ends it: rolled back, its client
+// closed, counted as forced; the client beside it, idle, moved at once.
+TEST_F(UpgradeMove, ATransactionOpenAtTheDeadlineIsForcedAsByADrain) {
+  harness::PoolOptions short_drain = options();
+  short_drain.overrides["drain"] = {{"timeout_s", 1}};
+  short_drain.overrides["workers"] = 1;  // the worker on the main loop: handover calls run inline
+  harness::Sluiced old(short_drain);
+  const PgConn idle = harness::connect(old.conninfo());
+  const PgConn open = harness::connect(old.conninfo());
+  harness::exec_ok(idle, "CREATE TABLE IF NOT EXISTS upgrade_forced (v int)");
+  harness::exec_ok(open, "BEGIN");
+  harness::exec_ok(open, "INSERT INTO upgrade_forced VALUES (1)");
+  NewProcess successor(upgrade_and_wait(old));
+
+  EXPECT_NE(old.log().find("upgrade: 1 clients moved to pid " + std::to_string(successor.pid()) +
+                           ", the others drained (1 scopes forced at the deadline)"),
+            std::string::npos)
+      << old.log();
+  EXPECT_NE(PQresultStatus(harness::exec(open, "COMMIT").get()), PGRES_COMMAND_OK);
+  EXPECT_EQ(harness::scalar(idle, "SELECT count(*) FROM upgrade_forced"), "0") << "the forced write was kept";
+  harness::exec_ok(idle, "DROP TABLE upgrade_forced");
+}
+
 // A TLS client's session lives in the old process's OpenSSL: it is drained as by SIGTERM (at its
 // boundary, with PostgreSQL's 57P01), while a plain client beside it moves.
 TEST_F(UpgradeMove, ATlsClientIsDrainedAndAPlainOneMoves) {
