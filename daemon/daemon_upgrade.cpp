@@ -93,13 +93,13 @@ void Daemon::report_upgrade_progress() {
 
 void Daemon::hand_over_client(nlohmann::json message, std::vector<int> descriptors) {
   mailbox_->post([this, descriptors = std::move(descriptors), message = std::move(message)] {
-    // Sent or not, the descriptors are closed here (Successor::send closes them either way).
+    // Sent or not, this process's copies of the sockets are closed (Successor::send closes them too).
+    const bool sent = successor_ ? successor_->send(message, descriptors) : false;
     if (!successor_) {
       for (const int fd : descriptors) ::close(fd);
     }
-    if (!successor_ || !successor_->send(message, descriptors)) {
+    if (!sent)
       return log::warning("upgrade: a client could not be handed over (the new process is gone): closed");
-    }
     ++clients_moved_out_;
     report_upgrade_progress();
   });
@@ -165,7 +165,7 @@ bool Daemon::take_over_from_predecessor() {
       [this](const nlohmann::json& state, std::vector<int> descriptors) {
         adopt_moved_client(state, std::move(descriptors));
       });
-  log::info("upgrade: serving; the old process drains its clients");
+  log::info("upgrade: serving; the old process hands its clients over");
   return true;
 }
 
