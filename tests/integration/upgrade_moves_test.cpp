@@ -219,6 +219,27 @@ TEST_F(UpgradeMove, ATransactionOpenAtTheDeadlineIsForcedAsByADrain) {
   harness::exec_ok(idle, "DROP TABLE upgrade_forced");
 }
 
+// A transaction-mode client pinned to its server (a temporary table) cannot move without it: it
+// is drained at its boundary, as a client of the old process always was, and reconnects.
+TEST_F(UpgradeMove, APinnedTransactionModeClientIsDrained) {
+  harness::Sluiced old(options());
+  const PgConn pinned = harness::connect(old.conninfo());
+  const PgConn plain = harness::connect(old.conninfo());
+  harness::exec_ok(pinned, "CREATE TEMP TABLE keeps_its_server (v int)");
+  EXPECT_EQ(harness::scalar(plain, "SELECT 1"), "1");
+  NewProcess successor(upgrade_and_wait(old));
+
+  EXPECT_NE(old.log().find("upgrade: 1 clients moved to pid " + std::to_string(successor.pid())),
+            std::string::npos)
+      << old.log();
+  EXPECT_EQ(harness::scalar(plain, "SELECT 2"), "2");
+  EXPECT_NE(PQresultStatus(harness::exec(pinned, "SELECT 2").get()), PGRES_TUPLES_OK);
+  EXPECT_NE(
+      std::string(PQerrorMessage(pinned.get())).find("terminating connection due to administrator command"),
+      std::string::npos)
+      << PQerrorMessage(pinned.get());
+}
+
 // A TLS client's session lives in the old process's OpenSSL: it is drained as by SIGTERM (at its
 // boundary, with PostgreSQL's 57P01), while a plain client beside it moves.
 TEST_F(UpgradeMove, ATlsClientIsDrainedAndAPlainOneMoves) {
