@@ -487,7 +487,8 @@ void ClientSession::on_server_ready() {
     if (!server.send_backend_state_probe()) server_write_failed();
     return;
   }
-  if (pin_reason_.empty()) release_server();
+  if (pin_reason_.empty()) return release_server();
+  move_if_at_rest();
 }
 
 void ClientSession::release_server() {
@@ -563,8 +564,9 @@ void ClientSession::backend_state_read(const std::optional<std::vector<protocol:
   if (pin_reason_ != reason)
     log::info("client ", id_, ": pinned to server ", server.id(), ": it holds ", reason);
   pin_reason_ = std::move(reason);
-  if (worker_.draining()) return leave_for_drain();  // it stayed to move, and now cannot
+  if (leaves_at_boundary()) return leave_for_drain();  // it stayed to move, and now cannot
   forward_held();
+  move_if_at_rest();  // nothing held: it moves with its server
 }
 
 // A server is the client's, or its own query is done: the client's bytes held meanwhile go now,

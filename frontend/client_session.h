@@ -134,6 +134,8 @@ class ClientSession final : net::PollSocket::Handler,
   // Draining, and it leaves at its boundary (it cannot move).
   [[nodiscard]] bool leaves_at_boundary() const;
   [[nodiscard]] bool at_rest() const;
+  // It holds its server between transactions: session mode, or pinned.
+  [[nodiscard]] bool keeps_server() const { return session_mode_ || !pin_reason_.empty(); }
   void move_to_new_process();
   void read_startup();
   void handle_startup(const protocol::StartupPacket& packet);

@@ -11,14 +11,13 @@
 
 namespace sluice::frontend {
 
-// TLS state lives in this process's OpenSSL. A session-mode client moves with its server when that
-// can travel (a plain socket); a pinned transaction-mode client's server, which the statement
-// router's bookkeeping describes too, does not.
+// TLS state lives in this process's OpenSSL. A client that keeps its server between transactions
+// (session mode, or pinned in transaction mode) moves with it when that can travel (a plain socket).
 bool ClientSession::movable() const {
-  if (tls() != nullptr || pool_ == nullptr || !pin_reason_.empty()) return false;
+  if (tls() != nullptr || pool_ == nullptr) return false;
   if (state_ == ClientState::handshake || state_ == ClientState::login || state_ == ClientState::closing)
     return false;
-  return !session_mode_ || (scope_ && scope_.server().can_travel());
+  return !keeps_server() || (scope_ && scope_.server().can_travel());
 }
 
 bool ClientSession::stays_to_move() const { return worker_.handing_over() && movable(); }
@@ -33,7 +32,7 @@ bool ClientSession::at_rest() const {
                                own_query_ == OwnQuery::none && scanner_.at_boundary() &&
                                !socket_->has_pending_output();
   if (!nothing_pending) return false;
-  if (session_mode_) return state_ == ClientState::active && scope_ && scope_.server().at_rest();
+  if (keeps_server()) return state_ == ClientState::active && scope_ && scope_.server().at_rest();
   return state_ == ClientState::idle && !scope_;
 }
 
@@ -57,8 +56,9 @@ void ClientSession::move_to_new_process() {
   moved.cancel_secret = cancel_secret_;
   moved.auth_method = auth_method_;
   moved.scram_keys = worker_.scram_keys().find(database_, user_);
-  if (session_mode_) moved.server = scope_.server().moved();
-  auto message = Worker::handover_message(moved_client_to_json(moved), session_mode_ ? 2 : 1);
+  moved.pin_reason = pin_reason_;
+  if (keeps_server()) moved.server = scope_.server().moved();
+  auto message = Worker::handover_message(moved_client_to_json(moved), moved.server ? 2 : 1);
   if (!message) {
     log::warning("client ", id_, ": its state is too large to hand over; drained instead");
     return leave_for_drain();
@@ -68,7 +68,7 @@ void ClientSession::move_to_new_process() {
   const int fd = ::fcntl(socket_->fd(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return leave_for_drain();
   std::vector<int> descriptors{fd};
-  if (session_mode_) {
+  if (moved.server) {
     const int server_fd = scope_.hand_over();
     if (server_fd < 0) {
       ::close(fd);
@@ -88,8 +88,11 @@ void ClientSession::resume(MovedClient moved, int server_fd) {
   worker_.adopt_cancel_key(*this, cancel_pid_);
   auth_method_ = moved.auth_method;
   pool_ = worker_.pool_for(database_, user_, moved.startup_settings);
-  if (pool_ == nullptr)
+  if (pool_ == nullptr) {
+    if (server_fd >= 0)
+      ::close(server_fd);  // PostgreSQL ends the backend, and rolls back nothing: it was idle
     return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+  }
   pool_->client_joined();
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
   set_settings(std::move(moved.settings));
@@ -98,8 +101,9 @@ void ClientSession::resume(MovedClient moved, int server_fd) {
                                                 pool_->settings().session_state);
     router_->restore(moved.statements, moved.custom_setting_names);
   }
+  pin_reason_ = std::move(moved.pin_reason);
   if (moved.server) {
-    if (!session_mode_) {
+    if (!keeps_server()) {
       ::close(server_fd);
       return fail(sqlstate::kConnectionFailure, "the pool mode of database \"" + database_ +
                                                     "\" changed in the upgrade: this session cannot go on");

@@ -69,6 +69,10 @@ class FieldReader {
     }
     return out;
   }
+  bool flag(const char* name) {
+    const json* value = field(name, json::value_t::boolean);
+    return value != nullptr && value->get<bool>();
+  }
   std::optional<auth::Digest> digest(const json& value, const char* what) {
     const std::string bytes = bytes_of(value, what);
     auth::Digest digest{};
@@ -116,12 +120,19 @@ json moved_client_to_json(const MovedClient& client) {
            {"statements", pairs_to_json(client.statements)},
            {"cancel_process_id", client.cancel_process_id},
            {"cancel_secret", client.cancel_secret},
-           {"auth_method", client.auth_method ? std::string(auth_method_name(*client.auth_method)) : ""}};
+           {"auth_method", client.auth_method ? std::string(auth_method_name(*client.auth_method)) : ""},
+           {"pin_reason", to_hex(client.pin_reason)}};
   if (client.server) {
     out["server"] = {{"backend_pid", client.server->backend_pid},
                      {"cancel_secret", client.server->cancel_secret},
                      {"parameters", pairs_to_json(client.server->parameters)},
-                     {"login_user", to_hex(client.server->login_user)}};
+                     {"login_user", to_hex(client.server->login_user)},
+                     {"statement_generation", client.server->statement_generation},
+                     {"holds_backend_state", client.server->holds_backend_state},
+                     {"carries_client_settings", client.server->carries_client_settings},
+                     {"session_changed", client.server->session_changed},
+                     {"functions_changed", client.server->functions_changed},
+                     {"library_loaded", client.server->library_loaded}};
   }
   if (client.scram_keys) {
     out["scram_keys"] = {digest_hex(client.scram_keys->client_key),
@@ -142,6 +153,7 @@ Result<MovedClient> moved_client_from_json(const json& message) {
       read.refuse(R"("transport" is neither "unix" nor "tcp")");
     }
   }
+  client.pin_reason = read.bytes("pin_reason");
   client.user = read.bytes("user");
   client.database = read.bytes("database");
   if (client.user.empty() || client.database.empty()) read.refuse("no user or database");
@@ -180,6 +192,12 @@ Result<MovedClient> moved_client_from_json(const json& message) {
     moved.cancel_secret = static_cast<std::uint32_t>(server.number("cancel_secret", kU32));
     moved.parameters = server.pairs("parameters");
     moved.login_user = server.bytes("login_user");
+    moved.statement_generation = static_cast<std::uint32_t>(server.number("statement_generation", kU32));
+    moved.holds_backend_state = server.flag("holds_backend_state");
+    moved.carries_client_settings = server.flag("carries_client_settings");
+    moved.session_changed = server.flag("session_changed");
+    moved.functions_changed = server.flag("functions_changed");
+    moved.library_loaded = server.flag("library_loaded");
     if (moved.backend_pid == 0 || moved.login_user.empty()) server.refuse("no backend pid or login user");
     if (!server.error().empty()) read.refuse("server: " + server.error());
     client.server = std::move(moved);

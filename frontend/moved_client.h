@@ -39,8 +39,10 @@ struct MovedClient {
   std::optional<config::AuthType> auth_method;
   // SCRAM pass-through: its role's keys, which the new process's servers log in with.
   std::optional<auth::ScramKeys> scram_keys;
-  // Session mode: the server it holds, which moves with it (its socket is the message's second).
+  // Session mode, or pinned in transaction mode: the server it holds, which moves with it (its
+  // socket is the message's second).
   std::optional<pool::MovedServer> server;
+  std::string pin_reason;  // transaction mode: why it keeps its server (empty: it does not)
 
   bool operator==(const MovedClient&) const = default;
 };

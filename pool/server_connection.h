@@ -69,6 +69,14 @@ struct MovedServer {
   std::uint32_t cancel_secret = 0;
   ServerParameters parameters;
   std::string login_user;
+  // A pinned transaction-mode client's server: the statement cache's generation (the backend holds
+  // statements named up to it) and what its release must know.
+  std::uint32_t statement_generation = 0;
+  bool holds_backend_state = false;
+  bool carries_client_settings = false;
+  bool session_changed = false;
+  bool functions_changed = false;
+  bool library_loaded = false;
   bool operator==(const MovedServer&) const = default;
 };
 

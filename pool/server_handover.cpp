@@ -25,7 +25,13 @@ MovedServer ServerConnection::moved() const {
   return {.backend_pid = static_cast<std::uint32_t>(backend_pid_),
           .cancel_secret = cancel_key_ ? cancel_key_->secret : 0,
           .parameters = parameters_,
-          .login_user = baseline_ ? baseline_->session_authorization : std::string()};
+          .login_user = baseline_ ? baseline_->session_authorization : std::string(),
+          .statement_generation = statements_.generation(),
+          .holds_backend_state = holds_backend_state_,
+          .carries_client_settings = carries_client_settings_,
+          .session_changed = session_changed_,
+          .functions_changed = functions_changed_,
+          .library_loaded = library_loaded_};
 }
 
 int ServerConnection::release_for_handover() {
@@ -66,6 +72,14 @@ bool ServerConnection::adopt(int fd, const MovedServer& moved) {
     cancel_key_ = key;
   baseline_.emplace(moved.login_user, pool_.key().settings);
   transaction_status_ = 'I';
+  // The backend's statements are the old process's, under its names: this cache starts empty, past
+  // them; the client's statements are prepared again as it uses them. Its release still resets them.
+  if (tracks_statements_) statements_.start_generation_after(moved.statement_generation);
+  holds_backend_state_ = moved.holds_backend_state;
+  carries_client_settings_ = moved.carries_client_settings;
+  session_changed_ = moved.session_changed;
+  functions_changed_ = moved.functions_changed;
+  library_loaded_ = moved.library_loaded;
   socket_ = net::PollSocket::open(pool_.loop(), fd, /*owns_fd=*/true, this);
   return socket_ != nullptr;
 }

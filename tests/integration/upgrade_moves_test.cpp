@@ -219,25 +219,36 @@ TEST_F(UpgradeMove, ATransactionOpenAtTheDeadlineIsForcedAsByADrain) {
   harness::exec_ok(idle, "DROP TABLE upgrade_forced");
 }
 
-// A transaction-mode client pinned to its server (a temporary table) cannot move without it: it
-// is drained at its boundary, as a client of the old process always was, and reconnects.
-TEST_F(UpgradeMove, APinnedTransactionModeClientIsDrained) {
+// A transaction-mode client pinned to its server (a temporary table, an SQL PREPARE) moves with
+// it: the same backend, its temporary table and SQL-level statement there, and its protocol-level
+// statement prepared again under this process's names. Once its state is gone it is unpinned and
+// its server goes back to the new process's pool.
+TEST_F(UpgradeMove, APinnedTransactionModeClientMovesWithItsServer) {
   harness::Sluiced old(options());
   const PgConn pinned = harness::connect(old.conninfo());
-  const PgConn plain = harness::connect(old.conninfo());
-  harness::exec_ok(pinned, "CREATE TEMP TABLE keeps_its_server (v int)");
-  EXPECT_EQ(harness::scalar(plain, "SELECT 1"), "1");
+  harness::exec_ok(pinned, "CREATE TEMP TABLE keeps_its_server AS SELECT 40 AS v");
+  harness::exec_ok(pinned, "PREPARE by_sql AS SELECT v + 1 FROM keeps_its_server");
+  harness::exec_ok(pinned, "SET work_mem = '3MB'");
+  harness::PgResult prepared(PQprepare(pinned.get(), "by_protocol", "SELECT $1::int * 2", 1, nullptr));
+  ASSERT_EQ(PQresultStatus(prepared.get()), PGRES_COMMAND_OK) << PQerrorMessage(pinned.get());
+  const std::string backend = harness::scalar(pinned, "SELECT pg_backend_pid()");
   NewProcess successor(upgrade_and_wait(old));
 
-  EXPECT_NE(old.log().find("upgrade: 1 clients moved to pid " + std::to_string(successor.pid())),
-            std::string::npos)
-      << old.log();
-  EXPECT_EQ(harness::scalar(plain, "SELECT 2"), "2");
-  EXPECT_NE(PQresultStatus(harness::exec(pinned, "SELECT 2").get()), PGRES_TUPLES_OK);
-  EXPECT_NE(
-      std::string(PQerrorMessage(pinned.get())).find("terminating connection due to administrator command"),
-      std::string::npos)
-      << PQerrorMessage(pinned.get());
+  EXPECT_EQ(harness::scalar(pinned, "SELECT pg_backend_pid()"), backend);
+  EXPECT_EQ(harness::scalar(pinned, "EXECUTE by_sql"), "41");
+  const char* twenty_one = "21";
+  harness::PgResult executed(
+      PQexecPrepared(pinned.get(), "by_protocol", 1, &twenty_one, nullptr, nullptr, 0));
+  ASSERT_EQ(PQresultStatus(executed.get()), PGRES_TUPLES_OK) << PQerrorMessage(pinned.get());
+  EXPECT_STREQ(PQgetvalue(executed.get(), 0, 0), "42");
+  EXPECT_EQ(ctltest::status(old.control_socket()).at("clients").at("pinned"), 1);
+  harness::exec_ok(pinned, "DROP TABLE keeps_its_server");
+  harness::exec_ok(pinned, "DEALLOCATE by_sql");
+  ASSERT_TRUE(harness::wait_until(
+      [&] { return ctltest::status(old.control_socket()).at("clients").at("pinned").get<int>() == 0; }));
+  EXPECT_EQ(harness::scalar(pinned, "SHOW work_mem"), "3MB");
+  harness::PgResult again(PQexecPrepared(pinned.get(), "by_protocol", 1, &twenty_one, nullptr, nullptr, 0));
+  EXPECT_EQ(PQresultStatus(again.get()), PGRES_TUPLES_OK) << PQerrorMessage(pinned.get());
 }
 
 // A TLS client's session lives in the old process's OpenSSL: it is drained as by SIGTERM (at its

@@ -31,7 +31,14 @@ MovedClient full_client() {
   client.server = pool::MovedServer{.backend_pid = 31337,
                                     .cancel_secret = 0x80000001,
                                     .parameters = {{"server_version", "15.8"}, {"TimeZone", "UTC"}},
-                                    .login_user = "app"};
+                                    .login_user = "app",
+                                    .statement_generation = 3,
+                                    .holds_backend_state = true,
+                                    .carries_client_settings = true,
+                                    .session_changed = false,
+                                    .functions_changed = true,
+                                    .library_loaded = false};
+  client.pin_reason = "temporary objects";
   return client;
 }
 
@@ -115,6 +122,10 @@ TEST(UpgradeMovedClient, AnyMissingOrMalformedFieldIsRefused) {
             "moved client refused: server: \"backend_pid\" is missing or not a number of 0 or more");
   EXPECT_EQ(refusal(with("server", "x")),
             "moved client refused: server: \"backend_pid\" is missing or not a number of 0 or more");
+  server = good["server"];
+  server["library_loaded"] = 1;
+  EXPECT_EQ(refusal(with("server", server)),
+            "moved client refused: server: \"library_loaded\" is missing or of the wrong type");
   server = good["server"];
   server["login_user"] = "";
   EXPECT_EQ(refusal(with("server", server)), "moved client refused: server: no backend pid or login user");
