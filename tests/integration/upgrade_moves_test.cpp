@@ -160,6 +160,11 @@ TEST_F(UpgradeMove, ASessionModeClientKeepsItsBackendAndTemporaryTable) {
   harness::exec_ok(in_transaction, "CREATE TEMP TABLE pending (v int)");
   harness::exec_ok(in_transaction, "BEGIN");
   harness::exec_ok(in_transaction, "INSERT INTO pending VALUES (7)");
+  const auto old_fds = [&] {
+    const auto entries = std::filesystem::directory_iterator("/proc/" + std::to_string(old.pid()) + "/fd");
+    return std::distance(std::filesystem::begin(entries), std::filesystem::end(entries));
+  };
+  const auto fds_before = old_fds();
 
   const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket());
   ASSERT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
@@ -168,6 +173,9 @@ TEST_F(UpgradeMove, ASessionModeClientKeepsItsBackendAndTemporaryTable) {
     return ctltest::status(old.control_socket()).at("upgrade").value("old_moved", 0) == 1;
   })) << ctltest::status(old.control_socket()).dump();
   EXPECT_FALSE(old.wait_exit(100ms).has_value()) << "the old process left before the open transaction ended";
+  // The old process kept nothing of what left: the client and its server moved, the client and
+  // control listeners were handed over; the handover channel is its one new descriptor.
+  EXPECT_EQ(old_fds(), fds_before - 2 - 2 + 1);
   harness::exec_ok(in_transaction, "COMMIT");
   const auto exit = old.wait_exit(15s);
   ASSERT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0);
