@@ -3,6 +3,7 @@
 // sluicectl upgrade.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -18,6 +19,12 @@ namespace upgradetest {
 // Makes orphaned descendants (a new sluiced whose parent, the old one, has exited) children of
 // this process, so that a test can wait for them and see their exit status.
 void become_subreaper();
+
+// The fixture of the live-upgrade suites: this binary reaps the new processes.
+class UpgradeSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { become_subreaper(); }
+};
 
 // The sluiced a live upgrade started. Stopped (SIGTERM, then SIGKILL) on destruction; records a
 // test failure if it does not exit 0 when stopped.

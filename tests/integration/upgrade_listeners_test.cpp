@@ -33,10 +33,7 @@ harness::PoolOptions options(json overrides = json::object(), const std::string&
   return {.dbname = dbname, .pool_size = 10, .overrides = std::move(overrides)};
 }
 
-class Upgrade : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { upgradetest::become_subreaper(); }
-};
+class Upgrade : public upgradetest::UpgradeSuite {};
 
 TEST_F(Upgrade, PgbenchWithAConnectionPerTransactionSeesNoFailure) {
   ASSERT_NO_FATAL_FAILURE(upgradetest::make_bench_database());

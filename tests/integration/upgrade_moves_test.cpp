@@ -34,10 +34,7 @@ harness::PoolOptions options(const std::string& dbname = "postgres", json overri
   return {.dbname = dbname, .pool_size = 10, .overrides = std::move(overrides)};
 }
 
-class UpgradeMove : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { upgradetest::become_subreaper(); }
-};
+class UpgradeMove : public upgradetest::UpgradeSuite {};
 
 int clients_total(const harness::Sluiced& daemon) {
   return ctltest::status(daemon.control_socket()).at("clients").at("total").get<int>();
