@@ -56,6 +56,12 @@ void Daemon::start_upgrade(const std::string& binary, std::chrono::milliseconds 
     if (done) done({{"error", "upgrade failed: the new process " + reason + "; this process serves on"}});
     defer_call([this] { successor_.reset(); });  // not inside the Successor's own callback
   };
+  // The new process died after it took over: the clients still here leave as by a drain (57P01 at
+  // their boundary) rather than into a channel nobody reads.
+  events.lost = [this] {
+    log::error("upgrade: the new process is gone; the clients still here are drained");
+    for_each_worker([](Worker& worker) { worker.stop_handing_over(); });
+  };
   events.message = [this](const nlohmann::json& message) {
     if (upgrade::message_type(message) != "cancel") return;
     route_cancel(message.value("process_id", std::uint32_t{0}), message.value("secret", std::uint32_t{0}));

@@ -152,6 +152,12 @@ void Worker::sweep_for_drain() {
   }
 }
 
+void Worker::stop_handing_over() {
+  if (!drain_ || !drain_->hand_over) return;
+  drain_->hand_over = false;
+  if (!drain_->sweep_at) sweep_for_drain();  // those that waited at rest to move leave now
+}
+
 void Worker::end_drain() {
   drain_.reset();
   for (auto& [key, pool] : pools_) pool->set_warming(true);

@@ -76,6 +76,8 @@ class Worker {
   void start_drain(Clock::time_point deadline, std::uint64_t generation,
                    std::chrono::milliseconds grace = std::chrono::milliseconds(0), bool hand_over = false);
   void end_drain();
+  // A live upgrade's new process is gone: the drain goes on without moving anyone.
+  void stop_handing_over();
   void apply_config(config::Config next);
   // Tells every client the daemon is going away, then stop().
   void shutdown();

@@ -180,6 +180,7 @@ void Successor::on_message(const nlohmann::json& message) {
 void Successor::on_channel_closed(const std::string& reason, bool broken) {
   if (state_ == State::serving) {
     log::info("upgrade: the channel to pid ", pid_, " closed: ", reason);
+    if (events_.lost) events_.lost();
     return;
   }
   if (broken) return give_up("broke the handover protocol: " + reason);

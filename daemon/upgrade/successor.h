@@ -55,6 +55,8 @@ class Successor {
     std::function<void(const std::string& reason)> failed;
     // A message after it serves (a forwarded cancel request).
     std::function<void(const nlohmann::json& message)> message;
+    // After it served, the channel closed: it is gone, and takes no more clients.
+    std::function<void()> lost;
   };
 
   static Result<std::unique_ptr<Successor>> launch(uv_loop_t* loop, const SuccessorLaunch& launch,

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -260,6 +261,33 @@ TEST_F(UpgradeMove, APinnedTransactionModeClientMovesWithItsServer) {
   EXPECT_EQ(harness::scalar(pinned, "SHOW work_mem"), "3MB");
   harness::PgResult again(PQexecPrepared(pinned.get(), "by_protocol", 1, &twenty_one, nullptr, nullptr, 0));
   EXPECT_EQ(PQresultStatus(again.get()), PGRES_TUPLES_OK) << PQerrorMessage(pinned.get());
+}
+
+// The new process dies after it took over: the old one moves no one into the dead channel; a client
+// still in a transaction there finishes it and is drained as by SIGTERM (57P01), and the old process
+// exits 0.
+TEST_F(UpgradeMove, IfTheNewProcessDiesTheClientsLeftAreDrained) {
+  harness::Sluiced old(options());
+  const PgConn open = harness::connect(old.conninfo());
+  harness::exec_ok(open, "BEGIN");
+  EXPECT_EQ(harness::scalar(open, "SELECT 1"), "1");
+  const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket());
+  ASSERT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
+  const auto new_pid = ctltest::status(old.control_socket()).at("pid").get<pid_t>();
+  ASSERT_NE(new_pid, old.pid());
+  ::kill(new_pid, SIGKILL);  // its parent, the old process, reaps it
+  ASSERT_TRUE(harness::wait_until([&] {
+    return old.log().find("upgrade: the new process is gone") != std::string::npos;
+  })) << old.log();
+
+  harness::exec_ok(open, "COMMIT");
+  EXPECT_NE(PQresultStatus(harness::exec(open, "SELECT 2").get()), PGRES_TUPLES_OK);
+  EXPECT_NE(
+      std::string(PQerrorMessage(open.get())).find("terminating connection due to administrator command"),
+      std::string::npos)
+      << PQerrorMessage(open.get());
+  const auto exit = old.wait_exit(15s);
+  EXPECT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << old.log();
 }
 
 // A TLS client's session lives in the old process's OpenSSL: it is drained as by SIGTERM (at its
