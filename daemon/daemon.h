@@ -92,6 +92,8 @@ class Daemon {
   void cancel_unknown_key(std::uint32_t process_id, std::uint32_t secret);
   // A live upgrade's old process: a client's socket and its "client" message for the new process.
   void hand_over_client(nlohmann::json message, std::vector<int> descriptors);
+  // Any thread: the new process died after it took over (workers move no one from then on).
+  [[nodiscard]] bool successor_lost() const { return successor_lost_.load(std::memory_order_acquire); }
   // Any thread: server connections per database and per user, across the workers.
   [[nodiscard]] pool::ConnectionCounts& connection_counts() { return connection_counts_; }
   [[nodiscard]] pool::ScramKeyStore& scram_keys() { return scram_keys_; }
@@ -186,6 +188,7 @@ class Daemon {
   std::unique_ptr<upgrade::Predecessor> predecessor_;  // the process this one took over from
   std::uint64_t clients_moved_out_ = 0;                // handed over to the successor
   std::uint64_t clients_moved_in_ = 0;                 // adopted from the predecessor
+  std::atomic<bool> successor_lost_{false};
 };
 
 template <class Share>

@@ -57,8 +57,10 @@ void Daemon::start_upgrade(const std::string& binary, std::chrono::milliseconds 
     defer_call([this] { successor_.reset(); });  // not inside the Successor's own callback
   };
   // The new process died after it took over: the clients still here leave as by a drain (57P01 at
-  // their boundary) rather than into a channel nobody reads.
+  // their boundary) rather than into a channel nobody reads. The flag stops moves at once; the
+  // workers then sweep those that waited at rest.
   events.lost = [this] {
+    successor_lost_.store(true, std::memory_order_release);
     log::error("upgrade: the new process is gone; the clients still here are drained");
     for_each_worker([](Worker& worker) { worker.stop_handing_over(); });
   };

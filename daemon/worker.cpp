@@ -152,6 +152,8 @@ void Worker::sweep_for_drain() {
   }
 }
 
+bool Worker::handing_over() const { return draining() && drain_->hand_over && !daemon_.successor_lost(); }
+
 void Worker::stop_handing_over() {
   if (!drain_ || !drain_->hand_over) return;
   drain_->hand_over = false;

@@ -90,7 +90,7 @@ class Worker {
   [[nodiscard]] bool accepting_logins() const { return (!drain_ || drain_->sweep_at) && !stopped_; }
   [[nodiscard]] bool draining() const { return drain_.has_value() && !drain_->clients_gone; }
   // Draining for a live upgrade: clients that can move go to the new process.
-  [[nodiscard]] bool handing_over() const { return draining() && drain_->hand_over; }
+  [[nodiscard]] bool handing_over() const;
   // The handover message for a client's state and `descriptors` sockets; nullopt when it is too
   // large to send.
   [[nodiscard]] static std::optional<nlohmann::json> handover_message(const nlohmann::json& state,
