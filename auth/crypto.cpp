@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 
+#include "common/hex.h"
+
 namespace sluice::auth {
 
 ByteView as_bytes(std::string_view text) {
@@ -44,13 +46,7 @@ std::string md5_hex(std::string_view data) {
   std::array<std::uint8_t, 16> digest{};
   unsigned int size = 0;
   if (EVP_Digest(data.data(), data.size(), digest.data(), &size, EVP_md5(), nullptr) != 1) std::abort();
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (const std::uint8_t byte : digest) {
-    hex += kHex[byte >> 4];
-    hex += kHex[byte & 15];
-  }
-  return hex;
+  return to_hex({reinterpret_cast<const char*>(digest.data()), digest.size()});
 }
 
 void random_bytes(std::span<std::uint8_t> out) {

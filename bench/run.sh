@@ -399,7 +399,7 @@ write_sluice_config "$upgrade_port" "$work/control-upgrade.sock" "$work/sluice-u
 "$sluiced" -c "$work/sluice-upgrade.json" >"$work/sluiced-upgrade.log" 2>&1 &
 upgrade_pid=$!
 wait_socket "$work/control-upgrade.sock" "$upgrade_pid" "sluiced (upgrade)" "$work/sluiced-upgrade.log"
-say "live upgrade under pgbench -S -C -c 50"
+say "live upgrade under pgbench -S -c 50"
 UPGRADE_NEW_PID_FILE=$work/upgraded.pid python3 "$bench_dir/upgrade.py" --host "$work" --port "$upgrade_port" \
   --db bench --control "$work/control-upgrade.sock" --sluicectl "$sluicectl" --duration "$((duration * 2))" \
   --append-to "$bench_dir/results/latest.md" >"$work/upgrade.md" || status=1

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""A live upgrade under load (README "Live upgrade"): `pgbench -S -C -c 50` through sluiced, and
-`sluicectl upgrade` a third of the way in. Reports the transactions that failed (must be 0), the
-longest transaction while the listening sockets moved (a connection per transaction: the connect
-is in it), the longest before, the upgrade's own time, and how long the old process took to drain
-and exit.
+"""A live upgrade under load (README "Live upgrade"): `pgbench -S -c 50` through sluiced, and
+`sluicectl upgrade` a third of the way in: pgbench's connections move to the new process, each at
+a transaction boundary. Reports the transactions that failed (must be 0), the longest transaction
+while the sockets and clients moved, the longest before, the upgrade's own time, how many clients
+the new process adopted, and how long the old process took to hand over and exit. With
+--connect-per-transaction, `pgbench -C` instead (the connect is in each transaction, and clients
+rarely have anything to move).
 
 Prints a markdown table (and appends it to --append-to when given); exits 1 if pgbench failed or
 any transaction did. Used by bench/run.sh; runs alone too:
@@ -54,6 +56,7 @@ def main():
     p.add_argument("--sluicectl", required=True)
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--duration", type=int, default=6)
+    p.add_argument("--connect-per-transaction", action="store_true")
     p.add_argument("--append-to")
     args = p.parse_args()
 
@@ -61,17 +64,22 @@ def main():
     with tempfile.TemporaryDirectory() as logs:
         prefix = os.path.join(logs, "tx")
         bench = subprocess.Popen(
-            ["pgbench", "-n", "-S", "-C", "-c", str(args.clients), "-j", "2", "-T", str(args.duration),
+            ["pgbench", "-n", "-S"] + (["-C"] if args.connect_per_transaction else []) +
+            ["-c", str(args.clients), "-j", "2", "-T", str(args.duration),
              "-h", args.host, "-p", str(args.port), "--log", "--log-prefix", prefix, args.db],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(args.duration / 3)
         move_start = time.time()
         upgrade = subprocess.run([args.sluicectl, "-s", args.control, "upgrade"], capture_output=True, text=True)
         move_end = time.time()
-        while alive(old_pid) and time.time() - move_start < 120:
+        old_exit_s = float("nan")
+        while time.time() - move_start < 120:
+            if not alive(old_pid):
+                old_exit_s = time.time() - move_start
+                break
             time.sleep(0.01)
-        old_exit_s = time.time() - move_start
         out, err = bench.communicate()
+        moved = status(args.sluicectl, args.control)["clients"].get("moved_in", 0)  # adopted by the new process
         rows = transactions(prefix)
 
     if upgrade.returncode != 0:
@@ -83,12 +91,14 @@ def main():
     during = [ms for end, ms in rows if end >= move_start and end - ms / 1000.0 <= move_end]
     new_pid = status(args.sluicectl, args.control)["pid"]
     table = "\n".join([
-        f"### Live upgrade under `pgbench -S -C -c {args.clients}` ({args.duration} s)",
+        f"### Live upgrade under `pgbench -S{' -C' if args.connect_per_transaction else ''} -c {args.clients}` "
+        f"({args.duration} s)",
         "",
-        "| transactions | failed | longest before the move | longest during the move | upgrade took | old process exited after |",
-        "|---:|---:|---:|---:|---:|---:|",
+        "| transactions | failed | longest before the move | longest during the move | upgrade took "
+        "| clients moved | old process exited after |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
         f"| {len(rows)} | {failed} | {max(before, default=float('nan')):.1f} ms | {max(during, default=float('nan')):.1f} ms "
-        f"| {(move_end - move_start) * 1000:.0f} ms | {old_exit_s:.2f} s |",
+        f"| {(move_end - move_start) * 1000:.0f} ms | {moved} | {old_exit_s:.2f} s |",
         "",
         f"pid {old_pid} handed over to pid {new_pid}; {len(during)} transactions overlapped the move.",
     ])

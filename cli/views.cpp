@@ -52,7 +52,8 @@ std::string upgrade_summary(const Json& status) {
            text_cell(find_path(status, {"upgrade", "old_state"})) + "; " +
            count_cell(find_path(status, {"upgrade", "old_clients"})) + " clients left, " +
            count_cell(find_path(status, {"upgrade", "old_moved"})) + " moved, " +
-           count_cell(find_path(status, {"upgrade", "old_forced"})) + " forced)";
+           count_cell(find_path(status, {"upgrade", "old_forced"})) + " forced); " +
+           count_cell(find_path(status, {"upgrade", "moved_in"})) + " moved here";
   }
   return "to pid " + count_cell(find_path(status, {"upgrade", "new_pid"})) + ", " +
          text_cell(find_path(status, {"upgrade", "state"})) + " (" +

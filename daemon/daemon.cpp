@@ -216,9 +216,10 @@ void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done,
   state_ = ServiceState::draining;
   systemd_.stopping();
   log::info("drain started: ", client_count(), " clients, deadline in ", timeout.count(), " ms");
-  for_each_worker([deadline = drain_->deadline, generation = drain_->generation, grace](Worker& worker) {
-    worker.start_drain(deadline, generation, grace);
-  });
+  // After a live upgrade's handover the clients that can move go to the new process.
+  const bool hand_over = successor_ && successor_->state() == upgrade::Successor::State::serving;
+  for_each_worker([deadline = drain_->deadline, generation = drain_->generation, grace, hand_over](
+                      Worker& worker) { worker.start_drain(deadline, generation, grace, hand_over); });
 }
 
 // Workers report on this loop's mailbox, so a report is never handled inside
@@ -254,7 +255,16 @@ void Daemon::on_worker_settled(std::uint64_t generation) {
 }
 
 void Daemon::exit_if_drained() {
-  if (!drain_ || !drain_->exit_when_done || drain_->workers_settled != workers_.size()) return;
+  // After a live upgrade, not before the clients handed over have all left for the new process.
+  const bool serving = successor_ && successor_->state() == upgrade::Successor::State::serving;
+  if (state_ == ServiceState::stopped || exiting_ || !drain_ || !drain_->exit_when_done ||
+      drain_->workers_settled != workers_.size())
+    return;
+  if (serving && !successor_->flushed()) return;
+  if (serving) {
+    log::info("upgrade: ", clients_moved_out_, " clients moved to pid ", successor_->pid(),
+              ", the others drained (", drain_->forced, " scopes forced at the deadline)");
+  }
   exiting_ = true;
   // Control requests and scrapes already accepted get their answers first; the workers stay up
   // meanwhile, for a `status` or a scrape gathers from them.

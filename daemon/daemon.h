@@ -90,6 +90,10 @@ class Daemon {
   void route_cancel(std::uint32_t process_id, std::uint32_t secret);
   // A cancel key no worker gave out: after an upgrade, the old process may have.
   void cancel_unknown_key(std::uint32_t process_id, std::uint32_t secret);
+  // A live upgrade's old process: a client's socket and its "client" message for the new process.
+  void hand_over_client(nlohmann::json message, std::vector<int> descriptors);
+  // Any thread: the new process died after it took over (workers move no one from then on).
+  [[nodiscard]] bool successor_lost() const { return successor_lost_.load(std::memory_order_acquire); }
   // Any thread: server connections per database and per user, across the workers.
   [[nodiscard]] pool::ConnectionCounts& connection_counts() { return connection_counts_; }
   [[nodiscard]] pool::ScramKeyStore& scram_keys() { return scram_keys_; }
@@ -110,6 +114,9 @@ class Daemon {
   [[nodiscard]] const metrics::ClientCounters& refused_at_accept() const { return refused_at_accept_; }
   // The live upgrade this process takes part in, for `status`; null when none.
   [[nodiscard]] nlohmann::json upgrade_report() const;
+  // Clients handed over to a successor, and adopted from a predecessor, since this process started.
+  [[nodiscard]] std::uint64_t clients_moved_out() const { return clients_moved_out_; }
+  [[nodiscard]] std::uint64_t clients_moved_in() const { return clients_moved_in_; }
 
  private:
   [[nodiscard]] bool accepting_logins() const {
@@ -143,6 +150,8 @@ class Daemon {
   [[nodiscard]] bool take_over_from_predecessor();
   void on_successor_serving(pid_t pid, const std::function<void(nlohmann::json)>& done);
   void report_upgrade_progress();
+  // The new process: a client the old one handed over (state as frontend/moved_client.h reads it).
+  void adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors);
   [[nodiscard]] std::vector<Listener*> all_listeners();
   void start_watchdog();
   void on_watchdog();
@@ -180,6 +189,9 @@ class Daemon {
   std::string executable_;  // this binary as started: what `upgrade` runs unless told otherwise
   std::unique_ptr<upgrade::Successor> successor_;      // the process this one hands over to
   std::unique_ptr<upgrade::Predecessor> predecessor_;  // the process this one took over from
+  std::uint64_t clients_moved_out_ = 0;                // handed over to the successor
+  std::uint64_t clients_moved_in_ = 0;                 // adopted from the predecessor
+  std::atomic<bool> successor_lost_{false};
 };
 
 template <class Share>

@@ -9,6 +9,7 @@
 #include "daemon/upgrade/inherited_sockets.h"
 #include "daemon/upgrade/predecessor.h"
 #include "daemon/upgrade/successor.h"
+#include "frontend/moved_client.h"
 
 namespace sluice::daemon {
 namespace {
@@ -55,6 +56,14 @@ void Daemon::start_upgrade(const std::string& binary, std::chrono::milliseconds 
     if (done) done({{"error", "upgrade failed: the new process " + reason + "; this process serves on"}});
     defer_call([this] { successor_.reset(); });  // not inside the Successor's own callback
   };
+  // The new process died after it took over: the clients still here leave as by a drain (57P01 at
+  // their boundary) rather than into a channel nobody reads. The flag stops moves at once; the
+  // workers then sweep those that waited at rest.
+  events.lost = [this] {
+    successor_lost_.store(true, std::memory_order_release);
+    log::error("upgrade: the new process is gone; the clients still here are drained");
+    for_each_worker([](Worker& worker) { worker.stop_handing_over(); });
+  };
   events.message = [this](const nlohmann::json& message) {
     if (upgrade::message_type(message) != "cancel") return;
     route_cancel(message.value("process_id", std::uint32_t{0}), message.value("secret", std::uint32_t{0}));
@@ -74,7 +83,8 @@ void Daemon::on_successor_serving(pid_t pid, const std::function<void(nlohmann::
   for (Listener* listener : all_listeners()) listener->hand_over();
   systemd_.stop_notifying();
   uv_timer_stop(&watchdog_);
-  log::info("upgrade: handed over to pid ", pid, "; draining ", client_count(), " clients");
+  log::info("upgrade: handed over to pid ", pid, "; moving or draining ", client_count(), " clients");
+  successor_->on_flushed([this] { exit_if_drained(); });
   if (done) done({{"ok", true}, {"state", "upgraded"}, {"pid", pid}, {"old_pid", ::getpid()}});
   start_drain(std::chrono::seconds(config_.drain.timeout_s), /*exit_when_done=*/true, kHandoverGrace);
   report_upgrade_progress();
@@ -86,18 +96,53 @@ void Daemon::report_upgrade_progress() {
                     {"state", service_state_name(state_)},
                     {"clients", client_count()},
                     {"forced", drain_ ? drain_->forced : 0},
-                    {"moved", 0}});
+                    {"moved", clients_moved_out_}});
+}
+
+void Daemon::hand_over_client(nlohmann::json message, std::vector<int> descriptors) {
+  mailbox_->post([this, descriptors = std::move(descriptors), message = std::move(message)] {
+    // Sent or not, this process's copies of the sockets are closed (Successor::send closes them too).
+    const bool sent = successor_ ? successor_->send(message, descriptors) : false;
+    if (!successor_) {
+      for (const int fd : descriptors) ::close(fd);
+    }
+    if (!sent)
+      return log::warning("upgrade: a client could not be handed over (the new process is gone): closed");
+    ++clients_moved_out_;
+    report_upgrade_progress();
+  });
+}
+
+void Daemon::adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors) {
+  auto moved = frontend::moved_client_from_json(state);
+  if (moved && descriptors.size() != (moved->server ? 2U : 1U))
+    moved = fail("moved client refused: it came with " + std::to_string(descriptors.size()) + " sockets");
+  if (!moved) {
+    for (const int fd : descriptors) ::close(fd);
+    return log::warning("upgrade: ", moved.error());
+  }
+  ++clients_moved_in_;
+  // The worker its cancel key names, as for a key given out here.
+  Worker& worker = *workers_[moved->cancel_process_id % workers_.size()];
+  worker.count_incoming_client();
+  worker.post([&worker, descriptors = std::move(descriptors),
+               moved = std::make_shared<frontend::MovedClient>(std::move(*moved)),
+               id = next_client_id_++] { worker.adopt_moved_client(descriptors, std::move(*moved), id); });
 }
 
 nlohmann::json Daemon::upgrade_report() const {
-  if (predecessor_) return predecessor_->report();
+  if (predecessor_) {
+    nlohmann::json report = predecessor_->report();
+    report["moved_in"] = clients_moved_in_;
+    return report;
+  }
   if (!successor_) return nullptr;
   const bool serving = successor_->state() == upgrade::Successor::State::serving;
   return {{"role", "predecessor"},
           {"new_pid", successor_->pid()},
           {"state", serving ? "handed over" : "starting"},
           {"clients_left", client_count()},
-          {"moved", 0},
+          {"moved", clients_moved_out_},
           {"forced", drain_ ? drain_->forced : 0}};
 }
 
@@ -123,8 +168,12 @@ bool Daemon::take_over_from_predecessor() {
     return false;
   }
   systemd_.ready_as_main_process(::getpid());
-  predecessor_->attach(&loop_, [this] { defer_call([this] { predecessor_.reset(); }); });
-  log::info("upgrade: serving; the old process drains its clients");
+  predecessor_->attach(
+      &loop_, [this] { defer_call([this] { predecessor_.reset(); }); },
+      [this](const nlohmann::json& state, std::vector<int> descriptors) {
+        adopt_moved_client(state, std::move(descriptors));
+      });
+  log::info("upgrade: serving; the old process hands its clients over");
   return true;
 }
 

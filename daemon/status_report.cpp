@@ -156,6 +156,9 @@ json status_report(const Daemon& daemon, const std::vector<WorkerReport>& shares
   // A loop's lag is its own: the worst worker's is the daemon's.
   for (const auto& share : shares) add_into(total, share.part, {"lag_ms", "max_lag_ms"});
   total["teardown"]["sla_ms"] = daemon.config().teardown.sla_ms;
+  // Live upgrades: clients that came or went with their connection (not counted in total).
+  total["clients"]["moved_in"] = daemon.clients_moved_in();
+  total["clients"]["moved_out"] = daemon.clients_moved_out();
   return {
       {"state", service_state_name(daemon.state())},
       {"version", kVersion},

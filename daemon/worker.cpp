@@ -2,8 +2,11 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
+
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/upgrade/handover_protocol.h"
 #include "net/loop_close.h"
 #include "protocol/sqlstate.h"
 
@@ -93,17 +96,46 @@ void Worker::adopt_client(int fd, Transport transport, std::uint64_t id) {
   log::debug("client ", id, ": connected (worker ", index_, ")");
 }
 
+void Worker::adopt_moved_client(std::vector<int> descriptors, frontend::MovedClient moved, std::uint64_t id) {
+  clients_.push_back(std::make_unique<ClientSession>(*this, id, descriptors.at(0), moved.transport));
+  ClientSession& client = *clients_.back();
+  client.position = std::prev(clients_.end());
+  // The old process's SCRAM pass-through keys: this process's servers for the role log in with them.
+  if (moved.scram_keys && !scram_keys().find(moved.database, moved.user))
+    scram_keys().remember(moved.database, moved.user, *moved.scram_keys);
+  log::debug("client ", id, ": moved in (client ", moved.old_id, " of the old process; worker ", index_, ")");
+  client.resume(std::move(moved), descriptors.size() > 1 ? descriptors[1] : -1);
+}
+
+std::optional<nlohmann::json> Worker::handover_message(const nlohmann::json& state, std::size_t descriptors) {
+  nlohmann::json message{{"type", "client"}, {"fds", descriptors}, {"client", state}};
+  if (upgrade::encode_message(message).size() > upgrade::kMaxMessageBytes) return std::nullopt;
+  return message;
+}
+
+void Worker::hand_over_client(nlohmann::json message, std::vector<int> descriptors) {
+  daemon_.hand_over_client(std::move(message), std::move(descriptors));
+}
+
 void Worker::set_paused(bool paused) {
   paused_ = paused;
   for (auto& [key, pool] : pools_) pool->set_paused(paused);
 }
 
 void Worker::start_drain(Clock::time_point deadline, std::uint64_t generation,
-                         std::chrono::milliseconds grace) {
+                         std::chrono::milliseconds grace, bool hand_over) {
   const auto now = Clock::now();
   drain_ = Drain{deadline, generation};
+  drain_->hand_over = hand_over;
   set_paused(false);
   for (auto& [key, pool] : pools_) pool->set_warming(false);
+  // Clients that can move need no grace: those at rest go now, the others at their boundary.
+  if (hand_over) {
+    for (auto it = clients_.begin(); it != clients_.end();) {
+      ClientSession& client = **it++;
+      client.move_if_at_rest();
+    }
+  }
   if (grace.count() > 0) {
     drain_->sweep_at = now + grace;  // the janitor sweeps
   } else {
@@ -118,6 +150,14 @@ void Worker::sweep_for_drain() {
     ClientSession& client = **it++;
     client.drain();
   }
+}
+
+bool Worker::handing_over() const { return draining() && drain_->hand_over && !daemon_.successor_lost(); }
+
+void Worker::stop_handing_over() {
+  if (!drain_ || !drain_->hand_over) return;
+  drain_->hand_over = false;
+  if (!drain_->sweep_at) sweep_for_drain();  // those that waited at rest to move leave now
 }
 
 void Worker::end_drain() {
@@ -195,9 +235,12 @@ void Worker::stop() {
 // ---- for client sessions -----------------------------------------------------
 
 void Worker::client_closed(ClientSession& client) {
-  if (const auto it = clients_by_cancel_pid_.find(client.cancel_process_id());
-      it != clients_by_cancel_pid_.end() && it->second == &client) {
-    clients_by_cancel_pid_.erase(it);
+  const auto [first, last] = clients_by_cancel_pid_.equal_range(client.cancel_process_id());
+  for (auto it = first; it != last; ++it) {
+    if (it->second == &client) {
+      clients_by_cancel_pid_.erase(it);
+      break;
+    }
   }
   deleter_->defer(std::move(*client.position));
   clients_.erase(client.position);
@@ -269,7 +312,11 @@ void Worker::assign_cancel_key(ClientSession& client, std::uint32_t& process_id,
   do {
     process_id = slot(cancel_pid_generator_) * workers + static_cast<std::uint32_t>(index_);
   } while (process_id == 0 || clients_by_cancel_pid_.contains(process_id));
-  clients_by_cancel_pid_[process_id] = &client;
+  clients_by_cancel_pid_.emplace(process_id, &client);
+}
+
+void Worker::adopt_cancel_key(ClientSession& client, std::uint32_t process_id) {
+  clients_by_cancel_pid_.emplace(process_id, &client);
 }
 
 // The secret must be unguessable: a right key cancels that client's query. The
@@ -288,10 +335,10 @@ std::uint32_t Worker::next_cancel_secret() {
 
 void Worker::cancel(std::uint32_t process_id, std::uint32_t secret) {
   if (process_id % worker_count_ != index_) return daemon_.route_cancel(process_id, secret);
-  const auto it = clients_by_cancel_pid_.find(process_id);
-  if (it == clients_by_cancel_pid_.end() || it->second->cancel_secret() != secret) {
-    return daemon_.cancel_unknown_key(process_id, secret);
-  }
+  const auto [first, last] = clients_by_cancel_pid_.equal_range(process_id);
+  const auto it = std::find_if(
+      first, last, [secret](const auto& entry) { return entry.second->cancel_secret() == secret; });
+  if (it == last) return daemon_.cancel_unknown_key(process_id, secret);
   log::debug("client ", it->second->id(), ": cancel request forwarded");
   it->second->forward_cancel();
 }

@@ -24,6 +24,7 @@
 #include "daemon/listener.h"
 #include "daemon/loop_monitor.h"
 #include "frontend/client_session.h"
+#include "frontend/moved_client.h"
 #include "frontend/secret_lookup.h"
 #include "metrics/client_counters.h"
 #include "metrics/pool_metrics.h"
@@ -60,6 +61,9 @@ class Worker {
 
   // Operations, on the worker's loop (through post).
   void adopt_client(int fd, Transport transport, std::uint64_t id);
+  // A client the old process handed over in a live upgrade: it goes on where it was, unaware.
+  // `descriptors`: its socket, then its server's when it brought one.
+  void adopt_moved_client(std::vector<int> descriptors, frontend::MovedClient moved, std::uint64_t id);
   void set_paused(bool paused);
   // Closes idle clients now, the others at their next transaction boundary,
   // and forces what is left at `deadline`; tells the daemon when its clients
@@ -67,9 +71,13 @@ class Worker {
   // `grace` (a live upgrade's drain): for that long clients still logging in finish, and idle
   // ones are left alone, so that a client that connected just before the handover runs its
   // transaction; then the drain goes on as usual.
+  // `hand_over` (a live upgrade): clients that can move go to the new process at their boundary
+  // instead of being closed (ClientSession::move_if_at_rest).
   void start_drain(Clock::time_point deadline, std::uint64_t generation,
-                   std::chrono::milliseconds grace = std::chrono::milliseconds(0));
+                   std::chrono::milliseconds grace = std::chrono::milliseconds(0), bool hand_over = false);
   void end_drain();
+  // A live upgrade's new process is gone: the drain goes on without moving anyone.
+  void stop_handing_over();
   void apply_config(config::Config next);
   // Tells every client the daemon is going away, then stop().
   void shutdown();
@@ -81,11 +89,22 @@ class Worker {
   [[nodiscard]] const config::Config& config() const { return config_; }
   [[nodiscard]] bool accepting_logins() const { return (!drain_ || drain_->sweep_at) && !stopped_; }
   [[nodiscard]] bool draining() const { return drain_.has_value() && !drain_->clients_gone; }
+  // Draining for a live upgrade: clients that can move go to the new process.
+  [[nodiscard]] bool handing_over() const;
+  // The handover message for a client's state and `descriptors` sockets; nullopt when it is too
+  // large to send.
+  [[nodiscard]] static std::optional<nlohmann::json> handover_message(const nlohmann::json& state,
+                                                                      std::size_t descriptors);
+  // Sends it with the sockets (duplicates, now the daemon's: client first, then its server).
+  void hand_over_client(nlohmann::json message, std::vector<int> descriptors);
   // The pool for a configured database, made on first use; nullptr when unknown.
   pool::Pool* pool_for(const std::string& database, const std::string& user,
                        const protocol::StartupSettings& settings);
   // The key's process id says which worker holds the client (id % workers).
   void assign_cancel_key(ClientSession& client, std::uint32_t& process_id, std::uint32_t& secret);
+  // A moved client keeps the key the old process gave it (the daemon chose this worker by its id);
+  // it may share the process id with a client of this process: the secret tells them apart.
+  void adopt_cancel_key(ClientSession& client, std::uint32_t process_id);
   // A CancelRequest: this worker's client, or handed to the worker the key names.
   void cancel(std::uint32_t process_id, std::uint32_t secret);
   void client_closed(ClientSession& client);
@@ -128,6 +147,7 @@ class Worker {
     bool settled = false;       // told the daemon: no server left active or resetting
     // When idle clients are closed, if not at once (a live upgrade's grace); logins finish until then.
     std::optional<Clock::time_point> sweep_at = std::nullopt;
+    bool hand_over = false;  // see start_drain
   };
 
   std::uint32_t next_cancel_secret();
@@ -166,7 +186,7 @@ class Worker {
   std::map<std::pair<std::string, std::string>, std::shared_ptr<pool::ServerBudget>> budgets_;
   std::list<std::unique_ptr<ClientSession>> clients_;
   std::unique_ptr<frontend::SecretLookup> secret_lookup_;  // made on first use; ended before the pools
-  std::unordered_map<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
+  std::unordered_multimap<std::uint32_t, ClientSession*> clients_by_cancel_pid_;
   std::mt19937 cancel_pid_generator_{std::random_device{}()};
   std::array<std::uint32_t, 64> secrets_{};  // from getrandom, handed out from the back
   std::size_t secrets_left_ = 0;

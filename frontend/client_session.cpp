@@ -282,6 +282,7 @@ void ClientSession::send_welcome() {
   worker_.client_counters().login(metrics::LoginResult::ok);
   set_state(scope_ ? ClientState::active : ClientState::idle);
   socket_->set_reading(true);
+  move_if_at_rest();  // it logged in during a live upgrade's grace: its first query runs there
 }
 
 void ClientSession::read_client() {
@@ -343,13 +344,16 @@ void ClientSession::on_settings_captured(std::optional<pool::SessionSettings> se
     return fail(sqlstate::kConnectionFailure,
                 "this session's settings were lost with its server connection: " + why_not);
   }
-  if (*settings != settings_) {
-    settings_ = std::move(*settings);
-    settings_restore_.clear();
-    if (!settings_.empty())
-      protocol::append_query(settings_restore_, pool::apply_session_settings_query(settings_));
-  }
-  if (state_ == ClientState::waiting && !scope_ && !wait_ticket_) ask_for_scope();
+  if (*settings != settings_) set_settings(std::move(*settings));
+  if (state_ == ClientState::waiting && !scope_ && !wait_ticket_) return ask_for_scope();
+  move_if_at_rest();
+}
+
+void ClientSession::set_settings(pool::SessionSettings settings) {
+  settings_ = std::move(settings);
+  settings_restore_.clear();
+  if (!settings_.empty())
+    protocol::append_query(settings_restore_, pool::apply_session_settings_query(settings_));
 }
 
 void ClientSession::on_scope_failed(const char* sqlstate, const std::string& message) {
@@ -450,6 +454,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
 
 void ClientSession::on_server_drained() {
   if (state_ == ClientState::active) socket_->set_reading(true);
+  move_if_at_rest();
 }
 
 void ClientSession::on_server_data(protocol::Bytes bytes) {
@@ -461,6 +466,7 @@ void ClientSession::on_server_data(protocol::Bytes bytes) {
 
 void ClientSession::on_drained() {
   if (scope_) scope_.server().set_reading(true);
+  move_if_at_rest();  // its last reply had to reach the client first
 }
 
 void ClientSession::on_server_answered() {
@@ -473,15 +479,16 @@ void ClientSession::on_server_ready() {
   if (session_mode_ || !pin_reason_.empty() || scope_.server().backend_state_touched())
     request_timer_.answered('I', Clock::now(), pool_->metrics());
   if (!scanner_.at_boundary()) return;
-  if (worker_.draining()) return leave_for_drain();
-  if (session_mode_) return;
+  if (leaves_at_boundary()) return leave_for_drain();
+  if (session_mode_) return move_if_at_rest();
   pool::ServerConnection& server = scope_.server();
   if (server.backend_state_touched()) {  // the server says whether the client keeps it
     own_query_ = OwnQuery::backend_state_probe;
     if (!server.send_backend_state_probe()) server_write_failed();
     return;
   }
-  if (pin_reason_.empty()) release_server();
+  if (pin_reason_.empty()) return release_server();
+  move_if_at_rest();
 }
 
 void ClientSession::release_server() {
@@ -499,7 +506,7 @@ void ClientSession::release_server() {
   set_state(ClientState::idle);
   request_timer_.answered('I', state_since_, pool_->metrics());
   socket_->set_reading(true);
-  if (held_.empty()) return;
+  if (held_.empty()) return move_if_at_rest();
   if (is_lone_terminate(protocol::as_bytes(held_)) && scanner_.at_boundary())
     return close("client terminated");
   // It sent more while its backend state was read: a server for that.
@@ -511,7 +518,7 @@ void ClientSession::on_own_query_done(std::optional<std::vector<protocol::QueryR
   const OwnQuery query = std::exchange(own_query_, OwnQuery::none);
   // Nothing of the client's has run since its last ReadyForQuery: a drain that began meanwhile
   // found it busy, and this is its boundary.
-  if (worker_.draining()) return leave_for_drain();
+  if (leaves_at_boundary()) return leave_for_drain();
   if (query == OwnQuery::settings_restore) return settings_restored(replies);
   backend_state_read(replies);
 }
@@ -557,7 +564,9 @@ void ClientSession::backend_state_read(const std::optional<std::vector<protocol:
   if (pin_reason_ != reason)
     log::info("client ", id_, ": pinned to server ", server.id(), ": it holds ", reason);
   pin_reason_ = std::move(reason);
+  if (leaves_at_boundary()) return leave_for_drain();  // it stayed to move, and now cannot
   forward_held();
+  move_if_at_rest();  // nothing held: it moves with its server
 }
 
 // A server is the client's, or its own query is done: the client's bytes held meanwhile go now,
@@ -601,6 +610,7 @@ void ClientSession::drain() {
       return fail(sqlstate::kCannotConnectNow, "the database system is shutting down");
     case ClientState::idle:
     case ClientState::active:
+      if (stays_to_move()) return move_if_at_rest();
       if (at_transaction_boundary()) leave_for_drain();
       return;
     case ClientState::waiting:
@@ -691,7 +701,9 @@ void ClientSession::answer_cancelled_while_waiting() {
   set_state(ClientState::idle);
   request_timer_.answered('I', state_since_, pool_->metrics());
   socket_->set_reading(true);
-  if (worker_.draining()) leave_for_drain();  // this is its boundary: the drain skipped it waiting
+  // This is its boundary: the drain skipped it waiting.
+  if (leaves_at_boundary()) return leave_for_drain();
+  move_if_at_rest();
 }
 
 }  // namespace sluice::frontend

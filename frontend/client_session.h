@@ -14,6 +14,7 @@
 
 #include "daemon/listener.h"
 #include "frontend/client_auth.h"
+#include "frontend/moved_client.h"
 #include "frontend/secret_lookup.h"
 #include "frontend/statement_router.h"
 #include "metrics/request_timer.h"
@@ -63,6 +64,13 @@ class ClientSession final : net::PollSocket::Handler,
   void drain();
   // Drain deadline: end the scope (cancel / rollback) and close; true when a scope was cut.
   bool force_close_for_drain();
+  // A live upgrade's old process: between transactions with nothing pending either way, it moves
+  // to the new process now (client_session_move.cpp); otherwise at its boundary.
+  void move_if_at_rest();
+  // The new process of a live upgrade: goes on with the session the old process handed over, as
+  // logged in and between transactions, without a word to the client (client_session_move.cpp).
+  // `server_fd`: the socket of the server a session-mode client brought along (else -1).
+  void resume(MovedClient moved, int server_fd);
   // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s, query_timeout_ms,
   // transaction_timeout_ms.
   void check_timeouts(std::uint64_t now_ms);
@@ -114,8 +122,21 @@ class ClientSession final : net::PollSocket::Handler,
                             const std::string& why_not) override;
 
   void set_state(ClientState state);
+  // Its settings, and the Query that puts them on a server.
+  void set_settings(pool::SessionSettings settings);
   [[nodiscard]] bool at_transaction_boundary() const;
   void leave_for_drain();
+  // Live upgrade, the old process's side (client_session_move.cpp). Whether this client can move
+  // to the new process at all: plain text, transaction mode, nothing that keeps it on its server.
+  [[nodiscard]] bool movable() const;
+  // Draining, it stays until its boundary to move instead of leaving.
+  [[nodiscard]] bool stays_to_move() const;
+  // Draining, and it leaves at its boundary (it cannot move).
+  [[nodiscard]] bool leaves_at_boundary() const;
+  [[nodiscard]] bool at_rest() const;
+  // It holds its server between transactions: session mode, or pinned.
+  [[nodiscard]] bool keeps_server() const { return session_mode_ || !pin_reason_.empty(); }
+  void move_to_new_process();
   void read_startup();
   void handle_startup(const protocol::StartupPacket& packet);
   // The client's answers to the password challenge, framed as v3 messages.

@@ -106,6 +106,20 @@ void StatementRouter::release_memory() {
   }
 }
 
+std::vector<std::pair<std::string, std::string>> StatementRouter::statements() const {
+  std::vector<std::pair<std::string, std::string>> named;
+  client_->for_each([&named](const std::string& name, const pool::PreparedStatement& statement) {
+    named.emplace_back(name, statement.definition);
+  });
+  return named;
+}
+
+void StatementRouter::restore(const std::vector<std::pair<std::string, std::string>>& statements,
+                              const std::vector<std::string>& custom_setting_names) {
+  for (const auto& [name, definition] : statements) client_->add(name, registry_.intern(definition));
+  for (const auto& name : custom_setting_names) note_custom_setting_name(name);
+}
+
 protocol::Bytes StatementRouter::finish_chunk(std::size_t end, std::size_t partial_header_bytes) {
   const protocol::Bytes out = editor_.finish(end, partial_header_bytes);
   if (record_from_ == kNotRecorded) return out;

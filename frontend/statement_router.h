@@ -45,6 +45,11 @@ class StatementRouter {
   // Between transactions: a large message's buffers are not kept for the
   // client's lifetime.
   void release_memory();
+  // A live upgrade: what moves with the client (its statements by name, with their Parse
+  // definitions, and the custom setting names), and what the new process restores.
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> statements() const;
+  void restore(const std::vector<std::pair<std::string, std::string>>& statements,
+               const std::vector<std::string>& custom_setting_names);
 
  private:
   // Handles one whole message: in place (within the chunk, ending at `end`)

@@ -37,6 +37,11 @@ class ConnectionCount {
     servers_.fetch_sub(1, std::memory_order_relaxed);
     member.servers_.fetch_sub(1, std::memory_order_relaxed);
   }
+  // One more whatever the limit: a server that exists already (a live upgrade brought it).
+  void take(Member& member) {
+    servers_.fetch_add(1, std::memory_order_relaxed);
+    member.servers_.fetch_add(1, std::memory_order_relaxed);
+  }
   [[nodiscard]] int servers() const { return servers_.load(std::memory_order_relaxed); }
 
   // A pool whose clients wait while this count is at its limit. Its pair stands in line (the

@@ -248,10 +248,14 @@ void Pool::transition(ServerConnection& server, ServerState next) {
 
 void Pool::close_server(ServerConnection& server, std::string_view reason) {
   if (server.state_ == ServerState::closing) return;
-  --budget_->servers;
-  give_back_places();
   log::info("pool ", name_, ": closing ", describe(server), " because: ", reason);
   server.close_connection();
+  forget_server(server);
+}
+
+void Pool::forget_server(ServerConnection& server) {
+  --budget_->servers;
+  give_back_places();
   transition(server, ServerState::closing);
   // Freed on the next loop turn: a callback of this server may be on the stack.
   context_.deleter->defer(std::move(*server.position_));

@@ -108,6 +108,14 @@ class Pool {
   // given) or queues the waiter; a queued waiter may cancel with its ticket.
   std::optional<WaitTicket> acquire(ScopeWaiter& waiter, std::uint64_t client_id);
   void cancel_wait(WaitTicket ticket) { waiters_.erase(ticket); }
+  // Live upgrade (server_handover.cpp), the old process: the scope's server leaves the pool for the
+  // new process with its client, without a reset or a goodbye; a duplicate of its socket, or -1
+  // when it cannot go (nothing has changed then). Scope::hand_over calls it.
+  int hand_over_server(ServerConnection& server, std::uint64_t client_id);
+  // The new process: the server a session-mode client brought along, leased to it at once (an
+  // empty scope when it cannot be watched). It counts against the limits even above them: the
+  // backend exists already.
+  Scope adopt_server(int fd, const MovedServer& moved, std::uint64_t client_id);
 
   // Login needs the server's ParameterStatus values: known once any server connected.
   [[nodiscard]] const ServerParameters* parameters() const { return parameters_ ? &*parameters_ : nullptr; }
@@ -173,6 +181,8 @@ class Pool {
   [[nodiscard]] const List& list_for(ServerState state) const;
   void transition(ServerConnection& server, ServerState next);
   void close_server(ServerConnection& server, std::string_view reason);
+  // Out of the pool's lists and counts, freed on the next loop turn; its connection already closed.
+  void forget_server(ServerConnection& server);
   bool return_to_idle(ServerConnection& server);
   void serve_waiters();
   void launch_connections();

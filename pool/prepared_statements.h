@@ -62,6 +62,11 @@ class ClientStatements {
   StatementPtr remove(std::string_view name);
   void clear() { by_name_.clear(); }
   [[nodiscard]] std::size_t size() const { return by_name_.size(); }
+  // Each name with its statement (a live upgrade carries them to the new process).
+  template <class Visit>
+  void for_each(Visit visit) const {
+    for (const auto& [name, statement] : by_name_) visit(name, *statement);
+  }
 
  private:
   struct NameHash {
@@ -91,6 +96,13 @@ class ServerStatementCache {
   // The stale statements still to close on the server (moved out).
   std::vector<StatementPtr> take_stale();
   void start_new_generation();
+  // A live upgrade: a server whose backend holds statements named in generations up to `generation`
+  // (another process's) starts past them, so that no name this process gives can collide.
+  void start_generation_after(std::uint32_t generation) {
+    generation_ = generation;
+    start_new_generation();
+  }
+  [[nodiscard]] std::uint32_t generation() const { return generation_; }
 
   [[nodiscard]] const std::string& suffix() const { return suffix_; }
   [[nodiscard]] std::size_t size() const { return index_.size(); }

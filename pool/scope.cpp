@@ -34,6 +34,13 @@ void Scope::discard(std::string_view reason) {
   if (server_ != nullptr) finish(reason, false, true);
 }
 
+int Scope::hand_over() {
+  if (server_ == nullptr) return -1;
+  const int fd = pool_->hand_over_server(*server_, client_id_);
+  if (fd >= 0) server_ = nullptr;
+  return fd;
+}
+
 void Scope::finish(std::string_view reason, bool client_mid_message, bool force_discard) {
   ServerConnection* server = std::exchange(server_, nullptr);
   pool_->end_scope(*server, client_id_, reason, client_mid_message, force_discard);

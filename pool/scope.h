@@ -33,6 +33,9 @@ class Scope {
   void end(std::string_view reason, bool client_mid_message = false);
   // Ends the scope by closing the server connection.
   void discard(std::string_view reason);
+  // Live upgrade: the server goes to the new process with its client (Pool::hand_over_server); its
+  // socket, or -1 when it cannot (the scope holds on then).
+  int hand_over();
 
  private:
   void finish(std::string_view reason, bool client_mid_message, bool force_discard);

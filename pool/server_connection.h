@@ -64,6 +64,24 @@ std::string_view state_name(ServerState state);
 
 using ServerParameters = std::vector<std::pair<std::string, std::string>>;
 
+// A session-mode client's server connection on its way to a new process in a live upgrade: what the
+// new process needs beside the socket (a logged-in backend between transactions).
+struct MovedServer {
+  std::uint32_t backend_pid = 0;
+  std::uint32_t cancel_secret = 0;
+  ServerParameters parameters;
+  std::string login_user;
+  // A pinned transaction-mode client's server: the statement cache's generation (the backend holds
+  // statements named up to it) and what its release must know.
+  std::uint32_t statement_generation = 0;
+  bool holds_backend_state = false;
+  bool carries_client_settings = false;
+  bool session_changed = false;
+  bool functions_changed = false;
+  bool library_loaded = false;
+  bool operator==(const MovedServer&) const = default;
+};
+
 // What teardown must do beyond draining outstanding replies.
 struct TeardownPlan {
   ScopeOutcome outcome = ScopeOutcome::clean;
@@ -194,6 +212,13 @@ class ServerConnection final : net::PollSocket::Handler {
   // Stops I/O and closes the libpq connection now (sends Terminate).
   void close_connection();
 
+  // Live upgrade (server_handover.cpp). It can move to another process: a plain socket (libpq's TLS
+  // or GSS state cannot travel) whose cancel key is known.
+  [[nodiscard]] bool can_travel() const;
+  // Between transactions, with nothing in flight either way.
+  [[nodiscard]] bool at_rest() const;
+  [[nodiscard]] MovedServer moved() const;
+
   [[nodiscard]] std::uint64_t id() const { return id_; }
   [[nodiscard]] int backend_pid() const { return backend_pid_; }
   [[nodiscard]] ServerState state() const { return state_; }
@@ -212,6 +237,13 @@ class ServerConnection final : net::PollSocket::Handler {
   void on_readable() override;
   void on_drained() override;
   void on_socket_error(int uv_status) override;
+
+  // Live upgrade: a duplicate of its socket for the new process, this process's hold on the socket
+  // given up without a goodbye (the backend's session goes on there); -1 when that cannot be done,
+  // and then nothing has changed.
+  int release_for_handover();
+  // The new process: `fd` is a logged-in backend between transactions, as `moved` describes it.
+  bool adopt(int fd, const MovedServer& moved);
 
   void start_libpq(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
   void start_passthrough(const std::vector<std::string>& keywords, const std::vector<std::string>& values);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/hex.h"
+
 namespace sluice::pool {
 namespace {
 
@@ -17,33 +19,9 @@ void append_literal(std::string& out, std::string_view text) {
 
 // The text whose bytes in the server encoding are `bytes`.
 void append_server_text(std::string& out, std::string_view bytes) {
-  static constexpr std::string_view kDigits = "0123456789abcdef";
   out += "pg_catalog.convert_from(pg_catalog.decode('";
-  for (const char c : bytes) {
-    const auto byte = static_cast<unsigned char>(c);
-    out += kDigits[byte >> 4];
-    out += kDigits[byte & 0x0f];
-  }
+  append_hex(out, bytes);
   out += "', 'hex'), pg_catalog.current_setting('server_encoding'))";
-}
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// encode(..., 'hex') undone; nullopt when it is not that.
-std::optional<std::string> from_hex(std::string_view hex) {
-  if (hex.size() % 2 != 0) return std::nullopt;
-  std::string bytes;
-  for (std::size_t i = 0; i < hex.size(); i += 2) {
-    const int high = hex_digit(hex[i]);
-    const int low = hex_digit(hex[i + 1]);
-    if (high < 0 || low < 0) return std::nullopt;
-    bytes += static_cast<char>((high << 4) | low);
-  }
-  return bytes;
 }
 
 // A setting's value as session_settings_query returns it.

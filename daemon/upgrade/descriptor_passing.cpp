@@ -32,10 +32,9 @@ void take_descriptors(msghdr& header, std::vector<int>& into) {
 
 }  // namespace
 
-Result<bool> send_message(int socket, const nlohmann::json& message, std::span<const int> descriptors) {
-  if (descriptors.size() > kMaxDescriptors) return fail("too many descriptors for one handover message");
-  std::string frame = encode_message(message);
-  iovec data{frame.data(), frame.size()};
+ssize_t send_with_descriptors(int socket, std::string_view bytes, std::span<const int> descriptors) {
+  if (descriptors.size() > kMaxDescriptors) return -EINVAL;
+  iovec data{const_cast<char*>(bytes.data()), bytes.size()};
   msghdr header{};
   header.msg_iov = &data;
   header.msg_iovlen = 1;
@@ -53,7 +52,32 @@ Result<bool> send_message(int socket, const nlohmann::json& message, std::span<c
   do {
     sent = ::sendmsg(socket, &header, MSG_NOSIGNAL | MSG_DONTWAIT);
   } while (sent < 0 && errno == EINTR);
-  if (sent < 0) return fail(std::string("handover channel: ") + std::strerror(errno));
+  return sent < 0 ? -errno : sent;
+}
+
+ssize_t receive_with_descriptors(int socket, std::span<char> buffer, std::vector<int>& into) {
+  iovec data{buffer.data(), buffer.size()};
+  alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxDescriptors)> control{};
+  msghdr header{};
+  header.msg_iov = &data;
+  header.msg_iovlen = 1;
+  header.msg_control = control.data();
+  header.msg_controllen = control.size();
+  ssize_t n = -1;
+  do {
+    n = ::recvmsg(socket, &header, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -errno;
+  take_descriptors(header, into);
+  if ((header.msg_flags & MSG_CTRUNC) != 0) return -EMSGSIZE;
+  return n;
+}
+
+Result<bool> send_message(int socket, const nlohmann::json& message, std::span<const int> descriptors) {
+  if (descriptors.size() > kMaxDescriptors) return fail("too many descriptors for one handover message");
+  const std::string frame = encode_message(message);
+  const ssize_t sent = send_with_descriptors(socket, frame, descriptors);
+  if (sent < 0) return fail(std::string("handover channel: ") + std::strerror(static_cast<int>(-sent)));
   if (static_cast<std::size_t>(sent) != frame.size())
     return fail("handover channel: message sent only in part");
   return true;
@@ -84,18 +108,10 @@ Result<Received> receive_message(int socket, MessageReader& reader,
       return fail(std::string("handover channel: ") + std::strerror(errno));
     }
     std::array<char, 4096> buffer;
-    iovec data{buffer.data(), buffer.size()};
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * kMaxDescriptors)> control{};
-    msghdr header{};
-    header.msg_iov = &data;
-    header.msg_iovlen = 1;
-    header.msg_control = control.data();
-    header.msg_controllen = control.size();
-    const ssize_t n = ::recvmsg(socket, &header, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    take_descriptors(header, received.descriptors);
-    if (n < 0 || (header.msg_flags & MSG_CTRUNC) != 0) {
-      const std::string why = n < 0 ? std::strerror(errno) : "too many descriptors";
+    const ssize_t n = receive_with_descriptors(socket, buffer, received.descriptors);
+    if (n == -EAGAIN || n == -EINTR) continue;
+    if (n < 0) {
+      const std::string why = n == -EMSGSIZE ? "too many descriptors" : std::strerror(static_cast<int>(-n));
       close_all(received.descriptors);
       return fail("handover channel: " + why);
     }

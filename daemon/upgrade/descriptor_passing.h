@@ -7,6 +7,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -18,6 +19,14 @@ struct Received {
   nlohmann::json message;
   std::vector<int> descriptors;  // close-on-exec, now owned by the caller
 };
+
+// One sendmsg of `bytes` with `descriptors` attached, never waiting: the number of bytes sent (the
+// descriptors go with the first), or -errno.
+ssize_t send_with_descriptors(int socket, std::string_view bytes, std::span<const int> descriptors);
+// One recvmsg into `buffer`, never waiting: the number of bytes read (0 at the end of the stream)
+// or -errno. The descriptors that came with them (close-on-exec) are appended to `into`; more than
+// kMaxDescriptors at once is -EMSGSIZE (those that came are appended all the same).
+ssize_t receive_with_descriptors(int socket, std::span<char> buffer, std::vector<int>& into);
 
 // One sendmsg of the whole message with `descriptors` attached; never waits:
 // a message the socket cannot take at once is an error.

@@ -6,42 +6,141 @@
 #include <cerrno>
 #include <cstring>
 
+#include "daemon/upgrade/descriptor_passing.h"
+
 namespace sluice::daemon::upgrade {
+namespace {
 
-HandoverLink::HandoverLink(uv_loop_t* loop, int fd, OnMessage on_message, OnClosed on_closed)
-    : on_message_(std::move(on_message)), on_closed_(std::move(on_closed)) {
-  socket_ = net::PollSocket::open(loop, fd, /*owns_fd=*/true, this);
-  if (!socket_) ::close(fd);
+void close_all(std::vector<int>& descriptors) {
+  for (const int fd : descriptors) {
+    if (fd >= 0) ::close(fd);
+  }
+  descriptors.clear();
 }
 
-bool HandoverLink::send(const nlohmann::json& message) {
-  if (!socket_) return false;
-  if (socket_->write(encode_message(message))) return true;
-  close("write failed: the other process is gone");
-  return false;
+}  // namespace
+
+HandoverLink::HandoverLink(uv_loop_t* loop, int fd, OnMessage on_message, OnClosed on_closed, Backlog backlog)
+    : fd_(fd),
+      reader_(std::move(backlog.reader)),
+      received_(std::move(backlog.descriptors)),
+      on_message_(std::move(on_message)),
+      on_closed_(std::move(on_closed)) {
+  poll_ = new Watch{{}, fd_};
+  if (uv_poll_init(loop, &poll_->handle, fd_) != 0) {
+    delete poll_;
+    poll_ = nullptr;
+    ::close(fd_);
+    for (const int descriptor : received_) ::close(descriptor);
+    received_.clear();
+    return;
+  }
+  poll_->handle.data = this;
+  update_events();
 }
 
-void HandoverLink::on_readable() {
-  std::array<char, 4096> buffer;
-  const ssize_t n = socket_->read(buffer.data(), buffer.size());
-  if (n == -EAGAIN) return;
+bool HandoverLink::send(const nlohmann::json& message, std::vector<int> descriptors) {
+  if (!open()) {
+    close_all(descriptors);
+    return false;
+  }
+  outgoing_.push_back({encode_message(message), 0, std::move(descriptors)});
+  flush();
+  return open();
+}
+
+void HandoverLink::flush() {
+  while (open() && !outgoing_.empty()) {
+    Outgoing& next = outgoing_.front();
+    const ssize_t sent =
+        send_with_descriptors(fd_, std::string_view(next.frame).substr(next.offset), next.descriptors);
+    if (sent == -EAGAIN || sent == -EWOULDBLOCK) break;
+    if (sent < 0) return close(std::string("write failed: ") + std::strerror(static_cast<int>(-sent)));
+    // In flight, the kernel holds the descriptors: this process's copies may go.
+    close_all(next.descriptors);
+    next.offset += static_cast<std::size_t>(sent);
+    if (next.offset == next.frame.size()) outgoing_.pop_front();
+  }
+  if (!open()) return;
+  update_events();
+  if (outgoing_.empty() && on_flushed_) on_flushed_();
+}
+
+void HandoverLink::update_events() {
+  const bool writable = !outgoing_.empty();
+  if (writable == watching_writable_ && uv_is_active(reinterpret_cast<uv_handle_t*>(&poll_->handle)) != 0)
+    return;
+  watching_writable_ = writable;
+  uv_poll_start(&poll_->handle, UV_READABLE | UV_DISCONNECT | (writable ? UV_WRITABLE : 0),
+                &HandoverLink::on_poll);
+}
+
+void HandoverLink::on_poll(uv_poll_t* handle, int status, int events) {
+  auto* self = static_cast<HandoverLink*>(handle->data);
+  if (status < 0) return self->close(std::string("poll error: ") + uv_strerror(status));
+  if ((events & UV_WRITABLE) != 0) self->flush();
+  if (self->open() && (events & (UV_READABLE | UV_DISCONNECT)) != 0) self->read();
+}
+
+void HandoverLink::read() {
+  std::array<char, 16384> buffer;
+  std::vector<int> descriptors;
+  const ssize_t n = receive_with_descriptors(fd_, buffer, descriptors);
+  received_.insert(received_.end(), descriptors.begin(), descriptors.end());
+  if (n == -EAGAIN || n == -EWOULDBLOCK) return;
+  if (n == -EMSGSIZE) return close("more descriptors than a message may carry", true);
   if (n < 0) return close(std::string("read error: ") + std::strerror(static_cast<int>(-n)));
   if (n == 0) return close("the other process closed the channel");
   reader_.append({buffer.data(), static_cast<std::size_t>(n)});
+  handle_messages();
+}
+
+void HandoverLink::process_backlog() {
+  if (open()) handle_messages();
+}
+
+void HandoverLink::handle_messages() {
   for (;;) {
     auto message = reader_.next();
     if (!message) return close(message.error(), /*broken=*/true);
     if (!*message) return;
-    on_message_(**message);
-    if (!socket_) return;  // the handler closed us
+    const auto declared = (**message).find("fds");
+    std::size_t count = 0;
+    if (declared != (**message).end()) {
+      if (!declared->is_number_unsigned() || declared->get<std::size_t>() > kMaxDescriptors)
+        return close("a handover message declares a bad descriptor count", true);
+      count = declared->get<std::size_t>();
+    }
+    if (count > received_.size())
+      return close("a handover message came without the descriptors it declares", true);
+    std::vector<int> descriptors(received_.begin(), received_.begin() + static_cast<std::ptrdiff_t>(count));
+    received_.erase(received_.begin(), received_.begin() + static_cast<std::ptrdiff_t>(count));
+    on_message_(**message, descriptors);
+    close_all(descriptors);
+    if (!open()) return;  // the handler closed us
   }
 }
 
-void HandoverLink::on_socket_error(int uv_status) { close(net::PollSocket::describe_error(uv_status)); }
+void HandoverLink::shut() {
+  if (!open()) return;
+  for (auto& outgoing : outgoing_) close_all(outgoing.descriptors);
+  outgoing_.clear();
+  for (const int fd : received_) ::close(fd);
+  received_.clear();
+  poll_->handle.data = poll_;
+  uv_poll_stop(&poll_->handle);
+  // The descriptor closes with the handle, as libuv requires.
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_->handle), [](uv_handle_t* handle) {
+    auto* watch = static_cast<Watch*>(handle->data);
+    ::close(watch->fd);
+    delete watch;
+  });
+  poll_ = nullptr;
+}
 
 void HandoverLink::close(const std::string& reason, bool broken) {
-  if (!socket_) return;
-  socket_.reset();
+  if (!open()) return;
+  shut();
   if (on_closed_) on_closed_(reason, broken);
 }
 

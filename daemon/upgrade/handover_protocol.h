@@ -8,6 +8,8 @@
 //   new → old  {"type":"ready","pid":P}  or  {"type":"failed","reason":"..."} (at any point)
 //   old → new  {"type":"go"}               the old process stops accepting
 //   then       old → new {"type":"progress",...}; new → old {"type":"cancel",...}
+//              old → new {"type":"client","fds":1,"client":{...}}  + the client's socket: a client
+//              at rest, handed over with its state (frontend/moved_client.h)
 #pragma once
 
 #include <cstddef>
@@ -22,9 +24,11 @@
 namespace sluice::daemon::upgrade {
 
 // Bumped whenever a message changes meaning: a new binary speaking another version is refused.
-inline constexpr int kProtocolVersion = 1;
-// Handover messages are small; anything larger is a broken or hostile peer.
-inline constexpr std::size_t kMaxMessageBytes = std::size_t{64} * 1024;
+// 2: clients move ("client"), and "moved" in "progress" counts them.
+inline constexpr int kProtocolVersion = 2;
+// The largest message is a client's state with its prepared statements; anything larger is a broken
+// or hostile peer (such a client is drained instead of moved).
+inline constexpr std::size_t kMaxMessageBytes = std::size_t{16} * 1024 * 1024;
 // The descriptors one message may carry (client, TCP, control and metrics listeners fit easily).
 inline constexpr std::size_t kMaxDescriptors = 16;
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "common/log.h"
 #include "daemon/upgrade/descriptor_passing.h"
@@ -59,7 +60,9 @@ Result<std::unique_ptr<Predecessor>> Predecessor::connect(int channel_fd) {
 }
 
 Predecessor::~Predecessor() {
-  if (!link_) ::close(fd_);
+  if (link_) return;
+  ::close(fd_);
+  for (const int fd : early_descriptors_) ::close(fd);
 }
 
 Result<bool> Predecessor::report_ready() {
@@ -67,22 +70,37 @@ Result<bool> Predecessor::report_ready() {
     return fail(sent.error());
   auto received = receive_message(fd_, reader_, answer_deadline());
   if (!received) return fail(received.error());
-  for (const int fd : received->descriptors) ::close(fd);
+  // The old process may hand over clients right after go, and the read may have caught their first
+  // bytes and sockets: the link takes them over.
+  early_descriptors_.assign(received->descriptors.begin(), received->descriptors.end());
   if (message_type(received->message) != "go")
     return fail("the old process answered ready with '" + message_type(received->message) + "'");
   return true;
 }
 
-void Predecessor::attach(uv_loop_t* loop, std::function<void()> gone) {
+void Predecessor::attach(uv_loop_t* loop, std::function<void()> gone, ClientArrived client_arrived) {
   link_ = std::make_unique<HandoverLink>(
       loop, fd_,
-      [this](const nlohmann::json& message) {
-        if (message_type(message) == "progress") progress_ = message;
+      [this, client_arrived = std::move(client_arrived)](const nlohmann::json& message,
+                                                         std::vector<int>& descriptors) {
+        const std::string type = message_type(message);
+        if (type == "progress") {
+          progress_ = message;
+        } else if (type == "client") {
+          const auto state = message.find("client");
+          if (descriptors.empty() || state == message.end()) {
+            return log::warning("upgrade: a handed-over client without its socket or state: dropped");
+          }
+          client_arrived(*state, std::exchange(descriptors, {}));
+        }
       },
       [this, gone = std::move(gone)](const std::string& reason, bool /*broken*/) {
         log::info("upgrade: the old process (pid ", pid_, ") is gone: ", reason);
         gone();
-      });
+      },
+      HandoverLink::Backlog{std::move(reader_), std::move(early_descriptors_)});
+  early_descriptors_.clear();
+  link_->process_backlog();
 }
 
 void Predecessor::forward_cancel(std::uint32_t process_id, std::uint32_t secret) {

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -40,8 +41,11 @@ class Predecessor {
   Result<bool> report_ready();
   void report_failure(const std::string& reason) { report_startup_failure(fd_, reason); }
 
+  // A client the old process handed over: its state (frontend/moved_client.h) and its socket (then
+  // its server's, if it brought one), which the callee owns.
+  using ClientArrived = std::function<void(const nlohmann::json& state, std::vector<int> descriptors)>;
   // From the first loop turn on: the channel on `loop`; `gone` once the old process has exited.
-  void attach(uv_loop_t* loop, std::function<void()> gone);
+  void attach(uv_loop_t* loop, std::function<void()> gone, ClientArrived client_arrived);
   // A cancel request whose key this process did not give out: maybe the old one did.
   void forward_cancel(std::uint32_t process_id, std::uint32_t secret);
   [[nodiscard]] pid_t pid() const { return pid_; }
@@ -54,6 +58,7 @@ class Predecessor {
   int fd_;
   pid_t pid_;
   MessageReader reader_;
+  std::deque<int> early_descriptors_;  // came with "go": the first clients' sockets
   std::unique_ptr<HandoverLink> link_;
   nlohmann::json progress_ = nlohmann::json::object();
 };

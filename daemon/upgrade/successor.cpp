@@ -101,7 +101,8 @@ Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const Succ
   successor->pid_ = successor->process_->pid;
   Successor* raw = successor.get();
   successor->link_ = std::make_unique<HandoverLink>(
-      loop, pair[0], [raw](const nlohmann::json& message) { raw->on_message(message); },
+      loop, pair[0],
+      [raw](const nlohmann::json& message, std::vector<int>& /*descriptors*/) { raw->on_message(message); },
       [raw](const std::string& reason, bool broken) { raw->on_channel_closed(reason, broken); });
   successor->deadline_ = new uv_timer_t{};
   uv_timer_init(loop, successor->deadline_);
@@ -179,6 +180,7 @@ void Successor::on_message(const nlohmann::json& message) {
 void Successor::on_channel_closed(const std::string& reason, bool broken) {
   if (state_ == State::serving) {
     log::info("upgrade: the channel to pid ", pid_, " closed: ", reason);
+    if (events_.lost) events_.lost();
     return;
   }
   if (broken) return give_up("broke the handover protocol: " + reason);
@@ -220,8 +222,12 @@ void Successor::on_exit(std::int64_t status, int signal) {
   if (events_.failed) events_.failed(failure_);
 }
 
-void Successor::send(const nlohmann::json& message) {
-  if (state_ == State::serving) link_->send(message);
+bool Successor::send(const nlohmann::json& message, std::vector<int> descriptors) {
+  if (state_ != State::serving) {
+    for (const int fd : descriptors) ::close(fd);
+    return false;
+  }
+  return link_->send(message, std::move(descriptors));
 }
 
 }  // namespace sluice::daemon::upgrade

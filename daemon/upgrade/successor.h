@@ -55,6 +55,8 @@ class Successor {
     std::function<void(const std::string& reason)> failed;
     // A message after it serves (a forwarded cancel request).
     std::function<void(const nlohmann::json& message)> message;
+    // After it served, the channel closed: it is gone, and takes no more clients.
+    std::function<void()> lost;
   };
 
   static Result<std::unique_ptr<Successor>> launch(uv_loop_t* loop, const SuccessorLaunch& launch,
@@ -68,8 +70,15 @@ class Successor {
   [[nodiscard]] pid_t pid() const { return pid_; }
   // Gives up before it serves (a drain started here): killed, then `failed` once reaped.
   void abort(const std::string& reason);
-  // To the new process, once it serves.
-  void send(const nlohmann::json& message);
+  // To the new process, once it serves, with `descriptors` (closed here once sent); false when it
+  // cannot be sent (the descriptors are closed then too).
+  bool send(const nlohmann::json& message, std::vector<int> descriptors = {});
+  // Everything sent has reached the kernel: this process may exit without losing a message.
+  [[nodiscard]] bool flushed() const { return !link_ || !link_->open() || link_->flushed(); }
+  // Called whenever what was queued has been sent.
+  void on_flushed(std::function<void()> call) {
+    if (link_) link_->on_flushed(std::move(call));
+  }
 
  private:
   Successor(Events events, std::vector<HandedOverSocket> sockets, std::chrono::milliseconds ready_timeout);

@@ -3,6 +3,7 @@
 // sluicectl upgrade.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -11,12 +12,19 @@
 #include <vector>
 
 #include "tests/integration/control_client.h"
+#include "tests/integration/harness.h"
 
 namespace upgradetest {
 
 // Makes orphaned descendants (a new sluiced whose parent, the old one, has exited) children of
 // this process, so that a test can wait for them and see their exit status.
 void become_subreaper();
+
+// The fixture of the live-upgrade suites: this binary reaps the new processes.
+class UpgradeSuite : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { become_subreaper(); }
+};
 
 // The sluiced a live upgrade started. Stopped (SIGTERM, then SIGKILL) on destruction; records a
 // test failure if it does not exit 0 when stopped.
@@ -42,6 +50,18 @@ ctltest::ProcessResult sluicectl_upgrade(const std::string& control_socket,
 
 // The open descriptors of `pid`, as its status reports them.
 int open_fds(const std::string& control_socket);
+
+// Right after `sluicectl upgrade`: the answer and `status` name the new process, which names the
+// old one. The new process's pid.
+pid_t expect_handed_over(const harness::Sluiced& old, const ctltest::ProcessResult& upgrade);
+
+// pgbench's database (pgbench -i -s 1), made afresh; fails the test (fatally) when it cannot.
+inline constexpr const char* kBenchDatabase = "upgrade_bench";
+void make_bench_database();
+// pgbench against `daemon`'s socket and kBenchDatabase, with `args`.
+harness::Captured pgbench(const harness::Sluiced& daemon, const std::vector<std::string>& args);
+// It exited 0 with "number of failed transactions: 0" and no error.
+void expect_no_failure(const harness::Captured& run, const std::string& what);
 
 // An executable shell script in `dir`, for a "new binary" that misbehaves.
 std::string write_script(const std::string& dir, const std::string& name, const std::string& body);

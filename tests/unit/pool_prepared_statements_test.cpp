@@ -71,5 +71,15 @@ TEST(ServerStatementCacheTest, NewGenerationForgetsEverythingUnderNewNames) {
   EXPECT_EQ(cache.suffix(), "_g1");
 }
 
+// A live upgrade: the backend holds the old process's statements, named up to its generation 3.
+TEST(ServerStatementCacheTest, AMovedServerStartsPastTheOldProcessesGenerations) {
+  ServerStatementCache cache(4);
+  cache.start_generation_after(3);
+  EXPECT_EQ(cache.suffix(), "_g4");
+  EXPECT_EQ(cache.generation(), 4U);
+  cache.start_new_generation();
+  EXPECT_EQ(cache.suffix(), "_g5");
+}
+
 }  // namespace
 }  // namespace sluice::pool

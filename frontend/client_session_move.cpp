@@ -1,0 +1,121 @@
+// Live upgrade, one client's part (README "Live upgrade"): the old process hands a client over
+// at rest, between transactions, with its socket and its whole session state; the new process
+// goes on with it as if nothing happened. A client that cannot move is drained as before.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "daemon/worker.h"
+#include "frontend/client_session.h"
+#include "protocol/sqlstate.h"
+
+namespace sluice::frontend {
+
+// TLS state lives in this process's OpenSSL. A client that keeps its server between transactions
+// (session mode, or pinned in transaction mode) moves with it when that can travel (a plain socket).
+bool ClientSession::movable() const {
+  if (tls() != nullptr || pool_ == nullptr) return false;
+  if (state_ == ClientState::handshake || state_ == ClientState::login || state_ == ClientState::closing)
+    return false;
+  return !keeps_server() || (scope_ && scope_.server().can_travel());
+}
+
+bool ClientSession::stays_to_move() const { return worker_.handing_over() && movable(); }
+
+bool ClientSession::leaves_at_boundary() const { return worker_.draining() && !stays_to_move(); }
+
+// Nothing of it is anywhere but in its state and the kernel's sockets: no settings being read
+// back, no bytes read and not yet sent on, no reply still to write, and no server (transaction
+// mode) or its server between transactions (session mode).
+bool ClientSession::at_rest() const {
+  const bool nothing_pending = !wait_ticket_ && !capture_ && held_.empty() && !cancel_held_ &&
+                               own_query_ == OwnQuery::none && scanner_.at_boundary() &&
+                               !socket_->has_pending_output();
+  if (!nothing_pending) return false;
+  if (keeps_server()) return state_ == ClientState::active && scope_ && scope_.server().at_rest();
+  return state_ == ClientState::idle && !scope_;
+}
+
+void ClientSession::move_if_at_rest() {
+  if (stays_to_move() && at_rest()) move_to_new_process();
+}
+
+void ClientSession::move_to_new_process() {
+  MovedClient moved;
+  moved.old_id = id_;
+  moved.transport = transport_;
+  moved.user = user_;
+  moved.database = database_;
+  moved.startup_settings = pool_->key().settings;
+  moved.settings = settings_;
+  if (router_) {
+    moved.statements = router_->statements();
+    moved.custom_setting_names = router_->custom_setting_names();
+  }
+  moved.cancel_process_id = cancel_pid_;
+  moved.cancel_secret = cancel_secret_;
+  moved.auth_method = auth_method_;
+  moved.scram_keys = worker_.scram_keys().find(database_, user_);
+  moved.pin_reason = pin_reason_;
+  if (keeps_server()) moved.server = scope_.server().moved();
+  auto message = Worker::handover_message(moved_client_to_json(moved), moved.server ? 2 : 1);
+  if (!message) {
+    log::warning("client ", id_, ": its state is too large to hand over; drained instead");
+    return leave_for_drain();
+  }
+  // The socket travels as a duplicate: closing this process's copy below leaves the connection,
+  // and whatever the client has sent since, to the new process.
+  const int fd = ::fcntl(socket_->fd(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return leave_for_drain();
+  std::vector<int> descriptors{fd};
+  if (moved.server) {
+    const int server_fd = scope_.hand_over();
+    if (server_fd < 0) {
+      ::close(fd);
+      return leave_for_drain();
+    }
+    descriptors.push_back(server_fd);
+  }
+  worker_.hand_over_client(std::move(*message), std::move(descriptors));
+  close("handed over to the new process");
+}
+
+void ClientSession::resume(MovedClient moved, int server_fd) {
+  user_ = std::move(moved.user);
+  database_ = std::move(moved.database);
+  cancel_pid_ = moved.cancel_process_id;
+  cancel_secret_ = moved.cancel_secret;
+  worker_.adopt_cancel_key(*this, cancel_pid_);
+  auth_method_ = moved.auth_method;
+  pool_ = worker_.pool_for(database_, user_, moved.startup_settings);
+  if (pool_ == nullptr) {
+    if (server_fd >= 0)
+      ::close(server_fd);  // PostgreSQL ends the backend, and rolls back nothing: it was idle
+    return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+  }
+  pool_->client_joined();
+  session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
+  set_settings(std::move(moved.settings));
+  if (!moved.statements.empty() || !moved.custom_setting_names.empty()) {
+    router_ = std::make_unique<StatementRouter>(pool_->statement_registry(), pool_->setting_functions(),
+                                                pool_->settings().session_state);
+    router_->restore(moved.statements, moved.custom_setting_names);
+  }
+  pin_reason_ = std::move(moved.pin_reason);
+  if (moved.server) {
+    if (!keeps_server()) {
+      ::close(server_fd);
+      return fail(sqlstate::kConnectionFailure, "the pool mode of database \"" + database_ +
+                                                    "\" changed in the upgrade: this session cannot go on");
+    }
+    scope_ = pool_->adopt_server(server_fd, *moved.server, id_);
+    if (!scope_)
+      return fail(sqlstate::kConnectionFailure, "server connection lost: it could not be taken over");
+    scope_.server().attach(this);
+  }
+  set_state(scope_ ? ClientState::active : ClientState::idle);
+  // A drain here began before it arrived: it was at rest, so this is its boundary.
+  if (worker_.draining()) drain();
+}
+
+}  // namespace sluice::frontend
