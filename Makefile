@@ -44,7 +44,7 @@ SANITIZER_ENV   ?= ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 
 # integration tests that run several workers use that sluiced; a data race makes it exit 66, which
 # fails the test that ran it. Then each libFuzzer target for FUZZ_SMOKE_SECONDS (scripts/fuzz.sh).
 TSAN_BUILD_DIR     ?= build-tsan
-TSAN_TESTS         ?= Workers*
+TSAN_TESTS         ?= Workers*:Upgrade*
 FUZZ_SMOKE_SECONDS ?= 30
 
 test-sanitized: build

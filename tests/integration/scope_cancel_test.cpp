@@ -15,6 +15,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
@@ -59,6 +60,17 @@ void send_raw_cancel(const std::string& socket_path, std::uint32_t process_id, s
   }
   close(fd);
   EXPECT_TRUE(closed) << "sluiced did not close the cancel connection";
+}
+
+// In pipeline mode, each statement with its own Sync, as one write.
+bool send_pipeline(const PgConn& conn, const std::vector<std::string>& statements) {
+  if (PQenterPipelineMode(conn.get()) != 1) return false;
+  for (const auto& statement : statements) {
+    if (PQsendQueryParams(conn.get(), statement.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) != 1 ||
+        PQpipelineSync(conn.get()) != 1)
+      return false;
+  }
+  return true;
 }
 
 class ScopeCancelTest : public ::testing::Test {
@@ -292,12 +304,7 @@ TEST_F(ScopeCancelTest, PQcancelOfAPipelineWaitingForAServerFollowsItToTheServer
   const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
   harness::exec_ok(holder, "BEGIN");
   harness::exec_ok(holder, "SELECT 1");
-  ASSERT_EQ(PQenterPipelineMode(waiter.get()), 1);
-  ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT pg_sleep(30)", 0, nullptr, nullptr, nullptr, nullptr, 0),
-            1);
-  ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
-  ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT 5", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
-  ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
+  ASSERT_TRUE(send_pipeline(waiter, {"SELECT pg_sleep(30)", "SELECT 5"}));
   ASSERT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
   EXPECT_EQ(cancel_with_libpq(waiter), "");
 
@@ -323,12 +330,7 @@ TEST_F(ScopeCancelTest, PQcancelOfAPipelineWhoseFirstStatementIsQuickStopsTheSlo
   const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
   harness::exec_ok(holder, "BEGIN");
   harness::exec_ok(holder, "SELECT 1");
-  ASSERT_EQ(PQenterPipelineMode(waiter.get()), 1);
-  ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT 5", 0, nullptr, nullptr, nullptr, nullptr, 0), 1);
-  ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
-  ASSERT_EQ(PQsendQueryParams(waiter.get(), "SELECT pg_sleep(30)", 0, nullptr, nullptr, nullptr, nullptr, 0),
-            1);
-  ASSERT_EQ(PQpipelineSync(waiter.get()), 1);
+  ASSERT_TRUE(send_pipeline(waiter, {"SELECT 5", "SELECT pg_sleep(30)"}));
   ASSERT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
   EXPECT_EQ(cancel_with_libpq(waiter), "");
 
