@@ -63,6 +63,8 @@ void Daemon::start_upgrade(const std::string& binary, std::chrono::milliseconds 
     successor_lost_.store(true, std::memory_order_release);
     log::error("upgrade: the new process is gone; the clients still here are drained");
     for_each_worker([](Worker& worker) { worker.stop_handing_over(); });
+    // Workers that had settled already report nothing more: the exit waited only for the channel.
+    defer_call([this] { exit_if_drained(); });
   };
   events.message = [this](const nlohmann::json& message) {
     if (upgrade::message_type(message) != "cancel") return;

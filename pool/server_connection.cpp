@@ -225,6 +225,7 @@ void ServerConnection::attach(ServerUser* user) {
 
 void ServerConnection::detach() {
   user_ = nullptr;
+  cancel_after_read_.reset();  // a cancel still waiting was its client's: never the next one's
   ledger_.abandon();
   filters_replies_ = tracks_statements_;
 }
