@@ -217,7 +217,7 @@ void Daemon::start_drain(std::chrono::milliseconds timeout, bool exit_when_done,
   systemd_.stopping();
   log::info("drain started: ", client_count(), " clients, deadline in ", timeout.count(), " ms");
   // After a live upgrade's handover the clients that can move go to the new process.
-  const bool hand_over = successor_ && successor_->state() == upgrade::Successor::State::serving;
+  const bool hand_over = handed_over();
   for_each_worker([deadline = drain_->deadline, generation = drain_->generation, grace, hand_over](
                       Worker& worker) { worker.start_drain(deadline, generation, grace, hand_over); });
 }
@@ -256,7 +256,7 @@ void Daemon::on_worker_settled(std::uint64_t generation) {
 
 void Daemon::exit_if_drained() {
   // After a live upgrade, not before the clients handed over have all left for the new process.
-  const bool serving = successor_ && successor_->state() == upgrade::Successor::State::serving;
+  const bool serving = handed_over();
   if (state_ == ServiceState::stopped || exiting_ || !drain_ || !drain_->exit_when_done ||
       drain_->workers_settled != workers_.size())
     return;

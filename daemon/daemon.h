@@ -149,6 +149,8 @@ class Daemon {
   int startup_failed(const std::string& reason);
   [[nodiscard]] bool take_over_from_predecessor();
   void on_successor_serving(pid_t pid, const std::function<void(nlohmann::json)>& done);
+  // A live upgrade's new process serves: this one hands over and drains.
+  [[nodiscard]] bool handed_over() const;
   void report_upgrade_progress();
   // The new process: a client the old one handed over (state as frontend/moved_client.h reads it).
   void adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors);

@@ -21,6 +21,10 @@ constexpr std::chrono::milliseconds kHandoverGrace{1000};
 
 }  // namespace
 
+bool Daemon::handed_over() const {
+  return successor_ && successor_->state() == upgrade::Successor::State::serving;
+}
+
 std::vector<Listener*> Daemon::all_listeners() {
   std::vector<Listener*> all;
   for (auto& listener : listeners_) all.push_back(listener.get());
@@ -36,7 +40,7 @@ void Daemon::start_upgrade(const std::string& binary, std::chrono::milliseconds 
     if (done) done({{"error", "upgrade refused: " + reason}});
   };
   if (successor_) {
-    return refuse(successor_->state() == upgrade::Successor::State::serving
+    return refuse(handed_over()
                       ? "this process has already handed over to pid " + std::to_string(successor_->pid())
                       : "an upgrade is already under way (pid " + std::to_string(successor_->pid()) + ")");
   }
@@ -93,7 +97,7 @@ void Daemon::on_successor_serving(pid_t pid, const std::function<void(nlohmann::
 }
 
 void Daemon::report_upgrade_progress() {
-  if (!successor_ || successor_->state() != upgrade::Successor::State::serving) return;
+  if (!handed_over()) return;
   successor_->send({{"type", "progress"},
                     {"state", service_state_name(state_)},
                     {"clients", client_count()},
@@ -139,7 +143,7 @@ nlohmann::json Daemon::upgrade_report() const {
     return report;
   }
   if (!successor_) return nullptr;
-  const bool serving = successor_->state() == upgrade::Successor::State::serving;
+  const bool serving = handed_over();
   return {{"role", "predecessor"},
           {"new_pid", successor_->pid()},
           {"state", serving ? "handed over" : "starting"},
