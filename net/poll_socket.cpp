@@ -51,6 +51,12 @@ bool PollSocket::start_tls(std::shared_ptr<const config::TlsContext> context, Tl
   return tls_ != nullptr;
 }
 
+bool PollSocket::use_tls(std::unique_ptr<TlsChannel> established) {
+  if (closing_ || tls_ || !pending_.empty()) return false;
+  tls_ = std::move(established);
+  return true;
+}
+
 int PollSocket::peek_byte() const {
   unsigned char byte = 0;
   for (;;) {

@@ -1,7 +1,8 @@
 // A non-blocking socket driven by uv_poll. Reads are pulled by the owner into
 // its own (usually shared) buffer, so an idle connection holds no read buffer;
 // writes go straight to the kernel and only an unsent remainder is kept.
-// A client socket may switch to TLS (start_tls): read and write then carry plaintext.
+// A client socket may switch to TLS (start_tls), a server socket carry an established session
+// (use_tls): read and write then carry plaintext.
 #pragma once
 
 #include <sys/types.h>
@@ -70,6 +71,9 @@ class PollSocket {
   // Server-side TLS from now on; the handshake runs inside read(). False when OpenSSL cannot
   // start one, or output is still pending (the 'S' that answers an SSLRequest goes in plain text).
   bool start_tls(std::shared_ptr<const config::TlsContext> context, TlsChannel::Start start);
+  // A server connection's TLS session, handshake done (TlsChannel::borrow: libpq's). False when
+  // the socket is closing or output is already pending.
+  bool use_tls(std::unique_ptr<TlsChannel> established);
   [[nodiscard]] const TlsChannel* tls() const { return tls_.get(); }
   // The next byte the peer sent, left in the kernel: the byte (0-255), -EAGAIN when nothing is
   // there, -ENODATA at end of stream, -errno.

@@ -18,10 +18,22 @@ std::unique_ptr<TlsChannel> TlsChannel::accept(int fd, std::shared_ptr<const con
     return nullptr;
   }
   SSL_set_accept_state(ssl);
-  return std::unique_ptr<TlsChannel>(new TlsChannel(ssl, std::move(context), start));
+  return std::unique_ptr<TlsChannel>(new TlsChannel(ssl, std::move(context), start, /*owns_ssl=*/true));
 }
 
-TlsChannel::~TlsChannel() { SSL_free(ssl_); }
+std::unique_ptr<TlsChannel> TlsChannel::borrow(SSL* established) {
+  // PollSocket writes as send(2) does: part of the bytes, the rest retried later from its own
+  // buffer (libpq's pqsecure_write copes with partial writes too).
+  SSL_set_mode(established, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  auto channel = std::unique_ptr<TlsChannel>(
+      new TlsChannel(established, nullptr, Start::after_ssl_request, /*owns_ssl=*/false));
+  channel->established_ = true;
+  return channel;
+}
+
+TlsChannel::~TlsChannel() {
+  if (owns_ssl_) SSL_free(ssl_);
+}
 
 TlsChannel::Io TlsChannel::status_after(int result) {
   const int error = SSL_get_error(ssl_, result);
@@ -92,7 +104,7 @@ TlsChannel::Io TlsChannel::write(const void* bytes, std::size_t size) {
 }
 
 void TlsChannel::shutdown() {
-  if (!established_ || !failure_.empty()) return;
+  if (!owns_ssl_ || !established_ || !failure_.empty()) return;
   ERR_clear_error();
   SSL_shutdown(ssl_);  // sends close_notify if the kernel takes it; the peer's is not awaited
   ERR_clear_error();

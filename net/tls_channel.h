@@ -1,6 +1,7 @@
-// One client connection's TLS, as the server: OpenSSL on the connection's non-blocking fd
-// (SSL_set_fd), driven by the PollSocket that owns it. Every call does what the socket allows
-// now and says what it waits for; nothing blocks.
+// One connection's TLS: OpenSSL on the connection's non-blocking fd, driven by the PollSocket that
+// owns it. Every call does what the socket allows now and says what it waits for; nothing blocks.
+// Either a client's, as the server (accept: SSL_set_fd, the handshake inside read), or a server
+// connection's, as the client, that libpq has established and keeps owning (borrow).
 #pragma once
 
 #include <openssl/types.h>
@@ -37,6 +38,9 @@ class TlsChannel {
   // Nullptr when OpenSSL cannot make the connection's state (out of memory).
   static std::unique_ptr<TlsChannel> accept(int fd, std::shared_ptr<const config::TlsContext> context,
                                             Start start);
+  // libpq's TLS session of a server connection, handshake done: read and write go through it (its
+  // BIO reads and writes libpq's socket), and libpq's PQfinish shuts it down and frees it.
+  static std::unique_ptr<TlsChannel> borrow(SSL* established);
   ~TlsChannel();
   TlsChannel(const TlsChannel&) = delete;
   TlsChannel& operator=(const TlsChannel&) = delete;
@@ -57,7 +61,8 @@ class TlsChannel {
   // ---- what authentication may ask (frontend/transport_security.h) ----
   // "TLSv1.3", "TLSv1.2".
   [[nodiscard]] std::string_view version() const;
-  // RFC 5929 tls-server-end-point data for SCRAM's channel binding (config::TlsContext).
+  // RFC 5929 tls-server-end-point data for SCRAM's channel binding (config::TlsContext); a client's
+  // channel (accept) only.
   [[nodiscard]] std::span<const std::uint8_t> server_end_point() const {
     return context_->server_end_point();
   }
@@ -68,8 +73,8 @@ class TlsChannel {
   [[nodiscard]] std::optional<std::string> peer_common_name() const;
 
  private:
-  TlsChannel(SSL* ssl, std::shared_ptr<const config::TlsContext> context, Start start)
-      : ssl_(ssl), context_(std::move(context)), start_(start) {}
+  TlsChannel(SSL* ssl, std::shared_ptr<const config::TlsContext> context, Start start, bool owns_ssl)
+      : ssl_(ssl), context_(std::move(context)), start_(start), owns_ssl_(owns_ssl) {}
   Io handshake();
   // SSL_get_error's verdict on a call that did not succeed.
   Io status_after(int result);
@@ -77,6 +82,7 @@ class TlsChannel {
   SSL* ssl_;
   std::shared_ptr<const config::TlsContext> context_;  // outlives a reload's swap
   Start start_;
+  bool owns_ssl_;  // false when borrowed: the session is libpq's to shut down and free
   bool established_ = false;
   bool starved_ = false;  // the last read wanted more from the kernel
   std::string failure_;

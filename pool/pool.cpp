@@ -100,6 +100,14 @@ std::string one_line(std::string_view text) {
   return line;
 }
 
+// libpq refusing the server's TLS as the conninfo asks for it (a certificate that does not verify or
+// name the host, a missing root certificate, no TLS offered): a direct connection fails at once, and
+// retrying would not change it.
+bool tls_setup_refused(std::string_view libpq_text) {
+  return libpq_text.find("certificate") != std::string_view::npos ||
+         libpq_text.find("server does not support SSL, but SSL was required") != std::string_view::npos;
+}
+
 std::string describe(const ServerConnection& server) {
   return "server " + std::to_string(server.id()) + " (backend pid " + std::to_string(server.backend_pid()) +
          ")";
@@ -416,7 +424,8 @@ void Pool::connect_failed(ServerConnection& server, const std::string& reason) {
                error_class == "08" || error_class == "53" || error_class == "57"};
     close_reason = "connect failed: " + error->describe();
   } else {
-    failure = {sqlstate::kConnectionFailure, "could not connect to server: " + one_line(reason), true};
+    failure = {sqlstate::kConnectionFailure, "could not connect to server: " + one_line(reason),
+               !tls_setup_refused(reason)};
     close_reason = "connect failed: " + one_line(reason);
   }
   passthrough_connect_failed(server, reason, failure);

@@ -184,16 +184,26 @@ void ServerConnection::connect_ready() {
     if (const char* value = PQparameterStatus(conn_, name)) parameters_.emplace_back(name, value);
   }
   cancel_key_ = cancel_key_of(conn_);
-  connected(PQsocket(conn_), /*owns_fd=*/false, PQuser(conn_));
+  // GSSAPI encryption lives inside libpq: sluiced could not read the server's bytes past it.
+  if (PQgssEncInUse(conn_) != 0)
+    return connect_failed(
+        "GSSAPI encryption to the server is not supported: add gssencmode=disable to the conninfo");
+  // libpq's TLS session carries the server's bytes from now on; PQfinish ends it.
+  std::unique_ptr<net::TlsChannel> tls;
+  if (PQsslInUse(conn_) != 0) tls = net::TlsChannel::borrow(static_cast<SSL*>(PQsslStruct(conn_, "OpenSSL")));
+  connected(PQsocket(conn_), /*owns_fd=*/false, PQuser(conn_), std::move(tls));
 }
 
-void ServerConnection::connected(int fd, bool owns_fd, const std::string& user) {
+void ServerConnection::connected(int fd, bool owns_fd, const std::string& user,
+                                 std::unique_ptr<net::TlsChannel> tls) {
   baseline_.emplace(user, pool_.key().settings);
   transaction_status_ = 'I';
   if (!cancel_key_)
     log::warning("server ", id_, ": its cancel key cannot be read; queries on it cannot be cancelled");
   socket_ = net::PollSocket::open(pool_.loop(), fd, owns_fd, this);
   if (!socket_) return connect_failed("cannot watch the server socket");  // an owned fd went with it
+  if (tls && !socket_->use_tls(std::move(tls)))
+    return connect_failed("cannot carry the server's TLS session");
   pool_.connect_succeeded(*this);
 }
 

@@ -249,7 +249,9 @@ class ServerConnection final : net::PollSocket::Handler {
   void start_passthrough(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
   void passthrough_finished(const std::string& failure);
   // Logged in, either way: what the rest of the pool relies on, then the pool hears.
-  void connected(int fd, bool owns_fd, const std::string& user);
+  // `tls`: the session the login established on `fd`, if any; the server's bytes pass through it.
+  void connected(int fd, bool owns_fd, const std::string& user,
+                 std::unique_ptr<net::TlsChannel> tls = nullptr);
   void advance_connect(PostgresPollingStatusType status);
   void close_connect_poll();
   void connect_ready();

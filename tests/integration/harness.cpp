@@ -345,7 +345,8 @@ PostgresServer& postgres() {
   return *g_postgres;
 }
 
-PostgresServer::PostgresServer(int port) : dir_("sluice-pg"), port_(port) {
+PostgresServer::PostgresServer(int port, std::optional<PostgresTls> tls)
+    : dir_("sluice-pg"), port_(port), tls_(std::move(tls)) {
   if (const auto owner = postgres_credentials()) {
     if (chown(dir_.path().c_str(), owner->uid, owner->gid) != 0) fail_errno("chown " + dir_.path());
   }
@@ -417,6 +418,22 @@ void PostgresServer::init_cluster() {
        << "synchronous_commit = off\n"
        << "full_page_writes = off\n"
        << "max_connections = 200\n";
+  if (tls_) {
+    conf << "listen_addresses = '127.0.0.1'\n"
+         << "ssl = on\n"
+         << "ssl_cert_file = 'server.crt'\n"
+         << "ssl_key_file = 'server.key'\n";
+    for (const auto& [from, to] :
+         {std::pair{tls_->cert_file, "server.crt"}, std::pair{tls_->key_file, "server.key"}}) {
+      const std::string path = data + "/" + to;
+      std::filesystem::copy_file(from, path, std::filesystem::copy_options::overwrite_existing);
+      chmod(path.c_str(), 0600);  // PostgreSQL refuses a key others may read
+      if (const auto owner = postgres_credentials();
+          owner && chown(path.c_str(), owner->uid, owner->gid) != 0)
+        fail_errno("chown " + path);
+    }
+    std::ofstream(data + "/pg_hba.conf") << "local all all trust\nhostssl all all 127.0.0.1/32 trust\n";
+  }
   if (!conf.flush()) fail("cannot write " + data + "/postgresql.conf");
 }
 

@@ -37,9 +37,16 @@ class TempDir {
 // and a superuser role named after the invoking user is created, so libpq's default user works.
 // The postmaster is a direct child that gets SIGINT (fast shutdown) if this thread dies first.
 // Failures throw std::runtime_error carrying the tail of the server log.
+// With `tls`, it also listens on TCP 127.0.0.1:<port()> and takes only TLS there (hostssl), for
+// the tests of sluiced's TLS to its servers.
+struct PostgresTls {
+  std::string cert_file;  // copied into the cluster, readable by PostgreSQL only
+  std::string key_file;
+};
+
 class PostgresServer {
  public:
-  explicit PostgresServer(int port);
+  explicit PostgresServer(int port, std::optional<PostgresTls> tls = std::nullopt);
   ~PostgresServer();  // stops the server and removes the directory
   PostgresServer(const PostgresServer&) = delete;
   PostgresServer& operator=(const PostgresServer&) = delete;
@@ -65,6 +72,7 @@ class PostgresServer {
 
   TempDir dir_;  // socket dir; the cluster lives in <dir>/data
   int port_;
+  std::optional<PostgresTls> tls_;
   pid_t pid_ = -1;  // the postmaster, while running
 };
 
