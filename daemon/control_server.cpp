@@ -332,20 +332,14 @@ ControlServer::ControlServer(uv_loop_t* loop, Settings settings, Handler handler
       group_id_(group_id),
       own_uid_(::geteuid()),
       deleter_(loop),
-      idle_sweep_(new uv_timer_t{}),
+      idle_sweep_(loop, [this] { close_idle_connections(); }),
       lifeline_(std::make_shared<ControlServer*>(this)) {
-  uv_timer_init(loop_, idle_sweep_);
-  idle_sweep_->data = this;
-  uv_unref(reinterpret_cast<uv_handle_t*>(idle_sweep_));
-  uv_timer_start(
-      idle_sweep_,
-      [](uv_timer_t* timer) { static_cast<ControlServer*>(timer->data)->close_idle_connections(); },
-      std::min(kIdleSweepMs, settings_.idle_timeout_ms), std::min(kIdleSweepMs, settings_.idle_timeout_ms));
+  idle_sweep_.unref();
+  const std::chrono::milliseconds every(std::min(kIdleSweepMs, settings_.idle_timeout_ms));
+  idle_sweep_.start(every, every);
 }
 
 ControlServer::~ControlServer() {
-  uv_close(reinterpret_cast<uv_handle_t*>(idle_sweep_),
-           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
   connections_.clear();
   listener_.reset();
 }

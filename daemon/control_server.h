@@ -21,6 +21,7 @@
 #include "daemon/control_request.h"
 #include "daemon/listener.h"
 #include "net/deferred_deleter.h"
+#include "net/loop_timer.h"
 #include "net/wind_down.h"
 
 namespace sluice::daemon {
@@ -87,7 +88,7 @@ class ControlServer {
   net::DeferredDeleter deleter_;
   std::unique_ptr<Listener> listener_;
   std::list<std::unique_ptr<Connection>> connections_;
-  uv_timer_t* idle_sweep_;   // heap: freed in its close callback
+  net::LoopTimer idle_sweep_;
   net::WindDown wind_down_;  // finish()
   // Answers still owed hold it weakly: it expires with this server.
   std::shared_ptr<ControlServer*> lifeline_;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 
@@ -19,7 +20,7 @@ namespace sluice::daemon {
 namespace {
 
 constexpr int kBacklog = 4096;
-constexpr std::uint64_t kAcceptRetryMs = 100;
+constexpr std::chrono::milliseconds kAcceptRetry(100);
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -91,21 +92,15 @@ Result<std::unique_ptr<Listener>> Listener::open_tcp(uv_loop_t* loop, const std:
 
 Result<std::unique_ptr<Listener>> Listener::start(uv_loop_t* loop, int fd,
                                                   std::unique_ptr<Listener> listener) {
-  listener->retry_timer_ = new uv_timer_t{};
-  uv_timer_init(loop, listener->retry_timer_);
-  listener->retry_timer_->data = listener.get();
+  listener->retry_timer_ = std::make_unique<net::LoopTimer>(loop, [self = listener.get()] {
+    if (self->socket_) self->socket_->set_reading(true);
+  });
   listener->socket_ = net::PollSocket::open(loop, fd, /*owns_fd=*/true, listener.get());
   if (!listener->socket_) return fail("cannot watch listening socket " + listener->name_);
   return listener;
 }
 
-Listener::~Listener() {
-  close();
-  if (retry_timer_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(retry_timer_),
-             [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
-  }
-}
+Listener::~Listener() { close(); }
 
 std::string Listener::key_for(Transport transport, const std::string& name) {
   return (transport == Transport::unix_socket ? "unix:" : "tcp:") + name;
@@ -117,7 +112,7 @@ void Listener::hand_over() {
 }
 
 void Listener::close() {
-  if (retry_timer_ != nullptr) uv_timer_stop(retry_timer_);
+  if (retry_timer_) retry_timer_->stop();
   socket_.reset();
   if (!unlink_path_.empty()) ::unlink(unlink_path_.c_str());
   unlink_path_.clear();
@@ -145,13 +140,7 @@ void Listener::on_readable() {
 
 void Listener::pause_accepting() {
   socket_->set_reading(false);
-  uv_timer_start(
-      retry_timer_,
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<Listener*>(timer->data);
-        if (self->socket_) self->socket_->set_reading(true);
-      },
-      kAcceptRetryMs, 0);
+  retry_timer_->start(kAcceptRetry);
 }
 
 void Listener::on_socket_error(int uv_status) {

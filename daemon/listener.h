@@ -5,9 +5,11 @@
 #include <uv.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "common/result.h"
+#include "net/loop_timer.h"
 #include "net/poll_socket.h"
 
 namespace sluice::daemon {
@@ -59,7 +61,7 @@ class Listener final : net::PollSocket::Handler {
   std::string unlink_path_;  // the Unix socket file, removed on close
   AcceptCallback on_accept_;
   net::PollSocket::Ptr socket_;
-  uv_timer_t* retry_timer_ = nullptr;  // heap: freed in its close callback
+  std::unique_ptr<net::LoopTimer> retry_timer_;  // set by start()
 };
 
 }  // namespace sluice::daemon

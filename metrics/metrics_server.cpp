@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "common/log.h"
@@ -17,7 +18,7 @@ namespace sluice::metrics {
 namespace {
 
 constexpr std::size_t kReadChunk = 4096;
-constexpr std::uint64_t kSweepMs = 250;
+constexpr std::chrono::milliseconds kSweep(250);
 
 std::string http_response(std::string_view status, std::string_view content_type, std::string_view body,
                           std::string_view extra_headers = "") {
@@ -154,20 +155,13 @@ MetricsServer::MetricsServer(uv_loop_t* loop, Settings settings, Scrape scrape)
       settings_(std::move(settings)),
       scrape_(std::move(scrape)),
       deleter_(loop),
-      sweep_(new uv_timer_t{}),
+      sweep_(loop, [this] { close_overdue_connections(); }),
       lifeline_(std::make_shared<MetricsServer*>(this)) {
-  uv_timer_init(loop_, sweep_);
-  sweep_->data = this;
-  uv_unref(reinterpret_cast<uv_handle_t*>(sweep_));
-  uv_timer_start(
-      sweep_,
-      [](uv_timer_t* timer) { static_cast<MetricsServer*>(timer->data)->close_overdue_connections(); },
-      kSweepMs, kSweepMs);
+  sweep_.unref();
+  sweep_.start(kSweep, kSweep);
 }
 
 MetricsServer::~MetricsServer() {
-  uv_close(reinterpret_cast<uv_handle_t*>(sweep_),
-           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
   connections_.clear();
   listener_.reset();
 }

@@ -21,6 +21,7 @@
 #include "daemon/listener.h"
 #include "metrics/exposition.h"
 #include "net/deferred_deleter.h"
+#include "net/loop_timer.h"
 #include "net/wind_down.h"
 
 namespace sluice::metrics {
@@ -70,7 +71,7 @@ class MetricsServer {
   net::DeferredDeleter deleter_;
   std::unique_ptr<daemon::Listener> listener_;
   std::list<std::unique_ptr<Connection>> connections_;
-  uv_timer_t* sweep_;        // heap: freed in its close callback
+  net::LoopTimer sweep_;
   net::WindDown wind_down_;  // finish()
   // Answers still owed hold it weakly: it expires with this server.
   std::shared_ptr<MetricsServer*> lifeline_;

@@ -9,22 +9,13 @@ namespace sluice::net {
 
 std::unique_ptr<ReadByPeer> ReadByPeer::watch(uv_loop_t* loop, int fd, std::function<bool()> pending_output,
                                               std::chrono::milliseconds limit, std::function<void()> done) {
-  std::unique_ptr<ReadByPeer> watch(new ReadByPeer);
+  std::unique_ptr<ReadByPeer> watch(new ReadByPeer(loop));
   watch->fd_ = fd;
   watch->pending_output_ = std::move(pending_output);
   watch->done_ = std::move(done);
   watch->deadline_ms_ = uv_now(loop) + static_cast<std::uint64_t>(limit.count());
-  watch->timer_ = new uv_timer_t{};
-  uv_timer_init(loop, watch->timer_);
-  watch->timer_->data = watch.get();
-  uv_timer_start(
-      watch->timer_, [](uv_timer_t* timer) { static_cast<ReadByPeer*>(timer->data)->poll(); }, 1, 1);
+  watch->timer_.start(std::chrono::milliseconds(1), std::chrono::milliseconds(1));
   return watch;
-}
-
-ReadByPeer::~ReadByPeer() {
-  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
-           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
 }
 
 bool ReadByPeer::all_read(int fd) {
@@ -34,8 +25,8 @@ bool ReadByPeer::all_read(int fd) {
 
 void ReadByPeer::poll() {
   const bool read = !pending_output_() && all_read(fd_);
-  if (!read && uv_now(timer_->loop) < deadline_ms_) return;
-  uv_timer_stop(timer_);
+  if (!read && timer_.now() < deadline_ms_) return;
+  timer_.stop();
   if (auto done = std::exchange(done_, nullptr)) done();  // may destroy this
 }
 

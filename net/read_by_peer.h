@@ -12,6 +12,8 @@
 #include <functional>
 #include <memory>
 
+#include "net/loop_timer.h"
+
 namespace sluice::net {
 
 class ReadByPeer {
@@ -20,7 +22,6 @@ class ReadByPeer {
   // (bytes not written yet) is false, or when `limit` has passed. Destroying this first calls nothing.
   static std::unique_ptr<ReadByPeer> watch(uv_loop_t* loop, int fd, std::function<bool()> pending_output,
                                            std::chrono::milliseconds limit, std::function<void()> done);
-  ~ReadByPeer();
   ReadByPeer(const ReadByPeer&) = delete;
   ReadByPeer& operator=(const ReadByPeer&) = delete;
 
@@ -28,14 +29,14 @@ class ReadByPeer {
   static bool all_read(int fd);
 
  private:
-  ReadByPeer() = default;
+  explicit ReadByPeer(uv_loop_t* loop) : timer_(loop, [this] { poll(); }) {}
   void poll();
 
   int fd_ = -1;
   std::function<bool()> pending_output_;
   std::function<void()> done_;
   std::uint64_t deadline_ms_ = 0;
-  uv_timer_t* timer_ = nullptr;  // heap: freed in its close callback
+  LoopTimer timer_;
 };
 
 }  // namespace sluice::net

@@ -7,13 +7,15 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
+
+#include "net/loop_timer.h"
 
 namespace sluice::net {
 
 class WindDown {
  public:
   WindDown() = default;
-  ~WindDown();
   WindDown(const WindDown&) = delete;
   WindDown& operator=(const WindDown&) = delete;
 
@@ -26,7 +28,7 @@ class WindDown {
   void finish();
 
  private:
-  uv_timer_t* timer_ = nullptr;  // heap: freed in its close callback
+  std::unique_ptr<LoopTimer> timer_;
   std::function<void()> done_;
 };
 
