@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <cstdio>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include "tests/integration/harness.h"
@@ -53,6 +55,17 @@ void set_role(const std::string& role, const std::string& password, const std::s
       harness::scalar(admin, "SELECT count(*) FROM pg_roles WHERE rolname = '" + role + "'") == "1";
   harness::exec_ok(admin, std::string(exists ? "ALTER" : "CREATE") + " ROLE " + role + " LOGIN PASSWORD '" +
                               password + "'");
+}
+
+void prepend_hba_line(const std::string& line) {
+  static std::set<std::string> added;
+  if (!added.insert(line).second) return;
+  const std::string hba = harness::postgres().socket_dir() + "/data/pg_hba.conf";
+  std::ifstream in(hba);
+  std::stringstream old;
+  old << in.rdbuf();
+  write_file(hba, line + "\n" + old.str());
+  harness::exec_ok(harness::connect(harness::postgres().conninfo()), "SELECT pg_reload_conf()");
 }
 
 std::string auth_file_line(const std::string& role) {

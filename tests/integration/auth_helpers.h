@@ -20,6 +20,9 @@ bool contains(const std::string& text, const std::string& part);
 // Makes `role` (LOGIN) in the test's PostgreSQL with `password` stored as `encryption`
 // ("scram-sha-256" or "md5"), or changes its password if it exists.
 void set_role(const std::string& role, const std::string& password, const std::string& encryption);
+// Puts `line` first in the test PostgreSQL's pg_hba.conf and reloads it (once per line and binary).
+// Callers await its effect: PostgreSQL applies a reload a moment later.
+void prepend_hba_line(const std::string& line);
 // Its auth.file line, its secret copied from pg_authid as the README says: "role" "secret".
 std::string auth_file_line(const std::string& role);
 
