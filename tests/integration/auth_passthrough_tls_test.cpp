@@ -7,10 +7,12 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -190,6 +192,58 @@ TEST_F(PassthroughTlsTest, ACertificateThatFailsVerifyFullIsRefusedAtOnceInLibpq
   error = first_error(missing);
   EXPECT_TRUE(contains(error, "root certificate file \"" + pki_->dir() + "/none.crt\" does not exist"))
       << error;
+}
+
+// prefer, as libpq: a TLS setup that fails (a root certificate that does not sign the server's) is
+// tried again in plain text, which this server refuses by its pg_hba.
+TEST_F(PassthroughTlsTest, PreferTriesAgainInPlainTextWhenTheTlsSetupFails) {
+  pki_->make_other_ca("prefer-other");
+  Sluiced sluiced(config(tcp("sslmode=prefer sslrootcert=" + pki_->dir() + "/prefer-other.crt")));
+  const std::string error = first_error(sluiced);
+  EXPECT_TRUE(contains(error,
+                       "no pg_hba.conf entry for host \"127.0.0.1\", user \"ptt_user\", database "
+                       "\"postgres\", no encryption"))
+      << error;
+}
+
+// The root certificate file is read with the config: replaced on disk, it serves after SIGHUP (the
+// conninfo itself did not change).
+TEST_F(PassthroughTlsTest, AReloadTakesUpAReplacedRootCertificate) {
+  const std::string root = pki_->dir() + "/reloaded-root.crt";
+  pki_->make_other_ca("reloaded-other");
+  std::filesystem::copy_file(pki_->dir() + "/reloaded-other.crt", root,
+                             std::filesystem::copy_options::overwrite_existing);
+  Sluiced sluiced(config(tcp("sslmode=verify-full sslrootcert=" + root)));
+  EXPECT_TRUE(contains(first_error(sluiced), "certificate verify failed"));
+  std::filesystem::copy_file(pki_->ca_cert(), root, std::filesystem::copy_options::overwrite_existing);
+  sluiced.send_signal(SIGHUP);
+  EXPECT_TRUE(wait_until([&] { return first_error(sluiced).empty(); })) << first_error(sluiced);
+}
+
+// sslcert/sslkey: sluiced presents its client certificate (the server asks for one once it has a
+// CA); a key others may read is refused in libpq's words.
+TEST_F(PassthroughTlsTest, AClientCertificateIsPresented) {
+  pki_->issue("sluiced-client", "sluiced-client", 4242, false);
+  const std::string data = server_->socket_dir() + "/data";
+  std::filesystem::copy_file(pki_->ca_cert(), data + "/client-ca.crt",
+                             std::filesystem::copy_options::overwrite_existing);
+  const PgConn admin = connect(server_->conninfo());
+  exec_ok(admin, "ALTER SYSTEM SET ssl_ca_file = 'client-ca.crt'");
+  exec_ok(admin, "SELECT pg_reload_conf()");
+  const std::string files =
+      " sslcert=" + pki_->dir() + "/sluiced-client.crt sslkey=" + pki_->dir() + "/sluiced-client.key";
+  {
+    Sluiced sluiced(config(tcp(verify_full() + files)));
+    const PgConn client = connect(as_role(sluiced));
+    EXPECT_EQ(scalar(client, "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()"),
+              "/CN=sluiced-client");
+  }
+  exec_ok(admin, "ALTER SYSTEM RESET ssl_ca_file");
+  exec_ok(admin, "SELECT pg_reload_conf()");
+  chmod((pki_->dir() + "/sluiced-client.key").c_str(), 0644);
+  Sluiced loose(config(tcp(verify_full() + files)));
+  EXPECT_TRUE(contains(first_error(loose), "private key file \"" + pki_->dir() +
+                                               "/sluiced-client.key\" has group or world access"));
 }
 
 // A server that answers the SSLRequest with 'N' (a listener of the test's own plays it).
