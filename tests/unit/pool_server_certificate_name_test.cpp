@@ -54,7 +54,8 @@ TEST(PoolServerCertificateName, TheCommonNameServesWithoutSubjectAltNames) {
   const Certificate nameless = certificate("", "");
   EXPECT_EQ(certificate_name_mismatch(nameless.get(), "db.example.com"),
             "could not get server's host name from server certificate");
-  EXPECT_EQ(certificate_name_mismatch(cn_only.get(), ""), "host name must be specified for a verified SSL connection");
+  EXPECT_EQ(certificate_name_mismatch(cn_only.get(), ""),
+            "host name must be specified for a verified SSL connection");
 }
 
 // An IP host matches IP subjectAltNames; with none of them libpq also tries the CN, even beside DNS
