@@ -182,6 +182,11 @@ TEST_F(PassthroughTlsTest, ACertificateThatFailsVerifyFullIsRefusedAtOnceInLibpq
   error = first_error(missing);
   EXPECT_TRUE(contains(error, "root certificate file \"" + pki_->dir() + "/none.crt\" does not exist"))
       << error;
+  EXPECT_TRUE(contains(missing.log(),
+                       "database postgres: SCRAM pass-through cannot make TLS to its server: root "
+                       "certificate file \"" +
+                           pki_->dir() + "/none.crt\" does not exist Either provide the file"))
+      << missing.log();
 }
 
 // prefer, as libpq: a TLS setup that fails (a root certificate that does not sign the server's) is
