@@ -149,11 +149,12 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::load(const ServerTlsSe
     return loaded;
   }
   loaded->context_ = context;
-  // As libpq: no compression, its minimum version. As sluiced's own contexts: writes resume from a
-  // buffer that moves, record buffers go back when idle, one read(2) takes several records.
+  // As libpq: no compression, its minimum version. Writes resume from a buffer that moves; one
+  // read(2) takes several records. Record buffers stay (no SSL_MODE_RELEASE_BUFFERS, unlike the
+  // clients' contexts): a pool has few servers and they are busy, a buffer freed after every read
+  // would cost a malloc per message.
   SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-  SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   SSL_CTX_set_read_ahead(context, 1);
   SSL_CTX_set_default_passwd_cb(context, key_password);
   SSL_CTX_set_default_passwd_cb_userdata(context, &loaded->settings_.password);
