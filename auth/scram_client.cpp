@@ -10,9 +10,8 @@ namespace sluice::auth {
 namespace {
 
 constexpr std::string_view kScram = "SCRAM-SHA-256";
+constexpr std::string_view kScramPlus = "SCRAM-SHA-256-PLUS";
 constexpr std::size_t kRawNonceLength = 18;  // libpq's SCRAM_RAW_NONCE_LEN
-// base64("n,,"): no channel binding, no authzid, as the gs2 header of client-first says.
-constexpr std::string_view kChannelBinding = "biws";
 
 std::string_view text_of(protocol::Bytes body) {
   return {reinterpret_cast<const char*>(body.data()), body.size()};
@@ -28,8 +27,9 @@ std::string password_message(std::string_view body) {
 
 }  // namespace
 
-ScramClient::ScramClient(ScramKeys keys, std::string client_nonce, const std::string& user)
-    : keys_(keys), client_nonce_(std::move(client_nonce)) {
+ScramClient::ScramClient(ScramKeys keys, std::string client_nonce, const std::string& user,
+                         ClientChannelBinding binding)
+    : keys_(keys), binding_(std::move(binding)), client_nonce_(std::move(client_nonce)) {
   if (client_nonce_.empty()) {
     std::array<std::uint8_t, kRawNonceLength> raw{};
     random_bytes(raw);
@@ -38,22 +38,43 @@ ScramClient::ScramClient(ScramKeys keys, std::string client_nonce, const std::st
   client_first_bare_ = "n=" + user + ",r=" + client_nonce_;
 }
 
+// libpq 15's choice (pg_SASL_init) and its words.
 Result<std::string> ScramClient::on_mechanisms(protocol::Bytes body) {
   if (expect_ != Expect::mechanisms) return fail("unexpected AuthenticationSASL");
   expect_ = Expect::nothing;
-  // A list of NUL-terminated names ending with an empty one. SCRAM-SHA-256-PLUS needs TLS, which
-  // pass-through does not speak; plain SCRAM-SHA-256 is always offered beside it.
+  using Policy = ClientChannelBinding::Policy;
+  if (binding_.policy == Policy::require && !binding_.tls)
+    return fail("channel binding required, but SSL not in use");
+  // A list of NUL-terminated names ending with an empty one.
   std::string_view list = text_of(body);
-  bool offered = false;
+  bool plain_offered = false;
+  bool plus_offered = false;
   while (!list.empty() && list.front() != '\0') {
     const std::size_t nul = list.find('\0');
     if (nul == std::string_view::npos) return fail("malformed AuthenticationSASL message");
-    offered = offered || list.substr(0, nul) == kScram;
+    plain_offered = plain_offered || list.substr(0, nul) == kScram;
+    plus_offered = plus_offered || list.substr(0, nul) == kScramPlus;
     list.remove_prefix(nul + 1);
   }
-  if (!offered) return fail("the server does not offer SCRAM-SHA-256");
-  const std::string client_first = "n,," + client_first_bare_;
-  std::string body_out(kScram);
+  // PostgreSQL offers PLUS only over TLS: offered in plain text, the TLS was stripped on the way.
+  if (plus_offered && !binding_.tls)
+    return fail("server offered SCRAM-SHA-256-PLUS authentication over a non-SSL connection");
+  plus_ = plus_offered && binding_.policy != Policy::disable;
+  if (!plus_ && !plain_offered) return fail("the server does not offer SCRAM-SHA-256");
+  if (binding_.policy == Policy::require && !plus_) {
+    return fail(
+        "channel binding is required, but server did not offer an authentication method that supports "
+        "channel binding");
+  }
+  if (plus_ && binding_.end_point.empty())
+    return fail("could not determine server certificate signature algorithm");
+  // "y": this client could bind, and believes the server cannot; a server that offered PLUS would
+  // then know the offer was stripped.
+  gs2_header_ = plus_                                                ? "p=tls-server-end-point,,"
+                : binding_.tls && binding_.policy != Policy::disable ? "y,,"
+                                                                     : "n,,";
+  const std::string client_first = gs2_header_ + client_first_bare_;
+  std::string body_out(plus_ ? kScramPlus : kScram);
   body_out.push_back('\0');
   protocol::append_u32(body_out, static_cast<std::uint32_t>(client_first.size()));
   body_out += client_first;
@@ -82,7 +103,10 @@ Result<std::string> ScramClient::on_server_first(protocol::Bytes body) {
     return fail("malformed SCRAM message (invalid iteration count)");
   }
   // The salt and iteration count went into the ClientKey the client derived: nothing to compute.
-  const std::string without_proof = "c=" + std::string(kChannelBinding) + ",r=" + std::string(*nonce);
+  // c=: the gs2 header again, with the certificate hash when bound (RFC 5802 section 7).
+  std::string binding = gs2_header_;
+  if (plus_) binding.append(binding_.end_point.begin(), binding_.end_point.end());
+  const std::string without_proof = "c=" + base64_encode(as_bytes(binding)) + ",r=" + std::string(*nonce);
   auth_message_ = client_first_bare_ + "," + std::string(server_first) + "," + without_proof;
   const Digest stored_key = sha256(keys_.client_key);
   const Digest signature = hmac_sha256(stored_key, as_bytes(auth_message_));

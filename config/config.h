@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "config/server_tls.h"
 #include "config/tls_config.h"
 
 namespace sluice::auth {
@@ -57,6 +58,8 @@ struct PoolSettings {
 struct DatabaseConfig {
   std::string conninfo;  // libpq conninfo; missing user/dbname mean the client's
   PoolSettings pool;
+  // TLS to the server for SCRAM pass-through, read by load_config_file (config/server_tls.h).
+  ServerTls server_tls;
 
   bool operator==(const DatabaseConfig&) const = default;
 };

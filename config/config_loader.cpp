@@ -416,7 +416,7 @@ void read_config(Section& root, Config& config) {
   root.section("pool", [&](Section& s) { read_pool_settings(s, config.pool); });
   root.section("databases", [&](Section& databases) {
     databases.each_section([&](const std::string& name, Section& s) {
-      DatabaseConfig database{.conninfo = {}, .pool = config.pool};
+      DatabaseConfig database{.conninfo = {}, .pool = config.pool, .server_tls = {}};
       read_database(s, database);
       config.databases.emplace(name, std::move(database));
     });
@@ -500,6 +500,7 @@ Result<Config> load_config_file(const std::string& path) {
   if (!config) return config;
   // The files the config names, read with it: a reload takes them all or none.
   if (auto error = load_auth_files(config->auth, path, *text)) return fail(*error);
+  load_server_tls(*config);
   return config;
 }
 

@@ -53,20 +53,6 @@ int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* out_leng
   return SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
-std::vector<std::uint8_t> end_point_hash(X509* certificate) {
-  int digest_nid = NID_undef;
-  if (X509_get_signature_info(certificate, &digest_nid, nullptr, nullptr, nullptr) != 1) return {};
-  // RFC 5929 section 4.1: MD5 and SHA-1 are replaced by SHA-256.
-  const EVP_MD* digest =
-      digest_nid == NID_md5 || digest_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(digest_nid);
-  if (digest == nullptr) return {};
-  std::vector<std::uint8_t> hash(EVP_MAX_MD_SIZE);
-  unsigned int length = 0;
-  if (X509_digest(certificate, digest, hash.data(), &length) != 1) return {};
-  hash.resize(length);
-  return hash;
-}
-
 std::string describe_certificate(X509* certificate) {
   std::string serial = "?";
   if (BIGNUM* number = ASN1_INTEGER_to_BN(X509_get0_serialNumber(certificate), nullptr)) {
@@ -85,6 +71,20 @@ std::string describe_certificate(X509* certificate) {
 }
 
 }  // namespace
+
+std::vector<std::uint8_t> tls_server_end_point(X509* certificate) {
+  int digest_nid = NID_undef;
+  if (X509_get_signature_info(certificate, &digest_nid, nullptr, nullptr, nullptr) != 1) return {};
+  // RFC 5929 section 4.1: MD5 and SHA-1 are replaced by SHA-256.
+  const EVP_MD* digest =
+      digest_nid == NID_md5 || digest_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(digest_nid);
+  if (digest == nullptr) return {};
+  std::vector<std::uint8_t> hash(EVP_MAX_MD_SIZE);
+  unsigned int length = 0;
+  if (X509_digest(certificate, digest, hash.data(), &length) != 1) return {};
+  hash.resize(length);
+  return hash;
+}
 
 TlsContext::~TlsContext() { SSL_CTX_free(context_); }
 
@@ -141,7 +141,7 @@ Result<std::shared_ptr<const TlsContext>, TlsProblem> TlsContext::load(const Tls
     loaded->verifies_clients_ = true;
   }
   X509* certificate = SSL_CTX_get0_certificate(context);
-  loaded->server_end_point_ = end_point_hash(certificate);
+  loaded->server_end_point_ = tls_server_end_point(certificate);
   loaded->description_ = describe_certificate(certificate);
   ERR_clear_error();
   return std::shared_ptr<const TlsContext>(std::move(loaded));

@@ -24,6 +24,11 @@ struct TlsProblem {
   std::string message;
 };
 
+// RFC 5929 tls-server-end-point of `certificate`: its hash with its signature's hash function (SHA-256
+// for MD5 and SHA-1), as PostgreSQL and libpq compute it for SCRAM-SHA-256-PLUS; empty when the
+// signature has no single hash (Ed25519).
+std::vector<std::uint8_t> tls_server_end_point(X509* certificate);
+
 class TlsContext {
  public:
   // Reads the files; mode, versions and ALPN as README "TLS" describes.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 
 #include "common/log.h"
@@ -36,6 +37,18 @@ struct ReloadWork {
 void log_tls_certificate(const config::Config& config) {
   if (config.tls.context)
     log::info("TLS for new connections: certificate ", config.tls.context->description());
+}
+
+// A database whose pass-through TLS files libpq would refuse: said at start and on each reload, not
+// only to the clients that wait for its servers.
+void warn_of_server_tls_failures(const config::Config& config) {
+  for (const auto& [name, database] : config.databases) {
+    const auto& context = database.server_tls.context;
+    if (!context || context->failure().empty()) continue;
+    std::string failure = context->failure();
+    std::replace(failure.begin(), failure.end(), '\n', ' ');
+    log::warning("database ", name, ": SCRAM pass-through cannot make TLS to its server: ", failure);
+  }
 }
 
 }  // namespace
@@ -144,6 +157,7 @@ int Daemon::run() {
   if (!take_over_from_predecessor()) return 1;
   for (const auto& listener : listeners_) log::info("listening on ", listener->name());
   log_tls_certificate(config_);
+  warn_of_server_tls_failures(config_);
   if (workers_.size() > 1) log::info(workers_.size(), " worker loops, each on its own thread");
   start_watchdog();
   notify_status();
@@ -396,6 +410,7 @@ void Daemon::apply_config(config::Config next) {
   for_each_worker([config = config_](Worker& worker) { worker.apply_config(config); });
   log::set_level(log::level_from_name(config_.log_level));
   log_tls_certificate(config_);
+  warn_of_server_tls_failures(config_);
   log::info("reload applied");
 }
 

@@ -71,8 +71,9 @@ class PollSocket {
   // Server-side TLS from now on; the handshake runs inside read(). False when OpenSSL cannot
   // start one, or output is still pending (the 'S' that answers an SSLRequest goes in plain text).
   bool start_tls(std::shared_ptr<const config::TlsContext> context, TlsChannel::Start start);
-  // A server connection's TLS session, handshake done (TlsChannel::borrow: libpq's). False when
-  // the socket is closing or output is already pending.
+  // A server connection's TLS session, handshake done (TlsChannel::borrow: libpq's;
+  // TlsChannel::connect: SCRAM pass-through's own). False when the socket is closing or output is
+  // already pending.
   bool use_tls(std::unique_ptr<TlsChannel> established);
   [[nodiscard]] const TlsChannel* tls() const { return tls_.get(); }
   // The next byte the peer sent, left in the kernel: the byte (0-255), -EAGAIN when nothing is

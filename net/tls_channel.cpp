@@ -31,6 +31,19 @@ std::unique_ptr<TlsChannel> TlsChannel::borrow(SSL* established) {
   return channel;
 }
 
+std::unique_ptr<TlsChannel> TlsChannel::connect(int fd, SSL_CTX* context, const std::string& server_name) {
+  SSL* ssl = SSL_new(context);  // the context's modes: partial writes from a moving buffer
+  if (ssl == nullptr) return nullptr;
+  if (SSL_set_fd(ssl, fd) != 1 ||
+      (!server_name.empty() && SSL_set_tlsext_host_name(ssl, server_name.c_str()) != 1)) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  SSL_set_connect_state(ssl);
+  return std::unique_ptr<TlsChannel>(
+      new TlsChannel(ssl, nullptr, Start::after_ssl_request, /*owns_ssl=*/true));
+}
+
 TlsChannel::~TlsChannel() {
   if (owns_ssl_) SSL_free(ssl_);
 }
@@ -121,6 +134,10 @@ std::string_view TlsChannel::version() const { return SSL_get_version(ssl_); }
 bool TlsChannel::peer_certificate_verified() const {
   return established_ && SSL_get0_peer_certificate(ssl_) != nullptr &&
          SSL_get_verify_result(ssl_) == X509_V_OK;
+}
+
+X509* TlsChannel::peer_certificate() const {
+  return established_ ? SSL_get0_peer_certificate(ssl_) : nullptr;
 }
 
 std::optional<std::string> TlsChannel::peer_common_name() const {

@@ -1,7 +1,8 @@
 // One connection's TLS: OpenSSL on the connection's non-blocking fd, driven by the PollSocket that
 // owns it. Every call does what the socket allows now and says what it waits for; nothing blocks.
 // Either a client's, as the server (accept: SSL_set_fd, the handshake inside read), or a server
-// connection's, as the client, that libpq has established and keeps owning (borrow).
+// connection's, as the client: one that libpq has established and keeps owning (borrow), or one
+// sluiced makes itself for SCRAM pass-through (connect: the handshake inside read too).
 #pragma once
 
 #include <openssl/types.h>
@@ -41,12 +42,18 @@ class TlsChannel {
   // libpq's TLS session of a server connection, handshake done: read and write go through it (its
   // BIO reads and writes libpq's socket), and libpq's PQfinish shuts it down and frees it.
   static std::unique_ptr<TlsChannel> borrow(SSL* established);
+  // sluiced's own session to a server, from `context` (config::ServerTlsContext's): the first read
+  // sends the ClientHello. `server_name`, when not empty, goes in the SNI extension.
+  static std::unique_ptr<TlsChannel> connect(int fd, SSL_CTX* context, const std::string& server_name);
   ~TlsChannel();
   TlsChannel(const TlsChannel&) = delete;
   TlsChannel& operator=(const TlsChannel&) = delete;
 
   // Finishes the handshake first when it is not done.
   Io read(void* buffer, std::size_t size);
+  // Advances the handshake alone: done once established (a server connection's login waits for it
+  // before its StartupMessage).
+  Io handshake();
   // Only once the handshake is done (writes before it are the caller's to drop). After
   // want_write, call again with the same bytes first (more may follow them).
   Io write(const void* bytes, std::size_t size);
@@ -68,6 +75,8 @@ class TlsChannel {
   }
   // The client presented a certificate and it verified against tls.ca_file.
   [[nodiscard]] bool peer_certificate_verified() const;
+  // A server's channel (connect), once established: the certificate the server presented.
+  [[nodiscard]] X509* peer_certificate() const;
   // The verified client certificate's subject CN; nullopt without one (or with no CN, or one
   // holding a NUL, which PostgreSQL refuses too).
   [[nodiscard]] std::optional<std::string> peer_common_name() const;
@@ -75,7 +84,6 @@ class TlsChannel {
  private:
   TlsChannel(SSL* ssl, std::shared_ptr<const config::TlsContext> context, Start start, bool owns_ssl)
       : ssl_(ssl), context_(std::move(context)), start_(start), owns_ssl_(owns_ssl) {}
-  Io handshake();
   // SSL_get_error's verdict on a call that did not succeed.
   Io status_after(int result);
 

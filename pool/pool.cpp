@@ -3,6 +3,7 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 
 #include "common/log.h"
@@ -100,12 +101,22 @@ std::string one_line(std::string_view text) {
   return line;
 }
 
-// libpq refusing the server's TLS as the conninfo asks for it (a certificate that does not verify or
-// name the host, a missing root certificate, no TLS offered): a direct connection fails at once, and
-// retrying would not change it.
+// libpq (or SCRAM pass-through, in its words) refusing the server's TLS as the conninfo asks for it (a
+// certificate that does not verify or name the host, a missing root certificate or key file, no TLS
+// offered, a handshake OpenSSL refused): a direct connection fails at once, and retrying would not
+// change it.
 bool tls_setup_refused(std::string_view libpq_text) {
-  return libpq_text.find("certificate") != std::string_view::npos ||
-         libpq_text.find("server does not support SSL, but SSL was required") != std::string_view::npos;
+  constexpr std::array<std::string_view, 7> kRefusals = {
+      "certificate",
+      "private key file",
+      "server does not support SSL, but SSL was required",
+      "SSL error: ",
+      "host name must be specified for a verified SSL connection",
+      "invalid sslmode value",
+      "invalid channel_binding value"};
+  return std::ranges::any_of(kRefusals, [&](std::string_view refusal) {
+    return libpq_text.find(refusal) != std::string_view::npos;
+  });
 }
 
 std::string describe(const ServerConnection& server) {
@@ -125,7 +136,7 @@ Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database,
       seats_(context_.counts->join(key_.database, key_.user)),
       conninfo_user_(conninfo_user(database_.conninfo)) {
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
-  passthrough_possible_ = may_pass_through(connect_keywords_, connect_values_);
+  passthrough_possible_ = may_pass_through();
   budget_->join(this);
   context_.pools.push_back(this);
 }
@@ -211,7 +222,7 @@ void Pool::update(config::DatabaseConfig database) {
   if (!target_changed) return;
   conninfo_user_ = conninfo_user(database_.conninfo);
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
-  passthrough_possible_ = may_pass_through(connect_keywords_, connect_values_);
+  passthrough_possible_ = may_pass_through();
   // Idle servers point at the old target: let new ones be opened.
   close_idle("conninfo changed on reload");
 }

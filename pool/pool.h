@@ -134,6 +134,10 @@ class Pool {
   [[nodiscard]] const PoolKey& key() const { return key_; }
   [[nodiscard]] const std::string& name() const { return name_; }
   [[nodiscard]] const config::PoolSettings& settings() const { return database_.pool; }
+  // TLS for SCRAM pass-through logins (config/server_tls.h); nullptr when the conninfo holds a password.
+  [[nodiscard]] const std::shared_ptr<const config::ServerTlsContext>& server_tls() const {
+    return database_.server_tls.context;
+  }
   // Named prepared statements of this pool's clients (transaction mode).
   [[nodiscard]] StatementRegistry& statement_registry() { return statement_registry_; }
   [[nodiscard]] std::size_t prepared_statement_count() const { return statement_registry_.size(); }
@@ -193,12 +197,12 @@ class Pool {
   [[nodiscard]] const std::string& server_user() const {
     return conninfo_user_.empty() ? key_.user : conninfo_user_;
   }
-  // The keys the next server logs in with: the conninfo holds no password, does not ask for TLS, and
-  // a client has proved this role's ClientKey; else nullopt (libpq's login).
+  // The keys the next server logs in with: the conninfo holds no password and one host, and a
+  // client has proved this role's ClientKey; else nullopt (libpq's login).
   [[nodiscard]] std::optional<auth::ScramKeys> passthrough_keys() const;
-  // True when this pool's servers would pass a client's SCRAM proof through (no password, no TLS).
-  static bool may_pass_through(const std::vector<std::string>& keywords,
-                               const std::vector<std::string>& values);
+  // True when this pool's servers would pass a client's SCRAM proof through (no password, one host,
+  // its TLS context loaded with the config).
+  [[nodiscard]] bool may_pass_through() const;
   struct ConnectFailure;
   // A refused key is forgotten; libpq's "no password supplied" on such a pool is told as what it is.
   void passthrough_connect_failed(const ServerConnection& server, const std::string& reason,

@@ -15,9 +15,9 @@ bool holds_password(const std::vector<std::string>& keywords) {
 
 }  // namespace
 
-bool Pool::may_pass_through(const std::vector<std::string>& keywords,
-                            const std::vector<std::string>& values) {
-  return !holds_password(keywords) && passthrough_allowed(keywords, values);
+bool Pool::may_pass_through() const {
+  return !holds_password(connect_keywords_) && passthrough_allowed(connect_keywords_, connect_values_) &&
+         server_tls() != nullptr;
 }
 
 std::optional<auth::ScramKeys> Pool::passthrough_keys() const {
@@ -45,9 +45,8 @@ void Pool::passthrough_connect_failed(const ServerConnection& server, const std:
   failure = {
       sqlstate::kInvalidPassword,
       "server login failed: no password for role \"" + server_user() + "\": the conninfo holds none" +
-          (passthrough_possible_
-               ? " and no client has logged in with SCRAM to pass through"
-               : ", and SCRAM pass-through serves no conninfo that requires TLS or lists several hosts"),
+          (passthrough_possible_ ? " and no client has logged in with SCRAM to pass through"
+                                 : ", and SCRAM pass-through serves no conninfo that lists several hosts"),
       false};
 }
 

@@ -101,9 +101,11 @@ void ServerConnection::start_passthrough(const std::vector<std::string>& keyword
   for (const auto& [name, value] : startup) {
     if (name == "user") passthrough_user_ = value;
   }
-  auto started =
-      PassthroughConnect::start(pool_.loop(), *address, ServerLogin(std::move(startup), *passthrough_keys_),
-                                [this](const std::string& failure) { passthrough_finished(failure); });
+  const auto& tls = pool_.server_tls();
+  const auto policy = tls ? tls->settings().channel_binding : ServerLogin::ChannelBinding::prefer;
+  auto started = PassthroughConnect::start(
+      pool_.loop(), *address, tls, ServerLogin(std::move(startup), *passthrough_keys_, {}, policy),
+      [this](const std::string& failure) { passthrough_finished(failure); });
   if (!started) return connect_failed(started.error());
   passthrough_ = std::move(*started);
 }
@@ -125,8 +127,9 @@ void ServerConnection::passthrough_finished(const std::string& failure) {
   key.address_length = sizeof key.address;
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&key.address), &key.address_length) == 0)
     cancel_key_ = key;
-  passthrough_.reset();  // its poll handle closes; the fd is ours now
-  connected(fd, /*owns_fd=*/true, passthrough_user_);
+  std::unique_ptr<net::TlsChannel> tls = passthrough_->release_tls();
+  passthrough_.reset();  // its poll handle closes; the fd (and its TLS session) are ours now
+  connected(fd, /*owns_fd=*/true, passthrough_user_, std::move(tls));
 }
 
 void ServerConnection::start_libpq(const std::vector<std::string>& keywords,

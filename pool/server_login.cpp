@@ -15,8 +15,17 @@ std::string_view text_of(protocol::Bytes body) {
 
 }  // namespace
 
-ServerLogin::ServerLogin(StartupParameters startup, auth::ScramKeys keys, std::string client_nonce)
-    : startup_(std::move(startup)), scram_(keys, std::move(client_nonce)) {}
+ServerLogin::ServerLogin(StartupParameters startup, auth::ScramKeys keys, std::string client_nonce,
+                         ChannelBinding channel_binding)
+    : startup_(std::move(startup)),
+      keys_(keys),
+      client_nonce_(std::move(client_nonce)),
+      binding_{.policy = channel_binding, .tls = false, .end_point = {}} {}
+
+void ServerLogin::use_tls(std::vector<std::uint8_t> end_point) {
+  binding_.tls = true;
+  binding_.end_point = std::move(end_point);
+}
 
 std::string ServerLogin::startup_message() const {
   std::string body;
@@ -100,24 +109,36 @@ ServerLogin::Status ServerLogin::on_authentication(protocol::Bytes body, std::st
   const auto refused = [this](const std::string& why) { return failed(std::string(kRefusedPrefix) + why); };
   const std::uint32_t code = protocol::read_u32(body.data());
   const protocol::Bytes rest = body.subspan(4);
+  // libpq 15's check_expected_areq: with channel_binding=require, only a bound SCRAM exchange may
+  // let the client in.
+  if (binding_.policy == ChannelBinding::require) {
+    if (code == 0 && !(scram_done_ && scram_->channel_bound()))
+      return refused("channel binding required, but server authenticated client without channel binding");
+    if (code != 0 && code != 10 && code != 11 && code != 12)
+      return refused("channel binding required but not supported by server's authentication request");
+  }
   switch (code) {
     case 0:  // AuthenticationOk
       authenticated_ = true;
       return status_;
     case 10: {  // AuthenticationSASL
-      auto response = scram_.on_mechanisms(rest);
+      if (scram_) return refused("unexpected AuthenticationSASL");
+      scram_.emplace(keys_, client_nonce_, std::string(), binding_);
+      auto response = scram_->on_mechanisms(rest);
       if (!response) return refused(response.error());
       out += *response;
       return status_;
     }
     case 11: {  // AuthenticationSASLContinue
-      auto response = scram_.on_server_first(rest);
+      if (!scram_) return refused("unexpected AuthenticationSASLContinue");
+      auto response = scram_->on_server_first(rest);
       if (!response) return refused(response.error());
       out += *response;
       return status_;
     }
     case 12:  // AuthenticationSASLFinal
-      if (auto problem = scram_.on_server_final(rest)) return refused(*problem);
+      if (!scram_) return refused("unexpected AuthenticationSASLFinal");
+      if (auto problem = scram_->on_server_final(rest)) return refused(*problem);
       scram_done_ = true;
       return status_;
     case 3:

@@ -1,7 +1,9 @@
 // sluiced's own login to PostgreSQL for SCRAM pass-through, where libpq cannot be used (libpq 15
 // takes a password, never a ClientKey): StartupMessage out; the SASL exchange with the client's
-// ClientKey (auth::ScramClient); then ParameterStatus, BackendKeyData and ReadyForQuery in.
-// Pure: bytes in, bytes out; the socket is pool/passthrough_connect's.
+// ClientKey (auth::ScramClient), bound to the TLS session when there is one and the server offers
+// SCRAM-SHA-256-PLUS (the conninfo's channel_binding, as libpq 15); then ParameterStatus,
+// BackendKeyData and ReadyForQuery in. Pure: bytes in, bytes out; the socket and its TLS are
+// pool/passthrough_connect's.
 #pragma once
 
 #include <cstdint>
@@ -26,8 +28,15 @@ class ServerLogin {
 
   enum class Status { more, done, failed };
 
+  using ChannelBinding = auth::ClientChannelBinding::Policy;
+
   // `startup`: the StartupMessage's parameters (user, database, options, ...), in order.
-  ServerLogin(StartupParameters startup, auth::ScramKeys keys, std::string client_nonce = {});
+  ServerLogin(StartupParameters startup, auth::ScramKeys keys, std::string client_nonce = {},
+              ChannelBinding channel_binding = ChannelBinding::prefer);
+
+  // Before the StartupMessage goes out: the login runs over TLS, with this tls-server-end-point
+  // hash of the server's certificate (config::tls_server_end_point).
+  void use_tls(std::vector<std::uint8_t> end_point);
 
   [[nodiscard]] std::string startup_message() const;
   // Bytes the server sent; what to answer is appended to `out`.
@@ -49,8 +58,11 @@ class ServerLogin {
   Status failed(std::string reason);
 
   StartupParameters startup_;
-  auth::ScramClient scram_;
-  std::string buffer_;  // a message not yet whole
+  auth::ScramKeys keys_;
+  std::string client_nonce_;
+  auth::ClientChannelBinding binding_;
+  std::optional<auth::ScramClient> scram_;  // from AuthenticationSASL on
+  std::string buffer_;                      // a message not yet whole
   Status status_ = Status::more;
   bool authenticated_ = false;
   bool scram_done_ = false;

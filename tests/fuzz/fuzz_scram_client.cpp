@@ -1,6 +1,8 @@
 // libFuzzer target: SCRAM pass-through's client side of a SCRAM exchange (auth/scram_client), as
 // it parses what a server sends. Byte 0: bit 0 the mechanism list is the input's first line (else
-// a well-formed one). The rest: [mechanisms '\n'] server-first-message '\n' server-final-message.
+// a well-formed one); bit 1 the client is on TLS (with a certificate hash, or none when bit 4);
+// bits 2-3 its channel_binding (disable, prefer, require). The rest: [mechanisms '\n']
+// server-first-message '\n' server-final-message.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -11,6 +13,7 @@
 
 namespace {
 
+using sluice::auth::ClientChannelBinding;
 using sluice::auth::ScramClient;
 
 void check(bool condition) {
@@ -39,8 +42,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const std::string_view server_first = next_line(input);
   const std::string_view server_final = input;
 
+  ClientChannelBinding binding;
+  binding.tls = (data[0] & 2) != 0;
+  if (binding.tls && (data[0] & 16) == 0) binding.end_point.assign(32, 0x5a);
+  const int policy = (data[0] >> 2) & 3;
+  binding.policy = policy == 0   ? ClientChannelBinding::Policy::disable
+                   : policy == 2 ? ClientChannelBinding::Policy::require
+                                 : ClientChannelBinding::Policy::prefer;
   // A fixed nonce, so that inputs can reach past the nonce check.
-  ScramClient client(sluice::auth::ScramKeys{}, "fuzznonce");
+  ScramClient client(sluice::auth::ScramKeys{}, "fuzznonce", {}, binding);
   const auto initial = client.on_mechanisms(bytes(mechanisms));
   if (!initial) {
     check(!initial.error().empty());
@@ -48,6 +58,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     return 0;
   }
   check(initial->size() > 5 && (*initial)[0] == 'p');
+  // Bound only over TLS, and never when disabled; require is bound or refused.
+  check(!client.channel_bound() || (binding.tls && binding.policy != ClientChannelBinding::Policy::disable));
+  check(client.channel_bound() || binding.policy != ClientChannelBinding::Policy::require);
   const auto final_message = client.on_server_first(bytes(server_first));
   if (!final_message) {
     check(client.on_server_final(bytes(server_final)).has_value());

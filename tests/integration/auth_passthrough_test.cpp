@@ -152,22 +152,23 @@ TEST(AuthPassthrough, AStaleVerifierGivesTheServersErrorAndIsForgotten) {
   EXPECT_TRUE(harness::wait_until([&] { return refusal(as(daemon, "pt_stale", "new pw")).empty(); }));
 }
 
-// Pass-through speaks no TLS: a conninfo that requires it keeps libpq's login, and without a password
-// the client is told why.
-TEST(AuthPassthrough, AConninfoThatRequiresTlsIsNotPassedThrough) {
+// Over a Unix socket TLS is never attempted, whatever sslmode says (as libpq): require is served in
+// plain text; channel_binding=require cannot be, and the client is told libpq's reason.
+TEST(AuthPassthrough, OverAUnixSocketTlsIsNeverAttempted) {
   scram_role("pt_tls", "tls pw");
   const harness::PostgresServer& pg = harness::postgres();
-  json overrides = {{"databases",
-                     {{"postgres",
-                       {{"conninfo", "host='" + pg.socket_dir() + "' port=" + std::to_string(pg.port()) +
-                                         " sslmode=require"}}}}}};
-  harness::Sluiced daemon(file_config(authtest::auth_file_line("pt_tls"), overrides));
-  const std::string refused = refusal(as(daemon, "pt_tls", "tls pw"));
-  EXPECT_TRUE(contains(refused,
-                       "no password for role \"pt_tls\": the conninfo holds none, and SCRAM "
-                       "pass-through serves no conninfo that requires TLS or lists several hosts"))
-      << refused;
-  EXPECT_EQ(backends_of("pt_tls"), 0);
+  const std::string socket = "host='" + pg.socket_dir() + "' port=" + std::to_string(pg.port());
+  harness::Sluiced daemon(
+      file_config(authtest::auth_file_line("pt_tls"),
+                  {{"databases", {{"postgres", {{"conninfo", socket + " sslmode=require"}}}}}}));
+  const PgConn conn = harness::connect(as(daemon, "pt_tls", "tls pw"));
+  EXPECT_EQ(harness::scalar(conn, "SELECT current_user"), "pt_tls");
+
+  harness::Sluiced bound(file_config(
+      authtest::auth_file_line("pt_tls"),
+      {{"databases", {{"postgres", {{"conninfo", socket + " sslmode=require channel_binding=require"}}}}}}));
+  const std::string refused = refusal(as(bound, "pt_tls", "tls pw"));
+  EXPECT_TRUE(contains(refused, "channel binding required, but SSL not in use")) << refused;
 }
 
 TEST(AuthPassthrough, CancelReachesAPassThroughServer) {

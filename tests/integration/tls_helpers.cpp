@@ -1,6 +1,7 @@
 #include "tests/integration/tls_helpers.h"
 
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -206,6 +207,22 @@ bool TlsClient::closed_by_peer(milliseconds timeout) {
     if (!read_bytes(1, left)) return Clock::now() < deadline;
   }
   return false;
+}
+
+void expect_served_over_tls(const PgConn& conn, const PgConn& direct) {
+  EXPECT_EQ(scalar(conn, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "t");
+  // 4 MiB one way: hundreds of records, reads that stop mid-record.
+  const std::string big =
+      "SELECT md5(string_agg(repeat(md5(g::text), 8), '')) FROM generate_series(1, 16384) g";
+  const std::string rows = "SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 16384) g";
+  EXPECT_EQ(scalar(conn, big), scalar(direct, big));
+  const PgResult pooled = exec(conn, rows);
+  const PgResult straight = exec(direct, rows);
+  ASSERT_EQ(PQntuples(pooled.get()), 16384);
+  EXPECT_EQ(std::string(PQgetvalue(pooled.get(), 16383, 1)), PQgetvalue(straight.get(), 16383, 1));
+  // ... and the other: a 2 MiB statement.
+  const std::string literal(2 * 1024 * 1024, 'x');
+  EXPECT_EQ(scalar(conn, "SELECT md5('" + literal + "')"), scalar(direct, "SELECT md5('" + literal + "')"));
 }
 
 }  // namespace harness

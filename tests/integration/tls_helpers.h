@@ -42,6 +42,10 @@ nlohmann::json tls_overrides(const TestPki& pki, const std::string& mode, int tc
 // "host=127.0.0.1 port=<port> dbname=postgres connect_timeout=10 " + `options` (sslmode=...).
 std::string tcp_conninfo(int port, const std::string& options);
 
+// Through `conn`, a session whose server connection is on TLS (pg_stat_ssl) and results spanning many
+// TLS records both ways (4 MiB out, a 2 MiB statement in) are those `direct` gets.
+void expect_served_over_tls(const PgConn& conn, const PgConn& direct);
+
 // The serial (upper-case hex) of the certificate the server presented to a libpq connection.
 std::string server_serial(const PgConn& conn);
 

@@ -76,20 +76,31 @@ TEST(PoolPassthroughConnect, StartupCarriesWhatLibpqWouldSend) {
                                {"client_encoding", "UTF8"}}));
 }
 
-TEST(PoolPassthroughConnect, ConninfosThatRequireTlsOrListHostsKeepLibpq) {
-  for (const char* mode : {"require", "verify-ca", "verify-full"}) {
-    Params params;
-    params.add("sslmode", mode);
-    EXPECT_FALSE(passthrough_allowed(params.keywords, params.values)) << mode;
-  }
+TEST(PoolPassthroughConnect, ConninfosThatListHostsKeepLibpqWhateverTheirTls) {
   Params hosts;
   hosts.add("host", "/a,/b");
   EXPECT_FALSE(passthrough_allowed(hosts.keywords, hosts.values)) << "several hosts";
-  for (const char* mode : {"disable", "allow", "prefer"}) {
+  for (const char* mode : {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}) {
     Params params;
     params.add("sslmode", mode);
     EXPECT_TRUE(passthrough_allowed(params.keywords, params.values)) << mode;
   }
+}
+
+// TLS checks and names the conninfo's host, never its hostaddr; a socket has none.
+TEST(PoolPassthroughConnect, TheHostNameIsTheConninfosHost) {
+  Params named;
+  named.add("host", "db.example").add("hostaddr", "10.1.2.3");
+  EXPECT_EQ(passthrough_address(named.keywords, named.values)->host_name, "db.example");
+  Params ip;
+  ip.add("host", "127.0.0.1");
+  EXPECT_EQ(passthrough_address(ip.keywords, ip.values)->host_name, "127.0.0.1");
+  Params only_hostaddr;
+  only_hostaddr.add("hostaddr", "10.1.2.3");
+  EXPECT_EQ(passthrough_address(only_hostaddr.keywords, only_hostaddr.values)->host_name, "");
+  Params socket;
+  socket.add("host", "/run/pg");
+  EXPECT_EQ(passthrough_address(socket.keywords, socket.values)->host_name, "");
 }
 
 }  // namespace

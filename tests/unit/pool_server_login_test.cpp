@@ -106,6 +106,46 @@ TEST(PoolServerLogin, TrustNeedsNoExchange) {
   EXPECT_FALSE(login.scram_done());
 }
 
+// channel_binding=require (libpq 15's check_expected_areq): only a SCRAM-SHA-256-PLUS exchange over
+// TLS may end the login; a trusting server or another method is refused, a bound login goes on.
+TEST(PoolServerLogin, ChannelBindingRequiredAcceptsOnlyABoundExchange) {
+  ServerLogin trusted({{"user", "app"}}, keys_for("pw"), {}, ServerLogin::ChannelBinding::require);
+  trusted.use_tls(std::vector<std::uint8_t>(32, 7));
+  std::string sent;
+  ASSERT_EQ(feed(trusted, after_login(), sent), Status::failed);
+  EXPECT_EQ(trusted.failure(),
+            std::string(ServerLogin::kRefusedPrefix) +
+                "channel binding required, but server authenticated client without channel binding");
+
+  ServerLogin asked_md5({{"user", "app"}}, keys_for("pw"), {}, ServerLogin::ChannelBinding::require);
+  std::string request;
+  auth::append_authentication_request(request, 5, "salt");
+  ASSERT_EQ(feed(asked_md5, request, sent), Status::failed);
+  EXPECT_EQ(asked_md5.failure(),
+            std::string(ServerLogin::kRefusedPrefix) +
+                "channel binding required but not supported by server's authentication request");
+
+  const std::vector<std::uint8_t> end_point(32, 7);
+  auth::ScramExchange server({.user = "app",
+                              .verifier = auth::make_scram_verifier("pw", kSalt, 4096),
+                              .why_no_verifier = {},
+                              .channel_binding = end_point,
+                              .server_nonce = {}});
+  ServerLogin bound({{"user", "app"}}, keys_for("pw"), {}, ServerLogin::ChannelBinding::require);
+  bound.use_tls(end_point);
+  sent.clear();
+  ASSERT_EQ(feed(bound, server.start(), sent), Status::more) << bound.failure();
+  const auth::AuthStep first = server.on_response(p_body(sent));
+  ASSERT_EQ(first.verdict, auth::AuthStep::Verdict::more) << first.error.message;
+  sent.clear();
+  ASSERT_EQ(feed(bound, first.reply, sent), Status::more) << bound.failure();
+  const auth::AuthStep last = server.on_response(p_body(sent));
+  ASSERT_EQ(last.verdict, auth::AuthStep::Verdict::ok) << last.error.message;
+  EXPECT_TRUE(server.channel_bound());
+  sent.clear();
+  EXPECT_EQ(feed(bound, last.reply + after_login(), sent), Status::done) << bound.failure();
+}
+
 TEST(PoolServerLogin, ServerErrorIsWordedAsLibpqVerboseText) {
   ServerLogin login({{"user", "app"}}, keys_for("pw"));
   std::string sent;

@@ -1,0 +1,275 @@
+// SCRAM pass-through over TLS (README "SCRAM pass-through"): sluiced makes the TLS handshake
+// itself, as libpq 15 would for the same conninfo (sslmode, sslrootcert, verify-full's host name,
+// channel_binding), then logs in with the client's ClientKey over it and carries the pooled
+// traffic through that session. A PostgreSQL of this suite's own takes only TLS on TCP 127.0.0.1
+// and demands SCRAM of the roles in group ptt_scram there (hostssl ... scram-sha-256), so a login
+// in plain text or without the client's key cannot pass.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "tests/integration/auth_helpers.h"
+#include "tests/integration/harness.h"
+#include "tests/integration/tls_helpers.h"
+
+namespace {
+
+using namespace harness;
+using authtest::contains;
+using authtest::write_file;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kRole = "ptt_user";
+constexpr const char* kPassword = "tls pw";
+
+class PassthroughTlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pki_ = new TestPki();
+    server_ = new PostgresServer(free_tcp_port(), PostgresTls{pki_->server_cert(), pki_->server_key()});
+    const PgConn admin = connect(server_->conninfo());
+    exec_ok(admin, "CREATE ROLE ptt_scram NOLOGIN");
+    exec_ok(admin, "SET password_encryption = 'scram-sha-256'");
+    exec_ok(admin,
+            std::string("CREATE ROLE ") + kRole + " LOGIN PASSWORD '" + kPassword + "' IN ROLE ptt_scram");
+    secret_line_ =
+        "\"" + std::string(kRole) + "\" \"" +
+        scalar(admin, std::string("SELECT rolpassword FROM pg_authid WHERE rolname = '") + kRole + "'") +
+        "\"\n";
+    write_file(server_->socket_dir() + "/data/pg_hba.conf",
+               "local all all trust\n"
+               "hostssl all +ptt_scram 127.0.0.1/32 scram-sha-256\n"
+               "hostssl all all 127.0.0.1/32 trust\n");
+    exec_ok(admin, "SELECT pg_reload_conf()");
+    const std::string direct = tcp("sslmode=require user=" + std::string(kRole));
+    if (!wait_until([&] { return contains(authtest::refusal(direct), "no password supplied"); }))
+      throw std::runtime_error("PostgreSQL does not demand SCRAM of " + std::string(kRole) + " on TCP");
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete pki_;
+  }
+
+  // The suite's server on TCP; `tls`: sslmode and its files (no password: pass-through logs in).
+  static std::string tcp(const std::string& tls, const std::string& host = "localhost") {
+    return "host=" + host + " hostaddr=127.0.0.1 port=" + std::to_string(server_->port()) +
+           " dbname=postgres " + tls;
+  }
+  static std::string verify_full() { return "sslmode=verify-full sslrootcert=" + pki_->ca_cert(); }
+
+  // sluiced with SCRAM for its clients (auth.file holds the role's verifier), the database at
+  // `conninfo`.
+  static SluicedConfig config(const std::string& conninfo, int pool_size = 1) {
+    auto made = default_config({.pool_size = pool_size,
+                                .overrides = {{"auth", {{"type", "scram-sha-256"}, {"file", "users.txt"}}},
+                                              {"databases", {{"postgres", {{"conninfo", conninfo}}}}}}});
+    write_file(made.dir.path() + "/users.txt", secret_line_);
+    return made;
+  }
+  static std::string as_role(const Sluiced& sluiced) {
+    return sluiced.conninfo("postgres", kRole) + " password='" + kPassword + "'";
+  }
+  // What a client of `sluiced` is told: at login, or at its first query.
+  static std::string first_error(const Sluiced& sluiced) {
+    const PgConn client = try_connect(as_role(sluiced));
+    if (PQstatus(client.get()) != CONNECTION_OK) return PQerrorMessage(client.get());
+    const PgResult result = exec(client, "SELECT 1");
+    return PQresultErrorMessage(result.get());
+  }
+
+  static TestPki* pki_;
+  static PostgresServer* server_;
+  static std::string secret_line_;
+};
+
+TestPki* PassthroughTlsTest::pki_ = nullptr;
+PostgresServer* PassthroughTlsTest::server_ = nullptr;
+std::string PassthroughTlsTest::secret_line_;
+
+std::string backend_ssl(const PgConn& conn) {
+  return scalar(conn, "SELECT ssl::text || ' ' || version FROM pg_stat_ssl WHERE pid = pg_backend_pid()");
+}
+
+TEST_F(PassthroughTlsTest, RequireIsServedByPassThroughOverTls) {
+  const PgConn direct = connect(tcp("sslmode=require"));
+  Sluiced sluiced(config(tcp("sslmode=require")));
+  const PgConn first = connect(as_role(sluiced));
+  const PgConn second = connect(as_role(sluiced));
+  EXPECT_EQ(scalar(first, "SELECT current_user"), kRole);
+  EXPECT_TRUE(backend_ssl(first).starts_with("true TLSv1.")) << backend_ssl(first);
+  expect_served_over_tls(first, direct);  // many TLS records each way through sluiced's own session
+  // One server, two clients taking turns: each release resets it over the same TLS session.
+  for (int turn = 0; turn < 10; ++turn) {
+    const PgConn& client = turn % 2 == 0 ? first : second;
+    exec_ok(client, "BEGIN");
+    exec_ok(client, "SET LOCAL work_mem = '" + std::to_string(64 + turn) + "kB'");
+    EXPECT_EQ(scalar(client, "SELECT count(*) FROM generate_series(1, 1000)"), "1000");
+    exec_ok(client, "COMMIT");
+  }
+  const PgConn admin = connect(server_->conninfo());
+  EXPECT_EQ(
+      scalar(admin, std::string("SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+                                "WHERE a.usename = '") +
+                        kRole + "' AND s.ssl"),
+      "1");
+}
+
+// verify-full with channel_binding=require: the login succeeds only when SCRAM-SHA-256-PLUS bound it
+// to the TLS session (sluiced refuses any other, as libpq does). A cancel reaches the server too: it
+// goes in plain text on a new connection, as libpq sends it, and pg_hba does not apply to it.
+TEST_F(PassthroughTlsTest, VerifyFullWithChannelBindingRequiredAndACancel) {
+  Sluiced sluiced(config(tcp(verify_full() + " channel_binding=require")));
+  const PgConn client = connect(as_role(sluiced));
+  EXPECT_EQ(scalar(client, "SELECT current_user"), kRole);
+  EXPECT_TRUE(backend_ssl(client).starts_with("true ")) << backend_ssl(client);
+  ASSERT_EQ(PQsendQuery(client.get(), "SELECT pg_sleep(30)"), 1);
+  const PgConn admin = connect(server_->conninfo());
+  ASSERT_TRUE(wait_until([&] {
+    return scalar(admin, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)'") == "1";
+  }));
+  const auto started = Clock::now();
+  const std::unique_ptr<PGcancel, decltype(&PQfreeCancel)> cancel(PQgetCancel(client.get()), &PQfreeCancel);
+  std::array<char, 256> error{};
+  ASSERT_EQ(PQcancel(cancel.get(), error.data(), static_cast<int>(error.size())), 1) << error.data();
+  const PgResult result(PQgetResult(client.get()));
+  EXPECT_STREQ(PQresultErrorField(result.get(), PG_DIAG_SQLSTATE), "57014");
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
+  while (PGresult* rest = PQgetResult(client.get())) PQclear(rest);
+  EXPECT_EQ(scalar(client, "SELECT 'after'"), "after");
+}
+
+// libpq's default sslmode (prefer) against a server offering TLS: TLS, and the exchange bound.
+TEST_F(PassthroughTlsTest, PreferUsesTheServersTls) {
+  Sluiced sluiced(config(tcp("")));
+  const PgConn client = connect(as_role(sluiced));
+  EXPECT_TRUE(backend_ssl(client).starts_with("true ")) << backend_ssl(client);
+}
+
+// A certificate that does not name the host (an IP address here, the certificate names localhost),
+// or is signed by another CA: every waiting client is told at once, in libpq's words.
+TEST_F(PassthroughTlsTest, ACertificateThatFailsVerifyFullIsRefusedAtOnceInLibpqsWords) {
+  const std::string mismatched = tcp(verify_full(), "127.0.0.1");
+  const PgConn direct = try_connect(mismatched + " user=" + kRole);
+  const std::string libpq = PQerrorMessage(direct.get());
+  ASSERT_TRUE(contains(libpq, "does not match host name \"127.0.0.1\"")) << libpq;
+  Sluiced sluiced(config(mismatched));
+  auto started = Clock::now();
+  std::string error = first_error(sluiced);
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(5)) << "the refusal waited for a timeout";
+  // PostgreSQL's 08006 wording around libpq's reason ("server certificate for ... does not match ...").
+  const std::string reason = libpq.substr(libpq.find("server certificate for"));
+  EXPECT_TRUE(contains(error, "could not connect to server: " + reason.substr(0, reason.find('\n'))))
+      << error << " / " << libpq;
+
+  pki_->make_other_ca("other");
+  Sluiced other(config(tcp("sslmode=verify-full sslrootcert=" + pki_->dir() + "/other.crt")));
+  started = Clock::now();
+  error = first_error(other);
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
+  EXPECT_TRUE(contains(error, "could not connect to server: SSL error: certificate verify failed")) << error;
+
+  Sluiced missing(config(tcp("sslmode=verify-ca sslrootcert=" + pki_->dir() + "/none.crt")));
+  error = first_error(missing);
+  EXPECT_TRUE(contains(error, "root certificate file \"" + pki_->dir() + "/none.crt\" does not exist"))
+      << error;
+  EXPECT_TRUE(contains(missing.log(),
+                       "database postgres: SCRAM pass-through cannot make TLS to its server: root "
+                       "certificate file \"" +
+                           pki_->dir() + "/none.crt\" does not exist Either provide the file"))
+      << missing.log();
+}
+
+// prefer, as libpq: a TLS setup that fails (a root certificate that does not sign the server's) is
+// tried again in plain text, which this server refuses by its pg_hba.
+TEST_F(PassthroughTlsTest, PreferTriesAgainInPlainTextWhenTheTlsSetupFails) {
+  pki_->make_other_ca("prefer-other");
+  Sluiced sluiced(config(tcp("sslmode=prefer sslrootcert=" + pki_->dir() + "/prefer-other.crt")));
+  const std::string error = first_error(sluiced);
+  EXPECT_TRUE(contains(error,
+                       "no pg_hba.conf entry for host \"127.0.0.1\", user \"ptt_user\", database "
+                       "\"postgres\", no encryption"))
+      << error;
+}
+
+// The root certificate file is read with the config: replaced on disk, it serves after SIGHUP (the
+// conninfo itself did not change).
+TEST_F(PassthroughTlsTest, AReloadTakesUpAReplacedRootCertificate) {
+  const std::string root = pki_->dir() + "/reloaded-root.crt";
+  pki_->make_other_ca("reloaded-other");
+  std::filesystem::copy_file(pki_->dir() + "/reloaded-other.crt", root,
+                             std::filesystem::copy_options::overwrite_existing);
+  Sluiced sluiced(config(tcp("sslmode=verify-full sslrootcert=" + root)));
+  EXPECT_TRUE(contains(first_error(sluiced), "certificate verify failed"));
+  std::filesystem::copy_file(pki_->ca_cert(), root, std::filesystem::copy_options::overwrite_existing);
+  sluiced.send_signal(SIGHUP);
+  EXPECT_TRUE(wait_until([&] { return first_error(sluiced).empty(); })) << first_error(sluiced);
+}
+
+// sslcert/sslkey: sluiced presents its client certificate (the server asks for one once it has a
+// CA); a key others may read is refused in libpq's words.
+TEST_F(PassthroughTlsTest, AClientCertificateIsPresented) {
+  pki_->issue("sluiced-client", "sluiced-client", 4242, false);
+  const std::string data = server_->socket_dir() + "/data";
+  std::filesystem::copy_file(pki_->ca_cert(), data + "/client-ca.crt",
+                             std::filesystem::copy_options::overwrite_existing);
+  const PgConn admin = connect(server_->conninfo());
+  exec_ok(admin, "ALTER SYSTEM SET ssl_ca_file = 'client-ca.crt'");
+  exec_ok(admin, "SELECT pg_reload_conf()");
+  const std::string files =
+      " sslcert=" + pki_->dir() + "/sluiced-client.crt sslkey=" + pki_->dir() + "/sluiced-client.key";
+  {
+    Sluiced sluiced(config(tcp(verify_full() + files)));
+    const PgConn client = connect(as_role(sluiced));
+    EXPECT_EQ(scalar(client, "SELECT client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()"),
+              "/CN=sluiced-client");
+  }
+  exec_ok(admin, "ALTER SYSTEM RESET ssl_ca_file");
+  exec_ok(admin, "SELECT pg_reload_conf()");
+  chmod((pki_->dir() + "/sluiced-client.key").c_str(), 0644);
+  Sluiced loose(config(tcp(verify_full() + files)));
+  EXPECT_TRUE(contains(first_error(loose), "private key file \"" + pki_->dir() +
+                                               "/sluiced-client.key\" has group or world access"));
+}
+
+// A server that answers the SSLRequest with 'N' (a listener of the test's own plays it).
+TEST_F(PassthroughTlsTest, RequireAgainstAServerWithoutTlsIsRefused) {
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  socklen_t length = sizeof address;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  std::thread no_tls([listener] {
+    const int peer = ::accept(listener, nullptr, nullptr);
+    if (peer < 0) return;
+    std::array<char, 8> request{};
+    if (::recv(peer, request.data(), request.size(), MSG_WAITALL) == 8) (void)::send(peer, "N", 1, 0);
+    std::array<char, 64> rest{};
+    while (::recv(peer, rest.data(), rest.size(), 0) > 0) {
+    }
+    ::close(peer);
+  });
+  Sluiced sluiced(config("host=127.0.0.1 port=" + std::to_string(ntohs(address.sin_port)) +
+                         " dbname=postgres sslmode=require"));
+  const auto started = Clock::now();
+  const std::string error = first_error(sluiced);
+  EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
+  EXPECT_TRUE(contains(error, "server does not support SSL, but SSL was required")) << error;
+  ::shutdown(listener, SHUT_RDWR);
+  ::close(listener);
+  no_tls.join();
+}
+
+}  // namespace
