@@ -11,10 +11,9 @@
 
 namespace sluice::pool {
 
-bool ServerConnection::can_travel() const {
-  if (!socket_ || !cancel_key_) return false;
-  return conn_ == nullptr || (PQsslInUse(conn_) == 0 && PQgssEncInUse(conn_) == 0);
-}
+// A TLS session — libpq's, or the one a SCRAM pass-through login made — cannot go: its keys stay
+// in this process's OpenSSL, and the new process would read records as protocol messages.
+bool ServerConnection::can_travel() const { return socket_ && cancel_key_ && socket_->tls() == nullptr; }
 
 bool ServerConnection::at_rest() const {
   return state_ == ServerState::active && idle_clean() && scanner_.at_boundary() && !has_pending_output() &&

@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
@@ -20,6 +21,7 @@
 #include "tests/integration/auth_helpers.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/tls_helpers.h"
+#include "tests/integration/upgrade_helpers.h"
 
 namespace {
 
@@ -69,8 +71,10 @@ class PassthroughTlsTest : public ::testing::Test {
 
   // sluiced with SCRAM for its clients (auth.file holds the role's verifier), the database at
   // `conninfo`.
-  static SluicedConfig config(const std::string& conninfo, int pool_size = 1) {
+  static SluicedConfig config(const std::string& conninfo, int pool_size = 1,
+                              const std::string& pool_mode = "transaction") {
     auto made = default_config({.pool_size = pool_size,
+                                .pool_mode = pool_mode,
                                 .overrides = {{"auth", {{"type", "scram-sha-256"}, {"file", "users.txt"}}},
                                               {"databases", {{"postgres", {{"conninfo", conninfo}}}}}}});
     write_file(made.dir.path() + "/users.txt", secret_line_);
@@ -270,6 +274,37 @@ TEST_F(PassthroughTlsTest, RequireAgainstAServerWithoutTlsIsRefused) {
   ::shutdown(listener, SHUT_RDWR);
   ::close(listener);
   no_tls.join();
+}
+
+// A live upgrade cannot hand over a TLS session (its keys stay in the old process's OpenSSL; the
+// new one would read records as protocol messages): a session-mode client whose server is on
+// pass-through's TLS is drained at its boundary (57P01), as by SIGTERM, not moved with its server.
+TEST_F(PassthroughTlsTest, ALiveUpgradeDrainsASessionWhoseServerIsOnTls) {
+  upgradetest::become_subreaper();
+  Sluiced old(config(tcp("sslmode=require"), 1, "session"));
+  const PgConn client = connect(as_role(old));
+  ASSERT_TRUE(backend_ssl(client).starts_with("true ")) << backend_ssl(client);
+  std::string heard;  // the FATAL arrives while libpq is idle: its notice processor hears it
+  PQsetNoticeProcessor(
+      client.get(), [](void* into, const char* message) { *static_cast<std::string*>(into) += message; },
+      &heard);
+
+  const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket());
+  ASSERT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
+  upgradetest::NewProcess successor(upgradetest::expect_handed_over(old, upgrade));
+  const auto exit = old.wait_exit(std::chrono::seconds(15));
+  ASSERT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << old.log();
+  EXPECT_TRUE(wait_until([&] {
+    const bool open = PQconsumeInput(client.get()) != 0;
+    PQisBusy(client.get());
+    return !open;
+  }));
+  heard += PQerrorMessage(client.get());
+  EXPECT_TRUE(contains(heard, "terminating connection due to administrator command")) << heard;
+  EXPECT_TRUE(contains(old.log(), "upgrade: 0 clients moved")) << old.log();
+  // Its successor serves a new login over a TLS session of its own.
+  const PgConn again = connect(as_role(old));
+  EXPECT_TRUE(backend_ssl(again).starts_with("true ")) << backend_ssl(again);
 }
 
 }  // namespace
