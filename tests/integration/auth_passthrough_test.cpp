@@ -33,12 +33,7 @@ void demand_scram_of_group() {
   static const bool done = [] {
     const PgConn admin = harness::connect(harness::postgres().conninfo());
     harness::exec_ok(admin, std::string("CREATE ROLE ") + kScramGroup + " NOLOGIN");
-    const std::string hba = harness::postgres().socket_dir() + "/data/pg_hba.conf";
-    std::ifstream in(hba);
-    std::stringstream old;
-    old << in.rdbuf();
-    write_file(hba, std::string("local all +") + kScramGroup + " scram-sha-256\n" + old.str());
-    harness::exec_ok(admin, "SELECT pg_reload_conf()");
+    authtest::prepend_hba_line(std::string("local all +") + kScramGroup + " scram-sha-256");
     return true;
   }();
   (void)done;
