@@ -11,10 +11,13 @@
 #include <exception>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "config/auth_files.h"
 #include "config/file_text.h"
@@ -253,12 +256,29 @@ std::optional<std::string> host_port_error(std::string_view value) {
   return std::nullopt;
 }
 
+// The values libpq checks only when it connects, for the modes it takes: its words.
+std::optional<std::string> mode_error(const PQconninfoOption& option) {
+  static const std::map<std::string_view, std::vector<std::string_view>> kModes = {
+      {"sslmode", {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}},
+      {"gssencmode", {"disable", "prefer", "require"}},
+      {"channel_binding", {"disable", "prefer", "require"}}};
+  if (option.val == nullptr) return std::nullopt;
+  const auto modes = kModes.find(option.keyword);
+  if (modes == kModes.end() || std::ranges::find(modes->second, option.val) != modes->second.end())
+    return std::nullopt;
+  return std::string("invalid ") + option.keyword + " value: \"" + option.val + "\"";
+}
+
 // libpq's own parser, so that a conninfo the pool cannot use fails at load
 // time rather than on the first connection.
 std::optional<std::string> conninfo_error(const std::string& conninfo) {
   char* message = nullptr;
   if (PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &message)) {
+    std::optional<std::string> invalid;
+    for (const PQconninfoOption* option = options; option->keyword != nullptr && !invalid; ++option)
+      invalid = mode_error(*option);
     PQconninfoFree(options);
+    if (invalid) return "invalid conninfo: " + *invalid;
     return std::nullopt;
   }
   std::string text = message != nullptr ? message : "out of memory";

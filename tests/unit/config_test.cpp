@@ -300,6 +300,15 @@ TEST(ConfigErrors, BadConninfoCarriesLibpqMessage) {
             "string");
   EXPECT_EQ(error_of("{\"databases\": {\n\"app\": {\n\n\"conninfo\": \"hots=db\" }}}"),
             "cfg.json:4: key 'databases.app.conninfo': invalid conninfo: invalid connection option \"hots\"");
+  // Values libpq would refuse only when connecting: refused at load, in its words.
+  EXPECT_EQ(error_of("{\"databases\": {\n\"app\": {\n\"conninfo\": \"host=db sslmode=bogus\" }}}"),
+            "cfg.json:3: key 'databases.app.conninfo': invalid conninfo: invalid sslmode value: \"bogus\"");
+  EXPECT_EQ(error_of("{\"databases\": {\n\"app\": {\n\"conninfo\": \"channel_binding=always\" }}}"),
+            "cfg.json:3: key 'databases.app.conninfo': invalid conninfo: invalid channel_binding value: "
+            "\"always\"");
+  EXPECT_EQ(
+      error_of("{\"databases\": {\n\"app\": {\n\"conninfo\": \"sslmode=verify-full gssencmode=disable\" }}}"),
+      "<no error>");
 }
 
 TEST(ConfigErrors, DuplicateKey) {
