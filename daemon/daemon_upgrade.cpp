@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/upgrade/descriptor_passing.h"
 #include "daemon/upgrade/inherited_sockets.h"
 #include "daemon/upgrade/predecessor.h"
 #include "daemon/upgrade/successor.h"
@@ -123,6 +124,12 @@ void Daemon::adopt_moved_client(const nlohmann::json& state, std::vector<int> de
   auto moved = frontend::moved_client_from_json(state);
   if (moved && descriptors.size() != (moved->server ? 2U : 1U))
     moved = fail("moved client refused: it came with " + std::to_string(descriptors.size()) + " sockets");
+  for (std::size_t i = 0; moved && i < descriptors.size(); ++i) {
+    if (auto what = upgrade::not_a_connection(descriptors[i])) {
+      moved = fail(std::string("moved client refused: its ") + (i == 0 ? "socket" : "server's socket") +
+                   " is not a connected stream socket but " + *what);
+    }
+  }
   if (!moved) {
     for (const int fd : descriptors) ::close(fd);
     return log::warning("upgrade: ", moved.error());
