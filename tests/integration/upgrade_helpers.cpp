@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -24,13 +25,19 @@ std::optional<int> NewProcess::stop(std::chrono::milliseconds timeout) {
   stopped_ = true;
   ::kill(pid_, SIGTERM);
   std::optional<int> status;
+  bool ours = true;
   harness::wait_until(
       [&] {
         int raw = 0;
-        if (::waitpid(pid_, &raw, WNOHANG) == pid_) status = raw;
-        return status.has_value();
+        const pid_t reaped = ::waitpid(pid_, &raw, WNOHANG);
+        if (reaped == pid_) status = raw;
+        ours = reaped >= 0 || errno != ECHILD;
+        return status.has_value() || !ours;
       },
       timeout);
+  // Its parent, the old sluiced, still runs (and reaps it): stopped too early, not a hung process.
+  EXPECT_TRUE(ours) << "the new sluiced (pid " << pid_
+                    << ") is not this process's child: stop it only once the old one has exited";
   return status;
 }
 
@@ -45,7 +52,10 @@ NewProcess::~NewProcess() {
       << "the new sluiced (pid " << pid_ << ") did not exit 0 on SIGTERM";
   if (!status) {
     ::kill(pid_, SIGKILL);
-    harness::wait_until([this] { return ::waitpid(pid_, nullptr, WNOHANG) == pid_; });
+    harness::wait_until([this] {
+      const pid_t reaped = ::waitpid(pid_, nullptr, WNOHANG);
+      return reaped == pid_ || (reaped < 0 && errno == ECHILD);
+    });
   }
 }
 
