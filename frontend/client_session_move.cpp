@@ -64,19 +64,27 @@ void ClientSession::move_to_new_process() {
     return leave_for_drain();
   }
   // The socket travels as a duplicate: closing this process's copy below leaves the connection,
-  // and whatever the client has sent since, to the new process.
+  // and whatever the client has sent since, to the new process. A second duplicate stays with the
+  // daemon until the new process has said what became of the client: should it die first, or
+  // decline the client, the client is drained from here (upgrade::UnconfirmedMoves).
   const int fd = ::fcntl(socket_->fd(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return leave_for_drain();
+  const int kept = ::fcntl(socket_->fd(), F_DUPFD_CLOEXEC, 0);
+  if (kept < 0) {
+    ::close(fd);
+    return leave_for_drain();
+  }
   std::vector<int> descriptors{fd};
   if (moved.server) {
     const int server_fd = scope_.hand_over();
     if (server_fd < 0) {
       ::close(fd);
+      ::close(kept);
       return leave_for_drain();
     }
     descriptors.push_back(server_fd);
   }
-  worker_.hand_over_client(std::move(*message), std::move(descriptors));
+  worker_.hand_over_client(std::move(*message), std::move(descriptors), kept);
   close("handed over to the new process");
 }
 

@@ -41,8 +41,8 @@ std::string read_until_ready(int fd, std::chrono::milliseconds timeout) {
 }
 
 // A descriptor that is not a connected stream socket (a device, a pipe, a datagram socket, a
-// listening socket) is refused as a client's: closed, logged, and the new process serves on. A
-// proper one then moves in and is served.
+// listening socket) is refused as a client's: closed, logged, declined (the old process would drain
+// the client), and the new process serves on. A proper one then moves in, adopted, and is served.
 TEST(UpgradeAdoption, ADescriptorThatIsNotAStreamSocketIsRefused) {
   upgradetest::FakePredecessor old(harness::default_config());
   harness::Sluiced& successor = old.successor();
@@ -57,8 +57,11 @@ TEST(UpgradeAdoption, ADescriptorThatIsNotAStreamSocketIsRefused) {
   const sa_family_t family = AF_UNIX;  // a bare family: the kernel binds an abstract address
   ASSERT_EQ(::bind(listening, reinterpret_cast<const sockaddr*>(&family), sizeof family), 0);
   ASSERT_EQ(::listen(listening, 1), 0);
+  std::uint64_t move = 0;
   for (const int hostile : {device, pipe_ends[0], datagram, listening}) {
-    old.send(client, {hostile});
+    json numbered = client;
+    numbered["move"] = ++move;
+    old.send(numbered, {hostile});
     ::close(hostile);
   }
   ::close(pipe_ends[1]);
@@ -72,12 +75,23 @@ TEST(UpgradeAdoption, ADescriptorThatIsNotAStreamSocketIsRefused) {
   })) << successor.log();
   ASSERT_TRUE(successor.alive()) << successor.log();
   EXPECT_EQ(clients_total(successor), 0);
+  // Each declined: a real old process would drain the client it still holds.
+  for (std::uint64_t declined = 1; declined <= move; ++declined) {
+    const auto answer = old.receive(10s);
+    ASSERT_TRUE(answer.has_value()) << successor.log();
+    EXPECT_EQ(*answer, json({{"type", "moved"}, {"move", declined}, {"adopted", false}}));
+  }
 
   int ends[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends), 0);
-  old.send(client, {ends[1]});
+  json proper = client;
+  proper["move"] = ++move;
+  old.send(proper, {ends[1]});
   ::close(ends[1]);
-  ASSERT_TRUE(harness::wait_until([&] { return clients_total(successor) == 1; })) << successor.log();
+  const auto answer = old.receive(10s);
+  ASSERT_TRUE(answer.has_value()) << successor.log();
+  EXPECT_EQ(*answer, json({{"type", "moved"}, {"move", move}, {"adopted", true}}));
+  EXPECT_EQ(clients_total(successor), 1);
   const std::string query("Q\0\0\0\15SELECT 1\0", 14);
   ASSERT_EQ(::send(ends[0], query.data(), query.size(), MSG_NOSIGNAL), static_cast<ssize_t>(query.size()));
   const std::string reply = read_until_ready(ends[0], 10s);

@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
+#include <vector>
 
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
@@ -315,6 +317,49 @@ TEST_F(UpgradeMove, IfTheNewProcessDiesTheClientsLeftAreDrained) {
   harness::exec_ok(open, "COMMIT");
   const std::string heard = last_words.until_closed();
   EXPECT_NE(heard.find("terminating connection due to administrator command"), std::string::npos) << heard;
+  const auto exit = old.wait_exit(15s);
+  EXPECT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << old.log();
+}
+
+// The new process dies with clients handed over that it has not taken yet (stopped, it reads
+// nothing from the channel): the old process kept a copy of each one's socket until the new one
+// answered for it, and drains them as by SIGTERM (57P01) instead of leaving them a bare EOF.
+TEST_F(UpgradeMove, ClientsInTheChannelWhenTheNewProcessDiesAreDrainedNotDropped) {
+  harness::PoolOptions debug_log = options();
+  debug_log.overrides["log_level"] = "debug";  // "handed over to the new process" for each client
+  harness::Sluiced old(debug_log);
+  std::vector<PgConn> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(harness::connect(old.conninfo()));
+    harness::exec_ok(clients.back(), "BEGIN");
+    EXPECT_EQ(harness::scalar(clients.back(), "SELECT 1"), "1");
+  }
+  const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket());
+  ASSERT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
+  const auto new_pid = ctltest::status(old.control_socket()).at("pid").get<pid_t>();
+  ASSERT_NE(new_pid, old.pid());
+  ASSERT_EQ(::kill(new_pid, SIGSTOP), 0);
+
+  std::vector<std::unique_ptr<LastWords>> last_words;
+  for (const PgConn& client : clients) {
+    last_words.push_back(std::make_unique<LastWords>(client));
+    harness::exec_ok(client, "COMMIT");  // at rest now: it moves, into a channel nobody reads
+  }
+  const auto handed_over = [&] {
+    const std::string log = old.log();
+    int count = 0;
+    for (auto at = log.find("handed over to the new process"); at != std::string::npos;
+         at = log.find("handed over to the new process", at + 1))
+      ++count;
+    return count;
+  };
+  ASSERT_TRUE(harness::wait_until([&] { return handed_over() == 3; })) << old.log();
+  ::kill(new_pid, SIGKILL);  // its parent, the old process, reaps it
+
+  for (auto& words : last_words) {
+    const std::string heard = words->until_closed();
+    EXPECT_NE(heard.find("terminating connection due to administrator command"), std::string::npos) << heard;
+  }
   const auto exit = old.wait_exit(15s);
   EXPECT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << old.log();
 }
