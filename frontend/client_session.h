@@ -143,6 +143,9 @@ class ClientSession final : net::PollSocket::Handler,
   void read_auth_messages();
   void auth_stepped(const auth::AuthStep& step, std::optional<config::AuthType> method);
   [[nodiscard]] AuthClient auth_client() const;
+  // A moved client, checked against this process's config as a fresh login would be
+  // (client_session_move.cpp): the refusal it would hear, or nullopt.
+  [[nodiscard]] std::optional<auth::AuthError> refusal_under_this_config() const;
   void begin_auth(ClientAuth::Start start);
   void look_up_secret(config::AuthType method);
   void secret_found(config::AuthType method, const LookedUpSecret& found);

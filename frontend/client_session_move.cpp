@@ -88,6 +88,27 @@ void ClientSession::move_to_new_process() {
   close("handed over to the new process");
 }
 
+// The config may have changed with the upgrade: a moved client is let in again as a fresh login
+// would be, up to the point where that login would ask for a password. tls.mode "require" for a
+// TCP client without TLS, no hba line or a reject line, peer for another OS user, cert (which needs
+// TLS): it hears that refusal, PostgreSQL's words. A method that asks for a password counts as met
+// when the client proved one to the old process; one that authenticated without (trust, peer) is
+// refused as a wrong password would be, since it never gave one.
+std::optional<auth::AuthError> ClientSession::refusal_under_this_config() const {
+  const ClientAuth::Start start = ClientAuth::start(worker_.config(), auth_client());
+  if (start.step.verdict == auth::AuthStep::Verdict::failed) return start.step.error;
+  if (start.step.verdict == auth::AuthStep::Verdict::ok && !start.needs_lookup) return std::nullopt;
+  const bool proved_a_password =
+      auth_method_ == config::AuthType::md5 || auth_method_ == config::AuthType::scram_sha_256;
+  if (proved_a_password) return std::nullopt;
+  return auth::AuthError{
+      .sqlstate = sqlstate::kInvalidPassword,
+      .message = "password authentication failed for user \"" + user_ + "\"",
+      .detail = {},
+      .log_reason = "this config asks it for a password, and it logged in to the old process with " +
+                    std::string(auth_method_ ? auth_method_name(*auth_method_) : "no method")};
+}
+
 void ClientSession::resume(MovedClient moved, int server_fd) {
   user_ = std::move(moved.user);
   database_ = std::move(moved.database);
@@ -95,6 +116,12 @@ void ClientSession::resume(MovedClient moved, int server_fd) {
   cancel_secret_ = moved.cancel_secret;
   worker_.adopt_cancel_key(*this, cancel_pid_);
   auth_method_ = moved.auth_method;
+  if (const auto refusal = refusal_under_this_config()) {
+    if (server_fd >= 0) ::close(server_fd);
+    log::warning("client ", id_, ": moved in, but this process's config refuses \"", user_,
+                 "\": ", refusal->log_reason);
+    return fail(refusal->sqlstate, refusal->message, refusal->detail);
+  }
   pool_ = worker_.pool_for(database_, user_, moved.startup_settings);
   if (pool_ == nullptr) {
     if (server_fd >= 0)

@@ -88,6 +88,14 @@ class LastWords {
   PQnoticeProcessor previous_ = nullptr;
 };
 
+// Merges `patch` into the config file of `old`, which the new process reads (the old one does not
+// reload it).
+void rewrite_config(const harness::Sluiced& old, const json& patch) {
+  json config = json::parse(std::ifstream(old.config_path()));
+  config.merge_patch(patch);
+  std::ofstream(old.config_path()) << config.dump(2) << "\n";
+}
+
 // Upgrades `old`, and waits until it has handed over every client and exited 0.
 pid_t upgrade_and_wait(harness::Sluiced& old) {
   const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket());
@@ -362,6 +370,54 @@ TEST_F(UpgradeMove, ClientsInTheChannelWhenTheNewProcessDiesAreDrainedNotDropped
   }
   const auto exit = old.wait_exit(15s);
   EXPECT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << old.log();
+}
+
+// A moved client is let in again under the new process's config, as a fresh login would be: a TCP
+// client that the new hba file rejects hears what a fresh login hears (28000, PostgreSQL's
+// "pg_hba.conf rejects connection ..."), while a Unix-socket client beside it moves and goes on.
+TEST_F(UpgradeMove, AClientTheNewConfigRefusesHearsWhatAFreshLoginWould) {
+  const int port = harness::free_tcp_port();
+  json overrides;
+  overrides["listen"] = {{"tcp", "127.0.0.1:" + std::to_string(port)}};
+  overrides["auth"] = {{"type", "hba"}, {"hba_file", "hba.conf"}};
+  auto config = harness::default_config(options("postgres", overrides));
+  const std::string hba = config.dir.path() + "/hba.conf";
+  std::ofstream(hba) << "local all all trust\nhost all all 127.0.0.1/32 trust\n";
+  harness::Sluiced old(std::move(config));
+  const PgConn tcp = harness::connect(harness::tcp_conninfo(port, ""));
+  const PgConn local = harness::connect(old.conninfo());
+  EXPECT_EQ(harness::scalar(tcp, "SELECT 1"), "1");
+  EXPECT_EQ(harness::scalar(local, "SELECT 1"), "1");
+  std::ofstream(hba) << "local all all trust\nhost all all 127.0.0.1/32 reject\n";  // for the new process
+  LastWords last_words(tcp);
+  NewProcess successor(upgrade_and_wait(old));
+
+  const std::string heard = last_words.until_closed();
+  EXPECT_NE(heard.find("pg_hba.conf rejects connection for host \"127.0.0.1\""), std::string::npos) << heard;
+  EXPECT_EQ(harness::scalar(local, "SELECT 2"), "2");
+  const PgConn fresh = harness::try_connect(harness::tcp_conninfo(port, ""));
+  EXPECT_NE(std::string(PQerrorMessage(fresh.get())).find("pg_hba.conf rejects connection"),
+            std::string::npos)
+      << "a fresh login is not refused the same way: " << PQerrorMessage(fresh.get());
+}
+
+// The same with tls.mode "require" in the new config: a plain TCP client that moves hears what a
+// plain login hears there (28000, "no pg_hba.conf entry for host ..., no encryption").
+TEST_F(UpgradeMove, APlainTcpClientIsRefusedWhenTheNewConfigRequiresTls) {
+  const harness::TestPki pki;
+  const int port = harness::free_tcp_port();
+  json overrides = harness::tls_overrides(pki, "allow", port);
+  overrides["auth"] = {{"type", "trust"}};
+  harness::Sluiced old(options("postgres", overrides));
+  const PgConn plain = harness::connect(harness::tcp_conninfo(port, "sslmode=disable"));
+  EXPECT_EQ(harness::scalar(plain, "SELECT 1"), "1");
+  rewrite_config(old, {{"tls", {{"mode", "require"}}}});
+  LastWords last_words(plain);
+  NewProcess successor(upgrade_and_wait(old));
+
+  const std::string heard = last_words.until_closed();
+  EXPECT_NE(heard.find("no pg_hba.conf entry for host \"127.0.0.1\""), std::string::npos) << heard;
+  EXPECT_NE(heard.find("no encryption"), std::string::npos) << heard;
 }
 
 // A TLS client's session lives in the old process's OpenSSL: it is drained as by SIGTERM (at its
