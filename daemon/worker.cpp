@@ -105,8 +105,8 @@ void Worker::adopt_moved_client(std::vector<int> descriptors, frontend::MovedCli
   if (moved.scram_keys && !scram_keys().find(moved.database, moved.user))
     scram_keys().remember(moved.database, moved.user, *moved.scram_keys);
   log::debug("client ", id, ": moved in (client ", moved.old_id, " of the old process; worker ", index_, ")");
-  client.resume(std::move(moved), descriptors.size() > 1 ? descriptors[1] : -1);
-  daemon_.settle_moved_client(move, /*adopted=*/true);
+  const bool adopted = client.resume(std::move(moved), descriptors.size() > 1 ? descriptors[1] : -1);
+  daemon_.settle_moved_client(move, adopted);
 }
 
 std::optional<nlohmann::json> Worker::handover_message(const nlohmann::json& state, std::size_t descriptors) {

@@ -70,7 +70,10 @@ class ClientSession final : net::PollSocket::Handler,
   // The new process of a live upgrade: goes on with the session the old process handed over, as
   // logged in and between transactions, without a word to the client (client_session_move.cpp).
   // `server_fd`: the socket of the server a session-mode client brought along (else -1).
-  void resume(MovedClient moved, int server_fd);
+  // False: declined, closed without a word (state this config cannot carry: named prepared
+  // statements where none are tracked), for the old process to drain; true: this process has it
+  // (serves it, or ended it with its own error).
+  bool resume(MovedClient moved, int server_fd);
   // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s, query_timeout_ms,
   // transaction_timeout_ms.
   void check_timeouts(std::uint64_t now_ms);

@@ -88,6 +88,16 @@ void ClientSession::move_to_new_process() {
   close("handed over to the new process");
 }
 
+namespace {
+
+// The pool's servers keep a client's named protocol-level statements (prepared again under their
+// own names as it uses them): transaction mode with pool.max_prepared_statements above 0.
+bool tracks_statements(const config::PoolSettings& settings) {
+  return settings.pool_mode == config::PoolMode::transaction && settings.max_prepared_statements > 0;
+}
+
+}  // namespace
+
 // The config may have changed with the upgrade: a moved client is let in again as a fresh login
 // would be, up to the point where that login would ask for a password. tls.mode "require" for a
 // TCP client without TLS, no hba line or a reject line, peer for another OS user, cert (which needs
@@ -109,7 +119,7 @@ std::optional<auth::AuthError> ClientSession::refusal_under_this_config() const 
                     std::string(auth_method_ ? auth_method_name(*auth_method_) : "no method")};
 }
 
-void ClientSession::resume(MovedClient moved, int server_fd) {
+bool ClientSession::resume(MovedClient moved, int server_fd) {
   user_ = std::move(moved.user);
   database_ = std::move(moved.database);
   cancel_pid_ = moved.cancel_process_id;
@@ -120,14 +130,27 @@ void ClientSession::resume(MovedClient moved, int server_fd) {
     if (server_fd >= 0) ::close(server_fd);
     log::warning("client ", id_, ": moved in, but this process's config refuses \"", user_,
                  "\": ", refusal->log_reason);
-    return fail(refusal->sqlstate, refusal->message, refusal->detail);
+    fail(refusal->sqlstate, refusal->message, refusal->detail);
+    return true;
   }
-  pool_ = worker_.pool_for(database_, user_, moved.startup_settings);
-  if (pool_ == nullptr) {
+  pool::Pool* pool = worker_.pool_for(database_, user_, moved.startup_settings);
+  if (pool == nullptr) {
     if (server_fd >= 0)
       ::close(server_fd);  // PostgreSQL ends the backend, and rolls back nothing: it was idle
-    return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+    fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+    return true;
   }
+  if (!moved.statements.empty() && !tracks_statements(pool->settings())) {
+    // Its named statements would be unknown on this process's servers (its next Execute would fail
+    // with 26000): the old process drains it, at rest, and it reconnects into this config.
+    if (server_fd >= 0) ::close(server_fd);
+    log::info("client ", id_, ": moved in with ", moved.statements.size(),
+              " named prepared statements, which this config does not track: declined, the old process "
+              "drains it");
+    close("declined: its prepared statements cannot be carried");
+    return false;
+  }
+  pool_ = pool;
   pool_->client_joined();
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
   set_settings(std::move(moved.settings));
@@ -140,17 +163,21 @@ void ClientSession::resume(MovedClient moved, int server_fd) {
   if (moved.server) {
     if (!keeps_server()) {
       ::close(server_fd);
-      return fail(sqlstate::kConnectionFailure, "the pool mode of database \"" + database_ +
-                                                    "\" changed in the upgrade: this session cannot go on");
+      fail(sqlstate::kConnectionFailure, "the pool mode of database \"" + database_ +
+                                             "\" changed in the upgrade: this session cannot go on");
+      return true;
     }
     scope_ = pool_->adopt_server(server_fd, *moved.server, id_);
-    if (!scope_)
-      return fail(sqlstate::kConnectionFailure, "server connection lost: it could not be taken over");
+    if (!scope_) {
+      fail(sqlstate::kConnectionFailure, "server connection lost: it could not be taken over");
+      return true;
+    }
     scope_.server().attach(this);
   }
   set_state(scope_ ? ClientState::active : ClientState::idle);
   // A drain here began before it arrived: it was at rest, so this is its boundary.
   if (worker_.draining()) drain();
+  return true;
 }
 
 }  // namespace sluice::frontend

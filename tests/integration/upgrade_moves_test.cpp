@@ -420,6 +420,27 @@ TEST_F(UpgradeMove, APlainTcpClientIsRefusedWhenTheNewConfigRequiresTls) {
   EXPECT_NE(heard.find("no encryption"), std::string::npos) << heard;
 }
 
+// A new config that tracks no statements (pool.max_prepared_statements 0) cannot give a moved
+// client its named protocol-level prepared statements (its next Execute would fail, 26000): the new
+// process declines the client, and the old one drains it as it would without an upgrade (57P01
+// at rest), so that it reconnects into the new config. A client without statements moves.
+TEST_F(UpgradeMove, AClientWhoseStatementsTheNewConfigDoesNotTrackIsDrained) {
+  harness::Sluiced old(options());
+  const PgConn prepared = harness::connect(old.conninfo());
+  const PgConn plain = harness::connect(old.conninfo());
+  harness::PgResult made(PQprepare(prepared.get(), "by_protocol", "SELECT $1::int * 2", 1, nullptr));
+  ASSERT_EQ(PQresultStatus(made.get()), PGRES_COMMAND_OK) << PQerrorMessage(prepared.get());
+  EXPECT_EQ(harness::scalar(plain, "SELECT 1"), "1");
+  rewrite_config(old, {{"pool", {{"max_prepared_statements", 0}}}});
+  LastWords last_words(prepared);
+  NewProcess successor(upgrade_and_wait(old));
+
+  const std::string heard = last_words.until_closed();
+  EXPECT_NE(heard.find("terminating connection due to administrator command"), std::string::npos) << heard;
+  EXPECT_NE(old.log().find("the new process declined a client: drained"), std::string::npos) << old.log();
+  EXPECT_EQ(harness::scalar(plain, "SELECT 2"), "2");
+}
+
 // A TLS client's session lives in the old process's OpenSSL: it is drained as by SIGTERM (at its
 // boundary, with PostgreSQL's 57P01), while a plain client beside it moves.
 TEST_F(UpgradeMove, ATlsClientIsDrainedAndAPlainOneMoves) {
