@@ -150,6 +150,7 @@ int Daemon::run() {
         auto* daemon = static_cast<Daemon*>(t->data);
         daemon->notify_status();
         daemon->report_upgrade_progress();
+        daemon->exit_if_drained();  // moves still unsettled at the drain deadline hold it no longer
       },
       kStatusIntervalMs, kStatusIntervalMs);
 
@@ -275,7 +276,15 @@ void Daemon::exit_if_drained() {
       drain_->workers_settled != workers_.size())
     return;
   if (serving && !successor_->flushed()) return;
+  // Until the drain deadline, the clients the new process has not answered for are kept, to be
+  // drained from here should it die; after it, they are its.
+  if (serving && !unconfirmed_moves_.empty() && Clock::now() < drain_->deadline) return;
   if (serving) {
+    if (!unconfirmed_moves_.empty()) {
+      log::warning("upgrade: the new process did not answer for ", unconfirmed_moves_.size(),
+                   " clients by the drain deadline: left to it");
+    }
+    unconfirmed_moves_.forget_all();
     log::info("upgrade: ", clients_moved_out_, " clients moved to pid ", successor_->pid(),
               ", the others drained (", drain_->forced, " scopes forced at the deadline)");
   }

@@ -21,6 +21,7 @@
 #include "daemon/control_server.h"
 #include "daemon/listener.h"
 #include "daemon/systemd_notify.h"
+#include "daemon/upgrade/unconfirmed_moves.h"
 #include "daemon/worker.h"
 #include "metrics/metrics_server.h"
 #include "net/mailbox.h"
@@ -90,8 +91,12 @@ class Daemon {
   void route_cancel(std::uint32_t process_id, std::uint32_t secret);
   // A cancel key no worker gave out: after an upgrade, the old process may have.
   void cancel_unknown_key(std::uint32_t process_id, std::uint32_t secret);
-  // A live upgrade's old process: a client's socket and its "client" message for the new process.
-  void hand_over_client(nlohmann::json message, std::vector<int> descriptors);
+  // A live upgrade's old process: a client's socket and its "client" message for the new process;
+  // `kept`: a duplicate of the client's socket, held until the new process answers for it.
+  void hand_over_client(nlohmann::json message, std::vector<int> descriptors, int kept);
+  // A live upgrade's new process, from a worker: tells the old process what became of the client
+  // its move `move` brought (adopted, or declined: the old process drains it).
+  void settle_moved_client(std::uint64_t move, bool adopted);
   // Any thread: the new process died after it took over (workers move no one from then on).
   [[nodiscard]] bool successor_lost() const { return successor_lost_.load(std::memory_order_acquire); }
   // Any thread: server connections per database and per user, across the workers.
@@ -153,7 +158,9 @@ class Daemon {
   [[nodiscard]] bool handed_over() const;
   void report_upgrade_progress();
   // The new process: a client the old one handed over (state as frontend/moved_client.h reads it).
-  void adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors);
+  void adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors, std::uint64_t move);
+  // The old process: the new one's "moved" answer.
+  void on_move_settled(const nlohmann::json& message);
   [[nodiscard]] std::vector<Listener*> all_listeners();
   void start_watchdog();
   void on_watchdog();
@@ -194,6 +201,7 @@ class Daemon {
   std::uint64_t clients_moved_out_ = 0;                // handed over to the successor
   std::uint64_t clients_moved_in_ = 0;                 // adopted from the predecessor
   std::atomic<bool> successor_lost_{false};
+  upgrade::UnconfirmedMoves unconfirmed_moves_;  // clients handed over, not yet answered for
 };
 
 template <class Share>

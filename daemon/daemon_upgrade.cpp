@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/upgrade/descriptor_passing.h"
 #include "daemon/upgrade/inherited_sockets.h"
 #include "daemon/upgrade/predecessor.h"
 #include "daemon/upgrade/successor.h"
@@ -66,13 +67,22 @@ void Daemon::start_upgrade(const std::string& binary, std::chrono::milliseconds 
   events.lost = [this] {
     successor_lost_.store(true, std::memory_order_release);
     log::error("upgrade: the new process is gone; the clients still here are drained");
+    // Those it had not taken yet (in the channel, or on its way to a worker) too: from here.
+    unconfirmed_moves_.drain_all();
     for_each_worker([](Worker& worker) { worker.stop_handing_over(); });
     // Workers that had settled already report nothing more: the exit waited only for the channel.
     defer_call([this] { exit_if_drained(); });
   };
   events.message = [this](const nlohmann::json& message) {
-    if (upgrade::message_type(message) != "cancel") return;
+    const std::string type = upgrade::message_type(message);
+    if (type == "moved") return on_move_settled(message);
+    if (type != "cancel") return;
     route_cancel(message.value("process_id", std::uint32_t{0}), message.value("secret", std::uint32_t{0}));
+  };
+  events.undelivered = [this](std::uint64_t move) {
+    log::warning("upgrade: a client could not be handed over (the kernel refused its socket): drained");
+    unconfirmed_moves_.settle(move, /*adopted=*/false);
+    exit_if_drained();
   };
   auto successor = upgrade::Successor::launch(&loop_, launch, std::move(sockets), std::move(events));
   if (!successor) {
@@ -105,35 +115,69 @@ void Daemon::report_upgrade_progress() {
                     {"moved", clients_moved_out_}});
 }
 
-void Daemon::hand_over_client(nlohmann::json message, std::vector<int> descriptors) {
-  mailbox_->post([this, descriptors = std::move(descriptors), message = std::move(message)] {
+void Daemon::hand_over_client(nlohmann::json message, std::vector<int> descriptors, int kept) {
+  mailbox_->post([this, descriptors = std::move(descriptors), message = std::move(message), kept]() mutable {
+    const std::uint64_t move = unconfirmed_moves_.hold(kept);
+    message["move"] = move;
     // Sent or not, this process's copies of the sockets are closed (Successor::send closes them too).
-    const bool sent = successor_ ? successor_->send(message, descriptors) : false;
     if (!successor_) {
       for (const int fd : descriptors) ::close(fd);
     }
-    if (!sent)
-      return log::warning("upgrade: a client could not be handed over (the new process is gone): closed");
-    ++clients_moved_out_;
-    report_upgrade_progress();
+    const bool sent = successor_ && successor_->send(message, std::move(descriptors), move);
+    if (!sent) {
+      log::warning("upgrade: a client could not be handed over (the new process is gone): drained");
+      unconfirmed_moves_.settle(move, /*adopted=*/false);
+    }
   });
 }
 
-void Daemon::adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors) {
+// The new process says what became of a client handed over: adopted (its copy of the socket here
+// closes), or declined (drained from here, as it would have been without the upgrade).
+void Daemon::on_move_settled(const nlohmann::json& message) {
+  const auto move = message.find("move");
+  const auto adopted = message.find("adopted");
+  if (move == message.end() || !move->is_number_unsigned() || adopted == message.end() ||
+      !adopted->is_boolean())
+    return log::warning("upgrade: the new process sent a malformed \"moved\" message: ignored");
+  if (adopted->get<bool>()) {
+    ++clients_moved_out_;
+  } else {
+    log::info("upgrade: the new process declined a client: drained");
+  }
+  unconfirmed_moves_.settle(move->get<std::uint64_t>(), adopted->get<bool>());
+  report_upgrade_progress();
+  exit_if_drained();
+}
+
+void Daemon::settle_moved_client(std::uint64_t move, bool adopted) {
+  mailbox_->post([this, move, adopted] {
+    if (predecessor_) predecessor_->report_move(move, adopted);
+  });
+}
+
+void Daemon::adopt_moved_client(const nlohmann::json& state, std::vector<int> descriptors,
+                                std::uint64_t move) {
   auto moved = frontend::moved_client_from_json(state);
   if (moved && descriptors.size() != (moved->server ? 2U : 1U))
     moved = fail("moved client refused: it came with " + std::to_string(descriptors.size()) + " sockets");
+  for (std::size_t i = 0; moved && i < descriptors.size(); ++i) {
+    if (auto what = upgrade::not_a_connection(descriptors[i])) {
+      moved = fail(std::string("moved client refused: its ") + (i == 0 ? "socket" : "server's socket") +
+                   " is not a connected stream socket but " + *what);
+    }
+  }
   if (!moved) {
     for (const int fd : descriptors) ::close(fd);
-    return log::warning("upgrade: ", moved.error());
+    log::warning("upgrade: ", moved.error());
+    return predecessor_->report_move(move, /*adopted=*/false);  // the old process drains it
   }
   ++clients_moved_in_;
   // The worker its cancel key names, as for a key given out here.
   Worker& worker = *workers_[moved->cancel_process_id % workers_.size()];
   worker.count_incoming_client();
   worker.post([&worker, descriptors = std::move(descriptors),
-               moved = std::make_shared<frontend::MovedClient>(std::move(*moved)),
-               id = next_client_id_++] { worker.adopt_moved_client(descriptors, std::move(*moved), id); });
+               moved = std::make_shared<frontend::MovedClient>(std::move(*moved)), id = next_client_id_++,
+               move] { worker.adopt_moved_client(descriptors, std::move(*moved), id, move); });
 }
 
 nlohmann::json Daemon::upgrade_report() const {
@@ -176,8 +220,8 @@ bool Daemon::take_over_from_predecessor() {
   systemd_.ready_as_main_process(::getpid());
   predecessor_->attach(
       &loop_, [this] { defer_call([this] { predecessor_.reset(); }); },
-      [this](const nlohmann::json& state, std::vector<int> descriptors) {
-        adopt_moved_client(state, std::move(descriptors));
+      [this](const nlohmann::json& state, std::vector<int> descriptors, std::uint64_t move) {
+        adopt_moved_client(state, std::move(descriptors), move);
       });
   log::info("upgrade: serving; the old process hands its clients over");
   return true;

@@ -96,7 +96,8 @@ void Worker::adopt_client(int fd, Transport transport, std::uint64_t id) {
   log::debug("client ", id, ": connected (worker ", index_, ")");
 }
 
-void Worker::adopt_moved_client(std::vector<int> descriptors, frontend::MovedClient moved, std::uint64_t id) {
+void Worker::adopt_moved_client(std::vector<int> descriptors, frontend::MovedClient moved, std::uint64_t id,
+                                std::uint64_t move) {
   clients_.push_back(std::make_unique<ClientSession>(*this, id, descriptors.at(0), moved.transport));
   ClientSession& client = *clients_.back();
   client.position = std::prev(clients_.end());
@@ -104,7 +105,8 @@ void Worker::adopt_moved_client(std::vector<int> descriptors, frontend::MovedCli
   if (moved.scram_keys && !scram_keys().find(moved.database, moved.user))
     scram_keys().remember(moved.database, moved.user, *moved.scram_keys);
   log::debug("client ", id, ": moved in (client ", moved.old_id, " of the old process; worker ", index_, ")");
-  client.resume(std::move(moved), descriptors.size() > 1 ? descriptors[1] : -1);
+  const bool adopted = client.resume(std::move(moved), descriptors.size() > 1 ? descriptors[1] : -1);
+  daemon_.settle_moved_client(move, adopted);
 }
 
 std::optional<nlohmann::json> Worker::handover_message(const nlohmann::json& state, std::size_t descriptors) {
@@ -113,8 +115,8 @@ std::optional<nlohmann::json> Worker::handover_message(const nlohmann::json& sta
   return message;
 }
 
-void Worker::hand_over_client(nlohmann::json message, std::vector<int> descriptors) {
-  daemon_.hand_over_client(std::move(message), std::move(descriptors));
+void Worker::hand_over_client(nlohmann::json message, std::vector<int> descriptors, int kept) {
+  daemon_.hand_over_client(std::move(message), std::move(descriptors), kept);
 }
 
 void Worker::set_paused(bool paused) {

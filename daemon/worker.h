@@ -63,7 +63,9 @@ class Worker {
   void adopt_client(int fd, Transport transport, std::uint64_t id);
   // A client the old process handed over in a live upgrade: it goes on where it was, unaware.
   // `descriptors`: its socket, then its server's when it brought one.
-  void adopt_moved_client(std::vector<int> descriptors, frontend::MovedClient moved, std::uint64_t id);
+  // `move`: the old process's number for it, answered with what became of it.
+  void adopt_moved_client(std::vector<int> descriptors, frontend::MovedClient moved, std::uint64_t id,
+                          std::uint64_t move);
   void set_paused(bool paused);
   // Closes idle clients now, the others at their next transaction boundary,
   // and forces what is left at `deadline`; tells the daemon when its clients
@@ -95,8 +97,9 @@ class Worker {
   // large to send.
   [[nodiscard]] static std::optional<nlohmann::json> handover_message(const nlohmann::json& state,
                                                                       std::size_t descriptors);
-  // Sends it with the sockets (duplicates, now the daemon's: client first, then its server).
-  void hand_over_client(nlohmann::json message, std::vector<int> descriptors);
+  // Sends it with the sockets (duplicates, now the daemon's: client first, then its server);
+  // `kept`: another duplicate of the client's, which the daemon keeps until the move is settled.
+  void hand_over_client(nlohmann::json message, std::vector<int> descriptors, int kept);
   // The pool for a configured database, made on first use; nullptr when unknown.
   pool::Pool* pool_for(const std::string& database, const std::string& user,
                        const protocol::StartupSettings& settings);

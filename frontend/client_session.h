@@ -70,7 +70,10 @@ class ClientSession final : net::PollSocket::Handler,
   // The new process of a live upgrade: goes on with the session the old process handed over, as
   // logged in and between transactions, without a word to the client (client_session_move.cpp).
   // `server_fd`: the socket of the server a session-mode client brought along (else -1).
-  void resume(MovedClient moved, int server_fd);
+  // False: declined, closed without a word (state this config cannot carry: named prepared
+  // statements where none are tracked), for the old process to drain; true: this process has it
+  // (serves it, or ended it with its own error).
+  bool resume(MovedClient moved, int server_fd);
   // Janitor: login_timeout, idle_transaction_timeout_ms, client_idle_timeout_s, query_timeout_ms,
   // transaction_timeout_ms.
   void check_timeouts(std::uint64_t now_ms);
@@ -143,6 +146,9 @@ class ClientSession final : net::PollSocket::Handler,
   void read_auth_messages();
   void auth_stepped(const auth::AuthStep& step, std::optional<config::AuthType> method);
   [[nodiscard]] AuthClient auth_client() const;
+  // A moved client, checked against this process's config as a fresh login would be
+  // (client_session_move.cpp): the refusal it would hear, or nullopt.
+  [[nodiscard]] std::optional<auth::AuthError> refusal_under_this_config() const;
   void begin_auth(ClientAuth::Start start);
   void look_up_secret(config::AuthType method);
   void secret_found(config::AuthType method, const LookedUpSecret& found);

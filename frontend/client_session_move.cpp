@@ -64,35 +64,93 @@ void ClientSession::move_to_new_process() {
     return leave_for_drain();
   }
   // The socket travels as a duplicate: closing this process's copy below leaves the connection,
-  // and whatever the client has sent since, to the new process.
+  // and whatever the client has sent since, to the new process. A second duplicate stays with the
+  // daemon until the new process has said what became of the client: should it die first, or
+  // decline the client, the client is drained from here (upgrade::UnconfirmedMoves).
   const int fd = ::fcntl(socket_->fd(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return leave_for_drain();
+  const int kept = ::fcntl(socket_->fd(), F_DUPFD_CLOEXEC, 0);
+  if (kept < 0) {
+    ::close(fd);
+    return leave_for_drain();
+  }
   std::vector<int> descriptors{fd};
   if (moved.server) {
     const int server_fd = scope_.hand_over();
     if (server_fd < 0) {
       ::close(fd);
+      ::close(kept);
       return leave_for_drain();
     }
     descriptors.push_back(server_fd);
   }
-  worker_.hand_over_client(std::move(*message), std::move(descriptors));
+  worker_.hand_over_client(std::move(*message), std::move(descriptors), kept);
   close("handed over to the new process");
 }
 
-void ClientSession::resume(MovedClient moved, int server_fd) {
+namespace {
+
+// The pool's servers keep a client's named protocol-level statements (prepared again under their
+// own names as it uses them): transaction mode with pool.max_prepared_statements above 0.
+bool tracks_statements(const config::PoolSettings& settings) {
+  return settings.pool_mode == config::PoolMode::transaction && settings.max_prepared_statements > 0;
+}
+
+}  // namespace
+
+// The config may have changed with the upgrade: a moved client is let in again as a fresh login
+// would be, up to the point where that login would ask for a password. tls.mode "require" for a
+// TCP client without TLS, no hba line or a reject line, peer for another OS user, cert (which needs
+// TLS): it hears that refusal, PostgreSQL's words. A method that asks for a password counts as met
+// when the client proved one to the old process; one that authenticated without (trust, peer) is
+// refused as a wrong password would be, since it never gave one.
+std::optional<auth::AuthError> ClientSession::refusal_under_this_config() const {
+  const ClientAuth::Start start = ClientAuth::start(worker_.config(), auth_client());
+  if (start.step.verdict == auth::AuthStep::Verdict::failed) return start.step.error;
+  if (start.step.verdict == auth::AuthStep::Verdict::ok && !start.needs_lookup) return std::nullopt;
+  const bool proved_a_password =
+      auth_method_ == config::AuthType::md5 || auth_method_ == config::AuthType::scram_sha_256;
+  if (proved_a_password) return std::nullopt;
+  return auth::AuthError{
+      .sqlstate = sqlstate::kInvalidPassword,
+      .message = "password authentication failed for user \"" + user_ + "\"",
+      .detail = {},
+      .log_reason = "this config asks it for a password, and it logged in to the old process with " +
+                    std::string(auth_method_ ? auth_method_name(*auth_method_) : "no method")};
+}
+
+bool ClientSession::resume(MovedClient moved, int server_fd) {
   user_ = std::move(moved.user);
   database_ = std::move(moved.database);
   cancel_pid_ = moved.cancel_process_id;
   cancel_secret_ = moved.cancel_secret;
   worker_.adopt_cancel_key(*this, cancel_pid_);
   auth_method_ = moved.auth_method;
-  pool_ = worker_.pool_for(database_, user_, moved.startup_settings);
-  if (pool_ == nullptr) {
+  if (const auto refusal = refusal_under_this_config()) {
+    if (server_fd >= 0) ::close(server_fd);
+    log::warning("client ", id_, ": moved in, but this process's config refuses \"", user_,
+                 "\": ", refusal->log_reason);
+    fail(refusal->sqlstate, refusal->message, refusal->detail);
+    return true;
+  }
+  pool::Pool* pool = worker_.pool_for(database_, user_, moved.startup_settings);
+  if (pool == nullptr) {
     if (server_fd >= 0)
       ::close(server_fd);  // PostgreSQL ends the backend, and rolls back nothing: it was idle
-    return fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+    fail(sqlstate::kInvalidCatalogName, "database \"" + database_ + "\" does not exist");
+    return true;
   }
+  if (!moved.statements.empty() && !tracks_statements(pool->settings())) {
+    // Its named statements would be unknown on this process's servers (its next Execute would fail
+    // with 26000): the old process drains it, at rest, and it reconnects into this config.
+    if (server_fd >= 0) ::close(server_fd);
+    log::info("client ", id_, ": moved in with ", moved.statements.size(),
+              " named prepared statements, which this config does not track: declined, the old process "
+              "drains it");
+    close("declined: its prepared statements cannot be carried");
+    return false;
+  }
+  pool_ = pool;
   pool_->client_joined();
   session_mode_ = pool_->settings().pool_mode == config::PoolMode::session;
   set_settings(std::move(moved.settings));
@@ -105,17 +163,21 @@ void ClientSession::resume(MovedClient moved, int server_fd) {
   if (moved.server) {
     if (!keeps_server()) {
       ::close(server_fd);
-      return fail(sqlstate::kConnectionFailure, "the pool mode of database \"" + database_ +
-                                                    "\" changed in the upgrade: this session cannot go on");
+      fail(sqlstate::kConnectionFailure, "the pool mode of database \"" + database_ +
+                                             "\" changed in the upgrade: this session cannot go on");
+      return true;
     }
     scope_ = pool_->adopt_server(server_fd, *moved.server, id_);
-    if (!scope_)
-      return fail(sqlstate::kConnectionFailure, "server connection lost: it could not be taken over");
+    if (!scope_) {
+      fail(sqlstate::kConnectionFailure, "server connection lost: it could not be taken over");
+      return true;
+    }
     scope_.server().attach(this);
   }
   set_state(scope_ ? ClientState::active : ClientState::idle);
   // A drain here began before it arrived: it was at rest, so this is its boundary.
   if (worker_.draining()) drain();
+  return true;
 }
 
 }  // namespace sluice::frontend

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -30,7 +31,25 @@ void take_descriptors(msghdr& header, std::vector<int>& into) {
   }
 }
 
+int socket_option(int fd, int name) {
+  int value = -1;
+  socklen_t size = sizeof value;
+  return ::getsockopt(fd, SOL_SOCKET, name, &value, &size) == 0 ? value : -1;
+}
+
 }  // namespace
+
+std::optional<std::string> not_a_connection(int fd) {
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) return "not an open descriptor";
+  if (S_ISFIFO(info.st_mode)) return "a pipe";
+  if (!S_ISSOCK(info.st_mode)) return S_ISREG(info.st_mode) ? "a file" : "a device or directory";
+  if (socket_option(fd, SO_TYPE) != SOCK_STREAM) return "a socket but not a stream socket";
+  if (socket_option(fd, SO_ACCEPTCONN) != 0) return "a listening socket";
+  const int family = socket_option(fd, SO_DOMAIN);
+  if (family != AF_UNIX && family != AF_INET && family != AF_INET6) return "a socket of another family";
+  return std::nullopt;
+}
 
 ssize_t send_with_descriptors(int socket, std::string_view bytes, std::span<const int> descriptors) {
   if (descriptors.size() > kMaxDescriptors) return -EINVAL;

@@ -6,7 +6,9 @@
 
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +29,11 @@ ssize_t send_with_descriptors(int socket, std::string_view bytes, std::span<cons
 // or -errno. The descriptors that came with them (close-on-exec) are appended to `into`; more than
 // kMaxDescriptors at once is -EMSGSIZE (those that came are appended all the same).
 ssize_t receive_with_descriptors(int socket, std::span<char> buffer, std::vector<int>& into);
+
+// What a received descriptor is instead of a connection (a device, a pipe, a datagram or listening
+// socket: "a pipe"), or nullopt when it is a stream socket of a family a client or server uses.
+// The old process is trusted with nothing: the new one watches and writes only such a socket.
+std::optional<std::string> not_a_connection(int fd);
 
 // One sendmsg of the whole message with `descriptors` attached; never waits:
 // a message the socket cannot take at once is an error.

@@ -18,6 +18,9 @@ void close_all(std::vector<int>& descriptors) {
   descriptors.clear();
 }
 
+// The channel is dead: no later message can go either.
+bool peer_gone(int error) { return error == EPIPE || error == ECONNRESET || error == ENOTCONN; }
+
 }  // namespace
 
 HandoverLink::HandoverLink(uv_loop_t* loop, int fd, OnMessage on_message, OnClosed on_closed, Backlog backlog)
@@ -39,12 +42,12 @@ HandoverLink::HandoverLink(uv_loop_t* loop, int fd, OnMessage on_message, OnClos
   update_events();
 }
 
-bool HandoverLink::send(const nlohmann::json& message, std::vector<int> descriptors) {
+bool HandoverLink::send(const nlohmann::json& message, std::vector<int> descriptors, std::uint64_t tag) {
   if (!open()) {
     close_all(descriptors);
     return false;
   }
-  outgoing_.push_back({encode_message(message), 0, std::move(descriptors)});
+  outgoing_.push_back({encode_message(message), 0, std::move(descriptors), tag});
   flush();
   return open();
 }
@@ -55,6 +58,10 @@ void HandoverLink::flush() {
     const ssize_t sent =
         send_with_descriptors(fd_, std::string_view(next.frame).substr(next.offset), next.descriptors);
     if (sent == -EAGAIN || sent == -EWOULDBLOCK) break;
+    if (sent < 0 && next.offset == 0 && !next.descriptors.empty() && !peer_gone(static_cast<int>(-sent))) {
+      drop_front();
+      continue;
+    }
     if (sent < 0) return close(std::string("write failed: ") + std::strerror(static_cast<int>(-sent)));
     // In flight, the kernel holds the descriptors: this process's copies may go.
     close_all(next.descriptors);
@@ -64,6 +71,15 @@ void HandoverLink::flush() {
   if (!open()) return;
   update_events();
   if (outgoing_.empty() && on_flushed_) on_flushed_();
+}
+
+// Nothing of it was sent, and the kernel refused it for its descriptors' sake (more in flight than
+// RLIMIT_NOFILE allows: ETOOMANYREFS; one it cannot pass: EBADF; ENOBUFS, ENOMEM): only it fails.
+void HandoverLink::drop_front() {
+  Outgoing dropped = std::move(outgoing_.front());
+  outgoing_.pop_front();
+  close_all(dropped.descriptors);
+  if (on_undelivered_) on_undelivered_(dropped.tag);
 }
 
 void HandoverLink::update_events() {

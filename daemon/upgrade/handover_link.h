@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -25,6 +26,9 @@ class HandoverLink {
   // The peer closed the channel, or (`broken`) sent what is not a handover message; called once,
   // after which nothing arrives.
   using OnClosed = std::function<void(const std::string& reason, bool broken)>;
+  // A message the kernel refused for its own sake (a descriptor it will not pass) was dropped, its
+  // descriptors closed; the channel goes on. `tag`: what send() was given.
+  using OnUndelivered = std::function<void(std::uint64_t tag)>;
   // What was read before the link took the channel over (its blocking start): bytes of messages
   // not yet handled, and the descriptors that came with them.
   struct Backlog {
@@ -41,7 +45,7 @@ class HandoverLink {
 
   // Queues a message with `descriptors`, which the link owns from now on (closed once sent, or
   // when the channel closes first). False once the channel is closed.
-  bool send(const nlohmann::json& message, std::vector<int> descriptors = {});
+  bool send(const nlohmann::json& message, std::vector<int> descriptors = {}, std::uint64_t tag = 0);
   // Handles the complete messages the backlog holds.
   void process_backlog();
   // Closes without calling on_closed (the owner gave up on the peer); safe inside on_message.
@@ -52,17 +56,20 @@ class HandoverLink {
   [[nodiscard]] bool flushed() const { return outgoing_.empty(); }
   // Called each time the queue empties.
   void on_flushed(std::function<void()> call) { on_flushed_ = std::move(call); }
+  void on_undelivered(OnUndelivered call) { on_undelivered_ = std::move(call); }
 
  private:
   struct Outgoing {
     std::string frame;
     std::size_t offset = 0;
     std::vector<int> descriptors;  // go with the first byte
+    std::uint64_t tag = 0;
   };
   static void on_poll(uv_poll_t* handle, int status, int events);
   void read();
   void handle_messages();
   void flush();
+  void drop_front();
   void update_events();
   void close(const std::string& reason, bool broken = false);
 
@@ -80,6 +87,7 @@ class HandoverLink {
   OnMessage on_message_;
   OnClosed on_closed_;
   std::function<void()> on_flushed_;
+  OnUndelivered on_undelivered_;
 };
 
 }  // namespace sluice::daemon::upgrade

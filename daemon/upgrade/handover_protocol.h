@@ -8,8 +8,11 @@
 //   new → old  {"type":"ready","pid":P}  or  {"type":"failed","reason":"..."} (at any point)
 //   old → new  {"type":"go"}               the old process stops accepting
 //   then       old → new {"type":"progress",...}; new → old {"type":"cancel",...}
-//              old → new {"type":"client","fds":1,"client":{...}}  + the client's socket: a client
-//              at rest, handed over with its state (frontend/moved_client.h)
+//              old → new {"type":"client","fds":1,"move":M,"client":{...}}  + the client's socket:
+//              a client at rest, handed over with its state (frontend/moved_client.h)
+//              new → old {"type":"moved","move":M,"adopted":true|false}  what became of it: until
+//              then the old process keeps a copy of its socket, to drain the client should the new
+//              process die first or decline it (daemon/upgrade/unconfirmed_moves.h)
 #pragma once
 
 #include <cstddef>
@@ -25,7 +28,8 @@ namespace sluice::daemon::upgrade {
 
 // Bumped whenever a message changes meaning: a new binary speaking another version is refused.
 // 2: clients move ("client"), and "moved" in "progress" counts them.
-inline constexpr int kProtocolVersion = 2;
+// 3: the new process answers for each client ("moved").
+inline constexpr int kProtocolVersion = 3;
 // The largest message is a client's state with its prepared statements; anything larger is a broken
 // or hostile peer (such a client is drained instead of moved).
 inline constexpr std::size_t kMaxMessageBytes = std::size_t{16} * 1024 * 1024;

@@ -88,10 +88,14 @@ void Predecessor::attach(uv_loop_t* loop, std::function<void()> gone, ClientArri
           progress_ = message;
         } else if (type == "client") {
           const auto state = message.find("client");
+          const auto move = message.find("move");
+          const std::uint64_t number =
+              move != message.end() && move->is_number_unsigned() ? move->get<std::uint64_t>() : 0;
           if (descriptors.empty() || state == message.end()) {
-            return log::warning("upgrade: a handed-over client without its socket or state: dropped");
+            log::warning("upgrade: a handed-over client without its socket or state: declined");
+            return report_move(number, /*adopted=*/false);
           }
-          client_arrived(*state, std::exchange(descriptors, {}));
+          client_arrived(*state, std::exchange(descriptors, {}), number);
         }
       },
       [this, gone = std::move(gone)](const std::string& reason, bool /*broken*/) {
@@ -101,6 +105,10 @@ void Predecessor::attach(uv_loop_t* loop, std::function<void()> gone, ClientArri
       HandoverLink::Backlog{std::move(reader_), std::move(early_descriptors_)});
   early_descriptors_.clear();
   link_->process_backlog();
+}
+
+void Predecessor::report_move(std::uint64_t move, bool adopted) {
+  if (link_ && move != 0) link_->send({{"type", "moved"}, {"move", move}, {"adopted", adopted}});
 }
 
 void Predecessor::forward_cancel(std::uint32_t process_id, std::uint32_t secret) {

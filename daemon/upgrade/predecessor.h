@@ -42,10 +42,14 @@ class Predecessor {
   void report_failure(const std::string& reason) { report_startup_failure(fd_, reason); }
 
   // A client the old process handed over: its state (frontend/moved_client.h) and its socket (then
-  // its server's, if it brought one), which the callee owns.
-  using ClientArrived = std::function<void(const nlohmann::json& state, std::vector<int> descriptors)>;
+  // its server's, if it brought one), which the callee owns; `move` names it in report_move().
+  using ClientArrived =
+      std::function<void(const nlohmann::json& state, std::vector<int> descriptors, std::uint64_t move)>;
   // From the first loop turn on: the channel on `loop`; `gone` once the old process has exited.
   void attach(uv_loop_t* loop, std::function<void()> gone, ClientArrived client_arrived);
+  // Tells the old process what became of a moved client: adopted (served here, or ended with this
+  // process's error), or declined (the old process drains it). Its copy of the socket waits for it.
+  void report_move(std::uint64_t move, bool adopted);
   // A cancel request whose key this process did not give out: maybe the old one did.
   void forward_cancel(std::uint32_t process_id, std::uint32_t secret);
   [[nodiscard]] pid_t pid() const { return pid_; }

@@ -104,6 +104,9 @@ Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const Succ
       loop, pair[0],
       [raw](const nlohmann::json& message, std::vector<int>& /*descriptors*/) { raw->on_message(message); },
       [raw](const std::string& reason, bool broken) { raw->on_channel_closed(reason, broken); });
+  successor->link_->on_undelivered([raw](std::uint64_t tag) {
+    if (raw->events_.undelivered) raw->events_.undelivered(tag);
+  });
   successor->deadline_ = new uv_timer_t{};
   uv_timer_init(loop, successor->deadline_);
   successor->deadline_->data = raw;
@@ -222,12 +225,12 @@ void Successor::on_exit(std::int64_t status, int signal) {
   if (events_.failed) events_.failed(failure_);
 }
 
-bool Successor::send(const nlohmann::json& message, std::vector<int> descriptors) {
+bool Successor::send(const nlohmann::json& message, std::vector<int> descriptors, std::uint64_t tag) {
   if (state_ != State::serving) {
     for (const int fd : descriptors) ::close(fd);
     return false;
   }
-  return link_->send(message, std::move(descriptors));
+  return link_->send(message, std::move(descriptors), tag);
 }
 
 }  // namespace sluice::daemon::upgrade

@@ -53,8 +53,11 @@ class Successor {
     std::function<void(pid_t pid)> serving;
     // It will not serve, and its process is gone (killed if need be, and reaped).
     std::function<void(const std::string& reason)> failed;
-    // A message after it serves (a forwarded cancel request).
+    // A message after it serves (a forwarded cancel request, what became of a moved client).
     std::function<void(const nlohmann::json& message)> message;
+    // A message sent with this tag was refused by the kernel for its descriptors' sake and dropped
+    // (HandoverLink::OnUndelivered); the channel goes on.
+    std::function<void(std::uint64_t tag)> undelivered;
     // After it served, the channel closed: it is gone, and takes no more clients.
     std::function<void()> lost;
   };
@@ -71,8 +74,8 @@ class Successor {
   // Gives up before it serves (a drain started here): killed, then `failed` once reaped.
   void abort(const std::string& reason);
   // To the new process, once it serves, with `descriptors` (closed here once sent); false when it
-  // cannot be sent (the descriptors are closed then too).
-  bool send(const nlohmann::json& message, std::vector<int> descriptors = {});
+  // cannot be sent (the descriptors are closed then too). `tag`: for `undelivered`.
+  bool send(const nlohmann::json& message, std::vector<int> descriptors = {}, std::uint64_t tag = 0);
   // Everything sent has reached the kernel: this process may exit without losing a message.
   [[nodiscard]] bool flushed() const { return !link_ || !link_->open() || link_->flushed(); }
   // Called whenever what was queued has been sent.

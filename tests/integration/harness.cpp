@@ -145,6 +145,7 @@ struct SpawnSpec {
   std::string log_path;           // stdout and stderr are appended here
   std::optional<Credentials> run_as;
   int parent_death_signal = SIGKILL;  // sent to the child if the spawning thread dies first
+  int descriptor_3 = -1;              // when set, the child's descriptor 3 (sluiced --upgrade-fd 3)
 };
 
 // What run_capture() adds to a SpawnSpec.
@@ -215,7 +216,11 @@ pid_t spawn(const SpawnSpec& spec, const SpawnExtras& extras = {}) {
       dup2(err.get(), STDERR_FILENO) < 0) {
     _exit(126);
   }
-  close_range(3, ~0U, 0);  // no test-side descriptors leak into the child
+  if (spec.descriptor_3 >= 0) {
+    // dup2 onto itself keeps close-on-exec: cleared by hand then.
+    if (spec.descriptor_3 == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(spec.descriptor_3, 3) != 3) _exit(126);
+  }
+  close_range(spec.descriptor_3 >= 0 ? 4 : 3, ~0U, 0);  // no test-side descriptors leak into the child
   execve(program.c_str(), argv.data(), envp.data());
   constexpr std::string_view kExecFailed = "harness: exec failed\n";
   [[maybe_unused]] const ssize_t written = write(STDERR_FILENO, kExecFailed.data(), kExecFailed.size());
@@ -481,16 +486,21 @@ std::string sluiced_path() {
 
 Sluiced::Sluiced(const PoolOptions& options, Wait wait) : Sluiced(default_config(options), wait) {}
 
-Sluiced::Sluiced(SluicedConfig config, Wait wait) : config_(std::move(config)) {
+Sluiced::Sluiced(SluicedConfig config, Wait wait) : Sluiced(std::move(config), wait, -1) {}
+
+Sluiced::Sluiced(SluicedConfig config, Wait wait, int upgrade_channel) : config_(std::move(config)) {
   {
     std::ofstream out(config_path());
     out << config_.text;
     if (!out.flush()) fail("cannot write " + config_path());
   }
-  pid_ = spawn({.argv = {sluiced_path(), "-c", config_path()},
+  std::vector<std::string> argv = {sluiced_path(), "-c", config_path()};
+  if (upgrade_channel >= 0) argv.insert(argv.end(), {"--upgrade-fd", "3"});
+  pid_ = spawn({.argv = std::move(argv),
                 .log_path = config_.dir.path() + "/sluiced.log",
                 .run_as = std::nullopt,
-                .parent_death_signal = SIGKILL});
+                .parent_death_signal = SIGKILL,
+                .descriptor_3 = upgrade_channel});
   if (wait == Wait::none) return;
   try {
     wait_ready();

@@ -116,6 +116,9 @@ class Sluiced {
 
   explicit Sluiced(const PoolOptions& options = {}, Wait wait = Wait::ready);
   explicit Sluiced(SluicedConfig config, Wait wait = Wait::ready);
+  // The new process of a live upgrade whose old one the test plays: `upgrade_channel` becomes its
+  // descriptor 3, the handover channel (sluiced --upgrade-fd 3).
+  Sluiced(SluicedConfig config, Wait wait, int upgrade_channel);
   ~Sluiced();
   Sluiced(const Sluiced&) = delete;
   Sluiced& operator=(const Sluiced&) = delete;

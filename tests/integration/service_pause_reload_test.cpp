@@ -25,6 +25,7 @@
 
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/upgrade_helpers.h"
 
 #ifndef SLUICED_PATH
 #error "SLUICED_PATH must name the sluiced binary (CMakeLists.txt defines it)"
@@ -317,6 +318,42 @@ TEST(ServiceNotifyTest, ReadyReloadingAndStoppingReachNotifySocket) {
   EXPECT_TRUE(notify.wait_for("STOPPING=1"))
       << "no STOPPING=1 when the drain started; got: " << notify.seen();
   const auto exit_status = daemon->wait_exit(10s);
+  ASSERT_TRUE(exit_status.has_value());
+  EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0) << "wait status " << *exit_status;
+}
+
+// A live upgrade hands the unit over: the new process tells systemd it is the main process now
+// (MAINPID=, which the unit's NotifyAccess=all lets it send) and ready, and the old one exits 0.
+TEST(ServiceNotifyTest, ALiveUpgradeTellsSystemdTheNewMainPid) {
+  upgradetest::become_subreaper();  // the new process is ours to reap once the old one exits
+  NotifySocket notify;
+  ASSERT_EQ(::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1), 0);
+  // Declared first, stopped last: only once the old process has exited (its destructor, should an
+  // assertion end the test early) is the new one this process's child, which it can reap.
+  std::optional<upgradetest::NewProcess> successor;
+  std::unique_ptr<harness::Sluiced> daemon;
+  try {
+    daemon = std::make_unique<harness::Sluiced>(harness::PoolOptions{}, harness::Sluiced::Wait::none);
+  } catch (...) {
+    ::unsetenv("NOTIFY_SOCKET");
+    throw;
+  }
+  ::unsetenv("NOTIFY_SOCKET");
+  ASSERT_TRUE(notify.wait_for("READY=1", 20s)) << "no READY=1; got: " << notify.seen();
+
+  daemon->send_signal(SIGUSR2);
+  pid_t new_pid = 0;
+  ASSERT_TRUE(harness::wait_until(
+      [&] {
+        new_pid = ctltest::status(daemon->control_socket()).at("pid").get<pid_t>();
+        return new_pid != daemon->pid();
+      },
+      20s))
+      << daemon->log();
+  successor.emplace(new_pid);
+  EXPECT_TRUE(notify.wait_for("MAINPID=" + std::to_string(new_pid), 10s)) << notify.seen();
+  EXPECT_TRUE(notify.wait_for("READY=1")) << "no READY=1 with the new MAINPID; got: " << notify.seen();
+  const auto exit_status = daemon->wait_exit(20s);
   ASSERT_TRUE(exit_status.has_value());
   EXPECT_TRUE(WIFEXITED(*exit_status) && WEXITSTATUS(*exit_status) == 0) << "wait status " << *exit_status;
 }

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,33 @@ class NewProcess {
   pid_t pid_;
   bool stopped_ = false;
 };
+
+// Plays the old sluiced of a live upgrade for a new one (harness::Sluiced with --upgrade-fd),
+// so that a test can hand it what a real old process never would. The handshake passes no
+// listening sockets (the new process binds its own) and returns once the new process serves.
+class FakePredecessor {
+ public:
+  explicit FakePredecessor(harness::SluicedConfig config);
+  ~FakePredecessor();
+  FakePredecessor(const FakePredecessor&) = delete;
+  FakePredecessor& operator=(const FakePredecessor&) = delete;
+
+  harness::Sluiced& successor() { return *successor_; }
+  // Sends one handover message with `descriptors` attached (this process keeps its copies).
+  void send(const nlohmann::json& message, const std::vector<int>& descriptors = {});
+  // The next message from the new process, or nullopt if none came within `timeout`.
+  std::optional<nlohmann::json> receive(std::chrono::milliseconds timeout);
+
+ private:
+  int channel_ = -1;
+  std::string buffer_;  // bytes received and not yet a whole message
+  std::unique_ptr<harness::Sluiced> successor_;
+};
+
+// A moved client's state as the old process sends it (frontend/moved_client.h): `user` on
+// `database`, at rest, no server, no statements, transport "unix" or "tcp".
+nlohmann::json moved_client_state(const std::string& user, const std::string& database,
+                                  const std::string& transport = "unix");
 
 // `sluicectl -s SOCKET upgrade ARGS...`.
 ctltest::ProcessResult sluicectl_upgrade(const std::string& control_socket,

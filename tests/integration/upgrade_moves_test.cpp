@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <memory>
+#include <vector>
 
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
@@ -85,6 +87,14 @@ class LastWords {
   std::string heard_;
   PQnoticeProcessor previous_ = nullptr;
 };
+
+// Merges `patch` into the config file of `old`, which the new process reads (the old one does not
+// reload it).
+void rewrite_config(const harness::Sluiced& old, const json& patch) {
+  json config = json::parse(std::ifstream(old.config_path()));
+  config.merge_patch(patch);
+  std::ofstream(old.config_path()) << config.dump(2) << "\n";
+}
 
 // Upgrades `old`, and waits until it has handed over every client and exited 0.
 pid_t upgrade_and_wait(harness::Sluiced& old) {
@@ -317,6 +327,118 @@ TEST_F(UpgradeMove, IfTheNewProcessDiesTheClientsLeftAreDrained) {
   EXPECT_NE(heard.find("terminating connection due to administrator command"), std::string::npos) << heard;
   const auto exit = old.wait_exit(15s);
   EXPECT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << old.log();
+}
+
+// The new process dies with clients handed over that it has not taken yet (stopped, it reads
+// nothing from the channel): the old process kept a copy of each one's socket until the new one
+// answered for it, and drains them as by SIGTERM (57P01) instead of leaving them a bare EOF.
+TEST_F(UpgradeMove, ClientsInTheChannelWhenTheNewProcessDiesAreDrainedNotDropped) {
+  harness::PoolOptions debug_log = options();
+  debug_log.overrides["log_level"] = "debug";  // "handed over to the new process" for each client
+  harness::Sluiced old(debug_log);
+  std::vector<PgConn> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(harness::connect(old.conninfo()));
+    harness::exec_ok(clients.back(), "BEGIN");
+    EXPECT_EQ(harness::scalar(clients.back(), "SELECT 1"), "1");
+  }
+  const auto upgrade = upgradetest::sluicectl_upgrade(old.control_socket());
+  ASSERT_EQ(upgrade.exit_code, 0) << upgrade.out << upgrade.err;
+  const auto new_pid = ctltest::status(old.control_socket()).at("pid").get<pid_t>();
+  ASSERT_NE(new_pid, old.pid());
+  ASSERT_EQ(::kill(new_pid, SIGSTOP), 0);
+
+  std::vector<std::unique_ptr<LastWords>> last_words;
+  for (const PgConn& client : clients) {
+    last_words.push_back(std::make_unique<LastWords>(client));
+    harness::exec_ok(client, "COMMIT");  // at rest now: it moves, into a channel nobody reads
+  }
+  const auto handed_over = [&] {
+    const std::string log = old.log();
+    int count = 0;
+    for (auto at = log.find("handed over to the new process"); at != std::string::npos;
+         at = log.find("handed over to the new process", at + 1))
+      ++count;
+    return count;
+  };
+  ASSERT_TRUE(harness::wait_until([&] { return handed_over() == 3; })) << old.log();
+  ::kill(new_pid, SIGKILL);  // its parent, the old process, reaps it
+
+  for (auto& words : last_words) {
+    const std::string heard = words->until_closed();
+    EXPECT_NE(heard.find("terminating connection due to administrator command"), std::string::npos) << heard;
+  }
+  const auto exit = old.wait_exit(15s);
+  EXPECT_TRUE(exit && WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << old.log();
+}
+
+// A moved client is let in again under the new process's config, as a fresh login would be: a TCP
+// client that the new hba file rejects hears what a fresh login hears (28000, PostgreSQL's
+// "pg_hba.conf rejects connection ..."), while a Unix-socket client beside it moves and goes on.
+TEST_F(UpgradeMove, AClientTheNewConfigRefusesHearsWhatAFreshLoginWould) {
+  const int port = harness::free_tcp_port();
+  json overrides;
+  overrides["listen"] = {{"tcp", "127.0.0.1:" + std::to_string(port)}};
+  overrides["auth"] = {{"type", "hba"}, {"hba_file", "hba.conf"}};
+  auto config = harness::default_config(options("postgres", overrides));
+  const std::string hba = config.dir.path() + "/hba.conf";
+  std::ofstream(hba) << "local all all trust\nhost all all 127.0.0.1/32 trust\n";
+  harness::Sluiced old(std::move(config));
+  const PgConn tcp = harness::connect(harness::tcp_conninfo(port, ""));
+  const PgConn local = harness::connect(old.conninfo());
+  EXPECT_EQ(harness::scalar(tcp, "SELECT 1"), "1");
+  EXPECT_EQ(harness::scalar(local, "SELECT 1"), "1");
+  std::ofstream(hba) << "local all all trust\nhost all all 127.0.0.1/32 reject\n";  // for the new process
+  LastWords last_words(tcp);
+  NewProcess successor(upgrade_and_wait(old));
+
+  const std::string heard = last_words.until_closed();
+  EXPECT_NE(heard.find("pg_hba.conf rejects connection for host \"127.0.0.1\""), std::string::npos) << heard;
+  EXPECT_EQ(harness::scalar(local, "SELECT 2"), "2");
+  const PgConn fresh = harness::try_connect(harness::tcp_conninfo(port, ""));
+  EXPECT_NE(std::string(PQerrorMessage(fresh.get())).find("pg_hba.conf rejects connection"),
+            std::string::npos)
+      << "a fresh login is not refused the same way: " << PQerrorMessage(fresh.get());
+}
+
+// The same with tls.mode "require" in the new config: a plain TCP client that moves hears what a
+// plain login hears there (28000, "no pg_hba.conf entry for host ..., no encryption").
+TEST_F(UpgradeMove, APlainTcpClientIsRefusedWhenTheNewConfigRequiresTls) {
+  const harness::TestPki pki;
+  const int port = harness::free_tcp_port();
+  json overrides = harness::tls_overrides(pki, "allow", port);
+  overrides["auth"] = {{"type", "trust"}};
+  harness::Sluiced old(options("postgres", overrides));
+  const PgConn plain = harness::connect(harness::tcp_conninfo(port, "sslmode=disable"));
+  EXPECT_EQ(harness::scalar(plain, "SELECT 1"), "1");
+  rewrite_config(old, {{"tls", {{"mode", "require"}}}});
+  LastWords last_words(plain);
+  NewProcess successor(upgrade_and_wait(old));
+
+  const std::string heard = last_words.until_closed();
+  EXPECT_NE(heard.find("no pg_hba.conf entry for host \"127.0.0.1\""), std::string::npos) << heard;
+  EXPECT_NE(heard.find("no encryption"), std::string::npos) << heard;
+}
+
+// A new config that tracks no statements (pool.max_prepared_statements 0) cannot give a moved
+// client its named protocol-level prepared statements (its next Execute would fail, 26000): the new
+// process declines the client, and the old one drains it as it would without an upgrade (57P01
+// at rest), so that it reconnects into the new config. A client without statements moves.
+TEST_F(UpgradeMove, AClientWhoseStatementsTheNewConfigDoesNotTrackIsDrained) {
+  harness::Sluiced old(options());
+  const PgConn prepared = harness::connect(old.conninfo());
+  const PgConn plain = harness::connect(old.conninfo());
+  harness::PgResult made(PQprepare(prepared.get(), "by_protocol", "SELECT $1::int * 2", 1, nullptr));
+  ASSERT_EQ(PQresultStatus(made.get()), PGRES_COMMAND_OK) << PQerrorMessage(prepared.get());
+  EXPECT_EQ(harness::scalar(plain, "SELECT 1"), "1");
+  rewrite_config(old, {{"pool", {{"max_prepared_statements", 0}}}});
+  LastWords last_words(prepared);
+  NewProcess successor(upgrade_and_wait(old));
+
+  const std::string heard = last_words.until_closed();
+  EXPECT_NE(heard.find("terminating connection due to administrator command"), std::string::npos) << heard;
+  EXPECT_NE(old.log().find("the new process declined a client: drained"), std::string::npos) << old.log();
+  EXPECT_EQ(harness::scalar(plain, "SELECT 2"), "2");
 }
 
 // A TLS client's session lives in the old process's OpenSSL: it is drained as by SIGTERM (at its

@@ -6,7 +6,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "daemon/upgrade/handover_link.h"
 
@@ -101,6 +104,58 @@ TEST(UpgradeHandoverLink, AMessageWithoutTheDescriptorsItDeclaresBreaksTheChanne
   EXPECT_TRUE(closed->second);
   EXPECT_EQ(messages, 0);
   ::close(pair.ends[0]);
+}
+
+// An error the kernel gives for one message's descriptors (here EBADF: a descriptor that is not
+// open; in production ETOOMANYREFS, more in flight than RLIMIT_NOFILE) is that message's: it alone
+// is dropped and its sender told, the channel and the messages after it go on.
+TEST(UpgradeHandoverLink, AMessageTheKernelRefusesForItsDescriptorsAloneIsDropped) {
+  Loop loop;
+  Pair pair;
+  std::vector<int> numbers;
+  std::vector<std::uint64_t> undelivered;
+  bool closed = false;
+  HandoverLink sender(
+      &loop.loop, pair.ends[0], [](const nlohmann::json&, std::vector<int>&) {},
+      [&](const std::string&, bool) { closed = true; });
+  sender.on_undelivered([&](std::uint64_t tag) { undelivered.push_back(tag); });
+  HandoverLink receiver(
+      &loop.loop, pair.ends[1],
+      [&](const nlohmann::json& message, std::vector<int>&) {
+        numbers.push_back(message.at("n").get<int>());
+      },
+      [&](const std::string& reason, bool) { ADD_FAILURE() << "receiver closed: " << reason; });
+  const int not_open = ::dup(0);
+  ASSERT_GE(not_open, 0);
+  ::close(not_open);
+  EXPECT_TRUE(sender.send({{"type", "client"}, {"n", 1}, {"fds", 1}}, {not_open}, 41));
+  EXPECT_TRUE(sender.send({{"type", "note"}, {"n", 2}}));
+  loop.run_until([&] { return numbers.size() == 1; });
+  EXPECT_EQ(numbers, std::vector<int>{2});
+  EXPECT_EQ(undelivered, std::vector<std::uint64_t>{41});
+  EXPECT_TRUE(sender.open());
+  EXPECT_FALSE(closed);
+}
+
+// A dead peer is the channel's end: closed, and nothing is taken for one message's fault.
+TEST(UpgradeHandoverLink, ADeadPeerClosesTheChannel) {
+  Loop loop;
+  Pair pair;
+  std::optional<std::string> closed;
+  bool undelivered = false;
+  HandoverLink sender(
+      &loop.loop, pair.ends[0], [](const nlohmann::json&, std::vector<int>&) {},
+      [&](const std::string& reason, bool) { closed = reason; });
+  sender.on_undelivered([&](std::uint64_t) { undelivered = true; });
+  ::close(pair.ends[1]);
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  ::close(ends[0]);
+  EXPECT_FALSE(sender.send({{"type", "client"}, {"fds", 1}}, {ends[1]}, 7));
+  loop.run_until([&] { return closed.has_value(); });
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_EQ(*closed, "write failed: Broken pipe");
+  EXPECT_FALSE(undelivered);
 }
 
 }  // namespace
