@@ -3,6 +3,7 @@
 #include <sys/random.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/log.h"
 #include "daemon/daemon.h"
@@ -13,7 +14,7 @@
 namespace sluice::daemon {
 namespace {
 
-constexpr std::uint64_t kJanitorIntervalMs = 100;
+constexpr std::chrono::milliseconds kJanitorInterval(100);
 
 std::uint64_t monotonic_ms() { return uv_hrtime() / 1000000; }
 
@@ -26,8 +27,7 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
       worker_count_(worker_count),
       config_(std::move(config)),
       own_loop_(shared_loop == nullptr ? std::make_unique<uv_loop_t>() : nullptr),
-      loop_(shared_loop != nullptr ? shared_loop : own_loop_.get()),
-      janitor_(new uv_timer_t{}) {
+      loop_(shared_loop != nullptr ? shared_loop : own_loop_.get()) {
   if (own_loop_) {
     uv_loop_init(loop_);
     mailbox_ = std::make_unique<net::Mailbox>(loop_);
@@ -46,11 +46,8 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
   pool_context_.scram_keys = &daemon.scram_keys();
   warm_forced_user_pools();
   heartbeat_ms_ = monotonic_ms();
-  uv_timer_init(loop_, janitor_);
-  janitor_->data = this;
-  uv_timer_start(
-      janitor_, [](uv_timer_t* t) { static_cast<Worker*>(t->data)->on_janitor(); }, kJanitorIntervalMs,
-      kJanitorIntervalMs);
+  janitor_ = std::make_unique<net::LoopTimer>(loop_, [this] { on_janitor(); });
+  janitor_->start(kJanitorInterval, kJanitorInterval);
 }
 
 Worker::~Worker() {
@@ -60,8 +57,7 @@ Worker::~Worker() {
   loop_monitor_.reset();
   deleter_.reset();
   mailbox_.reset();
-  uv_close(reinterpret_cast<uv_handle_t*>(janitor_),
-           [](uv_handle_t* handle) { delete reinterpret_cast<uv_timer_t*>(handle); });
+  janitor_.reset();
   if (own_loop_) net::close_loop(loop_);  // else the daemon closes its loop
 }
 
@@ -230,7 +226,7 @@ void Worker::stop() {
   stopped_ = true;
   secret_lookup_.reset();
   pools_.clear();
-  uv_timer_stop(janitor_);
+  janitor_->stop();
   if (own_loop_) uv_stop(loop_);
 }
 

@@ -29,6 +29,7 @@
 #include "metrics/client_counters.h"
 #include "metrics/pool_metrics.h"
 #include "net/deferred_deleter.h"
+#include "net/loop_timer.h"
 #include "net/mailbox.h"
 #include "pool/pool.h"
 #include "pool/teardown_stats.h"
@@ -193,7 +194,7 @@ class Worker {
   std::mt19937 cancel_pid_generator_{std::random_device{}()};
   std::array<std::uint32_t, 64> secrets_{};  // from getrandom, handed out from the back
   std::size_t secrets_left_ = 0;
-  uv_timer_t* janitor_;  // heap: freed in its close callback
+  std::unique_ptr<net::LoopTimer> janitor_;  // made once the loop is
   bool paused_ = false;
   bool stopped_ = false;
   bool forcing_ = false;  // inside advance_drain's loop closing clients at the deadline

@@ -107,16 +107,10 @@ Result<std::unique_ptr<Successor>> Successor::launch(uv_loop_t* loop, const Succ
   successor->link_->on_undelivered([raw](std::uint64_t tag) {
     if (raw->events_.undelivered) raw->events_.undelivered(tag);
   });
-  successor->deadline_ = new uv_timer_t{};
-  uv_timer_init(loop, successor->deadline_);
-  successor->deadline_->data = raw;
-  uv_timer_start(
-      successor->deadline_,
-      [](uv_timer_t* timer) {
-        auto* self = static_cast<Successor*>(timer->data);
-        self->give_up("did not report ready within " + std::to_string(self->ready_timeout_.count()) + " ms");
-      },
-      static_cast<std::uint64_t>(launch.ready_timeout.count()), 0);
+  successor->deadline_ = std::make_unique<net::LoopTimer>(loop, [raw] {
+    raw->give_up("did not report ready within " + std::to_string(raw->ready_timeout_.count()) + " ms");
+  });
+  successor->deadline_->start(launch.ready_timeout);
   log::info("upgrade: started ", launch.binary, " (pid ", successor->pid_, ")");
   return successor;
 }
@@ -126,17 +120,10 @@ Successor::~Successor() {
     if (process_ != nullptr && !exited_) uv_process_kill(process_, SIGKILL);
   }
   link_.reset();
-  for (uv_handle_t* handle :
-       {reinterpret_cast<uv_handle_t*>(process_), reinterpret_cast<uv_handle_t*>(deadline_)}) {
-    if (handle == nullptr) continue;
-    handle->data = nullptr;
-    uv_close(handle, [](uv_handle_t* closed) {
-      if (closed->type == UV_PROCESS) {
-        delete reinterpret_cast<uv_process_t*>(closed);
-      } else {
-        delete reinterpret_cast<uv_timer_t*>(closed);
-      }
-    });
+  if (process_ != nullptr) {
+    process_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(process_),
+             [](uv_handle_t* closed) { delete reinterpret_cast<uv_process_t*>(closed); });
   }
 }
 
@@ -171,7 +158,7 @@ void Successor::on_message(const nlohmann::json& message) {
     // The last moment to back out: once "go" is sent, the new process serves and this one stops accepting.
     if (!link_->send({{"type", "go"}})) return give_up("the handover channel broke before go");
     state_ = State::serving;
-    uv_timer_stop(deadline_);
+    deadline_->stop();
     sockets_.clear();
     log::info("upgrade: pid ", pid_, " is ready and accepts new connections");
     if (events_.serving) events_.serving(pid_);
@@ -199,7 +186,7 @@ void Successor::give_up(const std::string& reason) {
   if (state_ != State::starting) return;
   state_ = State::failed;
   failure_ = reason;
-  uv_timer_stop(deadline_);
+  deadline_->stop();
   link_->shut();
   if (exited_) return on_exit(0, 0);
   uv_process_kill(process_, SIGKILL);  // reaped in on_exit, which reports the failure
@@ -214,7 +201,7 @@ void Successor::on_exit(std::int64_t status, int signal) {
   }
   if (state_ == State::starting) {
     state_ = State::failed;
-    uv_timer_stop(deadline_);
+    deadline_->stop();
     link_->shut();
     const std::string how = exit_text(status, signal) + " before reporting ready";
     failure_ = failure_.empty() || failure_.starts_with("closed the handover channel") ? how : failure_;

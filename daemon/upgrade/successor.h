@@ -19,6 +19,7 @@
 
 #include "common/result.h"
 #include "daemon/upgrade/handover_link.h"
+#include "net/loop_timer.h"
 
 namespace sluice::daemon::upgrade {
 
@@ -97,7 +98,7 @@ class Successor {
   pid_t pid_ = 0;
   std::string failure_;              // the first reason it will not serve
   uv_process_t* process_ = nullptr;  // heap: freed in its close callback, after the exit is seen
-  uv_timer_t* deadline_ = nullptr;   // heap: freed in its close callback
+  std::unique_ptr<net::LoopTimer> deadline_;
   bool exited_ = false;
   std::unique_ptr<HandoverLink> link_;
 };
