@@ -106,19 +106,23 @@ pid_t upgrade_and_wait(harness::Sluiced& old) {
   return new_pid;
 }
 
-// pgbench keeps its 58 connections (it never reconnects: a dropped one is an aborted client and a
-// non-zero exit), and the new process sees none of them log in: every one moved.
+// pgbench keeps its 58 connections for 20 s with the upgrade in the middle (it never reconnects: a
+// dropped one is an aborted client and a non-zero exit), and the new process sees none of them log
+// in: every one moved.
 TEST_F(UpgradeMove, PgbenchSelectOnlyAndTpcbKeepEveryConnection) {
   ASSERT_NO_FATAL_FAILURE(upgradetest::make_bench_database());
   harness::Sluiced old(harness::metrics_config(options(kBenchDatabase)));
+  const auto started = std::chrono::steady_clock::now();
   auto select_only = std::async(std::launch::async, [&] {
-    return pgbench(old, {"-n", "-S", "-c", "50", "-j", "2", "-T", "6"});
+    return pgbench(old, {"-n", "-S", "-c", "50", "-j", "2", "-T", "20"});
   });
-  auto tpcb = std::async(std::launch::async, [&] { return pgbench(old, {"-n", "-c", "8", "-T", "6"}); });
+  auto tpcb = std::async(std::launch::async, [&] { return pgbench(old, {"-n", "-c", "8", "-T", "20"}); });
   ASSERT_TRUE(harness::wait_until([&] { return clients_total(old) == 58; }, 10s));
-  ASSERT_TRUE(harness::wait_until([&] {  // mid-run: TPC-B commits
+  ASSERT_TRUE(harness::wait_until([&] {  // TPC-B commits
     return ctltest::status(old.control_socket()).at("clients").at("active").get<int>() > 0;
   }));
+  // The middle of the runs: the load has been on for 10 s (pgbench's clock started just before).
+  harness::wait_until([&] { return std::chrono::steady_clock::now() - started >= 10s; }, 15s);
   const auto logins = [&] {
     return harness::Metrics::parse(harness::http_get(harness::metrics_socket(old)).body)
         .value("sluice_client_logins_total", {{"result", "ok"}});
