@@ -133,6 +133,9 @@ StartupParameters passthrough_startup(const std::vector<std::string>& keywords,
 }
 
 bool passthrough_allowed(const std::vector<std::string>& keywords, const std::vector<std::string>& values) {
+  // GSSAPI encryption is libpq's alone: a pool that demands it keeps libpq's login (which then says
+  // sluiced cannot carry it) rather than log in without it.
+  if (value_or_env(keywords, values, "gssencmode", "PGGSSENCMODE", "prefer") == "require") return false;
   return std::ranges::none_of(std::array{"host", "hostaddr", "port"}, [&](const char* list) {
     const std::string* value = find_value(keywords, values, list);
     return value != nullptr && value->find(',') != std::string::npos;
@@ -146,6 +149,10 @@ Result<std::unique_ptr<PassthroughConnect>> PassthroughConnect::start(
       new PassthroughConnect(loop, address, std::move(tls), std::move(login), std::move(done)));
   // As libpq: never TLS over a Unix socket; disable asks for none; prefer (and allow, served as
   // prefer) goes on in plain text where libpq would, after a TLS setup it could not make.
+  // A value libpq refuses (PGSSLMODE=verify_full, say) refuses every connect, as libpq's does: never
+  // a plain-text login in its place.
+  if (connect->context_ && !connect->context_->settings().invalid.empty())
+    return fail(connect->context_->settings().invalid);
   bool try_tls = false;
   if (connect->context_ && address.address.ss_family != AF_UNIX &&
       connect->context_->settings().mode != config::SslMode::disable) {

@@ -39,8 +39,8 @@ Result<ServerAddress> passthrough_address(const std::vector<std::string>& keywor
 StartupParameters passthrough_startup(const std::vector<std::string>& keywords,
                                       const std::vector<std::string>& values);
 
-// False when the conninfo lists several hosts: pass-through speaks to one PostgreSQL, so such a pool
-// keeps libpq's login.
+// False when the conninfo lists several hosts (pass-through speaks to one PostgreSQL) or requires
+// GSSAPI encryption (libpq's alone): such a pool keeps libpq's login.
 bool passthrough_allowed(const std::vector<std::string>& keywords, const std::vector<std::string>& values);
 
 class PassthroughConnect {

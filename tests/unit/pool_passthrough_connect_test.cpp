@@ -85,6 +85,31 @@ TEST(PoolPassthroughConnect, ConninfosThatListHostsKeepLibpqWhateverTheirTls) {
     params.add("sslmode", mode);
     EXPECT_TRUE(passthrough_allowed(params.keywords, params.values)) << mode;
   }
+  // GSSAPI encryption is libpq's alone: demanded, the pool keeps libpq's login rather than go without.
+  Params gss;
+  gss.add("gssencmode", "require");
+  EXPECT_FALSE(passthrough_allowed(gss.keywords, gss.values));
+}
+
+// A TLS value libpq refuses (from the environment: the config loader checks the conninfo's) refuses
+// the connect, as libpq's does — never a plain-text login in its place.
+TEST(PoolPassthroughConnect, AValueLibpqRefusesRefusesTheConnect) {
+  Params invalid;
+  invalid.add("sslmode", "verify_full");
+  Params tcp;
+  tcp.add("hostaddr", "127.0.0.1").add("port", "1");
+  const auto address = passthrough_address(tcp.keywords, tcp.values);
+  ASSERT_TRUE(address.ok());
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  const auto started = PassthroughConnect::start(
+      &loop, *address,
+      config::ServerTlsContext::load(config::ServerTlsSettings::read(invalid.keywords, invalid.values)),
+      ServerLogin({}, auth::ScramKeys{}), [](const std::string&) {});
+  ASSERT_FALSE(started.ok());
+  EXPECT_EQ(started.error(), "invalid sslmode value: \"verify_full\"");
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
 // TLS checks and names the conninfo's host, never its hostaddr; a socket has none.
