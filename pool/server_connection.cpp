@@ -193,7 +193,12 @@ void ServerConnection::connect_ready() {
         "GSSAPI encryption to the server is not supported: add gssencmode=disable to the conninfo");
   // libpq's TLS session carries the server's bytes from now on; PQfinish ends it.
   std::unique_ptr<net::TlsChannel> tls;
-  if (PQsslInUse(conn_) != 0) tls = net::TlsChannel::borrow(static_cast<SSL*>(PQsslStruct(conn_, "OpenSSL")));
+  if (PQsslInUse(conn_) != 0) {
+    auto* ssl = static_cast<SSL*>(PQsslStruct(conn_, "OpenSSL"));
+    if (ssl == nullptr)
+      return connect_failed("libpq's TLS to the server is not OpenSSL's: sluiced cannot carry it");
+    tls = net::TlsChannel::borrow(ssl);
+  }
   connected(PQsocket(conn_), /*owns_fd=*/false, PQuser(conn_), std::move(tls));
 }
 
