@@ -103,17 +103,22 @@ std::string one_line(std::string_view text) {
 
 // libpq (or SCRAM pass-through, in its words) refusing the server's TLS as the conninfo asks for it (a
 // certificate that does not verify or name the host, a missing root certificate or key file, no TLS
-// offered, a handshake OpenSSL refused): a direct connection fails at once, and retrying would not
-// change it.
+// offered, a handshake OpenSSL refused for its versions, an encryption sluiced cannot carry): a
+// direct connection fails at once, and retrying would not change it. A handshake cut short (a
+// restarting server: "unexpected eof", "connection closed") is retried as any refused connect.
 bool tls_setup_refused(std::string_view libpq_text) {
-  constexpr std::array<std::string_view, 7> kRefusals = {
+  constexpr std::array<std::string_view, 11> kRefusals = {
       "certificate",
       "private key file",
       "server does not support SSL, but SSL was required",
-      "SSL error: ",
+      "alert",
+      "unsupported protocol",
+      "no protocols available",
+      "wrong version number",
       "host name must be specified for a verified SSL connection",
       "invalid sslmode value",
-      "invalid channel_binding value"};
+      "invalid channel_binding value",
+      "GSSAPI encryption to the server is not supported"};
   return std::ranges::any_of(kRefusals, [&](std::string_view refusal) {
     return libpq_text.find(refusal) != std::string_view::npos;
   });
