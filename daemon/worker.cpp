@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "common/log.h"
 #include "daemon/daemon.h"
@@ -107,7 +108,10 @@ void Worker::adopt_moved_client(std::vector<int> descriptors, frontend::MovedCli
 
 std::optional<nlohmann::json> Worker::handover_message(const nlohmann::json& state, std::size_t descriptors) {
   nlohmann::json message{{"type", "client"}, {"fds", descriptors}, {"client", state}};
-  if (upgrade::encode_message(message).size() > upgrade::kMaxMessageBytes) return std::nullopt;
+  // Measured with the widest "move" number the main loop will add, so that what it sends fits.
+  nlohmann::json measured = message;
+  measured["move"] = std::numeric_limits<std::uint64_t>::max();
+  if (upgrade::encode_message(measured).size() > upgrade::kMaxMessageBytes) return std::nullopt;
   return message;
 }
 
