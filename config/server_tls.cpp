@@ -184,6 +184,7 @@ bool ServerTlsContext::load_root_certificate(const std::string& home) {
                                                         : home + "/.postgresql/root.crt";
   struct stat info {};
   if (path.empty() || ::stat(path.c_str(), &info) != 0) {
+    remember(path);  // absent: a reload that finds it there takes it up
     if (settings_.mode != SslMode::verify_ca && settings_.mode != SslMode::verify_full) return true;
     failure_ = path.empty() ? std::string("could not get home directory to locate root certificate file") +
                                   kEitherProvideTheFile
@@ -203,9 +204,10 @@ bool ServerTlsContext::load_root_certificate(const std::string& home) {
       X509_STORE_load_locations(store, crl.empty() ? nullptr : crl.c_str(),
                                 settings_.crl_dir.empty() ? nullptr : settings_.crl_dir.c_str()) == 1) {
     X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    remember(crl);
-    remember(settings_.crl_dir);
   }
+  // Loaded or not (none is no error): a list that appears or changes is taken up by a reload.
+  remember(crl);
+  remember(settings_.crl_dir);
   ERR_clear_error();
   SSL_CTX_set_verify(context_, SSL_VERIFY_PEER, nullptr);
   verifies_chain_ = true;
@@ -221,7 +223,10 @@ bool ServerTlsContext::load_client_certificate(const std::string& home) {
   struct stat info {};
   if (cert.empty()) return true;
   if (::stat(cert.c_str(), &info) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) return true;
+    if (errno == ENOENT || errno == ENOTDIR) {
+      remember(cert);  // absent: a reload that finds it there takes it up
+      return true;
+    }
     failure_ = "could not open certificate file \"" + cert + "\": " + std::strerror(errno);
     return false;
   }
@@ -264,7 +269,9 @@ bool ServerTlsContext::load_client_certificate(const std::string& home) {
   return true;
 }
 
+// Every file probed, there or not: its name, and a hash of its contents when it could be read.
 void ServerTlsContext::remember(const std::string& path) {
+  if (path.empty()) return;
   fingerprint_ += '\0' + path + '\0';
   const auto text = read_file(path);  // a directory (sslcrldir) counts by its name
   if (text) fingerprint_ += auth::base64_encode(auth::sha256(auth::as_bytes(*text)));
