@@ -112,14 +112,7 @@ TEST_F(PassthroughTlsTest, RequireIsServedByPassThroughOverTls) {
   EXPECT_EQ(scalar(first, "SELECT current_user"), kRole);
   EXPECT_TRUE(backend_ssl(first).starts_with("true TLSv1.")) << backend_ssl(first);
   expect_served_over_tls(first, direct);  // many TLS records each way through sluiced's own session
-  // One server, two clients taking turns: each release resets it over the same TLS session.
-  for (int turn = 0; turn < 10; ++turn) {
-    const PgConn& client = turn % 2 == 0 ? first : second;
-    exec_ok(client, "BEGIN");
-    exec_ok(client, "SET LOCAL work_mem = '" + std::to_string(64 + turn) + "kB'");
-    EXPECT_EQ(scalar(client, "SELECT count(*) FROM generate_series(1, 1000)"), "1000");
-    exec_ok(client, "COMMIT");
-  }
+  take_turns_on_one_server(first, second, 10);
   const PgConn admin = connect(server_->conninfo());
   EXPECT_EQ(
       scalar(admin, std::string("SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "

@@ -53,17 +53,7 @@ TEST_F(ServerTlsTest, ATransactionModePoolServesEveryScopeOverVerifiedTls) {
   const PgConn first = connect(sluiced.conninfo());
   const PgConn second = connect(sluiced.conninfo());
   expect_served_over_tls(first, direct);
-  // One server, two clients taking turns: each release resets and proves it over the same TLS.
-  for (int turn = 0; turn < 20; ++turn) {
-    const PgConn& client = turn % 2 == 0 ? first : second;
-    exec_ok(client, "BEGIN");
-    exec_ok(client, "SET LOCAL work_mem = '" + std::to_string(64 + turn) + "kB'");
-    EXPECT_EQ(scalar(client, "SELECT count(*) FROM generate_series(1, 1000)"), "1000");
-    exec_ok(client, "COMMIT");
-    exec_ok(client, "SET application_name = 'client " + std::to_string(turn % 2) + "'");
-  }
-  EXPECT_EQ(scalar(first, "SHOW application_name"), "client 0");
-  EXPECT_EQ(scalar(second, "SHOW application_name"), "client 1");
+  take_turns_on_one_server(first, second, 20);
   EXPECT_EQ(scalar(second,
                    "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) "
                    "WHERE a.application_name = 'client 1' AND s.ssl"),

@@ -19,6 +19,7 @@
 #include <optional>
 #include <regex>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -284,18 +285,24 @@ class NotifySocket {
   std::size_t consumed_ = 0;  // lines before this were matched already
 };
 
-TEST(ServiceNotifyTest, ReadyReloadingAndStoppingReachNotifySocket) {
-  NotifySocket notify;
-  // sluiced inherits our environment; set only around the start.
-  ASSERT_EQ(::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1), 0);
-  std::unique_ptr<harness::Sluiced> daemon;
+// sluiced started with NOTIFY_SOCKET pointing at `notify` (it inherits our environment: the variable
+// is set only around the start).
+std::unique_ptr<harness::Sluiced> start_notifying(const NotifySocket& notify) {
+  if (::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1) != 0)
+    throw std::runtime_error("setenv NOTIFY_SOCKET");
   try {
-    daemon = std::make_unique<harness::Sluiced>(harness::PoolOptions{}, harness::Sluiced::Wait::none);
+    auto daemon = std::make_unique<harness::Sluiced>(harness::PoolOptions{}, harness::Sluiced::Wait::none);
+    ::unsetenv("NOTIFY_SOCKET");
+    return daemon;
   } catch (...) {
     ::unsetenv("NOTIFY_SOCKET");
     throw;
   }
-  ::unsetenv("NOTIFY_SOCKET");
+}
+
+TEST(ServiceNotifyTest, ReadyReloadingAndStoppingReachNotifySocket) {
+  NotifySocket notify;
+  const auto daemon = start_notifying(notify);
 
   ASSERT_TRUE(notify.wait_for("READY=1", 20s)) << "no READY=1; got: " << notify.seen();
   // READY=1 means listening: a client gets in at once, no retry.
@@ -327,18 +334,10 @@ TEST(ServiceNotifyTest, ReadyReloadingAndStoppingReachNotifySocket) {
 TEST(ServiceNotifyTest, ALiveUpgradeTellsSystemdTheNewMainPid) {
   upgradetest::become_subreaper();  // the new process is ours to reap once the old one exits
   NotifySocket notify;
-  ASSERT_EQ(::setenv("NOTIFY_SOCKET", notify.path().c_str(), 1), 0);
   // Declared first, stopped last: only once the old process has exited (its destructor, should an
   // assertion end the test early) is the new one this process's child, which it can reap.
   std::optional<upgradetest::NewProcess> successor;
-  std::unique_ptr<harness::Sluiced> daemon;
-  try {
-    daemon = std::make_unique<harness::Sluiced>(harness::PoolOptions{}, harness::Sluiced::Wait::none);
-  } catch (...) {
-    ::unsetenv("NOTIFY_SOCKET");
-    throw;
-  }
-  ::unsetenv("NOTIFY_SOCKET");
+  const auto daemon = start_notifying(notify);
   ASSERT_TRUE(notify.wait_for("READY=1", 20s)) << "no READY=1; got: " << notify.seen();
 
   daemon->send_signal(SIGUSR2);

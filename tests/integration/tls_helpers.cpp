@@ -209,6 +209,19 @@ bool TlsClient::closed_by_peer(milliseconds timeout) {
   return false;
 }
 
+void take_turns_on_one_server(const PgConn& first, const PgConn& second, int turns) {
+  for (int turn = 0; turn < turns; ++turn) {
+    const PgConn& client = turn % 2 == 0 ? first : second;
+    exec_ok(client, "BEGIN");
+    exec_ok(client, "SET LOCAL work_mem = '" + std::to_string(64 + turn) + "kB'");
+    EXPECT_EQ(scalar(client, "SELECT count(*) FROM generate_series(1, 1000)"), "1000");
+    exec_ok(client, "COMMIT");
+    exec_ok(client, "SET application_name = 'client " + std::to_string(turn % 2) + "'");
+  }
+  EXPECT_EQ(scalar(first, "SHOW application_name"), "client 0");
+  EXPECT_EQ(scalar(second, "SHOW application_name"), "client 1");
+}
+
 void expect_served_over_tls(const PgConn& conn, const PgConn& direct) {
   EXPECT_EQ(scalar(conn, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), "t");
   // 4 MiB one way: hundreds of records, reads that stop mid-record.

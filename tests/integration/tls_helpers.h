@@ -46,6 +46,11 @@ std::string tcp_conninfo(int port, const std::string& options);
 // TLS records both ways (4 MiB out, a 2 MiB statement in) are those `direct` gets.
 void expect_served_over_tls(const PgConn& conn, const PgConn& direct);
 
+// Two clients of a one-server pool take `turns` transactions in turn, each leaving a SET (its own
+// application_name) in its session: every release resets the server over the same TLS session, and
+// each client's setting follows it.
+void take_turns_on_one_server(const PgConn& first, const PgConn& second, int turns);
+
 // The serial (upper-case hex) of the certificate the server presented to a libpq connection.
 std::string server_serial(const PgConn& conn);
 
