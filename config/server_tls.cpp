@@ -56,6 +56,12 @@ std::string home_directory() {
   return found->pw_dir;
 }
 
+// A file setting, else libpq's default for it under ~/.postgresql ("" without a home directory).
+std::string file_or_default(const std::string& setting, const std::string& home, const char* name) {
+  if (!setting.empty()) return setting;
+  return home.empty() ? std::string() : home + "/.postgresql/" + name;
+}
+
 // OpenSSL's reason for the oldest error on this thread's queue, as libpq's SSLerrmessage words it.
 std::string ssl_error() {
   const unsigned long code = ERR_get_error();
@@ -179,9 +185,7 @@ std::shared_ptr<const ServerTlsContext> ServerTlsContext::load(const ServerTlsSe
 // libpq's rule: a root certificate file that exists is used, whatever the mode; verify-ca and
 // verify-full need one.
 bool ServerTlsContext::load_root_certificate(const std::string& home) {
-  const std::string path = !settings_.root_cert.empty() ? settings_.root_cert
-                           : home.empty()               ? ""
-                                                        : home + "/.postgresql/root.crt";
+  const std::string path = file_or_default(settings_.root_cert, home, "root.crt");
   struct stat info {};
   if (path.empty() || ::stat(path.c_str(), &info) != 0) {
     remember(path);  // absent: a reload that finds it there takes it up
@@ -197,8 +201,8 @@ bool ServerTlsContext::load_root_certificate(const std::string& home) {
   }
   remember(path);
   // Revocation lists where libpq looks; none is no error.
-  std::string crl = settings_.crl;
-  if (crl.empty() && settings_.crl_dir.empty() && !home.empty()) crl = home + "/.postgresql/root.crl";
+  const std::string crl =
+      settings_.crl_dir.empty() ? file_or_default(settings_.crl, home, "root.crl") : settings_.crl;
   X509_STORE* store = SSL_CTX_get_cert_store(context_);
   if ((!crl.empty() || !settings_.crl_dir.empty()) &&
       X509_STORE_load_locations(store, crl.empty() ? nullptr : crl.c_str(),
@@ -217,9 +221,7 @@ bool ServerTlsContext::load_root_certificate(const std::string& home) {
 // A certificate that is not there is none (the server may not ask); one that is there must load,
 // with its key, which others must not be able to read.
 bool ServerTlsContext::load_client_certificate(const std::string& home) {
-  const std::string cert = !settings_.cert.empty() ? settings_.cert
-                           : home.empty()          ? ""
-                                                   : home + "/.postgresql/postgresql.crt";
+  const std::string cert = file_or_default(settings_.cert, home, "postgresql.crt");
   struct stat info {};
   if (cert.empty()) return true;
   if (::stat(cert.c_str(), &info) != 0) {
@@ -234,9 +236,7 @@ bool ServerTlsContext::load_client_certificate(const std::string& home) {
     failure_ = "could not read certificate file \"" + cert + "\": " + ssl_error();
     return false;
   }
-  const std::string key = !settings_.key.empty() ? settings_.key
-                          : home.empty()         ? ""
-                                                 : home + "/.postgresql/postgresql.key";
+  const std::string key = file_or_default(settings_.key, home, "postgresql.key");
   if (::stat(key.c_str(), &info) != 0) {
     failure_ = errno == ENOENT ? "certificate present, but not private key file \"" + key + "\""
                                : "could not stat private key file \"" + key + "\": " + std::strerror(errno);

@@ -9,14 +9,26 @@
 
 namespace sluice::net {
 
-std::unique_ptr<TlsChannel> TlsChannel::accept(int fd, std::shared_ptr<const config::TlsContext> context,
-                                               Start start) {
-  SSL* ssl = SSL_new(context->ssl_context());
+namespace {
+
+// A session of `context` on `fd` (which stays the socket's: the BIO does not close it); nullptr when
+// OpenSSL cannot make it.
+SSL* new_session(int fd, SSL_CTX* context) {
+  SSL* ssl = SSL_new(context);
   if (ssl == nullptr) return nullptr;
-  if (SSL_set_fd(ssl, fd) != 1) {  // the fd stays the socket's: the BIO does not close it
+  if (SSL_set_fd(ssl, fd) != 1) {
     SSL_free(ssl);
     return nullptr;
   }
+  return ssl;
+}
+
+}  // namespace
+
+std::unique_ptr<TlsChannel> TlsChannel::accept(int fd, std::shared_ptr<const config::TlsContext> context,
+                                               Start start) {
+  SSL* ssl = new_session(fd, context->ssl_context());
+  if (ssl == nullptr) return nullptr;
   SSL_set_accept_state(ssl);
   return std::unique_ptr<TlsChannel>(new TlsChannel(ssl, std::move(context), start, /*owns_ssl=*/true));
 }
@@ -32,10 +44,9 @@ std::unique_ptr<TlsChannel> TlsChannel::borrow(SSL* established) {
 }
 
 std::unique_ptr<TlsChannel> TlsChannel::connect(int fd, SSL_CTX* context, const std::string& server_name) {
-  SSL* ssl = SSL_new(context);  // the context's modes: partial writes from a moving buffer
+  SSL* ssl = new_session(fd, context);  // the context's modes: partial writes from a moving buffer
   if (ssl == nullptr) return nullptr;
-  if (SSL_set_fd(ssl, fd) != 1 ||
-      (!server_name.empty() && SSL_set_tlsext_host_name(ssl, server_name.c_str()) != 1)) {
+  if (!server_name.empty() && SSL_set_tlsext_host_name(ssl, server_name.c_str()) != 1) {
     SSL_free(ssl);
     return nullptr;
   }
