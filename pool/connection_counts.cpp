@@ -36,7 +36,6 @@ void ConnectionCount::start_starving(Member& member, const void* pool) {
   if (std::find(member.line_.begin(), member.line_.end(), pool) == member.line_.end())
     member.line_.push_back(pool);
   if (std::find(line_.begin(), line_.end(), &member) == line_.end()) line_.push_back(&member);
-  member.starving_pools_.store(static_cast<int>(member.line_.size()), std::memory_order_relaxed);
   starving_members_.store(static_cast<int>(line_.size()), std::memory_order_relaxed);
 }
 
@@ -44,7 +43,6 @@ void ConnectionCount::stop_starving(Member& member, const void* pool) {
   const std::lock_guard lock(line_mutex_);
   std::erase(member.line_, pool);
   if (member.line_.empty()) std::erase(line_, &member);
-  member.starving_pools_.store(static_cast<int>(member.line_.size()), std::memory_order_relaxed);
   starving_members_.store(static_cast<int>(line_.size()), std::memory_order_relaxed);
 }
 
@@ -52,6 +50,12 @@ void ConnectionCount::to_end_of_line(Member& member, const void* pool) {
   const std::lock_guard lock(line_mutex_);
   move_to_end(member.line_, pool);
   move_to_end(line_, static_cast<const Member*>(&member));
+}
+
+ConnectionCount::Waiting ConnectionCount::waiting_beside(const Member& member) const {
+  const std::lock_guard lock(line_mutex_);
+  const int member_pools = static_cast<int>(member.line_.size());
+  return {static_cast<int>(line_.size()) - (member_pools > 0 ? 1 : 0), member_pools};
 }
 
 int ConnectionCount::place_in_line(const Member& member) const {

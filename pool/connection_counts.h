@@ -20,15 +20,13 @@ class ConnectionCount {
   class Member {
    public:
     [[nodiscard]] int servers() const { return servers_.load(std::memory_order_relaxed); }
-    [[nodiscard]] int starving_pools() const { return starving_pools_.load(std::memory_order_relaxed); }
 
    private:
     friend class ConnectionCount;
     friend class ConnectionCounts;
     std::atomic<int> servers_{0};
-    std::atomic<int> starving_pools_{0};  // line_.size(), read without the lock
-    std::deque<const void*> line_;        // under the count's line lock
-    int pools_ = 0;                       // pools that use it, under ConnectionCounts' lock
+    std::deque<const void*> line_;  // under the count's line lock
+    int pools_ = 0;                 // pools that use it, under ConnectionCounts' lock
   };
 
   // One more server for `member`, unless the count is already at `limit` (0 = no limit).
@@ -52,6 +50,14 @@ class ConnectionCount {
   // A turn taken or given back: the pool, and its pair, go to the end of their lines (if in them).
   void to_end_of_line(Member& member, const void* pool);
   [[nodiscard]] int starving_members() const { return starving_members_.load(std::memory_order_relaxed); }
+  // Who waits beside a pair: the other pairs in line and the pair's own waiting pools. Read together
+  // under the lock, so that they agree — another worker's pool may start or stop waiting between
+  // two separate reads.
+  struct Waiting {
+    int other_members = 0;
+    int member_pools = 0;
+  };
+  [[nodiscard]] Waiting waiting_beside(const Member& member) const;
   // The pair's place in line (0: first), or the line's length when it is not in it.
   [[nodiscard]] int place_in_line(const Member& member) const;
   // The pool's place in its pair's line, or that line's length when it is not in it.

@@ -87,8 +87,9 @@ bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool 
   const ConnectionCount& count = *seat.count;
   const ConnectionCount::Member& pair = *seat.member;
   if (extra == 0 && count.servers() > limit) return true;  // a lowered limit: idle servers go
-  const int other_pairs = count.starving_members() - (pair.starving_pools() > 0 ? 1 : 0);
-  const int pair_pools = pair.starving_pools() - (starved_on_ == &seat ? 1 : 0);
+  const ConnectionCount::Waiting waiting = count.waiting_beside(pair);
+  const int other_pairs = waiting.other_members;
+  const int pair_pools = waiting.member_pools - (starved_on_ == &seat ? 1 : 0);
   if (other_pairs <= 0 && pair_pools <= 0) return false;
   if (!contending) return true;
   if (other_pairs >= limit) {

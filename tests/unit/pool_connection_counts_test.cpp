@@ -106,7 +106,8 @@ TEST(ConnectionCounts, PairsWaitInLineAndTheirPoolsInThePairsLine) {
   count.start_starving(h, &b);
   count.start_starving(l, &c);
   EXPECT_EQ(count.starving_members(), 2);
-  EXPECT_EQ(h.starving_pools(), 2);
+  EXPECT_EQ(count.waiting_beside(h).other_members, 1);
+  EXPECT_EQ(count.waiting_beside(h).member_pools, 2);
   EXPECT_EQ(count.place_in_line(h), 0);
   EXPECT_EQ(count.place_in_line(l), 1);
   EXPECT_EQ(count.place_in_member_line(h, &b), 1);
@@ -124,6 +125,31 @@ TEST(ConnectionCounts, PairsWaitInLineAndTheirPoolsInThePairsLine) {
   EXPECT_EQ(count.place_in_line(h), 1);
   count.stop_starving(l, &c);
   EXPECT_EQ(count.starving_members(), 0);
+}
+
+// Another worker's pool starts and stops waiting while this one reads who waits beside its pair:
+// the pair is never counted as waiting while missing from the line (that read once divided by zero).
+TEST(ConnectionCounts, WhoWaitsIsReadWholeWhileAnotherWorkerChangesIt) {
+  ConnectionCounts counts;
+  const auto seats = counts.join("app", "heavy");
+  ConnectionCount& count = *seats.database.count;
+  ConnectionCount::Member& pair = *seats.database.member;
+  const int other_worker_pool = 0;
+  std::atomic<bool> stop{false};
+  std::thread other_worker([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      count.start_starving(pair, &other_worker_pool);
+      count.stop_starving(pair, &other_worker_pool);
+    }
+  });
+  int disagreements = 0;
+  for (int i = 0; i < 2'000'000 && disagreements == 0; ++i) {
+    const ConnectionCount::Waiting waiting = count.waiting_beside(pair);
+    if (waiting.other_members != 0 || waiting.member_pools > 1) ++disagreements;
+  }
+  stop = true;
+  other_worker.join();
+  EXPECT_EQ(disagreements, 0);
 }
 
 }  // namespace
