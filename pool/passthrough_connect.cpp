@@ -282,15 +282,10 @@ void PassthroughConnect::read_ssl_answer() {
       output_ = login_.startup_message();
       if (!flush()) return;
       return watch();
-    case 'E': {
-      // A server that cannot start a backend answers with its error: the login reads it.
-      phase_ = Phase::login;
-      std::string ignored;
-      const auto byte = static_cast<std::uint8_t>(answer);
-      if (login_.on_bytes(protocol::Bytes(&byte, 1), ignored) == ServerLogin::Status::failed)
-        return finish(login_.failure());
-      return watch();
-    }
+    case 'E':
+      // libpq 15.10 and later (CVE-2024-10977): the server has not proved who it is yet, so its
+      // words are neither read nor repeated, whatever sslmode.
+      return finish("server sent an error response during SSL exchange");
     default:
       return finish(std::string("received invalid response to SSL negotiation: ") + answer);
   }

@@ -13,10 +13,13 @@
 
 #include <array>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "tests/integration/auth_helpers.h"
 #include "tests/integration/harness.h"
@@ -238,35 +241,90 @@ TEST_F(PassthroughTlsTest, AClientCertificateIsPresented) {
                                                "/sluiced-client.key\" has group or world access"));
 }
 
-// A server that answers the SSLRequest with 'N' (a listener of the test's own plays it).
+// A listener of the test's own on 127.0.0.1 that answers each SSLRequest with `answer`, then reads
+// until the peer hangs up (one peer at a time).
+class SslAnswerServer {
+ public:
+  explicit SslAnswerServer(std::string answer) : listener_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+        ::listen(listener_, 8) != 0)
+      throw std::runtime_error("SslAnswerServer: no listener");
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this, answer = std::move(answer)] {
+      for (int peer; (peer = ::accept(listener_, nullptr, nullptr)) >= 0; ::close(peer)) {
+        std::array<char, 8> request{};
+        if (::recv(peer, request.data(), request.size(), MSG_WAITALL) == 8)
+          (void)::send(peer, answer.data(), answer.size(), MSG_NOSIGNAL);
+        std::array<char, 64> rest{};
+        while (::recv(peer, rest.data(), rest.size(), 0) > 0) {
+        }
+      }
+    });
+  }
+  ~SslAnswerServer() {
+    ::shutdown(listener_, SHUT_RDWR);
+    ::close(listener_);
+    thread_.join();
+  }
+  SslAnswerServer(const SslAnswerServer&) = delete;
+  SslAnswerServer& operator=(const SslAnswerServer&) = delete;
+
+  [[nodiscard]] std::string conninfo(const std::string& sslmode) const {
+    return "host=127.0.0.1 port=" + std::to_string(port_) +
+           " dbname=postgres gssencmode=disable sslmode=" + sslmode;
+  }
+
+ private:
+  int listener_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
 TEST_F(PassthroughTlsTest, RequireAgainstAServerWithoutTlsIsRefused) {
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  socklen_t length = sizeof address;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  std::thread no_tls([listener] {
-    const int peer = ::accept(listener, nullptr, nullptr);
-    if (peer < 0) return;
-    std::array<char, 8> request{};
-    if (::recv(peer, request.data(), request.size(), MSG_WAITALL) == 8) (void)::send(peer, "N", 1, 0);
-    std::array<char, 64> rest{};
-    while (::recv(peer, rest.data(), rest.size(), 0) > 0) {
-    }
-    ::close(peer);
-  });
-  Sluiced sluiced(config("host=127.0.0.1 port=" + std::to_string(ntohs(address.sin_port)) +
-                         " dbname=postgres sslmode=require"));
+  const SslAnswerServer no_tls("N");
+  Sluiced sluiced(config(no_tls.conninfo("require")));
   const auto started = Clock::now();
   const std::string error = first_error(sluiced);
   EXPECT_LT(Clock::now() - started, std::chrono::seconds(5));
   EXPECT_TRUE(contains(error, "server does not support SSL, but SSL was required")) << error;
-  ::shutdown(listener, SHUT_RDWR);
-  ::close(listener);
-  no_tls.join();
+}
+
+// An ErrorResponse to the SSLRequest comes from a server that has not proved who it is: libpq 15.10
+// and later (CVE-2024-10977) fail with a fixed message in every sslmode and repeat nothing of it,
+// and so does sluiced — a client never reads words a man in the middle wrote.
+TEST_F(PassthroughTlsTest, AnErrorAnsweringTheSslRequestIsNotRepeated) {
+  const std::string words = "forged: your password expired, see evil.example";
+  std::string body = "SFATAL";
+  body += '\0';
+  body += "C28000";
+  body += '\0';
+  body += "M" + words;
+  body += '\0';
+  body += '\0';
+  const auto length = static_cast<std::uint32_t>(body.size() + 4);
+  const std::string error_response =
+      std::string("E") + static_cast<char>(length >> 24) + static_cast<char>((length >> 16) & 0xff) +
+      static_cast<char>((length >> 8) & 0xff) + static_cast<char>(length & 0xff) + body;
+  const SslAnswerServer forger(error_response);
+  for (const std::string mode : {"prefer", "require"}) {
+    SCOPED_TRACE(mode);
+    const std::string direct_error = PQerrorMessage(try_connect(forger.conninfo(mode)).get());
+    ASSERT_TRUE(contains(direct_error, "server sent an error response during SSL exchange")) << direct_error;
+    // A server that cannot start a backend answers so too: sluiced tries again while a client waits.
+    SluicedConfig made = config(forger.conninfo(mode));
+    json settings = json::parse(made.text);
+    settings["pool"]["query_wait_timeout_ms"] = 1000;
+    made.text = settings.dump();
+    Sluiced sluiced(std::move(made));
+    const std::string error = first_error(sluiced);
+    EXPECT_TRUE(contains(error, "server sent an error response during SSL exchange")) << error;
+    EXPECT_FALSE(contains(error, "evil.example")) << error;
+  }
 }
 
 // A live upgrade cannot hand over a TLS session (its keys stay in the old process's OpenSSL; the
