@@ -816,6 +816,35 @@ class Bench:
                     f"| {self.fmt(c['machine_us'], '{:.0f}')} | {self.fmt(share * 100 if share else None, '{:.0f} %')} |")
         return "\n".join(lines)
 
+    def paired_table(self):
+        """Per test, sluice's tps over PgBouncer 1.25.2's in the same round (runs minutes apart at
+        most, so the VM's slow drift cancels out), and the most any pooler could reach over it."""
+        rival = "pgbouncer2"
+        lines = [
+            f"| test | sluice/{NAMES[rival]}, median of the rounds | lowest – highest | rounds sluice was ahead "
+            f"| a pooler that cost no CPU, over {NAMES[rival]} |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        def same_round_ratios(test, target):
+            return [a["tps"] / b["tps"] for a, b in zip(self.runs.get((test, target), []), self.runs.get((test, rival), []))
+                    if a["ok"] and b["ok"] and a["tps"] and b["tps"]]
+
+        for test, title, _, clients in TESTS:
+            if self.unrunnable(test, "sluice") or self.unrunnable(test, rival):
+                continue
+            ratios = same_round_ratios(test, "sluice")
+            if not ratios:
+                continue
+            if clients == 1:  # one round trip at a time, the CPUs mostly idle: direct is the pooler that costs nothing
+                direct = same_round_ratios(test, "direct")
+                ceiling = median(direct) if direct else None
+            else:
+                machine, user, system = (self.cell(test, rival, k) for k in ("machine_us", "user_us", "sys_us"))
+                ceiling = machine / (machine - user - system) if machine and user is not None and system is not None else None
+            lines.append(f"| {title} | {median(ratios):.2f} | {min(ratios):.2f} – {max(ratios):.2f} "
+                         f"| {sum(1 for r in ratios if r > 1)} of {len(ratios)} | {self.fmt(ceiling, '{:.2f}')} |")
+        return "\n".join(lines)
+
     def quiet_table(self):
         lines = ["| when | load average (1 min) | CPUs busy while idle | stolen | quiet |", "|---|---:|---:|---:|---|"]
         for c in self.quiet_checks:
@@ -1155,6 +1184,19 @@ Failures: pgbench counts a transaction as failed only for serialization/deadlock
 — : the target could not run the test; the errors section below says why.
 
 search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV["SP50"]["PGOPTIONS"]}'` (every client's startup packet carries it in `options`; run.sh creates the empty schema bench_path, so the tables still resolve to public). A target runs it only if a client with those options, asking `SHOW search_path` through it, gets `{SEARCH_PATH}` from the server; otherwise its tps would measure other work than direct's. {pgb1} refuses the `options` startup parameter (supported since 1.20); with `ignore_startup_parameters` it would drop it silently, so it is not used. {pgb2} takes it (`track_extra_parameters`) but, by its doc/config.md, tracks only parameters that PostgreSQL reports to the client (ParameterStatus); PostgreSQL 15 does not report search_path, so PgBouncer never learns a server's value and never SETs the client's (its NEWS: tracking search_path is for Citus or PostgreSQL 18). sluiced opens the servers of clients with startup settings with those settings (README: A client's startup settings), one pool per set of settings within the same pool_size: before a run whose clients' startup settings differ from the previous run's, sluiced (and the 2-worker one) gets an unmeasured 1 s `pgbench -S -c 20` with the new settings, so that this test, and the plain one after it, start on warm servers as every other test does (their first rounds otherwise pay for closing 20 servers and opening 20). What each target's server said: {self.search_path_text()}.
+
+### Same-round ratios, and the ceiling
+
+The VM's speed drifts by tens of percent within minutes (see "tps per round"); runs of one round
+are close in time, so their ratio is steadier than a ratio of medians. The ceiling: with the CPUs
+saturated, tps is the machine's CPU over the CPU a transaction costs it all told (machine CPU µs/tx
+below); a pooler that cost nothing would save PgBouncer 1.25.2's own part of that, so it could reach
+at most machine / (machine − PgBouncer 1.25.2's CPU) times PgBouncer 1.25.2's tps. With one client
+the CPUs mostly wait for each other's replies instead: there the pooler that costs nothing is no
+pooler at all, direct (the same single backend), in the same round. A test whose ceiling is under a
+target cannot meet it here, however fast the pooler.
+
+{self.paired_table()}
 
 ### Pooler CPU seconds per 1000 transactions, every test
 
