@@ -264,7 +264,7 @@ void ClientSession::log_in() {
   // The welcome needs a server's ParameterStatus values; session mode needs its server anyway.
   // Welcomed at once, the socket keeps reading: each stop and start of a libuv poll is two
   // epoll_ctl calls, a quarter of what a short-lived connection costs the loop.
-  if (pool_->parameters() != nullptr && !session_mode_) return send_welcome();
+  if (pool_->parameter_statuses() != nullptr && !session_mode_) return send_welcome();
   socket_->set_reading(false);
   ask_for_scope();
 }
@@ -273,8 +273,11 @@ void ClientSession::send_welcome() {
   std::string welcome;
   protocol::append_authentication_ok(welcome);
   // Session mode: what its own server reports; otherwise what the pool's servers do.
-  const pool::ServerParameters& parameters = scope_ ? scope_.server().parameters() : *pool_->parameters();
-  for (const auto& [name, value] : parameters) protocol::append_parameter_status(welcome, name, value);
+  if (scope_) {
+    protocol::append_parameter_statuses(welcome, scope_.server().parameters());
+  } else {
+    welcome += *pool_->parameter_statuses();
+  }
   protocol::append_backend_key_data(welcome, cancel_pid_, cancel_secret_);
   protocol::append_ready_for_query(welcome, 'I');
   if (!socket_->write(welcome)) return close("client gone during login");

@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "common/log.h"
+#include "protocol/backend_messages.h"
 #include "protocol/error_fields.h"
 #include "protocol/sqlstate.h"
 
@@ -327,6 +328,12 @@ bool Pool::open_server() {
   return metrics_.connects_failed == failures_before;
 }
 
+void Pool::learn_parameters(const ServerParameters& parameters) {
+  std::string encoded;
+  protocol::append_parameter_statuses(encoded, parameters);
+  parameter_statuses_ = std::move(encoded);
+}
+
 void Pool::set_paused(bool paused) {
   paused_ = paused;
   if (!paused_) serve_waiters();
@@ -392,7 +399,7 @@ void Pool::connect_succeeded(ServerConnection& server) {
   metrics_.connect.record(static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - server.created_at()).count()));
   connect_failure_.reset();
-  if (!parameters_) parameters_ = server.parameters();
+  if (!parameter_statuses_) learn_parameters(server.parameters());
   if (setting_functions_due()) return read_setting_functions_on(server);
   if (return_to_idle(server)) serve_waiters();
 }

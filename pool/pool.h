@@ -118,7 +118,11 @@ class Pool {
   Scope adopt_server(int fd, const MovedServer& moved, std::uint64_t client_id);
 
   // Login needs the server's ParameterStatus values: known once any server connected.
-  [[nodiscard]] const ServerParameters* parameters() const { return parameters_ ? &*parameters_ : nullptr; }
+  // The ParameterStatus messages of a welcome from this pool (its first server's report), encoded
+  // once: every login in transaction mode sends them.
+  [[nodiscard]] const std::string* parameter_statuses() const {
+    return parameter_statuses_ ? &*parameter_statuses_ : nullptr;
+  }
 
   // Timeouts: waiters, connects, teardown deadline, idle and old servers.
   void tick(Clock::time_point now);
@@ -190,6 +194,7 @@ class Pool {
   bool return_to_idle(ServerConnection& server);
   void serve_waiters();
   void launch_connections();
+  void learn_parameters(const ServerParameters& parameters);
   void fail_waiters(const char* sqlstate, const std::string& message);
   void close_idle_over_size();
 
@@ -273,7 +278,7 @@ class Pool {
   config::DatabaseConfig database_;
   std::vector<std::string> connect_keywords_;
   std::vector<std::string> connect_values_;
-  std::optional<ServerParameters> parameters_;
+  std::optional<std::string> parameter_statuses_;
   StatementRegistry statement_registry_;
   SettingFunctionWatch setting_functions_;
 

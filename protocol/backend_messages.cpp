@@ -16,9 +16,7 @@ std::size_t begin_message(std::string& out, char type) {
 
 void end_message(std::string& out, std::size_t length_at) {
   const auto length = static_cast<std::uint32_t>(out.size() - length_at);
-  std::string encoded;
-  append_u32(encoded, length);
-  out.replace(length_at, 4, encoded);
+  for (std::size_t i = 0; i < 4; ++i) out[length_at + i] = static_cast<char>(length >> (24 - 8 * i));
 }
 
 // A NUL inside a field would end it early on the reader's side and the rest
@@ -70,6 +68,11 @@ void append_parameter_status(std::string& out, std::string_view name, std::strin
   append_cstring(out, name);
   append_cstring(out, value);
   end_message(out, at);
+}
+
+void append_parameter_statuses(std::string& out,
+                               const std::vector<std::pair<std::string, std::string>>& parameters) {
+  for (const auto& [name, value] : parameters) append_parameter_status(out, name, value);
 }
 
 void append_backend_key_data(std::string& out, std::uint32_t process_id, std::uint32_t secret_key) {

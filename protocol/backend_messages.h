@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace sluice::protocol {
@@ -19,6 +20,8 @@ void append_notice_response(std::string& out, std::string_view severity, std::st
                             std::string_view message);
 void append_authentication_ok(std::string& out);
 void append_parameter_status(std::string& out, std::string_view name, std::string_view value);
+void append_parameter_statuses(std::string& out,
+                               const std::vector<std::pair<std::string, std::string>>& parameters);
 void append_backend_key_data(std::string& out, std::uint32_t process_id, std::uint32_t secret_key);
 void append_ready_for_query(std::string& out, char transaction_status);
 void append_negotiate_protocol_version(std::string& out, std::uint32_t newest_minor,

@@ -38,10 +38,15 @@ std::optional<std::string> read_cstring(Bytes packet, std::size_t& offset) {
   return text;
 }
 
+// What libpq and most drivers send (user, database, application_name, client_encoding, options,
+// DateStyle...): one allocation for the list instead of one per doubling.
+constexpr std::size_t kUsualParameters = 8;
+
 Result<StartupPacket, ProtocolError> parse_parameters(Bytes packet, StartupPacket startup) {
   // Pairs until an empty name; that terminator must be the packet's last byte.
   // Any string running off the end fails the same check, as in PostgreSQL.
   std::size_t offset = kMinPacket;
+  startup.parameters.reserve(kUsualParameters);
   while (offset < packet.size() && packet[offset] != 0) {
     auto name = read_cstring(packet, offset);
     if (!name || offset >= packet.size()) return bad_layout();
