@@ -172,8 +172,13 @@ TEST_P(SessionStartupTest, InterleavedClientsKeepTheirOwn) {
     EXPECT_EQ(scalar(utc, "select current_setting('TimeZone') || current_setting('application_name')"),
               "UTCb");
     EXPECT_EQ(scalar(plain, "select current_setting('application_name')"), "");
-    // pool_size bounds the servers of the database and user together, whatever the settings.
-    EXPECT_LE(scope_test::client_backends(observer, kDatabase).size(), 2U);
+    // pool_size bounds the servers of the database and user together, whatever the settings. At
+    // rest, as now: a server closed for another settings set leaves a backend that exits a moment
+    // later (slower on a loaded machine), so PostgreSQL may briefly list it beside its successor.
+    EXPECT_TRUE(harness::wait_until([&] {
+      return scope_test::client_backends(observer, kDatabase).size() <= 2;
+    })) << scope_test::client_backends(observer, kDatabase).size()
+        << " backends at rest";
   }
 }
 
