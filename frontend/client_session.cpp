@@ -586,6 +586,11 @@ void ClientSession::forward_held() {
   // PostgreSQL's statement_timeout: the wait was not the query's.
   note_request_start(uv_now(worker_.loop()));
   forward_to_server(protocol::as_bytes(held));
+  // A small buffer serves the next wait too: no allocation per queued query under load.
+  if (held_.empty() && held.capacity() <= kKeptHeldCapacity) {
+    held.clear();
+    held_.swap(held);
+  }
   if (!cancel || state_ == ClientState::closing) return;
   if (!held_.empty()) {
     cancel_held_ = true;  // held again, behind sluiced's own query: it follows them later

@@ -213,6 +213,9 @@ class ClientSession final : net::PollSocket::Handler,
   pool::Scope scope_;
   std::optional<pool::Pool::WaitTicket> wait_ticket_;
   static constexpr std::size_t kMaxHeldBytes = std::size_t{64} * 1024;
+  // A held buffer up to this size is kept for the next wait (a query or two; an idle client that
+  // never waited keeps none).
+  static constexpr std::size_t kKeptHeldCapacity = 256;
   std::string held_;  // bytes read before a server was ours, or behind sluiced's own query
   pool::SessionSettings settings_;
   std::string settings_restore_;  // the Query that puts settings_ on a server

@@ -89,6 +89,8 @@ constexpr std::string_view kPinnedReset = "DISCARD ALL";
 constexpr std::string_view kUnreadSessionReset =
     "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
     "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+// Waiter nodes kept for reuse: enough for a burst of clients, little memory (48 bytes each) kept.
+constexpr std::size_t kSpareWaiters = 1024;
 
 // libpq's text spans lines (a DETAIL, a hint, LOCATION): a client message and a log record are one line.
 std::string one_line(std::string_view text) {
@@ -295,11 +297,25 @@ std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t
     waiter.on_scope_granted(Scope(*this, server, client_id));
     return std::nullopt;
   }
-  waiters_.push_back({&waiter, client_id, Clock::now()});
-  const auto ticket = std::prev(waiters_.end());
+  const auto ticket = enqueue_waiter({&waiter, client_id, Clock::now()});
   if (!idle_.empty() && !paused_ && waiters_.size() == 1) start_check(*idle_.back());
   launch_connections();
   return ticket;
+}
+
+Pool::WaitTicket Pool::enqueue_waiter(const Waiter& waiter) {
+  if (spare_waiters_.empty()) return waiters_.insert(waiters_.end(), waiter);
+  waiters_.splice(waiters_.end(), spare_waiters_, spare_waiters_.begin());
+  waiters_.back() = waiter;
+  return std::prev(waiters_.end());
+}
+
+void Pool::retire_waiter(WaitTicket ticket) {
+  if (spare_waiters_.size() >= kSpareWaiters) {
+    waiters_.erase(ticket);
+  } else {
+    spare_waiters_.splice(spare_waiters_.end(), waiters_, ticket);
+  }
 }
 
 void Pool::launch_connections() {
@@ -350,7 +366,7 @@ void Pool::serve_waiters() {
       continue;
     }
     const Waiter waiter = waiters_.front();
-    waiters_.pop_front();
+    retire_waiter(waiters_.begin());
     transition(server, ServerState::active);
     metrics_.wait.record(static_cast<std::uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(server.state_since_ - waiter.since).count()));
@@ -596,7 +612,7 @@ void Pool::tick(Clock::time_point now) {
     const auto limit = milliseconds(settings.query_wait_timeout_ms);
     while (!waiters_.empty() && now - waiters_.front().since >= limit) {
       const Waiter waiter = waiters_.front();
-      waiters_.pop_front();
+      retire_waiter(waiters_.begin());
       // Connects kept failing meanwhile: PostgreSQL's own words say more than the timeout.
       if (connect_failure_ && connect_failure_->at >= waiter.since) {
         waiter.waiter->on_scope_failed(connect_failure_->sqlstate.c_str(), connect_failure_->message);

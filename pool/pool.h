@@ -107,7 +107,7 @@ class Pool {
   // Grants at once (the callback runs before acquire returns and no ticket is
   // given) or queues the waiter; a queued waiter may cancel with its ticket.
   std::optional<WaitTicket> acquire(ScopeWaiter& waiter, std::uint64_t client_id);
-  void cancel_wait(WaitTicket ticket) { waiters_.erase(ticket); }
+  void cancel_wait(WaitTicket ticket) { retire_waiter(ticket); }
   // Live upgrade (server_handover.cpp), the old process: the scope's server leaves the pool for the
   // new process with its client, without a reset or a goodbye; a duplicate of its socket, or -1
   // when it cannot go (nothing has changed then). Scope::hand_over calls it.
@@ -194,6 +194,8 @@ class Pool {
   bool return_to_idle(ServerConnection& server);
   void serve_waiters();
   void launch_connections();
+  WaitTicket enqueue_waiter(const Waiter& waiter);
+  void retire_waiter(WaitTicket ticket);
   void learn_parameters(const ServerParameters& parameters);
   void fail_waiters(const char* sqlstate, const std::string& message);
   void close_idle_over_size();
@@ -288,6 +290,9 @@ class Pool {
   List resetting_;
   List closing_;  // until the deferred deleter frees them
   std::list<Waiter> waiters_;
+  // Nodes of waiters gone, reused by the next ones (up to kSpareWaiters): queueing allocates
+  // nothing while clients outnumber servers, as at every transaction under load.
+  std::list<Waiter> spare_waiters_;
   metrics::PoolMetrics metrics_;
   std::shared_ptr<ServerBudget> budget_;
   std::size_t clients_ = 0;
