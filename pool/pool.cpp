@@ -89,7 +89,8 @@ constexpr std::string_view kPinnedReset = "DISCARD ALL";
 constexpr std::string_view kUnreadSessionReset =
     "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; "
     "SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
-// Waiter nodes kept for reuse: enough for a burst of clients, little memory (48 bytes each) kept.
+// Waiter nodes kept for reuse: enough for a burst of clients, little memory kept (a 40-byte node,
+// about 48 with malloc's overhead).
 constexpr std::size_t kSpareWaiters = 1024;
 
 // libpq's text spans lines (a DETAIL, a hint, LOCATION): a client message and a log record are one line.
@@ -231,8 +232,10 @@ void Pool::update(config::DatabaseConfig database) {
   conninfo_user_ = conninfo_user(database_.conninfo);
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
   passthrough_possible_ = may_pass_through();
-  // Idle servers point at the old target: let new ones be opened.
+  // Idle servers point at the old target: let new ones be opened, and the first of them tell the
+  // welcome's parameters (another server may run another version, encoding or time zone).
   close_idle("conninfo changed on reload");
+  parameter_statuses_.reset();
 }
 
 Pool::List& Pool::list_for(ServerState state) {

@@ -26,6 +26,7 @@
 
 #include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/scope_helpers.h"
 #include "tests/integration/upgrade_helpers.h"
 
 #ifndef SLUICED_PATH
@@ -164,6 +165,40 @@ TEST_F(ServiceReloadTest, GoodFileAddsADatabaseAndResizesWithoutDroppingClients)
 
   expect_clients_unaffected();
   EXPECT_TRUE(daemon.alive());
+}
+
+// A reload that points a database at another server: the welcome's parameters (here a time zone
+// set on the new target database) come from the new target's servers, as a direct login there
+// reports them, not from the pool's first server before the reload.
+TEST(ServiceReloadTargetTest, ANewTargetsParametersReachTheNextWelcome) {
+  scope_test::ensure_database("reload_target_a");
+  scope_test::ensure_database("reload_target_b");
+  harness::exec_ok(harness::connect(harness::postgres().conninfo()),
+                   "ALTER DATABASE reload_target_b SET TimeZone = 'Asia/Tokyo'");
+  const auto time_zone = [](const PgConn& conn) {
+    return std::string(PQparameterStatus(conn.get(), "TimeZone"));
+  };
+  harness::Sluiced daemon(harness::default_config(
+      {.dbname = "app",
+       .overrides = {
+           {"databases", {{"app", {{"conninfo", harness::postgres().conninfo("reload_target_a")}}}}}}}));
+  const PgConn before = harness::connect(daemon.conninfo("app"));
+  EXPECT_EQ(time_zone(before), time_zone(harness::connect(harness::postgres().conninfo("reload_target_a"))));
+  ASSERT_NE(time_zone(before), "Asia/Tokyo");
+
+  json config = json::parse(read_text(daemon.config_path()));
+  config["databases"]["app"]["conninfo"] = harness::postgres().conninfo("reload_target_b");
+  write_text(daemon.config_path(), config.dump(2) + "\n");
+  send_sighup(daemon);
+  const json last = wait_for_reload(daemon, [](const json&) { return true; });
+  ASSERT_FALSE(last.is_null()) << "status.reload.last never appeared after SIGHUP";
+  ASSERT_EQ(last.value("ok", false), true) << last.dump();
+
+  const PgConn after = harness::connect(daemon.conninfo("app"));
+  EXPECT_EQ(time_zone(after), time_zone(harness::connect(harness::postgres().conninfo("reload_target_b"))));
+  EXPECT_EQ(time_zone(after), "Asia/Tokyo");
+  EXPECT_EQ(harness::scalar(after, "SELECT current_database() || ' ' || current_setting('TimeZone')"),
+            "reload_target_b Asia/Tokyo");
 }
 
 TEST_F(ServiceReloadTest, BrokenFileIsRejectedAndTheOldConfigServes) {
