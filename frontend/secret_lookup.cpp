@@ -104,7 +104,10 @@ class SecretLookup::Query final : pool::ScopeWaiter, pool::ServerUser {
           {std::nullopt, "database \"" + key_.first + "\" is not configured for auth.query", false});
     query_.clear();
     protocol::append_query(query_, query_for(auth.query, key_.second));
-    ticket_ = pool_->acquire(*this, 0);
+    // The pool may grant or fail before acquire returns (both callbacks run inside it): only a
+    // waiter still queued keeps its ticket, as ClientSession::ask_for_scope.
+    const auto ticket = pool_->acquire(*this, 0);
+    if (ticket && !scope_ && !finished_) ticket_ = ticket;
   }
 
  private:
@@ -142,7 +145,10 @@ class SecretLookup::Query final : pool::ScopeWaiter, pool::ServerUser {
   }
 
   // Hands the answer over; the owner frees this after the current callback.
-  void finish(const LookedUpSecret& found) { owner_.finished(key_, found); }
+  void finish(const LookedUpSecret& found) {
+    finished_ = true;
+    owner_.finished(key_, found);
+  }
 
   SecretLookup& owner_;
   Key key_;
@@ -150,6 +156,7 @@ class SecretLookup::Query final : pool::ScopeWaiter, pool::ServerUser {
   std::optional<pool::Pool::WaitTicket> ticket_;
   pool::Scope scope_;
   std::string query_;
+  bool finished_ = false;
 };
 
 SecretLookup::SecretLookup(daemon::Worker& worker) : worker_(worker), deleter_(worker.loop()) {}
