@@ -839,15 +839,15 @@ class Bench:
             own_system = self.cell(test, "sluice", "sys_us")
             if clients == 1:  # one round trip at a time, the CPUs mostly idle: direct is the pooler that costs nothing
                 direct = same_round_ratios(test, "direct")
-                ceiling, floor = median(direct) if direct else None, None
-            elif machine and user is not None and system is not None:
+                ceiling, syscalls_only = median(direct) if direct else None, None
+            elif machine and user is not None and system is not None and machine > user + system:
                 ceiling = machine / (machine - user - system)
-                floor = machine / (machine - user - system + own_system) if own_system is not None else None
-            else:
-                ceiling = floor = None
+                syscalls_only = machine / (machine - user - system + own_system) if own_system is not None else None
+            else:  # no figures, or /proc's sampling gave the pooler all of the machine's time
+                ceiling = syscalls_only = None
             lines.append(f"| {title} | {median(ratios):.2f} | {min(ratios):.2f} – {max(ratios):.2f} "
                          f"| {sum(1 for r in ratios if r > 1)} of {len(ratios)} | {self.fmt(ceiling, '{:.2f}')} "
-                         f"| {self.fmt(floor, '{:.2f}')} |")
+                         f"| {self.fmt(syscalls_only, '{:.2f}')} |")
         return "\n".join(lines)
 
     def quiet_table(self):
