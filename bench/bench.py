@@ -1202,7 +1202,9 @@ pooler at all, direct (the same single backend), in the same round. A relay cann
 system calls (a receive and a send each way per message; sluiced makes no more at 50 clients,
 README "Performance"): the last column keeps sluice's system time and drops only its user-space
 work, machine / (machine − PgBouncer 1.25.2's CPU + sluice's system time). A test whose ceiling is
-under a target cannot meet it here, however fast the pooler.
+under a target cannot be met by the pooler's own speed alone: both ceilings assume PostgreSQL and
+pgbench cost the same per transaction behind every pooler, and how a pooler's wake-ups fall can
+move their cost by more than its own (compare the machine CPU per transaction below).
 
 {self.paired_table()}
 
