@@ -235,6 +235,7 @@ void Pool::update(config::DatabaseConfig database) {
   // Idle servers point at the old target: let new ones be opened, and the first of them tell the
   // welcome's parameters (another server may run another version, encoding or time zone).
   close_idle("conninfo changed on reload");
+  ++target_generation_;
   parameter_statuses_.reset();
 }
 
@@ -339,6 +340,7 @@ bool Pool::open_server() {
   connecting_.push_back(std::move(owned));
   server.position_ = std::prev(connecting_.end());
   server.state_ = ServerState::connecting;
+  server.target_generation_ = target_generation_;
   log::debug("pool ", name_, ": opening server ", server.id());
   const std::uint64_t failures_before = metrics_.connects_failed;
   server.connect(connect_keywords_, connect_values_, passthrough_keys());
@@ -391,6 +393,10 @@ void Pool::fail_waiters(const char* sqlstate, const std::string& message) {
 // The idle-list invariant (DESIGN §1) is checked here, on the only way in;
 // false when the guard closed the server instead.
 bool Pool::return_to_idle(ServerConnection& server) {
+  if (server.target_generation_ != target_generation_) [[unlikely]] {
+    close_server(server, "conninfo changed on reload");
+    return false;
+  }
   if (!server.idle_clean() || !server.scanner_.at_boundary() || server.has_pending_output() ||
       server.cancel_pending()) {
     close_server(server, "not clean at release (invariant guard)");
@@ -418,9 +424,11 @@ void Pool::connect_succeeded(ServerConnection& server) {
   metrics_.connect.record(static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - server.created_at()).count()));
   connect_failure_.reset();
-  if (!parameter_statuses_) learn_parameters(server.parameters());
+  if (!parameter_statuses_ && server.target_generation_ == target_generation_)
+    learn_parameters(server.parameters());
   if (setting_functions_due()) return read_setting_functions_on(server);
-  if (return_to_idle(server)) serve_waiters();
+  if (return_to_idle(server)) return serve_waiters();
+  launch_connections();  // it was closed (opened for a conninfo reloaded since): another one
 }
 
 // Only where a statement router reads the clients' SQL: elsewhere every release resets anyway.
@@ -511,7 +519,7 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
       !server.cancel_pending()) {
     const bool idle = return_to_idle(server);
     record_release(idle ? ScopeOutcome::clean : ScopeOutcome::discard, started_at, client_id,
-                   idle ? reason : "not clean at release");
+                   idle ? reason : "closed at release (its close is logged with the reason)");
     return serve_waiters();
   }
 

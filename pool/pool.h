@@ -281,6 +281,9 @@ class Pool {
   std::vector<std::string> connect_keywords_;
   std::vector<std::string> connect_values_;
   std::optional<std::string> parameter_statuses_;
+  // Bumped by a reload that changes the conninfo: a server of an older one is closed at release,
+  // never idle again, and tells no welcome its parameters.
+  std::uint64_t target_generation_ = 0;
   StatementRegistry statement_registry_;
   SettingFunctionWatch setting_functions_;
 

@@ -278,6 +278,7 @@ class ServerConnection final : net::PollSocket::Handler {
   Pool& pool_;
   std::uint64_t id_;
   ServerState state_ = ServerState::connecting;
+  std::uint64_t target_generation_ = 0;  // the pool's conninfo it was opened with (Pool::update)
   Position position_{};
   Clock::time_point created_at_;
   Clock::time_point state_since_;

@@ -104,6 +104,7 @@ Scope Pool::adopt_server(int fd, const MovedServer& moved, std::uint64_t client_
   active_.push_back(std::move(owned));
   server.position_ = std::prev(active_.end());
   server.state_ = ServerState::active;
+  server.target_generation_ = target_generation_;
   if (!server.adopt(fd, moved)) {
     close_server(server, "its socket cannot be watched");
     return {};

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -199,6 +200,42 @@ TEST(ServiceReloadTargetTest, ANewTargetsParametersReachTheNextWelcome) {
   EXPECT_EQ(time_zone(after), "Asia/Tokyo");
   EXPECT_EQ(harness::scalar(after, "SELECT current_database() || ' ' || current_setting('TimeZone')"),
             "reload_target_b Asia/Tokyo");
+}
+
+// A server busy when the reload changed the conninfo is closed at its release, not kept for the
+// next clients: a login that waited meanwhile gets a server of the new target and its parameters.
+TEST(ServiceReloadTargetTest, AServerOfTheOldTargetIsClosedAtItsRelease) {
+  scope_test::ensure_database("reload_target_a");
+  scope_test::ensure_database("reload_target_b");
+  harness::exec_ok(harness::connect(harness::postgres().conninfo()),
+                   "ALTER DATABASE reload_target_b SET TimeZone = 'Asia/Tokyo'");
+  harness::Sluiced daemon(harness::default_config(
+      {.dbname = "app",
+       .pool_size = 1,
+       .overrides = {
+           {"databases", {{"app", {{"conninfo", harness::postgres().conninfo("reload_target_a")}}}}}}}));
+  const PgConn busy = harness::connect(daemon.conninfo("app"));
+  harness::exec_ok(busy, "BEGIN");
+  EXPECT_EQ(harness::scalar(busy, "SELECT current_database()"), "reload_target_a");
+
+  json config = json::parse(read_text(daemon.config_path()));
+  config["databases"]["app"]["conninfo"] = harness::postgres().conninfo("reload_target_b");
+  write_text(daemon.config_path(), config.dump(2) + "\n");
+  send_sighup(daemon);
+  const json last = wait_for_reload(daemon, [](const json&) { return true; });
+  ASSERT_EQ(last.value("ok", false), true) << last.dump();
+
+  // pool_size 1, held by `busy`: the login waits for it.
+  auto login = std::async(std::launch::async, [&] { return harness::try_connect(daemon.conninfo("app")); });
+  ASSERT_EQ(login.wait_for(300ms), std::future_status::timeout) << "logged in without a server";
+  harness::exec_ok(busy, "COMMIT");
+  ASSERT_EQ(login.wait_for(10s), std::future_status::ready);
+  const PgConn after = login.get();
+  ASSERT_EQ(PQstatus(after.get()), CONNECTION_OK) << PQerrorMessage(after.get());
+  EXPECT_EQ(std::string(PQparameterStatus(after.get(), "TimeZone")), "Asia/Tokyo");
+  EXPECT_EQ(harness::scalar(after, "SELECT current_database()"), "reload_target_b");
+  EXPECT_EQ(harness::scalar(busy, "SELECT current_database()"), "reload_target_b");
+  EXPECT_TRUE(daemon.alive());
 }
 
 TEST_F(ServiceReloadTest, BrokenFileIsRejectedAndTheOldConfigServes) {
