@@ -232,8 +232,9 @@ void Pool::update(config::DatabaseConfig database) {
   conninfo_user_ = conninfo_user(database_.conninfo);
   build_connect_params(database_.conninfo, key_, connect_keywords_, connect_values_);
   passthrough_possible_ = may_pass_through();
-  // Idle servers point at the old target: let new ones be opened, and the first of them tell the
-  // welcome's parameters (another server may run another version, encoding or time zone).
+  // Servers point at the old target: the idle ones go now, the busy ones at release (a new
+  // generation), and the first new one tells the welcome's parameters (another server may run
+  // another version, encoding or time zone).
   close_idle("conninfo changed on reload");
   ++target_generation_;
   parameter_statuses_.reset();
@@ -349,9 +350,10 @@ bool Pool::open_server() {
   return metrics_.connects_failed == failures_before;
 }
 
-void Pool::learn_parameters(const ServerParameters& parameters) {
+void Pool::learn_parameters(const ServerConnection& server) {
+  if (parameter_statuses_ || server.target_generation_ != target_generation_) return;
   std::string encoded;
-  protocol::append_parameter_statuses(encoded, parameters);
+  protocol::append_parameter_statuses(encoded, server.parameters());
   parameter_statuses_ = std::move(encoded);
 }
 
@@ -424,8 +426,7 @@ void Pool::connect_succeeded(ServerConnection& server) {
   metrics_.connect.record(static_cast<std::uint64_t>(
       std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - server.created_at()).count()));
   connect_failure_.reset();
-  if (!parameter_statuses_ && server.target_generation_ == target_generation_)
-    learn_parameters(server.parameters());
+  learn_parameters(server);
   if (setting_functions_due()) return read_setting_functions_on(server);
   if (return_to_idle(server)) return serve_waiters();
   launch_connections();  // it was closed (opened for a conninfo reloaded since): another one

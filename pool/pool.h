@@ -117,9 +117,8 @@ class Pool {
   // backend exists already.
   Scope adopt_server(int fd, const MovedServer& moved, std::uint64_t client_id);
 
-  // Login needs the server's ParameterStatus values: known once any server connected.
-  // The ParameterStatus messages of a welcome from this pool (its first server's report), encoded
-  // once: every login in transaction mode sends them.
+  // The ParameterStatus messages of a welcome from this pool, encoded once (every login in
+  // transaction mode sends them): known once a server of the current conninfo connected.
   [[nodiscard]] const std::string* parameter_statuses() const {
     return parameter_statuses_ ? &*parameter_statuses_ : nullptr;
   }
@@ -196,7 +195,9 @@ class Pool {
   void launch_connections();
   WaitTicket enqueue_waiter(const Waiter& waiter);
   void retire_waiter(WaitTicket ticket);
-  void learn_parameters(const ServerParameters& parameters);
+  // The welcome's parameters from `server`, unless known already or the server is of a replaced
+  // conninfo.
+  void learn_parameters(const ServerConnection& server);
   void fail_waiters(const char* sqlstate, const std::string& message);
   void close_idle_over_size();
 

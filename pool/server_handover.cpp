@@ -112,7 +112,7 @@ Scope Pool::adopt_server(int fd, const MovedServer& moved, std::uint64_t client_
   log::debug("pool ", name_, ": server ", server.id(), " (backend pid ", moved.backend_pid,
              ") came with client ", client_id);
   context_.stats->scope_started();
-  if (!parameter_statuses_) learn_parameters(server.parameters());
+  learn_parameters(server);
   return {*this, server, client_id};
 }
 
