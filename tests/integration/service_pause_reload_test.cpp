@@ -168,30 +168,44 @@ TEST_F(ServiceReloadTest, GoodFileAddsADatabaseAndResizesWithoutDroppingClients)
   EXPECT_TRUE(daemon.alive());
 }
 
-// A reload that points a database at another server: the welcome's parameters (here a time zone
-// set on the new target database) come from the new target's servers, as a direct login there
-// reports them, not from the pool's first server before the reload.
-TEST(ServiceReloadTargetTest, ANewTargetsParametersReachTheNextWelcome) {
-  scope_test::ensure_database("reload_target_a");
-  scope_test::ensure_database("reload_target_b");
-  harness::exec_ok(harness::connect(harness::postgres().conninfo()),
-                   "ALTER DATABASE reload_target_b SET TimeZone = 'Asia/Tokyo'");
-  const auto time_zone = [](const PgConn& conn) {
-    return std::string(PQparameterStatus(conn.get(), "TimeZone"));
-  };
-  harness::Sluiced daemon(harness::default_config(
-      {.dbname = "app",
-       .overrides = {
-           {"databases", {{"app", {{"conninfo", harness::postgres().conninfo("reload_target_a")}}}}}}}));
+// Database "app" first on reload_target_a, then reloaded onto reload_target_b, a database with its
+// own time zone (a ParameterStatus a welcome must carry).
+class ServiceReloadTargetTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    scope_test::ensure_database("reload_target_a");
+    scope_test::ensure_database("reload_target_b");
+    harness::exec_ok(harness::connect(harness::postgres().conninfo()),
+                     "ALTER DATABASE reload_target_b SET TimeZone = 'Asia/Tokyo'");
+  }
+  static harness::SluicedConfig config_on_target_a(int pool_size) {
+    return harness::default_config(
+        {.dbname = "app",
+         .pool_size = pool_size,
+         .overrides = {
+             {"databases", {{"app", {{"conninfo", harness::postgres().conninfo("reload_target_a")}}}}}}});
+  }
+  // Rewrites the config with "app" on reload_target_b and reloads it; the reload's outcome.
+  static json reload_onto_target_b(const harness::Sluiced& daemon) {
+    json config = json::parse(read_text(daemon.config_path()));
+    config["databases"]["app"]["conninfo"] = harness::postgres().conninfo("reload_target_b");
+    write_text(daemon.config_path(), config.dump(2) + "\n");
+    send_sighup(daemon);
+    return wait_for_reload(daemon, [](const json&) { return true; });
+  }
+  static std::string time_zone(const PgConn& conn) { return PQparameterStatus(conn.get(), "TimeZone"); }
+};
+
+// A reload that points a database at another server: the welcome's parameters come from the new
+// target's servers, as a direct login there reports them, not from the pool's first server before
+// the reload.
+TEST_F(ServiceReloadTargetTest, ANewTargetsParametersReachTheNextWelcome) {
+  harness::Sluiced daemon(config_on_target_a(4));
   const PgConn before = harness::connect(daemon.conninfo("app"));
   EXPECT_EQ(time_zone(before), time_zone(harness::connect(harness::postgres().conninfo("reload_target_a"))));
   ASSERT_NE(time_zone(before), "Asia/Tokyo");
 
-  json config = json::parse(read_text(daemon.config_path()));
-  config["databases"]["app"]["conninfo"] = harness::postgres().conninfo("reload_target_b");
-  write_text(daemon.config_path(), config.dump(2) + "\n");
-  send_sighup(daemon);
-  const json last = wait_for_reload(daemon, [](const json&) { return true; });
+  const json last = reload_onto_target_b(daemon);
   ASSERT_FALSE(last.is_null()) << "status.reload.last never appeared after SIGHUP";
   ASSERT_EQ(last.value("ok", false), true) << last.dump();
 
@@ -204,25 +218,13 @@ TEST(ServiceReloadTargetTest, ANewTargetsParametersReachTheNextWelcome) {
 
 // A server busy when the reload changed the conninfo is closed at its release, not kept for the
 // next clients: a login that waited meanwhile gets a server of the new target and its parameters.
-TEST(ServiceReloadTargetTest, AServerOfTheOldTargetIsClosedAtItsRelease) {
-  scope_test::ensure_database("reload_target_a");
-  scope_test::ensure_database("reload_target_b");
-  harness::exec_ok(harness::connect(harness::postgres().conninfo()),
-                   "ALTER DATABASE reload_target_b SET TimeZone = 'Asia/Tokyo'");
-  harness::Sluiced daemon(harness::default_config(
-      {.dbname = "app",
-       .pool_size = 1,
-       .overrides = {
-           {"databases", {{"app", {{"conninfo", harness::postgres().conninfo("reload_target_a")}}}}}}}));
+TEST_F(ServiceReloadTargetTest, AServerOfTheOldTargetIsClosedAtItsRelease) {
+  harness::Sluiced daemon(config_on_target_a(1));
   const PgConn busy = harness::connect(daemon.conninfo("app"));
   harness::exec_ok(busy, "BEGIN");
   EXPECT_EQ(harness::scalar(busy, "SELECT current_database()"), "reload_target_a");
 
-  json config = json::parse(read_text(daemon.config_path()));
-  config["databases"]["app"]["conninfo"] = harness::postgres().conninfo("reload_target_b");
-  write_text(daemon.config_path(), config.dump(2) + "\n");
-  send_sighup(daemon);
-  const json last = wait_for_reload(daemon, [](const json&) { return true; });
+  const json last = reload_onto_target_b(daemon);
   ASSERT_EQ(last.value("ok", false), true) << last.dump();
 
   // pool_size 1, held by `busy`: the login waits for it.
@@ -232,7 +234,7 @@ TEST(ServiceReloadTargetTest, AServerOfTheOldTargetIsClosedAtItsRelease) {
   ASSERT_EQ(login.wait_for(10s), std::future_status::ready);
   const PgConn after = login.get();
   ASSERT_EQ(PQstatus(after.get()), CONNECTION_OK) << PQerrorMessage(after.get());
-  EXPECT_EQ(std::string(PQparameterStatus(after.get(), "TimeZone")), "Asia/Tokyo");
+  EXPECT_EQ(time_zone(after), "Asia/Tokyo");
   EXPECT_EQ(harness::scalar(after, "SELECT current_database()"), "reload_target_b");
   EXPECT_EQ(harness::scalar(busy, "SELECT current_database()"), "reload_target_b");
   EXPECT_TRUE(daemon.alive());
