@@ -1,6 +1,7 @@
 #include "daemon/loop_monitor.h"
 
 #include "common/log.h"
+#include "net/turn_clock.h"
 
 namespace sluice::daemon {
 namespace {
@@ -45,6 +46,7 @@ void LoopMonitor::on_tick() {
 }
 
 void LoopMonitor::after_poll() {
+  net::turn_clock::poll_done();
   // No clock read here: libuv stamped the loop time when the kernel poll returned, and
   // before_poll's one read closes the turn (one read per turn, not two).
   poll_woke_ns_ = uv_now(loop_) * 1000000;
@@ -52,6 +54,7 @@ void LoopMonitor::after_poll() {
 
 void LoopMonitor::before_poll() {
   ++turns_;
+  net::turn_clock::poll_next();
   if (poll_woke_ns_ == 0) return;  // no poll has returned yet
   const std::uint64_t now = uv_hrtime();
   const std::uint64_t held = now > poll_woke_ns_ ? now - poll_woke_ns_ : 0;

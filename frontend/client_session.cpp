@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "daemon/worker.h"
 #include "net/scratch_buffer.h"
+#include "net/turn_clock.h"
 #include "pool/backend_state.h"
 #include "protocol/backend_messages.h"
 #include "protocol/sqlstate.h"
@@ -58,7 +59,7 @@ ClientSession::~ClientSession() = default;
 
 void ClientSession::set_state(ClientState state) {
   state_ = state;
-  state_since_ = Clock::now();
+  state_since_ = net::turn_clock::now();
 }
 
 void ClientSession::close(std::string_view reason) {
@@ -306,7 +307,7 @@ void ClientSession::read_client() {
     if (state_ == ClientState::closing) return;
   }
   if (!scope_) return hold(chunk);
-  if (!request_timer_.query_outstanding()) request_timer_.client_sent(Clock::now());
+  if (!request_timer_.query_outstanding()) request_timer_.client_sent(net::turn_clock::now());
   forward_to_server(chunk);
 }
 
@@ -473,14 +474,14 @@ void ClientSession::on_drained() {
 }
 
 void ClientSession::on_server_answered() {
-  request_timer_.answered(scope_.server().transaction_status(), Clock::now(), pool_->metrics());
+  request_timer_.answered(scope_.server().transaction_status(), net::turn_clock::now(), pool_->metrics());
 }
 
 void ClientSession::on_server_ready() {
   // A transaction that ends here usually releases its server at once: release_server() times it
   // with the clock read it makes anyway.
   if (session_mode_ || !pin_reason_.empty() || scope_.server().backend_state_touched())
-    request_timer_.answered('I', Clock::now(), pool_->metrics());
+    request_timer_.answered('I', net::turn_clock::now(), pool_->metrics());
   if (!scanner_.at_boundary()) return;
   if (leaves_at_boundary()) return leave_for_drain();
   if (session_mode_) return move_if_at_rest();

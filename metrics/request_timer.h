@@ -3,7 +3,7 @@
 // after being answered until all it sent is answered; a transaction from its
 // first query until ReadyForQuery 'I'. Time spent waiting for a server counts:
 // the client waited. The caller passes the times: on the common path they are
-// the ones its state changes already read, so timing costs no clock read.
+// the turn clock's (net/turn_clock.h), which its state changes read anyway.
 #pragma once
 
 #include <chrono>

@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "common/log.h"
+#include "net/turn_clock.h"
 #include "protocol/backend_messages.h"
 #include "protocol/error_fields.h"
 #include "protocol/sqlstate.h"
@@ -275,7 +276,7 @@ void Pool::transition(ServerConnection& server, ServerState next) {
   List& to = list_for(next);
   to.splice(to.end(), from, server.position_);
   server.state_ = next;
-  server.state_since_ = Clock::now();
+  server.state_since_ = net::turn_clock::now();
 }
 
 void Pool::close_server(ServerConnection& server, std::string_view reason) {
@@ -302,7 +303,7 @@ std::optional<Pool::WaitTicket> Pool::acquire(ScopeWaiter& waiter, std::uint64_t
     waiter.on_scope_granted(Scope(*this, server, client_id));
     return std::nullopt;
   }
-  const auto ticket = enqueue_waiter({&waiter, client_id, Clock::now()});
+  const auto ticket = enqueue_waiter({&waiter, client_id, net::turn_clock::now()});
   if (!idle_.empty() && !paused_ && waiters_.size() == 1) start_check(*idle_.back());
   launch_connections();
   return ticket;
