@@ -792,6 +792,29 @@ class Bench:
             lines.append(f"| {title} | {cells} | {' | '.join(self.ratio(vals['sluice'], vals[t]) for t in others)} |")
         return "\n".join(lines)
 
+    def cpu_floor_table(self):
+        """Per test, how far sluice's pooler CPU could fall with the system calls it makes: its system
+        time is a floor under its CPU, and what is left of 0.8 × PgBouncer 1.25.2's CPU above that
+        floor is all its user space may cost for the performance issue's CPU target."""
+        rival = "pgbouncer2"
+        lines = [
+            f"| test | sluice/{NAMES[rival]} CPU | floor: sluice's system time / {NAMES[rival]}'s CPU "
+            f"| user µs/tx left at 0.8 × | sluice's user µs/tx | {NAMES[rival]}'s user µs/tx |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for test, title, _, _ in TESTS:
+            if self.unrunnable(test, "sluice") or self.unrunnable(test, rival):
+                continue
+            own_user, own_system = (self.cell(test, "sluice", k) for k in ("user_us", "sys_us"))
+            user, system = (self.cell(test, rival, k) for k in ("user_us", "sys_us"))
+            if None in (own_user, own_system, user, system) or not user + system:
+                continue
+            rival_cpu = user + system
+            budget = 0.8 * rival_cpu - own_system
+            lines.append(f"| {title} | {(own_user + own_system) / rival_cpu:.2f} | {own_system / rival_cpu:.2f} "
+                         f"| {f'{budget:.1f}' if budget > 0 else 'none'} | {own_user:.1f} | {user:.1f} |")
+        return "\n".join(lines)
+
     def time_table(self):
         """Per test and pooler, medians over the rounds of where the pooler's time went per
         transaction (bench/procstat.py), and for sluice its loop turns and waits for a server."""
@@ -1211,6 +1234,17 @@ move their cost by more than its own (compare the machine CPU per transaction be
 ### Pooler CPU seconds per 1000 transactions, every test
 
 {self.cpu_table()}
+
+### How low sluice's CPU could go with its system calls
+
+The kernel's part of a relay's work is its system calls; sluiced makes as few per transaction as
+PgBouncer does (README "Performance"). Its system time per transaction is then a floor under its CPU
+ratio that no user-space work can lower, and 0.8 × PgBouncer 1.25.2's CPU minus that floor is all
+sluiced's user space may cost for the CPU target (pooler CPU ≤ 0.8 × PgBouncer 1.25.2's). Where that
+budget is a fraction of what PgBouncer's own user space costs for the same relay, the target asks for
+a user space several times leaner than PgBouncer's, not for the same work done better.
+
+{self.cpu_floor_table()}
 
 ### Where the poolers' time goes, per transaction
 
