@@ -292,9 +292,9 @@ pool::Pool* Worker::pool_for(const std::string& database, const std::string& use
                              const protocol::StartupSettings& settings) {
   const auto db = config_.databases.find(database);
   if (db == config_.databases.end()) return nullptr;
-  pool::PoolKey key{database, user, settings};
-  auto it = pools_.find(key);
+  auto it = pools_.find(pool::PoolKeyRef{database, user, settings});
   if (it == pools_.end()) {
+    pool::PoolKey key{database, user, settings};
     auto& budget = budgets_[{database, user}];
     if (!budget) budget = std::make_shared<pool::ServerBudget>();
     it = pools_
@@ -367,8 +367,7 @@ void Worker::on_janitor() {
 
 // A pool nobody uses (no client, no server) is forgotten, whatever its startup settings: a stream
 // of distinct users, or of settings, leaves nothing behind. Its counters stay with the worker.
-std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>::iterator Worker::forget_pool(
-    std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>::iterator it) {
+Worker::Pools::iterator Worker::forget_pool(Pools::iterator it) {
   const std::pair<std::string, std::string> pair{it->first.database, it->first.user};
   retired_pool_metrics_[pair].merge(it->second->metrics());
   it = pools_.erase(it);

@@ -42,6 +42,8 @@ class Daemon;
 
 class Worker {
  public:
+  using Pools = std::map<pool::PoolKey, std::unique_ptr<pool::Pool>, pool::PoolKeyOrder>;
+
   using Clock = std::chrono::steady_clock;
 
   // `shared_loop`: the daemon's loop when this is the only worker; nullptr for
@@ -120,7 +122,7 @@ class Worker {
   // For reports, on the worker's loop.
   [[nodiscard]] std::size_t index() const { return index_; }
   [[nodiscard]] const std::list<std::unique_ptr<ClientSession>>& clients() const { return clients_; }
-  [[nodiscard]] const std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>& pools() const { return pools_; }
+  [[nodiscard]] const Pools& pools() const { return pools_; }
   [[nodiscard]] const pool::TeardownStats& teardown_stats() const { return stats_; }
   [[nodiscard]] const LoopMonitor& loop_monitor() const { return *loop_monitor_; }
   [[nodiscard]] const metrics::ClientCounters& client_counters() const { return client_counters_; }
@@ -166,8 +168,7 @@ class Worker {
                                                     const config::DatabaseConfig& database,
                                                     const std::string& user) const;
   void warm_forced_user_pools();
-  std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>::iterator forget_pool(
-      std::map<pool::PoolKey, std::unique_ptr<pool::Pool>>::iterator it);
+  Pools::iterator forget_pool(Pools::iterator it);
   void fold_retired_metrics();
 
   Daemon& daemon_;
@@ -185,7 +186,7 @@ class Worker {
   std::map<std::pair<std::string, std::string>, metrics::PoolMetrics> retired_pool_metrics_;
   std::map<std::string, metrics::PoolMetrics> departed_pool_metrics_;  // by database
   pool::PoolContext pool_context_;
-  std::map<pool::PoolKey, std::unique_ptr<pool::Pool>> pools_;
+  Pools pools_;
   // One per (database, user): shared by its pools of different startup settings.
   std::map<std::pair<std::string, std::string>, std::shared_ptr<pool::ServerBudget>> budgets_;
   std::list<std::unique_ptr<ClientSession>> clients_;

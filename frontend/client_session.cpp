@@ -271,7 +271,12 @@ void ClientSession::log_in() {
 }
 
 void ClientSession::send_welcome() {
+  // One allocation: AuthenticationOk, BackendKeyData and ReadyForQuery take 28 bytes beside the
+  // parameters, which a session's own server reports in about 400.
+  constexpr std::size_t kFramingBytes = 28;
+  constexpr std::size_t kServersParameterBytes = 512;
   std::string welcome;
+  welcome.reserve(kFramingBytes + (scope_ ? kServersParameterBytes : pool_->parameter_statuses()->size()));
   protocol::append_authentication_ok(welcome);
   // Session mode: what its own server reports; otherwise what the pool's servers do.
   if (scope_) {

@@ -63,10 +63,23 @@ struct PoolKey {
   std::string database;
   std::string user;
   protocol::StartupSettings settings;
-  bool operator<(const PoolKey& other) const {
-    return std::tie(database, user, settings) < std::tie(other.database, other.user, other.settings);
-  }
   [[nodiscard]] std::string name() const { return database + "/" + user; }
+};
+
+// The pool a login asks for, its names not copied: a login looks its pool up (PoolKeyOrder) and
+// copies them only for a pool it creates.
+struct PoolKeyRef {
+  const std::string& database;
+  const std::string& user;
+  const protocol::StartupSettings& settings;
+};
+
+struct PoolKeyOrder {
+  using is_transparent = void;
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    return std::tie(a.database, a.user, a.settings) < std::tie(b.database, b.user, b.settings);
+  }
 };
 
 // A user the conninfo names (PgBouncer's forced user), empty when the client's is used.
