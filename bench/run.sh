@@ -19,6 +19,8 @@
 #   BENCH_ANCHORS=../shared/anchors   where pgbouncer-1.25.2.tar.gz and build-pgbouncer.sh are
 #                      (needed only until build/deps/pgbouncer-1.25.2 exists)
 #   BENCH_SCRAPE=0     skip the last phase: the cost of a /metrics scraper (bench/scrape_overhead.py)
+#   BENCH_INSTRUCTIONS=0  skip counting instructions per transaction under callgrind (about 90 s;
+#                      bench/instructions.py)
 #   BENCH_TESTS=L50,S50  only these of bench.py's TESTS (ids; default all): for a quick check, the
 #                      report then has n/a for the others
 set -euo pipefail
@@ -41,7 +43,9 @@ teardown_port=$((sluice_port + 2))
 workers_port=$((sluice_port + 4))
 fairness_port=$((sluice_port + 6))
 upgrade_port=$((sluice_port + 8))
+instructions_port=$((sluice_port + 10))
 fairness_pgbouncer_port=$((pgbouncer2_port + 2))
+instructions_pgbouncer_port=$((pgbouncer2_port + 4))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
 readonly teardown_load_s=10 abandon_rollback=200 abandon_cancel=60
 # The fairness phase (bench/fairness.py): one database capped at this many servers, shared by a
@@ -80,6 +84,7 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
 command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 command -v python3 >/dev/null || missing+=(python3)
+[[ ${BENCH_INSTRUCTIONS:-1} == 0 ]] || command -v valgrind >/dev/null || missing+=(valgrind)
 if ((${#missing[@]})); then
   apt_install "${missing[@]}"
 fi
@@ -353,6 +358,32 @@ if ((status != 0)); then
     [[ -s $work/$log ]] && { say "$log, last lines:"; tail -n 5 "$work/$log" | sed 's/^/  /'; }
   done
   die "the benchmark failed (exit $status); pgbench outputs: bench/results/latest.log"
+fi
+
+# Instructions per transaction (bench/instructions.py): fresh poolers under callgrind, each run alone.
+if [[ ${BENCH_INSTRUCTIONS:-1} != 0 ]]; then
+  say "instructions per transaction under callgrind"
+  write_sluice_config "$instructions_port" "$work/control-instructions.sock" "$work/sluice-instructions.json"
+  pgb4_dir=$work/pgbouncer-instructions
+  write_pgbouncer_config "$pgb4_dir" "$instructions_pgbouncer_port"
+  mkdir -p "$work/callgrind" && chmod 777 "$work/callgrind"  # PgBouncer's user writes its profile
+  pgbouncer_user=()
+  ((EUID == 0)) && pgbouncer_user=(--pgbouncer-user postgres)
+  {
+    echo
+    echo "### Instructions per transaction (callgrind)"
+    echo
+    echo "Each pooler alone under \`valgrind --tool=callgrind\`, started fresh for N and again for 4N"
+    echo "pgbench transactions; (instructions of the second − the first) / 3N (bench/README.md)."
+    echo "Unlike CPU time, the machine's noise does not change these counts much (a few percent: how"
+    echo "many transactions one loop turn serves still depends on timing)."
+    echo
+    python3 "$bench_dir/instructions.py" --sluice "$work:$instructions_port:$sluiced -c $work/sluice-instructions.json" \
+      --pgbouncer "$pgb4_dir:$instructions_pgbouncer_port:$pgbouncer2 $pgb4_dir/pgbouncer.ini" \
+      --pgbouncer-name "PgBouncer $pgb2_version" "${pgbouncer_user[@]}" --db bench --out-dir "$work/callgrind"
+  } >"$work/instructions.md" || die "the instructions phase failed"
+  cat "$work/instructions.md" >>"$bench_dir/results/latest.md"
+  cat "$work/instructions.md" >>"$work/summary.txt"
 fi
 
 # What a scraper costs: alternating rounds with and without GET /metrics every 100 ms (under 1 %).

@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Instructions a pooler executes per pgbench transaction, counted by callgrind: what no noisy
+machine changes (bench/README.md, "Instructions"). Each pooler runs under `valgrind --tool=callgrind`
+twice per test, fresh each time, for N and for 4N transactions; the difference of the two totals
+over 3N leaves out its start, the clients' logins (except with -C, where a login is part of every
+transaction) and its shutdown. Prints a markdown table, sluice beside PgBouncer.
+
+Run by bench/run.sh when BENCH_INSTRUCTIONS=1, against poolers it configured but did not start."""
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+# (label, clients, pgbench options, N): N large enough that a run's start and end are noise.
+TESTS = [
+    ("select-only, 1 client", 1, "-S", 2000),
+    ("select-only, 50 clients", 50, "-S", 4000),
+    ("select-only, 1000 clients", 1000, "-S", 10000),
+    ("select-only, new connection per tx (-C), 2 clients", 2, "-S -C", 1000),
+    ("select-only, extended protocol (-M extended), 50 clients", 50, "-S -M extended", 4000),
+    ("select-only, prepared statements (-M prepared), 50 clients", 50, "-S -M prepared", 4000),
+    ("TPC-B-like (default script), 50 clients", 50, "", 2000),
+]
+START_TIMEOUT_S = 60
+
+
+class Pooler:
+    def __init__(self, name, spec, run_as):
+        # spec: SOCKET_DIR:PORT:COMMAND...
+        host, port, command = spec.split(":", 2)
+        self.name, self.host, self.port, self.command, self.run_as = name, host, int(port), command.split(), run_as
+
+    def socket(self):
+        return os.path.join(self.host, f".s.PGSQL.{self.port}")
+
+    def count(self, clients, options, transactions, out_dir):
+        """Total instructions of one fresh run serving `transactions` (a multiple of clients)."""
+        out = os.path.join(out_dir, f"callgrind.{self.name}.{os.getpid()}.{time.monotonic_ns()}")
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *self.command]
+        if self.run_as:
+            command = ["runuser", "-u", self.run_as, "--", *command]
+        if os.path.exists(self.socket()):
+            os.unlink(self.socket())  # a stale one would pass for a started pooler
+        with open(out + ".log", "w") as log:
+            pooler = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while not os.path.exists(self.socket()):
+                if pooler.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"instructions: {self.name} did not start under valgrind (see {out}.log)")
+                time.sleep(0.1)
+            run = subprocess.run(["pgbench", "-n", *options.split(), "-c", str(clients), "-j", str(min(clients, 2)),
+                                  "-t", str(transactions // clients), "-h", self.host, "-p", str(self.port),
+                                  args.db], capture_output=True, text=True)
+            if run.returncode != 0:
+                sys.exit(f"instructions: pgbench through {self.name} failed: {run.stderr.strip()[-500:]}")
+        finally:
+            os.killpg(pooler.pid, signal.SIGINT)
+            pooler.wait(timeout=120)
+        with open(out) as profile:
+            totals = re.search(r"^(?:totals|summary): (\d+)", profile.read(), re.M)
+        os.unlink(out)
+        os.unlink(out + ".log")
+        if not totals:
+            sys.exit(f"instructions: no totals in {self.name}'s callgrind profile")
+        return int(totals.group(1))
+
+    def per_transaction(self, clients, options, n, out_dir):
+        small = self.count(clients, options, n, out_dir)
+        large = self.count(clients, options, 4 * n, out_dir)
+        return (large - small) / (3 * n)
+
+
+def main():
+    poolers = [Pooler("sluice", args.sluice, None), Pooler(args.pgbouncer_name, args.pgbouncer, args.pgbouncer_user)]
+    print(f"| test | {' | '.join(p.name for p in poolers)} | sluice/{poolers[1].name} |")
+    print("|---|" + "---:|" * (len(poolers) + 1))
+    for label, clients, options, n in TESTS:
+        counts = [p.per_transaction(clients, options, n, args.out_dir) for p in poolers]
+        cells = " | ".join(f"{c:,.0f}" for c in counts)
+        print(f"| {label} | {cells} | {counts[0] / counts[1]:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sluice", required=True, help="SOCKET_DIR:PORT:COMMAND (sluiced -c CONFIG)")
+    parser.add_argument("--pgbouncer", required=True, help="SOCKET_DIR:PORT:COMMAND (pgbouncer INI)")
+    parser.add_argument("--pgbouncer-name", default="PgBouncer")
+    parser.add_argument("--pgbouncer-user", default=None, help="run PgBouncer as this user (it refuses root)")
+    parser.add_argument("--db", default="bench")
+    parser.add_argument("--out-dir", required=True, help="where the profiles go (writable by both)")
+    args = parser.parse_args()
+    main()
