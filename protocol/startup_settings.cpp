@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <map>
 
 #include "protocol/sqlstate.h"
 
@@ -26,9 +25,12 @@ std::vector<std::string> split_options(std::string_view options) {
   return words;
 }
 
+// ASCII only, as PostgreSQL folds setting names (guc_name_compare): no locale, no call per character.
 std::string lower(std::string_view text) {
   std::string folded(text);
-  for (char& c : folded) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : folded) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
   return folded;
 }
 
@@ -53,10 +55,27 @@ bool means_false(std::string_view value) {
   return folded == "false" || folded == "off" || folded == "no" || folded == "0";
 }
 
+// Sorted by name, and of settings named more than once the last: PostgreSQL applies them in order.
+StartupSettings last_of_each_name(StartupSettings settings) {
+  if (settings.size() < 2) return settings;  // stable_sort would still allocate its buffer
+  std::stable_sort(settings.begin(), settings.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  auto kept = settings.begin();
+  for (auto it = settings.begin(); it != settings.end(); ++it) {
+    const auto next = std::next(it);
+    if (next != settings.end() && next->first == it->first) continue;
+    if (kept != it) *kept = std::move(*it);
+    ++kept;
+  }
+  settings.erase(kept, settings.end());
+  return settings;
+}
+
 }  // namespace
 
 Result<StartupSettings, ProtocolError> startup_settings(const StartupPacket& packet) {
-  std::map<std::string, std::string> settings;
+  StartupSettings settings;
+  settings.reserve(packet.parameters.size());
   if (const std::string* options = packet.parameter("options")) {
     const auto words = split_options(*options);
     for (std::size_t i = 0; i < words.size(); ++i) {
@@ -81,7 +100,7 @@ Result<StartupSettings, ProtocolError> startup_settings(const StartupPacket& pac
       }
       auto parsed = long_option(setting, switch_text);
       if (!parsed) return Failure{parsed.error()};
-      settings[parsed->first] = parsed->second;
+      settings.push_back(std::move(*parsed));
     }
   }
   for (const auto& [name, value] : packet.parameters) {
@@ -92,9 +111,9 @@ Result<StartupSettings, ProtocolError> startup_settings(const StartupPacket& pac
                                    "replication connections are not supported by sluice: connect to "
                                    "PostgreSQL directly"}};
     }
-    settings[lower(name)] = value;
+    settings.emplace_back(lower(name), value);
   }
-  return StartupSettings(settings.begin(), settings.end());
+  return last_of_each_name(std::move(settings));
 }
 
 std::string options_string(const StartupSettings& settings) {

@@ -43,6 +43,18 @@ TEST(ProtocolStartupSettings, OptionsAsPostgresReadsThem) {
                                         {"work_mem", "7MB"}}));
 }
 
+TEST(ProtocolStartupSettings, ANameGivenTwiceKeepsItsLastValueWhateverItsCase) {
+  const auto settings = startup_settings(packet({{"options", "-c work_mem=1MB -c WORK_MEM=2MB -c geqo=off"},
+                                                 {"DateStyle", "ISO"},
+                                                 {"application_name", "a"},
+                                                 {"datestyle", "SQL"}}));
+  ASSERT_TRUE(settings);
+  EXPECT_EQ(*settings, (StartupSettings{{"application_name", "a"},
+                                        {"datestyle", "SQL"},
+                                        {"geqo", "off"},
+                                        {"work_mem", "2MB"}}));
+}
+
 TEST(ProtocolStartupSettings, RefusesWhatItCannotPassOn) {
   const auto no_value = startup_settings(packet({{"options", "-c work_mem"}}));
   ASSERT_FALSE(no_value);
