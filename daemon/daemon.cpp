@@ -126,9 +126,8 @@ int Daemon::run() {
   }
 
   auto on_accept = [this](int fd, Transport transport) { accept_client(fd, transport); };
-  auto unix_listener = Listener::open_unix(&loop_, client_socket_path(config_.listen), 0777, on_accept);
-  if (!unix_listener) return startup_failed(unix_listener.error());
-  listeners_.push_back(std::move(*unix_listener));
+  // TCP first: once the Unix socket takes connections, so does the TCP port (a client that waits for
+  // the socket file, as a test harness or a script does, may use either).
   if (config_.listen.tcp) {
     auto tcp_listener = Listener::open_tcp(&loop_, *config_.listen.tcp, on_accept);
     if (!tcp_listener) return startup_failed(tcp_listener.error());
@@ -141,6 +140,9 @@ int Daemon::run() {
                    " are refused: they need a password method, or auth.type \"trust\" written out");
     }
   }
+  auto unix_listener = Listener::open_unix(&loop_, client_socket_path(config_.listen), 0777, on_accept);
+  if (!unix_listener) return startup_failed(unix_listener.error());
+  listeners_.push_back(std::move(*unix_listener));
 
   uv_timer_init(&loop_, &status_timer_);
   status_timer_.data = this;
