@@ -1,9 +1,10 @@
 // The time of a loop turn's I/O, read once per turn. The common path stamps a transaction six to
 // twenty times (its states, its queueing, its query and transaction times), and a clock read costs
-// about 30 ns here: more than the rest of a state change. A turn's I/O callbacks run within
-// microseconds of the kernel poll's return, so they share the first read, as PgBouncer's cached
-// time does. A thread whose loop is not between polls (timers, shutdown, a thread with no
-// LoopMonitor) reads the clock every time. Release durations (the teardown SLA) read the clock.
+// about 30 ns here: more than the rest of a state change. A turn's I/O callbacks share the first
+// read, as PgBouncer's cached time does: a stamp is late by what the turn did before it, usually
+// microseconds, at most the turn's length (loop.slow_callbacks counts the long ones). Outside the
+// I/O callbacks (timers, shutdown, a thread with no LoopMonitor) every call reads the clock, and
+// so do release durations (the teardown SLA).
 #pragma once
 
 #include <chrono>

@@ -25,55 +25,70 @@ std::array<Clock::time_point, 2> two_reads_apart() {
   return {first, turn_clock::now()};
 }
 
-struct Seen {
-  std::vector<std::array<Clock::time_point, 2>> io_turns;
-  std::array<Clock::time_point, 2> timer{};
+// A socket pair watched for reading; each time it is readable the callback notes the turn clock.
+struct Watched {
   int fds[2] = {-1, -1};
   uv_poll_t poll{};
+  std::vector<std::array<Clock::time_point, 2>> seen;
+  int times = 0;  // how often to answer a readable socket before the watch stops
+
+  void make_readable() const { ASSERT_EQ(write(fds[1], "x", 1), 1); }
 };
+
+void on_readable(uv_poll_t* handle, int, int) {
+  auto& watched = *static_cast<Watched*>(handle->data);
+  char byte = 0;
+  while (read(watched.fds[0], &byte, 1) == 1) {
+  }
+  watched.seen.push_back(two_reads_apart());
+  if (static_cast<int>(watched.seen.size()) == watched.times) return static_cast<void>(uv_poll_stop(handle));
+  watched.make_readable();  // the next turn's I/O
+}
 
 TEST(TurnClock, OneTurnsCallbacksShareAReadAndOthersReadTheClock) {
   uv_loop_t loop;
   ASSERT_EQ(uv_loop_init(&loop), 0);
-  Seen seen;
-  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, seen.fds), 0);
+  std::array<Watched, 2> watched;
+  watched[0].times = 2;  // the first turn, then one more
+  watched[1].times = 1;  // the first turn only
+  uv_timer_t timer;
+  std::array<Clock::time_point, 2> timer_reads{};
   {
     daemon::LoopMonitor monitor(&loop, 1000);
-    uv_poll_init(&loop, &seen.poll, seen.fds[0]);
-    seen.poll.data = &seen;
-    uv_poll_start(&seen.poll, UV_READABLE, [](uv_poll_t* handle, int, int) {
-      auto& s = *static_cast<Seen*>(handle->data);
-      char byte = 0;
-      while (read(s.fds[0], &byte, 1) == 1) {
-      }
-      s.io_turns.push_back(two_reads_apart());
-      if (s.io_turns.size() == 2) {
-        uv_poll_stop(handle);
-        return;
-      }
-      ASSERT_EQ(write(s.fds[1], "x", 1), 1);  // the next turn's I/O
-    });
-    ASSERT_EQ(write(seen.fds[1], "x", 1), 1);
-    uv_timer_t timer;
+    for (Watched& w : watched) {
+      ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, w.fds), 0);
+      uv_poll_init(&loop, &w.poll, w.fds[0]);
+      w.poll.data = &w;
+      uv_poll_start(&w.poll, UV_READABLE, on_readable);
+      w.make_readable();  // both are readable at the first poll: one turn serves both
+    }
     uv_timer_init(&loop, &timer);
-    timer.data = &seen;
+    timer.data = &timer_reads;
     uv_timer_start(
-        &timer, [](uv_timer_t* t) { static_cast<Seen*>(t->data)->timer = two_reads_apart(); }, 20, 0);
+        &timer,
+        [](uv_timer_t* t) { *static_cast<std::array<Clock::time_point, 2>*>(t->data) = two_reads_apart(); },
+        20, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
-    uv_close(reinterpret_cast<uv_handle_t*>(&seen.poll), nullptr);
+    for (Watched& w : watched) uv_close(reinterpret_cast<uv_handle_t*>(&w.poll), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
   }
-  uv_run(&loop, UV_RUN_DEFAULT);  // the monitor's handles close
+  uv_run(&loop, UV_RUN_DEFAULT);  // the handles, the monitor's too, close
   EXPECT_EQ(uv_loop_close(&loop), 0);
-  close(seen.fds[0]);
-  close(seen.fds[1]);
+  for (Watched& w : watched) {
+    close(w.fds[0]);
+    close(w.fds[1]);
+  }
 
-  ASSERT_EQ(seen.io_turns.size(), 2U);
-  EXPECT_EQ(seen.io_turns[0][0], seen.io_turns[0][1]);  // one read within a turn's I/O
-  EXPECT_EQ(seen.io_turns[1][0], seen.io_turns[1][1]);
-  EXPECT_LT(seen.io_turns[0][1], seen.io_turns[1][0]);  // a new read each turn
-  EXPECT_LT(seen.timer[0], seen.timer[1]);              // timers read the clock
-  const auto after = two_reads_apart();                 // so does code after the loop
+  ASSERT_EQ(watched[0].seen.size(), 2U);
+  ASSERT_EQ(watched[1].seen.size(), 1U);
+  const auto first_turn = watched[0].seen[0][0];
+  EXPECT_EQ(watched[0].seen[0][1], first_turn);  // one read within a callback
+  EXPECT_EQ(watched[1].seen[0][0], first_turn);  // and across the turn's callbacks
+  EXPECT_EQ(watched[1].seen[0][1], first_turn);
+  EXPECT_EQ(watched[0].seen[1][0], watched[0].seen[1][1]);
+  EXPECT_LT(first_turn, watched[0].seen[1][0]);  // a new read each turn
+  EXPECT_LT(timer_reads[0], timer_reads[1]);     // timers read the clock
+  const auto after = two_reads_apart();          // so does code after the loop
   EXPECT_LT(after[0], after[1]);
 }
 
