@@ -795,7 +795,8 @@ class Bench:
     def cpu_floor_table(self):
         """Per test, how far sluice's pooler CPU could fall with the system calls it makes: its system
         time is a floor under its CPU, and what is left of 0.8 × PgBouncer 1.25.2's CPU above that
-        floor is all its user space may cost for the performance issue's CPU target."""
+        floor is all its user space may cost for a CPU ratio of 0.8. Medians of user and of system
+        time, summed: the ratio can differ a little from the CPU table's median of the sums."""
         rival = "pgbouncer2"
         lines = [
             f"| test | sluice/{NAMES[rival]} CPU | floor: sluice's system time / {NAMES[rival]}'s CPU "
@@ -1237,12 +1238,14 @@ move their cost by more than its own (compare the machine CPU per transaction be
 
 ### How low sluice's CPU could go with its system calls
 
-The kernel's part of a relay's work is its system calls; sluiced makes as few per transaction as
-PgBouncer does (README "Performance"). Its system time per transaction is then a floor under its CPU
-ratio that no user-space work can lower, and 0.8 × PgBouncer 1.25.2's CPU minus that floor is all
-sluiced's user space may cost for the CPU target (pooler CPU ≤ 0.8 × PgBouncer 1.25.2's). Where that
-budget is a fraction of what PgBouncer's own user space costs for the same relay, the target asks for
-a user space several times leaner than PgBouncer's, not for the same work done better.
+The kernel's part of a relay's work is its system calls. sluiced makes no more of them per
+transaction than PgBouncer (README "Performance", from `strace -c`; with `-C`, libuv's probe of each
+new socket adds four per connection), so its system time per transaction is, as near as /proc's
+tick-sampled split of user and system time tells, a floor under its CPU that user-space work cannot
+lower: 0.8 × PgBouncer 1.25.2's CPU minus that floor is what the CPU target (pooler CPU ≤ 0.8 ×
+PgBouncer 1.25.2's) leaves for sluiced's user space. Where that is a fraction of what PgBouncer's own
+user space costs for the same relay, the target asks for a user space several times leaner than
+PgBouncer's, or for fewer system calls than PgBouncer makes, not for the same work done better.
 
 {self.cpu_floor_table()}
 

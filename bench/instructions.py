@@ -25,6 +25,31 @@ TESTS = [
     ("TPC-B-like (default script), 50 clients", 50, "", 2000),
 ]
 START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 120
+
+
+def tail(path, lines=20):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError as error:
+        return str(error)
+
+
+def stop(process):
+    """SIGINT (both poolers shut down at once and callgrind writes its profile), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def on_sigterm(signum, frame):
+    sys.exit(128 + signum)  # unwinds through stop(): no pooler outlives this script
 
 
 class Pooler:
@@ -39,18 +64,19 @@ class Pooler:
     def count(self, clients, options, transactions, out_dir):
         """Total instructions of one fresh run serving `transactions` (a multiple of clients)."""
         out = os.path.join(out_dir, f"callgrind.{self.name}.{os.getpid()}.{time.monotonic_ns()}")
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *self.command]
-        if self.run_as:
-            command = ["runuser", "-u", self.run_as, "--", *command]
         if os.path.exists(self.socket()):
             os.unlink(self.socket())  # a stale one would pass for a started pooler
+        # As another user (PgBouncer refuses root) by setuid in the child: valgrind is the process
+        # signalled, with no runuser in between to turn SIGINT into a SIGKILL 2 s later.
+        as_user = {"user": self.run_as, "group": self.run_as, "extra_groups": []} if self.run_as else {}
         with open(out + ".log", "w") as log:
-            pooler = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            pooler = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *self.command],
+                                      stdout=log, stderr=subprocess.STDOUT, **as_user)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while not os.path.exists(self.socket()):
                 if pooler.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"instructions: {self.name} did not start under valgrind (see {out}.log)")
+                    sys.exit(f"instructions: {self.name} did not start under valgrind; its log:\n{tail(out + '.log')}")
                 time.sleep(0.1)
             run = subprocess.run(["pgbench", "-n", *options.split(), "-c", str(clients), "-j", str(min(clients, 2)),
                                   "-t", str(transactions // clients), "-h", self.host, "-p", str(self.port),
@@ -58,8 +84,7 @@ class Pooler:
             if run.returncode != 0:
                 sys.exit(f"instructions: pgbench through {self.name} failed: {run.stderr.strip()[-500:]}")
         finally:
-            os.killpg(pooler.pid, signal.SIGINT)
-            pooler.wait(timeout=120)
+            stop(pooler)
         with open(out) as profile:
             totals = re.search(r"^(?:totals|summary): (\d+)", profile.read(), re.M)
         os.unlink(out)
@@ -85,6 +110,7 @@ def main():
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, on_sigterm)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sluice", required=True, help="SOCKET_DIR:PORT:COMMAND (sluiced -c CONFIG)")
     parser.add_argument("--pgbouncer", required=True, help="SOCKET_DIR:PORT:COMMAND (pgbouncer INI)")

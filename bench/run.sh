@@ -84,7 +84,15 @@ command -v psql >/dev/null || missing+=(postgresql-client)
 command -v pgbouncer >/dev/null || [[ -x /usr/sbin/pgbouncer ]] || missing+=(pgbouncer)
 command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 command -v python3 >/dev/null || missing+=(python3)
-[[ ${BENCH_INSTRUCTIONS:-1} == 0 ]] || command -v valgrind >/dev/null || missing+=(valgrind)
+instructions=${BENCH_INSTRUCTIONS:-1}
+if [[ $instructions != 0 ]] && ! command -v valgrind >/dev/null; then
+  if ((EUID == 0)); then
+    missing+=(valgrind)
+  else
+    say "valgrind is not installed: the instructions phase is skipped (BENCH_INSTRUCTIONS=0)"
+    instructions=0
+  fi
+fi
 if ((${#missing[@]})); then
   apt_install "${missing[@]}"
 fi
@@ -361,7 +369,7 @@ if ((status != 0)); then
 fi
 
 # Instructions per transaction (bench/instructions.py): fresh poolers under callgrind, each run alone.
-if [[ ${BENCH_INSTRUCTIONS:-1} != 0 ]]; then
+if [[ $instructions != 0 ]]; then
   say "instructions per transaction under callgrind"
   write_sluice_config "$instructions_port" "$work/control-instructions.sock" "$work/sluice-instructions.json"
   pgb4_dir=$work/pgbouncer-instructions
@@ -369,19 +377,25 @@ if [[ ${BENCH_INSTRUCTIONS:-1} != 0 ]]; then
   mkdir -p "$work/callgrind" && chmod 777 "$work/callgrind"  # PgBouncer's user writes its profile
   pgbouncer_user=()
   ((EUID == 0)) && pgbouncer_user=(--pgbouncer-user postgres)
+  # In the background, as bench.py: cleanup() stops it (and it its pooler) on Ctrl-C or SIGTERM.
+  python3 "$bench_dir/instructions.py" --sluice "$work:$instructions_port:$sluiced -c $work/sluice-instructions.json" \
+    --pgbouncer "$pgb4_dir:$instructions_pgbouncer_port:$pgbouncer2 $pgb4_dir/pgbouncer.ini" \
+    --pgbouncer-name "PgBouncer $pgb2_version" "${pgbouncer_user[@]}" --db bench --out-dir "$work/callgrind" \
+    >"$work/instructions-table.md" &
+  runner_pid=$!
+  wait "$runner_pid" || die "the instructions phase failed"
+  runner_pid=
   {
     echo
     echo "### Instructions per transaction (callgrind)"
     echo
-    echo "Each pooler alone under \`valgrind --tool=callgrind\`, started fresh for N and again for 4N"
-    echo "pgbench transactions; (instructions of the second − the first) / 3N (bench/README.md)."
-    echo "Unlike CPU time, the machine's noise does not change these counts much (a few percent: how"
-    echo "many transactions one loop turn serves still depends on timing)."
+    echo "One pooler at a time under \`valgrind --tool=callgrind\` (the others idle), started fresh for"
+    echo "N and again for 4N pgbench transactions; (instructions of the second − the first) / 3N"
+    echo "(bench/README.md). The machine's noise moves these counts by a few percent, not the ±15 % of"
+    echo "CPU time: how many transactions one loop turn serves still depends on timing."
     echo
-    python3 "$bench_dir/instructions.py" --sluice "$work:$instructions_port:$sluiced -c $work/sluice-instructions.json" \
-      --pgbouncer "$pgb4_dir:$instructions_pgbouncer_port:$pgbouncer2 $pgb4_dir/pgbouncer.ini" \
-      --pgbouncer-name "PgBouncer $pgb2_version" "${pgbouncer_user[@]}" --db bench --out-dir "$work/callgrind"
-  } >"$work/instructions.md" || die "the instructions phase failed"
+    cat "$work/instructions-table.md"
+  } >"$work/instructions.md"
   cat "$work/instructions.md" >>"$bench_dir/results/latest.md"
   cat "$work/instructions.md" >>"$work/summary.txt"
 fi
