@@ -49,7 +49,7 @@ ClientSession::ClientSession(Worker& worker, std::uint64_t id, int fd, Transport
     : worker_(worker),
       id_(id),
       transport_(transport),
-      connected_at_(Clock::now()),
+      connected_at_(net::turn_clock::now()),  // as set_state(): no state older than its connection
       state_since_(connected_at_),
       socket_(net::PollSocket::open(worker.loop(), fd, /*owns_fd=*/true, this)),
       scanner_(static_cast<std::uint32_t>(worker.config().limits.message_max)),
