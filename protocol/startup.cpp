@@ -33,7 +33,8 @@ std::optional<std::string> read_cstring(Bytes packet, std::size_t& offset) {
   const auto begin = packet.begin() + static_cast<std::ptrdiff_t>(offset);
   const auto nul = std::find(begin, packet.end(), std::uint8_t{0});
   if (nul == packet.end()) return std::nullopt;
-  std::string text(reinterpret_cast<const char*>(packet.data() + offset), static_cast<std::size_t>(nul - begin));
+  std::string text(reinterpret_cast<const char*>(packet.data() + offset),
+                   static_cast<std::size_t>(nul - begin));
   offset += text.size() + 1;
   return text;
 }

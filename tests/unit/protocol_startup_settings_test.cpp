@@ -49,10 +49,9 @@ TEST(ProtocolStartupSettings, ANameGivenTwiceKeepsItsLastValueWhateverItsCase) {
                                                  {"application_name", "a"},
                                                  {"datestyle", "SQL"}}));
   ASSERT_TRUE(settings);
-  EXPECT_EQ(*settings, (StartupSettings{{"application_name", "a"},
-                                        {"datestyle", "SQL"},
-                                        {"geqo", "off"},
-                                        {"work_mem", "2MB"}}));
+  EXPECT_EQ(*settings,
+            (StartupSettings{
+                {"application_name", "a"}, {"datestyle", "SQL"}, {"geqo", "off"}, {"work_mem", "2MB"}}));
 }
 
 TEST(ProtocolStartupSettings, RefusesWhatItCannotPassOn) {
