@@ -391,8 +391,8 @@ if [[ $instructions != 0 ]]; then
     echo
     echo "One pooler at a time under \`valgrind --tool=callgrind\` (the others idle), started fresh for"
     echo "N and again for 4N pgbench transactions; (instructions of the second − the first) / 3N"
-    echo "(bench/README.md). The machine's noise moves these counts by a few percent, not the ±15 % of"
-    echo "CPU time: how many transactions one loop turn serves still depends on timing."
+    echo "(bench/README.md). How many transactions one loop turn serves still depends on timing, so"
+    echo "the counts move between runs too: under 1 % at 1 and 1000 clients, up to 15 % at 50."
     echo
     cat "$work/instructions-table.md"
   } >"$work/instructions.md"
