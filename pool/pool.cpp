@@ -6,6 +6,7 @@
 #include <array>
 #include <cctype>
 
+#include "common/ascii.h"
 #include "common/log.h"
 #include "net/turn_clock.h"
 #include "protocol/backend_messages.h"
@@ -565,9 +566,7 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
 std::string Pool::reset_query_for(bool session_mode) const {
   const std::string& configured = database_.pool.reset_query;
   if (!session_mode || configured.empty()) return std::string(kSessionReset);
-  std::string lowered = configured;
-  std::transform(lowered.begin(), lowered.end(), lowered.begin(),
-                 [](unsigned char c) { return std::tolower(c); });
+  const std::string lowered = ascii_lowered(configured);
   if (lowered == "discard all" || lowered == "discard all;") return configured;
   return std::string(kSessionReset) + "; " + configured;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "common/ascii.h"
 #include "common/log.h"
 
 namespace sluice::pool {
@@ -16,12 +17,6 @@ namespace {
   "OR pg_catalog.regexp_replace(pg_catalog.regexp_replace(p.prosrc, E'--[^\\\\n]*', ' ', 'g'), " \
   "E'\\\\mupdate\\\\M[^;]*?\\\\mset\\\\M', ' ', 'gi') "                                          \
   "OPERATOR(pg_catalog.~*) E'\\\\mset\\\\M')"
-
-void ascii_lower(std::string& text) {
-  for (char& c : text) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-}
 
 void sort_unique(std::vector<std::string>& names) {
   std::sort(names.begin(), names.end());
@@ -82,8 +77,7 @@ std::optional<SettingFunctions> read_setting_functions(const protocol::QueryRepl
   bool role_read = false;
   for (const auto& row : reply.rows) {
     if (row.size() != 3 || !row[0] || !row[1] || row[0]->size() != 1) return std::nullopt;
-    std::string name = *row[1];
-    ascii_lower(name);
+    std::string name = ascii_lowered(*row[1]);
     if ((*row[0])[0] == 'b') {
       if (!row[2]) continue;  // a custom setting this server does not know
       auto value = setting_value_from_hex(*row[2]);

@@ -9,6 +9,8 @@
 #include <array>
 #include <cstddef>
 
+#include "common/ascii.h"
+
 namespace sluice::protocol {
 namespace {
 
@@ -39,8 +41,6 @@ constexpr bool is_identifier_start(char c) { return is_ascii_letter(c) || c == '
 // Dollar-quote tags may not contain '$'; identifiers may.
 constexpr bool is_tag_char(char c) { return is_identifier_start(c) || is_digit(c); }
 constexpr bool is_identifier_char(char c) { return is_tag_char(c) || c == '$'; }
-
-constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 // PostgreSQL folds only ASCII letters when matching keywords.
 bool is_keyword(const Token& token, std::string_view lowercase_keyword) {
@@ -779,9 +779,7 @@ namespace {
 // A name token's value: a word folded, a "quoted identifier" unescaped.
 std::optional<std::string> identifier_value(const Token& token) {
   if (token.kind == TokenKind::word) {
-    std::string name(token.text);
-    std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
-    return name;
+    return ascii_lowered(token.text);
   }
   const std::string_view text = token.text;
   if (token.kind != TokenKind::other || text.size() < 3 || text.front() != '"' || text.back() != '"') {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/ascii.h"
 #include "protocol/sqlstate.h"
 
 namespace sluice::protocol {
@@ -25,15 +26,6 @@ std::vector<std::string> split_options(std::string_view options) {
   return words;
 }
 
-// ASCII only, as PostgreSQL folds setting names (guc_name_compare): no locale, no call per character.
-std::string lower(std::string_view text) {
-  std::string folded(text);
-  for (char& c : folded) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return folded;
-}
-
 // ParseLongOption: "name=value", dashes in the name read as underscores.
 Result<std::pair<std::string, std::string>, ProtocolError> long_option(const std::string& text,
                                                                        const std::string& switch_text) {
@@ -45,13 +37,13 @@ Result<std::pair<std::string, std::string>, ProtocolError> long_option(const std
     }
     return Failure{ProtocolError{sqlstate::kSyntaxError, "-c " + name + " requires a value"}};
   }
-  std::string name = lower(text.substr(0, equals));
+  std::string name = ascii_lowered(text.substr(0, equals));
   std::replace(name.begin(), name.end(), '-', '_');
   return std::make_pair(std::move(name), text.substr(equals + 1));
 }
 
 bool means_false(std::string_view value) {
-  const std::string folded = lower(value);
+  const std::string folded = ascii_lowered(value);
   return folded == "false" || folded == "off" || folded == "no" || folded == "0";
 }
 
@@ -111,7 +103,7 @@ Result<StartupSettings, ProtocolError> startup_settings(const StartupPacket& pac
                                    "replication connections are not supported by sluice: connect to "
                                    "PostgreSQL directly"}};
     }
-    settings.emplace_back(lower(name), value);
+    settings.emplace_back(ascii_lowered(name), value);
   }
   return last_of_each_name(std::move(settings));
 }
