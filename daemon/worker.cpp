@@ -80,11 +80,6 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Worker::post(std::function<void()> call) {
-  if (!mailbox_) return call();
-  mailbox_->post(std::move(call));
-}
-
 // ---- operations ------------------------------------------------------------
 
 void Worker::adopt_client(int fd, Transport transport, std::uint64_t id) {

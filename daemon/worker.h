@@ -60,7 +60,12 @@ class Worker {
   void join();
   // Runs `call` on this worker's loop: at once when it shares the caller's
   // loop, else through its mailbox. From the daemon's thread or another worker's.
-  void post(std::function<void()> call);
+  // A template, so that a call run at once is not first copied into a std::function.
+  template <class Call>
+  void post(Call&& call) {
+    if (!mailbox_) return call();
+    mailbox_->post(std::function<void()>(std::forward<Call>(call)));
+  }
 
   // Operations, on the worker's loop (through post).
   void adopt_client(int fd, Transport transport, std::uint64_t id);

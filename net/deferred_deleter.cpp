@@ -19,9 +19,8 @@ void DeferredDeleter::arm() {
   uv_check_start(check_, [](uv_check_t* handle) {
     auto* self = static_cast<DeferredDeleter*>(handle->data);
     // Destructors may defer more objects; those wait for the next turn.
-    std::vector<std::shared_ptr<void>> batch;
-    batch.swap(self->pending_);
-    batch.clear();
+    self->freeing_.swap(self->pending_);
+    self->freeing_.clear();
     if (self->pending_.empty()) uv_check_stop(handle);
   });
 }

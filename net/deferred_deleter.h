@@ -18,7 +18,9 @@ class DeferredDeleter {
 
   template <class T>
   void defer(std::unique_ptr<T> object) {
-    pending_.emplace_back(std::move(object));
+    // Taken over only once the entry exists: a failed append leaves it with the caller's pointer.
+    pending_.emplace_back(object.get(), [](void* owned) { delete static_cast<T*>(owned); });
+    static_cast<void>(object.release());
     arm();
   }
   // Frees everything now (shutdown, after the loop has stopped).
@@ -27,8 +29,12 @@ class DeferredDeleter {
  private:
   void arm();
 
+  // An object and how to free it, without the heap block a shared_ptr<void> would take.
+  using Owned = std::unique_ptr<void, void (*)(void*)>;
+
   uv_check_t* check_;  // heap: freed in its close callback, which may outlive us
-  std::vector<std::shared_ptr<void>> pending_;
+  std::vector<Owned> pending_;
+  std::vector<Owned> freeing_;  // the turn's batch; both keep their capacity from turn to turn
 };
 
 }  // namespace sluice::net
