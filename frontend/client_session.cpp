@@ -47,13 +47,13 @@ std::string_view client_state_name(ClientState state) {
 
 ClientSession::ClientSession(Worker& worker, std::uint64_t id, int fd, Transport transport)
     : worker_(worker),
-      id_(id),
-      transport_(transport),
-      connected_at_(net::turn_clock::now()),  // as set_state(): no state older than its connection
-      state_since_(connected_at_),
+      state_since_(net::turn_clock::now()),  // as set_state(): no state older than its connection
       socket_(net::PollSocket::open(worker.loop(), fd, /*owns_fd=*/true, this)),
       scanner_(static_cast<std::uint32_t>(worker.config().limits.message_max)),
-      last_activity_ms_(uv_now(worker.loop())) {}
+      last_activity_ms_(uv_now(worker.loop())),
+      id_(id),
+      transport_(transport),
+      connected_at_(state_since_) {}
 
 ClientSession::~ClientSession() = default;
 

@@ -187,27 +187,19 @@ class ClientSession final : net::PollSocket::Handler,
   bool start_direct_tls();
   [[nodiscard]] std::string describe_read_failure(ssize_t result) const;
 
+  // First what each of its transactions reads or writes, on as few cache lines as it fits (with
+  // many clients a session's lines are cold by its next query); the handshake's and the rarer after.
+  // sluiced's own query that runs on its server, alone: the client's bytes are held until it is done.
+  enum class OwnQuery { none, settings_restore, backend_state_probe };
   Worker& worker_;
-  std::uint64_t id_;
-  Transport transport_;
   ClientState state_ = ClientState::handshake;
-  Clock::time_point connected_at_;
+  OwnQuery own_query_ = OwnQuery::none;
+  bool session_mode_ = false;
+  bool cancel_held_ = false;          // a CancelRequest came while its statement was held
+  bool query_timeout_fired_ = false;  // the running request's cancel was sent
   Clock::time_point state_since_;
   net::PollSocket::Ptr socket_;
-  std::string startup_buffer_;  // only during the handshake
-  // Only while a password exchange runs: the exchange, and the startup settings waiting for it.
-  std::unique_ptr<ClientAuth> auth_;
-  SecretLookup::RequestPtr secret_request_;  // auth.query in flight
-  bool looking_up_secret_ = false;
-  protocol::StartupSettings startup_settings_;
-
-  std::string user_;
-  std::string database_;
   pool::Pool* pool_ = nullptr;
-  bool session_mode_ = false;
-  std::uint32_t cancel_pid_ = 0;
-  std::uint32_t cancel_secret_ = 0;
-
   protocol::MessageScanner scanner_;         // client-to-server direction
   std::unique_ptr<StatementRouter> router_;  // on servers that track statements (transaction mode)
   pool::Scope scope_;
@@ -216,32 +208,41 @@ class ClientSession final : net::PollSocket::Handler,
   // A held buffer up to this size is kept for the next wait (a query or two; an idle client that
   // never waited keeps none).
   static constexpr std::size_t kKeptHeldCapacity = 256;
-  std::string held_;  // bytes read before a server was ours, or behind sluiced's own query
-  pool::SessionSettings settings_;
-  std::string settings_restore_;  // the Query that puts settings_ on a server
-  // sluiced's own query that runs on its server, alone: the client's bytes are held until it is done.
-  enum class OwnQuery { none, settings_restore, backend_state_probe };
-  OwnQuery own_query_ = OwnQuery::none;
-  bool cancel_held_ = false;  // a CancelRequest came while its statement was held
-  std::string pin_reason_;    // see pinned_because()
+  std::string held_;        // bytes read before a server was ours, or behind sluiced's own query
+  std::string pin_reason_;  // see pinned_because()
   // Its last transaction may have changed its settings: until its server's
   // release has read them, it does not ask for another.
   std::shared_ptr<pool::SettingsCapture> capture_;
   std::uint64_t last_activity_ms_ = 0;        // loop time of the last byte either way
   std::uint64_t request_started_ms_ = 0;      // its first bytes since its server last had nothing to run
   std::uint64_t transaction_started_ms_ = 0;  // ... since its server was last outside a transaction
-  bool query_timeout_fired_ = false;          // the running request's cancel was sent
+  metrics::RequestTimer request_timer_;
   struct ServerProgress {
     const pool::ServerConnection* server = nullptr;
     std::uint64_t requests_answered = 0;
     std::uint64_t transactions_ended = 0;
     std::uint64_t seen_at_ms = 0;
   };
-  ServerProgress limits_seen_;     // as the last look of query_limits.cpp found it
+  ServerProgress limits_seen_;  // as the last look of query_limits.cpp found it
+  pool::SessionSettings settings_;
+  std::string settings_restore_;  // the Query that puts settings_ on a server
+
+  std::uint64_t id_;
+  Transport transport_;
+  Clock::time_point connected_at_;
+  std::string startup_buffer_;  // only during the handshake
+  // Only while a password exchange runs: the exchange, and the startup settings waiting for it.
+  std::unique_ptr<ClientAuth> auth_;
+  SecretLookup::RequestPtr secret_request_;  // auth.query in flight
+  bool looking_up_secret_ = false;
+  protocol::StartupSettings startup_settings_;
+  std::string user_;
+  std::string database_;
+  std::uint32_t cancel_pid_ = 0;
+  std::uint32_t cancel_secret_ = 0;
   bool ssl_request_seen_ = false;  // or a direct ClientHello
   bool gss_request_seen_ = false;
   std::optional<config::AuthType> auth_method_;
-  metrics::RequestTimer request_timer_;
 };
 
 }  // namespace sluice::frontend

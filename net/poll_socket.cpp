@@ -48,12 +48,14 @@ void PollSocket::close() {
 bool PollSocket::start_tls(std::shared_ptr<const config::TlsContext> context, TlsChannel::Start start) {
   if (closing_ || tls_ || !pending_.empty()) return false;
   tls_ = TlsChannel::accept(fd_, std::move(context), start);
-  return tls_ != nullptr;
+  encrypted_ = tls_ != nullptr;
+  return encrypted_;
 }
 
 bool PollSocket::use_tls(std::unique_ptr<TlsChannel> established) {
   if (closing_ || tls_ || !pending_.empty()) return false;
   tls_ = std::move(established);
+  encrypted_ = tls_ != nullptr;
   return true;
 }
 
@@ -70,7 +72,7 @@ int PollSocket::peek_byte() const {
 }
 
 ssize_t PollSocket::read(void* buffer, std::size_t size) {
-  if (tls_) [[unlikely]]
+  if (encrypted_) [[unlikely]]
     return read_tls(buffer, size);
   for (;;) {
     const ssize_t n = ::recv(fd_, buffer, size, 0);
@@ -104,7 +106,7 @@ ssize_t PollSocket::read_tls(void* buffer, std::size_t size) {
 
 bool PollSocket::write(std::span<const std::uint8_t> bytes) {
   if (closing_) return false;
-  if (tls_) [[unlikely]]
+  if (encrypted_) [[unlikely]]
     return write_tls(bytes);
   if (pending_.empty()) {
     while (!bytes.empty()) {
@@ -224,7 +226,7 @@ void PollSocket::on_poll(uv_poll_t* handle, int status, int events) {
   if (readable && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr) {
     socket->handler_->on_readable();
     // Decrypted bytes OpenSSL kept back from a short read: the kernel will not announce them again.
-    while (socket->tls_ && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr &&
+    while (socket->encrypted_ && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr &&
            socket->tls_->has_buffered_plaintext()) {
       socket->handler_->on_readable();
     }

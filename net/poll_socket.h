@@ -81,7 +81,7 @@ class PollSocket {
   [[nodiscard]] int peek_byte() const;
 
  private:
-  PollSocket(int fd, bool owns_fd, Handler* handler) : fd_(fd), owns_fd_(owns_fd), handler_(handler) {}
+  PollSocket(int fd, bool owns_fd, Handler* handler) : fd_(fd), handler_(handler), owns_fd_(owns_fd) {}
   ~PollSocket() = default;
   // Stops polling at once (the fd may be closed right after); memory and an
   // owned fd are released in the close callback, as libuv requires.
@@ -95,16 +95,19 @@ class PollSocket {
   static void on_poll(uv_poll_t* handle, int status, int events);
 
   uv_poll_t poll_{};
+  // Beside the handle's fields libuv reads on each event, what every event, read and write reads, on
+  // one cache line with them: the flags, the handler, and pending_'s length (its second word).
   int fd_;
-  bool owns_fd_;
-  Handler* handler_;
   bool reading_ = true;
   bool watching_writable_ = false;
   bool closing_ = false;
-  bool close_when_flushed_ = false;
+  bool encrypted_ = false;  // tls_ is set (asked here, not of tls_ on a line of its own)
+  Handler* handler_;
   std::string pending_;
   std::size_t pending_offset_ = 0;
   std::unique_ptr<TlsChannel> tls_;
+  bool owns_fd_;
+  bool close_when_flushed_ = false;
   // A writable event stands in for a readable one: OpenSSL must send before it can read on, or
   // reading resumed while OpenSSL held bytes the kernel will not announce. The next read resets it.
   bool tls_read_wants_writable_ = false;

@@ -153,34 +153,6 @@ class ReplyLedger {
   bool replay_batch(const StatementPtr& statement);
   void reset_retry();
 
-  ServerStatementCache& cache_;
-  std::vector<Slot> slots_;  // a queue: [head_, size)
-  std::size_t head_ = 0;
-  std::deque<PendingReply> details_;
-  bool skipping_until_sync_ = false;  // an error came before the client's Sync was sent
-  std::string ready_;                 // answers due with nothing owed before them
-  std::string own_replies_;           // the own_query's, gathered across chunks
-  bool gathering_own_ = false;        // the message being gathered continues in the next chunk
-  bool own_ready_pending_ = false;    // ... and it is the own_query's ReadyForQuery
-  bool own_done_ = false;             // own_replies_ ends with that ReadyForQuery
-
-  protocol::ChunkEditor editor_;  // the chunk being filtered
-  // The message that continues past the chunk: bytes still to come, whether
-  // they are dropped, and what goes to the client after them.
-  std::uint64_t carry_ = 0;
-  bool carry_dropped_ = false;
-  std::string after_carry_;
-
-  std::deque<StatementPtr> bound_;  // the statements of bound slots, in order
-  BatchReplay replay_;
-  std::string replay_out_;   // for the server, sent after this chunk
-  char ready_status_ = 'I';  // at the last ReadyForQuery
-  bool batch_ran_ = false;   // since then a Bind completed, or a held copy was described
-  StatementPtr last_bound_;  // this batch's last Bind: its portal's statement
-  std::string held_error_;   // an error that may be a stale plan, or a cancel to reword, gathered
-  bool gathering_held_error_ = false;
-  bool held_for_rewording_ = false;
-
   struct Rewording {
     std::string message;  // empty: nothing to reword
     std::string detail;
@@ -189,8 +161,37 @@ class ReplyLedger {
       detail.clear();
     }
   };
+
+  // First what every reply and every release reads (most of it to find that nothing unusual is
+  // under way), on as few cache lines as it fits; then what only statements and errors use.
+  ServerStatementCache& cache_;
+  std::vector<Slot> slots_;  // a queue: [head_, size)
+  std::size_t head_ = 0;
+  // The message that continues past the chunk: bytes still to come, whether
+  // they are dropped, and (after_carry_) what goes to the client after them.
+  std::uint64_t carry_ = 0;
+  char ready_status_ = 'I';           // at the last ReadyForQuery
+  bool batch_ran_ = false;            // since then a Bind completed, or a held copy was described
+  bool skipping_until_sync_ = false;  // an error came before the client's Sync was sent
+  bool gathering_own_ = false;        // the message being gathered continues in the next chunk
+  bool own_ready_pending_ = false;    // ... and it is the own_query's ReadyForQuery
+  bool own_done_ = false;             // own_replies_ ends with that ReadyForQuery
+  bool carry_dropped_ = false;
+  bool gathering_held_error_ = false;
+  bool held_for_rewording_ = false;
+  StatementPtr last_bound_;  // this batch's last Bind: its portal's statement
+  BatchReplay replay_;
+  std::string ready_;        // answers due with nothing owed before them
+  std::string own_replies_;  // the own_query's, gathered across chunks
+  std::string replay_out_;   // for the server, sent after this chunk
+  std::string held_error_;   // an error that may be a stale plan, or a cancel to reword, gathered
   Rewording reword_cancel_;
   std::vector<std::string> made_errors_;
+  protocol::ChunkEditor editor_;  // the chunk being filtered
+
+  std::deque<PendingReply> details_;
+  std::deque<StatementPtr> bound_;  // the statements of bound slots, in order
+  std::string after_carry_;
 };
 
 }  // namespace sluice::pool

@@ -57,15 +57,15 @@ std::string_view state_name(ServerState state) {
 
 ServerConnection::ServerConnection(Pool& pool, std::uint64_t id)
     : pool_(pool),
-      id_(id),
-      created_at_(Clock::now()),
-      state_since_(created_at_),
-      self_(std::make_shared<ServerConnection*>(this)),
-      scanner_(static_cast<std::uint32_t>(pool.message_max())),
-      statements_(static_cast<std::size_t>(pool.settings().max_prepared_statements)),
       tracks_statements_(pool.settings().pool_mode == config::PoolMode::transaction &&
                          pool.settings().max_prepared_statements > 0),
-      filters_replies_(tracks_statements_) {}
+      filters_replies_(tracks_statements_),
+      scanner_(static_cast<std::uint32_t>(pool.message_max())),
+      state_since_(Clock::now()),
+      statements_(static_cast<std::size_t>(pool.settings().max_prepared_statements)),
+      id_(id),
+      created_at_(state_since_),
+      self_(std::make_shared<ServerConnection*>(this)) {}
 
 ServerConnection::~ServerConnection() {
   *self_ = nullptr;

@@ -29,8 +29,8 @@ class ErrorCodeReader {
   // True when `fields` (a body's first bytes) settle the code: found, or not there.
   bool read(std::string_view fields, bool whole);
 
+  std::uint64_t body_left_ = 0;  // first: read for every reply (pending())
   std::string kept_;
-  std::uint64_t body_left_ = 0;
   std::string code_;
 };
 
