@@ -19,6 +19,7 @@
 #include <random>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 #include "config/config.h"
 #include "daemon/listener.h"

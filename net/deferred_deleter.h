@@ -18,7 +18,7 @@ class DeferredDeleter {
 
   template <class T>
   void defer(std::unique_ptr<T> object) {
-    // Taken over only once the entry exists: a failed append leaves it with the caller's pointer.
+    // Released only once the entry holds it: if the append throws, `object` still frees it.
     pending_.emplace_back(object.get(), [](void* owned) { delete static_cast<T*>(owned); });
     static_cast<void>(object.release());
     arm();

@@ -95,8 +95,8 @@ class PollSocket {
   static void on_poll(uv_poll_t* handle, int status, int events);
 
   uv_poll_t poll_{};
-  // Beside the handle's fields libuv reads on each event, what every event, read and write reads, on
-  // one cache line with them: the flags, the handler, and pending_'s length (its second word).
+  // Together, what every event, read and write reads besides the handle: the flags, the handler and
+  // pending_'s length (its second word), 32 bytes on one cache line or two, not spread over four.
   int fd_;
   bool reading_ = true;
   bool watching_writable_ = false;

@@ -170,13 +170,15 @@ class ReplyLedger {
   // The message that continues past the chunk: bytes still to come, whether
   // they are dropped, and (after_carry_) what goes to the client after them.
   std::uint64_t carry_ = 0;
+  bool carry_dropped_ = false;
   char ready_status_ = 'I';           // at the last ReadyForQuery
   bool batch_ran_ = false;            // since then a Bind completed, or a held copy was described
   bool skipping_until_sync_ = false;  // an error came before the client's Sync was sent
-  bool gathering_own_ = false;        // the message being gathered continues in the next chunk
-  bool own_ready_pending_ = false;    // ... and it is the own_query's ReadyForQuery
-  bool own_done_ = false;             // own_replies_ ends with that ReadyForQuery
-  bool carry_dropped_ = false;
+  // The own_query's reply (own_replies_) being gathered continues in the next chunk, that message
+  // is its ReadyForQuery, and own_replies_ ends with that ReadyForQuery.
+  bool gathering_own_ = false;
+  bool own_ready_pending_ = false;
+  bool own_done_ = false;
   bool gathering_held_error_ = false;
   bool held_for_rewording_ = false;
   StatementPtr last_bound_;  // this batch's last Bind: its portal's statement

@@ -283,11 +283,11 @@ class ServerConnection final : net::PollSocket::Handler {
   ServerState state_ = ServerState::connecting;
   int replies_outstanding_ = 0;  // Query / Sync / FunctionCall sent, ReadyForQuery not yet seen
   char transaction_status_ = 'I';
-  bool unsynced_ = false;            // extended-protocol messages sent since the last Sync
-  bool copy_in_ = false;             // server waits for CopyData from the client
-  bool tracks_statements_ = false;   // transaction mode with max_prepared_statements > 0
-  bool filters_replies_ = false;     // tracks statements, or restored settings this scope
-  bool cancel_unproven_ = false;     // sent, delivery never confirmed: discard at release
+  bool unsynced_ = false;           // extended-protocol messages sent since the last Sync
+  bool copy_in_ = false;            // server waits for CopyData from the client
+  bool tracks_statements_ = false;  // transaction mode with max_prepared_statements > 0
+  bool filters_replies_ = false;    // tracks statements, or restored settings this scope
+  bool cancel_unproven_ = false;    // sent, delivery never confirmed: discard at release
   bool session_changed_ = false;
   bool functions_changed_ = false;
   bool carries_client_settings_ = false;
@@ -301,7 +301,7 @@ class ServerConnection final : net::PollSocket::Handler {
   protocol::MessageScanner scanner_;
   Position position_{};
   Clock::time_point state_since_;
-  std::uint64_t target_generation_ = 0;  // the pool's conninfo it was opened with (Pool::update)
+  std::uint64_t target_generation_ = 0;       // the pool's conninfo it was opened with (Pool::update)
   std::shared_ptr<SettingsCapture> capture_;  // asked for this scope's release
   protocol::ErrorCodeReader error_code_;      // an error sent to the client, its code still to come
   ServerStatementCache statements_;
