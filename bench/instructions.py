@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Instructions a pooler executes per pgbench transaction, counted by callgrind: what no noisy
-machine changes (bench/README.md, "Instructions"). Each pooler runs under `valgrind --tool=callgrind`
+machine changes (bench/README.md, "Instructions"), with the L1 data cache misses of callgrind's
+model of this machine's caches. Each pooler runs under `valgrind --tool=callgrind --cache-sim=yes`
 twice per test, fresh each time, for N and for 4N transactions; the difference of the two totals
 over 3N leaves out its start, the clients' logins (except with -C, where a login is part of every
 transaction) and its shutdown. Prints a markdown table, sluice beside PgBouncer.
@@ -62,7 +63,8 @@ class Pooler:
         return os.path.join(self.host, f".s.PGSQL.{self.port}")
 
     def count(self, clients, options, transactions, out_dir):
-        """Total instructions of one fresh run serving `transactions` (a multiple of clients)."""
+        """Totals of one fresh run serving `transactions` (a multiple of clients): instructions, and
+        L1 data misses (reads and writes)."""
         out = os.path.join(out_dir, f"callgrind.{self.name}.{os.getpid()}.{time.monotonic_ns()}")
         if os.path.exists(self.socket()):
             os.unlink(self.socket())  # a stale one would pass for a started pooler
@@ -70,7 +72,8 @@ class Pooler:
         # signalled, with no runuser in between to turn SIGINT into a SIGKILL 2 s later.
         as_user = {"user": self.run_as, "group": self.run_as, "extra_groups": []} if self.run_as else {}
         with open(out + ".log", "w") as log:
-            pooler = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *self.command],
+            pooler = subprocess.Popen(["valgrind", "--tool=callgrind", "--cache-sim=yes",
+                                       f"--callgrind-out-file={out}", *self.command],
                                       stdout=log, stderr=subprocess.STDOUT, **as_user)
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
@@ -86,27 +89,38 @@ class Pooler:
         finally:
             stop(pooler)
         with open(out) as profile:
-            totals = re.search(r"^(?:totals|summary): (\d+)", profile.read(), re.M)
+            text = profile.read()
         os.unlink(out)
         os.unlink(out + ".log")
-        if not totals:
+        events = re.search(r"^events: (.+)$", text, re.M)
+        totals = re.search(r"^(?:totals|summary): (.+)$", text, re.M)
+        if not events or not totals:
             sys.exit(f"instructions: no totals in {self.name}'s callgrind profile")
-        return int(totals.group(1))
+        counted = dict(zip(events.group(1).split(), (int(value) for value in totals.group(1).split())))
+        if not {"Ir", "D1mr", "D1mw"} <= counted.keys():
+            sys.exit(f"instructions: {self.name}'s callgrind profile lacks Ir, D1mr or D1mw")
+        return counted["Ir"], counted["D1mr"] + counted["D1mw"]
 
     def per_transaction(self, clients, options, n, out_dir):
+        """(instructions, L1 data misses) per transaction."""
         small = self.count(clients, options, n, out_dir)
         large = self.count(clients, options, 4 * n, out_dir)
-        return (large - small) / (3 * n)
+        return tuple((b - a) / (3 * n) for a, b in zip(small, large))
 
 
 def main():
     poolers = [Pooler("sluice", args.sluice, None), Pooler(args.pgbouncer_name, args.pgbouncer, args.pgbouncer_user)]
-    print(f"| test | {' | '.join(p.name for p in poolers)} | sluice/{poolers[1].name} |")
-    print("|---|" + "---:|" * (len(poolers) + 1))
+    names = " | ".join(p.name for p in poolers)
+    print(f"| test | instructions: {names} | sluice/{poolers[1].name} "
+          f"| L1 data misses: {names} | sluice/{poolers[1].name} |")
+    print("|---|" + "---:|" * 2 * (len(poolers) + 1))
     for label, clients, options, n in TESTS:
         counts = [p.per_transaction(clients, options, n, args.out_dir) for p in poolers]
-        cells = " | ".join(f"{c:,.0f}" for c in counts)
-        print(f"| {label} | {cells} | {counts[0] / counts[1]:.2f} |", flush=True)
+        cells = []
+        for kind, form in ((0, ",.0f"), (1, ",.1f")):
+            ratio = f"{counts[0][kind] / counts[1][kind]:.2f}" if counts[1][kind] >= 1 else "n/a"
+            cells += [f"{max(c[kind], 0):{form}}" for c in counts] + [ratio]  # -0.0: nothing counted
+        print(f"| {label} | {' | '.join(cells)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@
 #   BENCH_ANCHORS=../shared/anchors   where pgbouncer-1.25.2.tar.gz and build-pgbouncer.sh are
 #                      (needed only until build/deps/pgbouncer-1.25.2 exists)
 #   BENCH_SCRAPE=0     skip the last phase: the cost of a /metrics scraper (bench/scrape_overhead.py)
-#   BENCH_INSTRUCTIONS=0  skip counting instructions per transaction under callgrind (about 90 s;
+#   BENCH_INSTRUCTIONS=0  skip counting instructions per transaction under callgrind (about 2 min;
 #                      bench/instructions.py)
 #   BENCH_TESTS=L50,S50  only these of bench.py's TESTS (ids; default all): for a quick check, the
 #                      report then has n/a for the others
@@ -389,10 +389,14 @@ if [[ $instructions != 0 ]]; then
     echo
     echo "### Instructions per transaction (callgrind)"
     echo
-    echo "One pooler at a time under \`valgrind --tool=callgrind\` (the others idle), started fresh for"
-    echo "N and again for 4N pgbench transactions; (instructions of the second − the first) / 3N"
-    echo "(bench/README.md). How many transactions one loop turn serves still depends on timing, so"
-    echo "the counts move between runs too: under 1 % at 1 and 1000 clients, up to 15 % at 50."
+    echo "One pooler at a time under \`valgrind --tool=callgrind --cache-sim=yes\` (the others idle),"
+    echo "started fresh for N and again for 4N pgbench transactions; (count of the second − the first)"
+    echo "/ 3N (bench/README.md). How many transactions one loop turn serves still depends on timing, so"
+    echo "the counts move between runs too: under 1 % at 1 and 1000 clients, up to 15 % at 50. L1 data"
+    echo "misses (reads and writes) are callgrind's model of this machine's L1 (\`--cache-sim\`): how"
+    echo "many cache lines a transaction's work reaches for that it last touched too long ago; at 1000"
+    echo "clients they include sluiced's sweep of its sessions for timeouts (ten times a second), which"
+    echo "valgrind's slowdown makes tens of times as frequent per transaction as at full speed."
     echo
     cat "$work/instructions-table.md"
   } >"$work/instructions.md"
