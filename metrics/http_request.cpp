@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cctype>
 
+#include "common/ascii.h"
+
 namespace sluice::metrics {
 namespace {
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return ascii_lower(x) == ascii_lower(y);  // header names are ASCII (RFC 9110)
          });
 }
 
