@@ -752,6 +752,11 @@ class Bench:
         return form.format(value) if not isinstance(value, str) else value
 
     @staticmethod
+    def quotient(a, b):
+        """a / b, or None when either is missing or b is zero."""
+        return a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else None
+
+    @staticmethod
     def ratio(a, b):
         if NOT_RUN in (a, b):
             return NOT_RUN
@@ -795,6 +800,10 @@ class Bench:
             lines.append(f"| {title} | {cells} | {' | '.join(self.ratio(vals['sluice'], vals[t]) for t in others)} |")
         return "\n".join(lines)
 
+    def user_and_system(self, test, rival):
+        """Medians of user and of system µs per transaction: sluice's, then `rival`'s."""
+        return tuple(self.cell(test, t, k) for t in ("sluice", rival) for k in ("user_us", "sys_us"))
+
     def cpu_floor_table(self):
         """Per test, how far sluice's pooler CPU could fall with the system calls it makes: its system
         time is a floor under its CPU, and what is left of 0.8 × PgBouncer 1.25.2's CPU above that
@@ -809,8 +818,7 @@ class Bench:
         for test, title, _, _ in TESTS:
             if self.unrunnable(test, "sluice") or self.unrunnable(test, rival):
                 continue
-            own_user, own_system = (self.cell(test, "sluice", k) for k in ("user_us", "sys_us"))
-            user, system = (self.cell(test, rival, k) for k in ("user_us", "sys_us"))
+            own_user, own_system, user, system = self.user_and_system(test, rival)
             if None in (own_user, own_system, user, system) or not user + system:
                 continue
             rival_cpu = user + system
@@ -862,15 +870,12 @@ class Bench:
             wanted = 1.10 if test == "S50" else 1.00
             ratios = self.same_round_ratios(test, "sluice", rival)
             paired = median(ratios) if ratios else None
-            tps = self.ratio(self.cell(test, "sluice", "tps"), self.cell(test, rival, "tps"))
-            medians = float(tps) if tps not in ("n/a", NOT_RUN) else None
+            medians, cpu = (self.quotient(self.cell(test, "sluice", k), self.cell(test, rival, k))
+                            for k in ("tps", "cpu_s_per_1000"))
             met = [v is not None and round(v, 2) >= wanted for v in (paired, medians)]
             tps_met = "yes" if all(met) else "same rounds only" if met[0] else "medians only" if met[1] else "no"
-            cpu = self.ratio(self.cell(test, "sluice", "cpu_s_per_1000"), self.cell(test, rival, "cpu_s_per_1000"))
-            cpu = float(cpu) if cpu not in ("n/a", NOT_RUN) else None
-            own_system, user, system = (self.cell(test, t, k) for t, k in
-                                        (("sluice", "sys_us"), (rival, "user_us"), (rival, "sys_us")))
-            floor = own_system / (user + system) if None not in (own_system, user, system) and user + system else None
+            _, own_system, user, system = self.user_and_system(test, rival)
+            floor = self.quotient(own_system, user + system if None not in (user, system) else None)
             if cpu is None:
                 cpu_met = "n/a"
             elif round(cpu, 2) <= 0.8:
@@ -890,19 +895,16 @@ class Bench:
             f"| a pooler that cost no CPU, over {NAMES[rival]} | one that made sluice's system calls and nothing else |",
             "|---|---:|---:|---:|---:|---:|",
         ]
-        def same_round_ratios(test, target):
-            return self.same_round_ratios(test, target, rival)
-
         for test, title, _, clients in TESTS:
             if self.unrunnable(test, "sluice") or self.unrunnable(test, rival):
                 continue
-            ratios = same_round_ratios(test, "sluice")
+            ratios = self.same_round_ratios(test, "sluice", rival)
             if not ratios:
                 continue
             machine, user, system = (self.cell(test, rival, k) for k in ("machine_us", "user_us", "sys_us"))
             own_system = self.cell(test, "sluice", "sys_us")
             if clients == 1:  # one round trip at a time, the CPUs mostly idle: direct is the pooler that costs nothing
-                direct = same_round_ratios(test, "direct")
+                direct = self.same_round_ratios(test, "direct", rival)
                 ceiling, syscalls_only = median(direct) if direct else None, None
             elif machine and user is not None and system is not None and machine > user + system:
                 ceiling = machine / (machine - user - system)
