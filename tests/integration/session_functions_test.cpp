@@ -73,11 +73,19 @@ class SessionFunctionsTest : public ::testing::TestWithParam<int> {
   }
   void SetUp() override {
     sluiced_.emplace(harness::PoolOptions{.dbname = kDatabase, .pool_size = GetParam()});
-    // The pool's first server reads the catalog before it serves anyone: once this returns, the
-    // functions are known by name. (A second server opened while that first read is under way
-    // serves at once, and a call's custom settings are not yet known by name there: README.)
+    // The pool's first server reads the catalog before it serves anyone, but a second server opened
+    // while that read is under way serves at once (README): the warm-up's query has started the
+    // read, not seen it end. Until it ends every call counts, so the tests wait for it: the server
+    // that reads stays "resetting" until its reply is taken in.
     const PgConn warm = harness::connect(sluiced_->conninfo(kDatabase));
     harness::exec_ok(warm, "select 1");
+    nlohmann::json servers;
+    ASSERT_TRUE(harness::wait_until([&] {
+      servers = ctltest::control(sluiced_->control_socket(), {{"cmd", "servers"}})["servers"];
+      return std::none_of(servers.begin(), servers.end(),
+                          [](const nlohmann::json& row) { return row.value("state", "") == "resetting"; });
+    })) << "the catalog read did not end: "
+        << servers.dump();
   }
 
   // The script directly and through sluiced; then no server was closed on the way.
