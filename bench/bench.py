@@ -888,10 +888,10 @@ class Bench:
                 cpu_met = "n/a"
             elif round(cpu, 2) <= 0.8:
                 cpu_met = "yes"
-            elif floor is None or not user:
+            elif None in (floor, own_user) or not user:
                 cpu_met = "no"
             elif 0.8 * rival_cpu <= own_system:
-                cpu_met = "no: the floor alone is above 0.8"
+                cpu_met = "no: the floor alone is at or above 0.8"
             else:
                 budget = 0.8 * rival_cpu - own_system
                 cpu_met = (f"no: 0.8 × leaves {budget:.1f} µs/tx for user space, {budget / user:.2f} × "
@@ -1102,7 +1102,7 @@ the price of correctness here, against poolers that hand the server on and lose 
                     lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | not run (see the errors) | — |")
                     continue
                 rs = self.runs.get((test, t), [])
-                tps = ", ".join("-" if r["tps"] is None else f"{r['tps']:,.0f}" for r in rs)
+                tps = ", ".join(("-" if r["tps"] is None else f"{r['tps']:,.0f}") + ("" if r["ok"] else " †") for r in rs)
                 bad = sum(1 for r in rs if not r["ok"])
                 lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | {tps} | {bad}/{len(rs)} |")
         return "\n".join(lines)
@@ -1281,9 +1281,10 @@ The performance issue's targets against {pgb2}, for this run: tps at or above 1.
 (1.10 × for select-only at 50 clients), read both ways this report gives it (the median of the
 same-round ratios, below, and the ratio of the medians, above), and pooler CPU per transaction at
 most 0.8 × (the CPU table below). The floor is sluice's system time over {pgb2}'s
-CPU ("How low sluice's CPU could go", below): where it is above 0.8 no user-space work can meet
-the CPU target, and below it the target leaves sluice's user space the difference, shown beside
-{pgb2}'s own user time for the same relay. Where a tps target is missed both ways and a
+CPU ("How low sluice's CPU could go", below): where it is at or above 0.8 no user-space work can
+meet the CPU target; below it, where the target is missed, the verdict gives what it leaves
+sluice's user space per transaction, as a fraction of {pgb2}'s user time and beside
+sluice's own. Where a tps target is missed both ways and a
 relay that made sluice's system calls and did no other work could not reach it either ("Same-round
 ratios, and the ceiling", below), the verdict says so. On a VM whose speed drifts by tens of
 percent, a test that passes or fails by a few percent in one run can do the other in the next: the
@@ -1348,6 +1349,8 @@ A second sluiced, the same settings but `"workers": 2` (two event loops on two t
 {self.pin_section()}
 
 ### tps per round
+
+In the order of the rounds; † marks a run that failed (see the errors below).
 
 {self.rounds_table()}
 
