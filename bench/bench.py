@@ -10,6 +10,7 @@ PgBouncer 1.25.2, which run.sh builds.
 
 import argparse
 import datetime
+import collections
 import json
 import os
 import platform
@@ -49,6 +50,9 @@ TESTS = [
     ("TC20", "select-only over TLS, new connection (TLS handshake and SCRAM login) per tx (-C), 20 clients", ["-S", "-C"], 20),
 ]
 TEST_TITLES = {t[0]: t[1] for t in TESTS}
+TEST_CLIENTS = {t[0]: t[3] for t in TESTS}
+# Bench.cpu_floor's answer: sluice's CPU per transaction against a rival's, in µs.
+CpuFloor = collections.namedtuple("CpuFloor", "own_user own_system user rival_cpu floor budget")
 # The tests the performance issue sets targets on against PgBouncer 1.25.2 (SP50 has no PgBouncer that
 # applies its settings, so it is compared with direct only).
 TARGET_TESTS = ("S1", "S50", "S1000", "C20", "X50", "B50", "P50")
@@ -800,9 +804,16 @@ class Bench:
             lines.append(f"| {title} | {cells} | {' | '.join(self.ratio(vals['sluice'], vals[t]) for t in others)} |")
         return "\n".join(lines)
 
-    def user_and_system(self, test, rival):
-        """Medians of user and of system µs per transaction: sluice's, then `rival`'s."""
-        return tuple(self.cell(test, t, k) for t in ("sluice", rival) for k in ("user_us", "sys_us"))
+    def cpu_floor(self, test, rival):
+        """sluice's CPU against `rival`'s from the medians of user and of system µs per transaction:
+        sluice's user and system time, `rival`'s user time and CPU, the floor (sluice's system time
+        over `rival`'s CPU) and the user time a CPU ratio of 0.8 leaves sluice above it (≤ 0 where
+        the floor alone reaches 0.8). None when a figure is missing."""
+        own_user, own_system, user, system = (self.cell(test, t, k) for t in ("sluice", rival) for k in ("user_us", "sys_us"))
+        if None in (own_user, own_system, user, system) or not user + system:
+            return None
+        rival_cpu = user + system
+        return CpuFloor(own_user, own_system, user, rival_cpu, own_system / rival_cpu, 0.8 * rival_cpu - own_system)
 
     def cpu_floor_table(self):
         """Per test, how far sluice's pooler CPU could fall with the system calls it makes: its system
@@ -818,13 +829,11 @@ class Bench:
         for test, title, _, _ in TESTS:
             if self.unrunnable(test, "sluice") or self.unrunnable(test, rival):
                 continue
-            own_user, own_system, user, system = self.user_and_system(test, rival)
-            if None in (own_user, own_system, user, system) or not user + system:
+            f = self.cpu_floor(test, rival)
+            if f is None:
                 continue
-            rival_cpu = user + system
-            budget = 0.8 * rival_cpu - own_system
-            lines.append(f"| {title} | {(own_user + own_system) / rival_cpu:.2f} | {own_system / rival_cpu:.2f} "
-                         f"| {f'{budget:.1f}' if budget > 0 else 'none'} | {own_user:.1f} | {user:.1f} |")
+            lines.append(f"| {title} | {(f.own_user + f.own_system) / f.rival_cpu:.2f} | {f.floor:.2f} "
+                         f"| {f'{f.budget:.1f}' if f.budget > 0 else 'none'} | {f.own_user:.1f} | {f.user:.1f} |")
         return "\n".join(lines)
 
     def time_table(self):
@@ -864,7 +873,6 @@ class Bench:
         calls and doing nothing else could reach, and the user-space time 0.8 × leaves above the
         floor that sluice's system time puts under its CPU."""
         rival = "pgbouncer2"
-        clients_of = {t[0]: t[3] for t in TESTS}
         lines = ["| test | tps target | same rounds | lowest – highest | medians | tps met | CPU | floor | CPU ≤ 0.8 × met |",
                  "|---|---:|---:|---:|---:|---|---:|---:|---|"]
         for test in TARGET_TESTS:
@@ -878,27 +886,24 @@ class Bench:
                             for k in ("tps", "cpu_s_per_1000"))
             met = [v is not None and round(v, 2) >= wanted for v in (paired, medians)]
             tps_met = "yes" if all(met) else "same rounds only" if met[0] else "medians only" if met[1] else "no"
-            _, syscalls_only = self.ceilings(test, clients_of[test], rival)
+            _, syscalls_only = self.ceilings(test, TEST_CLIENTS[test], rival)
             if not any(met) and syscalls_only is not None and round(syscalls_only, 2) < wanted:
                 tps_met += f": a relay making sluice's system calls and nothing else would reach {syscalls_only:.2f}"
-            own_user, own_system, user, system = self.user_and_system(test, rival)
-            rival_cpu = user + system if None not in (user, system) else None
-            floor = self.quotient(own_system, rival_cpu)
+            f = self.cpu_floor(test, rival)
             if cpu is None:
                 cpu_met = "n/a"
             elif round(cpu, 2) <= 0.8:
                 cpu_met = "yes"
-            elif None in (floor, own_user) or not user:
+            elif f is None or not f.user:
                 cpu_met = "no"
-            elif 0.8 * rival_cpu <= own_system:
+            elif f.budget <= 0:
                 cpu_met = "no: the floor alone is at or above 0.8"
             else:
-                budget = 0.8 * rival_cpu - own_system
-                cpu_met = (f"no: 0.8 × leaves {budget:.1f} µs/tx for user space, {budget / user:.2f} × "
-                           f"{NAMES[rival]}'s user time (sluice's: {own_user:.1f})")
+                cpu_met = (f"no: 0.8 × leaves {f.budget:.1f} µs/tx for user space, {f.budget / f.user:.2f} × "
+                           f"{NAMES[rival]}'s user time (sluice's: {f.own_user:.1f})")
             lines.append(f"| {TEST_TITLES[test]} | {wanted:.2f} × | {self.fmt(paired, '{:.2f}')} | {spread} "
-                         f"| {self.fmt(medians, '{:.2f}')} | {tps_met} | {self.fmt(cpu, '{:.2f}')} | {self.fmt(floor, '{:.2f}')} "
-                         f"| {cpu_met} |")
+                         f"| {self.fmt(medians, '{:.2f}')} | {tps_met} | {self.fmt(cpu, '{:.2f}')} "
+                         f"| {self.fmt(f.floor if f else None, '{:.2f}')} | {cpu_met} |")
         return "\n".join(lines)
 
     def ceilings(self, test, clients, rival):
