@@ -1100,17 +1100,26 @@ the price of correctness here, against poolers that hand the server on and lose 
 {self.pin_verdict()}"""
 
     def rounds_table(self):
-        lines = ["| test | target | tps per round | failed runs |", "|---|---|---|---|"]
+        lines = ["| test | target | tps per round | pooler CPU µs/tx per round (of it system) | failed runs |",
+                 "|---|---|---|---|---|"]
         for test, title, _, _ in TESTS:
             for t in TARGETS + (("sluice2",) if test in WORKER_TESTS else ()):
                 if (test, t) in self.not_run:
-                    lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | not run (see the errors) | — |")
+                    lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | not run (see the errors) | — | — |")
                     continue
                 rs = self.runs.get((test, t), [])
                 tps = ", ".join(("-" if r["tps"] is None else f"{r['tps']:,.0f}") + ("" if r["ok"] else " †") for r in rs)
+                cpu = ", ".join(self.round_cpu(r) for r in rs) if t != "direct" else "—"
                 bad = sum(1 for r in rs if not r["ok"])
-                lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | {tps} | {bad}/{len(rs)} |")
+                lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | {tps} | {cpu} | {bad}/{len(rs)} |")
         return "\n".join(lines)
+
+    @staticmethod
+    def round_cpu(r):
+        """One run's pooler CPU per transaction with its system part, "10.2 (7.1)", or "-"."""
+        if r.get("user_us") is None or r.get("sys_us") is None:
+            return "-"
+        return f"{r['user_us'] + r['sys_us']:.1f} ({r['sys_us']:.1f})"
 
     def errors_section(self):
         out = []
@@ -1355,7 +1364,9 @@ A second sluiced, the same settings but `"workers": 2` (two event loops on two t
 
 ### tps per round
 
-In the order of the rounds; † marks a run that failed (see the errors below).
+In the order of the rounds; † marks a run that failed (see the errors below). The pooler's CPU per
+transaction in each run (user and system time, /proc), with its system time in brackets, lets
+`bench/pooled_rounds.py` pool CPU ratios over several reports as it pools tps.
 
 {self.rounds_table()}
 

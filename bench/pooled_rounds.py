@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""pooled_rounds.py REPORT... : sluice's tps over PgBouncer 1.25.2's, round by round, pooled over
-several `make bench` reports of the same code.
+"""pooled_rounds.py REPORT... : sluice's tps and pooler CPU over PgBouncer 1.25.2's, round by
+round, pooled over several `make bench` reports of the same code.
 
 One run's five same-round ratios on this VM spread by tens of percent, so a test can pass the
 performance targets in one run and miss them in the next. Pooling the rounds of several runs
 narrows the estimate. A REPORT is a file (bench/results/latest.md) or a git revision, whose
-bench/results/latest.md is read. Prints a Markdown table: per target test, each run's median
-same-round ratio, then the median and geometric mean over all the rounds, and how many rounds
-sluice was ahead in. A round where either run failed is left out, as the report's own same-round
-table leaves it out; a report from before failed rounds were marked (†) gives no round of a test
-with a failed run ("failed" in its column)."""
+bench/results/latest.md is read. Prints two Markdown tables from the reports' "tps per round":
+per target test, each run's median same-round ratio, then the median and geometric mean over all
+the rounds; for tps how many rounds sluice was ahead in, for pooler CPU (reports since the table
+gave each round's CPU) how many rounds were at or under the target's 0.8 ×, and the median floor:
+sluice's system time over PgBouncer 1.25.2's CPU in the same round. A round where either run failed
+is left out, as the report's own same-round table leaves it out; a report from before failed rounds
+were marked (†) gives no round of a test with a failed run ("failed" in its column)."""
 import os
 import re
 import statistics
@@ -39,9 +41,15 @@ def tps_of(cell):
     return float(cell.replace(",", ""))
 
 
+def cpu_of(cell):
+    """A round's (pooler CPU, its system part) in µs per transaction from "10.2 (7.1)", or None."""
+    m = re.fullmatch(r"([\d.]+) \(([\d.]+)\)", cell.strip())
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
 def rounds(text):
-    """{(short label, target): [tps of each round, None where it failed] or FAILED} from a report's
-    "tps per round" table."""
+    """{(short label, target): (tps of each round, None where it failed; (CPU, system) of each
+    round, None where not known) or FAILED} from a report's "tps per round" table."""
     section = text[text.index("### tps per round"):]
     end = section.find("\n#", 1)  # the next heading
     if end != -1:
@@ -49,21 +57,64 @@ def rounds(text):
     found = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 4 or not re.fullmatch(r"\d+/\d+", cells[3]):
+        if len(cells) not in (4, 5) or not re.fullmatch(r"\d+/\d+", cells[-1]):
             continue
         per_round = [tps_of(c) for c in cells[2].split(", ")]
-        unmarked = "†" not in cells[2] and not cells[3].startswith("0/")
-        found[(cells[0], cells[1])] = FAILED if unmarked else per_round
+        cpu = [cpu_of(c) for c in cells[3].split(", ")] if len(cells) == 5 else [None] * len(per_round)
+        if len(cpu) != len(per_round):
+            cpu = [None] * len(per_round)
+        unmarked = "†" not in cells[2] and not cells[-1].startswith("0/")
+        found[(cells[0], cells[1])] = FAILED if unmarked else (per_round, cpu)
     return found
 
 
-def same_round_ratios(found, label):
+def paired_rounds(found, label):
+    """[(sluice's round, the rival's round)] where both runs succeeded, each (tps, (CPU, system) or
+    None); FAILED, or None when the report lacks the test."""
     ours, theirs = found.get((label, "sluice")), found.get((label, RIVAL))
     if FAILED in (ours, theirs):
         return FAILED
     if not ours or not theirs:
         return None
-    return [a / b for a, b in zip(ours, theirs) if a and b]
+    return [(a, b) for a, b in zip(zip(*ours), zip(*theirs)) if a[0] and b[0]]
+
+
+def table(runs, reports, title, columns, ratios_of, summary):
+    """One pooled table: per target test, each run's median ratio and `summary` of all of them."""
+    rows = []
+    for test in TARGET_TESTS:
+        label = SHORT_LABELS[test]
+        per_run, pooled = [], []
+        for found in runs:
+            pairs = paired_rounds(found, label)
+            ratios = ratios_of(pairs) if pairs not in (FAILED, None) else []
+            if pairs == FAILED:
+                per_run.append(FAILED)
+            elif not ratios:
+                per_run.append("n/a")
+            else:
+                per_run.append(f"{statistics.median(r[0] for r in ratios):.2f}")
+                pooled += ratios
+        if pooled:
+            rows.append(f"| {label} | {', '.join(per_run)} | {summary(pooled)} |")
+    if not rows:
+        print(f"No report gives rounds for {title}.")
+        return
+    print(f"| test | {title}, median of each run ({', '.join(reports)}) | {columns} |")
+    print("|---|---|" + "---:|" * (columns.count("|") + 1))
+    print("\n".join(rows))
+
+
+def tps_summary(pooled):
+    tps = [r[0] for r in pooled]
+    return (f"{statistics.median(tps):.2f} | {statistics.geometric_mean(tps):.2f} "
+            f"| {sum(r > 1 for r in tps)} of {len(tps)}")
+
+
+def cpu_summary(pooled):
+    cpu, floor = [r[0] for r in pooled], [r[1] for r in pooled]
+    return (f"{statistics.median(cpu):.2f} | {statistics.geometric_mean(cpu):.2f} "
+            f"| {sum(round(r, 2) <= 0.8 for r in cpu)} of {len(cpu)} | {statistics.median(floor):.2f}")
 
 
 def main(reports):
@@ -71,25 +122,15 @@ def main(reports):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     runs = [rounds(report_text(r)) for r in reports]
-    print(f"| test | median same-round ratio of each run ({', '.join(reports)}) | all rounds: median "
-          f"| geometric mean | rounds sluice was ahead |")
-    print("|---|---|---:|---:|---:|")
-    for test in TARGET_TESTS:
-        label = SHORT_LABELS[test]
-        per_run, pooled = [], []
-        for found in runs:
-            ratios = same_round_ratios(found, label)
-            if ratios == FAILED:
-                per_run.append(FAILED)
-            elif not ratios:
-                per_run.append("n/a")
-            else:
-                per_run.append(f"{statistics.median(ratios):.2f}")
-                pooled += ratios
-        if not pooled:
-            continue
-        print(f"| {label} | {', '.join(per_run)} | {statistics.median(pooled):.2f} "
-              f"| {statistics.geometric_mean(pooled):.2f} | {sum(r > 1 for r in pooled)} of {len(pooled)} |")
+    table(runs, reports, "sluice/PgBouncer 1.25.2 tps, same rounds",
+          "all rounds: median | geometric mean | rounds sluice was ahead",
+          lambda pairs: [(a[0] / b[0],) for a, b in pairs], tps_summary)
+    print()
+    table(runs, reports, "sluice/PgBouncer 1.25.2 pooler CPU per transaction, same rounds",
+          "all rounds: median | geometric mean | rounds at or under 0.8 × | floor: sluice's system time "
+          "/ PgBouncer 1.25.2's CPU, median",
+          lambda pairs: [(a[1][0] / b[1][0], a[1][1] / b[1][0]) for a, b in pairs if a[1] and b[1] and b[1][0]],
+          cpu_summary)
     return 0
 
 
