@@ -1092,8 +1092,9 @@ blocks any other backend asking for the same key, for ever: during these runs Po
 tps counts scripts, as pgbench does; errors and counts are {f"over all {self.a.rounds} rounds" if self.a.rounds != 1 else "of the one round"}.
 Direct, each of the 50 clients has its own backend; through sluice a pinned client keeps one of the
 {self.a.pool_size} servers across its own round trips (and sluiced asks the server what is left after the
-lock and after the unlock: one more round trip each), so at most {self.a.pool_size} clients get on at a time:
-the price of correctness here, against poolers that hand the server on and lose the lock.
+unlock: one more round trip, whose `pg_locks` scan grows with `max_connections`, 1500 here; the lock
+pins without asking, README "State that cannot move"), so at most {self.a.pool_size} clients get on at a
+time: the price of correctness here, against poolers that hand the server on and lose the lock.
 
 {self.pin_table()}
 

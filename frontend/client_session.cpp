@@ -491,6 +491,7 @@ void ClientSession::on_server_ready() {
   if (leaves_at_boundary()) return leave_for_drain();
   if (session_mode_) return move_if_at_rest();
   pool::ServerConnection& server = scope_.server();
+  if (server.session_lock_surely_held()) return keep_backend_state(pool::with_advisory_locks(pin_reason_));
   if (server.backend_state_touched()) {  // the server says whether the client keeps it
     own_query_ = OwnQuery::backend_state_probe;
     if (!server.send_backend_state_probe()) server_write_failed();
@@ -562,6 +563,12 @@ void ClientSession::backend_state_read(const std::optional<std::vector<protocol:
     server.note_holds_backend_state(false);
     return release_server();
   }
+  keep_backend_state(std::move(reason));
+}
+
+// Its server holds state that cannot move (`reason` says which): the client keeps it.
+void ClientSession::keep_backend_state(std::string reason) {
+  pool::ServerConnection& server = scope_.server();
   server.note_holds_backend_state(true);
   if (pool_->settings().session_state == config::SessionStatePolicy::refuse) {
     log::warning("client ", id_, ": closed: its session holds ", reason, " on server ", server.id(),

@@ -165,6 +165,7 @@ class ClientSession final : net::PollSocket::Handler,
   void settings_restored(const std::optional<std::vector<protocol::QueryReply>>& replies);
   // The server said what backend state the transaction left: keep the server, or let it go.
   void backend_state_read(const std::optional<std::vector<protocol::QueryReply>>& replies);
+  void keep_backend_state(std::string reason);
   void forward_held();
   void answer_cancelled_while_waiting();
   // Its server had nothing of its to run: a new request, and a new transaction when none is open

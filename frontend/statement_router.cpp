@@ -262,7 +262,7 @@ void StatementRouter::bind(const protocol::BindMessage& message) {
   if (statement->changes_session) server_->note_session_change();
   if (statement->changes_functions) server_->note_functions_changed();
   if (statement->may_call_functions) note_watched_calls(*statement);
-  note_backend_effect(statement->backend_effect);
+  note_backend_effect(statement->backend_effect, /*runs_now=*/true);
   // The server's copy may be stale: the batch from here is kept, to run again
   // (the ReplyLedger judges whether that is safe).
   if (ensure_on_server(statement) && (record_to_ != kNotRecorded || !server_->batch_replay().recording())) {
@@ -335,8 +335,11 @@ void StatementRouter::note_watched_call() {
   for (const std::string& name : functions_.custom_names()) note_custom_setting_name(name);
 }
 
-void StatementRouter::note_backend_effect(protocol::SqlBackendEffect effect) {
+void StatementRouter::note_backend_effect(protocol::SqlBackendEffect effect, bool runs_now) {
   if (effect == protocol::SqlBackendEffect::none) return;
+  // A lock is sure to be held only once its statement has run: an unnamed Parse may only be described.
+  if (effect == protocol::SqlBackendEffect::takes_session_lock && runs_now)
+    return server_->note_session_lock_taken();
   server_->note_backend_state_touched();
   if (effect == protocol::SqlBackendEffect::loads_library) server_->note_library_loaded();
 }
@@ -347,7 +350,7 @@ bool StatementRouter::route_sql(std::string_view sql, char request, bool unnamed
     server_->note_session_change();
     note_custom_setting_names(sql);
   }
-  if (commands.backend >= protocol::SqlBackendEffect::creates &&
+  if (protocol::makes_backend_state(commands.backend) &&
       session_state_ == config::SessionStatePolicy::refuse) {
     return refuse(request, sqlstate::kFeatureNotSupported,
                   "this statement keeps session state on its server connection, which this pool refuses",
@@ -358,7 +361,7 @@ bool StatementRouter::route_sql(std::string_view sql, char request, bool unnamed
   }
   // Named Parses are marked when they are bound (the statement carries its effect).
   if (request == 'Q' || unnamed_parse) {
-    note_backend_effect(commands.backend);
+    note_backend_effect(commands.backend, /*runs_now=*/!unnamed_parse);
     // Whatever the string calls may be among the functions made: it is read back, the pool reads
     // the catalog again after it.
     if (commands.changes_functions) {

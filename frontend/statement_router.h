@@ -77,7 +77,8 @@ class StatementRouter {
   // caches; under session_state "refuse", SQL that makes backend state is
   // refused. SQL PREPARE/EXECUTE pass: the PREPARE pins the client.
   bool route_sql(std::string_view sql, char request, bool unnamed_parse);
-  void note_backend_effect(protocol::SqlBackendEffect effect);
+  // `runs_now`: the statement runs in this request (a Query, a Bind), not only parsed.
+  void note_backend_effect(protocol::SqlBackendEffect effect, bool runs_now);
   void note_custom_setting_names(std::string_view sql);
   // A call of a function that may change settings (or a write to a table whose trigger may): the
   // settings are read back at release, the custom ones its source names included.

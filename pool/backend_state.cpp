@@ -28,4 +28,11 @@ std::optional<std::string> read_backend_state(const protocol::QueryReply& reply)
   return *reply.rows[0][0];
 }
 
+std::string with_advisory_locks(std::string_view held) {
+  constexpr std::string_view kAdvisoryLocks = "advisory locks";  // as kBackendStateQuery words it
+  if (held.find(kAdvisoryLocks) != std::string_view::npos) return std::string(held);
+  if (held.empty()) return std::string(kAdvisoryLocks);
+  return std::string(held) + ", " + std::string(kAdvisoryLocks);
+}
+
 }  // namespace sluice::pool

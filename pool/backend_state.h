@@ -24,4 +24,8 @@ extern const std::string_view kBackendStateQuery;
 // not that (an error, say).
 std::optional<std::string> read_backend_state(const protocol::QueryReply& reply);
 
+// `held`, such a list, with "advisory locks" in it: what the query would say after a session
+// advisory lock was taken, without asking it.
+std::string with_advisory_locks(std::string_view held);
+
 }  // namespace sluice::pool

@@ -327,6 +327,7 @@ bool ServerConnection::track(const protocol::MessageEvent& event) {
       break;
     case 'E':
       copy_in_ = false;
+      only_session_lock_taken_ = false;  // the lock may be what failed
       if (state_ == ServerState::resetting && step_ == TeardownStep::rolling_back) step_failed_ = true;
       break;
     default:

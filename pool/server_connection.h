@@ -187,8 +187,19 @@ class ServerConnection final : net::PollSocket::Handler {
   bool send_settings_restore(protocol::Bytes query);
   // Its SQL may have made or dropped state that lives in the backend: at the
   // end of the transaction the server is asked what is left.
-  void note_backend_state_touched() { backend_state_touched_ = true; }
+  void note_backend_state_touched() {
+    backend_state_touched_ = true;
+    only_session_lock_taken_ = false;
+  }
   [[nodiscard]] bool backend_state_touched() const { return backend_state_touched_; }
+  // Its SQL took a session advisory lock (SqlBackendEffect::takes_session_lock). While nothing
+  // else of the kind has run, nor has any error come, since the server was last asked, the lock
+  // is held: the client keeps its server without asking.
+  void note_session_lock_taken() {
+    only_session_lock_taken_ = !backend_state_touched_ || only_session_lock_taken_;
+    backend_state_touched_ = true;
+  }
+  [[nodiscard]] bool session_lock_surely_held() const { return only_session_lock_taken_; }
   // Asks it (kBackendStateQuery), alone, as send_settings_restore.
   bool send_backend_state_probe();
   // sluiced's own question on a server it leased for itself (auth.query): `query` is a Query
@@ -198,6 +209,7 @@ class ServerConnection final : net::PollSocket::Handler {
   void note_holds_backend_state(bool holds) {
     holds_backend_state_ = holds;
     backend_state_touched_ = false;
+    only_session_lock_taken_ = false;
   }
   // It holds some, or may (the client left before the server was asked): the
   // release wipes the session (DISCARD ALL) and proves it empty.
@@ -292,6 +304,7 @@ class ServerConnection final : net::PollSocket::Handler {
   bool functions_changed_ = false;
   bool carries_client_settings_ = false;
   bool backend_state_touched_ = false;
+  bool only_session_lock_taken_ = false;
   bool holds_backend_state_ = false;
   bool library_loaded_ = false;
   std::uint64_t requests_answered_ = 0;

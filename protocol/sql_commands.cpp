@@ -550,6 +550,15 @@ bool is_any_name(const Token& token, std::initializer_list<std::string_view> nam
   return std::find(names.begin(), names.end(), quoted) != names.end();
 }
 
+// Two effects in one string: the stronger, but a lock taken beside something that may drop state
+// is no longer sure to be held: the server is asked, as after any other statement that makes some.
+SqlBackendEffect combine(SqlBackendEffect a, SqlBackendEffect b) {
+  const auto [weaker, stronger] = std::minmax(a, b);
+  if (weaker == SqlBackendEffect::touches && stronger == SqlBackendEffect::takes_session_lock)
+    return SqlBackendEffect::creates;
+  return stronger;
+}
+
 // One statement's effect on backend state, read token by token (gram.y's shapes, loosely: a
 // false "touches" costs a query to the server, a false "creates" a refusal under session_state
 // "refuse"; a miss is worse, so the functions count wherever they appear).
@@ -564,9 +573,11 @@ class BackendStatement {
       explaining_ = false;
     }
     ++position_;
-    if (is_any_name(token, {"pg_advisory_lock", "pg_advisory_lock_shared", "pg_try_advisory_lock",
-                            "pg_try_advisory_lock_shared"})) {
-      raise(SqlBackendEffect::creates);
+    if (is_any_name(token, {"pg_advisory_lock", "pg_advisory_lock_shared"})) {
+      // Under EXPLAIN without ANALYZE it does not run: the server is asked.
+      raise(explained_ ? SqlBackendEffect::creates : SqlBackendEffect::takes_session_lock);
+    } else if (is_any_name(token, {"pg_try_advisory_lock", "pg_try_advisory_lock_shared"})) {
+      raise(SqlBackendEffect::creates);  // it may have taken nothing
     } else if (is_any_name(token, {"dblink_connect", "dblink_connect_u"})) {
       raise(SqlBackendEffect::loads_library);  // a connection no query can see, nor DISCARD close
     } else if (is_any_name(token, {"pg_advisory_unlock", "pg_advisory_unlock_shared",
@@ -604,7 +615,7 @@ class BackendStatement {
 
   [[nodiscard]] SqlBackendEffect effect() const {
     if (temporary_)
-      return std::max(effect_, dropped_at_commit_ ? SqlBackendEffect::touches : SqlBackendEffect::creates);
+      return combine(effect_, dropped_at_commit_ ? SqlBackendEffect::touches : SqlBackendEffect::creates);
     return effect_;
   }
 
@@ -616,6 +627,7 @@ class BackendStatement {
     selects_ = is_any_keyword(token, {"select", "with"}) || token.kind == TokenKind::open_paren;
     if (is_keyword(token, "explain")) {
       explaining_ = true;
+      explained_ = true;
       position_ = 0;
       return;
     }
@@ -628,12 +640,13 @@ class BackendStatement {
     if (is_keyword(token, "create")) kind_ = Kind::create;
   }
 
-  void raise(SqlBackendEffect effect) { effect_ = std::max(effect_, effect); }
+  void raise(SqlBackendEffect effect) { effect_ = combine(effect_, effect); }
 
   std::size_t position_ = 0;
   Kind kind_ = Kind::other;
   bool selects_ = false;
   bool explaining_ = false;
+  bool explained_ = false;  // the statement is under EXPLAIN, with or without ANALYZE
   Token previous_;
   SqlBackendEffect effect_ = SqlBackendEffect::none;
   bool past_create_options_ = false;
@@ -647,7 +660,7 @@ SqlBackendEffect backend_effect(std::string_view sql) {
   BackendStatement statement;
   for (Token token = lexer.next();; token = lexer.next()) {
     if (token.kind == TokenKind::end || token.kind == TokenKind::semicolon) {
-      effect = std::max(effect, statement.effect());
+      effect = combine(effect, statement.effect());
       if (token.kind == TokenKind::end) return effect;
       statement = BackendStatement{};
       continue;

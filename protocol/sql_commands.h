@@ -61,6 +61,11 @@ enum class SqlBackendEffect {
   // ON COMMIT DROP temporary table), or runs code sluiced cannot see into (DO, CALL): the server
   // is asked what the transaction left behind.
   touches,
+  // Takes a session advisory lock (pg_advisory_lock, pg_advisory_lock_shared) and does nothing else
+  // of the kind: once it has succeeded the lock is held, so the client keeps its server without the
+  // server being asked (a scan of PostgreSQL's whole lock table). A call that ran on no row keeps it
+  // too, until the client's next statement of the kind asks. Beside one that touches: creates.
+  takes_session_lock,
   // Makes it: LISTEN, PREPARE, DECLARE ... WITH HOLD, CREATE TEMP (without ON COMMIT DROP) or in
   // pg_temp, SELECT INTO TEMP, a session advisory lock, dblink_connect.
   creates,
@@ -69,6 +74,10 @@ enum class SqlBackendEffect {
 };
 // Lexed as find_sql_prepared_use does.
 SqlBackendEffect find_sql_backend_effect(std::string_view sql);
+// It makes state that keeps a client on its server (refused under session_state "refuse").
+constexpr bool makes_backend_state(SqlBackendEffect effect) {
+  return effect >= SqlBackendEffect::takes_session_lock;
+}
 
 // All of them, with one look at the string (what the statement router asks of every query).
 struct SqlCommands {

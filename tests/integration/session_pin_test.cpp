@@ -268,6 +268,58 @@ class BackendStateQuestionHeld {
   PgConn observer_;
 };
 
+// The last query the backend holding advisory lock `key` ran: a pinned client's own statement, or
+// sluiced's question (kBackendStateQuery) after it.
+std::string last_query_of_lock_holder(int key) {
+  const PgConn direct = harness::connect(harness::postgres().conninfo(kDatabase));
+  return scalar(direct,
+                "select query from pg_stat_activity where pid = (select pid from pg_locks where locktype = "
+                "'advisory' and objid = " +
+                    std::to_string(key) + ")");
+}
+
+// pg_advisory_lock that has run holds its lock: the client is pinned without its server being asked
+// (a scan of PostgreSQL's whole lock table). The unlock asks, and lets the server go.
+TEST_F(SessionPinTest, ASessionLockPinsWithoutAskingTheServer) {
+  const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
+  harness::exec_ok(client, "create temp table t (n int)");
+  ASSERT_EQ(pinned_because(*sluiced_, "temporary objects"), "temporary objects");
+  harness::exec_ok(client, "select pg_advisory_lock(61)");
+  EXPECT_EQ(pinned_because(*sluiced_, "temporary objects, advisory locks"),
+            "temporary objects, advisory locks");
+  EXPECT_EQ(last_query_of_lock_holder(61), "select pg_advisory_lock(61)");
+  harness::exec_ok(client, "drop table t");
+  harness::exec_ok(client, "select pg_advisory_unlock(61)");
+  EXPECT_EQ(pinned_because(*sluiced_, ""), "");
+  // -M prepared's way: a named statement, bound and run.
+  const harness::PgResult prepared(
+      PQprepare(client.get(), "lock", "select pg_advisory_lock_shared($1)", 1, nullptr));
+  ASSERT_EQ(PQresultStatus(prepared.get()), PGRES_COMMAND_OK);
+  const char* key = "62";
+  const harness::PgResult locked(PQexecPrepared(client.get(), "lock", 1, &key, nullptr, nullptr, 0));
+  EXPECT_EQ(PQresultStatus(locked.get()), PGRES_TUPLES_OK);
+  EXPECT_EQ(pinned_because(*sluiced_, "advisory locks"), "advisory locks");
+  EXPECT_EQ(last_query_of_lock_holder(62), "select pg_advisory_lock_shared($1)");
+  harness::exec_ok(client, "select pg_advisory_unlock_all()");
+  EXPECT_EQ(pinned_because(*sluiced_, ""), "");
+  EXPECT_EQ(discards(*sluiced_), 0);
+  EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
+}
+
+// A lock that failed is not held: the server is asked, and the client keeps no server.
+TEST_F(SessionPinTest, ASessionLockThatFailedIsAskedAbout) {
+  const PgConn direct = harness::connect(harness::postgres().conninfo(kDatabase));
+  harness::exec_ok(direct, "select pg_advisory_lock(63)");
+  const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
+  harness::exec_ok(client, "set lock_timeout = '50ms'");
+  const harness::PgResult failed(PQexec(client.get(), "select pg_advisory_lock(63)"));
+  EXPECT_EQ(std::string(PQresultErrorField(failed.get(), PG_DIAG_SQLSTATE)), "55P03");
+  EXPECT_EQ(pinned_because(*sluiced_, ""), "");
+  EXPECT_EQ(ctltest::status(sluiced_->control_socket())["clients"]["pinned"], 0);
+  harness::exec_ok(direct, "select pg_advisory_unlock(63)");
+  EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
+}
+
 // A client that says goodbye while sluiced asks its server what it holds: the Terminate waits
 // behind the question, and then ends the session without a server — here the other server is in
 // another client's transaction, and a third client, queued first, takes the freed one for 30 s.

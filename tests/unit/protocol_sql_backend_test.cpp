@@ -34,9 +34,7 @@ TEST(SqlBackendTest, StatementsThatMakeBackendState) {
                           "create function pg_temp.f() returns int as 'select 1' language sql",
                           "SELECT 1 INTO TEMP t",
                           "select * into temporary table t from x",
-                          "SELECT pg_advisory_lock(42)",
                           "select pg_catalog.pg_try_advisory_lock(1, 2)",
-                          "SELECT PG_ADVISORY_LOCK_SHARED(7)",
                           "LISTEN news",
                           "select 1; listen \"x\"",
                           "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
@@ -46,8 +44,11 @@ TEST(SqlBackendTest, StatementsThatMakeBackendState) {
                           "PREPARE q(int) AS SELECT $1",
                           "/* c */ LISTEN x",
                           "EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1",
+                          "EXPLAIN SELECT pg_advisory_lock(1)",
+                          "select pg_advisory_lock(1), pg_try_advisory_lock(2)",
+                          "SELECT pg_advisory_lock(1); SELECT pg_advisory_unlock(2)",
+                          "select pg_advisory_unlock(2), pg_advisory_lock_shared(1)",
                           "explain (analyze, costs off) select 1 into temp t",
-                          "SELECT \"pg_advisory_lock\"(1)",
                           "select pg_catalog.\"pg_try_advisory_lock\"(1)",
                           "CREATE TABLE \"pg_temp\".t (a int)",
                           "(SELECT 1 INTO TEMP t)"}) {
@@ -56,6 +57,20 @@ TEST(SqlBackendTest, StatementsThatMakeBackendState) {
   EXPECT_EQ(find_sql_backend_effect("LOAD 'auto_explain'"), loads_library);
   EXPECT_EQ(find_sql_backend_effect("listen a; load 'x'"), loads_library);
   EXPECT_EQ(find_sql_backend_effect("SELECT dblink_connect('c', 'dbname=x')"), loads_library);
+}
+
+// Once it has run the lock is held: the client keeps its server without asking it.
+TEST(SqlBackendTest, StatementsThatTakeASessionLockAndNothingElse) {
+  for (const char* sql : {"SELECT pg_advisory_lock(42)", "SELECT PG_ADVISORY_LOCK_SHARED(7)",
+                          "SELECT \"pg_advisory_lock\"(1)", "select pg_catalog.pg_advisory_lock(1, 2)",
+                          "SELECT pg_advisory_lock(1); SELECT abalance FROM pgbench_accounts",
+                          "select pg_advisory_lock(1), pg_advisory_lock_shared(2)"}) {
+    EXPECT_EQ(find_sql_backend_effect(sql), takes_session_lock) << sql;
+    EXPECT_TRUE(makes_backend_state(find_sql_backend_effect(sql))) << sql;  // refused under "refuse"
+  }
+  EXPECT_EQ(find_sql_backend_effect("select pg_advisory_lock(1); listen x"), creates);
+  EXPECT_EQ(find_sql_backend_effect("select pg_advisory_lock(1); load 'x'"), loads_library);
+  EXPECT_FALSE(makes_backend_state(touches));
 }
 
 TEST(SqlBackendTest, StatementsThatMayDropItOrHideWhatTheyDo) {
