@@ -29,10 +29,12 @@ std::optional<std::string> read_backend_state(const protocol::QueryReply& reply)
 }
 
 std::string with_advisory_locks(std::string_view held) {
-  constexpr std::string_view kAdvisoryLocks = "advisory locks";  // as kBackendStateQuery words it
-  if (held.find(kAdvisoryLocks) != std::string_view::npos) return std::string(held);
-  if (held.empty()) return std::string(kAdvisoryLocks);
-  return std::string(held) + ", " + std::string(kAdvisoryLocks);
+  if (held.find("advisory locks") != std::string_view::npos) return std::string(held);
+  // In kBackendStateQuery's order: after "temporary objects", before the rest.
+  constexpr std::string_view kTemporary = "temporary objects";
+  std::string list(held);
+  if (held.starts_with(kTemporary)) return list.insert(kTemporary.size(), ", advisory locks");
+  return list.insert(0, held.empty() ? "advisory locks" : "advisory locks, ");
 }
 
 }  // namespace sluice::pool

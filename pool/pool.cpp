@@ -409,9 +409,8 @@ bool Pool::return_to_idle(ServerConnection& server) {
   server.session_changed_ = false;  // reset on the way here when it was set
   server.functions_changed_ = false;
   server.carries_client_settings_ = false;
-  server.backend_state_touched_ = false;
-  server.holds_backend_state_ = false;
-  server.set_reading(true);  // an idle server that speaks or hangs up is closed
+  server.note_holds_backend_state(false);  // proven empty on the way here when it may have held some
+  server.set_reading(true);                // an idle server that speaks or hangs up is closed
   transition(server, ServerState::idle);
   close_idle_over_size();  // a clean release all the same: the pool was shrunk on reload
   return true;

@@ -574,8 +574,9 @@ class BackendStatement {
     }
     ++position_;
     if (is_any_name(token, {"pg_advisory_lock", "pg_advisory_lock_shared"})) {
-      // Under EXPLAIN without ANALYZE it does not run: the server is asked.
-      raise(explained_ ? SqlBackendEffect::creates : SqlBackendEffect::takes_session_lock);
+      // Only a plain SELECT surely runs it (not EXPLAIN, a view, a cursor, a GRANT, a WITH that
+      // may not use it): elsewhere the server is asked.
+      raise(plain_select_ ? SqlBackendEffect::takes_session_lock : SqlBackendEffect::creates);
     } else if (is_any_name(token, {"pg_try_advisory_lock", "pg_try_advisory_lock_shared"})) {
       raise(SqlBackendEffect::creates);  // it may have taken nothing
     } else if (is_any_name(token, {"dblink_connect", "dblink_connect_u"})) {
@@ -625,6 +626,7 @@ class BackendStatement {
   void on_first_word(const Token& token) {
     previous_ = token;
     selects_ = is_any_keyword(token, {"select", "with"}) || token.kind == TokenKind::open_paren;
+    plain_select_ = is_keyword(token, "select") && !explained_;
     if (is_keyword(token, "explain")) {
       explaining_ = true;
       explained_ = true;
@@ -646,7 +648,8 @@ class BackendStatement {
   Kind kind_ = Kind::other;
   bool selects_ = false;
   bool explaining_ = false;
-  bool explained_ = false;  // the statement is under EXPLAIN, with or without ANALYZE
+  bool explained_ = false;     // under EXPLAIN, with or without ANALYZE
+  bool plain_select_ = false;  // a SELECT, not under EXPLAIN
   Token previous_;
   SqlBackendEffect effect_ = SqlBackendEffect::none;
   bool past_create_options_ = false;

@@ -54,20 +54,23 @@ std::vector<std::string> find_custom_setting_names(std::string_view sql);
 
 // What a query string does to state that lives in its backend and cannot follow a client to
 // another server: temporary objects, session advisory locks, WITH HOLD cursors, LISTEN, SQL
-// prepared statements, loaded libraries. Ordered: a string's effect is its strongest statement's.
+// prepared statements, loaded libraries. Ordered: a string's effect is its strongest statement's,
+// but for a lock taken beside a statement that touches (see takes_session_lock).
 enum class SqlBackendEffect {
   none,
   // May drop such state (UNLISTEN, CLOSE, DROP, DEALLOCATE, DISCARD, an advisory unlock, an
   // ON COMMIT DROP temporary table), or runs code sluiced cannot see into (DO, CALL): the server
   // is asked what the transaction left behind.
   touches,
-  // Takes a session advisory lock (pg_advisory_lock, pg_advisory_lock_shared) and does nothing else
-  // of the kind: once it has succeeded the lock is held, so the client keeps its server without the
-  // server being asked (a scan of PostgreSQL's whole lock table). A call that ran on no row keeps it
-  // too, until the client's next statement of the kind asks. Beside one that touches: creates.
+  // A SELECT that calls pg_advisory_lock or pg_advisory_lock_shared, and nothing else of the kind
+  // in the string: once it has run without an error the lock is, as a rule, held, so the client
+  // keeps its server without the server being asked (a scan of PostgreSQL's whole lock table). A
+  // call that ran on no row keeps it too, until the client's next statement of the kind asks: a
+  // held server, never a lost lock. Beside one that touches: creates.
   takes_session_lock,
   // Makes it: LISTEN, PREPARE, DECLARE ... WITH HOLD, CREATE TEMP (without ON COMMIT DROP) or in
-  // pg_temp, SELECT INTO TEMP, a session advisory lock, dblink_connect.
+  // pg_temp, SELECT INTO TEMP, a session advisory lock taken otherwise (pg_try_advisory_lock, or
+  // named anywhere but in a SELECT), dblink_connect.
   creates,
   // LOAD: a library stays in its backend for good, and no query can tell.
   loads_library,

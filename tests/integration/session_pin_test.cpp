@@ -320,6 +320,25 @@ TEST_F(SessionPinTest, ASessionLockThatFailedIsAskedAbout) {
   EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
 }
 
+// A client that leaves inside the transaction that took a lock: its server is wiped and proven
+// empty on the way back to the pool, and the next client on it is not pinned for that lock.
+TEST_F(SessionPinTest, ALockTakenByAClientThatLeftDoesNotPinTheNext) {
+  {
+    const PgConn leaving = harness::connect(sluiced_->conninfo(kDatabase));
+    harness::exec_ok(leaving, "begin");
+    harness::exec_ok(leaving, "select pg_advisory_lock(64)");
+  }
+  ASSERT_TRUE(harness::wait_until([&] {
+    const auto status = ctltest::status(sluiced_->control_socket());
+    return status["clients"]["total"] == 0 && status["servers"]["idle"] == status["servers"]["total"];
+  }));
+  const PgConn next = harness::connect(sluiced_->conninfo(kDatabase));
+  harness::exec_ok(next, "select 1");  // the most recently released server: the one that was wiped
+  EXPECT_EQ(ctltest::status(sluiced_->control_socket())["clients"]["pinned"], 0);
+  EXPECT_EQ(pinned_because(*sluiced_, ""), "");
+  EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
+}
+
 // A client that says goodbye while sluiced asks its server what it holds: the Terminate waits
 // behind the question, and then ends the session without a server — here the other server is in
 // another client's transaction, and a third client, queued first, takes the freed one for 30 s.

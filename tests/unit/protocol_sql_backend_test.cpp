@@ -68,7 +68,15 @@ TEST(SqlBackendTest, StatementsThatTakeASessionLockAndNothingElse) {
     EXPECT_EQ(find_sql_backend_effect(sql), takes_session_lock) << sql;
     EXPECT_TRUE(makes_backend_state(find_sql_backend_effect(sql))) << sql;  // refused under "refuse"
   }
-  EXPECT_EQ(find_sql_backend_effect("select pg_advisory_lock(1); listen x"), creates);
+  // Where it may not run, the server is asked.
+  for (const char* sql :
+       {"EXPLAIN ANALYZE SELECT pg_advisory_lock(1)", "CREATE VIEW v AS SELECT pg_advisory_lock(id) FROM t",
+        "DECLARE c CURSOR FOR SELECT pg_advisory_lock(1)", "WITH x AS (SELECT pg_advisory_lock(1)) SELECT 1",
+        "GRANT EXECUTE ON FUNCTION pg_advisory_lock(bigint) TO app",
+        "CREATE TEMP TABLE t ON COMMIT DROP AS SELECT pg_advisory_lock(1)",
+        "select pg_advisory_lock(1); listen x"}) {
+    EXPECT_EQ(find_sql_backend_effect(sql), creates) << sql;
+  }
   EXPECT_EQ(find_sql_backend_effect("select pg_advisory_lock(1); load 'x'"), loads_library);
   EXPECT_FALSE(makes_backend_state(touches));
 }
