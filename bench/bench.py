@@ -1117,10 +1117,10 @@ time: the price of correctness here, against poolers that hand the server on and
 
     @staticmethod
     def round_cpu(r):
-        """One run's pooler CPU per transaction with its system part, "10.2 (7.1)", or "-"."""
+        """One run's pooler CPU per transaction with its system part, "10.24 (7.10)", or "-"."""
         if r.get("user_us") is None or r.get("sys_us") is None:
             return "-"
-        return f"{r['user_us'] + r['sys_us']:.1f} ({r['sys_us']:.1f})"
+        return f"{r['user_us'] + r['sys_us']:.2f} ({r['sys_us']:.2f})"
 
     def errors_section(self):
         out = []

@@ -42,7 +42,7 @@ def tps_of(cell):
 
 
 def cpu_of(cell):
-    """A round's (pooler CPU, its system part) in µs per transaction from "10.2 (7.1)", or None."""
+    """A round's (pooler CPU, its system part) in µs per transaction from "10.24 (7.10)", or None."""
     m = re.fullmatch(r"([\d.]+) \(([\d.]+)\)", cell.strip())
     return (float(m.group(1)), float(m.group(2))) if m else None
 
@@ -129,7 +129,8 @@ def main(reports):
     table(runs, reports, "sluice/PgBouncer 1.25.2 pooler CPU per transaction, same rounds",
           "all rounds: median | geometric mean | rounds at or under 0.8 × | floor: sluice's system time "
           "/ PgBouncer 1.25.2's CPU, median",
-          lambda pairs: [(a[1][0] / b[1][0], a[1][1] / b[1][0]) for a, b in pairs if a[1] and b[1] and b[1][0]],
+          lambda pairs: [(a[1][0] / b[1][0], a[1][1] / b[1][0]) for a, b in pairs
+                         if a[1] and b[1] and a[1][0] and b[1][0]],
           cpu_summary)
     return 0
 
