@@ -77,8 +77,8 @@ class StatementRouter {
   // caches; under session_state "refuse", SQL that makes backend state is
   // refused. SQL PREPARE/EXECUTE pass: the PREPARE pins the client.
   bool route_sql(std::string_view sql, char request, bool unnamed_parse);
-  // `runs_now`: a Query, or a named statement's Bind, which runs it (an unnamed Parse may only be
-  // described; its Bind carries no effect).
+  // `runs_now`: a Query, or a named statement's Bind, whose Execute follows as a rule (an unnamed
+  // Parse may only be described; its Bind carries no effect).
   void note_backend_effect(protocol::SqlBackendEffect effect, bool runs_now);
   void note_custom_setting_names(std::string_view sql);
   // A call of a function that may change settings (or a write to a table whose trigger may): the

@@ -614,6 +614,8 @@ class BackendStatement {
     previous_ = token;
   }
 
+  [[nodiscard]] bool creates_an_object() const { return kind_ == Kind::create; }
+
   [[nodiscard]] SqlBackendEffect effect() const {
     if (temporary_)
       return combine(effect_, dropped_at_commit_ ? SqlBackendEffect::touches : SqlBackendEffect::creates);
@@ -661,10 +663,17 @@ SqlBackendEffect backend_effect(std::string_view sql) {
   Lexer lexer(sql);
   SqlBackendEffect effect = SqlBackendEffect::none;
   BackendStatement statement;
+  // After a CREATE, a ';' may be inside its body (BEGIN ATOMIC, a rule's actions): what follows
+  // may not run now, so a lock there is asked about.
+  bool after_create = false;
   for (Token token = lexer.next();; token = lexer.next()) {
     if (token.kind == TokenKind::end || token.kind == TokenKind::semicolon) {
-      effect = combine(effect, statement.effect());
+      const SqlBackendEffect own = statement.effect();
+      effect = combine(effect, after_create && own == SqlBackendEffect::takes_session_lock
+                                   ? SqlBackendEffect::creates
+                                   : own);
       if (token.kind == TokenKind::end) return effect;
+      after_create = after_create || statement.creates_an_object();
       statement = BackendStatement{};
       continue;
     }

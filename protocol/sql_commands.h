@@ -65,8 +65,9 @@ enum class SqlBackendEffect {
   // A SELECT that calls pg_advisory_lock or pg_advisory_lock_shared, and nothing else of the kind
   // in the string: once it has run without an error the lock is, as a rule, held, so the client
   // keeps its server without the server being asked (a scan of PostgreSQL's whole lock table). A
-  // call that ran on no row keeps it too, until the client's next statement of the kind asks: a
-  // held server, never a lost lock. Beside one that touches: creates.
+  // call that ran on no row keeps it too, until the client runs something that may drop such
+  // state (an unlock, DISCARD, ...), which asks, or leaves: a held server, never a lost lock.
+  // Beside one that touches, or after a CREATE in the same string: creates.
   takes_session_lock,
   // Makes it: LISTEN, PREPARE, DECLARE ... WITH HOLD, CREATE TEMP (without ON COMMIT DROP) or in
   // pg_temp, SELECT INTO TEMP, a session advisory lock taken otherwise (pg_try_advisory_lock, or

@@ -310,12 +310,18 @@ TEST_F(SessionPinTest, ASessionLockPinsWithoutAskingTheServer) {
 TEST_F(SessionPinTest, ASessionLockThatFailedIsAskedAbout) {
   const PgConn direct = harness::connect(harness::postgres().conninfo(kDatabase));
   harness::exec_ok(direct, "select pg_advisory_lock(63)");
-  const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
-  harness::exec_ok(client, "set lock_timeout = '50ms'");
+  // A startup setting, not a SET: the server is not reset at release, and its last query stays.
+  const PgConn client = harness::connect(sluiced_->conninfo(kDatabase) + " options='-c lock_timeout=50ms'");
+  const std::string server_pid = scalar(client, "select pg_backend_pid()");  // one client: the same server
   const harness::PgResult failed(PQexec(client.get(), "select pg_advisory_lock(63)"));
   EXPECT_EQ(std::string(PQresultErrorField(failed.get(), PG_DIAG_SQLSTATE)), "55P03");
   EXPECT_EQ(pinned_because(*sluiced_, ""), "");
   EXPECT_EQ(ctltest::status(sluiced_->control_socket())["clients"]["pinned"], 0);
+  EXPECT_EQ(
+      scalar(direct, "select query like 'SELECT pg_catalog.concat_ws(%' from pg_stat_activity where pid = " +
+                         server_pid),
+      "t")
+      << "the server was asked";
   harness::exec_ok(direct, "select pg_advisory_unlock(63)");
   EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
 }
@@ -330,10 +336,12 @@ TEST_F(SessionPinTest, ALockTakenByAClientThatLeftDoesNotPinTheNext) {
   }
   ASSERT_TRUE(harness::wait_until([&] {
     const auto status = ctltest::status(sluiced_->control_socket());
-    return status["clients"]["total"] == 0 && status["servers"]["idle"] == status["servers"]["total"];
+    return status["clients"]["total"] == 0 && status["servers"]["total"] == 1 &&
+           status["servers"]["idle"] == 1;
   }));
+  EXPECT_EQ(discards(*sluiced_), 0) << "the wiped server was kept";
   const PgConn next = harness::connect(sluiced_->conninfo(kDatabase));
-  harness::exec_ok(next, "select 1");  // the most recently released server: the one that was wiped
+  harness::exec_ok(next, "select 1");  // the pool's one server: the one that was wiped
   EXPECT_EQ(ctltest::status(sluiced_->control_socket())["clients"]["pinned"], 0);
   EXPECT_EQ(pinned_because(*sluiced_, ""), "");
   EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);

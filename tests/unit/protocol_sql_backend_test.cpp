@@ -61,10 +61,12 @@ TEST(SqlBackendTest, StatementsThatMakeBackendState) {
 
 // Once it has run the lock is held: the client keeps its server without asking it.
 TEST(SqlBackendTest, StatementsThatTakeASessionLockAndNothingElse) {
-  for (const char* sql : {"SELECT pg_advisory_lock(42)", "SELECT PG_ADVISORY_LOCK_SHARED(7)",
-                          "SELECT \"pg_advisory_lock\"(1)", "select pg_catalog.pg_advisory_lock(1, 2)",
-                          "SELECT pg_advisory_lock(1); SELECT abalance FROM pgbench_accounts",
-                          "select pg_advisory_lock(1), pg_advisory_lock_shared(2)"}) {
+  for (const char* sql :
+       {"SELECT pg_advisory_lock(42)", "SELECT PG_ADVISORY_LOCK_SHARED(7)", "SELECT \"pg_advisory_lock\"(1)",
+        "select pg_catalog.pg_advisory_lock(1, 2)",
+        "SELECT pg_advisory_lock(1); SELECT abalance FROM pgbench_accounts",
+        "select pg_advisory_lock(1), pg_advisory_lock_shared(2)", "select 1; select pg_advisory_lock(1)",
+        "EXPLAIN SELECT 1; SELECT pg_advisory_lock(1)"}) {
     EXPECT_EQ(find_sql_backend_effect(sql), takes_session_lock) << sql;
     EXPECT_TRUE(makes_backend_state(find_sql_backend_effect(sql))) << sql;  // refused under "refuse"
   }
@@ -74,7 +76,9 @@ TEST(SqlBackendTest, StatementsThatTakeASessionLockAndNothingElse) {
         "DECLARE c CURSOR FOR SELECT pg_advisory_lock(1)", "WITH x AS (SELECT pg_advisory_lock(1)) SELECT 1",
         "GRANT EXECUTE ON FUNCTION pg_advisory_lock(bigint) TO app",
         "CREATE TEMP TABLE t ON COMMIT DROP AS SELECT pg_advisory_lock(1)",
-        "select pg_advisory_lock(1); listen x"}) {
+        "select pg_advisory_lock(1); listen x", "(SELECT pg_advisory_lock(1))",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT pg_advisory_lock(1); "
+        "END"}) {
     EXPECT_EQ(find_sql_backend_effect(sql), creates) << sql;
   }
   EXPECT_EQ(find_sql_backend_effect("select pg_advisory_lock(1); load 'x'"), loads_library);
