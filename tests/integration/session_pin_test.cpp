@@ -64,10 +64,14 @@ constexpr const char* kNothingLeft = "0 temp, 0 locks, 0 cursors, 0 channels, 0 
 class SessionPinTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { scope_test::ensure_database(kDatabase); }
-  void SetUp() override {
+  void SetUp() override { start_sluiced(2); }
+
+  void start_sluiced(int pool_size) {
     sluiced_.emplace(harness::PoolOptions{
-        .dbname = kDatabase, .pool_size = 2, .overrides = scope_test::debug_overrides()});
+        .dbname = kDatabase, .pool_size = pool_size, .overrides = scope_test::debug_overrides()});
   }
+  // A pool of one: a second server cannot open while the first reads the catalog.
+  void use_one_server() { start_sluiced(1); }
 
   void expect_as_direct(int clients, const std::vector<Step>& script) {
     const auto direct = script_test::run_script(harness::postgres().conninfo(kDatabase), clients, script);
@@ -311,8 +315,9 @@ TEST_F(SessionPinTest, ASessionLockThatFailedIsAskedAbout) {
   const PgConn direct = harness::connect(harness::postgres().conninfo(kDatabase));
   harness::exec_ok(direct, "select pg_advisory_lock(63)");
   // A startup setting, not a SET: the server is not reset at release, and its last query stays.
+  use_one_server();  // the question runs where pg_backend_pid() did
   const PgConn client = harness::connect(sluiced_->conninfo(kDatabase) + " options='-c lock_timeout=50ms'");
-  const std::string server_pid = scalar(client, "select pg_backend_pid()");  // one client: the same server
+  const std::string server_pid = scalar(client, "select pg_backend_pid()");
   const harness::PgResult failed(PQexec(client.get(), "select pg_advisory_lock(63)"));
   EXPECT_EQ(std::string(PQresultErrorField(failed.get(), PG_DIAG_SQLSTATE)), "55P03");
   EXPECT_EQ(pinned_because(*sluiced_, ""), "");
@@ -329,6 +334,7 @@ TEST_F(SessionPinTest, ASessionLockThatFailedIsAskedAbout) {
 // A client that leaves inside the transaction that took a lock: its server is wiped and proven
 // empty on the way back to the pool, and the next client on it is not pinned for that lock.
 TEST_F(SessionPinTest, ALockTakenByAClientThatLeftDoesNotPinTheNext) {
+  use_one_server();  // the next client surely gets the wiped one
   {
     const PgConn leaving = harness::connect(sluiced_->conninfo(kDatabase));
     harness::exec_ok(leaving, "begin");
@@ -341,7 +347,7 @@ TEST_F(SessionPinTest, ALockTakenByAClientThatLeftDoesNotPinTheNext) {
   }));
   EXPECT_EQ(discards(*sluiced_), 0) << "the wiped server was kept";
   const PgConn next = harness::connect(sluiced_->conninfo(kDatabase));
-  harness::exec_ok(next, "select 1");  // the pool's one server: the one that was wiped
+  harness::exec_ok(next, "select 1");
   EXPECT_EQ(ctltest::status(sluiced_->control_socket())["clients"]["pinned"], 0);
   EXPECT_EQ(pinned_because(*sluiced_, ""), "");
   EXPECT_EQ(leftovers(*sluiced_), kNothingLeft);
