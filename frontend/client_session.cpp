@@ -437,10 +437,12 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
         router != nullptr ? router->finish_chunk(chunk.size(), scanner_.pending_header_bytes()) : chunk;
     if (!out.empty() && !server.send(out)) return server_write_failed();
     if (router != nullptr) {
+      const bool sent_nothing = out.empty();
+      router->release_memory();  // now, while its lines are warm, rather than at the release
       server.deliver_ready_replies();
       if (state_ == ClientState::closing) return;
       // All answered here (a lone Close, say): no reply will come to end the scope.
-      if (out.empty() && server.idle_clean() && !server.has_pending_output()) return on_server_ready();
+      if (sent_nothing && server.idle_clean() && !server.has_pending_output()) return on_server_ready();
     }
     if (server.has_pending_output()) socket_->set_reading(false);  // resume in on_server_drained
     return;
@@ -512,7 +514,6 @@ void ClientSession::release_server() {
   }
   scope_.end("transaction complete");
   if (state_ == ClientState::closing) return;  // the release failed at once and took its settings
-  if (router_) router_->release_memory();
   set_state(ClientState::idle);
   request_timer_.answered('I', state_since_, pool_->metrics());
   socket_->set_reading(true);

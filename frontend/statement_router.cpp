@@ -101,9 +101,8 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
 void StatementRouter::release_memory() {
   editor_.release_memory();
   constexpr std::size_t kKeptCapacity = 4096;
-  for (std::string* buffer : {&whole_, &rewritten_}) {
-    if (buffer->capacity() > kKeptCapacity) std::string().swap(*buffer);
-  }
+  if (rewritten_.capacity() > kKeptCapacity) std::string().swap(rewritten_);
+  if (carry_ == 0 && whole_.capacity() > kKeptCapacity) std::string().swap(whole_);
 }
 
 std::vector<std::pair<std::string, std::string>> StatementRouter::statements() const {

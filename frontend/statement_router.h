@@ -42,8 +42,8 @@ class StatementRouter {
   // Custom settings ("app.tenant") the client's SQL named: pg_settings does not list them, so
   // reading the client's settings back asks for these by name.
   [[nodiscard]] const std::vector<std::string>& custom_setting_names() const { return custom_setting_names_; }
-  // Between transactions: a large message's buffers are not kept for the
-  // client's lifetime.
+  // Once a chunk's output is sent: a large message's buffers are not kept for the client's
+  // lifetime (a message still being gathered keeps its buffer).
   void release_memory();
   // A live upgrade: what moves with the client (its statements by name, with their Parse
   // definitions, and the custom setting names), and what the new process restores.

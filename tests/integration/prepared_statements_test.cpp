@@ -288,6 +288,22 @@ TEST(PreparedStatementsTest, ABatchArrivingByteByByteIsRoutedWhole) {
   }
 }
 
+// A Parse several reads long is gathered whole: sluiced releases a large message's buffers after
+// each read it forwards, never the one still gathering.
+TEST(PreparedStatementsTest, AStatementLongerThanSeveralReadsIsRoutedWhole) {
+  Sluiced sluiced({.pool_size = 1});
+  const PgConn conn = connect(sluiced.conninfo());
+  const std::string sql =
+      "SELECT length('" + std::string(300000, 'x') + "')";  // sluiced reads 64 KiB at most
+  for (const char* name : {"long_a", "long_b"}) {
+    const PgResult prepared(PQprepare(conn.get(), name, sql.c_str(), 0, nullptr));
+    ASSERT_EQ(PQresultStatus(prepared.get()), PGRES_COMMAND_OK) << PQerrorMessage(conn.get());
+    const PgResult result(PQexecPrepared(conn.get(), name, 0, nullptr, nullptr, nullptr, 0));
+    ASSERT_EQ(PQresultStatus(result.get()), PGRES_TUPLES_OK) << PQerrorMessage(conn.get());
+    EXPECT_STREQ(PQgetvalue(result.get(), 0, 0), "300000");
+  }
+}
+
 TEST(PreparedStatementsTest, AnsweredRequestsAloneDoNotKeepTheServer) {
   Sluiced sluiced({.pool_size = 1, .overrides = {{"pool", {{"query_wait_timeout_ms", 3000}}}}});
   RawClient raw(sluiced.socket_path());
