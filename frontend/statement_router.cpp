@@ -99,10 +99,12 @@ void StatementRouter::on_message(const protocol::MessageEvent& event) {
 }
 
 void StatementRouter::release_memory() {
+  if (carry_ != 0) return;  // a message continues in the next read: whole_ may be gathering it
   editor_.release_memory();
   constexpr std::size_t kKeptCapacity = 4096;
-  if (rewritten_.capacity() > kKeptCapacity) std::string().swap(rewritten_);
-  if (carry_ == 0 && whole_.capacity() > kKeptCapacity) std::string().swap(whole_);
+  for (std::string* buffer : {&whole_, &rewritten_}) {
+    if (buffer->capacity() > kKeptCapacity) std::string().swap(*buffer);
+  }
 }
 
 std::vector<std::pair<std::string, std::string>> StatementRouter::statements() const {

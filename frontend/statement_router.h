@@ -32,7 +32,7 @@ class StatementRouter {
 
   // One chunk from the client, bound for `server`: begin, one call per message
   // the scanner reports, then finish, which returns the bytes for the server
-  // up to `end` (valid until the next begin). A message's first bytes wait
+  // up to `end` (valid until release_memory() or the next begin). A message's first bytes wait
   // here until its type says whether it must be read whole.
   void begin_chunk(protocol::Bytes chunk, pool::ServerConnection& server);
   void on_message(const protocol::MessageEvent& event);
@@ -42,8 +42,8 @@ class StatementRouter {
   // Custom settings ("app.tenant") the client's SQL named: pg_settings does not list them, so
   // reading the client's settings back asks for these by name.
   [[nodiscard]] const std::vector<std::string>& custom_setting_names() const { return custom_setting_names_; }
-  // Once a chunk's output is sent: a large message's buffers are not kept for the client's
-  // lifetime (a message still being gathered keeps its buffer).
+  // Once a chunk's output is sent, at a message boundary: a large message's buffers are not kept
+  // for the client's lifetime (a stream of reads cut mid-message keeps them, still in use).
   void release_memory();
   // A live upgrade: what moves with the client (its statements by name, with their Parse
   // definitions, and the custom setting names), and what the new process restores.

@@ -37,7 +37,7 @@ class ChunkEditor {
   // Ends the chunk: everything up to `end` passes, except the first bytes of a
   // header still incomplete there (`partial_header_bytes` as the scanner counts
   // them, earlier chunks' included), which are held. Returns the output, valid
-  // until the next begin.
+  // until release_memory() or the next begin.
   Bytes finish(std::size_t end, std::size_t partial_header_bytes) {
     const std::size_t in_this_chunk =
         partial_header_bytes > held_.size() ? partial_header_bytes - held_.size() : 0;
