@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <type_traits>
 
 namespace sluice::net {
 
@@ -14,7 +15,6 @@ PollSocket::Ptr PollSocket::open(uv_loop_t* loop, int fd, bool owns_fd, Handler*
     delete socket;
     return nullptr;
   }
-  socket->poll_.data = socket;
   socket->update_events();
   return Ptr(socket);
 }
@@ -39,7 +39,7 @@ void PollSocket::close() {
   handler_ = nullptr;
   if (tls_) tls_->shutdown();
   uv_close(reinterpret_cast<uv_handle_t*>(&poll_), [](uv_handle_t* handle) {
-    auto* socket = static_cast<PollSocket*>(handle->data);
+    auto* socket = of(reinterpret_cast<uv_poll_t*>(handle));
     if (socket->owns_fd_) ::close(socket->fd_);
     delete socket;
   });
@@ -211,8 +211,13 @@ void PollSocket::flush() {
   if (handler_ != nullptr) handler_->on_drained();
 }
 
+PollSocket* PollSocket::of(uv_poll_t* handle) {
+  static_assert(std::is_standard_layout_v<PollHandle>, "the handle must share its struct's address");
+  return static_cast<PollSocket*>(reinterpret_cast<PollHandle*>(handle));
+}
+
 void PollSocket::on_poll(uv_poll_t* handle, int status, int events) {
-  auto* socket = static_cast<PollSocket*>(handle->data);
+  PollSocket* socket = of(handle);
   if (socket->closing_) return;
   if (status < 0) {
     if (socket->close_when_flushed_) return socket->close();

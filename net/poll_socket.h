@@ -18,7 +18,15 @@
 
 namespace sluice::net {
 
-class PollSocket {
+// libuv's handle, alone in a standard-layout struct: a pointer to it is a pointer to the struct, and
+// so (a downcast) to the socket it starts.
+struct PollHandle {
+  uv_poll_t poll_{};
+};
+
+// An event reads the handle's callbacks and pevents (libuv 1.44: bytes 96-152) and the socket's
+// flags and handler right after the handle: two cache lines wherever malloc puts the socket.
+class PollSocket : PollHandle {
  public:
   class Handler {
    public:
@@ -92,11 +100,13 @@ class PollSocket {
   bool write_tls(std::span<const std::uint8_t> bytes);
   // Sends pending_ through TLS; false on a hard error.
   bool flush_tls();
+  // The socket a handle belongs to, found from the handle's address (handle->data would be one more
+  // line to read per event).
+  static PollSocket* of(uv_poll_t* handle);
   static void on_poll(uv_poll_t* handle, int status, int events);
 
-  uv_poll_t poll_{};
   // Together, what every event, read and write reads besides the handle: the flags, the handler and
-  // pending_'s length (its second word), 32 bytes on one cache line or two, not spread over four.
+  // pending_'s length (its second word), 32 bytes right after the handle.
   int fd_;
   bool reading_ = true;
   bool watching_writable_ = false;
