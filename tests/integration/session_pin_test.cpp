@@ -358,13 +358,19 @@ TEST_F(SessionPinTest, ALockTakenByAClientThatLeftDoesNotPinTheNext) {
 // another client's transaction, and a third client, queued first, takes the freed one for 30 s.
 TEST_F(SessionPinTest, ATerminateBehindTheBackendStateQuestionEndsTheSession) {
   const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
-  // Once through first: the backend's own catalog lookups for these statements are made.
-  harness::exec_ok(client, "select pg_advisory_lock(1)");
-  harness::exec_ok(client, "select pg_advisory_unlock(1)");
-  harness::exec_ok(client, "select pg_advisory_lock(1)");
-  ASSERT_EQ(pinned_because(*sluiced_, "advisory locks"), "advisory locks");
   const PgConn holder = harness::connect(sluiced_->conninfo(kDatabase));
   const PgConn sleeper = harness::connect(sluiced_->conninfo(kDatabase));
+  // The client pins the second server (the holder's transaction has the first), as it may when
+  // the pool has opened both: the statements' catalog lookups must be made on the pinned server.
+  harness::exec_ok(holder, "begin");
+  harness::exec_ok(holder, "select 1");
+  harness::exec_ok(client, "select pg_advisory_lock(1)");
+  harness::exec_ok(holder, "commit");
+  ASSERT_EQ(pinned_because(*sluiced_, "advisory locks"), "advisory locks");
+  // Once through on it (a lock it does not hold: false, and a WARNING): the backend's own catalog
+  // lookups for the unlock and for sluiced's question are made before pg_type is locked.
+  harness::exec_ok(client, "select pg_advisory_unlock(2)");
+  ASSERT_EQ(pinned_because(*sluiced_, "advisory locks"), "advisory locks");
   harness::exec_ok(holder, "begin");
   harness::exec_ok(holder, "select 1");  // the pool's other server
   BackendStateQuestionHeld question;
