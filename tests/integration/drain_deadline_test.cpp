@@ -79,29 +79,29 @@ TEST_F(DrainDeadlineTest, DeadlineCancelsRollsBackAndCountsTheScopeAsForced) {
   const ctltest::NoticeLog idle_notices(idle);
 
   const auto drain_at = Clock::now();
-  const json ack = ctltest::control(daemon.control_socket(), {{"cmd", "drain"}, {"timeout_s", 1}});
+  const json ack = ctltest::control(daemon.control_socket(), {{"cmd", "drain"}, {"timeout_s", 3}});
   ASSERT_EQ(ack.value("ok", false), true) << ack.dump();
 
   // Before the deadline: the idle client is gone already, the sleeper still inside its transaction.
-  EXPECT_TRUE(ctltest::await_closed_while_idle(idle, 900ms)) << "the idle client was not closed at once";
+  EXPECT_TRUE(ctltest::await_closed_while_idle(idle, 2s)) << "the idle client was not closed at once";
   EXPECT_TRUE(idle_notices.saw_sqlstate("57P01")) << idle_notices.describe();
   const json before = ctltest::status(daemon.control_socket());
-  if (ms_since(drain_at) < 900) {
+  if (ms_since(drain_at) < 2900) {
     EXPECT_EQ(before.value("state", ""), "draining") << before.dump();
     EXPECT_EQ(before["drain"].value("scopes_remaining", -1), 1) << before.dump();
     EXPECT_EQ(before["drain"].value("forced", -1), 0) << before.dump();
-    EXPECT_LE(before["drain"].value("deadline_in_s", 99.0), 1.0) << before.dump();
+    EXPECT_LE(before["drain"].value("deadline_in_s", 99.0), 3.0) << before.dump();
   }
 
   // At the deadline the client is told, with 57P01, instead of getting its sleep's result.
-  const auto result = ctltest::await_result(sleeper.conn, 5s);
+  const auto result = ctltest::await_result(sleeper.conn, 7s);
   const long long told_after_ms = ms_since(drain_at);
-  ASSERT_TRUE(result.has_value()) << "the client inside pg_sleep(60) heard nothing 5 s after a 1 s drain";
+  ASSERT_TRUE(result.has_value()) << "the client inside pg_sleep(60) heard nothing 7 s after a 3 s drain";
   EXPECT_NE(PQresultStatus(result->get()), PGRES_TUPLES_OK) << "pg_sleep(60) cannot have finished";
   EXPECT_TRUE(ctltest::reported_sqlstate(result->get(), *sleeper.notices, "57P01"))
       << PQresultErrorMessage(result->get()) << " / notices: " << sleeper.notices->describe();
-  EXPECT_GE(told_after_ms, 900) << "cut before the deadline";
-  EXPECT_LE(told_after_ms, 2500) << "cut long after the 1 s deadline";
+  EXPECT_GE(told_after_ms, 2900) << "cut before the deadline";
+  EXPECT_LE(told_after_ms, 6000) << "cut long after the 3 s deadline";
 
   // The backend stops sleeping (cancelled) and leaves its transaction: idle, or closed after it.
   std::string state;
@@ -110,7 +110,7 @@ TEST_F(DrainDeadlineTest, DeadlineCancelsRollsBackAndCountsTheScopeAsForced) {
         state = backend_state(observer, sleeper.backend_pid);
         return state == "idle" || state == "gone";
       },
-      std::chrono::milliseconds(std::max<long long>(0, 3000 - ms_since(drain_at)))))
+      5s))
       << "backend " << sleeper.backend_pid << " still '" << state << "' " << ms_since(drain_at)
       << " ms after the drain";
   EXPECT_EQ(count_markers("cut-by-deadline"), "0") << "the cut transaction's insert was committed";

@@ -120,7 +120,7 @@ TEST(DrainLoadTest, SigtermUnderLoadKeepsEveryCommitAndAbortsNothing) {
   daemon.send_signal(SIGTERM);
 
   // The holder keeps the drain going while the newcomer knocks.
-  EXPECT_TRUE(ctltest::wait_for_state(daemon.control_socket(), "draining", 2s))
+  EXPECT_TRUE(ctltest::wait_for_state(daemon.control_socket(), "draining", 10s))
       << "SIGTERM did not start a drain";
   const auto knock = Clock::now();
   const PgConn newcomer = harness::try_connect(daemon.conninfo());
@@ -129,7 +129,7 @@ TEST(DrainLoadTest, SigtermUnderLoadKeepsEveryCommitAndAbortsNothing) {
   EXPECT_NE(std::string(PQerrorMessage(newcomer.get())).find("the database system is shutting down"),
             std::string::npos)
       << PQerrorMessage(newcomer.get());
-  EXPECT_LT(refused_in, 1s) << "the newcomer waited "
+  EXPECT_LT(refused_in, 5s) << "the newcomer waited "
                             << std::chrono::duration_cast<std::chrono::milliseconds>(refused_in).count()
                             << " ms";
 

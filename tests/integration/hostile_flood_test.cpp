@@ -216,7 +216,7 @@ TEST(HostileFloodTest, TwoThousandSilentConnections) {
     EXPECT_EQ(scalar(conn, "SELECT 'served'"), "served");
   }
   const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - start);
-  EXPECT_LT(took, seconds(1)) << "a real client took " << took.count() << " ms among " << kSilent
+  EXPECT_LT(took, seconds(5)) << "a real client took " << took.count() << " ms among " << kSilent
                               << " silent ones";
 
   const long rss_after = rss_kib(sluiced.pid());

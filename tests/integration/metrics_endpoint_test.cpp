@@ -74,6 +74,7 @@ void expect_clients_served_during(const harness::Sluiced& sluiced, const std::fu
   std::thread client([&] {
     try {
       const PgConn conn = harness::connect(sluiced.conninfo());
+      harness::exec_ok(conn, "select 1");  // the pool's first server login is not what is timed
       while (!done) {
         const auto started = std::chrono::steady_clock::now();
         harness::exec_ok(conn, "select 1");
@@ -97,7 +98,8 @@ void expect_clients_served_during(const harness::Sluiced& sluiced, const std::fu
   done = true;
   client.join();
   EXPECT_EQ(failure, "");
-  EXPECT_LT(slowest_ms.load(), 500) << "a query waited on the misbehaving scraper";
+  // A round trip takes a millisecond or two here, tens under the sanitizers on a loaded machine.
+  EXPECT_LT(slowest_ms.load(), 1000) << "a query waited on the misbehaving scraper";
 }
 
 TEST(MetricsEndpoint, ServesBothFormatsOverTcpToTheStrictParsers) {

@@ -367,14 +367,15 @@ TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
   constexpr int kHeavyClients = 16;
   harness::Sluiced sluiced(two_places());
   const BusyClients heavy(std::vector<std::string>(kHeavyClients, sluiced.conninfo(kDatabase)),
-                          "SELECT pg_sleep(0.1)");
+                          "SELECT pg_sleep(0.4)");
   const std::string heavy_user = scope_test::os_user();
   ASSERT_TRUE(wait_until([&] {
     return pool_row(sluiced, kDatabase, heavy_user).value("clients", json::object()).value("waiting", 0) >= 8;
   })) << "the heavy user's clients never queued";
 
-  // The heavy queue is about 16 x 0.1 s / 2 servers = 0.8 s long; the light user's query waits for
-  // one place to move (a transaction, a janitor turn, a connect), not for that queue.
+  // The heavy queue is about 16 x 0.4 s / 2 servers = 3.2 s long; the light user's query waits for
+  // one place to move (a transaction, a janitor turn, a connect), not for that queue: the bound
+  // leaves room for a slow machine (the sanitizers) and still fails a wait behind the queue.
   const PgConn light = harness::connect(sluiced.conninfo(kDatabase, kOtherUser));
   milliseconds slowest{};
   for (int i = 0; i < 5; ++i) {
@@ -382,11 +383,11 @@ TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
     EXPECT_EQ(scalar(light, "SELECT current_user"), kOtherUser);
     slowest = std::max(slowest, since(start));
   }
-  EXPECT_LT(slowest, milliseconds(600)) << "the light user waited behind the heavy user's queue";
+  EXPECT_LT(slowest, milliseconds(2000)) << "the light user waited behind the heavy user's queue";
   EXPECT_LE(backends(kDatabase), 2);
   // And the heavy user gets both places back once the light one stops waiting.
   const int heavy_before = heavy.queries();
-  EXPECT_TRUE(wait_until([&] { return heavy.queries() >= heavy_before + 2 * kHeavyClients; }))
+  EXPECT_TRUE(wait_until([&] { return heavy.queries() >= heavy_before + kHeavyClients; }))
       << "the heavy user was starved instead";
   EXPECT_TRUE(wait_until([&] { return backends(kDatabase, heavy_user) == 2; }))
       << backends(kDatabase, heavy_user);
@@ -419,7 +420,7 @@ TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
 
 // Shares are per user, not per pool: a heavy user whose clients are spread over many pools (each
 // application_name is a pool of its own) weighs as one user beside a light one. Counted per pool, the
-// light user stood in line behind every one of the heavy user's pools (about 1.5 s here).
+// light user stood in line behind every one of the heavy user's pools (about 7 s here).
 TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
   constexpr int kHeavyPools = 12;
   harness::Sluiced sluiced(two_places());
@@ -427,13 +428,13 @@ TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
   for (int i = 0; i < 2 * kHeavyPools; ++i)  // two clients a pool
     conninfos.push_back(sluiced.conninfo(kDatabase) + " application_name=heavy_" +
                         std::to_string(i % kHeavyPools));
-  const BusyClients heavy(conninfos, "SELECT pg_sleep(0.05)");
+  const BusyClients heavy(conninfos, "SELECT pg_sleep(0.25)");
   ASSERT_TRUE(wait_until([&] { return waiting_clients(sluiced, scope_test::os_user()) >= kHeavyPools; }))
       << "the heavy user's clients never queued: "
       << ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}}).dump();
 
   // The light user's login needs a server too: it waits for one heavy transaction, not for turns.
-  EXPECT_LT(first_query_time(sluiced, kOtherUser), milliseconds(800))
+  EXPECT_LT(first_query_time(sluiced, kOtherUser), milliseconds(3000))
       << "the light user waited for the heavy user's pools' turns";
   EXPECT_LE(backends(kDatabase), 2);
 }
@@ -710,8 +711,8 @@ TEST_F(PoolLimitsTest, TransactionTimeoutEndsAnIdleTransactionWithARollback) {
   const PgConn conn = harness::connect(sluiced.conninfo(kDatabase));
   scope_test::Notices notices;
   notices.install(conn.get());
+  const auto start = Clock::now();  // before BEGIN: the timeout counts from it, so no later
   exec_ok(conn, "BEGIN");
-  const auto start = Clock::now();
   exec_ok(conn, "INSERT INTO limits_idle_marker VALUES ('abandoned')");
   ASSERT_TRUE(wait_until([&] { return scope_test::connection_closed(conn.get()); }, seconds(5)));
   EXPECT_GE(since(start), milliseconds(400));

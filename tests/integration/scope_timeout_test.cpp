@@ -59,8 +59,8 @@ TEST_F(ScopeTimeoutTest, IdleTransactionTimeoutRollsBackAndClosesTheClient) {
   notices.install(conn.get());
   exec_ok(conn, "BEGIN");
   const int pid = std::stoi(scalar(conn, "SELECT pg_backend_pid()"));
+  const Clock::time_point quiet_since = Clock::now();  // before the last statement: no later than sluiced's
   exec_ok(conn, "INSERT INTO timeout_marker VALUES ('abandoned idle in transaction')");
-  const Clock::time_point quiet_since = Clock::now();
 
   ASSERT_TRUE(wait_until([&] { return scope_test::connection_closed(conn.get()); }, seconds(5)))
       << "the client idle in its transaction was not closed";
@@ -169,8 +169,8 @@ TEST_F(ScopeTimeoutTest, ServerIdleTimeoutRetiresIdleServersOnly) {
   const int held = std::stoi(scalar(conn, "SELECT pg_backend_pid()"));
   std::this_thread::sleep_for(milliseconds(1600));  // nothing to await: the server must stay
   EXPECT_EQ(scalar(conn, "SELECT pg_backend_pid()"), std::to_string(held)) << "a server in use was retired";
+  const Clock::time_point idle_since = Clock::now();  // before COMMIT: no later than sluiced's
   exec_ok(conn, "COMMIT");
-  const Clock::time_point idle_since = Clock::now();
   EXPECT_FALSE(backend_gone(held)) << "retired at once, not after 1 s idle";
 
   // Idle now: closed after about a second.
@@ -216,8 +216,8 @@ TEST_F(ScopeTimeoutTest, ClientIdleTimeoutClosesIdleClients) {
   const PgConn idle = harness::connect(sluiced.conninfo(kDatabase));
   scope_test::Notices notices;
   notices.install(idle.get());
+  const Clock::time_point quiet_since = Clock::now();  // before the last query: no later than sluiced's
   EXPECT_EQ(scalar(idle, "SELECT 1"), "1");
-  const Clock::time_point quiet_since = Clock::now();
 
   // Quiet as long, but running a query: not idle.
   const PgConn busy = harness::connect(sluiced.conninfo(kDatabase));

@@ -397,7 +397,7 @@ TEST_F(ControlServerTest, PeerThatNeverReadsDoesNotStallOthers) {
   const auto before = std::chrono::steady_clock::now();
   Client other(path_);
   EXPECT_EQ(other.request(R"({"cmd":"status"})"), (Json{{"cmd", "status"}}));
-  EXPECT_LT(std::chrono::steady_clock::now() - before, 1s);
+  EXPECT_LT(std::chrono::steady_clock::now() - before, 5s);  // a loop stuck on the hog answers never
   hog.close();
   EXPECT_TRUE(connections_drop_to(1));
 }
