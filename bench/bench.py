@@ -378,17 +378,23 @@ class Bench:
         return self.a.duration + (6 if target == "direct" else 1)
 
     def wait_backends_settled(self, timeout=20):
-        """After a direct run with many clients, until its backends have exited: down to the
-        poolers' servers (sluice2's included) and one pool's worth of slack."""
+        """After a direct run with many clients, until its backends have exited (down to the
+        poolers' servers, sluice2's included, and one pool's worth of slack) and the machine is
+        quiet again: backends that have left pg_stat_activity still take the CPUs while they exit
+        (a thousand of them for seconds), and the next target in the round would run in their wake."""
         limit = self.a.pool_size * (len(POOLERS) + 2)
         deadline = time.monotonic() + timeout
         count = None
         while time.monotonic() < deadline:
             count = int(self.psql("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"))
             if count <= limit:
-                return
+                break
             time.sleep(0.2)
-        self.note(f"{count} client backends still connected {timeout}s after a direct run")
+        else:
+            self.note(f"{count} client backends still connected {timeout}s after a direct run")
+        check = quiet.wait_for_quiet(QUIET_WAIT_S)
+        if not check["quiet"]:
+            self.note(f"not quiet {QUIET_WAIT_S}s after a direct run: {quiet.describe(check)}")
 
     # --- phases ---------------------------------------------------------------------------------------
 
@@ -1273,7 +1279,7 @@ Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.mon
 - Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time; see "Was the machine quiet?")
 - Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['pgbouncer']}` (Debian's package); `{v['pgbouncer2']}` (built by run.sh from the release tarball, bench/README.md); PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
 - Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, max_client_conn 5000; every connection over a Unix socket (trust), except the TLS tests' ({", ".join(TLS_TESTS)}): TCP on 127.0.0.1 with `sslmode=require` and a SCRAM-SHA-256 login (the same hba rules and verifier for all three: sluiced's `auth.type` "hba", the PgBouncers' `auth_type = hba`), to sluiced's `tls.mode` "require" and the PgBouncers' `client_tls_sslmode = require`, the same throwaway certificate (EC P-256) for all three, OpenSSL's default ciphers (TLS 1.3); PostgreSQL itself is not run over TLS. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
-- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
+- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. After a direct run of 50 clients or more the next run waits until its backends have gone and the CPUs are quiet again (as before each round): a thousand exiting backends keep them busy for seconds. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
 - Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
 - CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.
 - Quiet machine: before each round, with every target idle, the benchmark samples the CPUs for a second (bench/quiet.py) and waits up to {QUIET_WAIT_S} s for a second in which other work uses under {quiet.QUIET_BUSY * 100:.0f} % of them (and the hypervisor steals under {quiet.QUIET_STEAL * 100:.0f} %); the 1-minute load average is shown, but the benchmark's own runs keep it high for minutes. {self.quiet_verdict()}
