@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import statistics
@@ -261,6 +262,11 @@ class Bench:
                             "pgbouncer2": split_target(args.pgbouncer2_tls)}  # fmt: skip
         self.pids = {"sluice": args.sluice_pid, "pgbouncer": args.pgbouncer_pid,
                      "pgbouncer2": args.pgbouncer2_pid, "sluice2": args.sluice2_pid}  # fmt: skip
+        self.controls = {"sluice": args.control, "sluice2": args.sluice2_control}
+        # sluice runs the tests of TEST_ENV (clients with startup settings) through a sluiced of its
+        # own: Bench.instance says why.
+        self.settings_sluice = {"endpoint": split_target(args.sluice_settings), "pid": args.sluice_settings_pid,
+                                "control": args.sluice_settings_control}  # fmt: skip
         self.runs = {}  # (test, target) -> [result per round]
         self.not_run = {}  # (test, target) -> why that target cannot run that test
         for test in TLS_TESTS:
@@ -296,12 +302,25 @@ class Bench:
         return ["pgbench", "-n", "-h", host, "-p", str(port), "-T", str(duration),
                 "-c", str(clients), "-j", str(jobs), *options, self.a.db]  # fmt: skip
 
-    def pgbench(self, target, options, clients, duration, label, env=None, endpoint=None):
-        cmd = self.pgbench_cmd(target, options, clients, duration, endpoint)
-        pid = self.pids.get(target)
+    def instance(self, test, target):
+        """The process that serves TARGET's runs of TEST, when it is not TARGET's own: sluiced pools
+        servers per set of startup settings within one pool_size, so clients with other settings
+        than the last ones take the servers' places, and each new server is a new backend, which
+        costs PostgreSQL about half as much again per transaction over its first thousands (README
+        "Performance"). The main sluiced keeps its servers all through the rounds, as the PgBouncers do
+        (the pin test, which ends the backends holding the locks they leak, has rounds of its own after
+        the others)."""
+        return self.settings_sluice if target == "sluice" and test in TEST_ENV else None
+
+    def pgbench(self, target, options, clients, duration, label, env=None, endpoint=None, instance=None):
+        cmd = self.pgbench_cmd(target, options, clients, duration, instance["endpoint"] if instance else endpoint)
+        pid = instance["pid"] if instance else self.pids.get(target)
+        control = instance["control"] if instance else self.controls.get(target)
         proc0 = procstat.sample(pid) if pid else None
-        loop0 = self.loop_counters(target)
+        loop0 = self.loop_counters(control)
         machine0 = procstat.cpu_times()
+        postgres0 = procstat.postgres_cpu_s()
+        pgbench0 = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for children: pgbench, next
         started = time.monotonic()
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90,
@@ -312,9 +331,11 @@ class Bench:
             err = (e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")) + "\n(timed out)"
             rc = -1
         wall = time.monotonic() - started
+        pgbench1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        postgres1 = procstat.postgres_cpu_s()
         machine1 = procstat.cpu_times()
         proc1 = procstat.sample(pid) if pid else None
-        loop1 = self.loop_counters(target)
+        loop1 = self.loop_counters(control)
         res = {"rc": rc, "wall_s": round(wall, 2)}
         res["machine_busy"], res["machine_steal"] = procstat.share(machine0, machine1)
         for key, rx in RE.items():
@@ -342,6 +363,9 @@ class Bench:
             if spent and res["processed"]:
                 # The whole machine's CPU per transaction (PostgreSQL, pgbench, the pooler, anything else).
                 res["machine_us"] = res["machine_busy"] * (os.cpu_count() or 1) * wall * 1e6 / res["processed"]
+                res["postgres_us"] = (postgres1 - postgres0) * 1e6 / res["processed"]
+                res["pgbench_us"] = ((pgbench1.ru_utime + pgbench1.ru_stime) -
+                                     (pgbench0.ru_utime + pgbench0.ru_stime)) * 1e6 / res["processed"]
             if loop0 and loop1 and res["processed"]:
                 tx = res["processed"]
                 res["turns_per_tx"] = (loop1["turns"] - loop0["turns"]) / tx
@@ -356,9 +380,8 @@ class Bench:
         self.log.write(f"### {label} [{NAMES[target]}] $ {shown}\nrc={rc} wall={wall:.1f}s\n{out}{err}")
         return res
 
-    def loop_counters(self, target):
-        """sluiced's loop turns and pool waits so far (its control socket), or None."""
-        control = {"sluice": self.a.control, "sluice2": self.a.sluice2_control}.get(target)
+    def loop_counters(self, control):
+        """sluiced's loop turns and pool waits so far (from its control socket), or None."""
         if not control:
             return None
         try:
@@ -405,6 +428,10 @@ class Bench:
                 r = self.pgbench(target, ["-S"], 20, 5, "warm-up (again, longer)")
             if r["tps"] is None:
                 raise RuntimeError(f"warm-up through {NAMES[target]} failed: {r['errors'] or r['rc']}")
+        for test, env in TEST_ENV.items():
+            if test in TEST_TITLES and (r := self.pgbench("sluice", ["-S"], 20, 1, f"warm-up ({test})", env,
+                                                          instance=self.instance(test, "sluice")))["tps"] is None:
+                raise RuntimeError(f"warm-up of sluice's {test} failed: {r['errors'] or r['rc']}")
 
     def search_path_check(self, phase, env):
         """SHOW search_path through every target, as a client whose startup packet has ENV's
@@ -414,7 +441,8 @@ class Bench:
         plain client sees once the SP50 clients have gone (the server default: nothing leaked)."""
         want = SEARCH_PATH if env else None
         for t in TARGETS:
-            host, port = self.targets[t]
+            instance = self.instance("SP50", t)
+            host, port = instance["endpoint"] if instance else self.targets[t]
             r = subprocess.run(["psql", "-qAtX", "-h", host, "-p", str(port), "-d", self.a.db, "-c", "SHOW search_path"],
                                capture_output=True, text=True, timeout=30, env={**os.environ, **(env or {})})  # fmt: skip
             got = r.stdout.strip()
@@ -449,36 +477,26 @@ class Bench:
                 )
             time.sleep(1)  # let the pooler close the 2000 sessions
 
-    def settings_warm_up(self, target, env, label):
-        """sluiced pools servers per set of startup settings, within one pool_size: a test whose
-        clients bring other startup settings than the test before finds the other set's servers
-        idle, and would pay for closing them and opening its own inside its -T. An unmeasured
-        second, as the warm-up gives every other test warm servers."""
-        if target in ("sluice", "sluice2") and self.pooled_env.get(target) != env:
-            self.pgbench(target, ["-S"], 20, 1, f"{label} (settings warm-up, not counted)", env)
-            self.pooled_env[target] = env
-
-    def rounds(self):
-        self.pooled_env = {}  # target -> the startup settings (env) of its last run
-        for rnd in range(self.a.rounds):
-            self.check_quiet(f"before round {rnd + 1}")
+    def rounds(self, tests, name="round"):
+        for rnd in range(self.a.rounds if tests else 0):
+            self.check_quiet(f"before {name} {rnd + 1}")
             shift = rnd % len(TARGETS)
             order = TARGETS[shift:] + TARGETS[:shift]
-            for test, title, options, clients in TESTS:
+            for test, title, options, clients in tests:
                 if test == PIN_TEST:
                     self.set_lock_timeout(PIN_LOCK_TIMEOUT)
                 for target in order + (("sluice2",) if test in WORKER_TESTS else ()):
                     if (test, target) in self.not_run:
                         continue
-                    label = f"round {rnd + 1}/{self.a.rounds}: {title}"
-                    self.settings_warm_up(target, TEST_ENV.get(test), label)
+                    label = f"{name} {rnd + 1}/{self.a.rounds}: {title}"
                     if test == PIN_TEST:
                         r = self.pin_run(target, clients, self.duration(clients, target), label)
                     elif test in TLS_TESTS:
                         r = self.pgbench(target, options, clients, self.duration(clients, target), label, TLS_ENV,
                                          self.tls_targets[target])
                     else:
-                        r = self.pgbench(target, options, clients, self.duration(clients, target), label, TEST_ENV.get(test))
+                        r = self.pgbench(target, options, clients, self.duration(clients, target), label, TEST_ENV.get(test),
+                                         instance=self.instance(test, target))
                     self.runs.setdefault((test, target), []).append(r)
                     status = "ok" if r["ok"] else f"FAILED rc={r['rc']} aborted={r['aborted_clients']} failed={r['failed']}"
                     tps = f"{r['tps']:.0f}" if r["tps"] is not None else "-"
@@ -491,7 +509,7 @@ class Bench:
                         self.wait_backends_settled()
                 if test == PIN_TEST:
                     self.set_lock_timeout(None)
-            say(f"round {rnd + 1} done after {time.monotonic() - self.started:.0f}s")
+            say(f"{name} {rnd + 1} done after {time.monotonic() - self.started:.0f}s")
 
     def measure_relay_floor(self):
         """CPU µs per round trip of bench/relay_floor.c: the median of three runs."""
@@ -847,15 +865,17 @@ class Bench:
         transaction (bench/procstat.py), and for sluice its loop turns and waits for a server."""
         lines = [
             "| test | pooler | tps | user µs/tx | system µs/tx | sleeps/tx | preempted/tx | run-queue wait µs/tx "
-            "| loop turns/tx | waits for a server/tx | mean wait, ms | machine CPU µs/tx | pooler's share |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| loop turns/tx | waits for a server/tx | mean wait, ms | machine CPU µs/tx | PostgreSQL µs/tx "
+            "| pgbench µs/tx | pooler's share |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for test, _, _, _ in TESTS:
             for t in POOLERS:
                 if self.unrunnable(test, t) or not self.runs.get((test, t)):
                     continue
                 c = {k: self.cell(test, t, k) for k in ("tps", "user_us", "sys_us", "sleeps", "preempted", "runq_wait_us",
-                                                         "turns_per_tx", "waits_per_tx", "wait_ms", "machine_us")}
+                                                         "turns_per_tx", "waits_per_tx", "wait_ms", "machine_us",
+                                                         "postgres_us", "pgbench_us")}
                 pooler = (c["user_us"] or 0) + (c["sys_us"] or 0)
                 share = pooler / c["machine_us"] if c["machine_us"] else None
                 lines.append(
@@ -863,7 +883,8 @@ class Bench:
                     f"| {self.fmt(c['sys_us'], '{:.1f}')} | {self.fmt(c['sleeps'], '{:.3f}')} | {self.fmt(c['preempted'], '{:.3f}')} "
                     f"| {self.fmt(c['runq_wait_us'], '{:.1f}')} | {self.fmt(c['turns_per_tx'], '{:.2f}')} "
                     f"| {self.fmt(c['waits_per_tx'], '{:.2f}')} | {self.fmt(c['wait_ms'], '{:.2f}')} "
-                    f"| {self.fmt(c['machine_us'], '{:.0f}')} | {self.fmt(share * 100 if share else None, '{:.0f} %')} |")
+                    f"| {self.fmt(c['machine_us'], '{:.0f}')} | {self.fmt(c['postgres_us'], '{:.0f}')} "
+                    f"| {self.fmt(c['pgbench_us'], '{:.0f}')} | {self.fmt(share * 100 if share else None, '{:.0f} %')} |")
         return "\n".join(lines)
 
     def same_round_ratios(self, test, target, rival):
@@ -1242,7 +1263,8 @@ plot '{dat}' using 2:3:4:xtic(1) title columnheader(2) lc rgb "#1f77b4", \\
     def daemon_logs(self):
         """Warnings and errors the poolers logged during the whole run, as notes."""
         for name, file in (("sluiced", "sluiced.log"), ("sluiced (teardown phase)", "sluiced-teardown.log"),
-                           ("sluiced (2 workers)", "sluiced-workers.log"), (NAMES["pgbouncer"], "pgbouncer.log"),
+                           ("sluiced (2 workers)", "sluiced-workers.log"),
+                           ("sluiced (search_path test)", "sluiced-settings.log"), (NAMES["pgbouncer"], "pgbouncer.log"),
                            (NAMES["pgbouncer2"], "pgbouncer2.log")):  # fmt: skip
             try:
                 with open(os.path.join(self.a.workdir, file), errors="replace") as f:
@@ -1279,7 +1301,7 @@ Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.mon
 - Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time; see "Was the machine quiet?")
 - Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['pgbouncer']}` (Debian's package); `{v['pgbouncer2']}` (built by run.sh from the release tarball, bench/README.md); PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
 - Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, max_client_conn 5000; every connection over a Unix socket (trust), except the TLS tests' ({", ".join(TLS_TESTS)}): TCP on 127.0.0.1 with `sslmode=require` and a SCRAM-SHA-256 login (the same hba rules and verifier for all three: sluiced's `auth.type` "hba", the PgBouncers' `auth_type = hba`), to sluiced's `tls.mode` "require" and the PgBouncers' `client_tls_sslmode = require`, the same throwaway certificate (EC P-256) for all three, OpenSSL's default ciphers (TLS 1.3); PostgreSQL itself is not run over TLS. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
-- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. After a direct run of 50 clients or more the next run waits until its backends have gone and the CPUs are quiet again (as before each round): a thousand exiting backends keep them busy for seconds. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
+- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / direct (the order rotates from round to round), and the pin test has rounds of its own after the others (through a PgBouncer it leaks locks, and the backends that hold them are ended: no other test runs on the new backends that replace them); sluice runs the search_path test through a sluiced of its own (see below); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. After a direct run of 50 clients or more the next run waits until its backends have gone and the CPUs are quiet again (as before each round): a thousand exiting backends keep them busy for seconds. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
 - Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
 - CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.
 - Quiet machine: before each round, with every target idle, the benchmark samples the CPUs for a second (bench/quiet.py) and waits up to {QUIET_WAIT_S} s for a second in which other work uses under {quiet.QUIET_BUSY * 100:.0f} % of them (and the hypervisor steals under {quiet.QUIET_STEAL * 100:.0f} %); the 1-minute load average is shown, but the benchmark's own runs keep it high for minutes. {self.quiet_verdict()}
@@ -1294,7 +1316,7 @@ Failures: pgbench counts a transaction as failed only for serialization/deadlock
 
 — : the target could not run the test; the errors section below says why.
 
-search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV["SP50"]["PGOPTIONS"]}'` (every client's startup packet carries it in `options`; run.sh creates the empty schema bench_path, so the tables still resolve to public). A target runs it only if a client with those options, asking `SHOW search_path` through it, gets `{SEARCH_PATH}` from the server; otherwise its tps would measure other work than direct's. {pgb1} refuses the `options` startup parameter (supported since 1.20); with `ignore_startup_parameters` it would drop it silently, so it is not used. {pgb2} takes it (`track_extra_parameters`) but, by its doc/config.md, tracks only parameters that PostgreSQL reports to the client (ParameterStatus); PostgreSQL 15 does not report search_path, so PgBouncer never learns a server's value and never SETs the client's (its NEWS: tracking search_path is for Citus or PostgreSQL 18). sluiced opens the servers of clients with startup settings with those settings (README: A client's startup settings), one pool per set of settings within the same pool_size: before a run whose clients' startup settings differ from the previous run's, sluiced (and the 2-worker one) gets an unmeasured 1 s `pgbench -S -c 20` with the new settings, so that this test, and the plain one after it, start on warm servers as every other test does (their first rounds otherwise pay for closing 20 servers and opening 20). What each target's server said: {self.search_path_text()}.
+search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV["SP50"]["PGOPTIONS"]}'` (every client's startup packet carries it in `options`; run.sh creates the empty schema bench_path, so the tables still resolve to public). A target runs it only if a client with those options, asking `SHOW search_path` through it, gets `{SEARCH_PATH}` from the server; otherwise its tps would measure other work than direct's. {pgb1} refuses the `options` startup parameter (supported since 1.20); with `ignore_startup_parameters` it would drop it silently, so it is not used. {pgb2} takes it (`track_extra_parameters`) but, by its doc/config.md, tracks only parameters that PostgreSQL reports to the client (ParameterStatus); PostgreSQL 15 does not report search_path, so PgBouncer never learns a server's value and never SETs the client's (its NEWS: tracking search_path is for Citus or PostgreSQL 18). sluiced opens the servers of clients with startup settings with those settings (README: A client's startup settings), one pool per set of settings within the same pool_size: sluice runs this test (and its search_path checks) through a second sluiced with the same settings, warmed up with these clients, so that the servers of the main one, like the PgBouncers', stay the same all through the benchmark. Through one sluiced, each switch between this test's clients and plain ones replaces the 20 servers with new backends, and PostgreSQL spends about half as much again per transaction on a new backend over its first thousands of transactions: when this test ran through the main sluiced, the 1000-client test after it, on the servers an unmeasured 1 s warm-up had just opened, ran at 0.90 × PgBouncer 1.25.2 with PostgreSQL spending 129 µs per transaction behind sluice against 87 behind PgBouncer, and at 1.16 × (85 and 85 µs) when it ran alone (README "Performance"). What each target's server said: {self.search_path_text()}.
 
 ### The performance targets
 
@@ -1351,7 +1373,7 @@ PgBouncer's, or for fewer system calls than PgBouncer makes, not for the same wo
 
 ### Where the poolers' time goes, per transaction
 
-Medians over the rounds, from /proc (bench/procstat.py): user and system CPU, how often the pooler went to sleep (voluntary context switches: its loop found nothing to do) or lost the CPU to another process (involuntary), and how long it was ready to run but waited for a CPU (schedstat). For sluice, from its control socket: loop turns (kernel polls) per transaction, and how many acquisitions had to queue for a server, with their mean time in the queue. Machine CPU: all CPUs' busy time over the run (/proc/stat: PostgreSQL, pgbench, the pooler and anything else) per transaction; the pooler's share of it bounds what any pooler could gain here: with the CPUs saturated, a pooler that cost nothing would reach at most tps / (1 − share). The floor under any pooler's part: a relay that does nothing else (bench/relay_floor.c: two processes pass 60 bytes back and forth over a Unix socket pair, each round trip two sends, two receives and two wake-ups, as a pooler's transaction has) costs {self.fmt(self.relay_floor_us, "{:.1f}")} µs of CPU per round trip here.
+Medians over the rounds, from /proc (bench/procstat.py): user and system CPU, how often the pooler went to sleep (voluntary context switches: its loop found nothing to do) or lost the CPU to another process (involuntary), and how long it was ready to run but waited for a CPU (schedstat). For sluice, from its control socket: loop turns (kernel polls) per transaction, and how many acquisitions had to queue for a server, with their mean time in the queue. Machine CPU: all CPUs' busy time over the run (/proc/stat: PostgreSQL, pgbench, the pooler and anything else) per transaction; the pooler's share of it bounds what any pooler could gain here: with the CPUs saturated, a pooler that cost nothing would reach at most tps / (1 − share). PostgreSQL and pgbench: the CPU of every postgres process (the postmaster's exited backends included) and of pgbench (its rusage) over the same run, per transaction: what the same transactions cost the other processes behind each pooler (the run's time includes pgbench's connecting and disconnecting, which the transactions pay for here and its tps leaves out). The floor under any pooler's part: a relay that does nothing else (bench/relay_floor.c: two processes pass 60 bytes back and forth over a Unix socket pair, each round trip two sends, two receives and two wake-ups, as a pooler's transaction has) costs {self.fmt(self.relay_floor_us, "{:.1f}")} µs of CPU per round trip here.
 
 {self.time_table()}
 
@@ -1412,10 +1434,11 @@ def main():
     signal.signal(signal.SIGTERM, on_sigterm)
     p = argparse.ArgumentParser()
     for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "teardown-sluice", "control", "sluice2-control", "relay-floor",
+                 "sluice-settings", "sluice-settings-control",
                  "teardown-control", "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user",
                  "pgbouncer-bin", "pgbouncer2-bin", "sluice-tls", "pgbouncer-tls", "pgbouncer2-tls"):  # fmt: skip
         p.add_argument("--" + name, required=True)
-    for name in ("sluice-pid", "sluice2-pid", "pgbouncer-pid", "pgbouncer2-pid", "pool-size", "duration", "rounds", "jobs",
+    for name in ("sluice-pid", "sluice2-pid", "sluice-settings-pid", "pgbouncer-pid", "pgbouncer2-pid", "pool-size", "duration", "rounds", "jobs",
                  "idle-clients", "scale", "max-connections", "teardown-load-s", "abandon-rollback",
                  "abandon-cancel"):  # fmt: skip
         p.add_argument("--" + name, type=int, required=True)
@@ -1439,7 +1462,11 @@ def main():
         b.warm_up()
         b.search_path_check("before the rounds", TEST_ENV["SP50"])
         b.memory_test()
-        b.rounds()
+        # Through a PgBouncer the pin test leaks locks, and the backends holding them are ended after
+        # each run: its rounds come after the others', so that no other test runs on the new backends
+        # that replace them (Bench.instance says what a new backend costs).
+        b.rounds([t for t in TESTS if t[0] != PIN_TEST])
+        b.rounds([t for t in TESTS if t[0] == PIN_TEST], "pin round")
         b.search_path_check("after the rounds", None)
         b.teardown()
         b.report()

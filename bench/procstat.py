@@ -71,3 +71,33 @@ def share(before, after):
     if total <= 0:
         return 0.0, 0.0
     return (after[0] - before[0]) / total, (after[1] - before[1]) / total
+
+
+def postgres_cpu_s():
+    """CPU seconds of every PostgreSQL process so far: the live ones' own, and the postmaster's
+    reaped children's (cutime, cstime), so that the difference of two readings counts a backend
+    that exited between them too."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, tail = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        if not head.endswith("(postgres"):
+            continue
+        fields = tail.split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if fields[1] == "1" or not _is_postgres(fields[1]):  # the postmaster: its parent is not PostgreSQL
+            total += int(fields[13]) + int(fields[14])  # cutime, cstime: its backends that have exited
+    return total / CLK_TCK
+
+
+def _is_postgres(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip() == "postgres"
+    except OSError:
+        return False

@@ -44,6 +44,7 @@ workers_port=$((sluice_port + 4))
 fairness_port=$((sluice_port + 6))
 upgrade_port=$((sluice_port + 8))
 instructions_port=$((sluice_port + 10))
+settings_port=$((sluice_port + 12))
 fairness_pgbouncer_port=$((pgbouncer2_port + 2))
 instructions_pgbouncer_port=$((pgbouncer2_port + 4))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
@@ -145,7 +146,7 @@ source "$root/scripts/throwaway-lib.sh"
 pg_dir=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
-sluiced_pid='' teardown_pid='' workers_pid='' fairness_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
+sluiced_pid='' teardown_pid='' workers_pid='' settings_pid='' fairness_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
 fairness_pgbouncer_pid='' upgrade_pid='' upgraded_pid=''
 
 # shellcheck disable=SC2317  # invoked by the traps
@@ -155,6 +156,7 @@ cleanup() {
   stop_pid "$sluiced_pid" INT    # SIGINT: immediate shutdown
   stop_pid "$teardown_pid" INT
   stop_pid "$workers_pid" INT
+  stop_pid "$settings_pid" INT
   stop_pid "$fairness_pid" INT
   stop_pid "$upgrade_pid" INT
   [[ -n $upgraded_pid ]] && kill -INT "$upgraded_pid" 2>/dev/null  # not our child: the upgrade started it
@@ -252,6 +254,9 @@ wait_socket() {  # PATH PID NAME LOG
 write_sluice_config "$sluice_port" "$work/control.sock" "$work/sluice.json" 1 tls "" "$work/metrics.sock"
 write_sluice_config "$teardown_port" "$work/control-teardown.sock" "$work/sluice-teardown.json"
 write_sluice_config "$workers_port" "$work/control-workers.sock" "$work/sluice-workers.json" 2
+# The search_path test's clients through sluice: their own sluiced, so that the main one keeps its
+# servers (bench.py, Bench.instance).
+write_sluice_config "$settings_port" "$work/control-settings.sock" "$work/sluice-settings.json"
 "$sluiced" --check -c "$work/sluice.json" >/dev/null
 say "starting sluiced ($("$sluiced" --version))"
 "$sluiced" -c "$work/sluice.json" >"$work/sluiced.log" 2>&1 &
@@ -260,11 +265,15 @@ sluiced_pid=$!
 teardown_pid=$!
 "$sluiced" -c "$work/sluice-workers.json" >"$work/sluiced-workers.log" 2>&1 &
 workers_pid=$!
+"$sluiced" -c "$work/sluice-settings.json" >"$work/sluiced-settings.log" 2>&1 &
+settings_pid=$!
 wait_socket "$work/.s.PGSQL.$sluice_port" "$sluiced_pid" sluiced "$work/sluiced.log"
 wait_socket "$work/control.sock" "$sluiced_pid" sluiced "$work/sluiced.log"
 wait_socket "$work/.s.PGSQL.$teardown_port" "$teardown_pid" "sluiced (teardown)" "$work/sluiced-teardown.log"
 wait_socket "$work/control-teardown.sock" "$teardown_pid" "sluiced (teardown)" "$work/sluiced-teardown.log"
 wait_socket "$work/.s.PGSQL.$workers_port" "$workers_pid" "sluiced (2 workers)" "$work/sluiced-workers.log"
+wait_socket "$work/.s.PGSQL.$settings_port" "$settings_pid" "sluiced (settings)" "$work/sluiced-settings.log"
+wait_socket "$work/control-settings.sock" "$settings_pid" "sluiced (settings)" "$work/sluiced-settings.log"
 
 # --- PgBouncer ----------------------------------------------------------------------------------------
 
@@ -344,6 +353,8 @@ python3 "$bench_dir/bench.py" \
   --root "$root" --bench-dir "$bench_dir" --out-dir "$bench_dir/results" --workdir "$work" \
   --sluice "$work:$sluice_port" --sluice-pid "$sluiced_pid" \
   --sluice2 "$work:$workers_port" --sluice2-pid "$workers_pid" --sluice2-control "$work/control-workers.sock" \
+  --sluice-settings "$work:$settings_port" --sluice-settings-pid "$settings_pid" \
+  --sluice-settings-control "$work/control-settings.sock" \
   --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" --pgbouncer-bin "$pgbouncer1" \
   --pgbouncer2 "$pgb2_dir:$pgbouncer2_port" --pgbouncer2-pid "$pgbouncer2_pid" --pgbouncer2-bin "$pgbouncer2" \
   --direct "$pg_dir:$pg_port" --relay-floor "$work/relay_floor" \
@@ -362,7 +373,7 @@ wait "$runner_pid" || status=$?
 runner_pid=
 cp "$work/bench.log" "$bench_dir/results/latest.log" 2>/dev/null || true
 if ((status != 0)); then
-  for log in sluiced.log sluiced-teardown.log sluiced-workers.log pgbouncer.log pgbouncer2.log; do
+  for log in sluiced.log sluiced-teardown.log sluiced-workers.log sluiced-settings.log pgbouncer.log pgbouncer2.log; do
     [[ -s $work/$log ]] && { say "$log, last lines:"; tail -n 5 "$work/$log" | sed 's/^/  /'; }
   done
   die "the benchmark failed (exit $status); pgbench outputs: bench/results/latest.log"
