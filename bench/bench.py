@@ -402,10 +402,11 @@ class Bench:
 
     def wait_backends_settled(self, timeout=20):
         """After a direct run with many clients, until its backends have exited (down to the
-        poolers' servers, sluice2's included, and one pool's worth of slack) and the machine is
+        poolers' servers, sluice2's and the search_path test's sluiced's included, and one pool's
+        worth of slack) and the machine is
         quiet again: backends that have left pg_stat_activity still take the CPUs while they exit
         (a thousand of them for seconds), and the next target in the round would run in their wake."""
-        limit = self.a.pool_size * (len(POOLERS) + 2)
+        limit = self.a.pool_size * (len(POOLERS) + 3)
         deadline = time.monotonic() + timeout
         count = None
         while time.monotonic() < deadline:
