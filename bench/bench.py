@@ -424,15 +424,17 @@ class Bench:
 
     def warm_up(self):
         for target in TARGETS:
-            r = self.pgbench(target, ["-S"], 20, 1, "warm-up")
-            if r["tps"] is None and not r["errors"]:  # a loaded machine: 0 tx while 20 backends forked
-                r = self.pgbench(target, ["-S"], 20, 5, "warm-up (again, longer)")
-            if r["tps"] is None:
-                raise RuntimeError(f"warm-up through {NAMES[target]} failed: {r['errors'] or r['rc']}")
-        for test, env in TEST_ENV.items():
-            if test in TEST_TITLES and (r := self.pgbench("sluice", ["-S"], 20, 1, f"warm-up ({test})", env,
-                                                          instance=self.instance(test, "sluice")))["tps"] is None:
-                raise RuntimeError(f"warm-up of sluice's {test} failed: {r['errors'] or r['rc']}")
+            self.warm_up_one(target, "warm-up")
+        for test, env in TEST_ENV.items():  # the instances that serve only some tests, with their clients
+            if test in TEST_TITLES and self.instance(test, "sluice"):
+                self.warm_up_one("sluice", f"warm-up ({test})", env, self.instance(test, "sluice"))
+
+    def warm_up_one(self, target, label, env=None, instance=None):
+        r = self.pgbench(target, ["-S"], 20, 1, label, env, instance=instance)
+        if r["tps"] is None and not r["errors"]:  # a loaded machine: 0 tx while 20 backends forked
+            r = self.pgbench(target, ["-S"], 20, 5, f"{label} (again, longer)", env, instance=instance)
+        if r["tps"] is None:
+            raise RuntimeError(f"{label} through {NAMES[target]} failed: {r['errors'] or r['rc']}")
 
     def search_path_check(self, phase, env):
         """SHOW search_path through every target, as a client whose startup packet has ENV's

@@ -18,11 +18,18 @@ def _threads(pid):
         return []
 
 
+def _stat(pid):
+    """(comm, the fields after it) of /proc/PID/stat: fields[1] is the parent, [11] and [12] utime and
+    stime, [13] and [14] the waited-for children's."""
+    with open(f"/proc/{pid}/stat") as f:
+        head, tail = f.read().rsplit(")", 1)
+    return head.split("(", 1)[1], tail.split()
+
+
 def sample(pid):
     """The counters of PID now, or None if it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
+        fields = _stat(pid)[1]
         out = {"utime": int(fields[11]), "stime": int(fields[12]), "vcs": 0, "ivcs": 0, "run_ns": 0, "wait_ns": 0}
         for tid in _threads(pid):
             base = f"/proc/{pid}/task/{tid}"
@@ -82,22 +89,19 @@ def postgres_cpu_s():
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, tail = f.read().rsplit(")", 1)
+            comm, fields = _stat(entry)
         except OSError:
             continue
-        if not head.endswith("(postgres"):
+        if comm != "postgres":
             continue
-        fields = tail.split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-        if fields[1] == "1" or not _is_postgres(fields[1]):  # the postmaster: its parent is not PostgreSQL
-            total += int(fields[13]) + int(fields[14])  # cutime, cstime: its backends that have exited
+        total += int(fields[11]) + int(fields[12])
+        if not _is_postgres(fields[1]):  # the postmaster: its parent is not PostgreSQL
+            total += int(fields[13]) + int(fields[14])  # its backends that have exited
     return total / CLK_TCK
 
 
 def _is_postgres(pid):
     try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip() == "postgres"
+        return _stat(pid)[0] == "postgres"
     except OSError:
         return False
