@@ -118,6 +118,14 @@ void check_cuts(const Stream& stream, const std::vector<std::size_t>& cuts) {
     const std::size_t trigger = x.begin + (x.length > 4 ? 5 : 4);
     EXPECT_GE(trigger, seen[i].chunk_begin);
     EXPECT_LT(trigger, seen[i].chunk_begin + seen[i].chunk_size);
+    // Where the routers edit: the type byte if it is in this chunk, and the first body byte (the
+    // message's end when the body is empty), which always is.
+    if (x.begin >= seen[i].chunk_begin) {
+      EXPECT_EQ(seen[i].chunk_begin + e.start, x.begin);
+    } else {
+      EXPECT_EQ(e.start, MessageEvent::kEarlier);
+    }
+    EXPECT_EQ(seen[i].chunk_begin + e.body, x.begin + 5);
     if (e.complete()) {
       EXPECT_EQ(seen[i].chunk_begin + e.end, x.end);
     } else {
