@@ -91,35 +91,39 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
       body_remaining_ -= skip;
       continue;
     }
-    if (header_have_ == 0 && size - pos > kHeaderSize) {
-      // The usual case: the header and the first body byte are all in this chunk, read in place.
-      // Copying them a byte at a time was a sixth of the relay's instructions: a byte store may
-      // alias anything, so the compiler reloads the scanner's state after each one.
+    // The usual case: the header, and the first body byte if there is a body, are all in this
+    // chunk, read in place. Copied a byte at a time they cost about 150 instructions a message
+    // (callgrind, `-M prepared`): a byte store may alias anything, so the compiler reloads the
+    // scanner's state after each one.
+    if (header_have_ == 0 && size - pos >= kHeaderSize) {
       const std::size_t start = pos;
       const std::uint32_t length = read_u32(chunk.data() + start + 1);
-      if (length < 4 || length > max_length_) {
-        failed_ = length < 4 ? ScanStatus::bad_length : ScanStatus::too_long;
-        return {failed_, start + kHeaderSize};
+      if (length <= 4 || size - start > kHeaderSize) {
+        if (length < 4 || length > max_length_) {
+          failed_ = length < 4 ? ScanStatus::bad_length : ScanStatus::too_long;
+          header_have_ = kHeaderSize;  // the stream broke inside this message: not at a boundary
+          return {failed_, start + kHeaderSize};
+        }
+        MessageEvent event;
+        event.type = static_cast<char>(chunk[start]);
+        event.length = length;
+        event.first_byte = length > 4 ? chunk[start + kHeaderSize] : 0;
+        event.start = start;
+        event.body = start + kHeaderSize;
+        const std::uint64_t body = length - 4;
+        if (body <= size - event.body) {
+          pos = event.body + static_cast<std::size_t>(body);
+          event.end = pos;
+        } else {
+          body_remaining_ = body - (size - event.body);
+          pos = size;
+          event.end = MessageEvent::kContinues;
+        }
+        if (!visit(event)) return {ScanStatus::stopped, pos};
+        continue;
       }
-      MessageEvent event;
-      event.type = static_cast<char>(chunk[start]);
-      event.length = length;
-      event.first_byte = length > 4 ? chunk[start + kHeaderSize] : 0;
-      event.start = start;
-      event.body = start + kHeaderSize;
-      const std::uint64_t body = length - 4;
-      if (body <= size - event.body) {
-        pos = event.body + static_cast<std::size_t>(body);
-        event.end = pos;
-      } else {
-        body_remaining_ = body - (size - event.body);
-        pos = size;
-        event.end = MessageEvent::kContinues;
-      }
-      if (!visit(event)) return {ScanStatus::stopped, pos};
-      continue;
     }
-    // A header split between chunks: collect it, then the first body byte when the body is non-empty.
+    // A header, or its first body byte, still to come in a later chunk: collect them byte by byte.
     const std::size_t start = header_have_ == 0 ? pos : MessageEvent::kEarlier;
     while (header_have_ < header_want_ && pos < size) {
       header_[header_have_++] = chunk[pos++];

@@ -20,6 +20,7 @@
 
 #include "tests/integration/harness.h"
 #include "tests/integration/raw_wire.h"
+#include "tests/integration/scope_helpers.h"
 
 namespace harness {
 namespace {
@@ -274,6 +275,39 @@ TEST(HostileMessageTest, ImpossibleMessageLengthsAreProtocolViolations) {
       raw.try_send(c.bytes);
       expect_protocol_violation(raw, c.wording);
     }
+  }
+  expect_healthy(sluiced);
+}
+
+// A bad length right behind a query, in the same read: the query was scanned but never sent, and
+// the stream broke inside a message. The server must be discarded, not waited on for a reply to a
+// query it never got (nor taken for clean).
+TEST(HostileMessageTest, BadLengthBehindAQueryInOneReadDiscardsTheServer) {
+  Sluiced sluiced({.pool_size = 1, .overrides = scope_test::debug_overrides()});
+  for (const std::string& broken : {"Q" + be32(0) + "x", "Q" + be32(0x7fffffff) + "xyz"}) {
+    SCOPED_TRACE(broken.size());
+    const std::size_t mark = sluiced.log().size();
+    RawClient raw(sluiced.socket_path());
+    ASSERT_EQ(raw.login(), "I");
+    raw.try_send(query_message("SELECT 1") + broken);
+    expect_protocol_violation(raw);
+    // The scope the bad length ended (not the login's, nor a transaction's).
+    std::vector<scope_test::ScopeEnd> ends;
+    ASSERT_TRUE(wait_until(
+        [&] {
+          ends.clear();
+          for (auto& end : scope_test::scope_ends(sluiced.log(), mark)) {
+            if (end.reason != "transaction complete" && end.reason != "login parameters fetched")
+              ends.push_back(end);
+          }
+          return !ends.empty();
+        },
+        seconds(15)))
+        << "no scope end logged";
+    ASSERT_EQ(ends.size(), 1U) << scope_test::describe(ends);
+    EXPECT_EQ(ends[0].outcome, "discard") << scope_test::describe(ends);
+    // At once: not after waiting out teardown.max_ms for the reply to a query never sent.
+    EXPECT_EQ(ends[0].reason.find("teardown.max_ms"), std::string::npos) << scope_test::describe(ends);
   }
   expect_healthy(sluiced);
 }

@@ -118,8 +118,9 @@ void check_cuts(const Stream& stream, const std::vector<std::size_t>& cuts) {
     const std::size_t trigger = x.begin + (x.length > 4 ? 5 : 4);
     EXPECT_GE(trigger, seen[i].chunk_begin);
     EXPECT_LT(trigger, seen[i].chunk_begin + seen[i].chunk_size);
-    // Where the routers edit: the type byte if it is in this chunk, and the first body byte (the
-    // message's end when the body is empty), which always is.
+    // Where the routers edit (from the type byte, if it is in this chunk) and where an error's
+    // fields begin: the first body byte, always in this chunk, or for an empty body the message's
+    // end (which may be the chunk's end).
     if (x.begin >= seen[i].chunk_begin) {
       EXPECT_EQ(seen[i].chunk_begin + e.start, x.begin);
     } else {
@@ -403,12 +404,18 @@ TEST(ProtocolMessageScanner, LargestLengthSkipsWithoutOverflow) {
 }
 
 TEST(ProtocolMessageScanner, ErrorsAreStickyUntilReset) {
+  // The rejected header alone, or with bytes behind it in the same read (a header read in place).
+  for (const std::string behind : {"", "x", "trailing bytes"})
   for (const std::uint32_t length : {2u, 0x7fffffffu}) {  // bad_length, too_long
+    SCOPED_TRACE("length " + std::to_string(length) + ", " + std::to_string(behind.size()) + " bytes behind");
     MessageScanner scanner(kMax);
     ScanResult first;
-    scan_all(scanner, header('Q', length), &first);
+    scan_all(scanner, header('Q', length) + behind, &first);
     ASSERT_NE(first.status, ScanStatus::ok);
+    EXPECT_EQ(first.consumed, 5u);
+    // The stream stopped inside a message: a client's server must not be taken for clean.
     EXPECT_FALSE(scanner.at_boundary());
+    EXPECT_EQ(scanner.pending_header_bytes(), 5u);
     // Rescanning must neither report the rejected header nor skip a wrapped length.
     ScanResult again;
     EXPECT_TRUE(scan_all(scanner, header('Z', 5) + "I", &again).empty());
