@@ -123,7 +123,8 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
         continue;
       }
     }
-    // A header, or its first body byte, still to come in a later chunk: collect them byte by byte.
+    // A header begun in an earlier chunk, or whose rest or first body byte is still to come: collected
+    // byte by byte.
     const std::size_t start = header_have_ == 0 ? pos : MessageEvent::kEarlier;
     while (header_have_ < header_want_ && pos < size) {
       header_[header_have_++] = chunk[pos++];
