@@ -405,28 +405,30 @@ TEST(ProtocolMessageScanner, LargestLengthSkipsWithoutOverflow) {
 
 TEST(ProtocolMessageScanner, ErrorsAreStickyUntilReset) {
   // The rejected header alone, or with bytes behind it in the same read (a header read in place).
-  for (const std::string behind : {"", "x", "trailing bytes"})
-  for (const std::uint32_t length : {2u, 0x7fffffffu}) {  // bad_length, too_long
-    SCOPED_TRACE("length " + std::to_string(length) + ", " + std::to_string(behind.size()) + " bytes behind");
-    MessageScanner scanner(kMax);
-    ScanResult first;
-    scan_all(scanner, header('Q', length) + behind, &first);
-    ASSERT_NE(first.status, ScanStatus::ok);
-    EXPECT_EQ(first.consumed, 5u);
-    // The stream stopped inside a message: a client's server must not be taken for clean.
-    EXPECT_FALSE(scanner.at_boundary());
-    EXPECT_EQ(scanner.pending_header_bytes(), 5u);
-    // Rescanning must neither report the rejected header nor skip a wrapped length.
-    ScanResult again;
-    EXPECT_TRUE(scan_all(scanner, header('Z', 5) + "I", &again).empty());
-    EXPECT_EQ(again.status, first.status);
-    EXPECT_EQ(again.consumed, 0u);
-    scanner.reset();
-    EXPECT_TRUE(scanner.at_boundary());
-    const auto events = scan_all(scanner, header('Z', 5) + "I", &again);
-    EXPECT_EQ(again.status, ScanStatus::ok);
-    ASSERT_EQ(events.size(), 1u);
-    EXPECT_EQ(events[0].first_byte, 'I');
+  for (const std::string& behind : std::vector<std::string>{"", "x", "trailing bytes"}) {
+    for (const std::uint32_t length : {2u, 0x7fffffffu}) {  // bad_length, too_long
+      SCOPED_TRACE("length " + std::to_string(length) + ", " + std::to_string(behind.size()) +
+                   " bytes behind");
+      MessageScanner scanner(kMax);
+      ScanResult first;
+      scan_all(scanner, header('Q', length) + behind, &first);
+      ASSERT_NE(first.status, ScanStatus::ok);
+      EXPECT_EQ(first.consumed, 5u);
+      // The stream stopped inside a message: a client's server must not be taken for clean.
+      EXPECT_FALSE(scanner.at_boundary());
+      EXPECT_EQ(scanner.pending_header_bytes(), 5u);
+      // Rescanning must neither report the rejected header nor skip a wrapped length.
+      ScanResult again;
+      EXPECT_TRUE(scan_all(scanner, header('Z', 5) + "I", &again).empty());
+      EXPECT_EQ(again.status, first.status);
+      EXPECT_EQ(again.consumed, 0u);
+      scanner.reset();
+      EXPECT_TRUE(scanner.at_boundary());
+      const auto events = scan_all(scanner, header('Z', 5) + "I", &again);
+      EXPECT_EQ(again.status, ScanStatus::ok);
+      ASSERT_EQ(events.size(), 1u);
+      EXPECT_EQ(events[0].first_byte, 'I');
+    }
   }
 }
 
