@@ -69,6 +69,24 @@ class MessageScanner {
  private:
   static constexpr std::size_t kHeaderSize = 5;  // type byte + length
 
+  // A length field below 4 or above the maximum: the stream has lost its framing (sticky).
+  bool rejects(std::uint32_t length) {
+    if (length >= 4 && length <= max_length_) return false;
+    failed_ = length < 4 ? ScanStatus::bad_length : ScanStatus::too_long;
+    return true;
+  }
+  // Ends `event` `left` body bytes on from `from`, in this chunk of `size` bytes or in later ones;
+  // the position the scan goes on from.
+  std::size_t place_end(MessageEvent& event, std::uint64_t left, std::size_t from, std::size_t size) {
+    if (left <= size - from) {
+      event.end = from + static_cast<std::size_t>(left);
+      return event.end;
+    }
+    body_remaining_ = left - (size - from);
+    event.end = MessageEvent::kContinues;
+    return size;
+  }
+
   std::uint32_t max_length_;
   std::uint8_t header_[kHeaderSize + 1] = {};  // header plus first body byte
   std::size_t header_have_ = 0;
@@ -99,8 +117,7 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
       const std::size_t start = pos;
       const std::uint32_t length = read_u32(chunk.data() + start + 1);
       if (length <= 4 || size - start > kHeaderSize) {
-        if (length < 4 || length > max_length_) {
-          failed_ = length < 4 ? ScanStatus::bad_length : ScanStatus::too_long;
+        if (rejects(length)) {
           header_have_ = kHeaderSize;  // the stream broke inside this message: not at a boundary
           return {failed_, start + kHeaderSize};
         }
@@ -110,15 +127,7 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
         event.first_byte = length > 4 ? chunk[start + kHeaderSize] : 0;
         event.start = start;
         event.body = start + kHeaderSize;
-        const std::uint64_t body = length - 4;
-        if (body <= size - event.body) {
-          pos = event.body + static_cast<std::size_t>(body);
-          event.end = pos;
-        } else {
-          body_remaining_ = body - (size - event.body);
-          pos = size;
-          event.end = MessageEvent::kContinues;
-        }
+        pos = place_end(event, length - 4, event.body, size);
         if (!visit(event)) return {ScanStatus::stopped, pos};
         continue;
       }
@@ -130,10 +139,7 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
       header_[header_have_++] = chunk[pos++];
       if (header_have_ == kHeaderSize) {
         const std::uint32_t length = read_u32(header_ + 1);
-        if (length < 4 || length > max_length_) {
-          failed_ = length < 4 ? ScanStatus::bad_length : ScanStatus::too_long;
-          return {failed_, pos};
-        }
+        if (rejects(length)) return {failed_, pos};
         header_want_ = length > 4 ? kHeaderSize + 1 : kHeaderSize;
       }
     }
@@ -148,14 +154,7 @@ ScanResult MessageScanner::scan(Bytes chunk, Visitor&& visit) {
     const std::uint64_t left = event.length - 4 - (header_want_ - kHeaderSize);
     header_have_ = 0;
     header_want_ = kHeaderSize;
-    if (left <= size - pos) {
-      pos += static_cast<std::size_t>(left);
-      event.end = pos;
-    } else {
-      body_remaining_ = left - (size - pos);
-      pos = size;
-      event.end = MessageEvent::kContinues;
-    }
+    pos = place_end(event, left, pos, size);
     if (!visit(event)) return {ScanStatus::stopped, pos};
   }
   return {ScanStatus::ok, pos};
