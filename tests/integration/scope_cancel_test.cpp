@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -324,27 +325,40 @@ TEST_F(ScopeCancelTest, PQcancelOfAPipelineWaitingForAServerFollowsItToTheServer
 
 // The same with the quick statement first: it is answered before the cancel goes, and the cancel
 // still follows the pipeline and stops the slow one, as a cancel sent after both would directly.
+// PostgreSQL itself drops a cancel that reaches a backend between two statements (postgres.c
+// ignores one that arrives while it reads the next command), and on a loaded machine the backend
+// can be off the CPU there for as long as the cancel takes to arrive: directly too, a few runs in
+// a hundred then see no cancel. So the scenario gets three attempts; a cancel sluiced drops or
+// sends too early (before the backend has read the statements) fails every one.
 TEST_F(ScopeCancelTest, PQcancelOfAPipelineWhoseFirstStatementIsQuickStopsTheSlowOne) {
   harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
-  const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
-  const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
-  harness::exec_ok(holder, "BEGIN");
-  harness::exec_ok(holder, "SELECT 1");
-  ASSERT_TRUE(send_pipeline(waiter, {"SELECT 5", "SELECT pg_sleep(30)"}));
-  ASSERT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
-  EXPECT_EQ(cancel_with_libpq(waiter), "");
+  const auto attempt = [&] {
+    const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
+    const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
+    harness::exec_ok(holder, "BEGIN");
+    harness::exec_ok(holder, "SELECT 1");
+    EXPECT_TRUE(send_pipeline(waiter, {"SELECT 5", "SELECT pg_sleep(10)"}));
+    EXPECT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
+    EXPECT_EQ(cancel_with_libpq(waiter), "");
 
-  const Clock::time_point released = Clock::now();
-  harness::exec_ok(holder, "COMMIT");
-  const Outcome first = finish_query(waiter.get(), released);
-  EXPECT_EQ(first.status, PGRES_TUPLES_OK) << first.message;
-  PGresult* sync = PQgetResult(waiter.get());
-  ASSERT_NE(sync, nullptr);
-  EXPECT_EQ(PQresultStatus(sync), PGRES_PIPELINE_SYNC);
-  PQclear(sync);
-  const Outcome second = finish_query(waiter.get(), released);
+    const Clock::time_point released = Clock::now();
+    harness::exec_ok(holder, "COMMIT");
+    const Outcome first = finish_query(waiter.get(), released);
+    EXPECT_EQ(first.status, PGRES_TUPLES_OK) << first.message;
+    PGresult* sync = PQgetResult(waiter.get());
+    EXPECT_NE(sync, nullptr);
+    EXPECT_EQ(PQresultStatus(sync), PGRES_PIPELINE_SYNC);
+    PQclear(sync);
+    return finish_query(waiter.get(), released);
+  };
+  Outcome second;
+  for (int tries = 1; tries <= 3; ++tries) {
+    second = attempt();
+    if (second.sqlstate == "57014" || ::testing::Test::HasFailure()) break;
+    std::cerr << "attempt " << tries << ": pg_sleep(10) was not cancelled (" << second.took.count() << " ms)\n";
+  }
   EXPECT_EQ(second.sqlstate, "57014") << second.message;
-  EXPECT_LT(second.took, seconds(5)) << "pg_sleep(30) was not cancelled: the held cancel was dropped";
+  EXPECT_LT(second.took, seconds(5)) << "pg_sleep(10) was not cancelled: the held cancel was dropped";
 }
 
 }  // namespace
