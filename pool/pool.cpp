@@ -582,8 +582,13 @@ void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const
   const auto capture = std::move(server.plan_.capture);
   auto captured = std::move(server.captured_settings_);
   // Known before the client that made a function carries on (it waits for its capture).
-  if (server.plan_.read_setting_functions)
-    setting_functions_.read_finished(std::move(server.setting_functions_read_), Clock::now());
+  if (server.plan_.read_setting_functions) {
+    auto read = std::move(server.setting_functions_read_);
+    setting_functions_.read_finished(
+        read ? std::move(*read)
+             : Result<SettingFunctions>(fail("its server's teardown ended first: " + reason)),
+        Clock::now());
+  }
   const bool upkeep = server.plan_.upkeep;
   if (server.plan_.server_check) check_finished(outcome);
   std::string why = reason;

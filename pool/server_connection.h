@@ -342,7 +342,7 @@ class ServerConnection final : net::PollSocket::Handler {
   bool reset_done_ = false;
   std::string reset_replies_;  // everything the server answered the reset
   std::optional<SessionSettings> captured_settings_;
-  std::optional<SettingFunctions> setting_functions_read_;
+  std::optional<Result<SettingFunctions>> setting_functions_read_;  // none until its reply is read
 };
 
 }  // namespace sluice::pool

@@ -70,18 +70,19 @@ const std::string_view kSettingFunctionsQuery =
 
 #undef SLUICE_SETTING_SOURCE
 
-std::optional<SettingFunctions> read_setting_functions(const protocol::QueryReply& reply) {
-  if (reply.error) return std::nullopt;
+Result<SettingFunctions> read_setting_functions(const protocol::QueryReply& reply) {
+  if (reply.error) return fail("the server answered " + reply.error->describe());
+  const auto malformed = fail("its rows are not the query's");
   SettingFunctions read;
   LearntBaseline baseline;
   bool role_read = false;
   for (const auto& row : reply.rows) {
-    if (row.size() != 3 || !row[0] || !row[1] || row[0]->size() != 1) return std::nullopt;
+    if (row.size() != 3 || !row[0] || !row[1] || row[0]->size() != 1) return malformed;
     std::string name = ascii_lowered(*row[1]);
     if ((*row[0])[0] == 'b') {
       if (!row[2]) continue;  // a custom setting this server does not know
       auto value = setting_value_from_hex(*row[2]);
-      if (!value) return std::nullopt;
+      if (!value) return malformed;
       if (name == "role") {
         baseline.role = std::move(*value);
         role_read = true;
@@ -101,24 +102,24 @@ std::optional<SettingFunctions> read_setting_functions(const protocol::QueryRepl
         read.custom_names.push_back(std::move(name));
         break;
       default:
-        return std::nullopt;
+        return malformed;
     }
   }
   sort_unique(read.names.functions);
   sort_unique(read.names.tables);
   sort_unique(read.custom_names);
-  if (!role_read) return std::nullopt;
+  if (!role_read) return fail("it has no row for the role");
   read.baseline = std::move(baseline);
   return read;
 }
 
-void SettingFunctionWatch::read_finished(std::optional<SettingFunctions> read, Clock::time_point now) {
+void SettingFunctionWatch::read_finished(Result<SettingFunctions> read, Clock::time_point now) {
   reading_ = false;
   if (!read) {
     retry_at_ = now + kRetryAfterFailure;  // what was known stays, or every call counts
     if (!failing_)
-      log::warning(
-          "could not read which functions may change settings: every call counts until a read succeeds");
+      log::warning("could not read which functions may change settings (", read.error(),
+                   "): every call counts until a read succeeds");
     failing_ = true;
     return;
   }

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/result.h"
 #include "pool/session_settings.h"
 #include "protocol/query_replies.h"
 #include "protocol/sql_commands.h"
@@ -36,8 +37,8 @@ struct SettingFunctions {
   std::optional<LearntBaseline> baseline;  // none until read
 };
 
-// nullopt when the reply is not what the query returns (an error, say).
-std::optional<SettingFunctions> read_setting_functions(const protocol::QueryReply& reply);
+// The names, or what was wrong with the reply (an error, or rows the query does not return).
+Result<SettingFunctions> read_setting_functions(const protocol::QueryReply& reply);
 
 // A pool's knowledge of them, and when it is to be read again: never read, made stale by DDL seen
 // through sluiced, or older than kMaxAge (a failed read waits kRetryAfterFailure). Never read, or
@@ -70,7 +71,8 @@ class SettingFunctionWatch {
     reading_ = true;
     marks_at_read_ = marks_;
   }
-  void read_finished(std::optional<SettingFunctions> read, Clock::time_point now);
+  // A failure carries its cause, for the log.
+  void read_finished(Result<SettingFunctions> read, Clock::time_point now);
 
  private:
   [[nodiscard]] bool stale() const { return marks_known_ != marks_; }

@@ -355,7 +355,8 @@ TEST_F(ScopeCancelTest, PQcancelOfAPipelineWhoseFirstStatementIsQuickStopsTheSlo
   for (int tries = 1; tries <= 3; ++tries) {
     second = attempt();
     if (second.sqlstate == "57014" || ::testing::Test::HasFailure()) break;
-    std::cerr << "attempt " << tries << ": pg_sleep(10) was not cancelled (" << second.took.count() << " ms)\n";
+    std::cerr << "attempt " << tries << ": pg_sleep(10) was not cancelled (" << second.took.count()
+              << " ms)\n";
   }
   EXPECT_EQ(second.sqlstate, "57014") << second.message;
   EXPECT_LT(second.took, seconds(5)) << "pg_sleep(10) was not cancelled: the held cancel was dropped";

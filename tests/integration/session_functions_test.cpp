@@ -286,4 +286,34 @@ TEST(SessionBaselineTest, RoleAndDatabaseDefaultsAreTheBaseline) {
       << "the servers are kept: " << teardown.dump();
 }
 
+// A catalog read that fails is logged with its cause, and the pool serves on (counting every call,
+// as before any read). Here the read waits for pg_aggregate, locked by another session, until the
+// database's statement_timeout cancels it.
+TEST(SettingFunctionsReadTest, AFailedReadIsLoggedWithItsCause) {
+  constexpr const char* kFailingDatabase = "functions_read_fails";
+  scope_test::ensure_database(kFailingDatabase);
+  {
+    const PgConn admin = harness::connect(harness::postgres().conninfo(kFailingDatabase));
+    harness::exec_ok(admin,
+                     std::string("alter database ") + kFailingDatabase + " set statement_timeout = '300ms'");
+  }
+  const scope_test::OnExit undo([&] {
+    const PgConn admin = harness::connect(harness::postgres().conninfo(kFailingDatabase));
+    harness::exec_ok(admin, std::string("alter database ") + kFailingDatabase + " reset statement_timeout");
+  });
+  const PgConn locker = harness::connect(harness::postgres().conninfo(kFailingDatabase));
+  harness::exec_ok(locker, "begin");
+  harness::exec_ok(locker, "lock table pg_catalog.pg_aggregate in access exclusive mode");
+
+  harness::Sluiced sluiced({.dbname = kFailingDatabase, .pool_size = 1});
+  const PgConn client = harness::connect(sluiced.conninfo(kFailingDatabase));
+  EXPECT_EQ(harness::scalar(client, "select 1"), "1");
+  EXPECT_TRUE(harness::wait_until([&] {
+    return sluiced.log().find(
+               "could not read which functions may change settings (the server answered ERROR "
+               "57014 canceling statement due to statement timeout)") != std::string::npos;
+  })) << sluiced.log();
+  harness::exec_ok(locker, "rollback");
+}
+
 }  // namespace

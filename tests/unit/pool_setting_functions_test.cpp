@@ -35,14 +35,21 @@ TEST(SettingFunctionsTest, RowsAreSortedByKind) {
   EXPECT_EQ(read->baseline->custom, (std::vector<SessionSetting>{{"myapp.base", "a"}}));
 }
 
-TEST(SettingFunctionsTest, AnUnreadableReplyIsNoAnswer) {
-  EXPECT_FALSE(read_setting_functions(reply({{"f", "x", std::nullopt}})));  // no role row
-  EXPECT_FALSE(read_setting_functions(reply({{"x", "y", std::nullopt}, {"b", "role", "6e6f6e65"}})));
-  EXPECT_FALSE(read_setting_functions(reply({{"f", "x"}, {"b", "role", "6e6f6e65"}})));
-  EXPECT_FALSE(read_setting_functions(reply({{"b", "role", "zz"}})));
+// Each says what was wrong, for the log's warning.
+TEST(SettingFunctionsTest, AnUnreadableReplyIsNoAnswerAndSaysWhy) {
+  const auto error_of = [](const protocol::QueryReply& unreadable) {
+    const auto read = read_setting_functions(unreadable);
+    return read ? std::string("(read)") : read.error();
+  };
+  EXPECT_EQ(error_of(reply({{"f", "x", std::nullopt}})), "it has no row for the role");
+  EXPECT_EQ(error_of(reply({{"x", "y", std::nullopt}, {"b", "role", "6e6f6e65"}})),
+            "its rows are not the query's");
+  EXPECT_EQ(error_of(reply({{"f", "x"}, {"b", "role", "6e6f6e65"}})), "its rows are not the query's");
+  EXPECT_EQ(error_of(reply({{"b", "role", "zz"}})), "its rows are not the query's");
   protocol::QueryReply failed = reply({});
-  failed.error = protocol::ErrorFields{};
-  EXPECT_FALSE(read_setting_functions(failed));
+  failed.error =
+      protocol::ErrorFields{.severity = "ERROR", .sqlstate = "57014", .message = "canceling statement"};
+  EXPECT_EQ(error_of(failed), "the server answered ERROR 57014 canceling statement");
 }
 
 TEST(SettingFunctionsTest, TheWatchCountsEveryCallUntilRead) {
@@ -52,7 +59,7 @@ TEST(SettingFunctionsTest, TheWatchCountsEveryCallUntilRead) {
   EXPECT_TRUE(watch.due(now));
   watch.read_started();
   EXPECT_FALSE(watch.due(now));
-  watch.read_finished(std::nullopt, now);  // failed: still cautious, asked again a little later
+  watch.read_finished(fail("no reply"), now);  // failed: still cautious, asked again a little later
   EXPECT_TRUE(watch.names().everything);
   EXPECT_FALSE(watch.due(now));
   EXPECT_TRUE(watch.due(now + SettingFunctionWatch::kRetryAfterFailure));
