@@ -297,28 +297,42 @@ TEST_F(ScopeCancelTest, PQcancelOfAStatementWaitingForAServerAnswersItAtOnce) {
   EXPECT_EQ(scalar(holder, "SELECT 4"), "4");
 }
 
-// Two statements in one write, waiting for a server: the cancel follows them to the server once
-// one is free, and stops the one running then, as it would have directly.
-TEST_F(ScopeCancelTest, PQcancelOfAPipelineWaitingForAServerFollowsItToTheServer) {
-  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
+// The outcomes of a two-statement pipeline (one Sync each) sent while the pool's one server is
+// another client's, cancelled while it waits, and released: the first and second statements'.
+struct PipelineOutcomes {
+  Outcome first;
+  Outcome second;
+};
+
+PipelineOutcomes cancel_a_waiting_pipeline(const harness::Sluiced& sluiced, const std::string& first,
+                                           const std::string& second) {
   const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
   const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
   harness::exec_ok(holder, "BEGIN");
   harness::exec_ok(holder, "SELECT 1");
-  ASSERT_TRUE(send_pipeline(waiter, {"SELECT pg_sleep(30)", "SELECT 5"}));
-  ASSERT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
+  EXPECT_TRUE(send_pipeline(waiter, {first, second}));
+  EXPECT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
   EXPECT_EQ(cancel_with_libpq(waiter), "");
 
   const Clock::time_point released = Clock::now();
   harness::exec_ok(holder, "COMMIT");
-  const Outcome first = finish_query(waiter.get(), released);
-  EXPECT_EQ(first.sqlstate, "57014") << first.message;
-  EXPECT_LT(first.took, seconds(5)) << "pg_sleep(30) was not cancelled once it reached the server";
+  PipelineOutcomes outcomes;
+  outcomes.first = finish_query(waiter.get(), released);
   PGresult* sync = PQgetResult(waiter.get());
-  ASSERT_NE(sync, nullptr);
+  EXPECT_NE(sync, nullptr);
   EXPECT_EQ(PQresultStatus(sync), PGRES_PIPELINE_SYNC);
   PQclear(sync);
-  const Outcome second = finish_query(waiter.get(), released);
+  outcomes.second = finish_query(waiter.get(), released);
+  return outcomes;
+}
+
+// Two statements in one write, waiting for a server: the cancel follows them to the server once
+// one is free, and stops the one running then, as it would have directly.
+TEST_F(ScopeCancelTest, PQcancelOfAPipelineWaitingForAServerFollowsItToTheServer) {
+  harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
+  const auto [first, second] = cancel_a_waiting_pipeline(sluiced, "SELECT pg_sleep(30)", "SELECT 5");
+  EXPECT_EQ(first.sqlstate, "57014") << first.message;
+  EXPECT_LT(first.took, seconds(5)) << "pg_sleep(30) was not cancelled once it reached the server";
   EXPECT_EQ(second.status, PGRES_TUPLES_OK)
       << "the statement after the cancelled one runs: " << second.message;
 }
@@ -332,34 +346,17 @@ TEST_F(ScopeCancelTest, PQcancelOfAPipelineWaitingForAServerFollowsItToTheServer
 // sends too early (before the backend has read the statements) fails every one.
 TEST_F(ScopeCancelTest, PQcancelOfAPipelineWhoseFirstStatementIsQuickStopsTheSlowOne) {
   harness::Sluiced sluiced({.dbname = kDatabase, .pool_size = 1, .overrides = scope_test::debug_overrides()});
-  const auto attempt = [&] {
-    const PgConn holder = harness::connect(sluiced.conninfo(kDatabase));
-    const PgConn waiter = harness::connect(sluiced.conninfo(kDatabase));
-    harness::exec_ok(holder, "BEGIN");
-    harness::exec_ok(holder, "SELECT 1");
-    EXPECT_TRUE(send_pipeline(waiter, {"SELECT 5", "SELECT pg_sleep(10)"}));
-    EXPECT_TRUE(one_client_waits(sluiced)) << ctltest::status(sluiced.control_socket()).dump();
-    EXPECT_EQ(cancel_with_libpq(waiter), "");
-
-    const Clock::time_point released = Clock::now();
-    harness::exec_ok(holder, "COMMIT");
-    const Outcome first = finish_query(waiter.get(), released);
-    EXPECT_EQ(first.status, PGRES_TUPLES_OK) << first.message;
-    PGresult* sync = PQgetResult(waiter.get());
-    EXPECT_NE(sync, nullptr);
-    EXPECT_EQ(PQresultStatus(sync), PGRES_PIPELINE_SYNC);
-    PQclear(sync);
-    return finish_query(waiter.get(), released);
-  };
-  Outcome second;
+  PipelineOutcomes outcomes;
   for (int tries = 1; tries <= 3; ++tries) {
-    second = attempt();
-    if (second.sqlstate == "57014" || ::testing::Test::HasFailure()) break;
-    std::cerr << "attempt " << tries << ": pg_sleep(10) was not cancelled (" << second.took.count()
+    outcomes = cancel_a_waiting_pipeline(sluiced, "SELECT 5", "SELECT pg_sleep(10)");
+    EXPECT_EQ(outcomes.first.status, PGRES_TUPLES_OK) << outcomes.first.message;
+    if (outcomes.second.sqlstate == "57014" || ::testing::Test::HasFailure()) break;
+    std::cerr << "attempt " << tries << ": pg_sleep(10) was not cancelled (" << outcomes.second.took.count()
               << " ms)\n";
   }
-  EXPECT_EQ(second.sqlstate, "57014") << second.message;
-  EXPECT_LT(second.took, seconds(5)) << "pg_sleep(10) was not cancelled: the held cancel was dropped";
+  EXPECT_EQ(outcomes.second.sqlstate, "57014") << outcomes.second.message;
+  EXPECT_LT(outcomes.second.took, seconds(5))
+      << "pg_sleep(10) was not cancelled: the held cancel was dropped";
 }
 
 }  // namespace
