@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
+#include <utility>
 
 #include "common/ascii.h"
 #include "common/log.h"
@@ -583,10 +585,11 @@ void Pool::finish_teardown(ServerConnection& server, ScopeOutcome outcome, const
   auto captured = std::move(server.captured_settings_);
   // Known before the client that made a function carries on (it waits for its capture).
   if (server.plan_.read_setting_functions) {
-    auto read = std::move(server.setting_functions_read_);
+    auto read = std::exchange(server.setting_functions_read_, std::nullopt);
     setting_functions_.read_finished(
         read ? std::move(*read)
-             : Result<SettingFunctions>(fail("its server's teardown ended first: " + reason)),
+             : Result<SettingFunctions>(
+                   fail("its server's teardown failed before the reply was read: " + reason)),
         Clock::now());
   }
   const bool upkeep = server.plan_.upkeep;

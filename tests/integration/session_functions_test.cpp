@@ -286,9 +286,10 @@ TEST(SessionBaselineTest, RoleAndDatabaseDefaultsAreTheBaseline) {
       << "the servers are kept: " << teardown.dump();
 }
 
-// A catalog read that fails is logged with its cause, and the pool serves on (counting every call,
-// as before any read). Here the read waits for pg_aggregate, locked by another session, until the
-// database's statement_timeout cancels it.
+// A catalog read that fails is logged with its cause, and the pool serves on. Here the read waits
+// for pg_aggregate, locked by another session, until the database's statement_timeout cancels it.
+// (The admin's and the locker's logins have built the database's relcache init file by then: a
+// login that had to build it would wait for the lock too.)
 TEST(SettingFunctionsReadTest, AFailedReadIsLoggedWithItsCause) {
   constexpr const char* kFailingDatabase = "functions_read_fails";
   scope_test::ensure_database(kFailingDatabase);
@@ -302,6 +303,7 @@ TEST(SettingFunctionsReadTest, AFailedReadIsLoggedWithItsCause) {
     harness::exec_ok(admin, std::string("alter database ") + kFailingDatabase + " reset statement_timeout");
   });
   const PgConn locker = harness::connect(harness::postgres().conninfo(kFailingDatabase));
+  harness::exec_ok(locker, "set statement_timeout = 0");  // its LOCK may wait out an autovacuum
   harness::exec_ok(locker, "begin");
   harness::exec_ok(locker, "lock table pg_catalog.pg_aggregate in access exclusive mode");
 
