@@ -6,7 +6,8 @@
    clock: this VM exposes no hardware counters, but the kernel's timer samples kernel and user
    stacks alike), the pooler's samples sorted by their stacks:
    - waking a receiver: the kernel waking the process that reads what the pooler just sent;
-   - preempted after a system call: the context switch out on the way back to user space, and in;
+   - switched out outside the poll: the context switch out and back in anywhere but epoll_wait,
+     which for a pooler is being preempted (in these profiles on the way back from a system call);
    - asleep in the poll: the context switch out in epoll_wait, and in;
    - other system-call work: the rest of the kernel (copies, socket buffers, epoll);
    - user space: the pooler's own code and its libraries, but for libc's system-call wrappers,
@@ -18,17 +19,20 @@
    `sched:sched_switch`; tracefs is mounted if it is not): how many sleeping processes the pooler
    woke (a wake-up is the waker's at `sched_waking`; where the woken one was put is known at
    `sched_wakeup`, which an idle CPU runs itself) and how many onto its own CPU, how often it was
-   preempted and how often by a process whose last wake-up was its own, how often it went to
-   sleep, and the median stretch it ran for once on a CPU.
+   preempted and how often by a process whose last wake-up was its own (for a pooler, which wakes
+   nearly every process that serves its transactions, nearly all of them by construction), how
+   often it went to sleep, and the median stretch it ran for once on a CPU.
 
-Poolers are given as NAME=HOST:PORT:PID; in each round every one serves one pgbench run per part,
-the order rotating from round to round. Prints Markdown tables of medians over the rounds, with the
+Poolers are given as NAME=HOST:PORT:PID; in each round every one serves a 1 s warm-up and one
+pgbench run per part, the order rotating from round to round. The scheduler part is left out when
+tracefs cannot be mounted. Prints Markdown tables of medians over the rounds, with the
 first pooler's figure over each other's. Run as root (perf, tracefs). Recording is switched on
 (perf's control FIFO) only once perf is attached, and pgbench starts after that."""
 import argparse
 import collections
 import os
 import re
+import select
 import shutil
 import signal
 import statistics
@@ -37,7 +41,7 @@ import sys
 import tempfile
 
 SAMPLE_PERIOD_NS = 250_000  # of the pooler's CPU time: exact, where a frequency may be lowered
-CPU_KINDS = ("waking a receiver", "preempted after a system call", "asleep in the poll",
+CPU_KINDS = ("waking a receiver", "switched out outside the poll", "asleep in the poll",
              "other system-call work", "user space")
 SCHED_ROWS = ("sleeping processes it woke", "... onto its own CPU", "preempted",
               "... by a process it had woken", "went to sleep", "median stretch on a CPU, µs")
@@ -83,19 +87,25 @@ def recorded(perf_args, work_dir, run):
         if os.path.exists(fifo):
             os.unlink(fifo)
         os.mkfifo(fifo)
+    # Opened read-write, neither end waits for perf: a perf that fails to start is seen below.
+    commands, acks = os.open(control, os.O_RDWR), os.open(ack, os.O_RDWR)
     with open(os.path.join(work_dir, "perf.log"), "w+") as log:
         perf = subprocess.Popen(["perf", "record", "-q", "-D", "-1", f"--control=fifo:{control},{ack}",
                                  *perf_args, "-o", output], stdout=log, stderr=subprocess.STDOUT)
         try:
-            with open(control, "w") as commands, open(ack) as acks:  # each open waits for perf's
-                commands.write("enable\n")
-                commands.flush()
-                if acks.readline().strip() != "ack":
-                    fail_with_log("perf did not switch recording on", log)
-                result = run()
+            os.write(commands, b"enable\n")
+            while not select.select([acks], [], [], 0.5)[0]:
+                if perf.poll() is not None:
+                    fail_with_log(f"perf record exited (status {perf.returncode}) before recording", log)
+            if not os.read(acks, 64).startswith(b"ack"):
+                fail_with_log("perf did not switch recording on", log)
+            result = run()
         finally:
-            perf.send_signal(signal.SIGINT)
+            if perf.poll() is None:
+                perf.send_signal(signal.SIGINT)
             perf.wait()
+            os.close(commands)
+            os.close(acks)
         if perf.returncode not in (0, -signal.SIGINT) or not os.path.exists(output):
             fail_with_log(f"perf record failed (status {perf.returncode})", log)
     return result, output
@@ -118,7 +128,7 @@ def kind_of(frames):
     symbols = [symbol for symbol, _ in frames]
     leaf_symbol, leaf_dso = frames[0]
     if "__schedule" in symbols or any(s.startswith("finish_task_switch") for s in symbols):
-        return "asleep in the poll" if "do_epoll_wait" in symbols else "preempted after a system call"
+        return "asleep in the poll" if "do_epoll_wait" in symbols else "switched out outside the poll"
     if leaf_dso.startswith("[") and leaf_dso not in ("[vdso]", "[unknown]"):  # the kernel, a module, BPF
         return "waking a receiver" if any(s.startswith(WAKING) for s in symbols) else "other system-call work"
     if "libc.so" in leaf_dso and SYSCALL_WRAPPERS.match(leaf_symbol):
