@@ -1,5 +1,7 @@
 #include "daemon/loop_monitor.h"
 
+#include <string>
+
 #include "common/log.h"
 #include "net/turn_clock.h"
 
@@ -10,6 +12,16 @@ template <class Handle>
 void close_and_free(Handle* handle) {
   uv_close(reinterpret_cast<uv_handle_t*>(handle),
            [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
+}
+
+constexpr std::uint64_t kMs = 1000000;
+
+std::string where_the_time_went(const SlowTurn& turn) {
+  if (!turn.spent) return "";
+  return "; in the last " + std::to_string(turn.stretch_ns / kMs) + " ms its thread ran " +
+         std::to_string(turn.spent->ran_ns / kMs) + " ms and waited " +
+         std::to_string(turn.spent->waited_ns / kMs) +
+         " ms for a CPU (the rest it was blocked or asleep in the poll)";
 }
 
 }  // namespace
@@ -43,6 +55,8 @@ void LoopMonitor::on_tick() {
   last_lag_ns_ = now > expected_tick_ns_ ? now - expected_tick_ns_ : 0;
   lag_histogram_.record(last_lag_ns_);
   expected_tick_ns_ = now + kTickMs * 1000000;
+  // Not now: a tick runs inside a turn, which may be the slow one. The reading waits for its end.
+  schedstat_due_ = true;
 }
 
 void LoopMonitor::after_poll() {
@@ -55,14 +69,37 @@ void LoopMonitor::after_poll() {
 void LoopMonitor::before_poll() {
   ++turns_;
   net::turn_clock::poll_next();
-  if (poll_woke_ns_ == 0) return;  // no poll has returned yet
+  if (poll_woke_ns_ == 0 && !schedstat_due_) return;  // no poll to judge, no reading due
   const std::uint64_t now = uv_hrtime();
-  const std::uint64_t held = now > poll_woke_ns_ ? now - poll_woke_ns_ : 0;
-  poll_woke_ns_ = 0;
-  if (held < slow_callback_ns_) return;
+  if (poll_woke_ns_ != 0) {
+    const std::uint64_t held = now > poll_woke_ns_ ? now - poll_woke_ns_ : 0;
+    poll_woke_ns_ = 0;
+    if (held >= slow_callback_ns_) [[unlikely]]
+      report_slow_turn(held, now);
+  }
+  if (schedstat_due_) [[unlikely]]
+    read_schedstat(now);
+}
+
+void LoopMonitor::report_slow_turn(std::uint64_t held, std::uint64_t now) {
   ++slow_callbacks_;
-  log::warning("slow callback: the loop was held for ", held / 1000000,
-               " ms (diagnostics.slow_callback_ms is ", slow_callback_ns_ / 1000000, ")");
+  SlowTurn turn{.held_ns = held, .stretch_ns = 0, .spent = std::nullopt};
+  const auto times = schedstat_at_read_ ? read_thread_schedstat() : std::nullopt;
+  if (times && times->ran_ns >= schedstat_at_read_->ran_ns &&
+      times->waited_ns >= schedstat_at_read_->waited_ns) {
+    turn.stretch_ns = now - schedstat_read_ns_;
+    turn.spent = SchedTimes{.ran_ns = times->ran_ns - schedstat_at_read_->ran_ns,
+                            .waited_ns = times->waited_ns - schedstat_at_read_->waited_ns};
+  }
+  log::warning("slow callback: the loop was held for ", held / kMs, " ms (diagnostics.slow_callback_ms is ",
+               slow_callback_ns_ / kMs, ")", where_the_time_went(turn));
+  last_slow_turn_ = turn;
+}
+
+void LoopMonitor::read_schedstat(std::uint64_t now) {
+  schedstat_due_ = false;
+  schedstat_at_read_ = read_thread_schedstat();
+  schedstat_read_ns_ = now;
 }
 
 }  // namespace sluice::daemon

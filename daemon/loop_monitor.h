@@ -4,15 +4,31 @@
 // time then, to the millisecond) to the next poll, so it covers the I/O, check,
 // timer and close callbacks. libuv's idle-time metric would say the same at
 // the cost of a second epoll_wait and a mutex on every wait.
+// A slow turn's warning also says how the loop's thread spent the stretch since
+// the schedstat reading taken at the end of the last tick's turn (on the loop's
+// own thread): on a CPU (its own work), waiting for one (the machine's other
+// work), or neither (blocked, or asleep in the poll before the turn). Four
+// readings a second, none per turn: no cost on the hot path.
 #pragma once
 
 #include <uv.h>
 
 #include <cstdint>
+#include <optional>
 
+#include "daemon/thread_schedstat.h"
 #include "metrics/latency_histogram.h"
 
 namespace sluice::daemon {
+
+// What the last slow turn's warning said.
+struct SlowTurn {
+  std::uint64_t held_ns = 0;
+  // The stretch from the last schedstat reading to the turn's end, and how the thread spent
+  // it; 0 and nullopt before the first reading, or where the kernel gives none.
+  std::uint64_t stretch_ns = 0;
+  std::optional<SchedTimes> spent;
+};
 
 class LoopMonitor {
  public:
@@ -29,6 +45,7 @@ class LoopMonitor {
   [[nodiscard]] const metrics::LatencyHistogram& lag_histogram() const { return lag_histogram_; }
   // Turns of the loop (kernel polls): with the releases, how much work one wake-up serves.
   [[nodiscard]] std::uint64_t turns() const { return turns_; }
+  [[nodiscard]] const std::optional<SlowTurn>& last_slow_turn() const { return last_slow_turn_; }
 
  private:
   static constexpr std::uint64_t kTickMs = 250;
@@ -36,6 +53,9 @@ class LoopMonitor {
   void on_tick();
   void after_poll();
   void before_poll();
+  // Out of the turn's path: only a slow turn gets here.
+  [[gnu::cold, gnu::noinline]] void report_slow_turn(std::uint64_t held, std::uint64_t now);
+  [[gnu::cold, gnu::noinline]] void read_schedstat(std::uint64_t now);
 
   uv_loop_t* loop_;
   // Heap handles: their close callbacks may run after this object is gone.
@@ -49,6 +69,10 @@ class LoopMonitor {
   metrics::LatencyHistogram lag_histogram_;
   std::uint64_t slow_callbacks_ = 0;
   std::uint64_t turns_ = 0;
+  std::optional<SlowTurn> last_slow_turn_;
+  bool schedstat_due_ = false;  // a tick asked for a reading at the end of its turn
+  std::uint64_t schedstat_read_ns_ = 0;
+  std::optional<SchedTimes> schedstat_at_read_;
 };
 
 }  // namespace sluice::daemon
