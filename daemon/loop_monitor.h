@@ -6,9 +6,9 @@
 // the cost of a second epoll_wait and a mutex on every wait.
 // A slow turn's warning also says how the loop's thread spent the stretch since
 // the schedstat reading taken at the end of the last tick's turn (on the loop's
-// own thread): on a CPU (its own work), waiting for one (the machine's other
-// work), or neither (blocked, or asleep in the poll before the turn). Four
-// readings a second, none per turn: no cost on the hot path.
+// own thread): on a CPU (its own work), waiting for one (for other threads, the
+// machine's or sluiced's own), or neither (blocked, or asleep in the poll before
+// the turn). Four readings a second, none per turn: no cost on the hot path.
 #pragma once
 
 #include <uv.h>
@@ -55,6 +55,7 @@ class LoopMonitor {
   void before_poll();
   // Out of the turn's path: only a slow turn gets here.
   [[gnu::cold, gnu::noinline]] void report_slow_turn(std::uint64_t held, std::uint64_t now);
+  // Out of the turn's path too: at the first turn's end, then once per tick.
   [[gnu::cold, gnu::noinline]] void read_schedstat(std::uint64_t now);
 
   uv_loop_t* loop_;
@@ -70,7 +71,9 @@ class LoopMonitor {
   std::uint64_t slow_callbacks_ = 0;
   std::uint64_t turns_ = 0;
   std::optional<SlowTurn> last_slow_turn_;
-  bool schedstat_due_ = false;  // a tick asked for a reading at the end of its turn
+  // A reading is due at the end of the turn: the first one (a slow start-up turn gets a
+  // breakdown too), then each tick's.
+  bool schedstat_due_ = true;
   std::uint64_t schedstat_read_ns_ = 0;
   std::optional<SchedTimes> schedstat_at_read_;
 };

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <charconv>
+#include <ctime>
 
 namespace sluice::daemon {
 namespace {
@@ -25,10 +26,16 @@ std::optional<SchedTimes> parse_schedstat(std::string_view text) {
   if (!take_number(text, times.ran_ns, ' ') || !take_number(text, times.waited_ns, ' ') ||
       !take_number(text, timeslices, '\n') || !text.empty())
     return std::nullopt;
+  // A thread that reads it has run: "0 0 0" is a kernel whose scheduler accounting is off.
+  if (timeslices == 0) return std::nullopt;
   return times;
 }
 
 std::optional<SchedTimes> read_thread_schedstat() {
+  // The file shows the run time as of the thread's last scheduler update, up to a tick behind;
+  // asking for the thread's CPU clock brings it up to date first.
+  timespec cpu{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu);
   const int fd = ::open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;
   std::array<char, 96> buffer{};

@@ -226,15 +226,18 @@ TEST_F(MetricsFamilies, ErrorsOfSluicedsOwnQueriesAreNotCountedAsSentToClients) 
   harness::exec_ok(admin, "grant metrics_follow_granted to metrics_follow_login");
   const PgConn client = harness::connect(sluiced_.conninfo("postgres", "metrics_follow_login"));
   harness::exec_ok(client, "set role metrics_follow_granted");
-  // No server may be logging in while the REVOKE commits. PostgreSQL 15 lets a backend whose
-  // startup overlaps a REVOKE still SET ROLE to that role afterwards (checked directly, without
-  // sluiced), so the restore on such a server succeeds, as the same SET on a direct connection
-  // opened then would. The pool's second server is opened while the first reads the catalog.
+  // No server may be logging in while the REVOKE commits. As tested on PostgreSQL 15, a backend
+  // whose startup overlaps a REVOKE may still SET ROLE to that role afterwards (checked without
+  // sluiced: connections opened up to ~40 ms before it could, one opened 300 ms before could not),
+  // so the restore on such a server succeeds, as the same SET on a direct connection opened then
+  // would. The pool's second server is opened while the first reads the catalog: every server
+  // must be logged in, and opened 300 ms or more before.
   json servers;
   ASSERT_TRUE(harness::wait_until([&] {
-    servers = ctltest::control(sluiced_.control_socket(), {{"cmd", "servers"}})["servers"];
-    return std::none_of(servers.begin(), servers.end(),
-                        [](const json& row) { return row.value("state", "") == "connecting"; });
+    servers = ctltest::control(sluiced_.control_socket(), {{"cmd", "servers"}}).at("servers");
+    return !servers.empty() && std::all_of(servers.begin(), servers.end(), [](const json& row) {
+      return row.at("state") != "connecting" && row.at("age_s").get<double>() >= 0.3;
+    });
   })) << servers.dump();
   harness::exec_ok(admin, "revoke metrics_follow_granted from metrics_follow_login");
   const Metrics before = scrape();
