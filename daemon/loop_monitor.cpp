@@ -14,13 +14,13 @@ void close_and_free(Handle* handle) {
            [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
 }
 
-constexpr std::uint64_t kMs = 1000000;
+constexpr std::uint64_t kNsPerMs = 1000000;  // the loop's clocks: uv_hrtime in ns, uv_now in ms
 
 std::string where_the_time_went(const SlowTurn& turn) {
   if (!turn.spent) return "";
-  return "; in the last " + std::to_string(turn.stretch_ns / kMs) + " ms its thread ran " +
-         std::to_string(turn.spent->ran_ns / kMs) + " ms and waited " +
-         std::to_string(turn.spent->waited_ns / kMs) +
+  return "; in the last " + std::to_string(turn.stretch_ns / kNsPerMs) + " ms its thread ran " +
+         std::to_string(turn.spent->ran_ns / kNsPerMs) + " ms and waited " +
+         std::to_string(turn.spent->waited_ns / kNsPerMs) +
          " ms for a CPU (the rest it was blocked or asleep in the poll)";
 }
 
@@ -37,7 +37,7 @@ LoopMonitor::LoopMonitor(uv_loop_t* loop, int slow_callback_ms)
   uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
   uv_unref(reinterpret_cast<uv_handle_t*>(after_poll_));
   uv_unref(reinterpret_cast<uv_handle_t*>(before_poll_));
-  expected_tick_ns_ = uv_hrtime() + kTickMs * 1000000;
+  expected_tick_ns_ = uv_hrtime() + kTickMs * kNsPerMs;
   uv_timer_start(
       timer_, [](uv_timer_t* t) { static_cast<LoopMonitor*>(t->data)->on_tick(); }, kTickMs, kTickMs);
   uv_check_start(after_poll_, [](uv_check_t* h) { static_cast<LoopMonitor*>(h->data)->after_poll(); });
@@ -54,7 +54,7 @@ void LoopMonitor::on_tick() {
   const std::uint64_t now = uv_hrtime();
   last_lag_ns_ = now > expected_tick_ns_ ? now - expected_tick_ns_ : 0;
   lag_histogram_.record(last_lag_ns_);
-  expected_tick_ns_ = now + kTickMs * 1000000;
+  expected_tick_ns_ = now + kTickMs * kNsPerMs;
   // Not now: a tick runs inside a turn, which may be the slow one. The reading waits for its end.
   schedstat_due_ = true;
 }
@@ -63,7 +63,7 @@ void LoopMonitor::after_poll() {
   net::turn_clock::poll_done();
   // No clock read here: libuv stamped the loop time when the kernel poll returned, and
   // before_poll's one read closes the turn (one read per turn, not two).
-  poll_woke_ns_ = uv_now(loop_) * 1000000;
+  poll_woke_ns_ = uv_now(loop_) * kNsPerMs;
 }
 
 void LoopMonitor::before_poll() {
@@ -91,8 +91,9 @@ void LoopMonitor::report_slow_turn(std::uint64_t held, std::uint64_t now) {
     turn.spent = SchedTimes{.ran_ns = times->ran_ns - schedstat_at_read_->ran_ns,
                             .waited_ns = times->waited_ns - schedstat_at_read_->waited_ns};
   }
-  log::warning("slow callback: the loop was held for ", held / kMs, " ms (diagnostics.slow_callback_ms is ",
-               slow_callback_ns_ / kMs, ")", where_the_time_went(turn));
+  log::warning("slow callback: the loop was held for ", held / kNsPerMs,
+               " ms (diagnostics.slow_callback_ms is ", slow_callback_ns_ / kNsPerMs, ")",
+               where_the_time_went(turn));
   last_slow_turn_ = turn;
 }
 
