@@ -39,6 +39,11 @@ void log_tls_certificate(const config::Config& config) {
     log::info("TLS for new connections: certificate ", config.tls.context->description());
 }
 
+// Checked at start and at each reload: max_client_conn and the pools may grow past the limit.
+void warn_of_file_limit(const FileLimit& limit, const config::Config& config) {
+  if (const auto warning = file_limit_warning(limit, config)) log::warning(*warning);
+}
+
 // A database whose pass-through TLS files libpq would refuse: said at start and on each reload, not
 // only to the clients that wait for its servers.
 void warn_of_server_tls_failures(const config::Config& config) {
@@ -104,6 +109,7 @@ Daemon::~Daemon() {
 // rather than kills), then the control socket, then the client listeners, so
 // that once clients can connect, operators can too.
 int Daemon::run() {
+  file_limit_ = raise_file_limit();  // before the first descriptor a client takes
   install_signal_handlers();
   ControlServer::Settings control_settings;
   control_settings.path = config_.control.socket;
@@ -161,6 +167,8 @@ int Daemon::run() {
   for (const auto& listener : listeners_) log::info("listening on ", listener->name());
   log_tls_certificate(config_);
   warn_of_server_tls_failures(config_);
+  log::info("file descriptor limit: ", file_limit_.soft, " (hard limit ", file_limit_.hard, ")");
+  warn_of_file_limit(file_limit_, config_);
   if (workers_.size() > 1) log::info(workers_.size(), " worker loops, each on its own thread");
   start_watchdog();
   notify_status();
@@ -422,6 +430,7 @@ void Daemon::apply_config(config::Config next) {
   log::set_level(log::level_from_name(config_.log_level));
   log_tls_certificate(config_);
   warn_of_server_tls_failures(config_);
+  warn_of_file_limit(file_limit_, config_);
   log::info("reload applied");
 }
 

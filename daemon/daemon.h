@@ -19,6 +19,7 @@
 #include "config/config.h"
 #include "daemon/control_request.h"
 #include "daemon/control_server.h"
+#include "daemon/file_limit.h"
 #include "daemon/listener.h"
 #include "daemon/systemd_notify.h"
 #include "daemon/upgrade/unconfirmed_moves.h"
@@ -167,6 +168,7 @@ class Daemon {
 
   config::Config config_;
   std::string config_path_;
+  FileLimit file_limit_;  // raised at start (daemon/file_limit.h)
   uv_loop_t loop_{};
   Clock::time_point started_at_ = Clock::now();
   ServiceState state_ = ServiceState::running;

@@ -128,10 +128,16 @@ void Listener::on_readable() {
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-      log::warning("accept on ", name_, ": ", std::strerror(errno));
       // Out of descriptors: the backlog stays readable, so polling on would spin.
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) pause_accepting();
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        return pause_accepting(errno);
+      log::warning("accept on ", name_, ": ", std::strerror(errno));
       return;
+    }
+    if (failed_accepts_ > 0) [[unlikely]] {
+      log::info("accepting on ", name_, " again, after ", failed_accepts_, " attempts failed for want of ",
+                "descriptors or memory");
+      failed_accepts_ = 0;
     }
     if (transport_ == Transport::tcp) {
       const int one = 1;
@@ -142,7 +148,13 @@ void Listener::on_readable() {
   }
 }
 
-void Listener::pause_accepting() {
+// Said once, when it starts: the retries would say it ten times a second for as long as it lasts.
+void Listener::pause_accepting(int error) {
+  if (failed_accepts_++ == 0) {
+    log::warning("accept on ", name_, ": ", std::strerror(error),
+                 ": new clients wait in the listen backlog; ", "retrying every ", kAcceptRetry.count(),
+                 " ms until descriptors free up");
+  }
   socket_->set_reading(false);
   retry_timer_->start(kAcceptRetry);
 }

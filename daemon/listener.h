@@ -4,6 +4,7 @@
 
 #include <uv.h>
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -54,7 +55,7 @@ class Listener final : net::PollSocket::Handler {
   void on_readable() override;
   void on_drained() override {}
   void on_socket_error(int uv_status) override;
-  void pause_accepting();
+  void pause_accepting(int error);
 
   Transport transport_;
   std::string name_;
@@ -62,6 +63,7 @@ class Listener final : net::PollSocket::Handler {
   AcceptCallback on_accept_;
   net::PollSocket::Ptr socket_;
   std::unique_ptr<net::LoopTimer> retry_timer_;  // set by start()
+  std::uint64_t failed_accepts_ = 0;             // since accepting last succeeded, for want of descriptors
 };
 
 }  // namespace sluice::daemon

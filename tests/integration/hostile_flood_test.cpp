@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -231,6 +232,92 @@ TEST(HostileFloodTest, TwoThousandSilentConnections) {
       << "sluiced still holds " << open_fds(sluiced.pid()) - fds_before
       << " descriptors after the clients left";
   expect_healthy(sluiced);
+}
+
+// ---- out of descriptors ----
+
+// The test process's soft descriptor limit, set for a scope: sluiced inherits it.
+class SoftFileLimit {
+ public:
+  explicit SoftFileLimit(rlim_t soft) {
+    EXPECT_EQ(getrlimit(RLIMIT_NOFILE, &saved_), 0);
+    rlimit lowered = saved_;
+    lowered.rlim_cur = soft;
+    EXPECT_EQ(setrlimit(RLIMIT_NOFILE, &lowered), 0) << std::strerror(errno);
+  }
+  ~SoftFileLimit() { setrlimit(RLIMIT_NOFILE, &saved_); }
+  SoftFileLimit(const SoftFileLimit&) = delete;
+  SoftFileLimit& operator=(const SoftFileLimit&) = delete;
+
+  [[nodiscard]] rlim_t hard() const { return saved_.rlim_max; }
+
+ private:
+  rlimit saved_{};
+};
+
+// "Max open files            1024                 4096                 files": {soft, hard}.
+std::pair<long, long> file_limits(pid_t pid) {
+  std::istringstream line(
+      proc_line(pid, "limits", "Max open files").substr(std::string("Max open files").size()));
+  long soft = -1;
+  long hard = -1;
+  line >> soft >> hard;
+  return {soft, hard};
+}
+
+TEST(HostileFloodTest, SluicedRaisesItsDescriptorLimitToTheHardLimit) {
+  constexpr rlim_t kLow = 256;
+  const SoftFileLimit low(kLow);
+  if (low.hard() <= kLow)
+    GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << low.hard() << " leaves nothing to raise";
+  Sluiced sluiced;
+  const auto [soft, hard] = file_limits(sluiced.pid());
+  EXPECT_EQ(hard, static_cast<long>(low.hard()));
+  EXPECT_EQ(soft, hard) << "sluiced kept the soft limit it was started with (" << kLow << ")";
+  EXPECT_NE(sluiced.log().find("file descriptor limit: " + std::to_string(hard)), std::string::npos)
+      << sluiced.log();
+}
+
+// Out of descriptors, new clients wait in the listen backlog (as with PostgreSQL and PgBouncer),
+// and sluiced says so once, not at each of its retries; once descriptors free up, they are served.
+TEST(HostileFloodTest, OutOfDescriptorsNewClientsWaitAndOneWarningSaysSo) {
+  constexpr int kSilent = 8;
+  constexpr std::string_view kWarning = "new clients wait in the listen backlog";
+  Sluiced sluiced({.pool_size = 1});
+  {  // its server, opened now: the waiting client needs no descriptor but its own
+    const PgConn conn = connect(sluiced.conninfo());
+    EXPECT_EQ(scalar(conn, "SELECT 1"), "1");
+  }
+  long fds = open_fds(sluiced.pid());
+  for (long previous = -1; fds != previous;) {  // the warm-up client's descriptor goes
+    std::this_thread::sleep_for(milliseconds(50));
+    previous = std::exchange(fds, open_fds(sluiced.pid()));
+  }
+  const rlimit tight{.rlim_cur = static_cast<rlim_t>(fds + 2), .rlim_max = static_cast<rlim_t>(fds + 2)};
+  ASSERT_EQ(prlimit(sluiced.pid(), RLIMIT_NOFILE, &tight, nullptr), 0) << std::strerror(errno);
+
+  std::vector<Socket> silent;
+  for (int i = 0; i < kSilent; ++i) silent.emplace_back(sluiced.socket_path());
+  ASSERT_TRUE(wait_until([&] { return sluiced.log().find(kWarning) != std::string::npos; }, seconds(5)))
+      << sluiced.log();
+  std::string served;
+  std::thread client([&] {
+    const PgConn conn = try_connect(sluiced.conninfo());
+    served =
+        PQstatus(conn.get()) == CONNECTION_OK ? scalar(conn, "SELECT 'served'") : PQerrorMessage(conn.get());
+  });
+  // Nothing shows the retries but the log, which must stay quiet: let a few of them (every 100 ms) pass.
+  std::this_thread::sleep_for(milliseconds(450));
+  silent.clear();
+  client.join();
+  EXPECT_EQ(served, "served");
+  const std::string log = sluiced.log();
+  std::size_t warnings = 0;
+  for (std::size_t at = log.find(kWarning); at != std::string::npos; at = log.find(kWarning, at + 1))
+    ++warnings;
+  EXPECT_EQ(warnings, 1U) << log;
+  EXPECT_NE(log.find("again, after"), std::string::npos) << log;
+  ASSERT_TRUE(sluiced.alive());
 }
 
 }  // namespace
