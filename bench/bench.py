@@ -30,7 +30,7 @@ import quiet
 TARGETS = ("sluice", "pgbouncer", "pgbouncer2", "direct")
 # The PgBouncers' names become "PgBouncer <version>" from their --version (set_pgbouncer_names).
 NAMES = {"sluice": "sluice", "pgbouncer": "PgBouncer", "pgbouncer2": "PgBouncer (2)", "direct": "direct",
-         "sluice2": "sluice, 2 workers"}  # fmt: skip
+         "sluice2": "sluice, 2 workers", "bare": "bare relay"}  # fmt: skip
 POOLERS = ("sluice", "pgbouncer", "pgbouncer2")
 NOT_RUN = "—"  # in the tables: the target could not run the test (reason in the errors section)
 
@@ -54,6 +54,9 @@ TEST_TITLES = {t[0]: t[1] for t in TESTS}
 TEST_CLIENTS = {t[0]: t[3] for t in TESTS}
 # Bench.cpu_floor's answer: sluice's CPU per transaction against a rival's, in µs.
 CpuFloor = collections.namedtuple("CpuFloor", "own_user own_system user rival_cpu floor budget")
+# Bench.bare_relay's answer: the bare relay's tps over a rival's (same-round median, lowest, highest)
+# and its CPU per transaction over the rival's.
+BareRelay = collections.namedtuple("BareRelay", "tps lowest highest cpu")
 # The tests the performance issue sets targets on against PgBouncer 1.25.2 (SP50 has no PgBouncer that
 # applies its settings, so it is compared with direct only).
 TARGET_TESTS = ("S1", "S50", "S1000", "C20", "X50", "B50", "P50")
@@ -84,6 +87,16 @@ TLS_ENV = {"PGSSLMODE": "require", "PGPASSWORD": "sluice-bench"}  # run.sh sets 
 # Tests that also run through a second sluiced with `workers` = 2 (README: Worker loops), in the
 # same rounds, to compare 2 worker loops with 1.
 WORKER_TESTS = ("S50", "S1000", "X50")
+
+# Tests that also run through bench/bare_pooler.c, a transaction pooler that does nothing but relay
+# (a receive and a send each way, a server handed on at ReadyForQuery 'I'; no session state, no
+# prepared statements, no statistics), in the rotation of every round. What it reaches over
+# PgBouncer 1.25.2 in the same rounds is what a single-loop pooler can reach on this machine, and
+# its CPU per transaction the least a pooler's can be. It cannot run what needs more than a relay:
+# statements prepared on one server used on another, TLS, startup settings, pinning.
+BARE_TESTS = ("S1", "S50", "S1000", "C20", "X50", "B50")
+# The order of the targets within a round, rotated from round to round.
+ROTATION = TARGETS + ("bare",)
 
 # The pinning test (L50): every pgbench transaction is three server transactions, a session
 # advisory lock taken in the first and released in the third. Through sluice the client is pinned
@@ -257,11 +270,12 @@ class Bench:
             "pgbouncer2": split_target(args.pgbouncer2),
             "direct": split_target(args.direct),
             "sluice2": split_target(args.sluice2),
+            "bare": split_target(args.bare),
         }
         self.tls_targets = {"sluice": split_target(args.sluice_tls), "pgbouncer": split_target(args.pgbouncer_tls),
                             "pgbouncer2": split_target(args.pgbouncer2_tls)}  # fmt: skip
         self.pids = {"sluice": args.sluice_pid, "pgbouncer": args.pgbouncer_pid,
-                     "pgbouncer2": args.pgbouncer2_pid, "sluice2": args.sluice2_pid}  # fmt: skip
+                     "pgbouncer2": args.pgbouncer2_pid, "sluice2": args.sluice2_pid, "bare": args.bare_pid}  # fmt: skip
         self.controls = {"sluice": args.control, "sluice2": args.sluice2_control}
         # sluice runs the tests of TEST_ENV (clients with startup settings) through a sluiced of its
         # own: Bench.instance says why.
@@ -402,11 +416,11 @@ class Bench:
 
     def wait_backends_settled(self, timeout=20):
         """After a direct run with many clients, until its backends have exited (down to the
-        poolers' servers, sluice2's and the search_path test's sluiced's included, and one pool's
-        worth of slack) and the machine is
+        poolers' servers, sluice2's, the search_path test's sluiced's and the bare relay's included,
+        and one pool's worth of slack) and the machine is
         quiet again: backends that have left pg_stat_activity still take the CPUs while they exit
         (a thousand of them for seconds), and the next target in the round would run in their wake."""
-        limit = self.a.pool_size * (len(POOLERS) + 3)
+        limit = self.a.pool_size * (len(POOLERS) + 4)
         deadline = time.monotonic() + timeout
         count = None
         while time.monotonic() < deadline:
@@ -423,7 +437,7 @@ class Bench:
     # --- phases ---------------------------------------------------------------------------------------
 
     def warm_up(self):
-        for target in TARGETS:
+        for target in ROTATION:
             self.warm_up_one(target, "warm-up")
         for test, env in TEST_ENV.items():  # the instances that serve only some tests, with their clients
             if test in TEST_TITLES and self.instance(test, "sluice"):
@@ -483,13 +497,13 @@ class Bench:
     def rounds(self, tests, name="round"):
         for rnd in range(self.a.rounds if tests else 0):
             self.check_quiet(f"before {name} {rnd + 1}")
-            shift = rnd % len(TARGETS)
-            order = TARGETS[shift:] + TARGETS[:shift]
+            shift = rnd % len(ROTATION)
+            order = ROTATION[shift:] + ROTATION[:shift]
             for test, title, options, clients in tests:
                 if test == PIN_TEST:
                     self.set_lock_timeout(PIN_LOCK_TIMEOUT)
                 for target in order + (("sluice2",) if test in WORKER_TESTS else ()):
-                    if (test, target) in self.not_run:
+                    if (test, target) in self.not_run or (target == "bare" and test not in BARE_TESTS):
                         continue
                     label = f"{name} {rnd + 1}/{self.a.rounds}: {title}"
                     if test == PIN_TEST:
@@ -873,7 +887,7 @@ class Bench:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for test, _, _, _ in TESTS:
-            for t in POOLERS:
+            for t in POOLERS + ("bare",):
                 if self.unrunnable(test, t) or not self.runs.get((test, t)):
                     continue
                 c = {k: self.cell(test, t, k) for k in ("tps", "user_us", "sys_us", "sleeps", "preempted", "runq_wait_us",
@@ -917,13 +931,18 @@ class Bench:
             met = [v is not None and round(v, 2) >= wanted for v in (paired, medians)]
             tps_met = "yes" if all(met) else "same rounds only" if met[0] else "medians only" if met[1] else "no"
             _, syscalls_only = self.ceilings(test, TEST_CLIENTS[test], rival)
-            if not any(met) and syscalls_only is not None and round(syscalls_only, 2) < wanted:
+            bare = self.bare_relay(test, rival)
+            if not any(met) and bare and round(bare.tps, 2) < wanted:
+                tps_met += f": a pooler that only relays reached {bare.tps:.2f} in the same rounds"
+            elif not any(met) and syscalls_only is not None and round(syscalls_only, 2) < wanted:
                 tps_met += f": a relay making sluice's system calls and nothing else would reach {syscalls_only:.2f}"
             f = self.cpu_floor(test, rival)
             if cpu is None:
                 cpu_met = "n/a"
             elif round(cpu, 2) <= 0.8:
                 cpu_met = "yes"
+            elif bare and bare.cpu is not None and round(bare.cpu, 2) > 0.8:
+                cpu_met = f"no: a pooler that only relays spent {bare.cpu:.2f} × {NAMES[rival]}'s CPU"
             elif f is None or not f.user:
                 cpu_met = "no"
             elif f.budget <= 0:
@@ -934,6 +953,37 @@ class Bench:
             lines.append(f"| {TEST_TITLES[test]} | {wanted:.2f} × | {self.fmt(paired, '{:.2f}')} | {spread} "
                          f"| {self.fmt(medians, '{:.2f}')} | {tps_met} | {self.fmt(cpu, '{:.2f}')} "
                          f"| {self.fmt(f.floor if f else None, '{:.2f}')} | {cpu_met} |")
+        return "\n".join(lines)
+
+    def bare_relay(self, test, rival):
+        """The bare relay (bench/bare_pooler.c) against `rival`: the median of their same-round tps
+        ratios, with the lowest and highest, and the ratio of their median CPU per transaction; None
+        where it did not run the test."""
+        ratios = self.same_round_ratios(test, "bare", rival)
+        if not ratios:
+            return None
+        cpu = self.quotient(self.cell(test, "bare", "cpu_s_per_1000"), self.cell(test, rival, "cpu_s_per_1000"))
+        return BareRelay(median(ratios), min(ratios), max(ratios), cpu)
+
+    def bare_table(self):
+        """Per test the bare relay ran: its tps over PgBouncer 1.25.2's and sluice's over its own in
+        the same rounds, and the three poolers' CPU per transaction."""
+        rival = "pgbouncer2"
+        lines = [
+            f"| test | bare relay / {NAMES[rival]}, same rounds | lowest – highest | sluice / bare relay, same rounds "
+            f"| pooler CPU µs/tx: bare relay | sluice | {NAMES[rival]} | bare relay's CPU / {NAMES[rival]}'s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for test in BARE_TESTS:
+            bare = self.bare_relay(test, rival) if test in TEST_TITLES else None
+            if bare is None:
+                continue
+            own = self.same_round_ratios(test, "sluice", "bare")
+            cpu = {t: self.cell(test, t, "cpu_s_per_1000") for t in ("bare", "sluice", rival)}
+            lines.append(f"| {TEST_TITLES[test]} | {bare.tps:.2f} | {bare.lowest:.2f} – {bare.highest:.2f} "
+                         f"| {self.fmt(median(own) if own else None, '{:.2f}')} | "
+                         + " | ".join(self.fmt(cpu[t] * 1000 if cpu[t] is not None else None, "{:.1f}") for t in cpu)
+                         + f" | {self.fmt(bare.cpu, '{:.2f}')} |")
         return "\n".join(lines)
 
     def ceilings(self, test, clients, rival):
@@ -1134,7 +1184,7 @@ time: the price of correctness here, against poolers that hand the server on and
         lines = ["| test | target | tps per round | pooler CPU µs/tx per round (of it system) | failed runs |",
                  "|---|---|---|---|---|"]
         for test, title, _, _ in TESTS:
-            for t in TARGETS + (("sluice2",) if test in WORKER_TESTS else ()):
+            for t in TARGETS + (("sluice2",) if test in WORKER_TESTS else ()) + (("bare",) if test in BARE_TESTS else ()):
                 if (test, t) in self.not_run:
                     lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | not run (see the errors) | — | — |")
                     continue
@@ -1357,6 +1407,20 @@ move their cost by more than its own (compare the machine CPU per transaction be
 
 {self.paired_table()}
 
+### A pooler that only relays
+
+bench/bare_pooler.c is a transaction pooler with nothing but the relay: it opens its {self.a.pool_size} servers with
+libpq, greets its clients without authentication, and then only moves bytes in one epoll loop (a
+receive and a send each way, a server handed to the next waiting client, or back to the pool most
+recently used first, when a read ends right after ReadyForQuery 'I'); no session state, prepared
+statements, timers or statistics. It runs in the rotation of every round, in the tests a relay can
+run. Its tps over {pgb2}'s in the same rounds is what a single-loop pooler can reach on this
+machine, measured rather than reckoned as the ceilings above are (it includes how its wake-ups fall
+against PostgreSQL's and pgbench's); its CPU per transaction is the least a pooler's can be here.
+Where it does not reach a target, no pooler of this design can (the targets' verdicts say so).
+
+{self.bare_table()}
+
 ### Pooler CPU seconds per 1000 transactions, every test
 
 {self.cpu_table()}
@@ -1436,12 +1500,12 @@ Afterwards, checked directly on PostgreSQL: {p['abandoned_writes']} abandoned IN
 def main():
     signal.signal(signal.SIGTERM, on_sigterm)
     p = argparse.ArgumentParser()
-    for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "teardown-sluice", "control", "sluice2-control", "relay-floor",
+    for name in ("sluice", "sluice2", "pgbouncer", "pgbouncer2", "direct", "bare", "teardown-sluice", "control", "sluice2-control", "relay-floor",
                  "sluice-settings", "sluice-settings-control",
                  "teardown-control", "sluicectl", "sluiced", "root", "bench-dir", "out-dir", "workdir", "user",
                  "pgbouncer-bin", "pgbouncer2-bin", "sluice-tls", "pgbouncer-tls", "pgbouncer2-tls"):  # fmt: skip
         p.add_argument("--" + name, required=True)
-    for name in ("sluice-pid", "sluice2-pid", "sluice-settings-pid", "pgbouncer-pid", "pgbouncer2-pid", "pool-size", "duration", "rounds", "jobs",
+    for name in ("sluice-pid", "sluice2-pid", "sluice-settings-pid", "pgbouncer-pid", "pgbouncer2-pid", "bare-pid", "pool-size", "duration", "rounds", "jobs",
                  "idle-clients", "scale", "max-connections", "teardown-load-s", "abandon-rollback",
                  "abandon-cancel"):  # fmt: skip
         p.add_argument("--" + name, type=int, required=True)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""pooled_rounds.py REPORT... : sluice's tps and pooler CPU over PgBouncer 1.25.2's, round by
-round, pooled over several `make bench` reports of the same code.
+"""pooled_rounds.py [--pooler NAME] REPORT... : sluice's tps and pooler CPU over PgBouncer 1.25.2's,
+round by round, pooled over several `make bench` reports of the same code.
 
 One run's five same-round ratios on this VM spread by tens of percent, so a test can pass the
 performance targets in one run and miss them in the next. Pooling the rounds of several runs
@@ -11,7 +11,10 @@ the rounds; for tps how many rounds sluice was ahead in, for pooler CPU (reports
 gave each round's CPU) how many rounds were at or under the target's 0.8 ×, and the median floor:
 sluice's system time over PgBouncer 1.25.2's CPU in the same round. A round where either run failed
 is left out, as the report's own same-round table leaves it out; a report from before failed rounds
-were marked (†) gives no round of a test with a failed run ("failed" in its column)."""
+were marked (†) gives no round of a test with a failed run ("failed" in its column).
+
+--pooler NAME pools another target of the reports' rounds over PgBouncer 1.25.2 instead of sluice:
+"bare relay" (bench/bare_pooler.c) gives what a pooler that only relays reached."""
 import os
 import re
 import statistics
@@ -68,10 +71,10 @@ def rounds(text):
     return found
 
 
-def paired_rounds(found, label):
-    """[(sluice's round, the rival's round)] where both runs succeeded, each (tps, (CPU, system) or
-    None); FAILED, or None when the report lacks the test."""
-    ours, theirs = found.get((label, "sluice")), found.get((label, RIVAL))
+def paired_rounds(found, label, pooler):
+    """[(the pooler's round, the rival's round)] where both runs succeeded, each (tps, (CPU, system)
+    or None); FAILED, or None when the report lacks the test."""
+    ours, theirs = found.get((label, pooler)), found.get((label, RIVAL))
     if FAILED in (ours, theirs):
         return FAILED
     if not ours or not theirs:
@@ -79,14 +82,14 @@ def paired_rounds(found, label):
     return [(a, b) for a, b in zip(zip(*ours), zip(*theirs)) if a[0] and b[0]]
 
 
-def table(runs, reports, title, columns, ratios_of, summary):
+def table(runs, reports, pooler, title, columns, ratios_of, summary):
     """One pooled table: per target test, each run's median ratio and `summary` of all of them."""
     rows = []
     for test in TARGET_TESTS:
         label = SHORT_LABELS[test]
         per_run, pooled = [], []
         for found in runs:
-            pairs = paired_rounds(found, label)
+            pairs = paired_rounds(found, label, pooler)
             ratios = ratios_of(pairs) if pairs not in (FAILED, None) else []
             if pairs == FAILED:
                 per_run.append(FAILED)
@@ -117,17 +120,21 @@ def cpu_summary(pooled):
             f"| {sum(round(r, 2) <= 0.8 for r in cpu)} of {len(cpu)} | {statistics.median(floor):.2f}")
 
 
-def main(reports):
+def main(args):
+    pooler = "sluice"
+    if args[:1] == ["--pooler"] and len(args) > 1:
+        pooler, args = args[1], args[2:]
+    reports = args
     if not reports:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     runs = [rounds(report_text(r)) for r in reports]
-    table(runs, reports, "sluice/PgBouncer 1.25.2 tps, same rounds",
-          "all rounds: median | geometric mean | rounds sluice was ahead",
+    table(runs, reports, pooler, f"{pooler}/PgBouncer 1.25.2 tps, same rounds",
+          f"all rounds: median | geometric mean | rounds {pooler} was ahead",
           lambda pairs: [(a[0] / b[0],) for a, b in pairs], tps_summary)
     print()
-    table(runs, reports, "sluice/PgBouncer 1.25.2 pooler CPU per transaction, same rounds",
-          "all rounds: median | geometric mean | rounds at or under 0.8 × | floor: sluice's system time "
+    table(runs, reports, pooler, f"{pooler}/PgBouncer 1.25.2 pooler CPU per transaction, same rounds",
+          f"all rounds: median | geometric mean | rounds at or under 0.8 × | floor: {pooler}'s system time "
           "/ PgBouncer 1.25.2's CPU, median",
           lambda pairs: [(a[1][0] / b[1][0], a[1][1] / b[1][0]) for a, b in pairs
                          if a[1] and b[1] and a[1][0] and b[1][0]],

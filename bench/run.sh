@@ -4,8 +4,9 @@
 # Starts a throwaway PostgreSQL (scripts/pg-throwaway.sh, max_connections raised), initialises a
 # pgbench database, starts sluiced (three instances: one for the pgbench rounds, one with
 # `workers` = 2 for the worker-loop comparison, one for the teardown phase, so that phase's latency
-# histograms hold only its own releases) and two PgBouncers with the same settings: Debian's
-# (1.18) and 1.25.2, built once from shared/anchors into build/deps/ (bench/README.md). Then runs
+# histograms hold only its own releases), two PgBouncers with the same settings: Debian's
+# (1.18) and 1.25.2, built once from shared/anchors into build/deps/ (bench/README.md), and
+# bench/bare_pooler.c, a pooler that only relays (the ceiling for any pooler here). Then runs
 # bench/bench.py, which writes bench/results/latest.md and latest.png and prints the table.
 # Everything started here is stopped, and every temp dir removed, on exit, failure, Ctrl-C or
 # SIGTERM.
@@ -45,6 +46,7 @@ fairness_port=$((sluice_port + 6))
 upgrade_port=$((sluice_port + 8))
 instructions_port=$((sluice_port + 10))
 settings_port=$((sluice_port + 12))
+bare_port=$((sluice_port + 14))
 fairness_pgbouncer_port=$((pgbouncer2_port + 2))
 instructions_pgbouncer_port=$((pgbouncer2_port + 4))
 readonly max_connections=1500 pool_size=20 max_client_conn=5000 fd_limit=20000
@@ -147,6 +149,7 @@ pg_dir=$(mktemp -d /tmp/sluice-bench-pg.XXXXXX)
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
 sluiced_pid='' teardown_pid='' workers_pid='' settings_pid='' fairness_pid='' pgbouncer_pid='' pgbouncer2_pid='' runner_pid=''
+bare_pid=''
 fairness_pgbouncer_pid='' upgrade_pid='' upgraded_pid=''
 
 # shellcheck disable=SC2317  # invoked by the traps
@@ -159,6 +162,7 @@ cleanup() {
   stop_pid "$settings_pid" INT
   stop_pid "$fairness_pid" INT
   stop_pid "$upgrade_pid" INT
+  stop_pid "$bare_pid" TERM
   [[ -n $upgraded_pid ]] && kill -INT "$upgraded_pid" 2>/dev/null  # not our child: the upgrade started it
   stop_pid "$pgbouncer_pid" TERM # SIGTERM: PgBouncer's immediate shutdown
   stop_pid "$pgbouncer2_pid" QUIT # since 1.23 SIGTERM waits for the clients; SIGQUIT is immediate
@@ -347,6 +351,13 @@ done
 
 # The kernel's floor under a pooler's transaction (bench/relay_floor.c), built for this run.
 cc -O2 -o "$work/relay_floor" "$bench_dir/relay_floor.c" || die "could not build bench/relay_floor.c"
+# The ceiling for a pooler here: one that only relays (bench/bare_pooler.c), with the same pool size.
+cc -O2 -o "$work/bare_pooler" "$bench_dir/bare_pooler.c" -I"$(pg_config --includedir)" -lpq ||
+  die "could not build bench/bare_pooler.c"
+"$work/bare_pooler" "$work" "$bare_port" "$pool_size" "host=$pg_dir port=$pg_port dbname=bench" \
+  >"$work/bare_pooler.log" 2>&1 &
+bare_pid=$!
+wait_socket "$work/.s.PGSQL.$bare_port" "$bare_pid" "bench/bare_pooler.c" "$work/bare_pooler.log"
 
 mkdir -p "$bench_dir/results"
 python3 "$bench_dir/bench.py" \
@@ -358,6 +369,7 @@ python3 "$bench_dir/bench.py" \
   --pgbouncer "$pgb_dir:$pgbouncer_port" --pgbouncer-pid "$pgbouncer_pid" --pgbouncer-bin "$pgbouncer1" \
   --pgbouncer2 "$pgb2_dir:$pgbouncer2_port" --pgbouncer2-pid "$pgbouncer2_pid" --pgbouncer2-bin "$pgbouncer2" \
   --direct "$pg_dir:$pg_port" --relay-floor "$work/relay_floor" \
+  --bare "$work:$bare_port" --bare-pid "$bare_pid" \
   --sluice-tls "127.0.0.1:$sluice_port" --pgbouncer-tls "127.0.0.1:$pgbouncer_port" \
   --pgbouncer2-tls "127.0.0.1:$pgbouncer2_port" \
   --teardown-sluice "$work:$teardown_port" \
@@ -373,7 +385,8 @@ wait "$runner_pid" || status=$?
 runner_pid=
 cp "$work/bench.log" "$bench_dir/results/latest.log" 2>/dev/null || true
 if ((status != 0)); then
-  for log in sluiced.log sluiced-teardown.log sluiced-workers.log sluiced-settings.log pgbouncer.log pgbouncer2.log; do
+  for log in sluiced.log sluiced-teardown.log sluiced-workers.log sluiced-settings.log pgbouncer.log pgbouncer2.log \
+    bare_pooler.log; do
     [[ -s $work/$log ]] && { say "$log, last lines:"; tail -n 5 "$work/$log" | sed 's/^/  /'; }
   done
   die "the benchmark failed (exit $status); pgbench outputs: bench/results/latest.log"
