@@ -68,7 +68,7 @@ static struct Client *first_waiting, *last_waiting;
 static char read_buffer[kReadSize];
 static char* greeting;
 static size_t greeting_size;
-static unsigned long partial_sends;
+static unsigned long waited_sends;
 static volatile sig_atomic_t stopping;
 
 static void die(const char* what) {
@@ -95,17 +95,18 @@ static uint32_t get_u32(const unsigned char* p) {
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Sends all of it; a socket that cannot take it all is waited for, and counted. */
+/* Sends all of it; a send that the socket cannot take at once is waited for, and counted. */
 static int send_all(int fd, const char* data, size_t n) {
+  int waited = 0;
   while (n > 0) {
     const ssize_t sent = send(fd, data, n, MSG_NOSIGNAL);
     if (sent > 0) {
       data += sent;
       n -= (size_t)sent;
-      if (n > 0) partial_sends++;
       continue;
     }
     if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (!waited++) waited_sends++;
       struct pollfd p = {.fd = fd, .events = POLLOUT};
       poll(&p, 1, -1);
       continue;
@@ -204,6 +205,28 @@ static void release_server(struct Server* s) {
   idle_servers = s;
 }
 
+/* A client with bytes held and no server: Terminate closes it; otherwise it gets the idle server
+   used last, or waits in order for the next one freed. */
+static void seek_server(struct Client* c) {
+  if (c->held.data[0] == 'X') { /* Terminate between transactions */
+    c->held.size = 0;           /* not queued: close_client must not look for it */
+    close_client(c);
+    return;
+  }
+  if (idle_servers) {
+    struct Server* s = idle_servers;
+    idle_servers = s->next_idle;
+    give_server(c, s);
+    return;
+  }
+  c->next_waiting = NULL;
+  if (last_waiting)
+    last_waiting->next_waiting = c;
+  else
+    first_waiting = c;
+  last_waiting = c;
+}
+
 /* Reads the startup packet; answers an SSLRequest with 'N' and a login with the greeting. */
 static int read_startup(struct Client* c, const char* data, size_t n) {
   append(&c->held, data, n);
@@ -237,32 +260,23 @@ static void on_client(struct Client* c) {
     return;
   }
   if (!c->logged_in) {
-    if (read_startup(c, read_buffer, (size_t)n) != 0) close_client(c);
+    if (read_startup(c, read_buffer, (size_t)n) != 0)
+      close_client(c);
+    else if (c->logged_in && c->held.size > 0) /* the first query came with the login */
+      seek_server(c);
     return;
   }
   if (c->server) {
+    if (n == 5 && read_buffer[0] == 'X') { /* a read that is one Terminate: it leaves mid-transaction */
+      fprintf(stderr, "bare_pooler: a client left mid-transaction\n");
+      exit(1);
+    }
     if (send_all(c->server->fd, read_buffer, (size_t)n) != 0) die("send to server");
-    return;
-  }
-  if (c->held.size == 0 && read_buffer[0] == 'X') { /* Terminate between transactions */
-    close_client(c);
     return;
   }
   const int was_holding = c->held.size > 0;
   append(&c->held, read_buffer, (size_t)n);
-  if (was_holding) return; /* already queued */
-  if (idle_servers) {
-    struct Server* s = idle_servers;
-    idle_servers = s->next_idle;
-    give_server(c, s);
-    return;
-  }
-  c->next_waiting = NULL;
-  if (last_waiting)
-    last_waiting->next_waiting = c;
-  else
-    first_waiting = c;
-  last_waiting = c;
+  if (!was_holding) seek_server(c); /* else already queued */
 }
 
 /* Follows the message boundaries of what the server sent, to know whether it ended idle. */
@@ -358,6 +372,6 @@ int main(int argc, char** argv) {
         on_client((struct Client*)data);
     }
   }
-  fprintf(stderr, "bare_pooler: %lu partial sends\n", partial_sends);
+  fprintf(stderr, "bare_pooler: %lu sends waited for their socket\n", waited_sends);
   return 0;
 }

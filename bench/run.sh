@@ -383,7 +383,9 @@ runner_pid=$!
 status=0
 wait "$runner_pid" || status=$?
 runner_pid=
-cp "$work/bench.log" "$bench_dir/results/latest.log" 2>/dev/null || true
+stop_pid "$bare_pid" TERM # done with it: its last line, kept in latest.log, counts the sends that waited
+bare_pid=
+cat "$work/bench.log" "$work/bare_pooler.log" >"$bench_dir/results/latest.log" 2>/dev/null || true
 if ((status != 0)); then
   for log in sluiced.log sluiced-teardown.log sluiced-workers.log sluiced-settings.log pgbouncer.log pgbouncer2.log \
     bare_pooler.log; do
