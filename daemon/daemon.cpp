@@ -430,6 +430,7 @@ void Daemon::apply_config(config::Config next) {
   log::set_level(log::level_from_name(config_.log_level));
   log_tls_certificate(config_);
   warn_of_server_tls_failures(config_);
+  file_limit_ = raise_file_limit();  // the hard limit may have been raised since (prlimit)
   warn_of_file_limit(file_limit_, config_);
   log::info("reload applied");
 }

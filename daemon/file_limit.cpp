@@ -42,10 +42,11 @@ std::optional<std::string> file_limit_warning(const FileLimit& limit, const conf
   const std::uint64_t needed = descriptors_needed(config);
   if (limit.soft == 0 || limit.soft >= needed) return std::nullopt;
   return "the file descriptor limit is " + std::to_string(limit.soft) + " (hard limit " +
-         std::to_string(limit.hard) + "), under the " + std::to_string(needed) +
-         " that limits.max_client_conn (" + std::to_string(config.limits.max_client_conn) +
-         ") and the databases' servers may need: past it new clients wait until descriptors free up; "
-         "raise LimitNOFILE= in the systemd unit, or ulimit -n";
+         std::to_string(limit.hard) + "), below the " + std::to_string(needed) +
+         " descriptors at least that limits.max_client_conn (" +
+         std::to_string(config.limits.max_client_conn) +
+         ") and the databases' servers need: past it new clients wait in the listen backlog and new "
+         "server connections fail; raise LimitNOFILE= in the systemd unit, or ulimit -n";
 }
 
 }  // namespace sluice::daemon

@@ -22,12 +22,13 @@ struct FileLimit {
 // does. sluiced polls with epoll (libuv) and libpq with poll(): neither has that bound.
 FileLimit raise_file_limit();
 
-// The descriptors a configuration may need at once: a client each up to limits.max_client_conn,
-// a server each up to every database's budget (max_db_connections when set, else pool_size plus
-// reserve_pool_size: one user's pool), and some for sluiced's own sockets, loops and files.
+// The fewest descriptors a configuration may need at once: a client each up to
+// limits.max_client_conn, a server each up to every database's budget (max_db_connections when
+// set, else pool_size plus reserve_pool_size: one pool's, where each user, set of startup settings
+// and worker has a pool of its own), and some for sluiced's own sockets, loops and files.
 std::uint64_t descriptors_needed(const config::Config& config);
 
-// A warning when `limit` is below what `config` may need, naming both and what to do; none when
+// A warning when `limit` is below the fewest `config` may need, naming both and what to do; none when
 // it is enough.
 std::optional<std::string> file_limit_warning(const FileLimit& limit, const config::Config& config);
 

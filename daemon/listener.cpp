@@ -151,9 +151,10 @@ void Listener::on_readable() {
 // Said once, when it starts: the retries would say it ten times a second for as long as it lasts.
 void Listener::pause_accepting(int error) {
   if (failed_accepts_++ == 0) {
+    const bool descriptors = error == EMFILE || error == ENFILE;
     log::warning("accept on ", name_, ": ", std::strerror(error),
                  ": new clients wait in the listen backlog; ", "retrying every ", kAcceptRetry.count(),
-                 " ms until descriptors free up");
+                 " ms until ", descriptors ? "descriptors" : "memory", " free up");
   }
   socket_->set_reading(false);
   retry_timer_->start(kAcceptRetry);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -276,6 +277,14 @@ TEST(HostileFloodTest, SluicedRaisesItsDescriptorLimitToTheHardLimit) {
   EXPECT_EQ(soft, hard) << "sluiced kept the soft limit it was started with (" << kLow << ")";
   EXPECT_NE(sluiced.log().find("file descriptor limit: " + std::to_string(hard)), std::string::npos)
       << sluiced.log();
+
+  // Lowered behind its back, the soft limit is raised again by a reload.
+  const rlimit lowered{.rlim_cur = kLow, .rlim_max = static_cast<rlim_t>(hard)};
+  ASSERT_EQ(prlimit(sluiced.pid(), RLIMIT_NOFILE, &lowered, nullptr), 0) << std::strerror(errno);
+  ASSERT_EQ(file_limits(sluiced.pid()).first, static_cast<long>(kLow));
+  ASSERT_EQ(::kill(sluiced.pid(), SIGHUP), 0);
+  EXPECT_TRUE(wait_until([&] { return file_limits(sluiced.pid()).first == hard; }, seconds(5)))
+      << "soft limit after the reload: " << file_limits(sluiced.pid()).first;
 }
 
 // Out of descriptors, new clients wait in the listen backlog (as with PostgreSQL and PgBouncer),

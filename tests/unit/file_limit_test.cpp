@@ -29,8 +29,8 @@ TEST(FileLimit, NeedsADescriptorPerClientAndPerServer) {
 TEST(FileLimit, WarnsWhenTheLimitIsBelowTheNeed) {
   const auto warning = daemon::file_limit_warning({.soft = 100, .hard = 150}, two_databases());
   ASSERT_TRUE(warning.has_value());
-  for (const char* part :
-       {"limit is 100 (hard limit 150)", "under the 172", "limits.max_client_conn (100)", "LimitNOFILE="}) {
+  for (const char* part : {"limit is 100 (hard limit 150)", "below the 172 descriptors at least",
+                           "limits.max_client_conn (100)", "LimitNOFILE="}) {
     EXPECT_NE(warning->find(part), std::string::npos) << part << " in: " << *warning;
   }
   EXPECT_FALSE(daemon::file_limit_warning({.soft = 172, .hard = 172}, two_databases()).has_value());
