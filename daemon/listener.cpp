@@ -153,8 +153,8 @@ void Listener::pause_accepting(int error) {
   if (failed_accepts_++ == 0) {
     const bool descriptors = error == EMFILE || error == ENFILE;
     log::warning("accept on ", name_, ": ", std::strerror(error),
-                 ": new clients wait in the listen backlog; ", "retrying every ", kAcceptRetry.count(),
-                 " ms until ", descriptors ? "descriptors" : "memory", " free up");
+                 ": new clients wait in the listen backlog; retrying every ", kAcceptRetry.count(),
+                 " ms until ", descriptors ? "descriptors are" : "memory is", " freed");
   }
   socket_->set_reading(false);
   retry_timer_->start(kAcceptRetry);
