@@ -1,4 +1,4 @@
-/* The ceiling for a transaction pooler on this machine: one that does nothing but relay.
+/* A minimal transaction pooler for this machine: one that does nothing but relay.
  *
  * It opens its servers with libpq, greets every client without authentication, and from then on
  * only moves bytes: a client's bytes go to the server it holds (or wait, in order, for the next
@@ -6,8 +6,9 @@
  * (most recently used first) when a read ends right after a ReadyForQuery 'I'. No session state,
  * no prepared statements, no timers, no statistics: the system calls a relay cannot do without
  * (a receive and a send each way, an epoll_wait per loop turn) and the least user space around
- * them. What it reaches beside a real pooler, in the same rounds, is what any single-loop pooler
- * could reach here; what it costs is the least a pooler's transaction can cost here.
+ * them. What it reaches and spends beside a real pooler, in the same rounds, is evidence of what
+ * a minimal single-loop pooler gets here: not a bound, since a pooler can batch or time its work
+ * better than a naive relay.
  *
  * Not a pooler to use: a client that leaves mid-transaction stops it (with a message), a send the
  * socket cannot take whole is finished by waiting for the socket (counted, and printed at exit),
@@ -260,9 +261,10 @@ static void on_client(struct Client* c) {
     return;
   }
   if (!c->logged_in) {
-    if (read_startup(c, read_buffer, (size_t)n) != 0)
+    if (read_startup(c, read_buffer, (size_t)n) != 0) {
+      c->held.size = 0; /* not queued: close_client must not look for it */
       close_client(c);
-    else if (c->logged_in && c->held.size > 0) /* the first query came with the login */
+    } else if (c->logged_in && c->held.size > 0) /* the first query came with the login */
       seek_server(c);
     return;
   }
