@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""pooled_rounds.py [--pooler NAME] REPORT... : sluice's tps and pooler CPU over PgBouncer 1.25.2's,
+"""pooled_rounds.py [--pooler NAME] REPORT...: sluice's tps and pooler CPU over PgBouncer 1.25.2's,
 round by round, pooled over several `make bench` reports of the same code.
 
 One run's five same-round ratios on this VM spread by tens of percent, so a test can pass the
@@ -15,6 +15,7 @@ were marked (†) gives no round of a test with a failed run ("failed" in its co
 
 --pooler NAME pools another target of the reports' rounds over PgBouncer 1.25.2 instead of sluice:
 "bare relay" (bench/bare_pooler.c) gives what a pooler that only relays reached."""
+import argparse
 import os
 import re
 import statistics
@@ -121,13 +122,13 @@ def cpu_summary(pooled):
 
 
 def main(args):
-    pooler = "sluice"
-    if args[:1] == ["--pooler"] and len(args) > 1:
-        pooler, args = args[1], args[2:]
-    reports = args
-    if not reports:
-        print(__doc__.strip(), file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pooler", default="sluice", help='the target to pool, e.g. "bare relay"')
+    parser.add_argument("reports", nargs="+", metavar="REPORT")
+    parsed = parser.parse_args(args)
+    pooler, reports = parsed.pooler, parsed.reports
     runs = [rounds(report_text(r)) for r in reports]
     table(runs, reports, pooler, f"{pooler}/PgBouncer 1.25.2 tps, same rounds",
           f"all rounds: median | geometric mean | rounds {pooler} was ahead",

@@ -6,7 +6,7 @@
 # `workers` = 2 for the worker-loop comparison, one for the teardown phase, so that phase's latency
 # histograms hold only its own releases), two PgBouncers with the same settings: Debian's
 # (1.18) and 1.25.2, built once from shared/anchors into build/deps/ (bench/README.md), and
-# bench/bare_pooler.c, a pooler that only relays (the ceiling for any pooler here). Then runs
+# bench/bare_pooler.c, a pooler that only relays (what a minimal pooler gets here). Then runs
 # bench/bench.py, which writes bench/results/latest.md and latest.png and prints the table.
 # Everything started here is stopped, and every temp dir removed, on exit, failure, Ctrl-C or
 # SIGTERM.
@@ -351,7 +351,7 @@ done
 
 # The kernel's floor under a pooler's transaction (bench/relay_floor.c), built for this run.
 cc -O2 -o "$work/relay_floor" "$bench_dir/relay_floor.c" || die "could not build bench/relay_floor.c"
-# The ceiling for a pooler here: one that only relays (bench/bare_pooler.c), with the same pool size.
+# What a minimal pooler gets here: one that only relays (bench/bare_pooler.c), with the same pool size.
 cc -O2 -o "$work/bare_pooler" "$bench_dir/bare_pooler.c" -I"$(pg_config --includedir)" -lpq ||
   die "could not build bench/bare_pooler.c"
 "$work/bare_pooler" "$work" "$bare_port" "$pool_size" "host=$pg_dir port=$pg_port dbname=bench" \
