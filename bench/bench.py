@@ -95,11 +95,12 @@ WORKER_TESTS = ("S50", "S1000", "X50")
 # single-loop pooler gets on this machine, not a bound. It cannot run what needs more than a relay:
 # statements prepared on one server used on another, TLS, startup settings, pinning.
 BARE_TESTS = ("S1", "S50", "S1000", "C20", "X50", "B50")
-# The poolers' order within a test, rotated from round to round; direct runs after them. A direct run
-# with many clients leaves backends exiting for seconds (wait_backends_settled waits for most of
-# them), and the run after it pays: with direct last, that is the first pooler of the next test,
-# which changes from round to round rather than always being the same one (with four poolers and
-# five rounds one of them comes first twice; where the bare relay does not run, sluice does).
+# The poolers' order within a test: those that run it take turns to come first, round by round;
+# direct runs after them. A direct run with many clients leaves backends exiting for seconds
+# (wait_backends_settled waits for most of them), and the run after it pays: with direct last,
+# that is the first pooler of the next test, which changes from round to round rather than always
+# being the same one (with more rounds than poolers some come first twice; in the search_path test
+# sluice is the only pooler).
 ROTATION = POOLERS + ("bare",)
 
 # The pinning test (L50): every pgbench transaction is three server transactions, a session
@@ -498,17 +499,23 @@ class Bench:
                 )
             time.sleep(1)  # let the pooler close the 2000 sessions
 
+    def takes_part(self, test, target):
+        """Whether the target runs the test: sluice2 only the worker tests, the bare relay only what a
+        relay can, and none a test it was found unable to run."""
+        if (target == "sluice2" and test not in WORKER_TESTS) or (target == "bare" and test not in BARE_TESTS):
+            return False
+        return (test, target) not in self.not_run
+
     def rounds(self, tests, name="round"):
         for rnd in range(self.a.rounds if tests else 0):
             self.check_quiet(f"before {name} {rnd + 1}")
-            shift = rnd % len(ROTATION)
-            order = ROTATION[shift:] + ROTATION[:shift]
             for test, title, options, clients in tests:
                 if test == PIN_TEST:
                     self.set_lock_timeout(PIN_LOCK_TIMEOUT)
-                for target in order + (("sluice2",) if test in WORKER_TESTS else ()) + ("direct",):
-                    if (test, target) in self.not_run or (target == "bare" and test not in BARE_TESTS):
-                        continue
+                poolers = [t for t in ROTATION if self.takes_part(test, t)]
+                shift = rnd % max(len(poolers), 1)
+                order = poolers[shift:] + poolers[:shift]
+                for target in order + [t for t in ("sluice2", "direct") if self.takes_part(test, t)]:
                     label = f"{name} {rnd + 1}/{self.a.rounds}: {title}"
                     if test == PIN_TEST:
                         r = self.pin_run(target, clients, self.duration(clients, target), label)
@@ -1359,7 +1366,7 @@ Produced by `make bench` (`bench/run.sh`) on {now}; the whole run took {time.mon
 - Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem']} RAM, Linux {m['kernel']}; load average at the end {m['load']} (a shared machine: other work may run at the same time; see "Was the machine quiet?")
 - Versions: sluiced `{v['sluiced']}` (tree {v['sluice tree']}); `{v['pgbouncer']}` (Debian's package); `{v['pgbouncer2']}` (built by run.sh from the release tarball, bench/README.md); PostgreSQL {v['PostgreSQL']}; `{v['pgbench']}`
 - Setup: one throwaway PostgreSQL (`max_connections` = {self.a.max_connections}, fsync off), `pgbench -i -s {self.a.scale}`; sluiced and both PgBouncers in transaction mode, pool size 20, max_client_conn 5000; every connection over a Unix socket (trust), except the TLS tests' ({", ".join(TLS_TESTS)}): TCP on 127.0.0.1 with `sslmode=require` and a SCRAM-SHA-256 login (the same hba rules and verifier for all three: sluiced's `auth.type` "hba", the PgBouncers' `auth_type = hba`), to sluiced's `tls.mode` "require" and the PgBouncers' `client_tls_sslmode = require`, the same throwaway certificate (EC P-256) for all three, OpenSSL's default ciphers (TLS 1.3); PostgreSQL itself is not run over TLS. The two PgBouncers get the same ini, but {pgb2} also has `track_extra_parameters = IntervalStyle, search_path` (for the search_path test; 1.18 has no such setting); each keeps its own defaults otherwise ({pgb2}: `max_prepared_statements` = 200).
-- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / {NAMES["bare"]} (bench/bare_pooler.c, in the tests it can run; the order rotates from round to round) / direct (last, so that the run after a direct one, which pays for its exiting backends, is the next test's first pooler, which changes from round to round; with more rounds than poolers some come first more than once), and the pin test has rounds of its own after the others (through a PgBouncer it leaks locks, and the backends that hold them are ended: no other test runs on the new backends that replace them); sluice runs the search_path test through a sluiced of its own (see below); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. After a direct run of 50 clients or more the next run waits until its backends have gone and the CPUs are quiet again (as before each round): a thousand exiting backends keep them busy for seconds. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
+- Method: {self.a.rounds} round{'s' if self.a.rounds != 1 else ''}{f" of only the tests {', '.join(t[0] for t in TESTS)} (BENCH_TESTS)" if self.a.tests else ""}; in each round every test runs once per target, alternating sluice / {pgb1} / {pgb2} / {NAMES["bare"]} (bench/bare_pooler.c, in the tests it can run; the poolers that run a test take turns to come first in it, round by round) / direct (last, so that the run after a direct one, which pays for its exiting backends, is the next test's first pooler, which changes from round to round: with more rounds than poolers some come first twice, and in the search_path test sluice is the only pooler), and the pin test has rounds of its own after the others (through a PgBouncer it leaks locks, and the backends that hold them are ended: no other test runs on the new backends that replace them); sluice runs the search_path test through a sluiced of its own (see below); each run is `pgbench -n -T {self.a.duration} -j min(clients, {self.a.jobs})`, except that the 1000-client runs get 1 s more through the poolers and 6 s more direct: pgbench's -T clock includes connecting, its tps does not, and PostgreSQL takes seconds to fork 1000 backends here. After a direct run of 50 clients or more the next run waits until its backends have gone and the CPUs are quiet again (as before each round): a thousand exiting backends keep them busy for seconds. Figures are medians over the rounds; ratios are sluice's median over the other's (for latency, memory and CPU lower is better).
 - Memory: {self.a.idle_clients} clients log in (startup packet over the Unix socket, `bench/pgwire.py idle`) and sit idle; the pooler's VmRSS (/proc/PID/status) after minus before, divided by the clients. Measured once on warmed-up poolers before the pgbench rounds.
 - CPU: the pooler process's utime + stime (/proc/PID/stat) over each run, per 1000 transactions pgbench processed.
 - Quiet machine: before each round, with every target idle, the benchmark samples the CPUs for a second (bench/quiet.py) and waits up to {QUIET_WAIT_S} s for a second in which other work uses under {quiet.QUIET_BUSY * 100:.0f} % of them (and the hypervisor steals under {quiet.QUIET_STEAL * 100:.0f} %); the 1-minute load average is shown, but the benchmark's own runs keep it high for minutes. {self.quiet_verdict()}
