@@ -125,9 +125,10 @@ def main(args):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pooler", default="sluice", help='the target to pool, e.g. "bare relay"')
+    parser.add_argument("--pooler", default="sluice", metavar="NAME",
+                        help='the target to pool, e.g. "bare relay"')
     parser.add_argument("reports", nargs="+", metavar="REPORT")
-    parsed = parser.parse_args(args)
+    parsed = parser.parse_intermixed_args(args)
     pooler, reports = parsed.pooler, parsed.reports
     runs = [rounds(report_text(r)) for r in reports]
     table(runs, reports, pooler, f"{pooler}/PgBouncer 1.25.2 tps, same rounds",
