@@ -499,12 +499,15 @@ class Bench:
                 )
             time.sleep(1)  # let the pooler close the 2000 sessions
 
+    @staticmethod
+    def has_target(test, target):
+        """Whether the test is run through the target at all: sluice2 only the worker tests, the bare
+        relay only what a relay can."""
+        return not ((target == "sluice2" and test not in WORKER_TESTS) or (target == "bare" and test not in BARE_TESTS))
+
     def takes_part(self, test, target):
-        """Whether the target runs the test: sluice2 only the worker tests, the bare relay only what a
-        relay can, and none a test it was found unable to run."""
-        if (target == "sluice2" and test not in WORKER_TESTS) or (target == "bare" and test not in BARE_TESTS):
-            return False
-        return (test, target) not in self.not_run
+        """Whether the target runs the test: it has the target, and the target was not found unable."""
+        return self.has_target(test, target) and (test, target) not in self.not_run
 
     def rounds(self, tests, name="round"):
         for rnd in range(self.a.rounds if tests else 0):
@@ -1196,7 +1199,7 @@ time: the price of correctness here, against poolers that hand the server on and
         lines = ["| test | target | tps per round | pooler CPU µs/tx per round (of it system) | failed runs |",
                  "|---|---|---|---|---|"]
         for test, title, _, _ in TESTS:
-            for t in TARGETS + (("sluice2",) if test in WORKER_TESTS else ()) + (("bare",) if test in BARE_TESTS else ()):
+            for t in (t for t in TARGETS + ("sluice2", "bare") if self.has_target(test, t)):
                 if (test, t) in self.not_run:
                     lines.append(f"| {SHORT_LABELS[test]} | {NAMES[t]} | not run (see the errors) | — | — |")
                     continue
