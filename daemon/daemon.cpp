@@ -81,6 +81,7 @@ Daemon::Daemon(config::Config config, std::string config_path,
       executable_(upgrade::running_executable()),
       predecessor_(std::move(predecessor)) {
   uv_loop_init(&loop_);
+  reactor_ = std::make_unique<net::SocketReactor>(&loop_);
   mailbox_ = std::make_unique<net::Mailbox>(&loop_);
   const auto count = static_cast<std::size_t>(config_.workers);
   for (std::size_t index = 0; index < count; ++index) {
@@ -172,7 +173,7 @@ int Daemon::run() {
   if (workers_.size() > 1) log::info(workers_.size(), " worker loops, each on its own thread");
   start_watchdog();
   notify_status();
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  reactor_->run();
   return exit_code_;
 }
 
@@ -362,7 +363,7 @@ void Daemon::stop_loop(bool fail_clients) {
   uv_timer_stop(&watchdog_);
   for (auto& signal : signals_) uv_signal_stop(signal.get());
   log::info("stopped");
-  uv_stop(&loop_);
+  reactor_->stop();
 }
 
 // ---- reload --------------------------------------------------------------

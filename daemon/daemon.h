@@ -26,6 +26,7 @@
 #include "daemon/worker.h"
 #include "metrics/metrics_server.h"
 #include "net/mailbox.h"
+#include "net/socket_reactor.h"
 
 namespace sluice::daemon {
 
@@ -170,6 +171,7 @@ class Daemon {
   std::string config_path_;
   FileLimit file_limit_;  // raised at start (daemon/file_limit.h)
   uv_loop_t loop_{};
+  std::unique_ptr<net::SocketReactor> reactor_;  // the loop's sockets; outlives the loop's close
   Clock::time_point started_at_ = Clock::now();
   ServiceState state_ = ServiceState::running;
   std::optional<DrainProgress> drain_;

@@ -8,12 +8,6 @@
 namespace sluice::daemon {
 namespace {
 
-template <class Handle>
-void close_and_free(Handle* handle) {
-  uv_close(reinterpret_cast<uv_handle_t*>(handle),
-           [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
-}
-
 constexpr std::uint64_t kNsPerMs = 1000000;  // the loop's clocks: uv_hrtime in ns, uv_now in ms
 
 std::string where_the_time_went(const SlowTurn& turn) {
@@ -27,27 +21,22 @@ std::string where_the_time_went(const SlowTurn& turn) {
 }  // namespace
 
 LoopMonitor::LoopMonitor(uv_loop_t* loop, int slow_callback_ms)
-    : loop_(loop), timer_(new uv_timer_t{}), after_poll_(new uv_check_t{}), before_poll_(new uv_prepare_t{}) {
+    : loop_(loop), reactor_(net::SocketReactor::of(loop)), timer_(new uv_timer_t{}) {
   set_slow_callback_ms(slow_callback_ms);
   uv_timer_init(loop, timer_);
-  uv_check_init(loop, after_poll_);
-  uv_prepare_init(loop, before_poll_);
-  timer_->data = after_poll_->data = before_poll_->data = this;
+  timer_->data = this;
   // Monitoring alone must not keep the loop alive.
   uv_unref(reinterpret_cast<uv_handle_t*>(timer_));
-  uv_unref(reinterpret_cast<uv_handle_t*>(after_poll_));
-  uv_unref(reinterpret_cast<uv_handle_t*>(before_poll_));
   expected_tick_ns_ = uv_hrtime() + kTickMs * kNsPerMs;
   uv_timer_start(
       timer_, [](uv_timer_t* t) { static_cast<LoopMonitor*>(t->data)->on_tick(); }, kTickMs, kTickMs);
-  uv_check_start(after_poll_, [](uv_check_t* h) { static_cast<LoopMonitor*>(h->data)->after_poll(); });
-  uv_prepare_start(before_poll_, [](uv_prepare_t* h) { static_cast<LoopMonitor*>(h->data)->before_poll(); });
+  reactor_.add_hook(this);
 }
 
 LoopMonitor::~LoopMonitor() {
-  close_and_free(timer_);
-  close_and_free(after_poll_);
-  close_and_free(before_poll_);
+  reactor_.remove_hook(this);
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_),
+           [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
 }
 
 void LoopMonitor::on_tick() {

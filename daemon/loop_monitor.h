@@ -1,14 +1,16 @@
 // Watches the loop's own health: how late a periodic timer fires (lag) and
 // how long one turn's callbacks hold the loop (slow callbacks, DESIGN §2).
-// A turn's busy time runs from the kernel poll's return (libuv stamps the loop
-// time then, to the millisecond) to the next poll, so it covers the I/O, check,
-// timer and close callbacks. libuv's idle-time metric would say the same at
-// the cost of a second epoll_wait and a mutex on every wait.
+// A turn's busy time runs from the kernel poll's return (the SocketReactor
+// stamps libuv's loop time then, to the millisecond) to the next poll, so it
+// covers the socket callbacks and libuv's turn after them (timers, libuv's own
+// I/O, close callbacks). libuv's idle-time metric would say the same at the cost
+// of a second epoll_wait and a mutex on every wait.
 // A slow turn's warning also says how the loop's thread spent the stretch since
 // the schedstat reading taken at the end of the last tick's turn (on the loop's
 // own thread): on a CPU (its own work), waiting for one (for other threads, the
 // machine's or sluiced's own), or neither (blocked, or asleep in the poll before
 // the turn). Four readings a second, none per turn: no cost on the hot path.
+// The loop's SocketReactor calls it around each kernel poll.
 #pragma once
 
 #include <uv.h>
@@ -18,6 +20,7 @@
 
 #include "daemon/thread_schedstat.h"
 #include "metrics/latency_histogram.h"
+#include "net/socket_reactor.h"
 
 namespace sluice::daemon {
 
@@ -30,8 +33,9 @@ struct SlowTurn {
   std::optional<SchedTimes> spent;
 };
 
-class LoopMonitor {
+class LoopMonitor final : net::SocketReactor::TurnHook {
  public:
+  // On a loop with a SocketReactor.
   LoopMonitor(uv_loop_t* loop, int slow_callback_ms);
   ~LoopMonitor();
   LoopMonitor(const LoopMonitor&) = delete;
@@ -51,18 +55,19 @@ class LoopMonitor {
   static constexpr std::uint64_t kTickMs = 250;
 
   void on_tick();
-  void after_poll();
-  void before_poll();
+  // The turn's socket callbacks are done (libuv's check phase did this before).
+  void after_poll() override;
+  // The kernel poll is next (libuv's prepare phase).
+  void before_poll() override;
   // Out of the turn's path: only a slow turn gets here.
   [[gnu::cold, gnu::noinline]] void report_slow_turn(std::uint64_t held, std::uint64_t now);
   // Out of the turn's path too: at the first turn's end, then once per tick.
   [[gnu::cold, gnu::noinline]] void read_schedstat(std::uint64_t now);
 
   uv_loop_t* loop_;
-  // Heap handles: their close callbacks may run after this object is gone.
+  net::SocketReactor& reactor_;
+  // A heap handle: its close callback may run after this object is gone.
   uv_timer_t* timer_;
-  uv_check_t* after_poll_;
-  uv_prepare_t* before_poll_;
   std::uint64_t slow_callback_ns_;
   std::uint64_t expected_tick_ns_ = 0;
   std::uint64_t poll_woke_ns_ = 0;  // when the last kernel poll returned; 0 once its turn is judged

@@ -31,6 +31,7 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
       loop_(shared_loop != nullptr ? shared_loop : own_loop_.get()) {
   if (own_loop_) {
     uv_loop_init(loop_);
+    own_reactor_ = std::make_unique<net::SocketReactor>(loop_);
     mailbox_ = std::make_unique<net::Mailbox>(loop_);
   }
   deleter_ = std::make_unique<net::DeferredDeleter>(loop_);
@@ -67,7 +68,7 @@ void Worker::start() {
   thread_ = std::thread([this] {
     // As main() does for the main loop: an exception ends the daemon, said and with status 70.
     try {
-      uv_run(loop_, UV_RUN_DEFAULT);
+      own_reactor_->run();
     } catch (const std::exception& error) {
       daemon_.worker_failed(index_, error.what());
     } catch (...) {
@@ -226,7 +227,7 @@ void Worker::stop() {
   secret_lookup_.reset();
   pools_.clear();
   janitor_->stop();
-  if (own_loop_) uv_stop(loop_);
+  if (own_reactor_) own_reactor_->stop();
 }
 
 // ---- for client sessions -----------------------------------------------------

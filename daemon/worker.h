@@ -32,6 +32,7 @@
 #include "net/deferred_deleter.h"
 #include "net/loop_timer.h"
 #include "net/mailbox.h"
+#include "net/socket_reactor.h"
 #include "pool/pool.h"
 #include "pool/teardown_stats.h"
 
@@ -183,7 +184,8 @@ class Worker {
   config::Config config_;
   std::unique_ptr<uv_loop_t> own_loop_;  // null when sharing the daemon's loop
   uv_loop_t* loop_;
-  std::unique_ptr<net::Mailbox> mailbox_;  // only with a loop of its own
+  std::unique_ptr<net::SocketReactor> own_reactor_;  // with own_loop_
+  std::unique_ptr<net::Mailbox> mailbox_;            // only with a loop of its own
   std::thread thread_;
   std::unique_ptr<net::DeferredDeleter> deleter_;
   std::unique_ptr<LoopMonitor> loop_monitor_;

@@ -1,21 +1,21 @@
 #include "net/poll_socket.h"
 
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <type_traits>
 
 namespace sluice::net {
 
 PollSocket::Ptr PollSocket::open(uv_loop_t* loop, int fd, bool owns_fd, Handler* handler) {
-  auto* socket = new PollSocket(fd, owns_fd, handler);
-  if (uv_poll_init_socket(loop, &socket->poll_, fd) != 0) {
+  auto* socket = new PollSocket(loop, fd, owns_fd, handler);
+  if (!socket->reactor_.add(fd, EPOLLIN, socket)) {
     if (owns_fd) ::close(fd);
     delete socket;
     return nullptr;
   }
-  socket->update_events();
+  socket->watched_events_ = EPOLLIN;
   return Ptr(socket);
 }
 
@@ -38,11 +38,10 @@ void PollSocket::close() {
   closing_ = true;
   handler_ = nullptr;
   if (tls_) tls_->shutdown();
-  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), [](uv_handle_t* handle) {
-    auto* socket = of(reinterpret_cast<uv_poll_t*>(handle));
-    if (socket->owns_fd_) ::close(socket->fd_);
-    delete socket;
-  });
+  // Out of the epoll before the close: closing takes it out only with the last descriptor of its
+  // file, and a live upgrade hands client sockets to another process.
+  reactor_.release(this, watched_events_ != 0 ? fd_ : -1);
+  if (owns_fd_) ::close(fd_);
 }
 
 bool PollSocket::start_tls(std::shared_ptr<const config::TlsContext> context, TlsChannel::Start start) {
@@ -169,16 +168,16 @@ void PollSocket::set_reading(bool reading) {
 }
 
 void PollSocket::update_events() {
+  if (closing_) return;  // released: the reactor is done with its descriptor
   const bool want_writable = !pending_.empty();
   // The stand-in writable event only while reading: paused, it would wake the loop for nothing.
   const int events = (reading_ ? UV_READABLE : 0) |
                      (want_writable || (reading_ && tls_read_wants_writable_) ? UV_WRITABLE : 0);
   watching_writable_ = want_writable;
-  if (events == 0) {
-    uv_poll_stop(&poll_);
-  } else {
-    uv_poll_start(&poll_, events, &PollSocket::on_poll);
-  }
+  const std::uint32_t watched = ((events & UV_READABLE) != 0 ? std::uint32_t{EPOLLIN} : 0U) |
+                                ((events & UV_WRITABLE) != 0 ? std::uint32_t{EPOLLOUT} : 0U);
+  reactor_.change(fd_, watched_events_, watched, this);
+  watched_events_ = watched;
 }
 
 void PollSocket::flush() {
@@ -211,29 +210,28 @@ void PollSocket::flush() {
   if (handler_ != nullptr) handler_->on_drained();
 }
 
-PollSocket* PollSocket::of(uv_poll_t* handle) {
-  static_assert(std::is_standard_layout_v<PollHandle>, "the handle must share its struct's address");
-  return static_cast<PollSocket*>(reinterpret_cast<PollHandle*>(handle));
-}
-
-void PollSocket::on_poll(uv_poll_t* handle, int status, int events) {
-  PollSocket* socket = of(handle);
-  if (socket->closing_) return;
-  if (status < 0) {
-    if (socket->close_when_flushed_) return socket->close();
-    if (socket->handler_ != nullptr) socket->handler_->on_socket_error(status);
+void PollSocket::on_events(std::uint32_t epoll_events) {
+  if (closing_) return;
+  if ((epoll_events & EPOLLERR) != 0) {
+    // Watched no more until asked again, as libuv stops a poll handle that reports an error.
+    reactor_.change(fd_, watched_events_, 0, this);
+    watched_events_ = 0;
+    if (close_when_flushed_) return close();
+    if (handler_ != nullptr) handler_->on_socket_error(UV_EBADF);
     return;
   }
-  if ((events & UV_WRITABLE) != 0 && socket->watching_writable_) socket->flush();
-  // A handler may close the socket; its memory lives until the close callback.
-  const bool readable =
-      (events & UV_READABLE) != 0 || ((events & UV_WRITABLE) != 0 && socket->tls_read_wants_writable_);
-  if (readable && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr) {
-    socket->handler_->on_readable();
+  // A hang-up is read as what is watched: the read or the write then finds it.
+  const bool hung_up = (epoll_events & EPOLLHUP) != 0;
+  const bool writable = (epoll_events & EPOLLOUT) != 0 || (hung_up && (watched_events_ & EPOLLOUT) != 0);
+  const bool readable_event = (epoll_events & EPOLLIN) != 0 || (hung_up && (watched_events_ & EPOLLIN) != 0);
+  if (writable && watching_writable_) flush();
+  // A handler may close the socket; its memory lives until the next poll.
+  const bool readable = readable_event || (writable && tls_read_wants_writable_);
+  if (readable && !closing_ && reading_ && handler_ != nullptr) {
+    handler_->on_readable();
     // Decrypted bytes OpenSSL kept back from a short read: the kernel will not announce them again.
-    while (socket->encrypted_ && !socket->closing_ && socket->reading_ && socket->handler_ != nullptr &&
-           socket->tls_->has_buffered_plaintext()) {
-      socket->handler_->on_readable();
+    while (encrypted_ && !closing_ && reading_ && handler_ != nullptr && tls_->has_buffered_plaintext()) {
+      handler_->on_readable();
     }
   }
 }

@@ -1,4 +1,4 @@
-// A non-blocking socket driven by uv_poll. Reads are pulled by the owner into
+// A non-blocking socket watched by its loop's SocketReactor. Reads are pulled by the owner into
 // its own (usually shared) buffer, so an idle connection holds no read buffer;
 // writes go straight to the kernel and only an unsent remainder is kept.
 // A client socket may switch to TLS (start_tls), a server socket carry an established session
@@ -14,19 +14,12 @@
 #include <span>
 #include <string>
 
+#include "net/socket_reactor.h"
 #include "net/tls_channel.h"
 
 namespace sluice::net {
 
-// libuv's handle, alone in a standard-layout struct: a pointer to it is a pointer to the struct, and
-// so (a downcast) to the socket it starts.
-struct PollHandle {
-  uv_poll_t poll_{};
-};
-
-// An event reads the handle's callbacks and pevents (libuv 1.44: bytes 96-152) and the socket's
-// flags and handler right after the handle: two cache lines wherever malloc puts the socket.
-class PollSocket : PollHandle {
+class PollSocket final : SocketReactor::Watcher {
  public:
   class Handler {
    public:
@@ -51,7 +44,7 @@ class PollSocket : PollHandle {
   // Closes once the unsent remainder has reached the kernel (or the peer is
   // gone), so a last reply or error is not cut off.
   static void close_when_flushed(Ptr socket);
-  // libuv reports a socket's POLLERR as UV_EBADF; say what it means instead.
+  // A socket's EPOLLERR is reported as UV_EBADF, as libuv does; say what it means instead.
   static std::string describe_error(int uv_status);
 
   PollSocket(const PollSocket&) = delete;
@@ -59,7 +52,7 @@ class PollSocket : PollHandle {
 
   // >0 bytes read, 0 at end of stream, -EAGAIN when nothing is there, -errno (-EPROTO: the TLS
   // handshake or stream failed, tls()->failure() says why). With TLS, what OpenSSL holds (records
-  // read ahead, or what a small buffer left) is handed over by on_poll, also after a pause in
+  // read ahead, or what a small buffer left) is handed over by on_events, also after a pause in
   // reading.
   ssize_t read(void* buffer, std::size_t size);
   // Sends now; keeps what the kernel did not take and sends it when writable.
@@ -89,10 +82,11 @@ class PollSocket : PollHandle {
   [[nodiscard]] int peek_byte() const;
 
  private:
-  PollSocket(int fd, bool owns_fd, Handler* handler) : fd_(fd), handler_(handler), owns_fd_(owns_fd) {}
-  ~PollSocket() = default;
-  // Stops polling at once (the fd may be closed right after); memory and an
-  // owned fd are released in the close callback, as libuv requires.
+  PollSocket(uv_loop_t* loop, int fd, bool owns_fd, Handler* handler)
+      : reactor_(SocketReactor::of(loop)), fd_(fd), handler_(handler), owns_fd_(owns_fd) {}
+  ~PollSocket() override = default;
+  // Stops watching at once (an fd it does not own may be closed right after) and closes an owned
+  // fd; the memory goes before the next poll (an event for it already read is skipped).
   void close();
   void update_events();
   void flush();
@@ -100,14 +94,16 @@ class PollSocket : PollHandle {
   bool write_tls(std::span<const std::uint8_t> bytes);
   // Sends pending_ through TLS; false on a hard error.
   bool flush_tls();
-  // The socket a handle belongs to, found from the handle's address (handle->data would be one more
-  // line to read per event).
-  static PollSocket* of(uv_poll_t* handle);
-  static void on_poll(uv_poll_t* handle, int status, int events);
+  void on_events(std::uint32_t events) override;
+  void on_reactor_closing() override {
+    if (close_when_flushed_) close();
+  }
 
-  // Together, what every event, read and write reads besides the handle: the flags, the handler and
-  // pending_'s length (its second word), 32 bytes right after the handle.
+  // Together, what every event, read and write reads: the flags, the handler and pending_'s length
+  // (its second word), on the socket's first line after the vtable pointer.
+  SocketReactor& reactor_;
   int fd_;
+  std::uint32_t watched_events_ = 0;  // what the reactor watches: EPOLLIN, EPOLLOUT
   bool reading_ = true;
   bool watching_writable_ = false;
   bool closing_ = false;

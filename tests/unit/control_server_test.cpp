@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include "net/socket_reactor.h"
+
 namespace sluice::daemon {
 namespace {
 
@@ -118,11 +120,13 @@ class ControlServerTest : public ::testing::Test {
     ::chmod(dir_.c_str(), 0755);  // others may reach the socket; its own mode decides
     path_ = dir_ + "/control.sock";
     ASSERT_EQ(uv_loop_init(&loop_), 0);
+    reactor_.emplace(&loop_);
   }
 
   void TearDown() override {
     stop();
     server_.reset();
+    reactor_.reset();                // closes its handle; its sockets are freed
     uv_run(&loop_, UV_RUN_DEFAULT);  // the close callbacks
     EXPECT_EQ(uv_loop_close(&loop_), 0);
     std::filesystem::remove_all(dir_);
@@ -147,9 +151,9 @@ class ControlServerTest : public ::testing::Test {
     server_ = std::move(*server);
     uv_async_init(&loop_, &stop_, [](uv_async_t* handle) {
       uv_close(reinterpret_cast<uv_handle_t*>(handle), nullptr);
-      uv_stop(handle->loop);
+      net::SocketReactor::of(handle->loop).stop();
     });
-    thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
+    thread_ = std::thread([this] { reactor_->run(); });
   }
 
   void stop() {
@@ -208,6 +212,7 @@ class ControlServerTest : public ::testing::Test {
   std::string dir_;
   std::string path_;
   uv_loop_t loop_{};
+  std::optional<net::SocketReactor> reactor_;  // reset before the loop closes
   uv_async_t stop_{};
   std::thread thread_;
   std::unique_ptr<ControlServer> server_;

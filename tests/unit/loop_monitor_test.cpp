@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "daemon/thread_schedstat.h"
+#include "net/socket_reactor.h"
 
 namespace sluice {
 namespace {
@@ -34,6 +35,7 @@ std::optional<daemon::SlowTurn> slow_turn_of(std::function<void()> work) {
   EXPECT_EQ(uv_loop_init(&loop), 0);
   std::optional<daemon::SlowTurn> seen;
   {
+    net::SocketReactor reactor(&loop);
     daemon::LoopMonitor monitor(&loop, 100);
     uv_timer_t timer;
     uv_timer_init(&loop, &timer);
@@ -45,7 +47,7 @@ std::optional<daemon::SlowTurn> slow_turn_of(std::function<void()> work) {
           uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
         },
         400, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    reactor.run();
     seen = monitor.last_slow_turn();
   }
   uv_run(&loop, UV_RUN_DEFAULT);  // the monitor's handles close

@@ -5,9 +5,11 @@
 #include <uv.h>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "net/deferred_deleter.h"
+#include "net/socket_reactor.h"
 
 namespace sluice::net {
 namespace {
@@ -32,19 +34,17 @@ class DeferredDeleterTest : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(uv_loop_init(&loop_), 0);
-    // The deleter's own handle does not keep the loop alive: this one makes each run turn once.
-    ASSERT_EQ(uv_idle_init(&loop_, &keep_turning_), 0);
-    ASSERT_EQ(uv_idle_start(&keep_turning_, [](uv_idle_t*) {}), 0);
+    reactor_.emplace(&loop_);
   }
   void TearDown() override {
-    uv_close(reinterpret_cast<uv_handle_t*>(&keep_turning_), nullptr);
+    reactor_.reset();
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
-  void turn() { uv_run(&loop_, UV_RUN_NOWAIT); }
+  void turn() { reactor_->turn(0); }
 
   uv_loop_t loop_{};
-  uv_idle_t keep_turning_{};
+  std::optional<SocketReactor> reactor_;
   std::vector<int> freed_;
 };
 
@@ -62,7 +62,6 @@ TEST_F(DeferredDeleterTest, FreesOnTheNextTurnNotBefore) {
     turn();
     EXPECT_EQ(freed_, (std::vector<int>{1, 2, 3}));
   }
-  turn();  // the deleter's handle closes
 }
 
 TEST_F(DeferredDeleterTest, WhatADestructorHandsOverWaitsForTheTurnAfter) {
@@ -77,7 +76,6 @@ TEST_F(DeferredDeleterTest, WhatADestructorHandsOverWaitsForTheTurnAfter) {
     turn();
     EXPECT_EQ(freed_, (std::vector<int>{1, 2}));
   }
-  turn();
 }
 
 TEST_F(DeferredDeleterTest, WhatIsLeftIsFreedByFlushOrWithTheDeleter) {
@@ -89,7 +87,6 @@ TEST_F(DeferredDeleterTest, WhatIsLeftIsFreedByFlushOrWithTheDeleter) {
     deleter.defer(std::make_unique<Tracked>(freed_, 2));
   }
   EXPECT_EQ(freed_, (std::vector<int>{1, 2}));
-  turn();
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 
 #include "config/tls_context.h"
 #include "net/poll_socket.h"
+#include "net/socket_reactor.h"
 
 namespace sluice::net {
 namespace {
@@ -99,6 +100,7 @@ TEST_F(PollSocketTls, RecordsOpenSslReadAheadBeforeAPauseAreServedWhenReadingRes
   uv_loop_t loop;
   uv_loop_init(&loop);
   {
+    SocketReactor reactor(&loop);
     PollSocket::Ptr socket = PollSocket::open(&loop, fds[0], /*owns_fd=*/true, &reader);
     reader.socket = socket.get();
     ASSERT_TRUE(socket->start_tls(context(), TlsChannel::Start::after_ssl_request));
@@ -116,12 +118,13 @@ TEST_F(PollSocketTls, RecordsOpenSslReadAheadBeforeAPauseAreServedWhenReadingRes
         [](uv_timer_t* t) {
           auto* state = static_cast<TimerState*>(t->data);
           ++state->ticks;
-          if (state->reader->received == "xabc" || state->ticks > 300) return uv_stop(t->loop);
+          if (state->reader->received == "xabc" || state->ticks > 300)
+            return SocketReactor::of(t->loop).stop();
           if (*state->client_sent && !state->reader->socket->reading())
             state->reader->socket->set_reading(true);
         },
         10, 10);
-    uv_run(&loop, UV_RUN_DEFAULT);
+    reactor.run();
     EXPECT_EQ(reader.received, "xabc") << "records OpenSSL held across the pause were never served";
     finished = true;
     uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);

@@ -1,6 +1,7 @@
-// The turn clock: the I/O callbacks of one loop turn share one clock read; outside them (timers,
+// The turn clock: the socket callbacks of one loop turn share one clock read; outside them (timers,
 // after the loop) every call reads the clock, so nothing sees a stale time.
 #include <gtest/gtest.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "daemon/loop_monitor.h"
+#include "net/socket_reactor.h"
 #include "net/turn_clock.h"
 
 namespace sluice::net {
@@ -26,24 +28,23 @@ std::array<Clock::time_point, 2> two_reads_apart() {
 }
 
 // A socket pair watched for reading; each time it is readable the callback notes the turn clock.
-struct Watched {
+struct Watched final : SocketReactor::Watcher {
   int fds[2] = {-1, -1};
-  uv_poll_t poll{};
+  SocketReactor* reactor = nullptr;
   std::vector<std::array<Clock::time_point, 2>> seen;
   int times = 0;  // how often to answer a readable socket before the watch stops
 
   void make_readable() const { ASSERT_EQ(write(fds[1], "x", 1), 1); }
-};
 
-void on_readable(uv_poll_t* handle, int, int) {
-  auto& watched = *static_cast<Watched*>(handle->data);
-  char byte = 0;
-  while (read(watched.fds[0], &byte, 1) == 1) {
+  void on_events(std::uint32_t) override {
+    char byte = 0;
+    while (read(fds[0], &byte, 1) == 1) {
+    }
+    seen.push_back(two_reads_apart());
+    if (static_cast<int>(seen.size()) == times) return reactor->change(fds[0], EPOLLIN, 0, this);
+    make_readable();  // the next turn's I/O
   }
-  watched.seen.push_back(two_reads_apart());
-  if (static_cast<int>(watched.seen.size()) == watched.times) return static_cast<void>(uv_poll_stop(handle));
-  watched.make_readable();  // the next turn's I/O
-}
+};
 
 TEST(TurnClock, OneTurnsCallbacksShareAReadAndOthersReadTheClock) {
   uv_loop_t loop;
@@ -54,22 +55,24 @@ TEST(TurnClock, OneTurnsCallbacksShareAReadAndOthersReadTheClock) {
   uv_timer_t timer;
   std::array<Clock::time_point, 2> timer_reads{};
   {
+    SocketReactor reactor(&loop);
     daemon::LoopMonitor monitor(&loop, 1000);
     for (Watched& w : watched) {
       ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, w.fds), 0);
-      uv_poll_init(&loop, &w.poll, w.fds[0]);
-      w.poll.data = &w;
-      uv_poll_start(&w.poll, UV_READABLE, on_readable);
+      w.reactor = &reactor;
+      ASSERT_TRUE(reactor.add(w.fds[0], EPOLLIN, &w));
       w.make_readable();  // both are readable at the first poll: one turn serves both
     }
     uv_timer_init(&loop, &timer);
     timer.data = &timer_reads;
     uv_timer_start(
         &timer,
-        [](uv_timer_t* t) { *static_cast<std::array<Clock::time_point, 2>*>(t->data) = two_reads_apart(); },
+        [](uv_timer_t* t) {
+          *static_cast<std::array<Clock::time_point, 2>*>(t->data) = two_reads_apart();
+          SocketReactor::of(t->loop).stop();  // its sockets keep it turning
+        },
         20, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    for (Watched& w : watched) uv_close(reinterpret_cast<uv_handle_t*>(&w.poll), nullptr);
+    reactor.run();
     uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
   }
   uv_run(&loop, UV_RUN_DEFAULT);  // the handles, the monitor's too, close

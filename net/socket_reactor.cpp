@@ -1,0 +1,134 @@
+#include "net/socket_reactor.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace sluice::net {
+
+SocketReactor::SocketReactor(uv_loop_t* loop) : loop_(loop), epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {
+  if (epoll_fd_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+  loop_->data = this;
+  uv_prepare_init(loop_, &keep_alive_);
+  uv_prepare_start(&keep_alive_, [](uv_prepare_t*) {});
+  uv_unref(reinterpret_cast<uv_handle_t*>(&keep_alive_));
+  epoll_event libuv{};
+  libuv.events = EPOLLIN;
+  libuv.data.ptr = nullptr;  // the one entry without a watcher
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, uv_backend_fd(loop_), &libuv) != 0) {
+    const int error = errno;
+    ::close(epoll_fd_);
+    throw std::runtime_error(std::string("epoll_ctl on libuv's descriptor: ") + std::strerror(error));
+  }
+}
+
+SocketReactor::~SocketReactor() {
+  for (Watcher* watcher = watched_; watcher != nullptr;) {
+    Watcher* next = watcher->next_;  // it may release itself
+    watcher->on_reactor_closing();
+    watcher = next;
+  }
+  free_released();
+  auto* keep_alive = reinterpret_cast<uv_handle_t*>(&keep_alive_);
+  if (uv_is_closing(keep_alive) == 0) {
+    uv_close(keep_alive, nullptr);
+    uv_run(loop_, UV_RUN_NOWAIT);  // its close callback: after it, libuv is done with the handle
+  }
+  ::close(epoll_fd_);
+  loop_->data = nullptr;
+}
+
+SocketReactor& SocketReactor::of(uv_loop_t* loop) { return *static_cast<SocketReactor*>(loop->data); }
+
+bool SocketReactor::add(int fd, std::uint32_t events, Watcher* watcher) {
+  epoll_event event{};
+  event.events = events;
+  event.data.ptr = watcher;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &event) != 0) return false;
+  if (watched_ == nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&keep_alive_));
+  watcher->next_ = watched_;
+  if (watched_ != nullptr) watched_->previous_ = watcher;
+  watched_ = watcher;
+  return true;
+}
+
+void SocketReactor::change(int fd, std::uint32_t from, std::uint32_t to, Watcher* watcher) {
+  if (from == to) return;
+  epoll_event event{};
+  event.events = to;
+  event.data.ptr = watcher;
+  const int operation = to == 0 ? EPOLL_CTL_DEL : (from == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD);
+  epoll_ctl(epoll_fd_, operation, fd, &event);
+}
+
+void SocketReactor::release(Watcher* watcher, int fd) {
+  if (fd >= 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  watcher->released_ = true;
+  released_.push_back(watcher);
+  (watcher->previous_ != nullptr ? watcher->previous_->next_ : watched_) = watcher->next_;
+  if (watcher->next_ != nullptr) watcher->next_->previous_ = watcher->previous_;
+  watcher->previous_ = watcher->next_ = nullptr;
+  if (watched_ == nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&keep_alive_));
+}
+
+void SocketReactor::remove_hook(TurnHook* hook) {
+  hooks_.erase(std::remove(hooks_.begin(), hooks_.end(), hook), hooks_.end());
+}
+
+void SocketReactor::free_released() {
+  // A destructor may release more; those are freed in this loop too.
+  while (!released_.empty()) {
+    std::vector<Watcher*> batch;
+    batch.swap(released_);
+    for (Watcher* watcher : batch) delete watcher;
+  }
+}
+
+void SocketReactor::run() {
+  stopping_ = false;
+  while (!stopping_ && uv_loop_alive(loop_) != 0) turn(-1);
+  stopping_ = false;
+}
+
+void SocketReactor::turn(int timeout_ms) {
+  // libuv's turn first, when it has work: its timers then run before the hooks' before_poll, as
+  // they did before libuv's own prepare phase, and their time counts in the turn it judges.
+  // uv_backend_timeout is 0 while libuv has work for its next turn: a timer due, handles closing,
+  // and (libuv 1.44) a handle's new interest (a poll handle started, a stream reading), which only
+  // its next turn hands to its epoll: a libpq connect started in a socket callback, say.
+  if (libuv_due_ || uv_backend_timeout(loop_) == 0) {
+    libuv_due_ = false;
+    uv_run(loop_, UV_RUN_NOWAIT);
+    if (stopping_) return;  // one of its callbacks stopped the loop: no poll now
+  }
+  free_released();
+  for (TurnHook* hook : hooks_) hook->before_poll();
+  const int libuv_wait = uv_backend_timeout(loop_);
+  const int wait = timeout_ms < 0   ? libuv_wait
+                   : libuv_wait < 0 ? timeout_ms
+                                    : std::min(timeout_ms, libuv_wait);
+  int ready = epoll_wait(epoll_fd_, events_.data(), kMaxEvents, wait);
+  if (ready < 0) ready = 0;  // EINTR: libuv's signal pipe says which
+  uv_update_time(loop_);
+  for (int i = 0; i < ready; ++i) {
+    const epoll_event& event = events_[static_cast<std::size_t>(i)];
+    if (event.data.ptr == nullptr) {
+      libuv_due_ = true;
+    } else {
+      auto* watcher = static_cast<Watcher*>(event.data.ptr);
+      if (!watcher->released_) watcher->on_events(event.events);
+    }
+  }
+  for (TurnHook* hook : hooks_) hook->after_poll();
+}
+
+void SocketReactor::stop() {
+  stopping_ = true;
+  uv_stop(loop_);  // ends a libuv turn under way
+}
+
+}  // namespace sluice::net
