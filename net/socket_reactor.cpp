@@ -56,6 +56,7 @@ bool SocketReactor::add(int fd, std::uint32_t events, Watcher* watcher) {
   return true;
 }
 
+// NOLINTNEXTLINE(readability-make-member-function-const): it changes what the epoll watches
 void SocketReactor::change(int fd, std::uint32_t from, std::uint32_t to, Watcher* watcher) {
   if (from == to) return;
   epoll_event event{};
