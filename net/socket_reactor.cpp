@@ -127,9 +127,8 @@ void SocketReactor::turn(int timeout_ms) {
   for (TurnHook* hook : hooks_) hook->after_poll();
 }
 
-void SocketReactor::stop() {
-  stopping_ = true;
-  uv_stop(loop_);  // ends a libuv turn under way
-}
+// Not uv_stop: a libuv turn here runs once anyway, and a stop request it did not consume would end
+// the next uv_run (net/loop_close.h's) before its close callbacks.
+void SocketReactor::stop() { stopping_ = true; }
 
 }  // namespace sluice::net

@@ -73,7 +73,8 @@ class SocketReactor {
   void add_hook(TurnHook* hook) { hooks_.push_back(hook); }
   void remove_hook(TurnHook* hook);
 
-  // Turns until stop(), or until neither a socket nor a libuv handle or request is left.
+  // Turns until stop(), or until neither a socket nor a libuv handle or request is left. Code on
+  // such a loop stops it with stop(), never uv_stop.
   void run();
   // One turn; the poll waits at most `timeout_ms` (-1: until something happens).
   void turn(int timeout_ms);

@@ -114,5 +114,32 @@ TEST_F(SocketReactorTest, AWatcherReleasedInATurnLivesUntilTheTurnIsOver) {
   EXPECT_EQ(events_after_release, 0) << "the event the turn had read was handed over";
 }
 
+// Stopped from a socket callback (the control socket's shutdown), the reactor leaves no stop
+// request in libuv behind it: closing the loop after it (net/loop_close.h) runs libuv until its
+// handles are closed, and a pending uv_stop would end that run before any close callback.
+TEST_F(SocketReactorTest, StoppedFromASocketCallbackItLeavesLibuvFreeToCloseTheLoop) {
+  SocketPair watched;
+  uv_timer_t timer{};
+  bool timer_closed = false;
+  {
+    SocketReactor reactor(&loop_);
+    uv_timer_init(&loop_, &timer);
+    timer.data = &timer_closed;
+    uv_timer_start(
+        &timer, [](uv_timer_t*) {}, 60000, 0);
+    auto* probe = new Probe([&](Probe& self) {
+      reactor.stop();
+      reactor.release(&self, watched.fds[0]);
+    });
+    ASSERT_TRUE(reactor.add(watched.fds[0], EPOLLIN, probe));
+    watched.make_readable();
+    reactor.run();
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer),
+             [](uv_handle_t* handle) { *static_cast<bool*>(handle->data) = true; });
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_TRUE(timer_closed) << "a stop request left behind ended libuv's run before the close";
+  }
+}
+
 }  // namespace
 }  // namespace sluice::net
