@@ -3,7 +3,6 @@
 #include <string>
 
 #include "common/log.h"
-#include "net/turn_clock.h"
 
 namespace sluice::daemon {
 namespace {
@@ -49,15 +48,13 @@ void LoopMonitor::on_tick() {
 }
 
 void LoopMonitor::after_poll() {
-  net::turn_clock::poll_done();
-  // No clock read here: libuv stamped the loop time when the kernel poll returned, and
+  // No clock read here: the reactor stamped libuv's loop time when the kernel poll returned, and
   // before_poll's one read closes the turn (one read per turn, not two).
   poll_woke_ns_ = uv_now(loop_) * kNsPerMs;
 }
 
 void LoopMonitor::before_poll() {
   ++turns_;
-  net::turn_clock::poll_next();
   if (poll_woke_ns_ == 0 && !schedstat_due_) return;  // no poll to judge, no reading due
   const std::uint64_t now = uv_hrtime();
   if (poll_woke_ns_ != 0) {

@@ -8,14 +8,12 @@
 #include <stdexcept>
 #include <string>
 
+#include "net/turn_clock.h"
+
 namespace sluice::net {
 
 SocketReactor::SocketReactor(uv_loop_t* loop) : loop_(loop), epoll_fd_(epoll_create1(EPOLL_CLOEXEC)) {
   if (epoll_fd_ < 0) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
-  loop_->data = this;
-  uv_prepare_init(loop_, &keep_alive_);
-  uv_prepare_start(&keep_alive_, [](uv_prepare_t*) {});
-  uv_unref(reinterpret_cast<uv_handle_t*>(&keep_alive_));
   epoll_event libuv{};
   libuv.events = EPOLLIN;
   libuv.data.ptr = nullptr;  // the one entry without a watcher
@@ -24,6 +22,10 @@ SocketReactor::SocketReactor(uv_loop_t* loop) : loop_(loop), epoll_fd_(epoll_cre
     ::close(epoll_fd_);
     throw std::runtime_error(std::string("epoll_ctl on libuv's descriptor: ") + std::strerror(error));
   }
+  loop_->data = this;
+  uv_prepare_init(loop_, &keep_alive_);
+  uv_prepare_start(&keep_alive_, [](uv_prepare_t*) {});
+  uv_unref(reinterpret_cast<uv_handle_t*>(&keep_alive_));
 }
 
 SocketReactor::~SocketReactor() {
@@ -56,18 +58,22 @@ bool SocketReactor::add(int fd, std::uint32_t events, Watcher* watcher) {
   return true;
 }
 
-// NOLINTNEXTLINE(readability-make-member-function-const): it changes what the epoll watches
 void SocketReactor::change(int fd, std::uint32_t from, std::uint32_t to, Watcher* watcher) {
   if (from == to) return;
   epoll_event event{};
   event.events = to;
   event.data.ptr = watcher;
   const int operation = to == 0 ? EPOLL_CTL_DEL : (from == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD);
-  epoll_ctl(epoll_fd_, operation, fd, &event);
+  if (epoll_ctl(epoll_fd_, operation, fd, &event) == 0 || to == 0) return;
+  // Out of the epoll (ENOSPC at max_user_watches, ENOMEM), so that no event is lost unseen: the
+  // watcher hears of it as of a socket error, in the next turn (libuv aborts here).
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  unwatchable_.push_back(watcher);
 }
 
 void SocketReactor::release(Watcher* watcher, int fd) {
   if (fd >= 0) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  unwatchable_.erase(std::remove(unwatchable_.begin(), unwatchable_.end(), watcher), unwatchable_.end());
   watcher->released_ = true;
   released_.push_back(watcher);
   (watcher->previous_ != nullptr ? watcher->previous_->next_ : watched_) = watcher->next_;
@@ -96,6 +102,7 @@ void SocketReactor::run() {
 }
 
 void SocketReactor::turn(int timeout_ms) {
+  uv_update_time(loop_);  // a timer that came due during the last turn's callbacks is due now
   // libuv's turn first, when it has work: its timers then run before the hooks' before_poll, as
   // they did before libuv's own prepare phase, and their time counts in the turn it judges.
   // uv_backend_timeout is 0 while libuv has work for its next turn: a timer due, handles closing,
@@ -108,13 +115,19 @@ void SocketReactor::turn(int timeout_ms) {
   }
   free_released();
   for (TurnHook* hook : hooks_) hook->before_poll();
-  const int libuv_wait = uv_backend_timeout(loop_);
+  const int libuv_wait = unwatchable_.empty() ? uv_backend_timeout(loop_) : 0;
   const int wait = timeout_ms < 0   ? libuv_wait
                    : libuv_wait < 0 ? timeout_ms
                                     : std::min(timeout_ms, libuv_wait);
+  turn_clock::poll_next();
   int ready = epoll_wait(epoll_fd_, events_.data(), kMaxEvents, wait);
   if (ready < 0) ready = 0;  // EINTR: libuv's signal pipe says which
   uv_update_time(loop_);
+  std::vector<Watcher*> unwatchable;
+  unwatchable.swap(unwatchable_);
+  for (Watcher* watcher : unwatchable) {
+    if (!watcher->released_) watcher->on_events(EPOLLERR);
+  }
   for (int i = 0; i < ready; ++i) {
     const epoll_event& event = events_[static_cast<std::size_t>(i)];
     if (event.data.ptr == nullptr) {
@@ -124,6 +137,7 @@ void SocketReactor::turn(int timeout_ms) {
       if (!watcher->released_) watcher->on_events(event.events);
     }
   }
+  turn_clock::poll_done();
   for (TurnHook* hook : hooks_) hook->after_poll();
 }
 

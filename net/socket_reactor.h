@@ -62,7 +62,8 @@ class SocketReactor {
   // Watches `fd` for `events` (EPOLLIN, EPOLLOUT; not 0). False with errno when epoll refuses it.
   bool add(int fd, std::uint32_t events, Watcher* watcher);
   // From watching `from` to `to`; 0 takes the descriptor out of the epoll, which would otherwise
-  // report a hang-up over and over (as libuv stops a poll handle with no events).
+  // report a hang-up over and over (as libuv stops a poll handle with no events). If epoll refuses,
+  // the descriptor is out of it and the watcher gets EPOLLERR in the next turn.
   void change(int fd, std::uint32_t from, std::uint32_t to, Watcher* watcher);
   // The watcher is done: `fd` >= 0 is taken out of the epoll (before anyone closes it: a close
   // takes it out only with the last descriptor of its file); -1 when it is not watched now. The
@@ -95,6 +96,7 @@ class SocketReactor {
   uv_prepare_t keep_alive_{};
   std::vector<TurnHook*> hooks_;
   std::vector<Watcher*> released_;
+  std::vector<Watcher*> unwatchable_;  // epoll refused a change: EPOLLERR in the next turn
   std::array<epoll_event, kMaxEvents> events_{};
 };
 

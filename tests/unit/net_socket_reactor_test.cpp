@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 
 #include "net/socket_reactor.h"
@@ -139,6 +140,42 @@ TEST_F(SocketReactorTest, StoppedFromASocketCallbackItLeavesLibuvFreeToCloseTheL
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_TRUE(timer_closed) << "a stop request left behind ended libuv's run before the close";
   }
+}
+
+// A timer that came due while a turn's socket callbacks ran fires right after them, as it would
+// under libuv's own loop: the wait for the next poll is reckoned from the time now, not from the
+// time the last poll returned.
+TEST_F(SocketReactorTest, ATimerDueDuringALongTurnFiresRightAfterIt) {
+  SocketPair watched;
+  uv_timer_t timer{};
+  std::uint64_t callback_done_ns = 0;
+  std::uint64_t timer_fired_ns = 0;
+  {
+    SocketReactor reactor(&loop_);
+    uv_timer_init(&loop_, &timer);
+    timer.data = &timer_fired_ns;
+    uv_timer_start(
+        &timer,
+        [](uv_timer_t* handle) {
+          *static_cast<std::uint64_t*>(handle->data) = uv_hrtime();
+          SocketReactor::of(handle->loop).stop();
+        },
+        100, 0);
+    auto* probe = new Probe([&](Probe& self) {
+      const std::uint64_t until = uv_hrtime() + 200'000'000;  // the timer comes due meanwhile
+      while (uv_hrtime() < until) {
+      }
+      callback_done_ns = uv_hrtime();
+      reactor.release(&self, watched.fds[0]);
+    });
+    ASSERT_TRUE(reactor.add(watched.fds[0], EPOLLIN, probe));
+    watched.make_readable();
+    reactor.run();
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
+  }
+  ASSERT_NE(timer_fired_ns, 0U);
+  EXPECT_LT(timer_fired_ns - callback_done_ns, 50'000'000U)
+      << "the timer waited " << (timer_fired_ns - callback_done_ns) / 1'000'000 << " ms after the turn";
 }
 
 }  // namespace

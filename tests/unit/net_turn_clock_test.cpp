@@ -9,7 +9,6 @@
 #include <array>
 #include <vector>
 
-#include "daemon/loop_monitor.h"
 #include "net/socket_reactor.h"
 #include "net/turn_clock.h"
 
@@ -56,7 +55,6 @@ TEST(TurnClock, OneTurnsCallbacksShareAReadAndOthersReadTheClock) {
   std::array<Clock::time_point, 2> timer_reads{};
   {
     SocketReactor reactor(&loop);
-    daemon::LoopMonitor monitor(&loop, 1000);
     for (Watched& w : watched) {
       ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, w.fds), 0);
       w.reactor = &reactor;
@@ -75,7 +73,7 @@ TEST(TurnClock, OneTurnsCallbacksShareAReadAndOthersReadTheClock) {
     reactor.run();
     uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
   }
-  uv_run(&loop, UV_RUN_DEFAULT);  // the handles, the monitor's too, close
+  uv_run(&loop, UV_RUN_DEFAULT);  // the timer closes
   EXPECT_EQ(uv_loop_close(&loop), 0);
   for (Watched& w : watched) {
     close(w.fds[0]);
