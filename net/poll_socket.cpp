@@ -171,11 +171,10 @@ void PollSocket::update_events() {
   if (closing_) return;  // released: the reactor is done with its descriptor
   const bool want_writable = !pending_.empty();
   // The stand-in writable event only while reading: paused, it would wake the loop for nothing.
-  const int events = (reading_ ? UV_READABLE : 0) |
-                     (want_writable || (reading_ && tls_read_wants_writable_) ? UV_WRITABLE : 0);
+  const std::uint32_t watched =
+      (reading_ ? std::uint32_t{EPOLLIN} : 0U) |
+      (want_writable || (reading_ && tls_read_wants_writable_) ? std::uint32_t{EPOLLOUT} : 0U);
   watching_writable_ = want_writable;
-  const std::uint32_t watched = ((events & UV_READABLE) != 0 ? std::uint32_t{EPOLLIN} : 0U) |
-                                ((events & UV_WRITABLE) != 0 ? std::uint32_t{EPOLLOUT} : 0U);
   reactor_.change(fd_, watched_events_, watched, this);
   watched_events_ = watched;
 }

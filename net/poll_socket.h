@@ -99,8 +99,8 @@ class PollSocket final : SocketReactor::Watcher {
     if (close_when_flushed_) close();
   }
 
-  // Together, what every event, read and write reads: the flags, the handler and pending_'s length
-  // (its second word), on the socket's first line after the vtable pointer.
+  // Together, right after the reactor's links: what every event, read and write reads (the flags,
+  // the handler and pending_'s length, its second word).
   SocketReactor& reactor_;
   int fd_;
   std::uint32_t watched_events_ = 0;  // what the reactor watches: EPOLLIN, EPOLLOUT
