@@ -87,11 +87,12 @@ void SocketReactor::remove_hook(TurnHook* hook) {
 }
 
 void SocketReactor::free_released() {
-  // A destructor may release more; those are freed in this loop too.
+  // A destructor may release more; those are freed in this loop too. Both lists keep their
+  // capacity: a connection per transaction would otherwise allocate one each time.
   while (!released_.empty()) {
-    std::vector<Watcher*> batch;
-    batch.swap(released_);
-    for (Watcher* watcher : batch) delete watcher;
+    freeing_.swap(released_);
+    for (Watcher* watcher : freeing_) delete watcher;
+    freeing_.clear();
   }
 }
 
@@ -112,6 +113,7 @@ void SocketReactor::turn(int timeout_ms) {
     libuv_due_ = false;
     uv_run(loop_, UV_RUN_NOWAIT);
     if (stopping_) return;  // one of its callbacks stopped the loop: no poll now
+    uv_update_time(loop_);  // its callbacks' time: the hooks judge the turn by it, the wait below too
   }
   free_released();
   for (TurnHook* hook : hooks_) hook->before_poll();
@@ -123,10 +125,12 @@ void SocketReactor::turn(int timeout_ms) {
   int ready = epoll_wait(epoll_fd_, events_.data(), kMaxEvents, wait);
   if (ready < 0) ready = 0;  // EINTR: libuv's signal pipe says which
   uv_update_time(loop_);
-  std::vector<Watcher*> unwatchable;
-  unwatchable.swap(unwatchable_);
-  for (Watcher* watcher : unwatchable) {
-    if (!watcher->released_) watcher->on_events(EPOLLERR);
+  if (!unwatchable_.empty()) [[unlikely]] {
+    std::vector<Watcher*> unwatchable;
+    unwatchable.swap(unwatchable_);
+    for (Watcher* watcher : unwatchable) {
+      if (!watcher->released_) watcher->on_events(EPOLLERR);
+    }
   }
   for (int i = 0; i < ready; ++i) {
     const epoll_event& event = events_[static_cast<std::size_t>(i)];

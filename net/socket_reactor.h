@@ -96,6 +96,7 @@ class SocketReactor {
   uv_prepare_t keep_alive_{};
   std::vector<TurnHook*> hooks_;
   std::vector<Watcher*> released_;
+  std::vector<Watcher*> freeing_;      // the batch free_released deletes
   std::vector<Watcher*> unwatchable_;  // epoll refused a change: EPOLLERR in the next turn
   std::array<epoll_event, kMaxEvents> events_{};
 };
