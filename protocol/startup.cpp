@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
+#include <string_view>
 
 #include "protocol/sqlstate.h"
 
@@ -29,14 +31,12 @@ Failure<ProtocolError> bad_layout() {
 
 // The NUL-terminated string starting at `offset`, or nullopt when no NUL
 // follows inside the packet. `offset` is advanced past the terminator.
-std::optional<std::string> read_cstring(Bytes packet, std::size_t& offset) {
-  const auto begin = packet.begin() + static_cast<std::ptrdiff_t>(offset);
-  const auto nul = std::find(begin, packet.end(), std::uint8_t{0});
-  if (nul == packet.end()) return std::nullopt;
-  std::string text(reinterpret_cast<const char*>(packet.data() + offset),
-                   static_cast<std::size_t>(nul - begin));
-  offset += text.size() + 1;
-  return text;
+std::optional<std::string_view> read_cstring(Bytes packet, std::size_t& offset) {
+  const auto* begin = reinterpret_cast<const char*>(packet.data() + offset);
+  const auto* nul = static_cast<const char*>(std::memchr(begin, 0, packet.size() - offset));
+  if (nul == nullptr) return std::nullopt;
+  offset += static_cast<std::size_t>(nul - begin) + 1;
+  return std::string_view(begin, static_cast<std::size_t>(nul - begin));
 }
 
 // What libpq and most drivers send (user, database, application_name, client_encoding, options,
@@ -54,9 +54,9 @@ Result<StartupPacket, ProtocolError> parse_parameters(Bytes packet, StartupPacke
     auto value = read_cstring(packet, offset);
     if (!value) return bad_layout();
     if (name->starts_with("_pq_.")) {
-      startup.protocol_options.push_back(std::move(*name));  // value ignored, as PostgreSQL does
+      startup.protocol_options.emplace_back(*name);  // value ignored, as PostgreSQL does
     } else {
-      startup.parameters.emplace_back(std::move(*name), std::move(*value));
+      startup.parameters.emplace_back(*name, *value);
     }
   }
   if (offset + 1 != packet.size()) return bad_layout();
