@@ -271,11 +271,13 @@ void ClientSession::log_in() {
 }
 
 void ClientSession::send_welcome() {
-  // One allocation: AuthenticationOk, BackendKeyData and ReadyForQuery take 28 bytes beside the
-  // parameters, which a session's own server reports in about 400.
+  // The loop thread's one welcome buffer, its capacity kept: no allocation per login. The socket
+  // copies what it cannot send at once. AuthenticationOk, BackendKeyData and ReadyForQuery take
+  // 28 bytes beside the parameters, which a session's own server reports in about 400.
   constexpr std::size_t kFramingBytes = 28;
   constexpr std::size_t kServersParameterBytes = 512;
-  std::string welcome;
+  thread_local std::string welcome;
+  welcome.clear();
   welcome.reserve(kFramingBytes + (scope_ ? kServersParameterBytes : pool_->parameter_statuses()->size()));
   protocol::append_authentication_ok(welcome);
   // Session mode: what its own server reports; otherwise what the pool's servers do.
