@@ -47,15 +47,16 @@ void LoopMonitor::on_tick() {
   schedstat_due_ = true;
 }
 
-// No clock read of its own: the reactor stamps libuv's loop time when the kernel poll returns, at
-// the start of each turn and after libuv's callbacks, and the monitor judges turns by it (to the
-// millisecond, as slow_callback_ms is given).
-void LoopMonitor::after_poll() { poll_woke_ns_ = uv_now(loop_) * kNsPerMs; }
+void LoopMonitor::after_poll() {
+  // No clock read here: the reactor stamped libuv's loop time when the kernel poll returned, and
+  // before_poll's one read closes the turn (one read per turn, not two).
+  poll_woke_ns_ = uv_now(loop_) * kNsPerMs;
+}
 
 void LoopMonitor::before_poll() {
   ++turns_;
   if (poll_woke_ns_ == 0 && !schedstat_due_) return;  // no poll to judge, no reading due
-  const std::uint64_t now = uv_now(loop_) * kNsPerMs;
+  const std::uint64_t now = uv_hrtime();
   if (poll_woke_ns_ != 0) {
     const std::uint64_t held = now > poll_woke_ns_ ? now - poll_woke_ns_ : 0;
     poll_woke_ns_ = 0;

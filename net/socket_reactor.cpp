@@ -113,7 +113,6 @@ void SocketReactor::turn(int timeout_ms) {
     libuv_due_ = false;
     uv_run(loop_, UV_RUN_NOWAIT);
     if (stopping_) return;  // one of its callbacks stopped the loop: no poll now
-    uv_update_time(loop_);  // its callbacks' time: the hooks judge the turn by it, the wait below too
   }
   free_released();
   for (TurnHook* hook : hooks_) hook->before_poll();
