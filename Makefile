@@ -42,7 +42,8 @@ SANITIZER_ENV   ?= ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1 
 
 # Then the worker loops' threads under ThreadSanitizer: only sluiced is built with it, and the
 # integration tests that run several workers use that sluiced; a data race makes it exit 66, which
-# fails the test that ran it. Then each libFuzzer target for FUZZ_SMOKE_SECONDS (scripts/fuzz.sh).
+# fails the test that ran it; tests/tsan.supp says what it is told to overlook, and why. Then each
+# libFuzzer target for FUZZ_SMOKE_SECONDS (scripts/fuzz.sh).
 TSAN_BUILD_DIR     ?= build-tsan
 TSAN_TESTS         ?= Workers*:Upgrade*
 FUZZ_SMOKE_SECONDS ?= 30
@@ -54,7 +55,8 @@ test-sanitized: build
 	$(SANITIZER_ENV) ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure -j$(TEST_JOBS)
 	cmake -S . -B $(TSAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_TSAN=ON
 	cmake --build $(TSAN_BUILD_DIR) -j$(JOBS) --target sluiced
-	SLUICE_TEST_SLUICED=$(TSAN_BUILD_DIR)/bin/sluiced TSAN_OPTIONS=halt_on_error=1:exitcode=66 \
+	SLUICE_TEST_SLUICED=$(TSAN_BUILD_DIR)/bin/sluiced \
+	  TSAN_OPTIONS=halt_on_error=1:exitcode=66:suppressions=$(CURDIR)/tests/tsan.supp \
 	  $(BUILD_DIR)/bin/integration_tests --gtest_filter='$(TSAN_TESTS)'
 	bash scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS)
 
