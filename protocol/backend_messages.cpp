@@ -16,7 +16,7 @@ std::size_t begin_message(std::string& out, char type) {
 
 void end_message(std::string& out, std::size_t length_at) {
   const auto length = static_cast<std::uint32_t>(out.size() - length_at);
-  for (std::size_t i = 0; i < 4; ++i) out[length_at + i] = static_cast<char>(length >> (24 - 8 * i));
+  write_u32(out.data() + length_at, length);
 }
 
 // A NUL inside a field would end it early on the reader's side and the rest
@@ -77,10 +77,8 @@ void append_parameter_statuses(std::string& out,
 
 void append_backend_key_data(std::string& out, std::uint32_t process_id, std::uint32_t secret_key) {
   char message[] = {'K', 0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0};
-  for (std::size_t i = 0; i < 4; ++i) {
-    message[5 + i] = static_cast<char>(process_id >> (24 - 8 * i));
-    message[9 + i] = static_cast<char>(secret_key >> (24 - 8 * i));
-  }
+  write_u32(message + 5, process_id);
+  write_u32(message + 9, secret_key);
   out.append(message, sizeof message);
 }
 

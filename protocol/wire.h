@@ -19,9 +19,14 @@ inline std::uint16_t read_u16(const std::uint8_t* p) {
   return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
 }
 
+// Big-endian into the four bytes at `at`.
+inline void write_u32(char* at, std::uint32_t v) {
+  for (std::size_t i = 0; i < 4; ++i) at[i] = static_cast<char>(v >> (24 - 8 * i));
+}
+
 inline void append_u32(std::string& out, std::uint32_t v) {
-  const char bytes[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-                         static_cast<char>(v)};
+  char bytes[4];
+  write_u32(bytes, v);
   out.append(bytes, 4);
 }
 
