@@ -20,6 +20,7 @@
 #   BENCH_ANCHORS=../shared/anchors   where pgbouncer-1.25.2.tar.gz and build-pgbouncer.sh are
 #                      (needed only until build/deps/pgbouncer-1.25.2 exists)
 #   BENCH_SCRAPE=0     skip the last phase: the cost of a /metrics scraper (bench/scrape_overhead.py)
+#   BENCH_FIXED_RATE=0  skip the poolers' CPU at one fixed rate (about 5 min; bench/fixed_rate.py)
 #   BENCH_INSTRUCTIONS=0  skip counting instructions per transaction under callgrind (about 2 min;
 #                      bench/instructions.py)
 #   BENCH_TESTS=L50,S50  only these of bench.py's TESTS (ids; default all): for a quick check, the
@@ -383,6 +384,20 @@ runner_pid=$!
 status=0
 wait "$runner_pid" || status=$?
 runner_pid=
+# The poolers' CPU at the same offered load (bench/fixed_rate.py), while the bare relay still runs.
+if ((status == 0)) && [[ ${BENCH_FIXED_RATE:-1} != 0 ]]; then
+  say "pooler CPU at one fixed rate"
+  python3 "$bench_dir/fixed_rate.py" --target "sluice=$work:$sluice_port:$sluiced_pid" \
+    --target "PgBouncer $pgb2_version=$pgb2_dir:$pgbouncer2_port:$pgbouncer2_pid" \
+    --target "bare relay=$work:$bare_port:$bare_pid" --anchor "PgBouncer $pgb2_version" --relay "bare relay" \
+    --db bench --user "$user" --jobs "$(nproc)" --duration "$duration" --rounds "$rounds" \
+    --append-to "$bench_dir/results/latest.md" --log "$work/bench.log" >>"$work/summary.txt" &
+  runner_pid=$!
+  fixed_rate_status=0
+  wait "$runner_pid" || fixed_rate_status=$?
+  runner_pid=
+  ((fixed_rate_status == 0)) || say "the fixed-rate phase failed (exit $fixed_rate_status): see its table in latest.md"
+fi
 stop_pid "$bare_pid" TERM # done with it: its last line, kept in latest.log, counts the sends that waited
 bare_pid=
 cat "$work/bench.log" "$work/bare_pooler.log" >"$bench_dir/results/latest.log" 2>/dev/null || true
