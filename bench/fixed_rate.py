@@ -14,7 +14,8 @@ The rate of each test is half what PgBouncer 1.25.2 reached in a calibration run
 rounds (rounded to two significant figures), so that each pooler keeps up with it on a slower
 machine too; the table shows the tps each reached. pgbench schedules a rate's transactions at random
 (a Poisson process): a run kept up when its tps is at least 98 % of the rate less three standard
-deviations of that schedule; the CPU ratios leave out rounds in which either pooler did not. CPU is the pooler's on-CPU time from
+deviations of that schedule; a pooler's CPU ratio leaves out the rounds in which it or the anchor
+did not. CPU is the pooler's on-CPU time from
 /proc/PID/task/*/schedstat (the scheduler's own count, in ns; utime + stime are the same total, in
 10 ms ticks).
 
@@ -139,6 +140,9 @@ class FixedRate:
                 continue
             tps_cells, cpu_cells = [], []
             for name in names:
+                failed = sum(1 for x in r["runs"].get(name, []) if x is None)
+                if failed:
+                    self.notes.append(f"{r['label']}: {failed} of {name}'s runs failed (latest.log)")
                 runs = [x for x in r["runs"].get(name, []) if x]
                 if not runs:
                     tps_cells.append("—")
