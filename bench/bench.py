@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 
+from pgbench_output import RE
 import procstat
 import quiet
 
@@ -197,13 +198,6 @@ def set_pgbouncer_names(args):
 
 # --- pgbench ----------------------------------------------------------------------------------------
 
-RE = {
-    "tps": re.compile(r"^tps = ([\d.]+)", re.M),
-    "latency_ms": re.compile(r"^latency average = ([\d.]+) ms", re.M),
-    "processed": re.compile(r"^number of transactions actually processed: (\d+)", re.M),
-    "failed": re.compile(r"^number of failed transactions: (\d+)", re.M),
-    "conn_ms": re.compile(r"^average connection time = ([\d.]+) ms", re.M),
-}
 
 
 ABORTED = re.compile(r"client \d+ (script \d+ )?aborted")

@@ -26,12 +26,12 @@ Usage (run.sh calls it after bench.py, against the poolers it started):
 """
 import argparse
 import math
-import re
 import signal
 import statistics
 import subprocess
 import sys
 
+import pgbench_output
 import procstat
 import quiet
 
@@ -85,8 +85,8 @@ class FixedRate:
         if self.log:
             self.log.write(f"### fixed rate [{target['name']}] $ {' '.join(cmd)}\nrc={rc}\n{out}")
             self.log.flush()
-        processed = re.search(r"processed: (\d+)", out)
-        tps = re.search(r"tps = ([\d.]+)", out)
+        processed = pgbench_output.RE["processed"].search(out)
+        tps = pgbench_output.RE["tps"].search(out)
         if rc != 0 or not processed or not tps or not before or not after or int(processed.group(1)) == 0:
             return None
         return float(tps.group(1)), (after["run_ns"] - before["run_ns"]) / 1e3 / int(processed.group(1))
@@ -177,12 +177,7 @@ def main():
     p.add_argument("--target", action="append", required=True, help="NAME=DIR:PORT:PID")
     p.add_argument("--anchor", required=True)
     p.add_argument("--relay", required=True)
-    p.add_argument("--db", default="bench")
-    p.add_argument("--user", required=True)
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--duration", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--append-to")
+    pgbench_output.add_round_arguments(p)
     p.add_argument("--log")
     a = p.parse_args()
     # run.sh's cleanup stops this with SIGTERM: SystemExit ends the pgbench under way too.

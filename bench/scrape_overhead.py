@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+import pgbench_output
+
 SCRAPE_INTERVAL_S = 0.1
 TARGET_OVERHEAD = 0.01
 
@@ -74,13 +76,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sluice", required=True)
     p.add_argument("--metrics", required=True)
-    p.add_argument("--db", default="bench")
-    p.add_argument("--user", required=True)
     p.add_argument("--clients", type=int, default=50)
-    p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--duration", type=int, default=3)
-    p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--append-to")
+    pgbench_output.add_round_arguments(p)
     args = p.parse_args()
 
     without, with_scraper, scrapes, failures, sizes = [], [], 0, 0, []
