@@ -66,7 +66,7 @@ class SocketReactor {
   // the descriptor is out of it and the watcher gets EPOLLERR in the next turn.
   void change(int fd, std::uint32_t from, std::uint32_t to, Watcher* watcher);
   // The watcher is done: `fd` >= 0 is taken out of the epoll (before anyone closes it: a close
-  // takes it out only with the last descriptor of its file); -1 when it is not watched now. The
+  // takes it out only with the last reference to its file); -1 when it is not watched now. The
   // watcher gets no more events and is freed before the next poll (an event this turn already
   // read for it is dropped).
   void release(Watcher* watcher, int fd = -1);
