@@ -11,14 +11,18 @@ system calls are part of its CPU per transaction that instruction counts do not 
 
 The pooler is started under `valgrind --tool=lackey --trace-mem=yes`, which writes every
 instruction and memory access: its start-up alone can take minutes and gigabytes (the trace goes in
---work, and is deleted unless --keep). Once its socket is there, a warm-up run opens its servers;
-then the counted run (`pgbench -n -c 1 -t N`, options after --pgbench), then SIGINT. A stretch ends
-at the entry of a libc system-call wrapper (recv, send, epoll_wait, ...).
+a temporary directory, deleted unless --keep). Once its socket is there, a warm-up run opens its
+servers; then the counted run (`pgbench -n -c 1 -t N`, other options with --pgbench=...), and the
+trace is read from where it stood before that run to where it stood after it (the run's one login
+and logout included). A stretch ends at each `syscall` instruction of libc, except the clocks'
+(valgrind has no vDSO, so libc falls back to a system call that a native run does not make).
 """
 import argparse
 import bisect
 import collections
 import os
+import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -27,10 +31,12 @@ import sys
 import tempfile
 import time
 
-WRAPPERS = ("accept", "accept4", "close", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2", "read",
-            "write", "readv", "writev", "recv", "recvfrom", "recvmsg", "send", "sendto", "sendmsg", "poll",
-            "ppoll", "openat", "getrandom", "fcntl", "ioctl", "getsockopt", "setsockopt")
+from pgbench_output import RE
+
 PAGE_SHIFT = 12
+SYSCALL_LINE = re.compile(r"^\s*([0-9a-f]+):\s+0f 05\s+syscall\s*$")
+# Served by the vDSO outside valgrind, which has libc take its system-call fallback instead.
+VDSO_CALLS = {"clock_gettime", "clock_getres", "gettimeofday", "time", "sched_getcpu", "getcpu"}
 
 
 def read_maps(path):
@@ -48,19 +54,33 @@ def read_maps(path):
     return maps, libc
 
 
-def wrapper_entries(libc):
-    """Addresses of libc's system-call wrappers in the traced process: {address: name}."""
+def syscall_sites(libc):
+    """libc's `syscall` instructions in the traced process, each with the function it is in:
+    {address: name}. Every way into the kernel through libc (open, the _nocancel variants,
+    syscall()) passes one; the clocks' do not count (VDSO_CALLS)."""
     base, path = libc
+    symbols = []
     out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
-    entries = {}
     for line in out.splitlines():
         fields = line.split()
-        if len(fields) == 3 and fields[2].split("@")[0] in WRAPPERS:
-            entries[base + int(fields[0], 16)] = fields[2].split("@")[0]
-    return entries
+        if len(fields) == 3 and fields[1] in "TtWwi":  # i: an ifunc, as time and gettimeofday are
+            symbols.append((int(fields[0], 16), fields[2].split("@")[0]))
+    symbols.sort()
+    starts = [address for address, _ in symbols]
+    sites = {}
+    out = subprocess.run(["objdump", "-d", path], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        match = SYSCALL_LINE.match(line)
+        if match:
+            address = int(match.group(1), 16)
+            i = bisect.bisect_right(starts, address) - 1
+            name = symbols[i][1] if i >= 0 else "?"
+            if name not in VDSO_CALLS:
+                sites[base + address] = name
+    return sites
 
 
-def analyse(trace, offset, maps, entries, transactions, by_mapping):
+def analyse(trace, begin, end, maps, sites, transactions, by_mapping):
     starts = [m[0] for m in maps]
 
     def label(page):
@@ -70,28 +90,29 @@ def analyse(trace, offset, maps, entries, transactions, by_mapping):
 
     stretches, calls, regions = [], collections.Counter(), collections.Counter()
     code, data = set(), set()
+    started = False  # the stretch under way at `begin` began before the counted run
     with open(trace, "rb") as f:
-        f.seek(offset)
-        for raw in f:
+        f.seek(begin)
+        while f.tell() < end and (raw := f.readline()):
             fields = raw.split()
             if len(fields) != 2 or fields[0] not in (b"I", b"L", b"S", b"M"):
                 continue
             address = int(fields[1].split(b",")[0], 16)
-            if fields[0] == b"I":
-                if address in entries:
+            if fields[0] == b"I" and address in sites:
+                if started:
                     stretches.append((len(code), len(data)))
-                    calls[entries[address]] += 1
+                    calls[sites[address]] += 1
                     if by_mapping:
                         regions.update("code " + label(p) for p in code)
                         regions.update("data " + label(p) for p in data)
-                    code, data = set(), set()
-                    continue
+                started = True
+                code, data = set(), set()
+            elif fields[0] == b"I":
                 code.add(address >> PAGE_SHIFT)
             else:
                 data.add(address >> PAGE_SHIFT)
-    stretches = stretches[1:]  # the first began before the counted run
     if not stretches:
-        sys.exit("page_footprint: no system call in the counted run (was the trace cut short?)")
+        sys.exit("page_footprint: no system call in the counted run")
     n = transactions
     print(f"system calls per transaction: {len(stretches) / n:.2f} ("
           + ", ".join(f"{name} {count / n:.2f}" for name, count in sorted(calls.items())) + ")")
@@ -110,10 +131,10 @@ def main():
     p.add_argument("--db", default="bench")
     p.add_argument("--user", default=None, help="pgbench's -U")
     p.add_argument("--transactions", type=int, default=300)
-    p.add_argument("--pgbench", default="-S", help="pgbench options of the counted run (default -S)")
-    p.add_argument("--run-as", default=None, help="start the pooler as this user (runuser)")
-    p.add_argument("--work", default=None, help="directory for the trace (default: a temporary one)")
-    p.add_argument("--keep", action="store_true", help="keep the trace")
+    p.add_argument("--pgbench", default="-S", help="pgbench options of both runs, as --pgbench='-M extended' "
+                   "(default -S)")
+    p.add_argument("--run-as", default=None, help="start the pooler as this user")
+    p.add_argument("--keep", action="store_true", help="keep the trace (and the pooler's output)")
     p.add_argument("--by-mapping", action="store_true", help="also the pages per stretch by mapping")
     p.add_argument("--start-timeout", type=float, default=900)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- the pooler's command")
@@ -124,61 +145,64 @@ def main():
     socket = os.path.join(a.host, f".s.PGSQL.{a.port}")
     if os.path.exists(socket):
         sys.exit(f"page_footprint: {socket} exists already: another pooler there, or one left it behind")
-    work = a.work or tempfile.mkdtemp(prefix="page-footprint.")
-    trace = os.path.join(work, "lackey.trace")
-    open(trace, "w").close()
-    if a.run_as:  # valgrind writes the trace as the pooler's user
-        os.chmod(work, 0o755)
-        shutil.chown(trace, a.run_as)
-    launch = (["runuser", "-u", a.run_as, "--"] if a.run_as else []) + [
-        "valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={trace}"] + command
-    # Its own session: runuser and valgrind are signalled together, and valgrind found by it.
-    log = os.path.join(work, "pooler.log")
-    with open(log, "w") as output:
-        pooler = subprocess.Popen(launch, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    # SIGTERM ends the run as Ctrl-C does: through `finally`, which stops lackey and removes its trace.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("page_footprint: terminated"))
+    work = tempfile.mkdtemp(prefix="page-footprint.")
+    trace, log = os.path.join(work, "lackey.trace"), os.path.join(work, "pooler.log")
+    keep = a.keep
+    pooler = None
+    options = shlex.split(a.pgbench)
     pgbench = ["pgbench", "-n", "-h", a.host, "-p", str(a.port), "-c", "1"] + (["-U", a.user] if a.user else [])
     try:
+        if a.run_as:  # valgrind writes the trace as the pooler's user
+            os.chmod(work, 0o755)
+            open(trace, "w").close()
+            shutil.chown(trace, a.run_as)
+        # valgrind runs the tool in its own process: the pid is the traced pooler's.
+        as_user = {"user": a.run_as, "group": a.run_as, "extra_groups": []} if a.run_as else {}
+        with open(log, "w") as output:
+            pooler = subprocess.Popen(["valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={trace}"]
+                                      + command, stdout=output, stderr=subprocess.STDOUT, **as_user)
         deadline = time.monotonic() + a.start_timeout
         while not os.path.exists(socket):
             if pooler.poll() is not None or time.monotonic() > deadline:
-                a.keep = True
+                keep = True
                 with open(log) as output:
                     said = output.read()[-2000:]
-                sys.exit(f"page_footprint: {socket} did not appear; the pooler said:\n{said}"
-                         f"(valgrind's messages are in {trace})")
+                sys.exit(f"page_footprint: {socket} did not appear; the pooler said:\n{said}")
             time.sleep(0.5)
-        # A socket may be there before the pooler serves (under lackey, everything is slow).
-        while (warm := subprocess.run(pgbench + ["-t", "50"] + a.pgbench.split() + [a.db], capture_output=True,
+        # The socket may be there a moment before the pooler serves (under lackey everything is slow):
+        # a refused connection is tried again for a while, any other failure is final.
+        retry_until = time.monotonic() + 60
+        while (warm := subprocess.run(pgbench + ["-t", "50"] + options + [a.db], capture_output=True,
                                       text=True)).returncode != 0:
-            if pooler.poll() is not None or time.monotonic() > deadline:
+            if "Connection refused" not in warm.stderr or time.monotonic() > retry_until:
                 sys.exit("page_footprint: the warm-up run failed:\n" + warm.stdout + warm.stderr)
             time.sleep(1)
-        tracer = int(subprocess.run(["pgrep", "-s", str(pooler.pid), "-x", "lackey-amd64-li"],
-                                    capture_output=True, text=True, check=True).stdout.split()[0])
-        maps_copy = os.path.join(work, "maps")
-        shutil.copyfile(f"/proc/{tracer}/maps", maps_copy)
-        offset = os.path.getsize(trace)
-        run = subprocess.run(pgbench + ["-t", str(a.transactions)] + a.pgbench.split() + [a.db],
-                             capture_output=True, text=True)
-        if f"processed: {a.transactions}/{a.transactions}" not in run.stdout:
-            sys.exit("page_footprint: the counted pgbench run failed:\n" + run.stdout + run.stderr)
-        os.killpg(pooler.pid, signal.SIGINT)  # valgrind writes out what it holds as the pooler exits
-        try:
-            pooler.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            sys.exit("page_footprint: the pooler did not exit on SIGINT within 120 s")
-        maps, libc = read_maps(maps_copy)
+        maps, libc = read_maps(f"/proc/{pooler.pid}/maps")
         if libc is None:
             sys.exit("page_footprint: libc is not in the pooler's memory map")
-        analyse(trace, offset, maps, wrapper_entries(libc), a.transactions, a.by_mapping)
+        sites = syscall_sites(libc)
+        begin = os.path.getsize(trace)
+        run = subprocess.run(pgbench + ["-t", str(a.transactions)] + options + [a.db], capture_output=True,
+                             text=True)
+        end = os.path.getsize(trace)  # lackey writes each line as it goes: nothing of the run is held back
+        processed = RE["processed"].search(run.stdout)
+        if not processed or int(processed.group(1)) != a.transactions:
+            sys.exit("page_footprint: the counted pgbench run failed:\n" + run.stdout + run.stderr)
+        analyse(trace, begin, end, maps, sites, a.transactions, a.by_mapping)
     finally:
-        if pooler.poll() is None:
-            os.killpg(pooler.pid, signal.SIGKILL)
-            pooler.wait()
-        if not a.keep:
-            shutil.rmtree(work) if a.work is None else (os.remove(trace), os.remove(log))
+        if pooler is not None and pooler.poll() is None:
+            pooler.send_signal(signal.SIGINT)
+            try:
+                pooler.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                pooler.kill()
+                pooler.wait()
+        if keep:
+            print(f"trace kept: {trace}", file=sys.stderr)
         else:
-            print(f"trace kept: {trace}")
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,11 @@
 #include <time.h>
 #include <unistd.h>
 
+static void die(const char* what) {
+  perror(what);
+  exit(1);
+}
+
 static double now_ns(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -27,10 +32,10 @@ static double socket_life_ns(int epoll_fd, int rounds, int with_del) {
   const double start = now_ns();
   for (int i = 0; i < rounds; i++) {
     int pair[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) return -1;
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) die("socketpair");
     struct epoll_event event = {.events = EPOLLIN};
-    epoll_ctl(epoll_fd, EPOLL_CTL_ADD, pair[0], &event);
-    if (with_del) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, pair[0], NULL);
+    if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, pair[0], &event) != 0) die("epoll_ctl ADD");
+    if (with_del && epoll_ctl(epoll_fd, EPOLL_CTL_DEL, pair[0], NULL) != 0) die("epoll_ctl DEL");
     close(pair[0]);
     close(pair[1]);
   }
@@ -52,6 +57,7 @@ int main(void) {
    * noise moves single batches by more than the DEL costs. */
   enum { kBatches = 9, kRounds = 50000 };
   const int epoll_fd = epoll_create1(0);
+  if (epoll_fd < 0) die("epoll_create1");
   double without[kBatches], with[kBatches], added[kBatches];
   for (int b = 0; b < kBatches; b++) {
     without[b] = socket_life_ns(epoll_fd, kRounds, 0);

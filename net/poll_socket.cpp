@@ -40,8 +40,9 @@ void PollSocket::close() {
   if (tls_) tls_->shutdown();
   // Out of the epoll before the close, always: a close takes it out only with the last reference
   // to its file, and others may hold one (a live upgrade's other process; for a moment, whoever
-  // reads /proc/PID/fd, as `sluicectl status` does). A stale entry would hand its freed watcher to
-  // the next poll. The DEL costs about a microsecond here (bench/syscall_cost.c).
+  // reads /proc/PID/fd: lsof, and sluiced itself counting its descriptors for `status`). A stale
+  // entry would hand its freed watcher to the next poll. The DEL costs about a microsecond here
+  // (bench/syscall_cost.c).
   reactor_.release(this, watched_events_ != 0 ? fd_ : -1);
   if (owns_fd_) ::close(fd_);
 }
