@@ -15,6 +15,8 @@ import subprocess
 import sys
 import time
 
+from under_valgrind import await_socket, start, stop, tail
+
 # (label, clients, pgbench options, N): N large enough that a run's start and end are noise.
 TESTS = [
     ("select-only, 1 client", 1, "-S", 2000),
@@ -26,27 +28,6 @@ TESTS = [
     ("TPC-B-like (default script), 50 clients", 50, "", 2000),
 ]
 START_TIMEOUT_S = 60
-STOP_TIMEOUT_S = 120
-
-
-def tail(path, lines=20):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError as error:
-        return str(error)
-
-
-def stop(process):
-    """SIGINT (both poolers shut down at once and callgrind writes its profile), then SIGKILL."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def on_sigterm(signum, frame):
@@ -68,19 +49,11 @@ class Pooler:
         out = os.path.join(out_dir, f"callgrind.{self.name}.{os.getpid()}.{time.monotonic_ns()}")
         if os.path.exists(self.socket()):
             os.unlink(self.socket())  # a stale one would pass for a started pooler
-        # As another user (PgBouncer refuses root) by setuid in the child: valgrind is the process
-        # signalled, with no runuser in between to turn SIGINT into a SIGKILL 2 s later.
-        as_user = {"user": self.run_as, "group": self.run_as, "extra_groups": []} if self.run_as else {}
-        with open(out + ".log", "w") as log:
-            pooler = subprocess.Popen(["valgrind", "--tool=callgrind", "--cache-sim=yes",
-                                       f"--callgrind-out-file={out}", *self.command],
-                                      stdout=log, stderr=subprocess.STDOUT, **as_user)
+        pooler = start(["--tool=callgrind", "--cache-sim=yes", f"--callgrind-out-file={out}"], self.command,
+                       self.run_as, out + ".log")
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while not os.path.exists(self.socket()):
-                if pooler.poll() is not None or time.monotonic() > deadline:
-                    sys.exit(f"instructions: {self.name} did not start under valgrind; its log:\n{tail(out + '.log')}")
-                time.sleep(0.1)
+            if not await_socket(pooler, self.socket(), START_TIMEOUT_S, 0.1):
+                sys.exit(f"instructions: {self.name} did not start under valgrind; its log:\n{tail(out + '.log')}")
             run = subprocess.run(["pgbench", "-n", *options.split(), "-c", str(clients), "-j", str(min(clients, 2)),
                                   "-t", str(transactions // clients), "-h", self.host, "-p", str(self.port),
                                   args.db], capture_output=True, text=True)

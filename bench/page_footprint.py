@@ -32,6 +32,7 @@ import tempfile
 import time
 
 from pgbench_output import RE
+from under_valgrind import await_socket, start, stop, tail
 
 PAGE_SHIFT = 12
 SYSCALL_LINE = re.compile(r"^\s*([0-9a-f]+):\s+0f 05\s+syscall\s*$")
@@ -158,19 +159,10 @@ def main():
             os.chmod(work, 0o755)
             open(trace, "w").close()
             shutil.chown(trace, a.run_as)
-        # valgrind runs the tool in its own process: the pid is the traced pooler's.
-        as_user = {"user": a.run_as, "group": a.run_as, "extra_groups": []} if a.run_as else {}
-        with open(log, "w") as output:
-            pooler = subprocess.Popen(["valgrind", "--tool=lackey", "--trace-mem=yes", f"--log-file={trace}"]
-                                      + command, stdout=output, stderr=subprocess.STDOUT, **as_user)
-        deadline = time.monotonic() + a.start_timeout
-        while not os.path.exists(socket):
-            if pooler.poll() is not None or time.monotonic() > deadline:
-                keep = True
-                with open(log) as output:
-                    said = output.read()[-2000:]
-                sys.exit(f"page_footprint: {socket} did not appear; the pooler said:\n{said}")
-            time.sleep(0.5)
+        pooler = start(["--tool=lackey", "--trace-mem=yes", f"--log-file={trace}"], command, a.run_as, log)
+        if not await_socket(pooler, socket, a.start_timeout, 0.5):
+            keep = True
+            sys.exit(f"page_footprint: {socket} did not appear; the pooler said:\n{tail(log)}")
         # The socket may be there a moment before the pooler serves (under lackey everything is slow):
         # a refused connection is tried again for a while, any other failure is final.
         retry_until = time.monotonic() + 60
@@ -192,13 +184,8 @@ def main():
             sys.exit("page_footprint: the counted pgbench run failed:\n" + run.stdout + run.stderr)
         analyse(trace, begin, end, maps, sites, a.transactions, a.by_mapping)
     finally:
-        if pooler is not None and pooler.poll() is None:
-            pooler.send_signal(signal.SIGINT)
-            try:
-                pooler.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                pooler.kill()
-                pooler.wait()
+        if pooler is not None:
+            stop(pooler)
         if keep:
             print(f"trace kept: {trace}", file=sys.stderr)
         else:
