@@ -198,8 +198,6 @@ def set_pgbouncer_names(args):
 
 # --- pgbench ----------------------------------------------------------------------------------------
 
-
-
 ABORTED = re.compile(r"client \d+ (script \d+ )?aborted")
 
 
