@@ -2,9 +2,10 @@
 """How many distinct memory pages a pooler touches between two system calls, counted with valgrind's
 lackey over pgbench transactions. Not part of `make bench` (bench/README.md, "Where the CPU goes").
 
-On this VM every system call flushes what the TLB held of the process (page-table isolation, no
-PCID), so each page a pooler touches after one costs a page walk: the pages per stretch between
-system calls are part of its CPU per transaction that instruction counts do not show.
+Where every system call flushes what the TLB held of the process (page-table isolation on CPUs
+without PCID, on bare metal), each page a pooler touches after one costs a page walk, a part of its
+CPU per transaction that instruction counts do not show. This VM keeps the TLB across system calls
+(bench/syscall_cost.c tells): here the pages measure how spread out a pooler's work is, not a cost.
 
     python3 bench/page_footprint.py --host /tmp/s --port 6432 -- /path/to/sluiced -c sluice.json
     python3 bench/page_footprint.py --host /tmp/p --port 6433 --run-as postgres -- pgbouncer p.ini

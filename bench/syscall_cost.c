@@ -2,15 +2,21 @@
  * each statement takes at least 4 (a receive and a send each way) and a pgbench -C login 9 more.
  *
  * Prints the time of a getppid (a call that does no work: entering and leaving the kernel, which
- * page-table isolation and a VM make dear) and what an epoll_ctl DEL adds to a socket's life, as
- * sluiced makes one before each close (net/poll_socket.cpp says why it must).
+ * page-table isolation and a VM make dear), what an epoll_ctl DEL adds to a socket's life, as
+ * sluiced makes one before each close (net/poll_socket.cpp says why it must), and whether the pages
+ * a process touches after a system call cost it page walks: the same chain of loads through 4 KiB
+ * pages and inside 2 MiB ones, after a getppid each time, and once through more pages than the TLB
+ * holds, which shows what a walk costs when there is one.
  *
  *   cc -O2 -o /tmp/syscall_cost bench/syscall_cost.c && /tmp/syscall_cost
  */
 #define _GNU_SOURCE
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -47,6 +53,87 @@ static int by_value(const void* a, const void* b) {
   return (x > y) - (x < y);
 }
 
+enum { kRegionBytes = 64 << 20, kHugePage = 2 << 20, kPage = 4096, kLine = 64 };
+
+/* 64 MiB of memory at a 2 MiB boundary, in transparent huge pages or kept in 4 KiB ones. */
+static char* region(int huge) {
+  char* raw =
+      mmap(NULL, kRegionBytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) die("mmap");
+  char* base = (char*)(((uintptr_t)raw + kHugePage - 1) & ~(uintptr_t)(kHugePage - 1));
+  if (madvise(base, kRegionBytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0) die("madvise");
+  memset(base, 1, kRegionBytes);
+  return base;
+}
+
+static long anon_huge_pages_kb(void) {
+  FILE* smaps = fopen("/proc/self/smaps_rollup", "r");
+  if (smaps == NULL) die("/proc/self/smaps_rollup");
+  char line[256];
+  long kb = 0;
+  while (fgets(line, sizeof line, smaps) != NULL && sscanf(line, "AnonHugePages: %ld kB", &kb) != 1) {
+  }
+  fclose(smaps);
+  return kb;
+}
+
+/* One line on each of the first `pages` 4 KiB pages of base, each holding the next one's address,
+ * so that each load waits for the last and walks cannot overlap. The pages are taken in a shuffled
+ * order, the same in both regions, so that no prefetcher guesses the next one, and the line moves
+ * along its page so that the lines fall in different cache sets. */
+static void link_chain(char* base, int pages) {
+  static int order[kRegionBytes / kPage];
+  for (int i = 0; i < pages; i++) order[i] = i;
+  srand(1);
+  for (int i = pages - 1; i > 0; i--) {
+    const int j = rand() % (i + 1), swapped = order[i];
+    order[i] = order[j];
+    order[j] = swapped;
+  }
+  for (int i = 0; i < pages; i++) {
+    const int page = order[i], next = order[(i + 1) % pages];
+    *(char**)(base + (size_t)page * kPage + (size_t)(page % 64) * kLine) =
+        base + (size_t)next * kPage + (size_t)(next % 64) * kLine;
+  }
+}
+
+static double chain_ns(char* base, int pages, int rounds, int after_getppid) {
+  uintptr_t last = 0;
+  const double start = now_ns();
+  for (int r = 0; r < rounds; r++) {
+    if (after_getppid) {
+      syscall(SYS_getppid);
+    } else {
+      __asm__ volatile("" ::: "memory");  // the loads of each round are made again
+    }
+    char* at = base;  // page 0's line: the chain is one cycle through every page
+    for (int i = 0; i < pages; i++) at = *(char**)at;
+    last += (uintptr_t)at;
+  }
+  const double ns = (now_ns() - start) / rounds;
+  if (last == 1) puts("");  // uses the result: the loads are not optimised away
+  return ns;
+}
+
+/* What touching each page adds on 4 KiB pages over the same loads inside 2 MiB pages: the median
+ * and quartiles of alternating batches. */
+static void page_cost(char* small, char* huge, int pages, int rounds, int after_getppid) {
+  enum { kBatches = 25 };
+  link_chain(small, pages);
+  link_chain(huge, pages);
+  double more[kBatches];
+  for (int b = 0; b < kBatches; b++) {
+    const double on_small = chain_ns(small, pages, rounds, after_getppid);
+    more[b] = (on_small - chain_ns(huge, pages, rounds, after_getppid)) / pages;
+  }
+  qsort(more, kBatches, sizeof(double), by_value);
+  printf(
+      "a chain of loads through %d pages%s: %.1f ns a page more on 4 KiB pages than in 2 MiB ones "
+      "(quartiles %.1f, %.1f)\n",
+      pages, after_getppid ? ", after a getppid each time" : ", more than the TLB holds", more[kBatches / 2],
+      more[kBatches / 4], more[3 * kBatches / 4]);
+}
+
 int main(void) {
   const int calls = 1000000;
   double start = now_ns();
@@ -67,8 +154,20 @@ int main(void) {
   qsort(without, kBatches, sizeof(double), by_value);
   qsort(with, kBatches, sizeof(double), by_value);
   qsort(added, kBatches, sizeof(double), by_value);
-  printf("socket pair, watched, closed: %.0f ns; with an EPOLL_CTL_DEL before the close: %.0f ns "
-         "(the DEL adds %.0f, medians of %d batches)\n",
-         without[kBatches / 2], with[kBatches / 2], added[kBatches / 2], kBatches);
+  printf(
+      "socket pair, watched, closed: %.0f ns; with an EPOLL_CTL_DEL before the close: %.0f ns "
+      "(the DEL adds %.0f, medians of %d batches)\n",
+      without[kBatches / 2], with[kBatches / 2], added[kBatches / 2], kBatches);
+
+  char* small = region(0);
+  char* huge = region(1);
+  if (anon_huge_pages_kb() < kRegionBytes / 1024) {
+    printf(
+        "no transparent huge pages here (/sys/kernel/mm/transparent_hugepage/enabled): no page walk "
+        "measure\n");
+    return 0;
+  }
+  page_cost(small, huge, 64, 100000, 1);
+  page_cost(small, huge, 8192, 300, 0);
   return 0;
 }
