@@ -9,13 +9,18 @@ bench/results/latest.md is read. Prints two Markdown tables from the reports' "t
 per target test, each run's median same-round ratio, then the median and geometric mean over all
 the rounds; for tps how many rounds sluice was ahead in, for pooler CPU (reports since the table
 gave each round's CPU) how many rounds were at or under the target's 0.8 ×, and the median floor:
-sluice's system time over PgBouncer 1.25.2's CPU in the same round. A round where either run failed
+sluice's system time over PgBouncer 1.25.2's CPU in the same round. Each table also gives the 95 %
+interval of the median that holds whatever the rounds' distribution (between two of the sorted
+rounds, by the binomial law of how many fall below the true median), and what it says of the target
+(tps at least 1.00 ×, 1.10 × for -S c50; CPU at most 0.8 ×): met where the whole interval meets it,
+missed where none of it does, and otherwise that these rounds cannot tell. A round where either run failed
 is left out, as the report's own same-round table leaves it out; a report from before failed rounds
 were marked (†) gives no round of a test with a failed run ("failed" in its column).
 
 --pooler NAME pools another target of the reports' rounds over PgBouncer 1.25.2 instead of sluice:
 "bare relay" (bench/bare_pooler.c) gives what a pooler that only relays reached."""
 import argparse
+import math
 import os
 import re
 import statistics
@@ -27,6 +32,10 @@ from bench import SHORT_LABELS, TARGET_TESTS
 HERE = os.path.dirname(os.path.abspath(__file__))
 RIVAL = "PgBouncer 1.25.2"
 FAILED = "failed"
+TPS_TARGET = {"S50": 1.10}  # at least; 1.00 for the others
+CPU_TARGET = 0.8  # at most
+CONFIDENCE = 0.95
+INTERVAL_COLUMNS = f"{CONFIDENCE:.0%} interval of the median | the target by it"
 
 
 def report_text(report):
@@ -100,7 +109,7 @@ def table(runs, reports, pooler, title, columns, ratios_of, summary):
                 per_run.append(f"{statistics.median(r[0] for r in ratios):.2f}")
                 pooled += ratios
         if pooled:
-            rows.append(f"| {label} | {', '.join(per_run)} | {summary(pooled)} |")
+            rows.append(f"| {label} | {', '.join(per_run)} | {summary(test, pooled)} |")
     if not rows:
         print(f"No report gives rounds for {title}.")
         return
@@ -109,16 +118,45 @@ def table(runs, reports, pooler, title, columns, ratios_of, summary):
     print("\n".join(rows))
 
 
-def tps_summary(pooled):
-    tps = [r[0] for r in pooled]
+def median_interval(values):
+    """(low, high): the CONFIDENCE interval of the median, whatever the distribution: the k-th
+    lowest and k-th highest value for the largest k at which at most (1 - CONFIDENCE) / 2 of the
+    time k or more of the values fall below the true median (a binomial with p = 1/2); None when
+    there are too few values for any k."""
+    ordered, n = sorted(values), len(values)
+    below = 0.0  # P(fewer than k values below the median)
+    k = 0
+    while k < n // 2 and below + math.comb(n, k) / 2 ** n <= (1 - CONFIDENCE) / 2:
+        below += math.comb(n, k) / 2 ** n
+        k += 1
+    return (ordered[k - 1], ordered[n - k]) if k > 0 else None
+
+
+def verdict(interval, meets):
+    """What the interval says of a target `meets(value)` holds for."""
+    if interval is None:
+        return "too few rounds"
+    low, high = (meets(round(bound, 2)) for bound in interval)
+    return "met" if low and high else "missed" if not low and not high else "cannot tell"
+
+
+def interval_cells(values, meets):
+    interval = median_interval(values)
+    shown = "n/a" if interval is None else f"{interval[0]:.2f} – {interval[1]:.2f}"
+    return f"{shown} | {verdict(interval, meets)}"
+
+
+def tps_summary(test, pooled):
+    tps, wanted = [r[0] for r in pooled], TPS_TARGET.get(test, 1.00)
     return (f"{statistics.median(tps):.2f} | {statistics.geometric_mean(tps):.2f} "
-            f"| {sum(r > 1 for r in tps)} of {len(tps)}")
+            f"| {sum(r > 1 for r in tps)} of {len(tps)} | {interval_cells(tps, lambda r: r >= wanted)}")
 
 
-def cpu_summary(pooled):
+def cpu_summary(test, pooled):
     cpu, floor = [r[0] for r in pooled], [r[1] for r in pooled]
     return (f"{statistics.median(cpu):.2f} | {statistics.geometric_mean(cpu):.2f} "
-            f"| {sum(round(r, 2) <= 0.8 for r in cpu)} of {len(cpu)} | {statistics.median(floor):.2f}")
+            f"| {sum(round(r, 2) <= CPU_TARGET for r in cpu)} of {len(cpu)} | {statistics.median(floor):.2f} "
+            f"| {interval_cells(cpu, lambda r: r <= CPU_TARGET)}")
 
 
 def main(args):
@@ -132,12 +170,12 @@ def main(args):
     pooler, reports = parsed.pooler, parsed.reports
     runs = [rounds(report_text(r)) for r in reports]
     table(runs, reports, pooler, f"{pooler}/PgBouncer 1.25.2 tps, same rounds",
-          f"all rounds: median | geometric mean | rounds {pooler} was ahead",
+          f"all rounds: median | geometric mean | rounds {pooler} was ahead | {INTERVAL_COLUMNS}",
           lambda pairs: [(a[0] / b[0],) for a, b in pairs], tps_summary)
     print()
     table(runs, reports, pooler, f"{pooler}/PgBouncer 1.25.2 pooler CPU per transaction, same rounds",
           f"all rounds: median | geometric mean | rounds at or under 0.8 × | floor: {pooler}'s system time "
-          "/ PgBouncer 1.25.2's CPU, median",
+          f"/ PgBouncer 1.25.2's CPU, median | {INTERVAL_COLUMNS}",
           lambda pairs: [(a[1][0] / b[1][0], a[1][1] / b[1][0]) for a, b in pairs
                          if a[1] and b[1] and a[1][0] and b[1][0]],
           cpu_summary)
