@@ -10,10 +10,12 @@ per target test, each run's median same-round ratio, then the median and geometr
 the rounds; for tps how many rounds sluice was ahead in, for pooler CPU (reports since the table
 gave each round's CPU) how many rounds were at or under the target's 0.8 ×, and the median floor:
 sluice's system time over PgBouncer 1.25.2's CPU in the same round. Each table also gives the 95 %
-interval of the median that holds whatever the rounds' distribution (between two of the sorted
+interval of the median, whatever the shape of the rounds' distribution (between two of the sorted
 rounds, by the binomial law of how many fall below the true median), and what it says of the target
-(tps at least 1.00 ×, 1.10 × for -S c50; CPU at most 0.8 ×): met where the whole interval meets it,
-missed where none of it does, and otherwise that these rounds cannot tell. A round where either run failed
+(tps at least 1.00 ×, 1.10 × for -S c50; CPU at most 0.8 ×, both read unrounded): met where the
+whole interval meets it, missed where none of it does, and otherwise that these rounds cannot tell.
+The interval assumes the rounds independent and alike; rounds of runs on a VM whose speed drifts
+are only roughly so, so its true coverage is lower. A round where either run failed
 is left out, as the report's own same-round table leaves it out; a report from before failed rounds
 were marked (†) gives no round of a test with a failed run ("failed" in its column).
 
@@ -119,10 +121,10 @@ def table(runs, reports, pooler, title, columns, ratios_of, summary):
 
 
 def median_interval(values):
-    """(low, high): the CONFIDENCE interval of the median, whatever the distribution: the k-th
-    lowest and k-th highest value for the largest k at which at most (1 - CONFIDENCE) / 2 of the
-    time k or more of the values fall below the true median (a binomial with p = 1/2); None when
-    there are too few values for any k."""
+    """(low, high): the CONFIDENCE interval of the median, whatever the shape of the distribution:
+    the k-th lowest and k-th highest value for the largest k at which fewer than k of the values fall
+    below the true median at most (1 - CONFIDENCE) / 2 of the time (a binomial with p = 1/2); None
+    when there are too few values for any k."""
     ordered, n = sorted(values), len(values)
     below = 0.0  # P(fewer than k values below the median)
     k = 0
@@ -136,13 +138,13 @@ def verdict(interval, meets):
     """What the interval says of a target `meets(value)` holds for."""
     if interval is None:
         return "too few rounds"
-    low, high = (meets(round(bound, 2)) for bound in interval)
+    low, high = (meets(bound) for bound in interval)
     return "met" if low and high else "missed" if not low and not high else "cannot tell"
 
 
 def interval_cells(values, meets):
     interval = median_interval(values)
-    shown = "n/a" if interval is None else f"{interval[0]:.2f} – {interval[1]:.2f}"
+    shown = "n/a" if interval is None else f"{interval[0]:.3f} – {interval[1]:.3f}"
     return f"{shown} | {verdict(interval, meets)}"
 
 

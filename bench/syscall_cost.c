@@ -4,9 +4,10 @@
  * Prints the time of a getppid (a call that does no work: entering and leaving the kernel, which
  * page-table isolation and a VM make dear), what an epoll_ctl DEL adds to a socket's life, as
  * sluiced makes one before each close (net/poll_socket.cpp says why it must), and whether the pages
- * a process touches after a system call cost it page walks: the same chain of loads through 4 KiB
- * pages and inside 2 MiB ones, after a getppid each time, and once through more pages than the TLB
- * holds, which shows what a walk costs when there is one.
+ * a process touches after a system call cost it page walks: the same chain of loads through 64
+ * pages on 4 KiB pages and inside 2 MiB ones, after a getppid each time, and as a control through
+ * more pages than the TLB holds, with no system call, where 2 MiB pages save walks (when the chain's
+ * loads do not all miss the caches, which hides them: README "Performance").
  *
  *   cc -O2 -o /tmp/syscall_cost bench/syscall_cost.c && /tmp/syscall_cost
  */
@@ -66,21 +67,34 @@ static char* region(int huge) {
   return base;
 }
 
-static long anon_huge_pages_kb(void) {
-  FILE* smaps = fopen("/proc/self/smaps_rollup", "r");
-  if (smaps == NULL) die("/proc/self/smaps_rollup");
-  char line[256];
+/* AnonHugePages of the mapping that starts at base (madvise made it a mapping of its own). */
+static long huge_kb_at(const char* base) {
+  FILE* smaps = fopen("/proc/self/smaps", "r");
+  if (smaps == NULL) die("/proc/self/smaps");
+  char line[512];
+  int in_it = 0;
   long kb = 0;
-  while (fgets(line, sizeof line, smaps) != NULL && sscanf(line, "AnonHugePages: %ld kB", &kb) != 1) {
+  while (fgets(line, sizeof line, smaps) != NULL) {
+    unsigned long from, to;
+    if (sscanf(line, "%lx-%lx ", &from, &to) == 2) {
+      in_it = from == (uintptr_t)base;
+    } else if (in_it && sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) {
+      break;
+    }
   }
   fclose(smaps);
   return kb;
 }
 
+/* A page's line of the chain: at a pseudo-random place in the page, the same in both regions, so
+ * that the lines spread over the caches' sets in both. */
+static char* line_of(char* base, int page) {
+  return base + (size_t)page * kPage + (size_t)(((unsigned)page * 2654435761u) >> 26) * kLine;
+}
+
 /* One line on each of the first `pages` 4 KiB pages of base, each holding the next one's address,
- * so that each load waits for the last and walks cannot overlap. The pages are taken in a shuffled
- * order, the same in both regions, so that no prefetcher guesses the next one, and the line moves
- * along its page so that the lines fall in different cache sets. */
+ * so that each load waits for the last and walks cannot overlap; the pages in a shuffled order, the
+ * same in both regions, so that no prefetcher guesses the next one. One cycle through every page. */
 static void link_chain(char* base, int pages) {
   static int order[kRegionBytes / kPage];
   for (int i = 0; i < pages; i++) order[i] = i;
@@ -90,11 +104,7 @@ static void link_chain(char* base, int pages) {
     order[i] = order[j];
     order[j] = swapped;
   }
-  for (int i = 0; i < pages; i++) {
-    const int page = order[i], next = order[(i + 1) % pages];
-    *(char**)(base + (size_t)page * kPage + (size_t)(page % 64) * kLine) =
-        base + (size_t)next * kPage + (size_t)(next % 64) * kLine;
-  }
+  for (int i = 0; i < pages; i++) *(char**)line_of(base, order[i]) = line_of(base, order[(i + 1) % pages]);
 }
 
 static double chain_ns(char* base, int pages, int rounds, int after_getppid) {
@@ -106,7 +116,7 @@ static double chain_ns(char* base, int pages, int rounds, int after_getppid) {
     } else {
       __asm__ volatile("" ::: "memory");  // the loads of each round are made again
     }
-    char* at = base;  // page 0's line: the chain is one cycle through every page
+    char* at = line_of(base, 0);
     for (int i = 0; i < pages; i++) at = *(char**)at;
     last += (uintptr_t)at;
   }
@@ -115,23 +125,29 @@ static double chain_ns(char* base, int pages, int rounds, int after_getppid) {
   return ns;
 }
 
-/* What touching each page adds on 4 KiB pages over the same loads inside 2 MiB pages: the median
- * and quartiles of alternating batches. */
+/* Alternating batches, each region first in turn: the medians of a chain's time on each, and of what
+ * 4 KiB pages add a page, with the quartiles of that. */
 static void page_cost(char* small, char* huge, int pages, int rounds, int after_getppid) {
   enum { kBatches = 25 };
   link_chain(small, pages);
   link_chain(huge, pages);
-  double more[kBatches];
+  double on_small[kBatches], on_huge[kBatches], more[kBatches];
   for (int b = 0; b < kBatches; b++) {
-    const double on_small = chain_ns(small, pages, rounds, after_getppid);
-    more[b] = (on_small - chain_ns(huge, pages, rounds, after_getppid)) / pages;
+    const int small_first = b % 2 == 0;
+    if (small_first) on_small[b] = chain_ns(small, pages, rounds, after_getppid);
+    on_huge[b] = chain_ns(huge, pages, rounds, after_getppid);
+    if (!small_first) on_small[b] = chain_ns(small, pages, rounds, after_getppid);
+    more[b] = (on_small[b] - on_huge[b]) / pages;
   }
+  qsort(on_small, kBatches, sizeof(double), by_value);
+  qsort(on_huge, kBatches, sizeof(double), by_value);
   qsort(more, kBatches, sizeof(double), by_value);
   printf(
-      "a chain of loads through %d pages%s: %.1f ns a page more on 4 KiB pages than in 2 MiB ones "
-      "(quartiles %.1f, %.1f)\n",
-      pages, after_getppid ? ", after a getppid each time" : ", more than the TLB holds", more[kBatches / 2],
-      more[kBatches / 4], more[3 * kBatches / 4]);
+      "a chain of loads through %d pages%s: %.0f ns on 4 KiB pages, %.0f in 2 MiB ones; %.1f ns a page "
+      "more on 4 KiB pages (quartiles %.1f, %.1f)\n",
+      pages, after_getppid ? ", after a getppid each time" : ", more than the TLB holds",
+      on_small[kBatches / 2], on_huge[kBatches / 2], more[kBatches / 2], more[kBatches / 4],
+      more[3 * kBatches / 4]);
 }
 
 int main(void) {
@@ -161,10 +177,10 @@ int main(void) {
 
   char* small = region(0);
   char* huge = region(1);
-  if (anon_huge_pages_kb() < kRegionBytes / 1024) {
+  if (huge_kb_at(huge) < kRegionBytes / 1024) {
     printf(
-        "no transparent huge pages here (/sys/kernel/mm/transparent_hugepage/enabled): no page walk "
-        "measure\n");
+        "the 2 MiB region is not all in transparent huge pages (/sys/kernel/mm/transparent_hugepage): "
+        "no TLB measure\n");
     return 0;
   }
   page_cost(small, huge, 64, 100000, 1);
