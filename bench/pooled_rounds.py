@@ -8,16 +8,17 @@ narrows the estimate. A REPORT is a file (bench/results/latest.md) or a git revi
 bench/results/latest.md is read. Prints two Markdown tables from the reports' "tps per round":
 per target test, each run's median same-round ratio, then the median and geometric mean over all
 the rounds; for tps how many rounds sluice was ahead in, for pooler CPU (reports since the table
-gave each round's CPU) how many rounds were at or under the target's 0.8 ×, and the median floor:
-sluice's system time over PgBouncer 1.25.2's CPU in the same round. Each table also gives the 95 %
-interval of the median, whatever the shape of the rounds' distribution (between two of the sorted
-rounds, by the binomial law of how many fall below the true median), and what it says of the target
-(tps at least 1.00 ×, 1.10 × for -S c50; CPU at most 0.8 ×, both read unrounded): met where the
-whole interval meets it, missed where none of it does, and otherwise that these rounds cannot tell.
-The interval assumes the rounds independent and alike; rounds of runs on a VM whose speed drifts
-are only roughly so, so its true coverage is lower. A round where either run failed
-is left out, as the report's own same-round table leaves it out; a report from before failed rounds
-were marked (†) gives no round of a test with a failed run ("failed" in its column).
+gave each round's CPU) how many rounds were at or under the target's 0.8 × (at two decimals, as the
+reports read it), and the median floor: sluice's system time over PgBouncer 1.25.2's CPU in the
+same round. Each table also gives the 95 % interval of the median, whatever the shape of the
+rounds' distribution (between two of the sorted rounds, by the binomial law of how many fall below
+the true median), and what it says of the target (tps at least 1.00 ×, 1.10 × for -S c50; CPU at
+most 0.8 ×; both read unrounded): met where the whole interval meets it, missed where none of it
+does, and otherwise that these rounds cannot tell. The interval assumes the rounds independent and
+alike; rounds of runs on a VM whose speed drifts are only roughly so, so its true coverage is likely
+lower. A round where either run failed is left out, as the report's own same-round table leaves it
+out; a report from before failed rounds were marked (†) gives no round of a test with a failed run
+("failed" in its column).
 
 --pooler NAME pools another target of the reports' rounds over PgBouncer 1.25.2 instead of sluice:
 "bare relay" (bench/bare_pooler.c) gives what a pooler that only relays reached."""
