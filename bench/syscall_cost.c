@@ -35,10 +35,13 @@ static double now_ns(void) {
   return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
 
-/* A socket pair made, its first end watched, both closed; with_del: taken out of the epoll first. */
-static double socket_life_ns(int epoll_fd, int rounds, int with_del) {
+/* A socket pair made, its first end watched, both closed; with_del: taken out of the epoll first.
+ * The average of many. */
+static double socket_life_ns(const void* epoll, int with_del) {
+  enum { kRounds = 50000 };
+  const int epoll_fd = *(const int*)epoll;
   const double start = now_ns();
-  for (int i = 0; i < rounds; i++) {
+  for (int i = 0; i < kRounds; i++) {
     int pair[2];
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) != 0) die("socketpair");
     struct epoll_event event = {.events = EPOLLIN};
@@ -47,12 +50,37 @@ static double socket_life_ns(int epoll_fd, int rounds, int with_del) {
     close(pair[0]);
     close(pair[1]);
   }
-  return (now_ns() - start) / rounds;
+  return (now_ns() - start) / kRounds;
 }
 
 static int by_value(const void* a, const void* b) {
   const double x = *(const double*)a, y = *(const double*)b;
   return (x > y) - (x < y);
+}
+
+/* Batches of two timings, `timing(setup, 0)` and `timing(setup, 1)`, each first in every other
+ * batch so that a drift of the machine's speed weighs on both alike: a shared machine's noise moves
+ * single batches by more than the differences measured here. Each sorted, and the second's excess
+ * over the first in the same batch, sorted: medians and quartiles are read off them. */
+enum { kMaxBatches = 25 };
+struct Batches {
+  double first[kMaxBatches], second[kMaxBatches], excess[kMaxBatches];
+};
+
+static struct Batches time_in_turn(double (*timing)(const void* setup, int second), const void* setup,
+                                   int count) {
+  struct Batches batches;
+  for (int b = 0; b < count; b++) {
+    const int first_first = b % 2 == 0;
+    if (first_first) batches.first[b] = timing(setup, 0);
+    batches.second[b] = timing(setup, 1);
+    if (!first_first) batches.first[b] = timing(setup, 0);
+    batches.excess[b] = batches.second[b] - batches.first[b];
+  }
+  qsort(batches.first, count, sizeof(double), by_value);
+  qsort(batches.second, count, sizeof(double), by_value);
+  qsort(batches.excess, count, sizeof(double), by_value);
+  return batches;
 }
 
 enum { kRegionBytes = 64 << 20, kHugePage = 2 << 20, kPage = 4096, kLine = 64 };
@@ -130,29 +158,31 @@ static double chain_ns(char* base, int pages, int rounds, int after_getppid) {
   return ns;
 }
 
-/* Alternating batches, each region first in turn: the medians of a chain's time on each, and of what
- * 4 KiB pages add a page, with the quartiles of that. */
+struct Chains {
+  char *huge, *small;
+  int pages, rounds, after_getppid;
+};
+
+static double chain(const void* setup, int on_small) {
+  const struct Chains* chains = setup;
+  return chain_ns(on_small ? chains->small : chains->huge, chains->pages, chains->rounds,
+                  chains->after_getppid);
+}
+
+/* The medians of a chain's time on each region, and of what 4 KiB pages add a page, with the
+ * quartiles of that. */
 static void page_cost(char* small, char* huge, int pages, int rounds, int after_getppid) {
-  enum { kBatches = 25 };
   link_chain(small, pages);
   link_chain(huge, pages);
-  double on_small[kBatches], on_huge[kBatches], more[kBatches];
-  for (int b = 0; b < kBatches; b++) {
-    const int small_first = b % 2 == 0;
-    if (small_first) on_small[b] = chain_ns(small, pages, rounds, after_getppid);
-    on_huge[b] = chain_ns(huge, pages, rounds, after_getppid);
-    if (!small_first) on_small[b] = chain_ns(small, pages, rounds, after_getppid);
-    more[b] = (on_small[b] - on_huge[b]) / pages;
-  }
-  qsort(on_small, kBatches, sizeof(double), by_value);
-  qsort(on_huge, kBatches, sizeof(double), by_value);
-  qsort(more, kBatches, sizeof(double), by_value);
+  const struct Chains chains = {huge, small, pages, rounds, after_getppid};
+  const struct Batches batches = time_in_turn(chain, &chains, kMaxBatches);
+  const double* more = batches.excess;
   printf(
       "%s through %d pages: %.0f ns on 4 KiB pages, %.0f in 2 MiB ones; %.1f ns a page more on 4 KiB "
       "pages (quartiles %.1f, %.1f)\n",
       after_getppid ? "a getppid and a chain of loads" : "a chain of loads, more than the TLB holds,", pages,
-      on_small[kBatches / 2], on_huge[kBatches / 2], more[kBatches / 2], more[kBatches / 4],
-      more[3 * kBatches / 4]);
+      batches.second[kMaxBatches / 2], batches.first[kMaxBatches / 2], more[kMaxBatches / 2] / pages,
+      more[kMaxBatches / 4] / pages, more[3 * kMaxBatches / 4] / pages);
 }
 
 int main(void) {
@@ -161,24 +191,14 @@ int main(void) {
   for (int i = 0; i < calls; i++) syscall(SYS_getppid);
   printf("getppid: %.0f ns a call\n", (now_ns() - start) / calls);
 
-  /* Alternating batches, and the median of each and of their differences: a shared machine's
-   * noise moves single batches by more than the DEL costs. */
-  enum { kBatches = 9, kRounds = 50000 };
   const int epoll_fd = epoll_create1(0);
   if (epoll_fd < 0) die("epoll_create1");
-  double without[kBatches], with[kBatches], added[kBatches];
-  for (int b = 0; b < kBatches; b++) {
-    without[b] = socket_life_ns(epoll_fd, kRounds, 0);
-    with[b] = socket_life_ns(epoll_fd, kRounds, 1);
-    added[b] = with[b] - without[b];
-  }
-  qsort(without, kBatches, sizeof(double), by_value);
-  qsort(with, kBatches, sizeof(double), by_value);
-  qsort(added, kBatches, sizeof(double), by_value);
+  enum { kBatches = 9 };
+  const struct Batches del = time_in_turn(socket_life_ns, &epoll_fd, kBatches);
   printf(
       "socket pair, watched, closed: %.0f ns; with an EPOLL_CTL_DEL before the close: %.0f ns "
       "(the DEL adds %.0f, medians of %d batches)\n",
-      without[kBatches / 2], with[kBatches / 2], added[kBatches / 2], kBatches);
+      del.first[kBatches / 2], del.second[kBatches / 2], del.excess[kBatches / 2], kBatches);
 
   char* small = region(0);
   char* huge = region(1);
