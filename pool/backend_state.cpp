@@ -3,16 +3,16 @@
 namespace sluice::pool {
 
 // pg_my_temp_schema() is 0 for a backend that never made a temporary object:
-// the catalog scans (pg_proc's is most of the query's time) are skipped then.
+// the catalog lookup is skipped then. Every object made in a schema depends on
+// it in pg_depend (what drops a temporary schema's contents with its session
+// is that dependency): one index lookup finds temporary objects of every kind,
+// statistics, operators and collations as well as tables, types and functions.
 const std::string_view kBackendStateQuery =
     "SELECT pg_catalog.concat_ws(', ', "
     "CASE WHEN pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0 THEN NULL "
-    "WHEN EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace OPERATOR(pg_catalog.=) "
-    "pg_catalog.pg_my_temp_schema()) "
-    "OR EXISTS (SELECT FROM pg_catalog.pg_type WHERE typnamespace OPERATOR(pg_catalog.=) "
-    "pg_catalog.pg_my_temp_schema()) "
-    "OR EXISTS (SELECT FROM pg_catalog.pg_proc WHERE pronamespace OPERATOR(pg_catalog.=) "
-    "pg_catalog.pg_my_temp_schema()) "
+    "WHEN EXISTS (SELECT FROM pg_catalog.pg_depend WHERE refclassid OPERATOR(pg_catalog.=) "
+    "'pg_catalog.pg_namespace'::pg_catalog.regclass "
+    "AND refobjid OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema()) "
     "THEN 'temporary objects' END, "
     "CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks WHERE locktype OPERATOR(pg_catalog.=) 'advisory' "
     "AND pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()) THEN 'advisory locks' END, "

@@ -180,6 +180,41 @@ TEST_F(SessionPinTest, PinnedClientsShowWhyAndLetGoWhenTheStateIsGone) {
       << "its server went back to the pool";
 }
 
+// Every kind of object PostgreSQL lets a session make in pg_temp pins, not only tables, types
+// and functions: each is dropped with the session, so on another server it would not be there
+// (make regress, stats_ext: DROP STATISTICS pg_temp.s met "schema pg_temp does not exist").
+TEST_F(SessionPinTest, EveryKindOfTemporaryObjectPinsUntilDropped) {
+  const PgConn direct = harness::connect(harness::postgres().conninfo(kDatabase));
+  harness::exec_ok(direct, "create table if not exists pin_statistics_target (a int, b int)");
+  const PgConn client = harness::connect(sluiced_->conninfo(kDatabase));
+  const std::pair<const char*, const char*> objects[] = {
+      {"create statistics pg_temp.s on a, b from pin_statistics_target", "drop statistics pg_temp.s"},
+      {"create operator pg_temp.<<< (procedure = int4lt, leftarg = int, rightarg = int)",
+       "drop operator pg_temp.<<< (int, int)"},
+      {"create collation pg_temp.c (locale = 'C')", "drop collation pg_temp.c"},
+      {"create text search dictionary pg_temp.d (template = simple)",
+       "drop text search dictionary pg_temp.d"},
+      {"create operator family pg_temp.f using btree", "drop operator family pg_temp.f using btree"},
+      {"create function pg_temp.f() returns int language sql as 'select 1'", "drop function pg_temp.f()"},
+      {"create temp view v as select 1", "drop view v"},
+  };
+  for (const auto& [create, drop] : objects) {
+    harness::exec_ok(client, create);
+    EXPECT_EQ(pinned_because(*sluiced_, "temporary objects"), "temporary objects") << create;
+    harness::exec_ok(client, drop);
+    EXPECT_EQ(pinned_because(*sluiced_, ""), "") << drop;
+  }
+  // As stats_ext runs it: another client's transaction takes the server let go of last.
+  expect_as_direct(2, {
+                          {0, "create statistics pg_temp.s on a, b from pin_statistics_target"},
+                          {1, "begin"},
+                          {1, "select 1"},
+                          {0, "drop statistics pg_temp.s"},
+                          {1, "commit"},
+                      });
+  harness::exec_ok(direct, "drop table pin_statistics_target");
+}
+
 // Notifications reach a pinned listener between its transactions, without it asking.
 TEST_F(SessionPinTest, ListenNotifyBetweenTwoClients) {
   for (const std::string& conninfo :
@@ -243,7 +278,7 @@ TEST_F(SessionPinTest, ALoadedLibraryPinsAndTheServerIsClosedAfter) {
 }
 
 // Holds up the question sluiced asks a server when a transaction that may have made or dropped
-// backend state ends: it reads pg_type, which this direct session locks until release(). The
+// backend state ends: it reads pg_depend, which this direct session locks until release(). The
 // client's next bytes then meet the question still in flight.
 class BackendStateQuestionHeld {
  public:
@@ -252,7 +287,7 @@ class BackendStateQuestionHeld {
         observer_(harness::connect(harness::postgres().conninfo(kDatabase))) {
     asked();  // its catalog lookups made before the lock, which would hold them up too
     harness::exec_ok(locker_, "begin");
-    harness::exec_ok(locker_, "lock table pg_catalog.pg_type in access exclusive mode");
+    harness::exec_ok(locker_, "lock table pg_catalog.pg_depend in access exclusive mode");
   }
   // A backend waits for the lock with sluiced's question.
   bool asked() {
@@ -368,7 +403,7 @@ TEST_F(SessionPinTest, ATerminateBehindTheBackendStateQuestionEndsTheSession) {
   harness::exec_ok(holder, "commit");
   ASSERT_EQ(pinned_because(*sluiced_, "advisory locks"), "advisory locks");
   // Once through on it (a lock it does not hold: false, and a WARNING): the backend's own catalog
-  // lookups for the unlock and for sluiced's question are made before pg_type is locked.
+  // lookups for the unlock and for sluiced's question are made before pg_depend is locked.
   harness::exec_ok(client, "select pg_advisory_unlock(2)");
   ASSERT_EQ(pinned_because(*sluiced_, "advisory locks"), "advisory locks");
   harness::exec_ok(holder, "begin");
