@@ -4,9 +4,10 @@ namespace sluice::pool {
 
 // pg_my_temp_schema() is 0 for a backend that never made a temporary object:
 // the catalog lookup is skipped then. Every object made in a schema depends on
-// it in pg_depend (what drops a temporary schema's contents with its session
-// is that dependency): one index lookup finds temporary objects of every kind,
-// statistics, operators and collations as well as tables, types and functions.
+// it in pg_depend, or on an object that does (an index on its table): what
+// drops a temporary schema's contents with its session is that dependency. One
+// index lookup finds temporary objects of every kind, statistics, operators and
+// collations as well as tables, types and functions.
 const std::string_view kBackendStateQuery =
     "SELECT pg_catalog.concat_ws(', ', "
     "CASE WHEN pg_catalog.pg_my_temp_schema() OPERATOR(pg_catalog.=) 0 THEN NULL "
