@@ -43,10 +43,13 @@ std::string pinned_because(const harness::Sluiced& sluiced, const std::string& e
   return seen;
 }
 
-int discards(const harness::Sluiced& sluiced) {
+// Scopes ended with `outcome` ("clean", "discard", ...).
+int releases(const harness::Sluiced& sluiced, const std::string& outcome) {
   const auto teardown = ctltest::control(sluiced.control_socket(), {{"cmd", "teardown"}});
-  return teardown["outcomes"].value("discard", nlohmann::json::object()).value("count", 0);
+  return teardown["outcomes"].value(outcome, nlohmann::json::object()).value("count", 0);
 }
+
+int discards(const harness::Sluiced& sluiced) { return releases(sluiced, "discard"); }
 
 // What a fresh session through `sluiced` sees of backend state: nothing, on every server.
 std::string leftovers(const harness::Sluiced& sluiced) {
@@ -354,8 +357,11 @@ TEST_F(SessionPinTest, ASessionLockThatFailedIsAskedAbout) {
   use_one_server();  // the question runs where pg_backend_pid() did
   const PgConn client = harness::connect(sluiced_->conninfo(kDatabase) + " options='-c lock_timeout=50ms'");
   const std::string server_pid = scalar(client, "select pg_backend_pid()");
+  const int clean = releases(*sluiced_, "clean");
   const harness::PgResult failed(PQexec(client.get(), "select pg_advisory_lock(63)"));
   EXPECT_EQ(std::string(PQresultErrorField(failed.get(), PG_DIAG_SQLSTATE)), "55P03");
+  // The client has its reply before the server is asked: the scope ends with the answer.
+  ASSERT_TRUE(harness::wait_until([&] { return releases(*sluiced_, "clean") > clean; }));
   EXPECT_EQ(pinned_because(*sluiced_, ""), "");
   EXPECT_EQ(ctltest::status(sluiced_->control_socket())["clients"]["pinned"], 0);
   EXPECT_EQ(
