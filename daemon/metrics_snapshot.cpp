@@ -32,6 +32,7 @@ void add_share(metrics::PoolSample& into, const metrics::PoolSample& from) {
   into.servers_idle += from.servers_idle;
   into.servers_connecting += from.servers_connecting;
   into.servers_resetting += from.servers_resetting;
+  into.servers_departing += from.servers_departing;
   into.prepared_statements = std::max(into.prepared_statements, from.prepared_statements);
   into.live = into.live || from.live;
   into.metrics.merge(from.metrics);
@@ -66,6 +67,7 @@ MetricsShare metrics_share(const Worker& worker) {
     sample.servers_idle += pool->count(pool::ServerState::idle);
     sample.servers_connecting += pool->count(pool::ServerState::connecting);
     sample.servers_resetting += pool->count(pool::ServerState::resetting);
+    sample.servers_departing += pool->departing();
     sample.prepared_statements += pool->prepared_statement_count();
     sample.metrics.merge(pool->metrics());
   }

@@ -50,18 +50,19 @@ json server_counts(const Worker& worker, const pool::Pool* only) {
   std::size_t idle = 0;
   std::size_t connecting = 0;
   std::size_t resetting = 0;
+  std::size_t departing = 0;
   for (const auto& [key, pool] : worker.pools()) {
     if (only != nullptr && pool.get() != only) continue;
     active += pool->count(pool::ServerState::active);
     idle += pool->count(pool::ServerState::idle);
     connecting += pool->count(pool::ServerState::connecting);
     resetting += pool->count(pool::ServerState::resetting);
+    departing += pool->departing();
   }
-  return {{"active", active},
-          {"idle", idle},
-          {"connecting", connecting},
-          {"resetting", resetting},
-          {"total", active + idle + connecting + resetting}};
+  // Departing ones are closed: PostgreSQL still counts their backends, sluiced no longer.
+  return {{"active", active},         {"idle", idle},
+          {"connecting", connecting}, {"resetting", resetting},
+          {"departing", departing},   {"total", active + idle + connecting + resetting}};
 }
 
 // Open descriptors of this process: /proc is in memory, the read is quick.

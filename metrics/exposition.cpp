@@ -228,6 +228,7 @@ void pools(Writer& w, const Snapshot& s) {
     w.value(with(pool_labels(p), "state", "idle"), p.servers_idle);
     w.value(with(pool_labels(p), "state", "connecting"), p.servers_connecting);
     w.value(with(pool_labels(p), "state", "resetting"), p.servers_resetting);
+    w.value(with(pool_labels(p), "state", "departing"), p.servers_departing);
   }
   w.family("sluice_pool_size", Type::gauge, "The configured pool_size: servers the pool may open.");
   for (const auto& p : s.pools) {

@@ -34,6 +34,7 @@ struct PoolSample {
   std::uint64_t servers_idle = 0;
   std::uint64_t servers_connecting = 0;
   std::uint64_t servers_resetting = 0;
+  std::uint64_t servers_departing = 0;  // closed, their backends still PostgreSQL's
   std::uint64_t prepared_statements = 0;
   PoolMetrics metrics;
 };

@@ -21,9 +21,9 @@ void move_to_end(Line& line, const Item& item) {
 }  // namespace
 
 bool ConnectionCount::try_take(Member& member, int limit) {
-  int current = servers_.load(std::memory_order_relaxed);
-  while (limit <= 0 || current < limit) {
-    if (servers_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed)) {
+  std::uint64_t current = places_.load(std::memory_order_relaxed);
+  while (limit <= 0 || taken_in(current) < limit) {
+    if (places_.compare_exchange_weak(current, current + kServer, std::memory_order_relaxed)) {
       member.servers_.fetch_add(1, std::memory_order_relaxed);
       return true;
     }

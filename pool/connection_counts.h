@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -29,18 +30,27 @@ class ConnectionCount {
     int pools_ = 0;                 // pools that use it, under ConnectionCounts' lock
   };
 
-  // One more server for `member`, unless the count is already at `limit` (0 = no limit).
+  // One more server for `member`, unless its servers and departing backends already make `limit`
+  // (0 = no limit).
   bool try_take(Member& member, int limit);
   void give_back(Member& member) {
-    servers_.fetch_sub(1, std::memory_order_relaxed);
+    places_.fetch_sub(kServer, std::memory_order_relaxed);
     member.servers_.fetch_sub(1, std::memory_order_relaxed);
   }
   // One more whatever the limit: a server that exists already (a live upgrade brought it).
   void take(Member& member) {
-    servers_.fetch_add(1, std::memory_order_relaxed);
+    places_.fetch_add(kServer, std::memory_order_relaxed);
     member.servers_.fetch_add(1, std::memory_order_relaxed);
   }
-  [[nodiscard]] int servers() const { return servers_.load(std::memory_order_relaxed); }
+  // A closed server whose backend PostgreSQL still counts (pool/departing_backend.h): no longer its
+  // pair's server, so not in any share, but its place stays taken until departed().
+  void depart(Member& member) {
+    places_.fetch_add(kDeparting - kServer, std::memory_order_relaxed);
+    member.servers_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  void departed() { places_.fetch_sub(kDeparting, std::memory_order_relaxed); }
+  // The servers the pools hold, departing backends not included: what the shares are made of.
+  [[nodiscard]] int servers() const { return servers_in(places_.load(std::memory_order_relaxed)); }
 
   // A pool whose clients wait while this count is at its limit. Its pair stands in line (the
   // order pairs began to wait), the pool in its pair's own line. A pair holding more than its share
@@ -65,7 +75,14 @@ class ConnectionCount {
 
  private:
   friend class ConnectionCounts;
-  std::atomic<int> servers_{0};
+  // Servers in the low half, departing backends in the high half: try_take weighs both in one
+  // compare-and-swap, and depart() moves one from the first to the second at once.
+  static constexpr std::uint64_t kServer = 1;
+  static constexpr std::uint64_t kDeparting = std::uint64_t{1} << 32;
+  static int servers_in(std::uint64_t places) { return static_cast<int>(places & (kDeparting - 1)); }
+  static int taken_in(std::uint64_t places) { return servers_in(places) + static_cast<int>(places >> 32); }
+
+  std::atomic<std::uint64_t> places_{0};
   std::atomic<int> starving_members_{0};  // line_.size(), read without the lock
   mutable std::mutex line_mutex_;         // the lines change only when a pool starts or stops waiting
   std::deque<const Member*> line_;

@@ -156,6 +156,7 @@ Pool::Pool(PoolContext& context, PoolKey key, config::DatabaseConfig database,
 Pool::~Pool() {
   budget_->servers -= total_servers();
   for (std::size_t i = total_servers(); i > 0; --i) give_back_places();
+  for (std::size_t i = departing_.size(); i > 0; --i) free_departed_places();
   set_starved_on(nullptr);
   context_.counts->leave(key_.database, key_.user);
   budget_->leave(this);
@@ -284,13 +285,21 @@ void Pool::transition(ServerConnection& server, ServerState next) {
 void Pool::close_server(ServerConnection& server, std::string_view reason) {
   if (server.state_ == ServerState::closing) return;
   log::info("pool ", name_, ": closing ", describe(server), " because: ", reason);
+  // Copied before the goodbye closes it: a limit's places wait for the backend to go. Not a server
+  // still connecting: its socket may lead to no backend yet (a connect to an unreachable host would
+  // hold them for nothing).
+  const int socket_copy = limited() && server.state_ != ServerState::connecting ? server.copy_socket() : -1;
   server.close_connection();
-  forget_server(server);
+  forget_server(server, socket_copy);
 }
 
-void Pool::forget_server(ServerConnection& server) {
+void Pool::forget_server(ServerConnection& server, int socket_copy) {
   --budget_->servers;
-  give_back_places();
+  if (socket_copy >= 0) {
+    hold_places(describe(server), socket_copy);
+  } else {
+    give_back_places();
+  }
   transition(server, ServerState::closing);
   // Freed on the next loop turn: a callback of this server may be on the stack.
   context_.deleter->defer(std::move(*server.position_));
@@ -666,6 +675,7 @@ void Pool::tick(Clock::time_point now) {
       close_server(server, "server_lifetime");
     }
   }
+  give_up_on_departures(now);
   if (!waiters_.empty()) launch_connections();
   if (waiters_.empty()) stop_starving();  // they timed out or left
   if (limited()) give_owed_places();

@@ -21,6 +21,7 @@
 #include "metrics/pool_metrics.h"
 #include "net/deferred_deleter.h"
 #include "pool/connection_counts.h"
+#include "pool/departing_backend.h"
 #include "pool/prepared_statements.h"
 #include "pool/scope.h"
 #include "pool/scram_key_store.h"
@@ -85,7 +86,7 @@ struct PoolKeyOrder {
 // A user the conninfo names (PgBouncer's forced user), empty when the client's is used.
 std::string conninfo_user(const std::string& conninfo);
 
-class Pool {
+class Pool final : DepartingBackend::Owner {
  public:
   using Clock = std::chrono::steady_clock;
   struct Waiter {
@@ -171,10 +172,14 @@ class Pool {
   // Clients logged in to this pool; a pool with none and no server may be forgotten.
   void client_joined() { ++clients_; }
   void client_left() { --clients_; }
-  [[nodiscard]] bool unused() const { return clients_ == 0 && waiters_.empty() && total_servers() == 0; }
+  [[nodiscard]] bool unused() const {
+    return clients_ == 0 && waiters_.empty() && total_servers() == 0 && departing_.empty();
+  }
   // Unused, and not a pool min_pool_size keeps warm with no client (the conninfo names its user).
   [[nodiscard]] bool forgettable() const { return unused() && !warm_without_clients(); }
   [[nodiscard]] std::size_t total_servers() const;
+  // Closed servers whose backends PostgreSQL still counts: they hold their places (departing_backend.h).
+  [[nodiscard]] std::size_t departing() const { return departing_.size(); }
   [[nodiscard]] std::optional<Clock::time_point> oldest_wait() const;
   template <class Visit>
   void for_each_server(Visit&& visit) const {
@@ -202,7 +207,8 @@ class Pool {
   void transition(ServerConnection& server, ServerState next);
   void close_server(ServerConnection& server, std::string_view reason);
   // Out of the pool's lists and counts, freed on the next loop turn; its connection already closed.
-  void forget_server(ServerConnection& server);
+  // Its places go back now, or once the backend behind `socket_copy` (>= 0) has gone.
+  void forget_server(ServerConnection& server, int socket_copy);
   bool return_to_idle(ServerConnection& server);
   void serve_waiters();
   void launch_connections();
@@ -242,6 +248,16 @@ class Pool {
   bool open_server();
   bool take_places();
   void give_back_places();
+  // A closed server's places, held until its backend has gone (departing_backend.h); `server` names
+  // it in the log.
+  void hold_places(std::string server, int socket_copy);
+  void backend_departed(DepartingBackend& departing) override;
+  void free_departed_places();
+  // A backend not gone kDepartureWait after its close (stuck, or the network between is): its
+  // places move all the same.
+  void give_up_on_departures(Clock::time_point now);
+  // Places came free: this worker's pools whose clients wait for one try again.
+  void wake_starving_pools(const Pool* except);
   // The count whose limit keeps this pool's waiting clients from a server, or none.
   void set_starved_on(const CountSeat* seat);
   void stop_starving() {
@@ -305,7 +321,8 @@ class Pool {
   List idle_;  // most recently used at the back
   List active_;
   List resetting_;
-  List closing_;  // until the deferred deleter frees them
+  List closing_;                                            // until the deferred deleter frees them
+  std::list<std::unique_ptr<DepartingBackend>> departing_;  // oldest first
   std::list<Waiter> waiters_;
   // Nodes of waiters gone, reused by the next ones (up to kSpareWaiters): queueing allocates
   // nothing while clients outnumber servers, as at every transaction under load.

@@ -4,6 +4,8 @@
 #include <libpq-fe.h>
 
 #include <algorithm>
+#include <string>
+#include <utility>
 
 #include "common/log.h"
 #include "pool/pool.h"
@@ -17,6 +19,10 @@ constexpr std::chrono::milliseconds kRecentlyUsed{100};
 // With more pools waiting than places, how long a pool keeps a place before it takes turns: long
 // enough that the connect a turn costs (a few ms) stays small beside the transactions it serves.
 constexpr std::chrono::milliseconds kPlaceTurn{250};
+// How long a closed server's places wait for its backend to go. PostgreSQL lets one go within a
+// millisecond or so of the goodbye; one still there after this is stuck (a query that ignores its
+// cancel) or cut off by the network, and holding its places longer would starve the pools.
+constexpr std::chrono::seconds kDepartureWait{5};
 
 }  // namespace
 
@@ -137,9 +143,49 @@ void Pool::give_owed_places() {
   // A turn given back: the pool and its pair to the lines' ends.
   for (const CountSeat* seat : {&seats_.database, &seats_.user})
     seat->count->to_end_of_line(*seat->member, this);
+  wake_starving_pools(this);
+}
+
+void Pool::wake_starving_pools(const Pool* except) {
   for (Pool* pool : context_.pools) {
-    if (pool != this && pool->starved_on_ != nullptr && !pool->waiters_.empty()) pool->launch_connections();
+    if (pool != except && pool->starved_on_ != nullptr && !pool->waiters_.empty()) pool->launch_connections();
   }
+}
+
+void Pool::hold_places(std::string server, int socket_copy) {
+  DepartingBackend::Owner& owner = *this;
+  auto departing = std::make_unique<DepartingBackend>(context_.loop, socket_copy, std::move(server), owner);
+  if (!departing->watching()) return give_back_places();
+  for (const CountSeat* seat : {&seats_.database, &seats_.user}) seat->count->depart(*seat->member);
+  departing_.push_back(std::move(departing));
+}
+
+// Called from the departing backend's own callback: it is freed on the next loop turn.
+void Pool::backend_departed(DepartingBackend& departing) {
+  const auto it =
+      std::ranges::find_if(departing_, [&](const auto& held) { return held.get() == &departing; });
+  if (it == departing_.end()) return;  // never: only hold_places makes them, and each says so once
+  context_.deleter->defer(std::move(*it));
+  departing_.erase(it);
+  free_departed_places();
+  wake_starving_pools(nullptr);
+}
+
+void Pool::free_departed_places() {
+  for (const CountSeat* seat : {&seats_.database, &seats_.user}) seat->count->departed();
+}
+
+void Pool::give_up_on_departures(Clock::time_point now) {
+  bool freed = false;
+  while (!departing_.empty() && now - departing_.front()->since() >= kDepartureWait) {
+    log::warning("pool ", name_, ": ", departing_.front()->server(), " is still there ",
+                 kDepartureWait.count(),
+                 " s after its close; its place goes to the next server all the same");
+    departing_.pop_front();
+    free_departed_places();
+    freed = true;
+  }
+  if (freed) wake_starving_pools(nullptr);
 }
 
 std::size_t Pool::min_size() const {

@@ -1,5 +1,6 @@
 #include "pool/server_connection.h"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -234,6 +235,10 @@ void ServerConnection::close_connection() {
     conn_ = nullptr;
   }
   user_ = nullptr;
+}
+
+int ServerConnection::copy_socket() const {
+  return socket_ ? ::fcntl(socket_->fd(), F_DUPFD_CLOEXEC, 0) : -1;
 }
 
 void ServerConnection::attach(ServerUser* user) {

@@ -223,6 +223,9 @@ class ServerConnection final : net::PollSocket::Handler {
   void capture_settings_for(std::shared_ptr<SettingsCapture> capture) { capture_ = std::move(capture); }
   // Stops I/O and closes the libpq connection now (sends Terminate).
   void close_connection();
+  // A close-on-exec duplicate of its socket (-1 when it has none or dup fails): made before
+  // close_connection, it outlives the connection (pool/departing_backend.h).
+  [[nodiscard]] int copy_socket() const;
 
   // Live upgrade (server_handover.cpp). It can move to another process: a plain socket (libpq's TLS
   // or GSS state cannot travel) whose cancel key is known.

@@ -91,7 +91,7 @@ int Pool::hand_over_server(ServerConnection& server, std::uint64_t client_id) {
   log::debug("pool ", name_, ": server ", server.id(), " (backend pid ", server.backend_pid(),
              ") handed over with client ", client_id);
   server.close_connection();  // nothing of the connection is left here but its bookkeeping
-  forget_server(server);
+  forget_server(server, -1);  // its backend lives on, counted by the new process
   return fd;
 }
 

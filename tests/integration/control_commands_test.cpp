@@ -166,6 +166,7 @@ TEST_F(ControlCommandsTest, StatusShapeAndCountsReflectClients) {
                                   {"idle", Kind::integer},
                                   {"connecting", Kind::integer},
                                   {"resetting", Kind::integer},
+                                  {"departing", Kind::integer},
                                   {"total", Kind::integer}}));
   EXPECT_EQ(servers["active"], 1) << servers.dump();
   EXPECT_GE(servers["idle"].get<int>(), 1) << "idle's query needed a second server: " << servers.dump();
@@ -239,7 +240,8 @@ TEST_F(ControlCommandsTest, PoolsShape) {
   ASSERT_TRUE(has_shape(pool["servers"], {{"active", Kind::integer},
                                           {"idle", Kind::integer},
                                           {"connecting", Kind::integer},
-                                          {"resetting", Kind::integer}}));
+                                          {"resetting", Kind::integer},
+                                          {"departing", Kind::integer}}));
   EXPECT_GE(pool["servers"]["idle"].get<int>(), 1);
   EXPECT_EQ(pool["longest_wait_ms"].get<double>(), 0.0) << "nobody waits";
   // Logins queue while the first servers connect: counted too.

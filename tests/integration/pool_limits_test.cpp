@@ -4,9 +4,11 @@
 // reserve_pool_size, query_timeout_ms, transaction_timeout_ms and server_check_query.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <signal.h>
 
 #include <atomic>
 #include <chrono>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -125,6 +127,14 @@ class PoolLimitsTest : public ::testing::Test {
     if (!user.empty()) sql += " AND usename = '" + user + "'";
     return std::stoi(scalar(observer_, sql));
   }
+  // The one client backend of `database`, the observer excepted.
+  int backend_pid(const std::string& database) const {
+    return std::stoi(
+        scalar(observer_,
+               "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> "
+               "pg_backend_pid() AND datname = '" +
+                   database + "'"));
+  }
   int user_backends(const std::string& user) const {
     return std::stoi(
         scalar(observer_,
@@ -229,6 +239,104 @@ TEST_F(PoolLimitsTest, MaxDbConnectionsCapsEveryUsersServersAndMovesAPlaceToTheW
       pool_row(sluiced, kDatabase, kOtherUser).value("limits", json::object()).value("places_given_back", 0),
       1);
   exec_ok(second, "COMMIT");
+}
+
+// A backend held still (SIGSTOP) until released: PostgreSQL goes on counting it after its client's
+// goodbye, as it counts any backend that has not yet exited.
+class StoppedBackend {
+ public:
+  explicit StoppedBackend(int pid) : pid_(pid) {
+    if (::kill(pid_, SIGSTOP) != 0) throw std::runtime_error("cannot stop backend " + std::to_string(pid_));
+  }
+  ~StoppedBackend() { resume(); }
+  StoppedBackend(const StoppedBackend&) = delete;
+  StoppedBackend& operator=(const StoppedBackend&) = delete;
+  void resume() {
+    if (pid_ > 0) ::kill(pid_, SIGCONT);
+    pid_ = 0;
+  }
+
+ private:
+  int pid_;
+};
+
+// A login and its first query on a thread of their own: the test goes on while the client waits.
+class PendingLogin {
+ public:
+  explicit PendingLogin(const std::string& conninfo)
+      : thread_([this, conninfo] {
+          const PgConn conn = harness::try_connect(conninfo);
+          if (PQstatus(conn.get()) == CONNECTION_OK) user_ = scalar(conn, "SELECT current_user");
+          done_ = true;
+        }) {}
+  ~PendingLogin() { thread_.join(); }
+  PendingLogin(const PendingLogin&) = delete;
+  PendingLogin& operator=(const PendingLogin&) = delete;
+  [[nodiscard]] bool done() const { return done_; }
+  [[nodiscard]] std::string user() const { return done_ ? user_ : std::string(); }
+
+ private:
+  std::string user_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// With max_db_connections at 1, the other user's login needs the place of this user's idle server.
+// That server is closed at once, but its backend (stopped here) is still PostgreSQL's: the place
+// moves only when the backend has gone, so PostgreSQL never counts two.
+TEST_F(PoolLimitsTest, AClosedServersPlaceMovesOnlyOnceItsBackendHasGone) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 2,
+                            .overrides = {{"databases", {{kDatabase, {{"max_db_connections", 1}}}}}}});
+  const std::string me = scope_test::os_user();
+  const PgConn mine = harness::connect(sluiced.conninfo(kDatabase));
+  ASSERT_TRUE(wait_until([&] { return backends(kDatabase) == 1; }));  // an earlier test's have gone
+  std::optional<PendingLogin> other;  // declared first: the backend resumes before the login is awaited
+  StoppedBackend stopped(backend_pid(kDatabase));
+
+  other.emplace(sluiced.conninfo(kDatabase, kOtherUser));
+  const auto my_limits = [&] { return pool_row(sluiced, kDatabase, me).value("limits", json::object()); };
+  ASSERT_TRUE(wait_until([&] { return my_limits().value("places_given_back", 0) >= 1; }))
+      << "the idle server never gave its place";
+  EXPECT_EQ(pool_row(sluiced, kDatabase, me)["servers"].value("departing", -1), 1);
+  // The other user's pool tries again at each janitor turn (100 ms): two more tries, no server.
+  const auto others_tries = [&] {
+    return pool_row(sluiced, kDatabase, kOtherUser).value("limits", json::object()).value("limit_reached", 0);
+  };
+  const int tries = others_tries();
+  int most = 0;
+  wait_until([&] {
+    most = std::max(most, backends(kDatabase));
+    return other->done() || others_tries() >= tries + 2;
+  });
+  EXPECT_FALSE(other->done()) << "a server was opened beside the backend PostgreSQL still counts";
+  EXPECT_EQ(most, 1);
+
+  stopped.resume();
+  ASSERT_TRUE(wait_until([&] {
+    most = std::max(most, backends(kDatabase));
+    return other->done();
+  })) << "the place never moved once the backend had gone";
+  EXPECT_EQ(other->user(), kOtherUser);
+  EXPECT_EQ(most, 1);
+  EXPECT_EQ(pool_row(sluiced, kDatabase, me)["servers"].value("departing", -1), 0);
+}
+
+// A backend that does not go (stopped for good here) holds its place only so long: the place moves
+// five seconds after the close, said in the log.
+TEST_F(PoolLimitsTest, ABackendThatDoesNotGoHoldsItsPlaceFiveSecondsAtMost) {
+  harness::Sluiced sluiced({.dbname = kDatabase,
+                            .pool_size = 2,
+                            .overrides = {{"databases", {{kDatabase, {{"max_db_connections", 1}}}}}}});
+  const PgConn mine = harness::connect(sluiced.conninfo(kDatabase));
+  ASSERT_TRUE(wait_until([&] { return backends(kDatabase) == 1; }));  // an earlier test's have gone
+  StoppedBackend stopped(backend_pid(kDatabase));
+  const auto start = Clock::now();
+  PendingLogin other(sluiced.conninfo(kDatabase, kOtherUser));
+  ASSERT_TRUE(wait_until([&] { return other.done(); }, seconds(20)));
+  EXPECT_EQ(other.user(), kOtherUser);
+  EXPECT_GE(since(start), seconds(5));
+  EXPECT_NE(sluiced.log().find(") is still there 5 s after its close"), std::string::npos) << sluiced.log();
 }
 
 TEST_F(PoolLimitsTest, MaxUserConnectionsCapsAUsersServersAcrossDatabases) {

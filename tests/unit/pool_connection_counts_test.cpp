@@ -43,6 +43,25 @@ TEST(ConnectionCounts, ALimitRefusesThePlaceAboveIt) {
   EXPECT_EQ(count.servers(), 2);
 }
 
+// A closed server whose backend PostgreSQL still counts: out of its pair's servers (and so of the
+// shares) at once, its place taken until the backend has gone.
+TEST(ConnectionCounts, ADepartingBackendKeepsItsPlaceButLeavesTheShares) {
+  ConnectionCounts counts;
+  const auto alice = counts.join("app", "alice");
+  const auto bob = counts.join("app", "bob");
+  ConnectionCount& count = *alice.database.count;
+  EXPECT_TRUE(count.try_take(*alice.database.member, 2));
+  EXPECT_TRUE(count.try_take(*alice.database.member, 2));
+  count.depart(*alice.database.member);
+  EXPECT_EQ(count.servers(), 1);
+  EXPECT_EQ(alice.database.member->servers(), 1);
+  EXPECT_FALSE(count.try_take(*bob.database.member, 2));
+  count.departed();
+  EXPECT_TRUE(count.try_take(*bob.database.member, 2));
+  EXPECT_EQ(count.servers(), 2);
+  EXPECT_EQ(bob.database.member->servers(), 1);
+}
+
 TEST(ConnectionCounts, TheLimitHoldsAcrossThreads) {
   ConnectionCounts counts;
   const auto seats = counts.join("app", "alice");
