@@ -118,29 +118,26 @@ class PoolLimitsTest : public ::testing::Test {
   }
   void SetUp() override { observer_ = scope_test::direct(kDatabase); }
 
-  // Client backends of `database` (of `user` when given), the observer excepted.
-  int backends(const std::string& database, const std::string& user = "") const {
-    std::string sql =
-        "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> "
-        "pg_backend_pid() AND datname = '" +
-        database + "'";
-    if (!user.empty()) sql += " AND usename = '" + user + "'";
-    return std::stoi(scalar(observer_, sql));
-  }
-  // The one client backend of `database`, the observer excepted.
-  int backend_pid(const std::string& database) const {
+  // `what` over the client backends that meet `condition`, the observer excepted.
+  int of_backends(const std::string& what, const std::string& condition) const {
     return std::stoi(
-        scalar(observer_,
-               "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> "
-               "pg_backend_pid() AND datname = '" +
-                   database + "'"));
+        scalar(observer_, "SELECT " + what +
+                              " FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> "
+                              "pg_backend_pid() AND " +
+                              condition));
+  }
+  // Client backends of `database` (of `user` when given).
+  int backends(const std::string& database, const std::string& user = "") const {
+    std::string condition = "datname = '" + database + "'";
+    if (!user.empty()) condition += " AND usename = '" + user + "'";
+    return of_backends("count(*)", condition);
+  }
+  // The one client backend of `database`.
+  int backend_pid(const std::string& database) const {
+    return of_backends("pid", "datname = '" + database + "'");
   }
   int user_backends(const std::string& user) const {
-    return std::stoi(
-        scalar(observer_,
-               "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> "
-               "pg_backend_pid() AND usename = '" +
-                   user + "'"));
+    return of_backends("count(*)", "usename = '" + user + "'");
   }
 
   static json pool_row(const harness::Sluiced& sluiced, const std::string& database,
