@@ -51,6 +51,8 @@ class ConnectionCount {
   void departed() { places_.fetch_sub(kDeparting, std::memory_order_relaxed); }
   // The servers the pools hold, departing backends not included: what the shares are made of.
   [[nodiscard]] int servers() const { return servers_in(places_.load(std::memory_order_relaxed)); }
+  // The places taken, departing backends included: what the limit caps.
+  [[nodiscard]] int taken() const { return taken_in(places_.load(std::memory_order_relaxed)); }
 
   // A pool whose clients wait while this count is at its limit. Its pair stands in line (the
   // order pairs began to wait), the pool in its pair's own line. A pair holding more than its share

@@ -105,11 +105,16 @@ bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool 
   const int pair_share = (limit + other_pairs) / (other_pairs + 1);
   if (pair.servers() + static_cast<int>(extra) > pair_share) return true;
   if (pair_pools <= 0) return false;
-  if (pair_pools >= pair_share) {  // more of its pools wait than it has places: they take turns
+  // What the pair's pools split: its share, or what it holds and the free places when that is less.
+  // Rounded up, the shares can add up to more than the limit, and a pair at its share keeps it: split
+  // on a share it cannot reach, one pool would hold its part and keep a sibling waiting.
+  const int free_places = std::max(0, limit - count.taken());
+  const int pair_places = std::min(pair_share, pair.servers() + free_places);
+  if (pair_pools >= pair_places) {  // more of its pools wait than it has places: they take turns
     if (extra == 0) return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
-    return count.place_in_member_line(pair, this) >= pair_share - pair.servers();
+    return count.place_in_member_line(pair, this) >= pair_places - pair.servers();
   }
-  const auto share = static_cast<std::size_t>((pair_share + pair_pools) / (pair_pools + 1));
+  const auto share = static_cast<std::size_t>((pair_places + pair_pools) / (pair_pools + 1));
   return total_servers() + extra > share;
 }
 

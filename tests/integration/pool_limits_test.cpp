@@ -176,6 +176,16 @@ class PoolLimitsTest : public ::testing::Test {
     return waiting;
   }
 
+  // The workers that `user`'s clients are on.
+  static std::set<int> client_workers(const harness::Sluiced& sluiced, const std::string& user) {
+    const json clients = ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}});
+    std::set<int> workers;
+    for (const json& client : clients["clients"]) {
+      if (client["pool"] == std::string(kDatabase) + "/" + user) workers.insert(client.value("worker", -1));
+    }
+    return workers;
+  }
+
   // The workers of `user`'s clients that wait for a server to log in (session mode: at login).
   static std::set<int> logging_in(const harness::Sluiced& sluiced, const std::string& user) {
     const json clients = ctltest::control(sluiced.control_socket(), {{"cmd", "clients"}});
@@ -552,6 +562,40 @@ TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
   EXPECT_LT(first_query_time(sluiced, kOtherUser), milliseconds(3000))
       << "the light user waited for the heavy user's pools' turns";
   EXPECT_LE(backends(kDatabase), 2);
+}
+
+// Inside a pair the share is split between its pools, on what the pair can hold: a light user's
+// pool on one worker, kept busy by one client, does not shut out the same user's pool on the other
+// worker while the heavy user holds the rest of the places. Split on the pair's share instead (2 of
+// 3 places, rounded up), the busy pool's one server was its half, the heavy user's two were its
+// share, and the second pool waited for as long as both kept busy.
+TEST_F(PoolLimitsTest, AUsersPoolOnAnotherWorkerIsNotShutOutByItsOwnBusyPool) {
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 4,
+       .overrides = {{"workers", 2},
+                     {"databases",
+                      {{kDatabase, {{"max_db_connections", 3}, {"query_wait_timeout_ms", 5000}}}}}}});
+  const std::string light_conninfo = sluiced.conninfo(kDatabase, kOtherUser);
+  // A new client goes to the least busy worker: the busy light client to one, the idle one to the other.
+  const BusyClients busy_light({light_conninfo}, "SELECT 1");
+  ASSERT_TRUE(wait_until([&] { return busy_light.queries() > 0; }));
+  const PgConn light = harness::connect(light_conninfo);
+  ASSERT_EQ(client_workers(sluiced, kOtherUser), (std::set<int>{0, 1}));
+  const BusyClients heavy(std::vector<std::string>(8, sluiced.conninfo(kDatabase)), "SELECT pg_sleep(0.02)");
+  const std::string heavy_user = scope_test::os_user();
+  ASSERT_TRUE(wait_until([&] {
+    return waiting_clients(sluiced, heavy_user) >= 4 && backends(kDatabase, heavy_user) == 2 &&
+           backends(kDatabase, kOtherUser) == 1;
+  })) << "the heavy user never held two places beside the busy light client's one: heavy "
+         << backends(kDatabase, heavy_user) << " (" << waiting_clients(sluiced, heavy_user) << " waiting), light "
+         << backends(kDatabase, kOtherUser);
+
+  // The heavy user's two places are its share: the light user's pools share its one place.
+  const auto start = Clock::now();
+  EXPECT_EQ(scalar(light, "SELECT current_user"), kOtherUser);
+  EXPECT_LT(since(start), milliseconds(2000)) << "the light user's second pool was shut out";
+  EXPECT_LE(backends(kDatabase), 3);
 }
 
 // Session mode: a scope is the whole session, so a light user waits for a heavy user's session to
