@@ -23,6 +23,7 @@ constexpr std::chrono::milliseconds kPlaceTurn{250};
 // millisecond or so of the goodbye; one still there after this is stuck (a query that ignores its
 // cancel) or cut off by the network, and holding its places longer would starve the pools.
 constexpr std::chrono::seconds kDepartureWait{5};
+constexpr std::chrono::seconds kLimitLogInterval{60};
 
 }  // namespace
 
@@ -64,10 +65,25 @@ bool Pool::take_places() {
   }
   if (!waiters_.empty()) {
     ++limit_counts_.limit_reached;
-    if (starved_on_ != full) log::info("pool ", name_, ": ", limit, " reached; its clients wait for a place");
+    if (starved_on_ != full) log_limit_reached(limit);
     set_starved_on(full);
   }
   return false;
+}
+
+// At a contended limit a pool begins to wait at nearly every transaction, thousands of times a
+// second: the log says so once a minute at most, with how often since (the pools command's
+// limits.limit_reached counts every time).
+void Pool::log_limit_reached(const char* limit) {
+  ++limit_waits_unlogged_;
+  const auto now = Clock::now();
+  if (limit_logged_at_ && now - *limit_logged_at_ < kLimitLogInterval) return;
+  std::string since_last;
+  if (limit_logged_at_ && limit_waits_unlogged_ > 1)
+    since_last = " (" + std::to_string(limit_waits_unlogged_) + " times since the last such line)";
+  log::info("pool ", name_, ": ", limit, " reached; its clients wait for a place", since_last);
+  limit_logged_at_ = now;
+  limit_waits_unlogged_ = 0;
 }
 
 void Pool::give_back_places() {

@@ -598,6 +598,26 @@ TEST_F(PoolLimitsTest, AUsersPoolOnAnotherWorkerIsNotShutOutByItsOwnBusyPool) {
   EXPECT_LE(backends(kDatabase), 3);
 }
 
+// At a contended limit a pool begins to wait at nearly every transaction: the log says so once a
+// minute, not thousands of times a second (as it did, at the default log_level "info").
+TEST_F(PoolLimitsTest, AContendedLimitIsLoggedOnceAMinuteNotAtEveryWait) {
+  harness::Sluiced sluiced(two_places());
+  const BusyClients heavy(std::vector<std::string>(6, sluiced.conninfo(kDatabase)), "SELECT 1");
+  const BusyClients light(std::vector<std::string>(3, sluiced.conninfo(kDatabase, kOtherUser)), "SELECT 1");
+  ASSERT_TRUE(wait_until([&] {
+    const json limits = pool_row(sluiced, kDatabase, kOtherUser).value("limits", json::object());
+    return limits.value("limit_reached", 0) >= 200 && heavy.queries() >= 200;
+  })) << "the light user's clients never waited at the limit";
+
+  const std::string log = sluiced.log();
+  int lines = 0;
+  for (std::size_t at = log.find("reached; its clients wait"); at != std::string::npos;
+       at = log.find("reached; its clients wait", at + 1))
+    ++lines;
+  EXPECT_GE(lines, 1);
+  EXPECT_LE(lines, 2) << "one line a pool, at its first wait";
+}
+
 // Session mode: a scope is the whole session, so a light user waits for a heavy user's session to
 // end; then the place is its own, not the next heavy client's — whichever worker each is on (two
 // workers here: the heavy user's clients wait on both). Counted per pool, the heavy user's second
