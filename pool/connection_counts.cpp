@@ -54,8 +54,13 @@ void ConnectionCount::to_end_of_line(Member& member, const void* pool) {
 
 ConnectionCount::Waiting ConnectionCount::waiting_beside(const Member& member) const {
   const std::lock_guard lock(line_mutex_);
-  const int member_pools = static_cast<int>(member.line_.size());
-  return {static_cast<int>(line_.size()) - (member_pools > 0 ? 1 : 0), member_pools};
+  Waiting waiting{.member_pools = static_cast<int>(member.line_.size())};
+  for (const Member* other : line_) {
+    if (other == &member) continue;
+    ++waiting.other_members;
+    waiting.fewest_other_servers = std::min(waiting.fewest_other_servers, other->servers());
+  }
+  return waiting;
 }
 
 int ConnectionCount::place_in_line(const Member& member) const {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -51,8 +52,6 @@ class ConnectionCount {
   void departed() { places_.fetch_sub(kDeparting, std::memory_order_relaxed); }
   // The servers the pools hold, departing backends not included: what the shares are made of.
   [[nodiscard]] int servers() const { return servers_in(places_.load(std::memory_order_relaxed)); }
-  // The places taken, departing backends included: what the limit caps.
-  [[nodiscard]] int taken() const { return taken_in(places_.load(std::memory_order_relaxed)); }
 
   // A pool whose clients wait while this count is at its limit. Its pair stands in line (the
   // order pairs began to wait), the pool in its pair's own line. A pair holding more than its share
@@ -68,6 +67,7 @@ class ConnectionCount {
   struct Waiting {
     int other_members = 0;
     int member_pools = 0;
+    int fewest_other_servers = std::numeric_limits<int>::max();  // of the other pairs in line
   };
   [[nodiscard]] Waiting waiting_beside(const Member& member) const;
   // The pair's place in line (0: first), or the line's length when it is not in it.

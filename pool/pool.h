@@ -5,6 +5,7 @@
 
 #include <uv.h>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -266,8 +267,8 @@ class Pool final : DepartingBackend::Owner {
   [[nodiscard]] bool limited() const {
     return database_.pool.max_db_connections > 0 || database_.pool.max_user_connections > 0;
   }
-  // Its clients began to wait at `limit` (max_db_connections or max_user_connections).
-  void log_limit_reached(const char* limit);
+  // Its clients began to wait at `limit`, the limit of `seat`'s count.
+  void log_limit_reached(const CountSeat& seat, const char* limit);
   // Another pool waits for a place this one holds beyond its share: closes idle servers to give it.
   void give_owed_places();
   // Over its share of `limit` with `extra` more servers, while other pools wait for a place of the
@@ -336,9 +337,13 @@ class Pool final : DepartingBackend::Owner {
   LimitCounts limit_counts_;
   ConnectionCounts::Seats seats_;  // max_db_connections' count, max_user_connections'
   const CountSeat* starved_on_ = nullptr;
-  // log_limit_reached()'s: when it last logged, and how often the pool began to wait since.
-  std::optional<Clock::time_point> limit_logged_at_;
-  std::uint64_t limit_waits_unlogged_ = 0;
+  // log_limit_reached()'s, per seat (database, user): when it last logged, and how often the
+  // clients began to wait since.
+  struct LimitLog {
+    std::optional<Clock::time_point> logged_at;
+    std::uint64_t waits_unlogged = 0;
+  };
+  std::array<LimitLog, 2> limit_logs_;
   std::string conninfo_user_;  // a user the conninfo names: min_pool_size keeps its pool warm with no client
   bool passthrough_possible_ = false;  // may_pass_through() of the connect parameters
   bool reserve_open_ = false;

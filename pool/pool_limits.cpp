@@ -23,6 +23,8 @@ constexpr std::chrono::milliseconds kPlaceTurn{250};
 // millisecond or so of the goodbye; one still there after this is stuck (a query that ignores its
 // cancel) or cut off by the network, and holding its places longer would starve the pools.
 constexpr std::chrono::seconds kDepartureWait{5};
+// A contended limit's line at most this often per pool and limit: at a contended limit, clients
+// begin to wait at nearly every transaction.
 constexpr std::chrono::seconds kLimitLogInterval{60};
 
 }  // namespace
@@ -65,25 +67,28 @@ bool Pool::take_places() {
   }
   if (!waiters_.empty()) {
     ++limit_counts_.limit_reached;
-    if (starved_on_ != full) log_limit_reached(limit);
+    if (starved_on_ != full) log_limit_reached(*full, limit);
     set_starved_on(full);
   }
   return false;
 }
 
-// At a contended limit a pool begins to wait at nearly every transaction, thousands of times a
-// second: the log says so once a minute at most, with how often since (the pools command's
-// limits.limit_reached counts every time).
-void Pool::log_limit_reached(const char* limit) {
-  ++limit_waits_unlogged_;
+// At a contended limit a pool's clients begin to wait at nearly every transaction, thousands of
+// times a second: the log says so once a minute at most per limit, with how often since (the pools
+// command's limits.limit_reached counts every server not opened for them, a larger number).
+void Pool::log_limit_reached(const CountSeat& seat, const char* limit) {
+  LimitLog& log = limit_logs_[&seat == &seats_.database ? 0 : 1];
+  ++log.waits_unlogged;
   const auto now = Clock::now();
-  if (limit_logged_at_ && now - *limit_logged_at_ < kLimitLogInterval) return;
+  if (log.logged_at && now - *log.logged_at < kLimitLogInterval) return;
   std::string since_last;
-  if (limit_logged_at_ && limit_waits_unlogged_ > 1)
-    since_last = " (" + std::to_string(limit_waits_unlogged_) + " times since the last such line)";
+  if (log.logged_at && log.waits_unlogged > 1) {
+    since_last = " (its clients began to wait " + std::to_string(log.waits_unlogged) +
+                 " times since the last such line)";
+  }
   log::info("pool ", name_, ": ", limit, " reached; its clients wait for a place", since_last);
-  limit_logged_at_ = now;
-  limit_waits_unlogged_ = 0;
+  log.logged_at = now;
+  log.waits_unlogged = 0;
 }
 
 void Pool::give_back_places() {
@@ -101,9 +106,9 @@ void Pool::set_starved_on(const CountSeat* seat) {
 // and them (rounded up), and that split again between the pair's pools that wait (other startup
 // settings, other workers); nothing when it is not `contending` (none of its clients wait). A
 // user's clients spread over many pools therefore weigh as one user. With more waiting pairs than
-// places (or more of a pair's pools than its share), places take turns: a free place goes to the
-// first pairs in line (in a pair, to its first pool in line), and a place held for kPlaceTurn goes
-// back when its server is next idle (its pool and pair then wait at the end of the lines).
+// places (or more of a pair's pools than places it can hold), places take turns: a free place goes
+// to the first pairs in line (in a pair, to its first pool in line), and a place held for kPlaceTurn
+// goes back when its server is next idle (its pool and pair then wait at the end of the lines).
 bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool contending) const {
   if (limit <= 0) return false;
   const ConnectionCount& count = *seat.count;
@@ -119,16 +124,27 @@ bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool 
     return count.place_in_line(pair) >= limit - count.servers() || count.place_in_member_line(pair, this) > 0;
   }
   const int pair_share = (limit + other_pairs) / (other_pairs + 1);
-  if (pair.servers() + static_cast<int>(extra) > pair_share) return true;
+  const int pair_servers = pair.servers();
+  if (pair_servers + static_cast<int>(extra) > pair_share) return true;
+  // Rounded up, the shares can add up to more than the limit (three pairs at four places: two each),
+  // and pairs at theirs could hold every place: beyond the rounded-down share, a pair yields to a
+  // waiting pair that holds less than that.
+  const int rounded_down_share = limit / (other_pairs + 1);
+  if (pair_servers + static_cast<int>(extra) > rounded_down_share &&
+      waiting.fewest_other_servers < rounded_down_share) {
+    return true;
+  }
   if (pair_pools <= 0) return false;
   // What the pair's pools split: its share, or what it holds and the free places when that is less.
   // Rounded up, the shares can add up to more than the limit, and a pair at its share keeps it: split
-  // on a share it cannot reach, one pool would hold its part and keep a sibling waiting.
-  const int free_places = std::max(0, limit - count.taken());
-  const int pair_places = std::min(pair_share, pair.servers() + free_places);
-  if (pair_pools >= pair_places) {  // more of its pools wait than it has places: they take turns
+  // on a share it cannot reach, one pool would hold its part and keep a sibling waiting. A departing
+  // backend's place counts as free: it soon is (try_take waits for it), and counted as taken, each
+  // server given back would shrink the split and make the pool give back another.
+  const int free_places = std::max(0, limit - count.servers());
+  const int pair_places = std::min(pair_share, pair_servers + free_places);
+  if (pair_pools >= pair_places) {  // more of its pools wait than it can hold: they take turns
     if (extra == 0) return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
-    return count.place_in_member_line(pair, this) >= pair_places - pair.servers();
+    return count.place_in_member_line(pair, this) >= pair_places - pair_servers;
   }
   const auto share = static_cast<std::size_t>((pair_places + pair_pools) / (pair_pools + 1));
   return total_servers() + extra > share;

@@ -543,6 +543,33 @@ TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
   EXPECT_LE(backends(kDatabase), 2);
 }
 
+// Rounded up, the shares of three users at four places are two each: two busy users at their
+// shares held all four, and the third waited for as long as they stayed busy (to its
+// query_wait_timeout). A pair over the rounded-down share gives back while another waiting pair
+// holds less than it.
+TEST_F(PoolLimitsTest, AThirdUserGetsInBesideTwoAtTheirRoundedUpShares) {
+  static constexpr const char* kThirdUser = "limits_third_user";
+  exec_ok(observer_, std::string("DO $$BEGIN CREATE ROLE ") + kThirdUser +
+                         " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+  harness::Sluiced sluiced(
+      {.dbname = kDatabase,
+       .pool_size = 4,
+       .overrides = {
+           {"databases", {{kDatabase, {{"max_db_connections", 4}, {"query_wait_timeout_ms", 6000}}}}}}});
+  std::vector<std::string> conninfos;
+  for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)})
+    conninfos.insert(conninfos.end(), 4, sluiced.conninfo(kDatabase, user));
+  const BusyClients busy(conninfos, "SELECT pg_sleep(0.02)");
+  ASSERT_TRUE(wait_until([&] {
+    return backends(kDatabase, scope_test::os_user()) == 2 && backends(kDatabase, kOtherUser) == 2;
+  })) << "the two busy users never held two places each";
+
+  // Its login needs a server too.
+  EXPECT_LT(first_query_time(sluiced, kThirdUser), milliseconds(3000))
+      << "the third user waited for a busy user to stop";
+  EXPECT_LE(backends(kDatabase), 4);
+}
+
 // Shares are per user, not per pool: a heavy user whose clients are spread over many pools (each
 // application_name is a pool of its own) weighs as one user beside a light one. Counted per pool, the
 // light user stood in line behind every one of the heavy user's pools (about 7 s here).
@@ -573,9 +600,9 @@ TEST_F(PoolLimitsTest, AUsersPoolOnAnotherWorkerIsNotShutOutByItsOwnBusyPool) {
   harness::Sluiced sluiced(
       {.dbname = kDatabase,
        .pool_size = 4,
-       .overrides = {{"workers", 2},
-                     {"databases",
-                      {{kDatabase, {{"max_db_connections", 3}, {"query_wait_timeout_ms", 5000}}}}}}});
+       .overrides = {
+           {"workers", 2},
+           {"databases", {{kDatabase, {{"max_db_connections", 3}, {"query_wait_timeout_ms", 5000}}}}}}});
   const std::string light_conninfo = sluiced.conninfo(kDatabase, kOtherUser);
   // A new client goes to the least busy worker: the busy light client to one, the idle one to the other.
   const BusyClients busy_light({light_conninfo}, "SELECT 1");
@@ -588,8 +615,8 @@ TEST_F(PoolLimitsTest, AUsersPoolOnAnotherWorkerIsNotShutOutByItsOwnBusyPool) {
     return waiting_clients(sluiced, heavy_user) >= 4 && backends(kDatabase, heavy_user) == 2 &&
            backends(kDatabase, kOtherUser) == 1;
   })) << "the heavy user never held two places beside the busy light client's one: heavy "
-         << backends(kDatabase, heavy_user) << " (" << waiting_clients(sluiced, heavy_user) << " waiting), light "
-         << backends(kDatabase, kOtherUser);
+      << backends(kDatabase, heavy_user) << " (" << waiting_clients(sluiced, heavy_user)
+      << " waiting), light " << backends(kDatabase, kOtherUser);
 
   // The heavy user's two places are its share: the light user's pools share its one place.
   const auto start = Clock::now();

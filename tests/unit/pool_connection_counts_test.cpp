@@ -127,6 +127,11 @@ TEST(ConnectionCounts, PairsWaitInLineAndTheirPoolsInThePairsLine) {
   EXPECT_EQ(count.starving_members(), 2);
   EXPECT_EQ(count.waiting_beside(h).other_members, 1);
   EXPECT_EQ(count.waiting_beside(h).member_pools, 2);
+  // The fewest servers any other pair in line holds: the rounded-down share's test.
+  EXPECT_TRUE(count.try_take(h, 0));
+  EXPECT_EQ(count.waiting_beside(h).fewest_other_servers, 0);
+  EXPECT_EQ(count.waiting_beside(l).fewest_other_servers, 1);
+  count.give_back(h);
   EXPECT_EQ(count.place_in_line(h), 0);
   EXPECT_EQ(count.place_in_line(l), 1);
   EXPECT_EQ(count.place_in_member_line(h, &b), 1);
