@@ -128,10 +128,11 @@ bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool 
   if (pair_servers + static_cast<int>(extra) > pair_share) return true;
   // Rounded up, the shares can add up to more than the limit (three pairs at four places: two each),
   // and pairs at theirs could hold every place: beyond the rounded-down share, a pair yields to a
-  // waiting pair that holds less than that.
+  // waiting pair that holds less than that, free places (departing ones too) counted as its own.
   const int rounded_down_share = limit / (other_pairs + 1);
+  const int free_after = std::max(0, limit - count.servers() - static_cast<int>(extra));
   if (pair_servers + static_cast<int>(extra) > rounded_down_share &&
-      waiting.fewest_other_servers < rounded_down_share) {
+      waiting.fewest_other_servers < rounded_down_share - free_after) {
     return true;
   }
   if (pair_pools <= 0) return false;
