@@ -126,22 +126,22 @@ bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool 
   const int pair_share = (limit + other_pairs) / (other_pairs + 1);
   const int pair_servers = pair.servers();
   if (pair_servers + static_cast<int>(extra) > pair_share) return true;
+  // A departing backend's place counts as free: it soon is (try_take waits for it), and counted as
+  // taken, each server given back would look like one more owed.
+  const int free_places = std::max(0, limit - count.servers());
   // Rounded up, the shares can add up to more than the limit (three pairs at four places: two each),
   // and pairs at theirs could hold every place: beyond the rounded-down share, a pair yields to a
-  // waiting pair that holds less than that, free places (departing ones too) counted as its own.
+  // waiting pair that holds less than that, the free places left counted as that pair's.
   const int rounded_down_share = limit / (other_pairs + 1);
-  const int free_after = std::max(0, limit - count.servers() - static_cast<int>(extra));
+  const int free_after = std::max(0, free_places - static_cast<int>(extra));
   if (pair_servers + static_cast<int>(extra) > rounded_down_share &&
       waiting.fewest_other_servers < rounded_down_share - free_after) {
     return true;
   }
   if (pair_pools <= 0) return false;
-  // What the pair's pools split: its share, or what it holds and the free places when that is less.
-  // Rounded up, the shares can add up to more than the limit, and a pair at its share keeps it: split
-  // on a share it cannot reach, one pool would hold its part and keep a sibling waiting. A departing
-  // backend's place counts as free: it soon is (try_take waits for it), and counted as taken, each
-  // server given back would shrink the split and make the pool give back another.
-  const int free_places = std::max(0, limit - count.servers());
+  // What the pair's pools split: its share, or what it holds and the free places when that is less
+  // (a pair at its share keeps it): split on a share it cannot reach, one pool would hold its part
+  // and keep a sibling waiting.
   const int pair_places = std::min(pair_share, pair_servers + free_places);
   if (pair_pools >= pair_places) {  // more of its pools wait than it can hold: they take turns
     if (extra == 0) return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;

@@ -32,6 +32,7 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kDatabase = "pool_limits";
 constexpr const char* kOtherDatabase = "pool_limits_other";
 constexpr const char* kOtherUser = "limits_other_user";
+constexpr const char* kThirdUser = "limits_third_user";
 
 milliseconds since(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
@@ -113,8 +114,10 @@ class PoolLimitsTest : public ::testing::Test {
     scope_test::ensure_database(kDatabase);
     scope_test::ensure_database(kOtherDatabase);
     const PgConn admin = scope_test::direct();
-    exec_ok(admin, std::string("DO $$BEGIN CREATE ROLE ") + kOtherUser +
-                       " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+    for (const char* user : {kOtherUser, kThirdUser}) {
+      exec_ok(admin, std::string("DO $$BEGIN CREATE ROLE ") + user +
+                         " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$");
+    }
   }
   void SetUp() override { observer_ = scope_test::direct(kDatabase); }
 
@@ -149,12 +152,23 @@ class PoolLimitsTest : public ::testing::Test {
     return json::object();
   }
 
-  // Two places (max_db_connections) for four servers, and waits that outlast any test.
-  static harness::PoolOptions two_places() {
-    return {.dbname = kDatabase,
-            .pool_size = 4,
-            .overrides = {
-                {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}};
+  // `places` (max_db_connections) for `pool_size` servers, and waits of `wait_ms` for one.
+  static harness::PoolOptions limited_to(int places, int pool_size, int wait_ms) {
+    return {
+        .dbname = kDatabase,
+        .pool_size = pool_size,
+        .overrides = {{"databases",
+                       {{kDatabase, {{"max_db_connections", places}, {"query_wait_timeout_ms", wait_ms}}}}}}};
+  }
+  // Two places for four servers, and waits that outlast any test.
+  static harness::PoolOptions two_places() { return limited_to(2, 4, 20000); }
+
+  // Four clients each of the OS user and kOtherUser.
+  static std::vector<std::string> two_users_clients(const harness::Sluiced& sluiced) {
+    std::vector<std::string> conninfos;
+    for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)})
+      conninfos.insert(conninfos.end(), 4, sluiced.conninfo(kDatabase, user));
+    return conninfos;
   }
 
   // How long `user`'s login and first query take (its login needs a server too), as that user.
@@ -521,18 +535,8 @@ TEST_F(PoolLimitsTest, AHeavyUsersQueueDoesNotStarveALightUser) {
 // Three users, two places: with more waiting users than places, places take turns (README
 // "Fairness between users"), so the user who came last is not shut out while the first two stay busy.
 TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
-  static constexpr const char* kThirdUser = "limits_third_user";
-  exec_ok(observer_, std::string("DO $$BEGIN CREATE ROLE ") + kThirdUser +
-                         " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$");
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 2,
-       .overrides = {
-           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 20000}}}}}}});
-  std::vector<std::string> conninfos;
-  for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)})
-    conninfos.insert(conninfos.end(), 4, sluiced.conninfo(kDatabase, user));
-  const BusyClients busy(conninfos, "SELECT pg_sleep(0.02)");
+  harness::Sluiced sluiced(limited_to(2, 2, 20000));
+  const BusyClients busy(two_users_clients(sluiced), "SELECT pg_sleep(0.02)");
   ASSERT_TRUE(wait_until([&] {
     return backends(kDatabase, scope_test::os_user()) >= 1 && backends(kDatabase, kOtherUser) >= 1;
   })) << "the two busy users never both held a place";
@@ -548,18 +552,8 @@ TEST_F(PoolLimitsTest, WithMoreWaitingUsersThanPlacesThePlacesTakeTurns) {
 // query_wait_timeout). A pair over the rounded-down share gives back while another waiting pair
 // holds less than it.
 TEST_F(PoolLimitsTest, AThirdUserGetsInBesideTwoAtTheirRoundedUpShares) {
-  static constexpr const char* kThirdUser = "limits_third_user";
-  exec_ok(observer_, std::string("DO $$BEGIN CREATE ROLE ") + kThirdUser +
-                         " LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$");
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 4,
-       .overrides = {
-           {"databases", {{kDatabase, {{"max_db_connections", 4}, {"query_wait_timeout_ms", 6000}}}}}}});
-  std::vector<std::string> conninfos;
-  for (const std::string& user : {scope_test::os_user(), std::string(kOtherUser)})
-    conninfos.insert(conninfos.end(), 4, sluiced.conninfo(kDatabase, user));
-  const BusyClients busy(conninfos, "SELECT pg_sleep(0.02)");
+  harness::Sluiced sluiced(limited_to(4, 4, 6000));
+  const BusyClients busy(two_users_clients(sluiced), "SELECT pg_sleep(0.02)");
   ASSERT_TRUE(wait_until([&] {
     return backends(kDatabase, scope_test::os_user()) == 2 && backends(kDatabase, kOtherUser) == 2;
   })) << "the two busy users never held two places each";
