@@ -18,7 +18,9 @@ does, and otherwise that these rounds cannot tell. The interval assumes the roun
 alike; rounds of runs on a VM whose speed drifts are only roughly so, so its true coverage is likely
 lower. A round where either run failed is left out, as the report's own same-round table leaves it
 out; a report from before failed rounds were marked (†) gives no round of a test with a failed run
-("failed" in its column).
+("failed" in its column). Reports whose "Machine" lines name different CPUs or kernels are pooled
+all the same, but a line before the tables says which reports ran where: the hosts' speeds can
+differ by several times (README "Performance"), so read the verdicts over each machine's alone too.
 
 --pooler NAME pools another target of the reports' rounds over PgBouncer 1.25.2 instead of sluice:
 "bare relay" (bench/bare_pooler.c) gives what a pooler that only relays reached."""
@@ -55,6 +57,24 @@ def tps_of(cell):
     if cell == "-" or cell.endswith("†"):
         return None
     return float(cell.replace(",", ""))
+
+
+def machine_of(text):
+    """The report's machine, as its "Machine" line names it: CPUs, model and kernel, without the RAM
+    (which the same host reports a little differently from boot to boot) and the load average."""
+    m = re.search(r"^- Machine: (\d+ CPUs), ([^,]+), [^,]+ RAM, (Linux [^;]+);", text, re.MULTILINE)
+    return f"{m.group(1)}, {m.group(2)}, {m.group(3)}" if m else "a machine the report does not name"
+
+
+def say_machines(texts, reports):
+    """One line naming the machines, with their reports, when the reports ran on more than one."""
+    by_machine = {}
+    for text, report in zip(texts, reports):
+        by_machine.setdefault(machine_of(text), []).append(report)
+    if len(by_machine) > 1:
+        named = "; ".join(f"{machine} ({', '.join(ran)})" for machine, ran in by_machine.items())
+        print(f"These reports ran on {len(by_machine)} machines: {named}. The rounds below pool them "
+              "all; pool each machine's reports alone to see its own verdicts.\n")
 
 
 def cpu_of(cell):
@@ -171,7 +191,9 @@ def main(args):
     parser.add_argument("reports", nargs="+", metavar="REPORT")
     parsed = parser.parse_intermixed_args(args)
     pooler, reports = parsed.pooler, parsed.reports
-    runs = [rounds(report_text(r)) for r in reports]
+    texts = [report_text(r) for r in reports]
+    say_machines(texts, reports)
+    runs = [rounds(text) for text in texts]
     table(runs, reports, pooler, f"{pooler}/PgBouncer 1.25.2 tps, same rounds",
           f"all rounds: median | geometric mean | rounds {pooler} was ahead | {INTERVAL_COLUMNS}",
           lambda pairs: [(a[0] / b[0],) for a, b in pairs], tps_summary)
