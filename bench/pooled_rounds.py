@@ -19,8 +19,8 @@ alike; rounds of runs on a VM whose speed drifts are only roughly so, so its tru
 lower. A round where either run failed is left out, as the report's own same-round table leaves it
 out; a report from before failed rounds were marked (†) gives no round of a test with a failed run
 ("failed" in its column). Reports whose "Machine" lines name different CPUs or kernels are pooled
-all the same, but a line before the tables says which reports ran where: the hosts' speeds can
-differ by several times (README "Performance"), so read the verdicts over each machine's alone too.
+all the same, but a line before the tables says which reports name which: hosts' speeds can differ
+by several times (README "Performance"), so read the verdicts over each machine's alone too.
 
 --pooler NAME pools another target of the reports' rounds over PgBouncer 1.25.2 instead of sluice:
 "bare relay" (bench/bare_pooler.c) gives what a pooler that only relays reached."""
@@ -73,8 +73,8 @@ def say_machines(texts, reports):
         by_machine.setdefault(machine_of(text), []).append(report)
     if len(by_machine) > 1:
         named = "; ".join(f"{machine} ({', '.join(ran)})" for machine, ran in by_machine.items())
-        print(f"These reports ran on {len(by_machine)} machines: {named}. The rounds below pool them "
-              "all; pool each machine's reports alone to see its own verdicts.\n")
+        print(f"These reports name {len(by_machine)} machines (CPUs, model, kernel): {named}. The rounds "
+              "below pool them all; pool each machine's reports alone to see its own verdicts.\n")
 
 
 def cpu_of(cell):
