@@ -275,6 +275,7 @@ class Pool final : DepartingBackend::Owner {
   // seat's count: its pair's share beside the other pairs that wait, then its own beside its pair's
   // other waiting pools.
   [[nodiscard]] bool over_share(const CountSeat& seat, int limit, std::size_t extra, bool contending) const;
+  [[nodiscard]] bool held_a_place_turn() const;
   [[nodiscard]] bool owes_idle_server(Clock::time_point recent) const;
   // min_pool_size: servers opened with nobody waiting, within every limit.
   void keep_warm();

@@ -120,12 +120,13 @@ bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool 
   if (other_pairs <= 0 && pair_pools <= 0) return false;
   if (!contending) return true;
   if (other_pairs >= limit) {
-    if (extra == 0) return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
+    if (extra == 0) return held_a_place_turn();
     return count.place_in_line(pair) >= limit - count.servers() || count.place_in_member_line(pair, this) > 0;
   }
   const int pair_share = (limit + other_pairs) / (other_pairs + 1);
   const int pair_servers = pair.servers();
-  if (pair_servers + static_cast<int>(extra) > pair_share) return true;
+  const int pair_wanted = pair_servers + static_cast<int>(extra);
+  if (pair_wanted > pair_share) return true;
   // A departing backend's place counts as free: it soon is (try_take waits for it), and counted as
   // taken, each server given back would look like one more owed.
   const int free_places = std::max(0, limit - count.servers());
@@ -134,8 +135,7 @@ bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool 
   // waiting pair that holds less than that, the free places left counted as that pair's.
   const int rounded_down_share = limit / (other_pairs + 1);
   const int free_after = std::max(0, free_places - static_cast<int>(extra));
-  if (pair_servers + static_cast<int>(extra) > rounded_down_share &&
-      waiting.fewest_other_servers < rounded_down_share - free_after) {
+  if (pair_wanted > rounded_down_share && waiting.fewest_other_servers < rounded_down_share - free_after) {
     return true;
   }
   if (pair_pools <= 0) return false;
@@ -144,11 +144,16 @@ bool Pool::over_share(const CountSeat& seat, int limit, std::size_t extra, bool 
   // and keep a sibling waiting.
   const int pair_places = std::min(pair_share, pair_servers + free_places);
   if (pair_pools >= pair_places) {  // more of its pools wait than it can hold: they take turns
-    if (extra == 0) return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
+    if (extra == 0) return held_a_place_turn();
     return count.place_in_member_line(pair, this) >= pair_places - pair_servers;
   }
   const auto share = static_cast<std::size_t>((pair_places + pair_pools) / (pair_pools + 1));
   return total_servers() + extra > share;
+}
+
+// Its oldest idle server has held its place for a turn: with more waiting than places, it goes back.
+bool Pool::held_a_place_turn() const {
+  return !idle_.empty() && idle_.front()->created_at() <= Clock::now() - kPlaceTurn;
 }
 
 // The oldest idle server goes when the pool is over its share and either its clients wait (a
