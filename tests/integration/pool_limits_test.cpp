@@ -591,12 +591,9 @@ TEST_F(PoolLimitsTest, AUserSpreadOverManyPoolsWeighsAsOneUser) {
 // 3 places, rounded up), the busy pool's one server was its half, the heavy user's two were its
 // share, and the second pool waited for as long as both kept busy.
 TEST_F(PoolLimitsTest, AUsersPoolOnAnotherWorkerIsNotShutOutByItsOwnBusyPool) {
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 4,
-       .overrides = {
-           {"workers", 2},
-           {"databases", {{kDatabase, {{"max_db_connections", 3}, {"query_wait_timeout_ms", 5000}}}}}}});
+  harness::PoolOptions options = limited_to(3, 4, 5000);
+  options.overrides["workers"] = 2;
+  harness::Sluiced sluiced(options);
   const std::string light_conninfo = sluiced.conninfo(kDatabase, kOtherUser);
   // A new client goes to the least busy worker: the busy light client to one, the idle one to the other.
   const BusyClients busy_light({light_conninfo}, "SELECT 1");
@@ -644,13 +641,10 @@ TEST_F(PoolLimitsTest, AContendedLimitIsLoggedOnceAMinuteNotAtEveryWait) {
 // workers here: the heavy user's clients wait on both). Counted per pool, the heavy user's second
 // pool was ahead of the light user in line and took the place.
 TEST_F(PoolLimitsTest, InSessionModeTheLightUserGetsThePlaceAHeavySessionGivesUp) {
-  harness::Sluiced sluiced(
-      {.dbname = kDatabase,
-       .pool_size = 4,
-       .pool_mode = "session",
-       .overrides = {
-           {"workers", 2},
-           {"databases", {{kDatabase, {{"max_db_connections", 2}, {"query_wait_timeout_ms", 6000}}}}}}});
+  harness::PoolOptions options = limited_to(2, 4, 6000);
+  options.pool_mode = "session";
+  options.overrides["workers"] = 2;
+  harness::Sluiced sluiced(options);
   const std::string heavy_conninfo = sluiced.conninfo(kDatabase);
   // Two heavy sessions hold both places, one per worker (a new client goes to the least busy one).
   PgConn holder = harness::connect(heavy_conninfo);
