@@ -17,10 +17,15 @@ SocketReactor::SocketReactor(uv_loop_t* loop) : loop_(loop), epoll_fd_(epoll_cre
   epoll_event libuv{};
   libuv.events = EPOLLIN;
   libuv.data.ptr = nullptr;  // the one entry without a watcher
-  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, uv_backend_fd(loop_), &libuv) != 0) {
+  epoll_event wake{};
+  wake.events = EPOLLIN;
+  wake.data.ptr = &wake_timer_;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, uv_backend_fd(loop_), &libuv) != 0 ||
+      epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_timer_.fd(), &wake) != 0) {
     const int error = errno;
     ::close(epoll_fd_);
-    throw std::runtime_error(std::string("epoll_ctl on libuv's descriptor: ") + std::strerror(error));
+    throw std::runtime_error(std::string("epoll_ctl on libuv's descriptor or the wake timer: ") +
+                             std::strerror(error));
   }
   loop_->data = this;
   uv_prepare_init(loop_, &keep_alive_);
@@ -117,9 +122,12 @@ void SocketReactor::turn(int timeout_ms) {
   free_released();
   for (TurnHook* hook : hooks_) hook->before_poll();
   const int libuv_wait = unwatchable_.empty() ? uv_backend_timeout(loop_) : 0;
-  const int wait = timeout_ms < 0   ? libuv_wait
-                   : libuv_wait < 0 ? timeout_ms
-                                    : std::min(timeout_ms, libuv_wait);
+  int wait = timeout_ms < 0 ? libuv_wait : libuv_wait < 0 ? timeout_ms : std::min(timeout_ms, libuv_wait);
+  // libuv's next timer (due at its loop time + wait) wakes the poll through the wake timer, not as
+  // the poll's timeout (net/wake_timer.h).
+  if (timeout_ms < 0 && wait > 0 &&
+      wake_timer_.wake_by(uv_now(loop_) + static_cast<std::uint64_t>(wait), wait))
+    wait = -1;
   turn_clock::poll_next();
   int ready = epoll_wait(epoll_fd_, events_.data(), kMaxEvents, wait);
   if (ready < 0) ready = 0;  // EINTR: libuv's signal pipe says which
@@ -134,6 +142,9 @@ void SocketReactor::turn(int timeout_ms) {
   for (int i = 0; i < ready; ++i) {
     const epoll_event& event = events_[static_cast<std::size_t>(i)];
     if (event.data.ptr == nullptr) {
+      libuv_due_ = true;
+    } else if (event.data.ptr == &wake_timer_) {
+      wake_timer_.fired();
       libuv_due_ = true;
     } else {
       auto* watcher = static_cast<Watcher*>(event.data.ptr);

@@ -5,7 +5,8 @@
 // adds it): four of the seventeen system calls of a `pgbench -C` transaction. libuv keeps the
 // rest (timers, signals, async wake-ups, the poll handles off the hot path): its own epoll
 // descriptor is one more entry here, and libuv gets a non-blocking turn only when it has work, so
-// a turn that only moves bytes makes one epoll_wait.
+// a turn that only moves bytes makes one epoll_wait, with no timeout: libuv's next timer wakes it
+// through a timerfd in the epoll (net/wake_timer.h).
 #pragma once
 
 #include <sys/epoll.h>
@@ -14,6 +15,8 @@
 #include <array>
 #include <cstdint>
 #include <vector>
+
+#include "net/wake_timer.h"
 
 namespace sluice::net {
 
@@ -87,6 +90,7 @@ class SocketReactor {
   void free_released();
 
   uv_loop_t* loop_;
+  WakeTimer wake_timer_;  // in the epoll: wakes it for libuv's next timer
   int epoll_fd_;
   bool stopping_ = false;
   bool libuv_due_ = false;      // libuv's descriptor was ready: it gets a turn before the next poll

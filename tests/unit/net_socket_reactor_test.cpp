@@ -1,6 +1,7 @@
 // The socket reactor (net/socket_reactor.h): libuv's work started from a socket callback is served
 // in the next turn, not at libuv's next timer; a socket released in a turn stays readable memory
-// until the turn is over; the loop runs while a socket is watched and ends when none is.
+// until the turn is over; the loop runs while a socket is watched and ends when none is; libuv's
+// timers wake a poll that has no timeout of its own (net/wake_timer.h).
 #include <gtest/gtest.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -8,8 +9,11 @@
 #include <uv.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <mutex>
+#include <thread>
 
 #include "net/socket_reactor.h"
 
@@ -176,6 +180,92 @@ TEST_F(SocketReactorTest, ATimerDueDuringALongTurnFiresRightAfterIt) {
   ASSERT_NE(timer_fired_ns, 0U);
   EXPECT_LT(timer_fired_ns - callback_done_ns, 50'000'000U)
       << "the timer waited " << (timer_fired_ns - callback_done_ns) / 1'000'000 << " ms after the turn";
+}
+
+// Runs `reactor` with one more socket watched, which nothing writes to for `unstick_after`: until
+// then only a timer can end the run (the socket's event ends it too, so that a test that fails does
+// not hang). Returns how long the run took.
+std::chrono::milliseconds run_beside_a_quiet_socket(SocketReactor& reactor,
+                                                    std::chrono::milliseconds unstick_after) {
+  SocketPair quiet;
+  bool released = false;
+  auto* probe = new Probe([&](Probe& self) {
+    reactor.stop();
+    reactor.release(&self, quiet.fds[0]);
+    released = true;
+  });
+  EXPECT_TRUE(reactor.add(quiet.fds[0], EPOLLIN, probe));
+  std::mutex mutex;
+  std::condition_variable ended;
+  bool run_over = false;
+  std::thread unstick([&] {
+    std::unique_lock lock(mutex);
+    if (!ended.wait_for(lock, unstick_after, [&] { return run_over; })) quiet.make_readable();
+  });
+  const auto started = std::chrono::steady_clock::now();
+  reactor.run();
+  const auto took = std::chrono::steady_clock::now() - started;
+  {
+    std::lock_guard lock(mutex);
+    run_over = true;
+  }
+  ended.notify_one();
+  unstick.join();
+  if (!released) reactor.release(probe, quiet.fds[0]);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(took);
+}
+
+void stop_reactor(uv_timer_t* timer) { SocketReactor::of(timer->loop).stop(); }
+
+// The poll waits with no timeout: a repeating libuv timer still fires on time, each time, woken by
+// the wake timer that is armed again after every expiry.
+TEST_F(SocketReactorTest, ARepeatingTimerWakesAPollThatNoSocketWakes) {
+  uv_timer_t timer{};
+  int fired = 0;
+  std::chrono::milliseconds took{};
+  {
+    SocketReactor reactor(&loop_);
+    uv_timer_init(&loop_, &timer);
+    timer.data = &fired;
+    uv_timer_start(
+        &timer,
+        [](uv_timer_t* handle) {
+          if (++*static_cast<int*>(handle->data) == 3) stop_reactor(handle);
+        },
+        50, 50);
+    took = run_beside_a_quiet_socket(reactor, std::chrono::seconds(5));
+    uv_close(reinterpret_cast<uv_handle_t*>(&timer), nullptr);
+  }
+  EXPECT_EQ(fired, 3);
+  // libuv reckons from its loop time, which is up to a millisecond or so behind.
+  EXPECT_GE(took, std::chrono::milliseconds(140));
+  EXPECT_LT(took, std::chrono::seconds(2)) << "the timer did not wake the poll";
+}
+
+// A timer started from a socket callback, due before the one the wake timer is armed for, moves
+// the wake-up forward.
+TEST_F(SocketReactorTest, AnEarlierTimerStartedInACallbackMovesTheWakeUpForward) {
+  SocketPair trigger;
+  uv_timer_t late{};
+  uv_timer_t early{};
+  std::chrono::milliseconds took{};
+  {
+    SocketReactor reactor(&loop_);
+    uv_timer_init(&loop_, &late);
+    uv_timer_init(&loop_, &early);
+    uv_timer_start(&late, stop_reactor, 10000, 0);
+    auto* starter = new Probe([&](Probe& self) {
+      uv_timer_start(&early, stop_reactor, 100, 0);
+      reactor.release(&self, trigger.fds[0]);
+    });
+    ASSERT_TRUE(reactor.add(trigger.fds[0], EPOLLIN, starter));
+    trigger.make_readable();  // in the first poll, which the late timer's wake-up was armed for
+    took = run_beside_a_quiet_socket(reactor, std::chrono::seconds(5));
+    uv_close(reinterpret_cast<uv_handle_t*>(&late), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&early), nullptr);
+  }
+  EXPECT_GE(took, std::chrono::milliseconds(90));
+  EXPECT_LT(took, std::chrono::seconds(2)) << "the wake-up stayed at the late timer's";
 }
 
 }  // namespace
