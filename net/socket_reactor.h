@@ -95,8 +95,9 @@ class SocketReactor {
   bool stopping_ = false;
   bool libuv_due_ = false;      // libuv's descriptor was ready: it gets a turn before the next poll
   Watcher* watched_ = nullptr;  // the first of the list
-  // Active and referenced while a socket is watched, so that libuv counts the loop alive and its
-  // poll timeout stays its next timer's even when its other handles are unreferenced.
+  // Active and referenced while a socket is watched, so that libuv counts the loop alive and
+  // uv_backend_timeout gives its next timer (not 0, as for a loop with nothing to do) even when its
+  // other handles are unreferenced.
   uv_prepare_t keep_alive_{};
   std::vector<TurnHook*> hooks_;
   std::vector<Watcher*> released_;
