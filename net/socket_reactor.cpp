@@ -125,8 +125,7 @@ void SocketReactor::turn(int timeout_ms) {
   int wait = timeout_ms < 0 ? libuv_wait : libuv_wait < 0 ? timeout_ms : std::min(timeout_ms, libuv_wait);
   // libuv's next timer (due at its loop time + wait) wakes the poll through the wake timer, not as
   // the poll's timeout (net/wake_timer.h).
-  if (timeout_ms < 0 && wait > 0 &&
-      wake_timer_.wake_by(uv_now(loop_) + static_cast<std::uint64_t>(wait), wait))
+  if (timeout_ms < 0 && wait > 0 && wake_timer_.wake_at(uv_now(loop_) + static_cast<std::uint64_t>(wait)))
     wait = -1;
   turn_clock::poll_next();
   int ready = epoll_wait(epoll_fd_, events_.data(), kMaxEvents, wait);

@@ -90,7 +90,9 @@ class SocketReactor {
   void free_released();
 
   uv_loop_t* loop_;
-  WakeTimer wake_timer_;  // in the epoll: wakes it for libuv's next timer
+  // In the epoll: wakes it for libuv's next timer. Made before epoll_fd_, which the constructor
+  // closes itself if it throws.
+  WakeTimer wake_timer_;
   int epoll_fd_;
   bool stopping_ = false;
   bool libuv_due_ = false;      // libuv's descriptor was ready: it gets a turn before the next poll
