@@ -21,12 +21,11 @@ bool WakeTimer::wake_at(std::uint64_t deadline_ms) {
   // be a millisecond short of a deadline CLOCK_MONOTONIC has reached: a deadline asked for again
   // after it fired is armed a millisecond later, not again and again at once.
   const std::uint64_t at_ms = deadline_ms == fired_deadline_ms_ ? deadline_ms + 1 : deadline_ms;
-  if (armed_ && armed_ms_ == at_ms) return true;
+  if (armed_ms_ == at_ms) return true;
   itimerspec at{};
   at.it_value.tv_sec = static_cast<time_t>(at_ms / 1000);
   at.it_value.tv_nsec = static_cast<long>(at_ms % 1000) * 1'000'000;
   if (timerfd_settime(fd_, TFD_TIMER_ABSTIME, &at, nullptr) != 0) return false;
-  armed_ = true;
   armed_ms_ = at_ms;
   return true;
 }
@@ -36,8 +35,8 @@ void WakeTimer::fired() {
   // Nothing to read (EAGAIN) only if it was armed again since it fired.
   std::uint64_t expirations = 0;
   [[maybe_unused]] const ssize_t bytes = ::read(fd_, &expirations, sizeof expirations);
-  armed_ = false;
   fired_deadline_ms_ = armed_ms_;
+  armed_ms_ = 0;
 }
 
 }  // namespace sluice::net

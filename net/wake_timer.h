@@ -28,8 +28,7 @@ class WakeTimer {
 
  private:
   int fd_;
-  bool armed_ = false;
-  std::uint64_t armed_ms_ = 0;  // when it fires, on CLOCK_MONOTONIC
+  std::uint64_t armed_ms_ = 0;  // when it fires, on CLOCK_MONOTONIC; 0 when it is not armed
   std::uint64_t fired_deadline_ms_ = 0;
 };
 
