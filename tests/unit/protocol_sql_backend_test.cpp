@@ -4,6 +4,9 @@
 // refusal under session_state "refuse".
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <string>
+
 #include "protocol/sql_commands.h"
 
 namespace sluice::protocol {
@@ -108,6 +111,24 @@ TEST(SqlBackendTest, AllThreeInOneLook) {
   EXPECT_EQ(commands.session, SqlSessionEffect::settings);
   EXPECT_EQ(commands.prepared.command, SqlPreparedCommand::prepare);
   EXPECT_EQ(commands.backend, creates);
+}
+
+TEST(SqlBackendTest, EveryMarkIsSeenWhereverItFalls) {
+  // The look before the lexers stops at ';', '_' and 'i', sixteen bytes at a time and then byte by
+  // byte: each must count wherever it falls, in a block of sixteen, on its edges, or in the bytes
+  // after the last block (the short endings below reach them as the padding grows).
+  for (std::size_t pad = 0; pad <= 40; ++pad) {
+    const std::string select = "select " + std::string(pad, 'a');
+    EXPECT_EQ(find_sql_commands(select + ";set x=1").session, SqlSessionEffect::settings) << pad;
+    EXPECT_EQ(find_sql_commands(select + ";execute q").prepared.command, SqlPreparedCommand::execute) << pad;
+    EXPECT_EQ(find_sql_commands(select + ",set_config('a', 'b', false)").session, SqlSessionEffect::settings)
+        << pad;
+    EXPECT_EQ(find_sql_commands(select + ",pg_advisory_lock(1)").backend, takes_session_lock) << pad;
+    EXPECT_EQ(find_sql_commands(select + ",pg_temp.f()").backend, touches) << pad;
+    EXPECT_EQ(find_sql_commands(select + " into temp t").backend, creates) << pad;
+    EXPECT_EQ(find_sql_commands(select + " INTO TEMP t").backend, creates) << pad;
+    EXPECT_EQ(find_sql_commands(select + " in to temp").backend, none) << pad;
+  }
 }
 
 }  // namespace
