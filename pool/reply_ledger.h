@@ -128,6 +128,15 @@ class ReplyLedger {
   };
 
   [[nodiscard]] const Slot& front() const { return slots_[head_]; }
+  // A whole message that settles nothing owed, most of what servers send: a DataRow, or anything
+  // but an error or ReadyForQuery under a simple Query. It passes with none of on_message's
+  // bookkeeping, which would leave everything as it is.
+  [[nodiscard]] bool passes_untouched(const protocol::MessageEvent& event) const {
+    if (!event.complete() || event.start == protocol::MessageEvent::kEarlier || empty()) return false;
+    const Slot& head = front();
+    return head.kind == PendingKind::forwarded &&
+           (event.type == 'D' || (head.request == 'Q' && event.type != 'E' && event.type != 'Z'));
+  }
   void pop();
   void undo_and_pop();
   void undo(const PendingReply& entry);
