@@ -306,11 +306,7 @@ std::optional<std::string> ReplyLedger::take_own_replies() {
   return replies;
 }
 
-bool ReplyLedger::on_message(const protocol::MessageEvent& event) {
-  if (passes_untouched(event)) {
-    editor_.pass_to(event.end);
-    return true;
-  }
+bool ReplyLedger::account_for(const protocol::MessageEvent& event) {
   const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
   const std::size_t end = event.complete() ? event.end : editor_.size();
   const std::uint64_t seen = began_earlier ? editor_.held().size() + end : end - event.start;

@@ -83,7 +83,13 @@ class ReplyLedger {
   // is known.
   void begin_chunk(protocol::Bytes chunk);
   // True when the message passes to the client as the server sent it.
-  bool on_message(const protocol::MessageEvent& event);
+  bool on_message(const protocol::MessageEvent& event) {
+    if (passes_untouched(event)) {
+      editor_.pass_to(event.end);
+      return true;
+    }
+    return account_for(event);
+  }
   protocol::Bytes finish_chunk(std::size_t partial_header_bytes);
   // ErrorResponses the ledger itself put in what the client sees (a refused request's answer, an
   // error it held and then showed, a reworded cancel), by SQLSTATE ("" when unreadable): /metrics
@@ -129,14 +135,16 @@ class ReplyLedger {
 
   [[nodiscard]] const Slot& front() const { return slots_[head_]; }
   // A whole message that settles nothing owed, most of what servers send: a DataRow, or anything
-  // but an error or ReadyForQuery under a simple Query. It passes with none of on_message's
-  // bookkeeping, which would leave everything as it is.
+  // but an error or ReadyForQuery under a simple Query. It passes with none of account_for's
+  // bookkeeping, which would leave everything as it is; the check is inline, in the server's read.
   [[nodiscard]] bool passes_untouched(const protocol::MessageEvent& event) const {
     if (!event.complete() || event.start == protocol::MessageEvent::kEarlier || empty()) return false;
     const Slot& head = front();
     return head.kind == PendingKind::forwarded &&
            (event.type == 'D' || (head.request == 'Q' && event.type != 'E' && event.type != 'Z'));
   }
+  // Every other message: what it settles, and whether it passes.
+  bool account_for(const protocol::MessageEvent& event);
   void pop();
   void undo_and_pop();
   void undo(const PendingReply& entry);
