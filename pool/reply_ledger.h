@@ -134,9 +134,11 @@ class ReplyLedger {
   };
 
   [[nodiscard]] const Slot& front() const { return slots_[head_]; }
-  // A whole message that settles nothing owed, most of what servers send: a DataRow, or anything
-  // but an error or ReadyForQuery under a simple Query. It passes with none of account_for's
-  // bookkeeping, which would leave everything as it is; the check is inline, in the server's read.
+  // A message that settles nothing owed, most of what servers send: whole in this chunk, while the
+  // head is a plain forward of the client's, a DataRow (which completes no request), or under a
+  // simple Query anything but its ErrorResponse or ReadyForQuery (which alone settle it: completes()
+  // and ends_with_ready() in the .cpp). account_for would leave everything as it is; the check is
+  // inline, in the server's read.
   [[nodiscard]] bool passes_untouched(const protocol::MessageEvent& event) const {
     if (!event.complete() || event.start == protocol::MessageEvent::kEarlier || empty()) return false;
     const Slot& head = front();

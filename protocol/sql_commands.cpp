@@ -466,9 +466,9 @@ unsigned marks_in_block(std::string_view sql, std::size_t from) {
   if (length == kMarkBlock) {
     bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(sql.data() + from));
   } else {  // the last bytes, in a block whose zeros are no marks: never a read past the string
-    alignas(kMarkBlock) char block[kMarkBlock] = {};
+    char block[kMarkBlock] = {};
     std::memcpy(block, sql.data() + from, length);
-    bytes = _mm_load_si128(reinterpret_cast<const __m128i*>(block));
+    bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block));
   }
   const __m128i marks = _mm_or_si128(
       _mm_or_si128(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(';')), _mm_cmpeq_epi8(bytes, _mm_set1_epi8('_'))),
