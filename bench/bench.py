@@ -317,8 +317,8 @@ class Bench:
         """The process that serves TARGET's runs of TEST, when it is not TARGET's own: sluiced pools
         servers per set of startup settings within one pool_size, so clients with other settings
         than the last ones take the servers' places, and each new server is a new backend, which
-        costs PostgreSQL about half as much again per transaction over its first thousands (README
-        "Performance"). The main sluiced keeps its servers all through the rounds, as the PgBouncers do
+        costs PostgreSQL about half as much again per transaction over its first thousands (bench/HISTORY.md,
+        "The bench ran some tests on new backends"). The main sluiced keeps its servers all through the rounds, as the PgBouncers do
         (the pin test, which ends the backends holding the locks they leak, has rounds of its own after
         the others)."""
         return self.settings_sluice if target == "sluice" and test in TEST_ENV else None
@@ -1376,7 +1376,7 @@ Failures: pgbench counts a transaction as failed only for serialization/deadlock
 
 — : the target could not run the test; the errors section below says why.
 
-search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV["SP50"]["PGOPTIONS"]}'` (every client's startup packet carries it in `options`; run.sh creates the empty schema bench_path, so the tables still resolve to public). A target runs it only if a client with those options, asking `SHOW search_path` through it, gets `{SEARCH_PATH}` from the server; otherwise its tps would measure other work than direct's. {pgb1} refuses the `options` startup parameter (supported since 1.20); with `ignore_startup_parameters` it would drop it silently, so it is not used. {pgb2} takes it (`track_extra_parameters`) but, by its doc/config.md, tracks only parameters that PostgreSQL reports to the client (ParameterStatus); PostgreSQL 15 does not report search_path, so PgBouncer never learns a server's value and never SETs the client's (its NEWS: tracking search_path is for Citus or PostgreSQL 18). sluiced opens the servers of clients with startup settings with those settings (README: A client's startup settings), one pool per set of settings within the same pool_size: sluice runs this test (and its search_path checks) through a second sluiced with the same settings, warmed up with these clients, so that the servers of the main one, like the PgBouncers', stay the same all through the benchmark. Through one sluiced, each switch between this test's clients and plain ones replaces the 20 servers with new backends, and PostgreSQL spends about half as much again per transaction on a new backend over its first thousands of transactions: when this test ran through the main sluiced, the 1000-client test after it, on the servers an unmeasured 1 s warm-up had just opened, ran at 0.90 × PgBouncer 1.25.2 with PostgreSQL spending 129 µs per transaction behind sluice against 87 behind PgBouncer, and at 1.16 × (85 and 85 µs) when it ran alone (README "Performance"). What each target's server said: {self.search_path_text()}.
+search_path set at connect: the builtin `pgbench -S` with `PGOPTIONS='{TEST_ENV["SP50"]["PGOPTIONS"]}'` (every client's startup packet carries it in `options`; run.sh creates the empty schema bench_path, so the tables still resolve to public). A target runs it only if a client with those options, asking `SHOW search_path` through it, gets `{SEARCH_PATH}` from the server; otherwise its tps would measure other work than direct's. {pgb1} refuses the `options` startup parameter (supported since 1.20); with `ignore_startup_parameters` it would drop it silently, so it is not used. {pgb2} takes it (`track_extra_parameters`) but, by its doc/config.md, tracks only parameters that PostgreSQL reports to the client (ParameterStatus); PostgreSQL 15 does not report search_path, so PgBouncer never learns a server's value and never SETs the client's (its NEWS: tracking search_path is for Citus or PostgreSQL 18). sluiced opens the servers of clients with startup settings with those settings (README: A client's startup settings), one pool per set of settings within the same pool_size: sluice runs this test (and its search_path checks) through a second sluiced with the same settings, warmed up with these clients, so that the servers of the main one, like the PgBouncers', stay the same all through the benchmark. Through one sluiced, each switch between this test's clients and plain ones replaces the 20 servers with new backends, and PostgreSQL spends about half as much again per transaction on a new backend over its first thousands of transactions: when this test ran through the main sluiced, the 1000-client test after it, on the servers an unmeasured 1 s warm-up had just opened, ran at 0.90 × PgBouncer 1.25.2 with PostgreSQL spending 129 µs per transaction behind sluice against 87 behind PgBouncer, and at 1.16 × (85 and 85 µs) when it ran alone (bench/HISTORY.md, "The bench ran some tests on new backends"). What each target's server said: {self.search_path_text()}.
 
 ### The performance targets
 
@@ -1391,8 +1391,7 @@ sluice's own. Where a tps target is missed both ways and a
 relay that made sluice's system calls and did no other work could not reach it either ("Same-round
 ratios, and the ceiling", below), the verdict says so. On a VM whose speed drifts by tens of
 percent, a test that passes or fails by a few percent in one run can do the other in the next: the
-lowest and highest same-round ratio show how far this run's rounds were apart (README
-"Performance").
+lowest and highest same-round ratio show how far this run's rounds were apart (bench/HISTORY.md).
 
 {self.targets_table()}
 
@@ -1406,7 +1405,7 @@ at most machine / (machine − PgBouncer 1.25.2's CPU) times PgBouncer 1.25.2's 
 the CPUs mostly wait for each other's replies instead: there the pooler that costs nothing is no
 pooler at all, direct (the same single backend), in the same round. A relay cannot do without its
 system calls (a receive and a send each way per message; sluiced makes no more at 50 clients,
-README "Performance"): the last column keeps sluice's system time and drops only its user-space
+bench/HISTORY.md): the last column keeps sluice's system time and drops only its user-space
 work, machine / (machine − PgBouncer 1.25.2's CPU + sluice's system time). A test whose ceiling is
 under a target cannot be met by the pooler's own speed alone: both ceilings assume PostgreSQL and
 pgbench cost the same per transaction behind every pooler, and how a pooler's wake-ups fall can
@@ -1436,8 +1435,8 @@ targets' verdicts cite it where it did no better than the target and no worse th
 ### How low sluice's CPU could go with its system calls
 
 The kernel's part of a relay's work is its system calls. sluiced makes no more of them per
-transaction than PgBouncer (README "Performance", from `strace -c`; with `-C`, libuv's probe of each
-new socket, its removal of the socket before each start and before its close add five per connection), so its system time per transaction is, as near as /proc's
+transaction than PgBouncer (bench/HISTORY.md, from `strace -c`; with `-C`, one more than the bare relay:
+the `epoll_ctl` DEL before each client's close), so its system time per transaction is, as near as /proc's
 tick-sampled split of user and system time tells, a floor under its CPU that user-space work cannot
 lower: 0.8 × PgBouncer 1.25.2's CPU minus that floor is what the CPU target (pooler CPU ≤ 0.8 ×
 PgBouncer 1.25.2's) leaves for sluiced's user space. Where that is a fraction of what PgBouncer's own

@@ -5,7 +5,7 @@ lackey over pgbench transactions. Not part of `make bench` (bench/README.md, "Wh
 Where every system call flushes what the TLB held of the process (page-table isolation on CPUs
 without PCID, on bare metal), each page a pooler touches after one costs a page walk, a part of its
 CPU per transaction that instruction counts do not show. On this VM that cost is not shown either
-way (bench/syscall_cost.c, README "Performance"): here the pages tell how spread out a pooler's
+way (bench/syscall_cost.c, bench/HISTORY.md): here the pages tell how spread out a pooler's
 work is.
 
     python3 bench/page_footprint.py --host /tmp/s --port 6432 -- /path/to/sluiced -c sluice.json

@@ -7,7 +7,8 @@
  * a process touches after a system call cost it page walks: the same chain of loads through 64
  * pages on 4 KiB pages and inside 2 MiB ones, after a getppid each time, and as a control through
  * more pages than the TLB holds, with no system call, where 2 MiB pages should save walks if the
- * hardware maps them as such (under a hypervisor the guest cannot tell: README "Performance").
+ * hardware maps them as such (under a hypervisor the guest cannot tell: bench/HISTORY.md, "Pages
+ * touched between system calls").
  *
  *   cc -O2 -o /tmp/syscall_cost bench/syscall_cost.c && /tmp/syscall_cost
  */

@@ -1,7 +1,7 @@
 // Wakes a SocketReactor's poll for libuv's next timer, so that the poll itself never has a timeout.
 // An epoll_wait with a timeout costs the kernel a clock read on every call and a high-resolution
 // timer armed and cancelled on every sleep, and the reactor calls it a few times per transaction
-// (README, "The poll's timeout, on this host"). A timerfd in the epoll is armed only when libuv's
+// (bench/HISTORY.md, "The poll's timeout, on this host"). A timerfd in the epoll is armed only when libuv's
 // next timer changes: a few times a second (the loop monitor's tick, the janitor's), not per turn.
 // It is armed at the timer's deadline on CLOCK_MONOTONIC, the clock libuv's loop time is read
 // from (to the millisecond), so a turn that arms it late does not make the timer late.
