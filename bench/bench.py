@@ -317,10 +317,10 @@ class Bench:
         """The process that serves TARGET's runs of TEST, when it is not TARGET's own: sluiced pools
         servers per set of startup settings within one pool_size, so clients with other settings
         than the last ones take the servers' places, and each new server is a new backend, which
-        costs PostgreSQL about half as much again per transaction over its first thousands (bench/HISTORY.md,
-        "The bench ran some tests on new backends"). The main sluiced keeps its servers all through the rounds, as the PgBouncers do
-        (the pin test, which ends the backends holding the locks they leak, has rounds of its own after
-        the others)."""
+        costs PostgreSQL about half as much again per transaction over its first thousands
+        (bench/HISTORY.md, "The bench ran some tests on new backends"). The main sluiced keeps its
+        servers all through the rounds, as the PgBouncers do (the pin test, which ends the backends
+        holding the locks they leak, has rounds of its own after the others)."""
         return self.settings_sluice if target == "sluice" and test in TEST_ENV else None
 
     def pgbench(self, target, options, clients, duration, label, env=None, endpoint=None, instance=None):
@@ -1391,7 +1391,8 @@ sluice's own. Where a tps target is missed both ways and a
 relay that made sluice's system calls and did no other work could not reach it either ("Same-round
 ratios, and the ceiling", below), the verdict says so. On a VM whose speed drifts by tens of
 percent, a test that passes or fails by a few percent in one run can do the other in the next: the
-lowest and highest same-round ratio show how far this run's rounds were apart (bench/HISTORY.md).
+lowest and highest same-round ratio show how far this run's rounds were apart (bench/HISTORY.md,
+"The last reports ran on a faster host").
 
 {self.targets_table()}
 
@@ -1405,11 +1406,12 @@ at most machine / (machine − PgBouncer 1.25.2's CPU) times PgBouncer 1.25.2's 
 the CPUs mostly wait for each other's replies instead: there the pooler that costs nothing is no
 pooler at all, direct (the same single backend), in the same round. A relay cannot do without its
 system calls (a receive and a send each way per message; sluiced makes no more at 50 clients,
-bench/HISTORY.md): the last column keeps sluice's system time and drops only its user-space
-work, machine / (machine − PgBouncer 1.25.2's CPU + sluice's system time). A test whose ceiling is
-under a target cannot be met by the pooler's own speed alone: both ceilings assume PostgreSQL and
-pgbench cost the same per transaction behind every pooler, and how a pooler's wake-ups fall can
-move their cost by more than its own (compare the machine CPU per transaction below).
+bench/HISTORY.md, "Where it stands, against a pooler that only relays"): the last column keeps
+sluice's system time and drops only its user-space work, machine / (machine − PgBouncer 1.25.2's
+CPU + sluice's system time). A test whose ceiling is under a target cannot be met by the pooler's
+own speed alone: both ceilings assume PostgreSQL and pgbench cost the same per transaction behind
+every pooler, and how a pooler's wake-ups fall can move their cost by more than its own (compare the
+machine CPU per transaction below).
 
 {self.paired_table()}
 
@@ -1435,9 +1437,10 @@ targets' verdicts cite it where it did no better than the target and no worse th
 ### How low sluice's CPU could go with its system calls
 
 The kernel's part of a relay's work is its system calls. sluiced makes no more of them per
-transaction than PgBouncer (bench/HISTORY.md, from `strace -c`; with `-C`, one more than the bare relay:
-the `epoll_ctl` DEL before each client's close), so its system time per transaction is, as near as /proc's
-tick-sampled split of user and system time tells, a floor under its CPU that user-space work cannot
+transaction than PgBouncer (bench/HISTORY.md, "What a system call costs here, and the one sluiced
+keeps", from `strace -c`; with `-C`, one more than the bare relay: the `epoll_ctl` DEL before each
+client's close), so its system time per transaction is, as near as /proc's tick-sampled split of
+user and system time tells, a floor under its CPU that user-space work cannot
 lower: 0.8 × PgBouncer 1.25.2's CPU minus that floor is what the CPU target (pooler CPU ≤ 0.8 ×
 PgBouncer 1.25.2's) leaves for sluiced's user space. Where that is a fraction of what PgBouncer's own
 user space costs for the same relay, the target asks for a user space several times leaner than

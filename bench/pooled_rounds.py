@@ -20,7 +20,8 @@ lower. A round where either run failed is left out, as the report's own same-rou
 out; a report from before failed rounds were marked (†) gives no round of a test with a failed run
 ("failed" in its column). Reports whose "Machine" lines name different CPUs or kernels are pooled
 all the same, but a line before the tables says which reports name which: hosts' speeds can differ
-by several times (bench/HISTORY.md), so read the verdicts over each machine's alone too.
+by several times (bench/HISTORY.md, "The last reports ran on a faster host"), so read the verdicts
+over each machine's alone too.
 
 --pooler NAME pools another target of the reports' rounds over PgBouncer 1.25.2 instead of sluice:
 "bare relay" (bench/bare_pooler.c) gives what a pooler that only relays reached."""
