@@ -404,9 +404,14 @@ void Pool::fail_waiters(const char* sqlstate, const std::string& message) {
   for (const Waiter& waiter : failed) waiter.waiter->on_scope_failed(sqlstate, message);
 }
 
+bool Pool::return_to_idle(ServerConnection& server) {
+  server.detach();
+  return return_detached_to_idle(server);
+}
+
 // The idle-list invariant (DESIGN §1) is checked here, on the only way in;
 // false when the guard closed the server instead.
-bool Pool::return_to_idle(ServerConnection& server) {
+bool Pool::return_detached_to_idle(ServerConnection& server) {
   if (server.target_generation_ != target_generation_) [[unlikely]] {
     close_server(server, "conninfo changed on reload");
     return false;
@@ -416,7 +421,6 @@ bool Pool::return_to_idle(ServerConnection& server) {
     close_server(server, "not clean at release (invariant guard)");
     return false;
   }
-  server.detach();
   server.session_changed_ = false;  // reset on the way here when it was set
   server.functions_changed_ = false;
   server.carries_client_settings_ = false;
@@ -529,7 +533,7 @@ void Pool::end_scope(ServerConnection& server, std::uint64_t client_id, std::str
   // The common case, once per transaction: clean and nothing to run. No plan, no allocation.
   if (!force_discard && !client_mid_message && server.idle_clean() && !needs_reset &&
       !server.cancel_pending()) {
-    const bool idle = return_to_idle(server);
+    const bool idle = return_detached_to_idle(server);
     record_release(idle ? ScopeOutcome::clean : ScopeOutcome::discard, started_at, client_id,
                    idle ? reason : "closed at release (its close is logged with the reason)");
     return serve_waiters();

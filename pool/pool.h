@@ -211,6 +211,8 @@ class Pool final : DepartingBackend::Owner {
   // Its places go back now, or once the backend behind `socket_copy` (>= 0) has gone.
   void forget_server(ServerConnection& server, int socket_copy);
   bool return_to_idle(ServerConnection& server);
+  // The same for a server end_scope has just detached: its client's replies are already given up.
+  bool return_detached_to_idle(ServerConnection& server);
   void serve_waiters();
   void launch_connections();
   WaitTicket enqueue_waiter(const Waiter& waiter);
