@@ -210,8 +210,10 @@ class Pool final : DepartingBackend::Owner {
   // Out of the pool's lists and counts, freed on the next loop turn; its connection already closed.
   // Its places go back now, or once the backend behind `socket_copy` (>= 0) has gone.
   void forget_server(ServerConnection& server, int socket_copy);
+  // Detaches the server, then return_detached_to_idle; false when the guard closed it instead.
   bool return_to_idle(ServerConnection& server);
-  // The same for a server end_scope has just detached: its client's replies are already given up.
+  // The only way into the idle list, for a server already detached (end_scope detaches every one
+  // it ends): checks the idle-list invariant, and closes a server that fails it (false).
   bool return_detached_to_idle(ServerConnection& server);
   void serve_waiters();
   void launch_connections();
