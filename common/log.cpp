@@ -20,7 +20,6 @@
 namespace sluice::log {
 namespace {
 
-std::atomic<Level> g_level{Level::info};
 
 const char* level_name(Level level) {
   switch (level) {
@@ -181,8 +180,6 @@ Sink& sink() {
 }  // namespace
 
 void set_level(Level level) { g_level.store(level, std::memory_order_relaxed); }
-
-bool enabled(Level level) { return level >= g_level.load(std::memory_order_relaxed); }
 
 void write(Level level, std::string_view message) { sink().push(format_line(level, message)); }
 

@@ -3,6 +3,7 @@
 // Call sites name the pool, client and reason in the message.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <sstream>
 #include <string_view>
@@ -11,8 +12,11 @@ namespace sluice::log {
 
 enum class Level { debug = 0, info = 1, warning = 2, error = 3 };
 
+// Read inline at every call site: a record below it costs a load and a compare, not a call.
+inline std::atomic<Level> g_level{Level::info};
+
 void set_level(Level level);
-[[nodiscard]] bool enabled(Level level);
+[[nodiscard]] inline bool enabled(Level level) { return level >= g_level.load(std::memory_order_relaxed); }
 void write(Level level, std::string_view message);
 // Waits until every record so far is written, up to `timeout`; false if not (stderr stalled).
 bool flush(std::chrono::milliseconds timeout);
@@ -20,11 +24,15 @@ bool flush(std::chrono::milliseconds timeout);
 Level level_from_name(std::string_view name);
 
 template <class... Parts>
-void emit(Level level, const Parts&... parts) {
-  if (!enabled(level)) return;
+[[gnu::noinline]] void emit_enabled(Level level, const Parts&... parts) {
   std::ostringstream line;
   (line << ... << parts);
   write(level, line.str());
+}
+
+template <class... Parts>
+void emit(Level level, const Parts&... parts) {
+  if (enabled(level)) emit_enabled(level, parts...);
 }
 
 template <class... Parts>

@@ -55,6 +55,7 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
 Worker::~Worker() {
   clients_.clear();
   secret_lookup_.reset();
+  last_found_pool_ = nullptr;
   pools_.clear();
   loop_monitor_.reset();
   deleter_.reset();
@@ -205,6 +206,7 @@ void Worker::apply_config(config::Config next) {
       pool->update(std::move(settings));
   }
   config_ = std::move(next);
+  last_found_pool_ = nullptr;  // its database may be gone
   if (secret_lookup_) secret_lookup_->forget_cached();  // the secrets, or how to find them, may have changed
   warm_forced_user_pools();
   stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));
@@ -225,6 +227,7 @@ void Worker::stop() {
   if (stopped_) return;
   stopped_ = true;
   secret_lookup_.reset();
+  last_found_pool_ = nullptr;
   pools_.clear();
   janitor_->stop();
   if (own_reactor_) own_reactor_->stop();
@@ -286,6 +289,12 @@ void Worker::warm_forced_user_pools() {
 
 pool::Pool* Worker::pool_for(const std::string& database, const std::string& user,
                              const protocol::StartupSettings& settings) {
+  // Logins mostly ask for the pool the one before found: a test of equality is cheaper than the
+  // maps' ordered comparisons. Its database was configured then, and the config is the same.
+  if (last_found_pool_ != nullptr) {
+    const pool::PoolKey& last = last_found_pool_->key();
+    if (last.database == database && last.user == user && last.settings == settings) return last_found_pool_;
+  }
   const auto db = config_.databases.find(database);
   if (db == config_.databases.end()) return nullptr;
   auto it = pools_.find(pool::PoolKeyRef{database, user, settings});
@@ -300,7 +309,8 @@ pool::Pool* Worker::pool_for(const std::string& database, const std::string& use
     it->second->set_paused(paused_);
     it->second->set_warming(!drain_);
   }
-  return it->second.get();
+  last_found_pool_ = it->second.get();
+  return last_found_pool_;
 }
 
 void Worker::assign_cancel_key(ClientSession& client, std::uint32_t& process_id, std::uint32_t& secret) {
@@ -366,6 +376,7 @@ void Worker::on_janitor() {
 Worker::Pools::iterator Worker::forget_pool(Pools::iterator it) {
   const std::pair<std::string, std::string> pair{it->first.database, it->first.user};
   retired_pool_metrics_[pair].merge(it->second->metrics());
+  if (it->second.get() == last_found_pool_) last_found_pool_ = nullptr;
   it = pools_.erase(it);
   if (const auto budget = budgets_.find(pair); budget != budgets_.end() && budget->second->pools.empty())
     budgets_.erase(budget);

@@ -195,6 +195,7 @@ class Worker {
   std::map<std::string, metrics::PoolMetrics> departed_pool_metrics_;  // by database
   pool::PoolContext pool_context_;
   Pools pools_;
+  pool::Pool* last_found_pool_ = nullptr;  // pool_for's last answer, under the same config
   // One per (database, user): shared by its pools of different startup settings.
   std::map<std::pair<std::string, std::string>, std::shared_ptr<pool::ServerBudget>> budgets_;
   std::list<std::unique_ptr<ClientSession>> clients_;

@@ -25,6 +25,14 @@ bool is_lone_simple_query(protocol::Bytes held) {
   return held.size() > 5 && held[0] == 'Q' && protocol::read_u32(held.data() + 1) == held.size() - 1;
 }
 
+// The first `length` bytes of `buffer`, taken out of it; moved, not copied, when nothing follows.
+std::string take_front(std::string& buffer, std::size_t length) {
+  std::string front = std::move(buffer);
+  buffer.assign(front, length);
+  front.resize(length);
+  return front;
+}
+
 }  // namespace
 
 std::string_view client_state_name(ClientState state) {
@@ -129,10 +137,11 @@ void ClientSession::read_startup() {
         protocol::as_bytes(startup_buffer_), static_cast<std::uint32_t>(limits.startup_packet_max));
     if (!length) return fail(length.error().sqlstate, length.error().message);
     if (!*length || startup_buffer_.size() < **length) return;
-    const auto packet = protocol::parse_startup_packet(
-        protocol::Bytes(reinterpret_cast<const std::uint8_t*>(startup_buffer_.data()), **length));
+    // Taken out of the buffer before it is handled (the checks look at what follows it), kept
+    // until then: the packet's parameters point into it.
+    const std::string packet_bytes = take_front(startup_buffer_, **length);
+    const auto packet = protocol::parse_startup_packet(protocol::as_bytes(packet_bytes));
     if (!packet) return fail(packet.error().sqlstate, packet.error().message);
-    startup_buffer_.erase(0, **length);
     handle_startup(*packet);
   }
 }
@@ -153,13 +162,13 @@ void ClientSession::handle_startup(const protocol::StartupPacket& packet) {
   if (minor > 0 || !packet.protocol_options.empty()) {
     protocol::append_negotiate_protocol_version(reply, 0, packet.protocol_options);
   }
-  const std::string* user = packet.parameter("user");
+  const std::string_view* user = packet.parameter("user");
   if (user == nullptr || user->empty()) {
     return fail(sqlstate::kInvalidAuthorizationSpecification,
                 "no PostgreSQL user name specified in startup packet");
   }
   user_ = *user;
-  const std::string* database = packet.parameter("database");
+  const std::string_view* database = packet.parameter("database");
   database_ = database != nullptr && !database->empty() ? *database : user_;
 
   auto settings = protocol::startup_settings(packet);

@@ -65,7 +65,7 @@ Result<StartupPacket, ProtocolError> parse_parameters(Bytes packet, StartupPacke
 
 }  // namespace
 
-const std::string* StartupPacket::parameter(std::string_view name) const {
+const std::string_view* StartupPacket::parameter(std::string_view name) const {
   // Last one wins, like PostgreSQL applying repeated options in order.
   const auto found = std::find_if(parameters.rbegin(), parameters.rend(),
                                   [name](const auto& parameter) { return parameter.first == name; });

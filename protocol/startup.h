@@ -25,13 +25,14 @@ enum class StartupKind { startup, ssl_request, gssenc_request, cancel_request };
 struct StartupPacket {
   StartupKind kind = StartupKind::startup;
   std::uint32_t protocol_version = 0;  // startup: major << 16 | minor
-  // startup: name/value pairs in order, "_pq_." protocol options excluded
-  std::vector<std::pair<std::string, std::string>> parameters;
+  // startup: name/value pairs in order, "_pq_." protocol options excluded. They point into the
+  // parsed bytes, which must outlive them: a login copies only what it keeps.
+  std::vector<std::pair<std::string_view, std::string_view>> parameters;
   std::vector<std::string> protocol_options;  // startup: "_pq_.*" names, to be refused by negotiation
   std::uint32_t cancel_process_id = 0;        // cancel_request
   std::uint32_t cancel_secret_key = 0;        // cancel_request
 
-  [[nodiscard]] const std::string* parameter(std::string_view name) const;
+  [[nodiscard]] const std::string_view* parameter(std::string_view name) const;
 };
 
 struct ProtocolError {
@@ -45,7 +46,7 @@ struct ProtocolError {
 Result<std::optional<std::uint32_t>, ProtocolError> startup_packet_length(Bytes buffer,
                                                                           std::uint32_t max_length);
 
-// Parses one whole packet (as delimited by startup_packet_length).
+// Parses one whole packet (as delimited by startup_packet_length); its parameters point into it.
 // Unsupported major versions are an error with PostgreSQL's 0A000 wording; a
 // 3.x minor above 0 parses (the caller answers NegotiateProtocolVersion).
 Result<StartupPacket, ProtocolError> parse_startup_packet(Bytes packet);

@@ -68,7 +68,7 @@ StartupSettings last_of_each_name(StartupSettings settings) {
 Result<StartupSettings, ProtocolError> startup_settings(const StartupPacket& packet) {
   StartupSettings settings;
   settings.reserve(packet.parameters.size());
-  if (const std::string* options = packet.parameter("options")) {
+  if (const std::string_view* options = packet.parameter("options")) {
     const auto words = split_options(*options);
     for (std::size_t i = 0; i < words.size(); ++i) {
       const std::string& word = words[i];

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/control_client.h"
 #include "tests/integration/harness.h"
 #include "tests/integration/raw_wire.h"
 
@@ -18,6 +19,21 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+
+// ---- a pool made again ----
+
+// A pool nobody uses any more is forgotten (its last server closed at server_idle_timeout_s); the
+// next login for it, the same database, user and settings as the last login's, gets a new one.
+TEST(PoolerLoginTest, ALoginAfterItsPoolWasForgottenGetsANewPool) {
+  Sluiced sluiced({.pool_size = 1, .overrides = {{"pool", {{"server_idle_timeout_s", 1}}}}});
+  const auto pool_count = [&] {
+    return ctltest::control(sluiced.control_socket(), {{"cmd", "pools"}})["pools"].size();
+  };
+  EXPECT_EQ(scalar(connect(sluiced.conninfo()), "SELECT 'first'"), "first");
+  ASSERT_TRUE(wait_until([&] { return pool_count() == 0; }, seconds(10))) << "the unused pool stays";
+  EXPECT_EQ(scalar(connect(sluiced.conninfo()), "SELECT 'again'"), "again");
+  EXPECT_EQ(pool_count(), 1U);
+}
 
 // ---- unknown database ----
 

@@ -168,6 +168,27 @@ TEST_F(ServiceReloadTest, GoodFileAddsADatabaseAndResizesWithoutDroppingClients)
   EXPECT_TRUE(daemon.alive());
 }
 
+// A database the file no longer names takes no new login, even one for the very pool the last login
+// was given (pool_for remembers it); its clients stay until they leave, as PgBouncer's do.
+TEST_F(ServiceReloadTest, ARemovedDatabaseRefusesNewLoginsAndKeepsItsClients) {
+  json config = json::parse(read_text(daemon.config_path()));
+  config["databases"]["reload_alias"] = {{"conninfo", harness::postgres().conninfo("postgres")}};
+  config["databases"].erase("postgres");
+  write_text(daemon.config_path(), config.dump(2) + "\n");
+  send_sighup(daemon);
+  const json last = wait_for_reload(daemon, [](const json&) { return true; });
+  ASSERT_FALSE(last.is_null()) << "status.reload.last never appeared after SIGHUP";
+  ASSERT_EQ(last.value("ok", false), true) << last.dump();
+
+  const PgConn removed = harness::try_connect(daemon.conninfo());
+  EXPECT_EQ(PQstatus(removed.get()), CONNECTION_BAD);
+  EXPECT_NE(std::string(PQerrorMessage(removed.get())).find("database \"postgres\" does not exist"),
+            std::string::npos)
+      << PQerrorMessage(removed.get());
+  EXPECT_EQ(harness::scalar(harness::connect(daemon.conninfo("reload_alias")), "SELECT 1"), "1");
+  expect_clients_unaffected();
+}
+
 // Database "app" first on reload_target_a, then reloaded onto reload_target_b, a database with its
 // own time zone (a ParameterStatus a welcome must carry).
 class ServiceReloadTargetTest : public ::testing::Test {

@@ -11,7 +11,7 @@ using sluice::protocol::startup_settings;
 using sluice::protocol::StartupPacket;
 using sluice::protocol::StartupSettings;
 
-StartupPacket packet(std::vector<std::pair<std::string, std::string>> parameters) {
+StartupPacket packet(std::vector<std::pair<std::string_view, std::string_view>> parameters) {
   StartupPacket p;
   p.protocol_version = sluice::protocol::kProtocolVersion3;
   p.parameters = std::move(parameters);
