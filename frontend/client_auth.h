@@ -25,8 +25,8 @@ struct AuthClient {
   // Its TLS (tls-server-end-point for SCRAM-SHA-256-PLUS, the certificate for cert); nullptr in
   // plain text.
   const net::TlsChannel* tls = nullptr;
-  std::string user;
-  std::string database;
+  const std::string& user;  // the session's own, which outlives the call
+  const std::string& database;
 };
 
 class ClientAuth {
