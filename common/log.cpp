@@ -20,7 +20,6 @@
 namespace sluice::log {
 namespace {
 
-
 const char* level_name(Level level) {
   switch (level) {
     case Level::debug:
@@ -179,7 +178,7 @@ Sink& sink() {
 
 }  // namespace
 
-void set_level(Level level) { g_level.store(level, std::memory_order_relaxed); }
+void set_level(Level level) { detail::g_level.store(level, std::memory_order_relaxed); }
 
 void write(Level level, std::string_view message) { sink().push(format_line(level, message)); }
 

@@ -12,11 +12,15 @@ namespace sluice::log {
 
 enum class Level { debug = 0, info = 1, warning = 2, error = 3 };
 
+namespace detail {
 // Read inline at every call site: a record below it costs a load and a compare, not a call.
-inline std::atomic<Level> g_level{Level::info};
+inline constinit std::atomic<Level> g_level{Level::info};
+}  // namespace detail
 
 void set_level(Level level);
-[[nodiscard]] inline bool enabled(Level level) { return level >= g_level.load(std::memory_order_relaxed); }
+[[nodiscard]] inline bool enabled(Level level) {
+  return level >= detail::g_level.load(std::memory_order_relaxed);
+}
 void write(Level level, std::string_view message);
 // Waits until every record so far is written, up to `timeout`; false if not (stderr stalled).
 bool flush(std::chrono::milliseconds timeout);

@@ -55,7 +55,6 @@ Worker::Worker(Daemon& daemon, std::size_t index, std::size_t worker_count, conf
 Worker::~Worker() {
   clients_.clear();
   secret_lookup_.reset();
-  last_found_pool_ = nullptr;
   pools_.clear();
   loop_monitor_.reset();
   deleter_.reset();
@@ -206,7 +205,8 @@ void Worker::apply_config(config::Config next) {
       pool->update(std::move(settings));
   }
   config_ = std::move(next);
-  last_found_pool_ = nullptr;  // its database may be gone
+  // The last login's pool may be of a database the new config lacks.
+  last_found_pool_ = nullptr;
   if (secret_lookup_) secret_lookup_->forget_cached();  // the secrets, or how to find them, may have changed
   warm_forced_user_pools();
   stats_.set_sla(std::chrono::milliseconds(config_.teardown.sla_ms));

@@ -169,7 +169,7 @@ TEST_F(ServiceReloadTest, GoodFileAddsADatabaseAndResizesWithoutDroppingClients)
 }
 
 // A database the file no longer names takes no new login, even one for the very pool the last login
-// was given (pool_for remembers it); its clients stay until they leave, as PgBouncer's do.
+// was given (pool_for remembers it); its clients stay until they leave (Worker::apply_config).
 TEST_F(ServiceReloadTest, ARemovedDatabaseRefusesNewLoginsAndKeepsItsClients) {
   json config = json::parse(read_text(daemon.config_path()));
   config["databases"]["reload_alias"] = {{"conninfo", harness::postgres().conninfo("postgres")}};

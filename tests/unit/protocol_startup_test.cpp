@@ -243,7 +243,8 @@ TEST(ProtocolStartupParse, ProtocolOptionsAreSetAside) {
                                                   {"_pq", "not an option"}}));
   ASSERT_TRUE(result.ok());
   EXPECT_EQ(result->protocol_options, (std::vector<std::string>{"_pq_.compression", "_pq_."}));
-  EXPECT_EQ(copied(result->parameters), (Pairs{{"user", "alice"}, {"database", "shop"}, {"_pq", "not an option"}}));
+  EXPECT_EQ(copied(result->parameters),
+            (Pairs{{"user", "alice"}, {"database", "shop"}, {"_pq", "not an option"}}));
   EXPECT_EQ(result->parameter("_pq_.compression"), nullptr);
 }
 
