@@ -289,15 +289,14 @@ void Worker::warm_forced_user_pools() {
 
 pool::Pool* Worker::pool_for(const std::string& database, const std::string& user,
                              const protocol::StartupSettings& settings) {
-  // Logins mostly ask for the pool the one before found: a test of equality is cheaper than the
+  const pool::PoolKeyRef wanted{database, user, settings};
+  // Logins mostly ask for the pool the one before found: one test of equality instead of the
   // maps' ordered comparisons. Its database was configured then, and the config is the same.
-  if (last_found_pool_ != nullptr) {
-    const pool::PoolKey& last = last_found_pool_->key();
-    if (last.database == database && last.user == user && last.settings == settings) return last_found_pool_;
-  }
+  if (last_found_pool_ != nullptr && pool::PoolKeyOrder::same(last_found_pool_->key(), wanted))
+    return last_found_pool_;
   const auto db = config_.databases.find(database);
   if (db == config_.databases.end()) return nullptr;
-  auto it = pools_.find(pool::PoolKeyRef{database, user, settings});
+  auto it = pools_.find(wanted);
   if (it == pools_.end()) {
     pool::PoolKey key{database, user, settings};
     auto& budget = budgets_[{database, user}];

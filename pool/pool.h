@@ -80,7 +80,18 @@ struct PoolKeyOrder {
   using is_transparent = void;
   template <class A, class B>
   bool operator()(const A& a, const B& b) const {
-    return std::tie(a.database, a.user, a.settings) < std::tie(b.database, b.user, b.settings);
+    return fields(a) < fields(b);
+  }
+  // The same key: one test of equality, cheaper than the two orderings a lookup makes.
+  template <class A, class B>
+  static bool same(const A& a, const B& b) {
+    return fields(a) == fields(b);
+  }
+
+ private:
+  template <class Key>
+  static auto fields(const Key& key) {
+    return std::tie(key.database, key.user, key.settings);
   }
 };
 
