@@ -4,11 +4,12 @@
  * Prints the time of a getppid (a call that does no work: entering and leaving the kernel, which
  * page-table isolation and a VM make dear), what an epoll_ctl DEL adds to a socket's life, as
  * sluiced makes one before each close (net/poll_socket.cpp says why it must), and whether the pages
- * a process touches after a system call cost it page walks: the same chain of loads through 64
- * pages on 4 KiB pages and inside 2 MiB ones, after a getppid each time, and as a control through
- * more pages than the TLB holds, with no system call, where 2 MiB pages should save walks if the
- * hardware maps them as such (under a hypervisor the guest cannot tell: bench/HISTORY.md, "Pages
- * touched between system calls").
+ * a process touches after a system call cost it page walks: 64 loads on one page and on 64 pages,
+ * after a getppid and without one (bench/HISTORY.md, "Each page touched after a system call costs
+ * a walk here"); then the same chain of loads through 64 pages on 4 KiB pages and inside 2 MiB
+ * ones, after a getppid each time, and as a control through more pages than the TLB holds, with no
+ * system call, where 2 MiB pages should save walks if the hardware maps them as such (under a
+ * hypervisor the guest cannot tell: bench/HISTORY.md, "Pages touched between system calls").
  *
  *   cc -O2 -o /tmp/syscall_cost bench/syscall_cost.c && /tmp/syscall_cost
  */
@@ -141,7 +142,30 @@ static void link_chain(char* base, int pages) {
   for (int i = 0; i < pages; i++) *(char**)line_of(base, order[i]) = line_of(base, order[(i + 1) % pages]);
 }
 
-static double chain_ns(char* base, int pages, int rounds, int after_getppid) {
+/* `loads` lines spread evenly over `pages` pages from `first_page` on, at pseudo-random places in
+ * each (so that they fall in different cache sets), linked in a shuffled order into one cycle;
+ * returns one of them. */
+static char* link_lines(char* base, int first_page, int pages, int loads) {
+  enum { kMaxLoads = kPage / kLine * 64 };
+  static char* lines[kMaxLoads];
+  for (int k = 0; k < loads; k++) {
+    const unsigned page = (unsigned)(first_page + k % pages);
+    const unsigned line = (unsigned)(k / pages + ((page * 2654435761u) >> 26)) % (kPage / kLine);
+    lines[k] = base + (size_t)page * kPage + (size_t)line * kLine;
+  }
+  srand(2);
+  for (int k = loads - 1; k > 0; k--) {
+    const int j = rand() % (k + 1);
+    char* const swapped = lines[k];
+    lines[k] = lines[j];
+    lines[j] = swapped;
+  }
+  for (int k = 0; k < loads; k++) *(char**)lines[k] = lines[(k + 1) % loads];
+  return lines[0];
+}
+
+/* `loads` dependent loads along a chain from `from`, after a getppid or not, averaged over rounds. */
+static double chain_ns(char* from, int loads, int rounds, int after_getppid) {
   uintptr_t last = 0;
   const double start = now_ns();
   for (int r = 0; r < rounds; r++) {
@@ -150,8 +174,8 @@ static double chain_ns(char* base, int pages, int rounds, int after_getppid) {
     } else {
       __asm__ volatile("" ::: "memory");  // the loads of each round are made again
     }
-    char* at = line_of(base, 0);
-    for (int i = 0; i < pages; i++) at = *(char**)at;
+    char* at = from;
+    for (int i = 0; i < loads; i++) at = *(char**)at;
     last += (uintptr_t)at;
   }
   const double ns = (now_ns() - start) / rounds;
@@ -166,8 +190,37 @@ struct Chains {
 
 static double chain(const void* setup, int on_small) {
   const struct Chains* chains = setup;
-  return chain_ns(on_small ? chains->small : chains->huge, chains->pages, chains->rounds,
+  return chain_ns(line_of(on_small ? chains->small : chains->huge, 0), chains->pages, chains->rounds,
                   chains->after_getppid);
+}
+
+struct Spread {
+  char *one_page, *many_pages;
+  int loads, after_getppid;
+};
+
+static double spread_chain(const void* setup, int on_many) {
+  const struct Spread* spread = setup;
+  return chain_ns(on_many ? spread->many_pages : spread->one_page, spread->loads, 100000,
+                  spread->after_getppid);
+}
+
+/* What a page costs when it is touched after a system call: the same 64 loads on the 64 lines of
+ * one page and on one line of each of 64 pages, after a getppid each time, and without one as the
+ * control. Where the call empties the TLB (page-table isolation without PCID, or a hypervisor's
+ * switch), each page more costs a walk after it and next to nothing without it. */
+static void spread_cost(char* base, int after_getppid) {
+  enum { kLoads = 64 };
+  const struct Spread spread = {link_lines(base, 0, 1, kLoads), link_lines(base, 64, kLoads, kLoads), kLoads,
+                                after_getppid};
+  const struct Batches batches = time_in_turn(spread_chain, &spread, kMaxBatches);
+  const double* more = batches.excess;
+  printf(
+      "%s %d loads: %.0f ns on one page, %.0f on %d pages; %.1f ns a page more (quartiles %.1f, "
+      "%.1f)\n",
+      after_getppid ? "a getppid and" : "no system call,", kLoads, batches.first[kMaxBatches / 2],
+      batches.second[kMaxBatches / 2], kLoads, more[kMaxBatches / 2] / (kLoads - 1),
+      more[kMaxBatches / 4] / (kLoads - 1), more[3 * kMaxBatches / 4] / (kLoads - 1));
 }
 
 /* The medians of a chain's time on each region, and of what 4 KiB pages add a page, with the
@@ -202,6 +255,10 @@ int main(void) {
       del.first[kBatches / 2], del.second[kBatches / 2], del.excess[kBatches / 2], kBatches);
 
   char* small = region(0);
+  if (small != NULL) {
+    spread_cost(small, 1);
+    spread_cost(small, 0);
+  }
   char* huge = region(1);
   if (small == NULL || huge == NULL || huge_kb_at(huge) < kRegionBytes / 1024) {
     printf(
