@@ -87,8 +87,8 @@ static struct Batches time_in_turn(double (*timing)(const void* setup, int secon
 
 enum { kRegionBytes = 64 << 20, kHugePage = 2 << 20, kPage = 4096, kLine = 64 };
 
-/* 64 MiB of memory at a 2 MiB boundary, in transparent huge pages or kept in 4 KiB ones; NULL where
- * the kernel has no transparent huge pages. */
+/* 64 MiB of memory at a 2 MiB boundary, in transparent huge pages or kept in 4 KiB ones; for huge
+ * pages, NULL where the kernel has no transparent huge pages. */
 static char* region(int huge) {
   char* raw =
       mmap(NULL, kRegionBytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -96,7 +96,7 @@ static char* region(int huge) {
   char* base = (char*)(((uintptr_t)raw + kHugePage - 1) & ~(uintptr_t)(kHugePage - 1));
   if (madvise(base, kRegionBytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0) {
     if (errno != EINVAL) die("madvise");
-    return NULL;  // a kernel without transparent huge pages
+    if (huge) return NULL;  // a kernel without transparent huge pages, whose pages are all 4 KiB
   }
   memset(base, 1, kRegionBytes);
   return base;
@@ -146,8 +146,12 @@ static void link_chain(char* base, int pages) {
  * each (so that they fall in different cache sets), linked in a shuffled order into one cycle;
  * returns one of them. */
 static char* link_lines(char* base, int first_page, int pages, int loads) {
-  enum { kMaxLoads = kPage / kLine * 64 };
+  enum { kMaxLoads = 64 };
   static char* lines[kMaxLoads];
+  if (loads > kMaxLoads || loads > pages * (kPage / kLine)) {  // more would repeat a line: no cycle
+    fprintf(stderr, "link_lines: %d loads on %d pages\n", loads, pages);
+    exit(1);
+  }
   for (int k = 0; k < loads; k++) {
     const unsigned page = (unsigned)(first_page + k % pages);
     const unsigned line = (unsigned)(k / pages + ((page * 2654435761u) >> 26)) % (kPage / kLine);
@@ -164,9 +168,12 @@ static char* link_lines(char* base, int first_page, int pages, int loads) {
   return lines[0];
 }
 
-/* `loads` dependent loads along a chain from `from`, after a getppid or not, averaged over rounds. */
+/* `loads` dependent loads along a chain from `from`, after a getppid or not, averaged over rounds.
+ * Each round goes on from where the last one stopped (one whole cycle of a chain of `loads`), so
+ * that its first load waits for the last one's: the rounds cannot overlap. */
 static double chain_ns(char* from, int loads, int rounds, int after_getppid) {
   uintptr_t last = 0;
+  char* at = from;
   const double start = now_ns();
   for (int r = 0; r < rounds; r++) {
     if (after_getppid) {
@@ -174,7 +181,6 @@ static double chain_ns(char* from, int loads, int rounds, int after_getppid) {
     } else {
       __asm__ volatile("" ::: "memory");  // the loads of each round are made again
     }
-    char* at = from;
     for (int i = 0; i < loads; i++) at = *(char**)at;
     last += (uintptr_t)at;
   }
@@ -207,8 +213,9 @@ static double spread_chain(const void* setup, int on_many) {
 
 /* What a page costs when it is touched after a system call: the same 64 loads on the 64 lines of
  * one page and on one line of each of 64 pages, after a getppid each time, and without one as the
- * control. Where the call empties the TLB (page-table isolation without PCID, or a hypervisor's
- * switch), each page more costs a walk after it and next to nothing without it. */
+ * control. Where the call empties the TLB (page-table isolation without PCID), each page more costs
+ * a walk after it and next to nothing without it. A best case: data pages only, whose page-table
+ * entries lie together and stay cached. */
 static void spread_cost(char* base, int after_getppid) {
   enum { kLoads = 64 };
   const struct Spread spread = {link_lines(base, 0, 1, kLoads), link_lines(base, 64, kLoads, kLoads), kLoads,
