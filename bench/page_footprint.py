@@ -3,7 +3,7 @@
 lackey over pgbench transactions. Not part of `make bench` (bench/README.md, "Where the CPU goes").
 
 Where every system call flushes what the TLB held of the process (page-table isolation on CPUs
-without PCID, on bare metal; the AMD EPYC host's hypervisor, by bench/syscall_cost.c), each page a
+without PCID, as on the AMD EPYC host's VM, by bench/syscall_cost.c), each page a
 pooler touches after one costs a page walk, a part of its CPU per transaction that instruction
 counts do not show: about 14 ns a page there (bench/HISTORY.md, "Each page touched after a system
 call costs a walk here").
