@@ -3,10 +3,10 @@
 lackey over pgbench transactions. Not part of `make bench` (bench/README.md, "Where the CPU goes").
 
 Where every system call flushes what the TLB held of the process (page-table isolation on CPUs
-without PCID, as on the AMD EPYC host's VM, by bench/syscall_cost.c), each page a
-pooler touches after one costs a page walk, a part of its CPU per transaction that instruction
-counts do not show: about 14 ns a page there (bench/HISTORY.md, "Each page touched after a system
-call costs a walk here").
+without PCID, as on the AMD EPYC host's VM, by bench/syscall_cost.c), each page a pooler touches
+after one costs a page walk, a part of its CPU per transaction that instruction counts do not show:
+about 14 ns a page there (bench/HISTORY.md, "Each page touched after a system call costs a walk
+here").
 
     python3 bench/page_footprint.py --host /tmp/s --port 6432 -- /path/to/sluiced -c sluice.json
     python3 bench/page_footprint.py --host /tmp/p --port 6433 --run-as postgres -- pgbouncer p.ini

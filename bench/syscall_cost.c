@@ -88,7 +88,7 @@ static struct Batches time_in_turn(double (*timing)(const void* setup, int secon
 enum { kRegionBytes = 64 << 20, kHugePage = 2 << 20, kPage = 4096, kLine = 64 };
 
 /* 64 MiB of memory at a 2 MiB boundary, in transparent huge pages or kept in 4 KiB ones; for huge
- * pages, NULL where the kernel has no transparent huge pages. */
+ * pages, NULL where the kernel has none (4 KiB ones it always has). */
 static char* region(int huge) {
   char* raw =
       mmap(NULL, kRegionBytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -121,32 +121,13 @@ static long huge_kb_at(const char* base) {
   return kb;
 }
 
-/* A page's line of the chain: at a pseudo-random place in the page, the same in both regions, so
- * that the lines spread over the caches' sets in both. */
-static char* line_of(char* base, int page) {
-  return base + (size_t)page * kPage + (size_t)(((unsigned)page * 2654435761u) >> 26) * kLine;
-}
-
-/* One line on each of the first `pages` 4 KiB pages of base, each holding the next one's address,
- * so that each load waits for the last and walks cannot overlap; the pages in a shuffled order, the
- * same in both regions, so that no prefetcher guesses the next one. One cycle through every page. */
-static void link_chain(char* base, int pages) {
-  static int order[kRegionBytes / kPage];
-  for (int i = 0; i < pages; i++) order[i] = i;
-  srand(1);
-  for (int i = pages - 1; i > 0; i--) {
-    const int j = rand() % (i + 1), swapped = order[i];
-    order[i] = order[j];
-    order[j] = swapped;
-  }
-  for (int i = 0; i < pages; i++) *(char**)line_of(base, order[i]) = line_of(base, order[(i + 1) % pages]);
-}
-
-/* `loads` lines spread evenly over `pages` pages from `first_page` on, at pseudo-random places in
- * each (so that they fall in different cache sets), linked in a shuffled order into one cycle;
- * returns one of them. */
+/* `loads` lines spread evenly over `pages` 4 KiB pages from `first_page` on, each holding the next
+ * one's address, so that each load waits for the last and walks cannot overlap: one cycle, in a
+ * shuffled order so that no prefetcher guesses the next line. Each line at a pseudo-random place in
+ * its page, so that the lines spread over the caches' sets; places and order are the same in every
+ * region, so that two regions' chains differ only in their pages. Returns one of the lines. */
 static char* link_lines(char* base, int first_page, int pages, int loads) {
-  enum { kMaxLoads = 64 };
+  enum { kMaxLoads = kRegionBytes / kPage };
   static char* lines[kMaxLoads];
   if (loads > kMaxLoads || loads > pages * (kPage / kLine)) {  // more would repeat a line: no cycle
     fprintf(stderr, "link_lines: %d loads on %d pages\n", loads, pages);
@@ -157,7 +138,7 @@ static char* link_lines(char* base, int first_page, int pages, int loads) {
     const unsigned line = (unsigned)(k / pages + ((page * 2654435761u) >> 26)) % (kPage / kLine);
     lines[k] = base + (size_t)page * kPage + (size_t)line * kLine;
   }
-  srand(2);
+  srand(1);
   for (int k = loads - 1; k > 0; k--) {
     const int j = rand() % (k + 1);
     char* const swapped = lines[k];
@@ -189,26 +170,15 @@ static double chain_ns(char* from, int loads, int rounds, int after_getppid) {
   return ns;
 }
 
-struct Chains {
-  char *huge, *small;
-  int pages, rounds, after_getppid;
+/* Two chains of the same length, timed in turn (time_in_turn's first and second). */
+struct ChainPair {
+  char* from[2];
+  int loads, rounds, after_getppid;
 };
 
-static double chain(const void* setup, int on_small) {
-  const struct Chains* chains = setup;
-  return chain_ns(line_of(on_small ? chains->small : chains->huge, 0), chains->pages, chains->rounds,
-                  chains->after_getppid);
-}
-
-struct Spread {
-  char *one_page, *many_pages;
-  int loads, after_getppid;
-};
-
-static double spread_chain(const void* setup, int on_many) {
-  const struct Spread* spread = setup;
-  return chain_ns(on_many ? spread->many_pages : spread->one_page, spread->loads, 100000,
-                  spread->after_getppid);
+static double pair_chain(const void* setup, int second) {
+  const struct ChainPair* pair = setup;
+  return chain_ns(pair->from[second], pair->loads, pair->rounds, pair->after_getppid);
 }
 
 /* What a page costs when it is touched after a system call: the same 64 loads on the 64 lines of
@@ -218,9 +188,9 @@ static double spread_chain(const void* setup, int on_many) {
  * entries lie together and stay cached. */
 static void spread_cost(char* base, int after_getppid) {
   enum { kLoads = 64 };
-  const struct Spread spread = {link_lines(base, 0, 1, kLoads), link_lines(base, 64, kLoads, kLoads), kLoads,
-                                after_getppid};
-  const struct Batches batches = time_in_turn(spread_chain, &spread, kMaxBatches);
+  const struct ChainPair pair = {
+      {link_lines(base, 0, 1, kLoads), link_lines(base, 64, kLoads, kLoads)}, kLoads, 100000, after_getppid};
+  const struct Batches batches = time_in_turn(pair_chain, &pair, kMaxBatches);
   const double* more = batches.excess;
   printf(
       "%s %d loads: %.0f ns on one page, %.0f on %d pages; %.1f ns a page more (quartiles %.1f, "
@@ -233,10 +203,9 @@ static void spread_cost(char* base, int after_getppid) {
 /* The medians of a chain's time on each region, and of what 4 KiB pages add a page, with the
  * quartiles of that. */
 static void page_cost(char* small, char* huge, int pages, int rounds, int after_getppid) {
-  link_chain(small, pages);
-  link_chain(huge, pages);
-  const struct Chains chains = {huge, small, pages, rounds, after_getppid};
-  const struct Batches batches = time_in_turn(chain, &chains, kMaxBatches);
+  const struct ChainPair pair = {
+      {link_lines(huge, 0, pages, pages), link_lines(small, 0, pages, pages)}, pages, rounds, after_getppid};
+  const struct Batches batches = time_in_turn(pair_chain, &pair, kMaxBatches);
   const double* more = batches.excess;
   printf(
       "%s through %d pages: %.0f ns on 4 KiB pages, %.0f in 2 MiB ones; %.1f ns a page more on 4 KiB "
@@ -262,12 +231,10 @@ int main(void) {
       del.first[kBatches / 2], del.second[kBatches / 2], del.excess[kBatches / 2], kBatches);
 
   char* small = region(0);
-  if (small != NULL) {
-    spread_cost(small, 1);
-    spread_cost(small, 0);
-  }
+  spread_cost(small, 1);
+  spread_cost(small, 0);
   char* huge = region(1);
-  if (small == NULL || huge == NULL || huge_kb_at(huge) < kRegionBytes / 1024) {
+  if (huge == NULL || huge_kb_at(huge) < kRegionBytes / 1024) {
     printf(
         "the 2 MiB region is not all in transparent huge pages (/sys/kernel/mm/transparent_hugepage): "
         "no TLB measure\n");
