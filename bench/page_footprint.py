@@ -18,6 +18,10 @@ servers; then the counted run (`pgbench -n -c 1 -t N`, other options with --pgbe
 trace is read from where it stood before that run to where it stood after it (the run's one login
 and logout included). A stretch ends at each `syscall` instruction of libc, except the clocks'
 (valgrind has no vDSO, so libc falls back to a system call that a native run does not make).
+
+With --link-order FILE it also appends to FILE the pooler's own functions in the order the counted
+run first runs them (those FILE names already stay first): the order in which sluiced's link lays
+them out (daemon/sluiced.link-order, read by lld's --symbol-ordering-file; CMakeLists.txt).
 """
 import argparse
 import bisect
@@ -83,8 +87,11 @@ def syscall_sites(libc):
     return sites
 
 
-def analyse(trace, begin, end, maps, sites, transactions, by_mapping):
+def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mapping=None):
+    """Prints the pages per stretch. With text_mapping, a mapping's (start, end), it returns the
+    addresses in it the run executed, in the order it first did."""
     starts = [m[0] for m in maps]
+    first_run = {}  # an ordered set
 
     def label(page):
         address = page << PAGE_SHIFT
@@ -112,6 +119,8 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping):
                 code, data = set(), set()
             elif fields[0] == b"I":
                 code.add(address >> PAGE_SHIFT)
+                if text_mapping and text_mapping[0] <= address < text_mapping[1]:
+                    first_run.setdefault(address)
             else:
                 data.add(address >> PAGE_SHIFT)
     if not stretches:
@@ -125,6 +134,42 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping):
               f"per transaction {sum(pages) / n:.1f}")
     for region, count in regions.most_common(20):
         print(f"  {count / len(stretches):6.2f} per stretch  {region}")
+    return list(first_run)
+
+
+def own_text(binary, maps):
+    """The (start, end) of the binary's code mapping, and its load address."""
+    name = os.path.basename(binary)
+    mine = [(start, end, label) for start, end, label in maps if label.split()[0] == name]
+    text = [(start, end) for start, end, label in mine if label.endswith(" r-xp")]
+    if not mine or len(text) != 1:
+        sys.exit(f"page_footprint: no single code mapping of {name} in the pooler's memory map")
+    return text[0], min(start for start, _, _ in mine)
+
+
+def append_link_order(path, binary, base, addresses):
+    """Appends to `path` the binary's functions that `addresses` reach, in their order, after those
+    it names already: one mangled name a line, as lld's --symbol-ordering-file reads them."""
+    symbols = []
+    out = subprocess.run(["nm", "--defined-only", "-S", binary], capture_output=True, text=True, check=True).stdout
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) == 4 and fields[2] in "tTwW":
+            symbols.append((int(fields[0], 16), int(fields[1], 16), fields[3]))
+    symbols.sort()
+    starts = [start for start, _, _ in symbols]
+    names = open(path).read().split() if os.path.exists(path) else []
+    known, added = set(names), 0
+    for address in addresses:
+        offset = address - base
+        i = bisect.bisect_right(starts, offset) - 1
+        if i >= 0 and offset < symbols[i][0] + symbols[i][1] and symbols[i][2] not in known:
+            known.add(symbols[i][2])
+            names.append(symbols[i][2])
+            added += 1
+    with open(path, "w") as f:
+        f.write("".join(name + "\n" for name in names))
+    print(f"{path}: {len(names)} functions, {added} of them appended by this run")
 
 
 def main():
@@ -139,6 +184,8 @@ def main():
     p.add_argument("--run-as", default=None, help="start the pooler as this user")
     p.add_argument("--keep", action="store_true", help="keep the trace (and the pooler's output)")
     p.add_argument("--by-mapping", action="store_true", help="also the pages per stretch by mapping")
+    p.add_argument("--link-order", metavar="FILE", help="append the pooler's own functions to FILE in the "
+                   "order the counted run first runs them")
     p.add_argument("--start-timeout", type=float, default=900)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- the pooler's command")
     a = p.parse_args()
@@ -184,7 +231,11 @@ def main():
         processed = RE["processed"].search(run.stdout)
         if not processed or int(processed.group(1)) != a.transactions:
             sys.exit("page_footprint: the counted pgbench run failed:\n" + run.stdout + run.stderr)
-        analyse(trace, begin, end, maps, sites, a.transactions, a.by_mapping)
+        binary = shutil.which(command[0]) or command[0]
+        text, base = own_text(binary, maps) if a.link_order else (None, None)
+        first_run = analyse(trace, begin, end, maps, sites, a.transactions, a.by_mapping, text)
+        if a.link_order:
+            append_link_order(a.link_order, binary, base, first_run)
     finally:
         if pooler is not None:
             stop(pooler)
