@@ -19,9 +19,11 @@ trace is read from where it stood before that run to where it stood after it (th
 and logout included). A stretch ends at each `syscall` instruction of libc, except the clocks'
 (valgrind has no vDSO, so libc falls back to a system call that a native run does not make).
 
-With --link-order FILE it also appends to FILE the pooler's own functions in the order the counted
-run first runs them (those FILE names already stay first): the order in which sluiced's link lays
-them out (daemon/sluiced.link-order, read by lld's --symbol-ordering-file; CMakeLists.txt).
+With --link-order FILE it also appends to FILE the pooler's own functions that ran in at least one
+stretch per two transactions and that FILE does not name yet, in the order the counted run first ran
+them; not those run less often (a login in a run without -C, the timers). That is the order in which
+sluiced's link lays them out (daemon/sluiced.link-order, read by lld's --symbol-ordering-file;
+CMakeLists.txt, bench/README.md "The link order").
 """
 import argparse
 import bisect
@@ -47,18 +49,33 @@ VDSO_CALLS = {"clock_gettime", "clock_getres", "gettimeofday", "time", "sched_ge
 
 
 def read_maps(path):
-    """[(start, end, label)] sorted, and libc's load address and path."""
+    """[(start, end, label, path)] sorted, and libc's load address and path."""
     maps, libc = [], None
     with open(path) as f:
         for line in f:
             fields = line.split()
             start, end = (int(x, 16) for x in fields[0].split("-"))
             name = fields[5] if len(fields) >= 6 else "[anonymous]"
-            maps.append((start, end, f"{os.path.basename(name)} {fields[1]}"))
+            maps.append((start, end, f"{os.path.basename(name)} {fields[1]}", name))
             if os.path.basename(name).startswith("libc.so") and int(fields[2], 16) == 0 and libc is None:
                 libc = (start, name)
     maps.sort()
     return maps, libc
+
+
+def functions(path, dynamic=False):
+    """The functions an ELF file defines, as nm lists them: [(address, size, name)] by address, the
+    size 0 where nm gives none."""
+    out = subprocess.run(["nm", "--defined-only", "-S"] + (["-D"] if dynamic else []) + [path],
+                         capture_output=True, text=True, check=True).stdout
+    symbols = []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) in (3, 4) and fields[-2] in "TtWwi":  # i: an ifunc, as time and gettimeofday are
+            size = int(fields[1], 16) if len(fields) == 4 else 0
+            symbols.append((int(fields[0], 16), size, fields[-1].split("@")[0]))
+    symbols.sort()
+    return symbols
 
 
 def syscall_sites(libc):
@@ -66,14 +83,8 @@ def syscall_sites(libc):
     {address: name}. Every way into the kernel through libc (open, the _nocancel variants,
     syscall()) passes one; the clocks' do not count (VDSO_CALLS)."""
     base, path = libc
-    symbols = []
-    out = subprocess.run(["nm", "-D", "--defined-only", path], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and fields[1] in "TtWwi":  # i: an ifunc, as time and gettimeofday are
-            symbols.append((int(fields[0], 16), fields[2].split("@")[0]))
-    symbols.sort()
-    starts = [address for address, _ in symbols]
+    symbols = functions(path, dynamic=True)
+    starts = [address for address, _, _ in symbols]
     sites = {}
     out = subprocess.run(["objdump", "-d", path], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
@@ -81,7 +92,7 @@ def syscall_sites(libc):
         if match:
             address = int(match.group(1), 16)
             i = bisect.bisect_right(starts, address) - 1
-            name = symbols[i][1] if i >= 0 else "?"
+            name = symbols[i][2] if i >= 0 else "?"
             if name not in VDSO_CALLS:
                 sites[base + address] = name
     return sites
@@ -89,9 +100,10 @@ def syscall_sites(libc):
 
 def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mapping=None):
     """Prints the pages per stretch. With text_mapping, a mapping's (start, end), it returns the
-    addresses in it the run executed, in the order it first did."""
+    addresses in it the run executed, in the order it first did, each with the number of stretches
+    it ran in: {address: stretches}."""
     starts = [m[0] for m in maps]
-    first_run = {}  # an ordered set
+    own_code, own_stretch = {}, set()
 
     def label(page):
         address = page << PAGE_SHIFT
@@ -117,10 +129,14 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mappi
                         regions.update("data " + label(p) for p in data)
                 started = True
                 code, data = set(), set()
+                for own in own_stretch:
+                    own_code[own] = own_code.get(own, 0) + 1
+                own_stretch = set()
             elif fields[0] == b"I":
                 code.add(address >> PAGE_SHIFT)
                 if text_mapping and text_mapping[0] <= address < text_mapping[1]:
-                    first_run.setdefault(address)
+                    own_code.setdefault(address, 0)
+                    own_stretch.add(address)
             else:
                 data.add(address >> PAGE_SHIFT)
     if not stretches:
@@ -134,42 +150,42 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mappi
               f"per transaction {sum(pages) / n:.1f}")
     for region, count in regions.most_common(20):
         print(f"  {count / len(stretches):6.2f} per stretch  {region}")
-    return list(first_run)
+    return own_code
 
 
 def own_text(binary, maps):
-    """The (start, end) of the binary's code mapping, and its load address."""
-    name = os.path.basename(binary)
-    mine = [(start, end, label) for start, end, label in maps if label.split()[0] == name]
+    """The binary's code mapping (start, end), and the address its nm addresses count from: where
+    it is loaded if it is position-independent (ELF type ET_DYN), else 0."""
+    path = os.path.realpath(binary)
+    mine = [(start, end, label) for start, end, label, mapped in maps if mapped == path]
     text = [(start, end) for start, end, label in mine if label.endswith(" r-xp")]
-    if not mine or len(text) != 1:
-        sys.exit(f"page_footprint: no single code mapping of {name} in the pooler's memory map")
-    return text[0], min(start for start, _, _ in mine)
+    if len(text) != 1:
+        sys.exit(f"page_footprint: no single code mapping of {path} in the pooler's memory map")
+    with open(path, "rb") as f:
+        elf_type = int.from_bytes(f.read(18)[16:18], "little")
+    return text[0], min(start for start, _, _ in mine) if elf_type == 3 else 0
 
 
-def append_link_order(path, binary, base, addresses):
-    """Appends to `path` the binary's functions that `addresses` reach, in their order, after those
-    it names already: one mangled name a line, as lld's --symbol-ordering-file reads them."""
-    symbols = []
-    out = subprocess.run(["nm", "--defined-only", "-S", binary], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        fields = line.split()
-        if len(fields) == 4 and fields[2] in "tTwW":
-            symbols.append((int(fields[0], 16), int(fields[1], 16), fields[3]))
-    symbols.sort()
+def append_link_order(path, binary, base, own_code, transactions):
+    """Appends to `path` the binary's functions that own_code's addresses ran in, in at least one
+    stretch per two transactions, and that `path` does not name yet, in the order the run first ran
+    them. One mangled name a line, as lld's --symbol-ordering-file reads them."""
+    symbols = functions(binary)
     starts = [start for start, _, _ in symbols]
-    names = open(path).read().split() if os.path.exists(path) else []
-    known, added = set(names), 0
-    for address in addresses:
+    stretches = {}  # name: the most stretches any of its instructions ran in, in the order first run
+    for address, count in own_code.items():
         offset = address - base
         i = bisect.bisect_right(starts, offset) - 1
-        if i >= 0 and offset < symbols[i][0] + symbols[i][1] and symbols[i][2] not in known:
-            known.add(symbols[i][2])
-            names.append(symbols[i][2])
-            added += 1
+        if i >= 0 and offset < symbols[i][0] + symbols[i][1]:
+            name = symbols[i][2]
+            stretches[name] = max(count, stretches.get(name, 0))
+    names = open(path).read().split() if os.path.exists(path) else []
+    known = set(names)
+    added = [name for name, count in stretches.items() if count * 2 >= transactions and name not in known]
     with open(path, "w") as f:
-        f.write("".join(name + "\n" for name in names))
-    print(f"{path}: {len(names)} functions, {added} of them appended by this run")
+        f.write("".join(name + "\n" for name in names + added))
+    print(f"{path}: {len(names) + len(added)} functions, {len(added)} of them appended by this run "
+          f"(of the {len(stretches)} it ran)")
 
 
 def main():
@@ -233,9 +249,9 @@ def main():
             sys.exit("page_footprint: the counted pgbench run failed:\n" + run.stdout + run.stderr)
         binary = shutil.which(command[0]) or command[0]
         text, base = own_text(binary, maps) if a.link_order else (None, None)
-        first_run = analyse(trace, begin, end, maps, sites, a.transactions, a.by_mapping, text)
+        own_code = analyse(trace, begin, end, maps, sites, a.transactions, a.by_mapping, text)
         if a.link_order:
-            append_link_order(a.link_order, binary, base, first_run)
+            append_link_order(a.link_order, binary, base, own_code, a.transactions)
     finally:
         if pooler is not None:
             stop(pooler)
