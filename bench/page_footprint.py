@@ -21,7 +21,9 @@ and logout included). A stretch ends at each `syscall` instruction of libc, exce
 
 With --link-order FILE it also appends to FILE the pooler's own functions that ran in at least one
 stretch per two transactions and that FILE does not name yet, in the order the counted run first ran
-them; not those run less often (a login in a run without -C, the timers). That is the order in which
+them; not those run less often (a login in a run without -C, the timers: but a timer that fires at
+least once per two transactions under lackey gets in, as the worker's 100 ms janitor does in TPC-B,
+whose transactions lackey slows past 50 ms). That is the order in which
 sluiced's link lays them out (daemon/sluiced.link-order, read by lld's --symbol-ordering-file;
 CMakeLists.txt, bench/README.md "The link order").
 """
@@ -100,8 +102,9 @@ def syscall_sites(libc):
 
 def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mapping=None):
     """Prints the pages per stretch. With text_mapping, a mapping's (start, end), it returns the
-    addresses in it the run executed, in the order it first did, each with the number of stretches
-    it ran in: {address: stretches}."""
+    addresses in it the run executed from its first system call on (as the pages, not the stretch
+    under way when it began), in the order it first did, each with the number of stretches it ran
+    in: {address: stretches}."""
     starts = [m[0] for m in maps]
     own_code, own_stretch = {}, set()
 
@@ -134,7 +137,7 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mappi
                 own_stretch = set()
             elif fields[0] == b"I":
                 code.add(address >> PAGE_SHIFT)
-                if text_mapping and text_mapping[0] <= address < text_mapping[1]:
+                if started and text_mapping and text_mapping[0] <= address < text_mapping[1]:
                     own_code.setdefault(address, 0)
                     own_stretch.add(address)
             else:
@@ -171,21 +174,23 @@ def append_link_order(path, binary, base, own_code, transactions):
     stretch per two transactions, and that `path` does not name yet, in the order the run first ran
     them. One mangled name a line, as lld's --symbol-ordering-file reads them."""
     symbols = functions(binary)
+    if not symbols:
+        sys.exit(f"page_footprint: nm finds no functions in {binary} (stripped?)")
     starts = [start for start, _, _ in symbols]
-    stretches = {}  # name: the most stretches any of its instructions ran in, in the order first run
+    stretch_counts = {}  # name: the most stretches any of its instructions ran in, in the order first run
     for address, count in own_code.items():
         offset = address - base
         i = bisect.bisect_right(starts, offset) - 1
         if i >= 0 and offset < symbols[i][0] + symbols[i][1]:
             name = symbols[i][2]
-            stretches[name] = max(count, stretches.get(name, 0))
+            stretch_counts[name] = max(count, stretch_counts.get(name, 0))
     names = open(path).read().split() if os.path.exists(path) else []
     known = set(names)
-    added = [name for name, count in stretches.items() if count * 2 >= transactions and name not in known]
+    added = [name for name, count in stretch_counts.items() if count * 2 >= transactions and name not in known]
     with open(path, "w") as f:
         f.write("".join(name + "\n" for name in names + added))
     print(f"{path}: {len(names) + len(added)} functions, {len(added)} of them appended by this run "
-          f"(of the {len(stretches)} it ran)")
+          f"(of the {len(stretch_counts)} it ran)")
 
 
 def main():
@@ -200,8 +205,9 @@ def main():
     p.add_argument("--run-as", default=None, help="start the pooler as this user")
     p.add_argument("--keep", action="store_true", help="keep the trace (and the pooler's output)")
     p.add_argument("--by-mapping", action="store_true", help="also the pages per stretch by mapping")
-    p.add_argument("--link-order", metavar="FILE", help="append the pooler's own functions to FILE in the "
-                   "order the counted run first runs them")
+    p.add_argument("--link-order", metavar="FILE", help="append to FILE the pooler's own functions that ran in "
+                   "one stretch per two transactions or more and FILE does not name yet, in the order the counted "
+                   "run first ran them")
     p.add_argument("--start-timeout", type=float, default=900)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- the pooler's command")
     a = p.parse_args()
