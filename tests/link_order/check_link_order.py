@@ -18,6 +18,8 @@ MIN_PRESENT = 0.9
 def main():
     binary, order_file = sys.argv[1:3]
     names = open(order_file).read().split()
+    if not names:
+        sys.exit(f"{order_file}: names no function")
     addresses = {}
     out = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
@@ -27,7 +29,7 @@ def main():
             addresses[fields[2]] = min(address, addresses.get(fields[2], address))
     present = [name for name in names if name in addresses]
     if len(present) < MIN_PRESENT * len(names):
-        sys.exit(f"{order_file}: sluiced defines only {len(present)} of the {len(names)} functions it names; "
+        sys.exit(f"{order_file}: sluiced defines only {len(present)} of the {len(names)} functions the file names; "
                  "make it again (bench/README.md, \"The link order\")")
     placed, last, last_name = set(), -1, None
     for name in present:
