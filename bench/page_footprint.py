@@ -21,11 +21,11 @@ and logout included). A stretch ends at each `syscall` instruction of libc, exce
 
 With --link-order FILE it also appends to FILE the pooler's own functions that ran in at least one
 stretch per two transactions and that FILE does not name yet, in the order the counted run first ran
-them; not those run less often (a login in a run without -C, the timers: but a timer that fires at
-least once per two transactions under lackey gets in, as the worker's 100 ms janitor does in TPC-B,
-whose transactions lackey slows past 50 ms). That is the order in which
-sluiced's link lays them out (daemon/sluiced.link-order, read by lld's --symbol-ordering-file;
-CMakeLists.txt, bench/README.md "The link order").
+them; not those run less often (a login in a run without -C, the timers; a timer that fires once per
+two lackey transactions or more does get in, as the worker's 100 ms janitor does in TPC-B, whose
+transactions lackey slows past 50 ms). That is the order in which sluiced's link lays them out
+(daemon/sluiced.link-order, read by lld's --symbol-ordering-file; CMakeLists.txt, bench/README.md
+"The link order").
 """
 import argparse
 import bisect
@@ -169,13 +169,11 @@ def own_text(binary, maps):
     return text[0], min(start for start, _, _ in mine) if elf_type == 3 else 0
 
 
-def append_link_order(path, binary, base, own_code, transactions):
+def append_link_order(path, symbols, base, own_code, transactions):
     """Appends to `path` the binary's functions that own_code's addresses ran in, in at least one
     stretch per two transactions, and that `path` does not name yet, in the order the run first ran
-    them. One mangled name a line, as lld's --symbol-ordering-file reads them."""
-    symbols = functions(binary)
-    if not symbols:
-        sys.exit(f"page_footprint: nm finds no functions in {binary} (stripped?)")
+    them; `symbols` are the binary's functions(). One mangled name a line, as lld's
+    --symbol-ordering-file reads them."""
     starts = [start for start, _, _ in symbols]
     stretch_counts = {}  # name: the most stretches any of its instructions ran in, in the order first run
     for address, count in own_code.items():
@@ -206,7 +204,7 @@ def main():
     p.add_argument("--keep", action="store_true", help="keep the trace (and the pooler's output)")
     p.add_argument("--by-mapping", action="store_true", help="also the pages per stretch by mapping")
     p.add_argument("--link-order", metavar="FILE", help="append to FILE the pooler's own functions that ran in "
-                   "one stretch per two transactions or more and FILE does not name yet, in the order the counted "
+                   "one stretch per two transactions or more and that FILE does not name yet, in the order the counted "
                    "run first ran them")
     p.add_argument("--start-timeout", type=float, default=900)
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- the pooler's command")
@@ -230,6 +228,10 @@ def main():
             os.chmod(work, 0o755)
             open(trace, "w").close()
             shutil.chown(trace, a.run_as)
+        binary = shutil.which(command[0]) or command[0]
+        symbols = functions(binary) if a.link_order else None
+        if a.link_order and not symbols:  # found now, not after minutes under lackey
+            sys.exit(f"page_footprint: nm finds no functions in {binary} (stripped?)")
         pooler = start(["--tool=lackey", "--trace-mem=yes", f"--log-file={trace}"], command, a.run_as, log)
         if not await_socket(pooler, socket, a.start_timeout, 0.5):
             keep = True
@@ -253,11 +255,10 @@ def main():
         processed = RE["processed"].search(run.stdout)
         if not processed or int(processed.group(1)) != a.transactions:
             sys.exit("page_footprint: the counted pgbench run failed:\n" + run.stdout + run.stderr)
-        binary = shutil.which(command[0]) or command[0]
         text, base = own_text(binary, maps) if a.link_order else (None, None)
         own_code = analyse(trace, begin, end, maps, sites, a.transactions, a.by_mapping, text)
         if a.link_order:
-            append_link_order(a.link_order, binary, base, own_code, a.transactions)
+            append_link_order(a.link_order, symbols, base, own_code, a.transactions)
     finally:
         if pooler is not None:
             stop(pooler)
