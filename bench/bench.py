@@ -1441,8 +1441,10 @@ transaction than PgBouncer (bench/HISTORY.md, "What a system call costs here, an
 keeps", from `strace -c`; with `-C`, one more than the bare relay: the `epoll_ctl` DEL before each
 client's close), so its system time per transaction is, as near as /proc's tick-sampled split of
 user and system time tells, a floor under its CPU that user-space work cannot
-lower: 0.8 × PgBouncer 1.25.2's CPU minus that floor is what the CPU target (pooler CPU ≤ 0.8 ×
-PgBouncer 1.25.2's) leaves for sluiced's user space. Where that is a fraction of what PgBouncer's own
+lower. A loose one: the kernel books a part of each call's own cost as user time (about half of
+a `getppid`'s on the AMD EPYC host, bench/syscall_cost.c). 0.8 × PgBouncer 1.25.2's CPU minus that
+floor is what the CPU target (pooler CPU ≤ 0.8 × PgBouncer 1.25.2's) leaves for sluiced's user
+space. Where that is a fraction of what PgBouncer's own
 user space costs for the same relay, the target asks for a user space several times leaner than
 PgBouncer's, or for fewer system calls than PgBouncer makes, not for the same work done better.
 

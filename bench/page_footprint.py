@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""How many distinct memory pages a pooler touches between two system calls, counted with valgrind's
-lackey over pgbench transactions. Not part of `make bench` (bench/README.md, "Where the CPU goes").
+"""How many distinct memory pages and cache lines a pooler touches between two system calls, counted
+with valgrind's lackey over pgbench transactions. Not part of `make bench` (bench/README.md, "Where
+the CPU goes").
 
 Where every system call flushes what the TLB held of the process (page-table isolation on CPUs
 without PCID, as on the AMD EPYC host's VM, by bench/syscall_cost.c), each page a pooler touches
 after one costs a page walk, a part of its CPU per transaction that instruction counts do not show:
-about 14 ns a page there (bench/HISTORY.md, "Each page touched after a system call costs a walk
-here").
+about 14 ns a page there, in a microbenchmark (bench/HISTORY.md, "Each page touched after a system
+call costs a walk here"). The 64-byte lines are counted too, as a footprint: no price of a line was
+measured.
 
     python3 bench/page_footprint.py --host /tmp/s --port 6432 -- /path/to/sluiced -c sluice.json
     python3 bench/page_footprint.py --host /tmp/p --port 6433 --run-as postgres -- pgbouncer p.ini
@@ -45,6 +47,7 @@ from pgbench_output import RE
 from under_valgrind import await_socket, start, stop, tail
 
 PAGE_SHIFT = 12
+LINE_SHIFT = 6  # 64-byte cache lines
 SYSCALL_LINE = re.compile(r"^\s*([0-9a-f]+):\s+0f 05\s+syscall\s*$")
 # Served by the vDSO outside valgrind, which has libc take its system-call fallback instead.
 VDSO_CALLS = {"clock_gettime", "clock_getres", "gettimeofday", "time", "sched_getcpu", "getcpu"}
@@ -101,10 +104,10 @@ def syscall_sites(libc):
 
 
 def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mapping=None):
-    """Prints the pages per stretch. With text_mapping, a mapping's (start, end), it returns the
-    addresses in it the run executed from its first system call on (as the pages, not the stretch
-    under way when it began), in the order it first did, each with the number of stretches it ran
-    in: {address: stretches}."""
+    """Prints the pages and lines per stretch. With text_mapping, a mapping's (start, end), it
+    returns the addresses in it the run executed from its first system call on (as the pages, not
+    the stretch under way when it began), in the order it first did, each with the number of
+    stretches it ran in: {address: stretches}."""
     starts = [m[0] for m in maps]
     own_code, own_stretch = {}, set()
 
@@ -114,7 +117,7 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mappi
         return maps[i][2] if i >= 0 and address < maps[i][1] else "[unmapped]"
 
     stretches, calls, regions = [], collections.Counter(), collections.Counter()
-    code, data = set(), set()
+    code, data, code_lines, data_lines = set(), set(), set(), set()
     started = False  # the stretch under way at `begin` began before the counted run
     with open(trace, "rb") as f:
         f.seek(begin)
@@ -125,32 +128,34 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mappi
             address = int(fields[1].split(b",")[0], 16)
             if fields[0] == b"I" and address in sites:
                 if started:
-                    stretches.append((len(code), len(data)))
+                    stretches.append((len(code), len(data), len(code_lines), len(data_lines)))
                     calls[sites[address]] += 1
                     if by_mapping:
                         regions.update("code " + label(p) for p in code)
                         regions.update("data " + label(p) for p in data)
                 started = True
-                code, data = set(), set()
+                code, data, code_lines, data_lines = set(), set(), set(), set()
                 for own in own_stretch:
                     own_code[own] = own_code.get(own, 0) + 1
                 own_stretch = set()
             elif fields[0] == b"I":
                 code.add(address >> PAGE_SHIFT)
+                code_lines.add(address >> LINE_SHIFT)
                 if started and text_mapping and text_mapping[0] <= address < text_mapping[1]:
                     own_code.setdefault(address, 0)
                     own_stretch.add(address)
             else:
                 data.add(address >> PAGE_SHIFT)
+                data_lines.add(address >> LINE_SHIFT)
     if not stretches:
         sys.exit("page_footprint: no system call in the counted run")
     n = transactions
     print(f"system calls per transaction: {len(stretches) / n:.2f} ("
           + ", ".join(f"{name} {count / n:.2f}" for name, count in sorted(calls.items())) + ")")
-    for i, kind in ((0, "code"), (1, "data")):
-        pages = [s[i] for s in stretches]
-        print(f"{kind} pages per stretch: median {statistics.median(pages)}, mean {statistics.mean(pages):.1f}; "
-              f"per transaction {sum(pages) / n:.1f}")
+    for i, kind in ((0, "code pages"), (1, "data pages"), (2, "code lines"), (3, "data lines")):
+        counts = [s[i] for s in stretches]
+        print(f"{kind} per stretch: median {statistics.median(counts)}, mean {statistics.mean(counts):.1f}; "
+              f"per transaction {sum(counts) / n:.1f}")
     for region, count in regions.most_common(20):
         print(f"  {count / len(stretches):6.2f} per stretch  {region}")
     return own_code

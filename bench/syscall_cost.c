@@ -2,8 +2,10 @@
  * each statement takes at least 4 (a receive and a send each way) and a pgbench -C login 9 more.
  *
  * Prints the time of a getppid (a call that does no work: entering and leaving the kernel, which
- * page-table isolation and a VM make dear), what an epoll_ctl DEL adds to a socket's life, as
- * sluiced makes one before each close (net/poll_socket.cpp says why it must), and whether the pages
+ * page-table isolation and a VM make dear) and how getrusage (as /proc) books it between user and
+ * system time (a pooler's user time includes the part of its calls booked as user), what an
+ * epoll_ctl DEL adds to a socket's life, as sluiced makes one before each close
+ * (net/poll_socket.cpp says why it must), and whether the pages
  * a process touches after a system call cost it page walks: 64 loads on one page and on 64 pages,
  * after a getppid and without one (bench/HISTORY.md, "Each page touched after a system call costs
  * a walk here"); then the same chain of loads through 64 pages on 4 KiB pages and inside 2 MiB
@@ -21,6 +23,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -215,11 +218,20 @@ static void page_cost(char* small, char* huge, int pages, int rounds, int after_
       more[kMaxBatches / 4] / pages, more[3 * kMaxBatches / 4] / pages);
 }
 
+static double rusage_ns(const struct timeval* time) { return time->tv_sec * 1e9 + time->tv_usec * 1e3; }
+
 int main(void) {
   const int calls = 1000000;
+  struct rusage before, after;
+  getrusage(RUSAGE_SELF, &before);
   double start = now_ns();
   for (int i = 0; i < calls; i++) syscall(SYS_getppid);
-  printf("getppid: %.0f ns a call\n", (now_ns() - start) / calls);
+  const double elapsed = now_ns() - start;
+  getrusage(RUSAGE_SELF, &after);
+  // The kernel books CPU time to user or system by where each timer tick finds the process.
+  printf("getppid: %.0f ns a call, of which %.0f ns booked as user time and %.0f as system\n",
+         elapsed / calls, (rusage_ns(&after.ru_utime) - rusage_ns(&before.ru_utime)) / calls,
+         (rusage_ns(&after.ru_stime) - rusage_ns(&before.ru_stime)) / calls);
 
   const int epoll_fd = epoll_create1(0);
   if (epoll_fd < 0) die("epoll_create1");
