@@ -218,7 +218,7 @@ static void page_cost(char* small, char* huge, int pages, int rounds, int after_
       more[kMaxBatches / 4] / pages, more[3 * kMaxBatches / 4] / pages);
 }
 
-static double rusage_ns(const struct timeval* time) { return time->tv_sec * 1e9 + time->tv_usec * 1e3; }
+static double rusage_ns(const struct timeval* tv) { return tv->tv_sec * 1e9 + tv->tv_usec * 1e3; }
 
 int main(void) {
   const int calls = 1000000;
