@@ -47,7 +47,7 @@ from pgbench_output import RE
 from under_valgrind import await_socket, start, stop, tail
 
 PAGE_SHIFT = 12
-LINE_SHIFT = 6  # 64-byte cache lines
+LINE_SHIFT = 6  # 64-byte cache lines; a stretch's pages are its lines' pages
 SYSCALL_LINE = re.compile(r"^\s*([0-9a-f]+):\s+0f 05\s+syscall\s*$")
 # Served by the vDSO outside valgrind, which has libc take its system-call fallback instead.
 VDSO_CALLS = {"clock_gettime", "clock_getres", "gettimeofday", "time", "sched_getcpu", "getcpu"}
@@ -117,7 +117,7 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mappi
         return maps[i][2] if i >= 0 and address < maps[i][1] else "[unmapped]"
 
     stretches, calls, regions = [], collections.Counter(), collections.Counter()
-    code, data, code_lines, data_lines = set(), set(), set(), set()
+    code, data = set(), set()  # the stretch's lines
     started = False  # the stretch under way at `begin` began before the counted run
     with open(trace, "rb") as f:
         f.seek(begin)
@@ -128,25 +128,25 @@ def analyse(trace, begin, end, maps, sites, transactions, by_mapping, text_mappi
             address = int(fields[1].split(b",")[0], 16)
             if fields[0] == b"I" and address in sites:
                 if started:
-                    stretches.append((len(code), len(data), len(code_lines), len(data_lines)))
+                    code_pages = {line >> (PAGE_SHIFT - LINE_SHIFT) for line in code}
+                    data_pages = {line >> (PAGE_SHIFT - LINE_SHIFT) for line in data}
+                    stretches.append((len(code_pages), len(data_pages), len(code), len(data)))
                     calls[sites[address]] += 1
                     if by_mapping:
-                        regions.update("code " + label(p) for p in code)
-                        regions.update("data " + label(p) for p in data)
+                        regions.update("code " + label(p) for p in code_pages)
+                        regions.update("data " + label(p) for p in data_pages)
                 started = True
-                code, data, code_lines, data_lines = set(), set(), set(), set()
+                code, data = set(), set()
                 for own in own_stretch:
                     own_code[own] = own_code.get(own, 0) + 1
                 own_stretch = set()
             elif fields[0] == b"I":
-                code.add(address >> PAGE_SHIFT)
-                code_lines.add(address >> LINE_SHIFT)
+                code.add(address >> LINE_SHIFT)
                 if started and text_mapping and text_mapping[0] <= address < text_mapping[1]:
                     own_code.setdefault(address, 0)
                     own_stretch.add(address)
             else:
-                data.add(address >> PAGE_SHIFT)
-                data_lines.add(address >> LINE_SHIFT)
+                data.add(address >> LINE_SHIFT)
     if not stretches:
         sys.exit("page_footprint: no system call in the counted run")
     n = transactions
