@@ -72,7 +72,6 @@ class LoopMonitor final : net::SocketReactor::TurnHook {
   std::uint64_t expected_tick_ns_ = 0;
   std::uint64_t poll_woke_ns_ = 0;  // when the last kernel poll returned; 0 once its turn is judged
   std::uint64_t last_lag_ns_ = 0;
-  metrics::LatencyHistogram lag_histogram_;
   std::uint64_t slow_callbacks_ = 0;
   std::uint64_t turns_ = 0;
   std::optional<SlowTurn> last_slow_turn_;
@@ -81,6 +80,8 @@ class LoopMonitor final : net::SocketReactor::TurnHook {
   bool schedstat_due_ = true;
   std::uint64_t schedstat_read_ns_ = 0;
   std::optional<SchedTimes> schedstat_at_read_;
+  // Last, after the fields each turn touches, so that they share a page (the histogram is 7.8 KB).
+  metrics::LatencyHistogram lag_histogram_;
 };
 
 }  // namespace sluice::daemon
