@@ -51,8 +51,9 @@ class LatencyHistogram {
   static std::uint64_t bucket_upper(int bucket);
 
   // The totals before the 7.8 KB of buckets: a record writes both, and a latency under a second
-  // lands in the first half of the array, so mostly on the totals' page (README, "Pages, not
-  // instructions, on the AMD EPYC host": each page a stretch between system calls touches costs).
+  // lands in the first half of the array, so often on the totals' page, never with them at the far
+  // end (README, "Pages, not instructions, on the AMD EPYC host": each page a stretch between
+  // system calls touches costs).
   std::uint64_t count_ = 0;
   std::uint64_t sum_ = 0;
   std::uint64_t max_ = 0;
