@@ -306,7 +306,32 @@ std::optional<std::string> ReplyLedger::take_own_replies() {
   return replies;
 }
 
+// account_for's short way, for most replies of an extended-protocol transaction (a ParseComplete, a
+// BindComplete, a RowDescription, a CommandComplete, the ReadyForQuery after the client's Sync): the
+// reply passes and pops the head, noting what it tells of the batch. Forced inline: as calls, the two
+// saved -M extended 200 instructions per transaction instead of 280 (callgrind).
+[[gnu::always_inline]] inline bool ReplyLedger::completes_forward(const protocol::MessageEvent& event) const {
+  if (!event.complete() || event.start == protocol::MessageEvent::kEarlier || empty()) return false;
+  const Slot& head = front();
+  if (head.kind != PendingKind::forwarded || !completes(head.request, event.type)) return false;
+  return head_ + 1 == slots_.size() || slots_[head_ + 1].kind != PendingKind::answered;
+}
+
+[[gnu::always_inline]] inline void ReplyLedger::settle_forward(const protocol::MessageEvent& event) {
+  if (event.type == 'Z') {
+    note_ready(static_cast<char>(event.first_byte));
+  } else {
+    note_completed(front());
+  }
+  pop();
+  editor_.pass_to(event.end);
+}
+
 bool ReplyLedger::account_for(const protocol::MessageEvent& event) {
+  if (completes_forward(event)) {
+    settle_forward(event);
+    return true;
+  }
   const bool began_earlier = event.start == protocol::MessageEvent::kEarlier;
   const std::size_t end = event.complete() ? event.end : editor_.size();
   const std::uint64_t seen = began_earlier ? editor_.held().size() + end : end - event.start;
