@@ -148,9 +148,10 @@ class ReplyLedger {
   // Every other message: what it settles, and whether it passes.
   bool account_for(const protocol::MessageEvent& event);
   // The reply, whole in this chunk, that completes the client's own request at the head, with no
-  // answer of sluiced's due after it; and all account_for has to do for it.
-  [[nodiscard]] bool completes_forward(const protocol::MessageEvent& event) const;
-  void settle_forward(const protocol::MessageEvent& event);
+  // answer of sluiced's due after it; and all account_for has to do for it. Inline: defined and used
+  // in reply_ledger.cpp alone.
+  [[nodiscard]] inline bool completes_forward(const protocol::MessageEvent& event) const;
+  inline void settle_forward(const protocol::MessageEvent& event);
   void pop();
   void undo_and_pop();
   void undo(const PendingReply& entry);
