@@ -312,7 +312,7 @@ std::optional<std::string> ReplyLedger::take_own_replies() {
 // inline: as calls, the two saved -M extended 201 instructions per transaction instead of 286
 // (callgrind).
 [[gnu::always_inline]] inline bool ReplyLedger::completes_forward(const protocol::MessageEvent& event) const {
-  if (!event.complete() || event.start == protocol::MessageEvent::kEarlier || empty()) return false;
+  if (!whole_and_owed(event)) return false;
   const Slot& head = front();
   if (head.kind != PendingKind::forwarded || !completes(head.request, event.type)) return false;
   return head_ + 1 == slots_.size() || slots_[head_ + 1].kind != PendingKind::answered;

@@ -134,13 +134,17 @@ class ReplyLedger {
   };
 
   [[nodiscard]] const Slot& front() const { return slots_[head_]; }
+  // The message lies whole in this chunk and a reply is owed: what the short ways below ask first.
+  [[nodiscard]] bool whole_and_owed(const protocol::MessageEvent& event) const {
+    return event.complete() && event.start != protocol::MessageEvent::kEarlier && !empty();
+  }
   // A message that settles nothing owed, most of what servers send: whole in this chunk, while the
   // head is a plain forward of the client's, a DataRow (which completes no request), or under a
   // simple Query anything but its ErrorResponse or ReadyForQuery (which alone settle it: completes()
   // and ends_with_ready() in the .cpp). account_for would leave everything as it is; the check is
   // inline, in the server's read.
   [[nodiscard]] bool passes_untouched(const protocol::MessageEvent& event) const {
-    if (!event.complete() || event.start == protocol::MessageEvent::kEarlier || empty()) return false;
+    if (!whole_and_owed(event)) return false;
     const Slot& head = front();
     return head.kind == PendingKind::forwarded &&
            (event.type == 'D' || (head.request == 'Q' && event.type != 'E' && event.type != 'Z'));
