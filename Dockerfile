@@ -32,7 +32,7 @@ FROM debian:bookworm-slim
 LABEL org.opencontainers.image.title=sluice \
       org.opencontainers.image.description="Sluice: a PostgreSQL connection pooler (sluiced, sluicectl)"
 RUN apt-get update -q \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libuv1 libpq5 libssl3 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libuv1 libpq5 libssl3 liburing2 \
  && rm -rf /var/lib/apt/lists/*
 # /run/sluice holds the client and control sockets (systemd's RuntimeDirectory= outside a container).
 RUN useradd --system --user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin \

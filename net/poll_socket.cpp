@@ -22,7 +22,7 @@ PollSocket::Ptr PollSocket::open(uv_loop_t* loop, int fd, bool owns_fd, Handler*
 void PollSocket::close_when_flushed(Ptr socket) {
   PollSocket* self = socket.release();
   self->handler_ = nullptr;
-  if (self->pending_.empty()) return self->close();
+  if (!self->has_pending_output()) return self->close();
   self->close_when_flushed_ = true;
   self->reading_ = false;
   self->update_events();
@@ -37,6 +37,7 @@ void PollSocket::close() {
   if (closing_) return;
   closing_ = true;
   handler_ = nullptr;
+  if (queued_) reactor_.send_batch().send_now(*this);  // as a write before the close would have
   if (tls_) tls_->shutdown();
   // Out of the epoll before the close, always: a close takes it out only with the last reference
   // to its file, and others may hold one (a live upgrade's other process; for a moment, whoever
@@ -48,6 +49,7 @@ void PollSocket::close() {
 }
 
 bool PollSocket::start_tls(std::shared_ptr<const config::TlsContext> context, TlsChannel::Start start) {
+  if (queued_) reactor_.send_batch().send_now(*this);  // the 'S' goes first, in plain text
   if (closing_ || tls_ || !pending_.empty()) return false;
   tls_ = TlsChannel::accept(fd_, std::move(context), start);
   encrypted_ = tls_ != nullptr;
@@ -111,6 +113,10 @@ bool PollSocket::write(std::span<const std::uint8_t> bytes) {
   if (encrypted_) [[unlikely]]
     return write_tls(bytes);
   if (pending_.empty()) {
+    if (batched_ && reactor_.send_batch().takes(*this, bytes.size())) {
+      reactor_.send_batch().queue(*this, bytes);
+      return true;
+    }
     while (!bytes.empty()) {
       const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
       if (n >= 0) {
@@ -210,6 +216,25 @@ void PollSocket::flush() {
   pending_offset_ = 0;
   update_events();
   if (handler_ != nullptr) handler_->on_drained();
+}
+
+void PollSocket::batch_sent(std::span<const std::uint8_t> unsent, int error) {
+  if (closing_) return;
+  if (error != 0) {
+    if (close_when_flushed_) return close();
+    if (handler_ != nullptr) handler_->on_socket_error(-error);
+    return;
+  }
+  if (unsent.empty()) {
+    if (queued_) return;  // written again meanwhile: that batch answers for it
+    if (close_when_flushed_) return close();
+    if (handler_ != nullptr) handler_->on_drained();
+    return;
+  }
+  pending_.assign(reinterpret_cast<const char*>(unsent.data()), unsent.size());
+  // Bytes a callback queued meanwhile follow the remainder, in order.
+  if (queued_) reactor_.send_batch().take_queued(*this, pending_);
+  update_events();
 }
 
 void PollSocket::on_events(std::uint32_t epoll_events) {

@@ -1,6 +1,7 @@
 // A non-blocking socket watched by its loop's SocketReactor. Reads are pulled by the owner into
 // its own (usually shared) buffer, so an idle connection holds no read buffer;
-// writes go straight to the kernel and only an unsent remainder is kept.
+// writes go straight to the kernel and only an unsent remainder is kept, or, on a socket that
+// batches its sends, go with the loop turn's others (net/send_batch.h).
 // A client socket may switch to TLS (start_tls), a server socket carry an established session
 // (use_tls): read and write then carry plaintext.
 #pragma once
@@ -20,11 +21,14 @@
 namespace sluice::net {
 
 class PollSocket final : SocketReactor::Watcher {
+  friend class SendBatch;
+
  public:
   class Handler {
    public:
     virtual void on_readable() = 0;
-    // The write remainder has reached the kernel: a paused peer may read again.
+    // All that was written has reached the kernel (a remainder, or a batched send): a paused peer
+    // may read again.
     virtual void on_drained() = 0;
     // A poll error (the peer reset the connection) or a failed flush; describe_error() words it.
     virtual void on_socket_error(int uv_status) = 0;
@@ -62,12 +66,17 @@ class PollSocket final : SocketReactor::Watcher {
   bool write(const std::string& bytes) {
     return write({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()});
   }
-  [[nodiscard]] bool has_pending_output() const { return !pending_.empty(); }
+  // Written and not yet in the kernel: queued in the turn's batch, or a remainder it refused.
+  [[nodiscard]] bool has_pending_output() const { return queued_ || !pending_.empty(); }
+  // The kernel refused a part: the peer reads slower than it is written to.
+  [[nodiscard]] bool backed_up() const { return !pending_.empty(); }
   [[nodiscard]] std::size_t pending_output() const { return pending_.size(); }
   void set_reading(bool reading);
   [[nodiscard]] bool reading() const { return reading_; }
   [[nodiscard]] int fd() const { return fd_; }
   void set_handler(Handler* handler) { handler_ = handler; }
+  // Small writes go out with the loop turn's other batched sends (net/send_batch.h).
+  void batch_sends() { batched_ = true; }
 
   // Server-side TLS from now on; the handshake runs inside read(). False when OpenSSL cannot
   // start one, or output is still pending (the 'S' that answers an SSLRequest goes in plain text).
@@ -95,6 +104,9 @@ class PollSocket final : SocketReactor::Watcher {
   // Sends pending_ through TLS; false on a hard error.
   bool flush_tls();
   void on_events(std::uint32_t events) override;
+  // The batch sent what this socket queued: `unsent` is what the kernel did not take (all of it
+  // on a hard error, `error` > 0).
+  void batch_sent(std::span<const std::uint8_t> unsent, int error);
   void on_reactor_closing() override {
     if (close_when_flushed_) close();
   }
@@ -108,6 +120,8 @@ class PollSocket final : SocketReactor::Watcher {
   bool watching_writable_ = false;
   bool closing_ = false;
   bool encrypted_ = false;  // tls_ is set (asked here, not of tls_ on a line of its own)
+  bool batched_ = false;
+  bool queued_ = false;  // bytes of it wait in the reactor's SendBatch (pending_ is then empty)
   Handler* handler_;
   std::string pending_;
   std::size_t pending_offset_ = 0;

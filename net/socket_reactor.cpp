@@ -102,6 +102,7 @@ void SocketReactor::free_released() {
 }
 
 void SocketReactor::run() {
+  send_batch_.make_ring();  // here, on the loop's thread, and before any count of descriptors
   stopping_ = false;
   while (!stopping_ && uv_loop_alive(loop_) != 0) turn(-1);
   stopping_ = false;
@@ -139,6 +140,7 @@ void SocketReactor::turn(int timeout_ms) {
     }
   }
   for (int i = 0; i < ready; ++i) {
+    send_batch_.set_more_to_come(i + 1 < ready);
     const epoll_event& event = events_[static_cast<std::size_t>(i)];
     if (event.data.ptr == nullptr) {
       libuv_due_ = true;
@@ -150,6 +152,8 @@ void SocketReactor::turn(int timeout_ms) {
       if (!watcher->released_) watcher->on_events(event.events);
     }
   }
+  send_batch_.set_more_to_come(false);
+  send_batch_.flush();  // sends queue only while events are served: none is left for later
   turn_clock::poll_done();
   for (TurnHook* hook : hooks_) hook->after_poll();
 }

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "net/send_batch.h"
 #include "net/wake_timer.h"
 
 namespace sluice::net {
@@ -74,6 +75,9 @@ class SocketReactor {
   // read for it is dropped).
   void release(Watcher* watcher, int fd = -1);
 
+  // The sends batched sockets queue in a turn, made before the next poll.
+  [[nodiscard]] SendBatch& send_batch() { return send_batch_; }
+
   void add_hook(TurnHook* hook) { hooks_.push_back(hook); }
   void remove_hook(TurnHook* hook);
 
@@ -106,6 +110,7 @@ class SocketReactor {
   std::vector<Watcher*> freeing_;      // the batch free_released deletes
   std::vector<Watcher*> unwatchable_;  // epoll refused a change: EPOLLERR in the next turn
   std::array<epoll_event, kMaxEvents> events_{};
+  SendBatch send_batch_;
 };
 
 }  // namespace sluice::net

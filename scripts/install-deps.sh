@@ -11,7 +11,7 @@ build_only=false
 packages=(
   build-essential cmake pkg-config
   lld  # links sluiced in daemon/sluiced.link-order's function order (CMakeLists.txt, SLUICE_LINK_ORDER)
-  libuv1-dev libpq-dev nlohmann-json3-dev libgtest-dev libcli11-dev libssl-dev
+  libuv1-dev libpq-dev nlohmann-json3-dev libgtest-dev libcli11-dev libssl-dev liburing-dev
 )
 $build_only || packages+=(
   postgresql postgresql-client

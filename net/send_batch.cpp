@@ -1,0 +1,169 @@
+#include "net/send_batch.h"
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <climits>
+
+#include "net/poll_socket.h"
+
+namespace sluice::net {
+
+namespace {
+
+// Never waits: a socket whose buffer is full answers EAGAIN at once (io_uring then arms no poll).
+constexpr int kSendFlags = MSG_NOSIGNAL | MSG_DONTWAIT;
+// No answer yet: neither a byte count nor an -errno.
+constexpr int kUnanswered = INT_MIN;
+
+// Bytes the kernel took, or -errno.
+int send_plain(int fd, const char* data, std::size_t size) {
+  for (;;) {
+    const ssize_t n = ::send(fd, data, size, kSendFlags);
+    if (n >= 0) return static_cast<int>(n);
+    if (errno != EINTR) return -errno;
+  }
+}
+
+}  // namespace
+
+SendBatch::~SendBatch() {
+  if (ring_ == Ring::ready) io_uring_queue_exit(&io_uring_);
+}
+
+bool SendBatch::make_ring() {
+  if (ring_ == Ring::unmade) {
+    ring_ = io_uring_queue_init(kMaxSockets, &io_uring_, 0) == 0 ? Ring::ready : Ring::refused;
+  }
+  return ring_ == Ring::ready;
+}
+
+bool SendBatch::takes(const PollSocket& socket, std::size_t size) const {
+  return socket.queued_ || (more_to_come_ && size <= kMaxQueuedWrite && sockets_ < kMaxSockets);
+}
+
+void SendBatch::queue(PollSocket& socket, std::span<const std::uint8_t> bytes) {
+  if (socket.queued_ && entries_.back().socket != &socket) {
+    // Queued earlier, behind others: its bytes move to the end, so that one send carries them all
+    // in order.
+    std::string earlier;
+    take_queued(socket, earlier);
+    queue(socket, {reinterpret_cast<const std::uint8_t*>(earlier.data()), earlier.size()});
+  }
+  if (socket.queued_) {
+    entries_.back().size += bytes.size();
+  } else {
+    entries_.push_back({&socket, bytes_.size(), bytes.size()});
+    socket.queued_ = true;
+    ++sockets_;
+  }
+  bytes_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+}
+
+SendBatch::Entry* SendBatch::entry_of(const PollSocket& socket) {
+  for (auto entry = entries_.rbegin(); entry != entries_.rend(); ++entry) {
+    if (entry->socket == &socket) return &*entry;
+  }
+  return nullptr;
+}
+
+void SendBatch::take_queued(PollSocket& socket, std::string& into) {
+  Entry* entry = entry_of(socket);
+  into.append(bytes_, entry->offset, entry->size);
+  entry->socket = nullptr;
+  socket.queued_ = false;
+  --sockets_;
+}
+
+void SendBatch::send_now(PollSocket& socket) {
+  std::string bytes;
+  take_queued(socket, bytes);
+  std::size_t sent = 0;
+  while (sent < bytes.size()) {
+    const int n = send_plain(socket.fd_, bytes.data() + sent, bytes.size() - sent);
+    if (n <= 0) break;
+    sent += static_cast<std::size_t>(n);
+  }
+  socket.pending_.append(bytes, sent);
+}
+
+void SendBatch::send_all() {
+  sending_.swap(entries_);
+  sending_bytes_.swap(bytes_);
+  const unsigned sockets = sockets_;
+  sockets_ = 0;
+  for (const Entry& entry : sending_) {
+    if (entry.socket != nullptr) entry.socket->queued_ = false;
+  }
+  results_.assign(sending_.size(), kUnanswered);
+  if (sockets > 1 && make_ring()) {
+    send_with_io_uring();
+  } else {
+    send_one_by_one();
+  }
+  // A socket's callback may close another of the batch: a closed one ignores its answer (its
+  // memory lives until the next poll).
+  for (std::size_t i = 0; i < sending_.size(); ++i) {
+    const Entry& entry = sending_[i];
+    if (entry.socket == nullptr) continue;
+    const int result = results_[i];
+    const std::size_t taken = result > 0 ? static_cast<std::size_t>(result) : 0;
+    const int error = result < 0 && result != -EAGAIN && result != -EINTR ? -result : 0;
+    entry.socket->batch_sent(
+        {reinterpret_cast<const std::uint8_t*>(sending_bytes_.data()) + entry.offset + taken,
+         entry.size - taken},
+        error);
+  }
+  sending_.clear();
+  sending_bytes_.clear();
+}
+
+void SendBatch::send_one_by_one() {
+  for (std::size_t i = 0; i < sending_.size(); ++i) {
+    const Entry& entry = sending_[i];
+    if (entry.socket != nullptr)
+      results_[i] = send_plain(entry.socket->fd_, sending_bytes_.data() + entry.offset, entry.size);
+  }
+}
+
+void SendBatch::send_with_io_uring() {
+  unsigned submitted = 0;
+  for (std::size_t i = 0; i < sending_.size(); ++i) {
+    const Entry& entry = sending_[i];
+    if (entry.socket == nullptr) continue;
+    io_uring_sqe* sqe = io_uring_get_sqe(&io_uring_);  // the ring holds kMaxSockets, as many as can queue
+    io_uring_prep_send(sqe, entry.socket->fd_, sending_bytes_.data() + entry.offset, entry.size, kSendFlags);
+    io_uring_sqe_set_data64(sqe, i);
+    ++submitted;
+  }
+  if (!reap(submitted)) {
+    // What the ring did not answer may or may not have been sent: those sockets fail rather than
+    // send twice, and the ring is not used again.
+    io_uring_queue_exit(&io_uring_);
+    ring_ = Ring::refused;
+    for (std::size_t i = 0; i < sending_.size(); ++i) {
+      if (sending_[i].socket != nullptr && results_[i] == kUnanswered) results_[i] = -EIO;
+    }
+  }
+}
+
+bool SendBatch::reap(unsigned submitted) {
+  unsigned answered = 0;
+  while (answered < submitted) {
+    // Submits what the ring holds and waits for an answer; MSG_DONTWAIT sends answer at once.
+    const int entered = io_uring_submit_and_wait(&io_uring_, 1);
+    if (entered < 0 && entered != -EINTR && entered != -EAGAIN && entered != -EBUSY) return false;
+    io_uring_cqe* cqe = nullptr;
+    unsigned head = 0;
+    unsigned ready = 0;
+    io_uring_for_each_cqe(&io_uring_, head, cqe) {
+      results_[io_uring_cqe_get_data64(cqe)] = cqe->res;
+      ++ready;
+    }
+    io_uring_cq_advance(&io_uring_, ready);
+    answered += ready;
+  }
+  return true;
+}
+
+}  // namespace sluice::net

@@ -1,0 +1,88 @@
+// The sends that client sockets write while a loop turn serves its socket events, made together
+// once it has served them.
+// With two or more queued, one io_uring_enter makes them all: on a kernel with page-table isolation
+// a system call costs about a microsecond of entry and exit alone (bench/syscall_cost.c), and at 50
+// clients a turn writes replies to several. Each is a MSG_DONTWAIT send, which io_uring makes at
+// once and answers with EAGAIN rather than waiting: a flush never blocks and leaves no send in
+// flight, and what the kernel did not take becomes the socket's pending output, as a plain send's
+// remainder does. Without io_uring (an older kernel, a seccomp filter refusing io_uring_setup) the
+// queued sends are made one by one.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace sluice::net {
+
+class PollSocket;
+
+class SendBatch {
+ public:
+  SendBatch() = default;
+  ~SendBatch();
+  SendBatch(const SendBatch&) = delete;
+  SendBatch& operator=(const SendBatch&) = delete;
+
+  // Set by the reactor while the turn has socket events left to serve after this one: only then
+  // can another send join a queued one. A turn with one event (a lone client) sends at once.
+  void set_more_to_come(bool more) { more_to_come_ = more; }
+  // Whether `socket` may queue `size` bytes: it has bytes queued already (they stay in order), or
+  // more events are to come, the write is small and the batch has room. Otherwise it sends at once.
+  [[nodiscard]] bool takes(const PollSocket& socket, std::size_t size) const;
+  // Makes the io_uring now, on the thread that runs the loop: made on another thread, its
+  // teardown interrupted that thread's next blocking system call (EINTR). A turn makes it at its
+  // first use otherwise. False when the kernel refuses it.
+  bool make_ring();
+  // Queues `bytes` for `socket` (takes() said yes), after what it queued before.
+  void queue(PollSocket& socket, std::span<const std::uint8_t> bytes);
+  // Makes the queued sends and tells each socket what the kernel took.
+  void flush() {
+    if (!entries_.empty()) send_all();
+  }
+  // Sends `socket`'s queued bytes now, on their own (before it closes, or starts TLS); what the
+  // kernel does not take becomes its pending output.
+  void send_now(PollSocket& socket);
+  // Takes `socket`'s queued bytes out of the batch, appending them to `into`.
+  void take_queued(PollSocket& socket, std::string& into);
+
+ private:
+  // Sockets with bytes queued at most: a turn with more would hold the first clients' replies back
+  // while it serves the rest, so the rest send at once. Also the ring's size.
+  static constexpr unsigned kMaxSockets = 16;
+  static constexpr std::size_t kMaxQueuedWrite = 16 * 1024;  // larger writes send at once
+
+  struct Entry {
+    PollSocket* socket;  // null once its bytes were taken out
+    std::size_t offset;  // in bytes_
+    std::size_t size;
+  };
+
+  // The queued socket's entry: the last that names it.
+  Entry* entry_of(const PollSocket& socket);
+  void send_all();
+  // Fill results_: bytes the kernel took, or -errno.
+  void send_with_io_uring();
+  void send_one_by_one();
+  // Waits for the answers to `submitted` sends and records them; false when the ring failed.
+  bool reap(unsigned submitted);
+
+  std::vector<Entry> entries_;
+  std::string bytes_;
+  unsigned sockets_ = 0;  // entries_ that name one
+  bool more_to_come_ = false;
+  // What send_all sends, swapped out of entries_ and bytes_ so that a socket's callback may queue
+  // anew meanwhile.
+  std::vector<Entry> sending_;
+  std::string sending_bytes_;
+  std::vector<int> results_;
+  enum class Ring { unmade, ready, refused };
+  Ring ring_ = Ring::unmade;
+  io_uring io_uring_{};
+};
+
+}  // namespace sluice::net

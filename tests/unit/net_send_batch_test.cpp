@@ -1,0 +1,216 @@
+// Batched sends (net/send_batch.h): what batched sockets write while a loop turn has socket events
+// left to serve leaves once it has served them, each socket's bytes in the order written; the last
+// event's writes leave at once; what the kernel does not take waits for
+// the socket to be writable; a peer gone is a socket error; a socket closed with bytes queued
+// sends them first; a full batch and a large write do not wait.
+#include <gtest/gtest.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "net/poll_socket.h"
+#include "net/socket_reactor.h"
+
+namespace sluice::net {
+namespace {
+
+struct Recorder final : PollSocket::Handler {
+  void on_readable() override {}
+  void on_drained() override { ++drained; }
+  void on_socket_error(int uv_status) override { error = uv_status; }
+  int drained = 0;
+  int error = 0;
+};
+
+// A batched socket on fds[0] (which it owns) and the peer's end, fds[1].
+struct Batched {
+  explicit Batched(uv_loop_t* loop) {
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+    socket = PollSocket::open(loop, fds[0], /*owns_fd=*/true, &recorder);
+    socket->batch_sends();
+  }
+  ~Batched() { close(fds[1]); }
+  // What the peer can read now, without waiting.
+  [[nodiscard]] std::string received() const {
+    std::string all;
+    char buffer[65536];
+    for (ssize_t n; (n = recv(fds[1], buffer, sizeof buffer, 0)) > 0;)
+      all.append(buffer, static_cast<std::size_t>(n));
+    return all;
+  }
+  void write(const std::string& bytes) { EXPECT_TRUE(socket->write(bytes)); }
+  int fds[2] = {-1, -1};
+  Recorder recorder;
+  PollSocket::Ptr socket;
+};
+
+// A watcher made readable at once; the first of a turn's two runs the work, inside the turn.
+struct Trigger final : SocketReactor::Watcher {
+  Trigger(SocketReactor& reactor, std::shared_ptr<std::function<void()>> work)
+      : reactor_(reactor), work_(std::move(work)) {
+    EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds_), 0);
+    EXPECT_TRUE(reactor_.add(fds_[0], EPOLLIN, this));
+    EXPECT_EQ(::write(fds_[1], "x", 1), 1);
+  }
+  ~Trigger() override {
+    close(fds_[0]);
+    close(fds_[1]);
+  }
+  void on_events(std::uint32_t) override {
+    if (*work_) std::exchange(*work_, nullptr)();
+    reactor_.release(this, fds_[0]);
+  }
+  SocketReactor& reactor_;
+  std::shared_ptr<std::function<void()>> work_;
+  int fds_[2] = {-1, -1};
+};
+
+class SendBatchTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    reactor_ = std::make_unique<SocketReactor>(&loop_);
+  }
+  void TearDown() override {
+    sockets_.clear();
+    reactor_.reset();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+  }
+  Batched& socket() { return *sockets_.emplace_back(std::make_unique<Batched>(&loop_)); }
+  // Runs `work` as the first of `events` socket events of one turn, then lets the turn end.
+  void in_a_turn(std::function<void()> work, int events = 2) {
+    auto shared = std::make_shared<std::function<void()>>(std::move(work));
+    for (int i = 0; i < events; ++i) new Trigger(*reactor_, shared);  // released, and freed, by the reactor
+    reactor_->turn(1000);
+    EXPECT_FALSE(*shared) << "the turn did not serve the events";
+  }
+
+  uv_loop_t loop_{};
+  std::unique_ptr<SocketReactor> reactor_;
+  std::vector<std::unique_ptr<Batched>> sockets_;
+};
+
+TEST_F(SendBatchTest, WritesOfATurnLeaveAtItsEndEachSocketsInOrder) {
+  Batched& a = socket();
+  Batched& b = socket();
+  Batched& c = socket();
+  in_a_turn([&] {
+    a.write("a1");
+    b.write("b1");
+    a.write("a2");  // behind b's: a's bytes stay together, in order
+    c.write("c1");
+    a.write("a3");
+    a.write("a4");
+    EXPECT_EQ(a.received(), "") << "a batched write left before the turn's end";
+    EXPECT_TRUE(a.socket->has_pending_output());
+    EXPECT_FALSE(a.socket->backed_up());
+  });
+  EXPECT_EQ(a.received(), "a1a2a3a4");
+  EXPECT_EQ(b.received(), "b1");
+  EXPECT_EQ(c.received(), "c1");
+  for (Batched* s : {&a, &b, &c}) {
+    EXPECT_FALSE(s->socket->has_pending_output());
+    EXPECT_EQ(s->recorder.drained, 1);
+    EXPECT_EQ(s->recorder.error, 0);
+  }
+}
+
+// A lone client's reply leaves at once: no other send of the turn could join it.
+TEST_F(SendBatchTest, ATurnsLastEventSendsAtOnce) {
+  Batched& a = socket();
+  in_a_turn(
+      [&] {
+        a.write("now");
+        EXPECT_EQ(a.received(), "now");
+        EXPECT_FALSE(a.socket->has_pending_output());
+      },
+      /*events=*/1);
+  EXPECT_EQ(a.recorder.drained, 0);
+}
+
+TEST_F(SendBatchTest, WhatTheKernelRefusesWaitsForTheSocketToBeWritable) {
+  Batched& full = socket();
+  Batched& other = socket();
+  std::string filler;
+  const std::string chunk(4096, 'f');
+  for (ssize_t n; (n = send(full.fds[0], chunk.data(), chunk.size(), MSG_DONTWAIT)) > 0;)
+    filler.append(chunk, 0, static_cast<std::size_t>(n));
+  in_a_turn([&] {
+    full.write("after the filler");
+    other.write("o");
+  });
+  EXPECT_EQ(other.received(), "o");
+  EXPECT_TRUE(full.socket->backed_up());
+  EXPECT_EQ(full.recorder.drained, 0);
+  std::string got = full.received();  // makes room; the remainder goes when the socket is writable
+  for (int turn = 0; turn < 50 && full.recorder.drained == 0; ++turn) {
+    reactor_->turn(100);
+    got += full.received();
+  }
+  EXPECT_EQ(full.recorder.drained, 1);
+  EXPECT_EQ(got, filler + "after the filler");
+  EXPECT_FALSE(full.socket->has_pending_output());
+}
+
+TEST_F(SendBatchTest, APeerGoneIsASocketError) {
+  Batched& gone = socket();
+  Batched& other = socket();
+  close(gone.fds[1]);
+  gone.fds[1] = -1;
+  in_a_turn([&] {
+    gone.write("lost");
+    other.write("o");
+  });
+  EXPECT_EQ(gone.recorder.error, UV_EPIPE);
+  EXPECT_EQ(other.received(), "o");
+  EXPECT_EQ(other.recorder.error, 0);
+}
+
+TEST_F(SendBatchTest, ASocketClosedWithBytesQueuedSendsThemFirst) {
+  Batched& closed = socket();
+  Batched& flushed = socket();
+  Batched& other = socket();
+  in_a_turn([&] {
+    closed.write("last words");
+    flushed.write("bye");
+    other.write("o");
+    closed.socket.reset();
+    EXPECT_EQ(closed.received(), "last words");  // at the close, not at the turn's end
+    PollSocket::close_when_flushed(std::move(flushed.socket));
+  });
+  EXPECT_EQ(flushed.received(), "bye");
+  char byte = 0;
+  EXPECT_EQ(recv(closed.fds[1], &byte, 1, 0), 0) << "not closed";
+  EXPECT_EQ(recv(flushed.fds[1], &byte, 1, 0), 0) << "not closed once flushed";
+  EXPECT_EQ(other.received(), "o");
+}
+
+TEST_F(SendBatchTest, AFullBatchAndALargeWriteDoNotWait) {
+  std::vector<Batched*> queued;
+  for (int i = 0; i < 16; ++i) queued.push_back(&socket());
+  Batched& seventeenth = socket();
+  Batched& large = socket();
+  const std::string big(20000, 'L');
+  in_a_turn([&] {
+    for (Batched* s : queued) s->write("q");
+    seventeenth.write("at once");
+    large.write(big);
+    EXPECT_EQ(seventeenth.received(), "at once");
+    EXPECT_EQ(large.received(), big);
+    EXPECT_EQ(queued.front()->received(), "");
+  });
+  for (Batched* s : queued) EXPECT_EQ(s->received(), "q");
+}
+
+}  // namespace
+}  // namespace sluice::net
