@@ -489,6 +489,10 @@ void ClientSession::on_server_data(protocol::Bytes bytes) {
   if (socket_->backed_up()) scope_.server().set_reading(false);  // resume in on_drained
 }
 
+void ClientSession::on_backed_up() {
+  if (scope_) scope_.server().set_reading(false);  // resume in on_drained
+}
+
 void ClientSession::on_drained() {
   if (scope_) scope_.server().set_reading(true);
   move_if_at_rest();  // its last reply had to reach the client first

@@ -109,6 +109,7 @@ class ClientSession final : net::PollSocket::Handler,
   // net::PollSocket::Handler
   void on_readable() override;
   void on_drained() override;
+  void on_backed_up() override;
   void on_socket_error(int uv_status) override;
   // pool::ScopeWaiter
   void on_scope_granted(pool::Scope scope) override;

@@ -218,23 +218,30 @@ void PollSocket::flush() {
   if (handler_ != nullptr) handler_->on_drained();
 }
 
-void PollSocket::batch_sent(std::span<const std::uint8_t> unsent, int error) {
-  if (closing_) return;
-  if (error != 0) {
-    if (close_when_flushed_) return close();
-    if (handler_ != nullptr) handler_->on_socket_error(-error);
-    return;
-  }
-  if (unsent.empty()) {
-    if (queued_) return;  // written again meanwhile: that batch answers for it
-    if (close_when_flushed_) return close();
-    if (handler_ != nullptr) handler_->on_drained();
-    return;
-  }
-  pending_.assign(reinterpret_cast<const char*>(unsent.data()), unsent.size());
-  // Bytes a callback queued meanwhile follow the remainder, in order.
-  if (queued_) reactor_.send_batch().take_queued(*this, pending_);
+BatchResult PollSocket::keep_batch_remainder(std::span<const std::uint8_t> unsent, int error) {
+  if (error != 0) return BatchResult::failed;
+  if (closing_ || unsent.empty()) return BatchResult::sent;
+  pending_.assign(reinterpret_cast<const char*>(unsent.data()), unsent.size());  // empty while queued
   update_events();
+  return BatchResult::backed_up;
+}
+
+void PollSocket::report_batch_result(BatchResult result, int error) {
+  if (closing_) return;
+  switch (result) {
+    case BatchResult::failed:
+      if (close_when_flushed_) return close();
+      if (handler_ != nullptr) handler_->on_socket_error(-error);
+      return;
+    case BatchResult::backed_up:
+      if (handler_ != nullptr && !pending_.empty()) handler_->on_backed_up();
+      return;
+    case BatchResult::sent:
+      if (!pending_.empty()) return;  // a later write's remainder: flush() reports it drained
+      if (close_when_flushed_) return close();
+      if (handler_ != nullptr) handler_->on_drained();
+      return;
+  }
 }
 
 void PollSocket::on_events(std::uint32_t epoll_events) {

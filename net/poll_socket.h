@@ -32,6 +32,9 @@ class PollSocket final : SocketReactor::Watcher {
     virtual void on_drained() = 0;
     // A poll error (the peer reset the connection) or a failed flush; describe_error() words it.
     virtual void on_socket_error(int uv_status) = 0;
+    // A batched write (batch_sends) the kernel took only in part: the peer reads slower than it is
+    // written to; on_drained follows once the rest is in the kernel.
+    virtual void on_backed_up() {}
 
    protected:
     ~Handler() = default;
@@ -104,9 +107,12 @@ class PollSocket final : SocketReactor::Watcher {
   // Sends pending_ through TLS; false on a hard error.
   bool flush_tls();
   void on_events(std::uint32_t events) override;
-  // The batch sent what this socket queued: `unsent` is what the kernel did not take (all of it
-  // on a hard error, `error` > 0).
-  void batch_sent(std::span<const std::uint8_t> unsent, int error);
+  // What the batch's send of this socket's queued bytes came to, in two steps, so that no
+  // callback runs before every socket of the batch holds its remainder (a callback may write to
+  // another): keep_batch_remainder takes the kernel's answer (`unsent`: what it did not take;
+  // `error` > 0 on a hard error), report_batch_result tells the handler once all have.
+  BatchResult keep_batch_remainder(std::span<const std::uint8_t> unsent, int error);
+  void report_batch_result(BatchResult result, int error);
   void on_reactor_closing() override {
     if (close_when_flushed_) close();
   }

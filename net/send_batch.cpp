@@ -16,6 +16,9 @@ constexpr int kSendFlags = MSG_NOSIGNAL | MSG_DONTWAIT;
 // No answer yet: neither a byte count nor an -errno.
 constexpr int kUnanswered = INT_MIN;
 
+// A send's hard error (errno), or 0: EAGAIN and EINTR leave the rest for when it is writable.
+int error_of(int result) { return result < 0 && result != -EAGAIN && result != -EINTR ? -result : 0; }
+
 // Bytes the kernel took, or -errno.
 int send_plain(int fd, const char* data, std::size_t size) {
   for (;;) {
@@ -32,10 +35,19 @@ SendBatch::~SendBatch() {
 }
 
 bool SendBatch::make_ring() {
-  if (ring_ == Ring::unmade) {
-    ring_ = io_uring_queue_init(kMaxSockets, &io_uring_, 0) == 0 ? Ring::ready : Ring::refused;
+  if (ring_ != Ring::unmade) return ring_ == Ring::ready;
+  ring_ = Ring::refused;
+  if (io_uring_queue_init(kMaxSockets, &io_uring_, 0) != 0) return false;
+  // io_uring came with Linux 5.1, its send with 5.6: on a kernel between, every send would fail.
+  io_uring_probe* probe = io_uring_get_probe_ring(&io_uring_);
+  const bool sends = probe != nullptr && io_uring_opcode_supported(probe, IORING_OP_SEND) != 0;
+  io_uring_free_probe(probe);
+  if (!sends) {
+    io_uring_queue_exit(&io_uring_);
+    return false;
   }
-  return ring_ == Ring::ready;
+  ring_ = Ring::ready;
+  return true;
 }
 
 bool SendBatch::takes(const PollSocket& socket, std::size_t size) const {
@@ -101,18 +113,23 @@ void SendBatch::send_all() {
   } else {
     send_one_by_one();
   }
-  // A socket's callback may close another of the batch: a closed one ignores its answer (its
-  // memory lives until the next poll).
+  // Every socket keeps its remainder before any handler hears of its own: a handler may write to
+  // another socket of the batch, or close it (a closed one ignores its result; its memory lives
+  // until the next poll).
+  outcomes_.resize(sending_.size());
   for (std::size_t i = 0; i < sending_.size(); ++i) {
     const Entry& entry = sending_[i];
     if (entry.socket == nullptr) continue;
     const int result = results_[i];
     const std::size_t taken = result > 0 ? static_cast<std::size_t>(result) : 0;
-    const int error = result < 0 && result != -EAGAIN && result != -EINTR ? -result : 0;
-    entry.socket->batch_sent(
+    outcomes_[i] = entry.socket->keep_batch_remainder(
         {reinterpret_cast<const std::uint8_t*>(sending_bytes_.data()) + entry.offset + taken,
          entry.size - taken},
-        error);
+        error_of(result));
+  }
+  for (std::size_t i = 0; i < sending_.size(); ++i) {
+    if (sending_[i].socket != nullptr)
+      sending_[i].socket->report_batch_result(outcomes_[i], error_of(results_[i]));
   }
   sending_.clear();
   sending_bytes_.clear();
@@ -127,24 +144,30 @@ void SendBatch::send_one_by_one() {
 }
 
 void SendBatch::send_with_io_uring() {
-  unsigned submitted = 0;
+  submitted_.clear();
   for (std::size_t i = 0; i < sending_.size(); ++i) {
     const Entry& entry = sending_[i];
     if (entry.socket == nullptr) continue;
     io_uring_sqe* sqe = io_uring_get_sqe(&io_uring_);  // the ring holds kMaxSockets, as many as can queue
     io_uring_prep_send(sqe, entry.socket->fd_, sending_bytes_.data() + entry.offset, entry.size, kSendFlags);
     io_uring_sqe_set_data64(sqe, i);
-    ++submitted;
+    submitted_.push_back(i);
   }
-  if (!reap(submitted)) {
-    // What the ring did not answer may or may not have been sent: those sockets fail rather than
-    // send twice, and the ring is not used again.
-    io_uring_queue_exit(&io_uring_);
-    ring_ = Ring::refused;
-    for (std::size_t i = 0; i < sending_.size(); ++i) {
-      if (sending_[i].socket != nullptr && results_[i] == kUnanswered) results_[i] = -EIO;
-    }
+  if (reap(static_cast<unsigned>(submitted_.size()))) return;
+  // The ring refused work (it should not). The kernel took the first sends in order and left the
+  // rest, which are made here; one it took and did not answer may or may not have been made, so
+  // its socket fails rather than send twice. The ring is not used again.
+  const std::size_t left = io_uring_sq_ready(&io_uring_);
+  for (std::size_t k = 0; k < submitted_.size(); ++k) {
+    const std::size_t i = submitted_[k];
+    if (results_[i] != kUnanswered) continue;
+    const Entry& entry = sending_[i];
+    results_[i] = k + left >= submitted_.size()
+                      ? send_plain(entry.socket->fd_, sending_bytes_.data() + entry.offset, entry.size)
+                      : -EIO;
   }
+  io_uring_queue_exit(&io_uring_);
+  ring_ = Ring::refused;
 }
 
 bool SendBatch::reap(unsigned submitted) {

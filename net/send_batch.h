@@ -21,6 +21,9 @@ namespace sluice::net {
 
 class PollSocket;
 
+// What a batched send came to for its socket: all taken, a remainder kept, a hard error.
+enum class BatchResult : std::uint8_t { sent, backed_up, failed };
+
 class SendBatch {
  public:
   SendBatch() = default;
@@ -47,8 +50,6 @@ class SendBatch {
   // Sends `socket`'s queued bytes now, on their own (before it closes, or starts TLS); what the
   // kernel does not take becomes its pending output.
   void send_now(PollSocket& socket);
-  // Takes `socket`'s queued bytes out of the batch, appending them to `into`.
-  void take_queued(PollSocket& socket, std::string& into);
 
  private:
   // Sockets with bytes queued at most: a turn with more would hold the first clients' replies back
@@ -64,6 +65,8 @@ class SendBatch {
 
   // The queued socket's entry: the last that names it.
   Entry* entry_of(const PollSocket& socket);
+  // Takes `socket`'s queued bytes out of the batch, appending them to `into`.
+  void take_queued(PollSocket& socket, std::string& into);
   void send_all();
   // Fill results_: bytes the kernel took, or -errno.
   void send_with_io_uring();
@@ -75,11 +78,13 @@ class SendBatch {
   std::string bytes_;
   unsigned sockets_ = 0;  // entries_ that name one
   bool more_to_come_ = false;
-  // What send_all sends, swapped out of entries_ and bytes_ so that a socket's callback may queue
-  // anew meanwhile.
+  // What send_all sends, swapped out of entries_ and bytes_: the batch is empty again before any
+  // handler hears of its socket's send.
   std::vector<Entry> sending_;
   std::string sending_bytes_;
   std::vector<int> results_;
+  std::vector<BatchResult> outcomes_;
+  std::vector<std::size_t> submitted_;  // sending_'s entries in the order of their sends in the ring
   enum class Ring { unmade, ready, refused };
   Ring ring_ = Ring::unmade;
   io_uring io_uring_{};

@@ -26,9 +26,15 @@ namespace {
 struct Recorder final : PollSocket::Handler {
   void on_readable() override {}
   void on_drained() override { ++drained; }
-  void on_socket_error(int uv_status) override { error = uv_status; }
+  void on_backed_up() override { ++backed_up; }
+  void on_socket_error(int uv_status) override {
+    error = uv_status;
+    if (then) then();
+  }
   int drained = 0;
+  int backed_up = 0;
   int error = 0;
+  std::function<void()> then;  // after an error
 };
 
 // A batched socket on fds[0] (which it owns) and the peer's end, fds[1].
@@ -138,28 +144,63 @@ TEST_F(SendBatchTest, ATurnsLastEventSendsAtOnce) {
   EXPECT_EQ(a.recorder.drained, 0);
 }
 
+// Fills the socket's kernel buffer; returns what it wrote.
+std::string fill(const Batched& s) {
+  std::string filler;
+  const std::string chunk(4096, 'f');
+  for (ssize_t n; (n = send(s.fds[0], chunk.data(), chunk.size(), MSG_DONTWAIT)) > 0;)
+    filler.append(chunk, 0, static_cast<std::size_t>(n));
+  return filler;
+}
+
+// Reads what `s`'s peer gets until the socket reports its output drained.
+std::string drain(SocketReactor& reactor, Batched& s) {
+  std::string got = s.received();
+  for (int turn = 0; turn < 50 && s.recorder.drained == 0; ++turn) {
+    reactor.turn(100);
+    got += s.received();
+  }
+  return got;
+}
+
+// `got` is `filler`, then `rest` (the filler's hundreds of KiB not printed).
+void expect_after(const std::string& got, const std::string& filler, const std::string& rest) {
+  EXPECT_TRUE(got.starts_with(filler)) << "the filler's bytes were not first";
+  EXPECT_EQ(got.size() >= filler.size() ? got.substr(filler.size()) : got, rest);
+}
+
 TEST_F(SendBatchTest, WhatTheKernelRefusesWaitsForTheSocketToBeWritable) {
   Batched& full = socket();
   Batched& other = socket();
-  std::string filler;
-  const std::string chunk(4096, 'f');
-  for (ssize_t n; (n = send(full.fds[0], chunk.data(), chunk.size(), MSG_DONTWAIT)) > 0;)
-    filler.append(chunk, 0, static_cast<std::size_t>(n));
+  const std::string filler = fill(full);
   in_a_turn([&] {
     full.write("after the filler");
     other.write("o");
   });
   EXPECT_EQ(other.received(), "o");
   EXPECT_TRUE(full.socket->backed_up());
+  EXPECT_EQ(full.recorder.backed_up, 1);
   EXPECT_EQ(full.recorder.drained, 0);
-  std::string got = full.received();  // makes room; the remainder goes when the socket is writable
-  for (int turn = 0; turn < 50 && full.recorder.drained == 0; ++turn) {
-    reactor_->turn(100);
-    got += full.received();
-  }
+  expect_after(drain(*reactor_, full), filler, "after the filler");
   EXPECT_EQ(full.recorder.drained, 1);
-  EXPECT_EQ(got, filler + "after the filler");
   EXPECT_FALSE(full.socket->has_pending_output());
+}
+
+// A handler that hears of its own socket's result writes to a later socket of the same batch,
+// whose send left a remainder: its bytes follow that remainder.
+TEST_F(SendBatchTest, AWriteFromAnotherSocketsCallbackFollowsTheRemainder) {
+  Batched& gone = socket();
+  Batched& full = socket();
+  close(gone.fds[1]);
+  gone.fds[1] = -1;
+  const std::string filler = fill(full);
+  gone.recorder.then = [&] { full.write(" and after"); };
+  in_a_turn([&] {
+    gone.write("lost");
+    full.write("queued");
+  });
+  EXPECT_EQ(gone.recorder.error, UV_EPIPE);
+  expect_after(drain(*reactor_, full), filler, "queued and after");
 }
 
 TEST_F(SendBatchTest, APeerGoneIsASocketError) {
