@@ -1405,8 +1405,8 @@ below); a pooler that cost nothing would save PgBouncer 1.25.2's own part of tha
 at most machine / (machine − PgBouncer 1.25.2's CPU) times PgBouncer 1.25.2's tps. With one client
 the CPUs mostly wait for each other's replies instead: there the pooler that costs nothing is no
 pooler at all, direct (the same single backend), in the same round. A relay cannot do without its
-system calls (a receive and a send each way per message; sluiced makes no more at 50 clients,
-bench/HISTORY.md, "Where it stands, against a pooler that only relays"): the last column keeps
+system calls (a receive and a send each way per message; sluiced makes no more, and at 50 clients
+sends several replies in one io_uring_enter: README, "Replies leave together"): the last column keeps
 sluice's system time and drops only its user-space work, machine / (machine − PgBouncer 1.25.2's
 CPU + sluice's system time). A test whose ceiling is under a target cannot be met by the pooler's
 own speed alone: both ceilings assume PostgreSQL and pgbench cost the same per transaction behind

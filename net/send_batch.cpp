@@ -73,8 +73,8 @@ void SendBatch::queue(PollSocket& socket, std::span<const std::uint8_t> bytes) {
 }
 
 SendBatch::Entry* SendBatch::entry_of(const PollSocket& socket) {
-  for (auto entry = entries_.rbegin(); entry != entries_.rend(); ++entry) {
-    if (entry->socket == &socket) return &*entry;
+  for (std::size_t i = entries_.size(); i-- > 0;) {
+    if (entries_[i].socket == &socket) return &entries_[i];
   }
   return nullptr;
 }

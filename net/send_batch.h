@@ -1,4 +1,4 @@
-// The sends that client sockets write while a loop turn serves its socket events, made together
+// The sends that client sockets write while a loop turn serves the events of one poll, made together
 // once it has served them.
 // With two or more queued, one io_uring_enter makes them all: on a kernel with page-table isolation
 // a system call costs about a microsecond of entry and exit alone (bench/syscall_cost.c), and at 50
@@ -31,7 +31,7 @@ class SendBatch {
   SendBatch(const SendBatch&) = delete;
   SendBatch& operator=(const SendBatch&) = delete;
 
-  // Set by the reactor while the turn has socket events left to serve after this one: only then
+  // Set by the reactor while the turn has events left to serve after this one (any of the poll's): only then
   // can another send join a queued one. A turn with one event (a lone client) sends at once.
   void set_more_to_come(bool more) { more_to_come_ = more; }
   // Whether `socket` may queue `size` bytes: it has bytes queued already (they stay in order), or
@@ -55,7 +55,7 @@ class SendBatch {
   // Sockets with bytes queued at most: a turn with more would hold the first clients' replies back
   // while it serves the rest, so the rest send at once. Also the ring's size.
   static constexpr unsigned kMaxSockets = 16;
-  static constexpr std::size_t kMaxQueuedWrite = 16 * 1024;  // larger writes send at once
+  static constexpr std::size_t kMaxQueuedWrite = std::size_t{16} * 1024;  // larger writes send at once
 
   struct Entry {
     PollSocket* socket;  // null once its bytes were taken out

@@ -1,4 +1,4 @@
-// Batched sends (net/send_batch.h): what batched sockets write while a loop turn has socket events
+// Batched sends (net/send_batch.h): what batched sockets write while a loop turn has events
 // left to serve leaves once it has served them, each socket's bytes in the order written; the last
 // event's writes leave at once; what the kernel does not take waits for
 // the socket to be writable; a peer gone is a socket error; a socket closed with bytes queued
