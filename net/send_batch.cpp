@@ -58,9 +58,11 @@ void SendBatch::queue(PollSocket& socket, std::span<const std::uint8_t> bytes) {
   if (socket.queued_ && entries_.back().socket != &socket) {
     // Queued earlier, behind others: its bytes move to the end, so that one send carries them all
     // in order.
-    std::string earlier;
-    take_queued(socket, earlier);
-    queue(socket, {reinterpret_cast<const std::uint8_t*>(earlier.data()), earlier.size()});
+    Entry* earlier = entry_of(socket);
+    const Entry moved{&socket, bytes_.size(), earlier->size};
+    bytes_.append(bytes_, earlier->offset, earlier->size);
+    earlier->socket = nullptr;
+    entries_.push_back(moved);
   }
   if (socket.queued_) {
     entries_.back().size += bytes.size();
