@@ -112,11 +112,9 @@ bool PollSocket::write(std::span<const std::uint8_t> bytes) {
   if (closing_) return false;
   if (encrypted_) [[unlikely]]
     return write_tls(bytes);
+  // Refused, the batch has sent this socket's queued bytes first; a remainder of theirs is pending_.
+  if (batched_ && reactor_.send_batch().queue(*this, bytes)) return true;
   if (pending_.empty()) {
-    if (batched_ && reactor_.send_batch().takes(*this, bytes.size())) {
-      reactor_.send_batch().queue(*this, bytes);
-      return true;
-    }
     while (!bytes.empty()) {
       const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
       if (n >= 0) {

@@ -50,28 +50,26 @@ bool SendBatch::make_ring() {
   return true;
 }
 
-bool SendBatch::takes(const PollSocket& socket, std::size_t size) const {
-  return socket.queued_ || (more_to_come_ && size <= kMaxQueuedWrite && sockets_ < kMaxSockets);
-}
-
-void SendBatch::queue(PollSocket& socket, std::span<const std::uint8_t> bytes) {
-  if (socket.queued_ && entries_.back().socket != &socket) {
-    // Queued earlier, behind others: its bytes move to the end, so that one send carries them all
-    // in order.
-    Entry* earlier = entry_of(socket);
-    const Entry moved{&socket, bytes_.size(), earlier->size};
-    bytes_.append(bytes_, earlier->offset, earlier->size);
-    earlier->socket = nullptr;
-    entries_.push_back(moved);
-  }
-  if (socket.queued_) {
-    entries_.back().size += bytes.size();
-  } else {
-    entries_.push_back({&socket, bytes_.size(), bytes.size()});
+bool SendBatch::queue(PollSocket& socket, std::span<const std::uint8_t> bytes) {
+  if (!socket.queued_) {
+    if (!more_to_come_ || bytes.size() > kMaxQueuedBytes || sockets_ == kMaxSockets) return false;
+    entries_.push_back({&socket, bytes_.size(), 0});
     socket.queued_ = true;
     ++sockets_;
+  } else if (Entry* queued = entry_of(socket); queued->size + bytes.size() > kMaxQueuedBytes) {
+    send_now(socket);
+    return false;
+  } else if (queued != &entries_.back()) {
+    // Queued earlier, behind others: its bytes move to the end, so that one send carries them all
+    // in order.
+    const Entry moved{&socket, bytes_.size(), queued->size};
+    bytes_.append(bytes_, queued->offset, queued->size);
+    queued->socket = nullptr;
+    entries_.push_back(moved);
   }
+  entries_.back().size += bytes.size();
   bytes_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return true;
 }
 
 SendBatch::Entry* SendBatch::entry_of(const PollSocket& socket) {
@@ -155,10 +153,14 @@ void SendBatch::send_with_io_uring() {
     io_uring_sqe_set_data64(sqe, i);
     submitted_.push_back(i);
   }
-  if (reap(static_cast<unsigned>(submitted_.size()))) return;
-  // The ring refused work (it should not). The kernel took the first sends in order and left the
-  // rest, which are made here; one it took and did not answer may or may not have been made, so
-  // its socket fails rather than send twice. The ring is not used again.
+  if (!reap(static_cast<unsigned>(submitted_.size()))) give_up_ring();
+}
+
+void SendBatch::give_up_ring() {
+  // The kernel took the first sends in order and left the rest, which are made here. One it took
+  // and did not answer may or may not have been made, so its socket fails rather than send twice.
+  // None reads the batch's bytes once io_uring_enter returned: a MSG_DONTWAIT send is made inside
+  // the call that submits it, never handed to a kernel worker.
   const std::size_t left = io_uring_sq_ready(&io_uring_);
   for (std::size_t k = 0; k < submitted_.size(); ++k) {
     const std::size_t i = submitted_[k];
@@ -174,21 +176,28 @@ void SendBatch::send_with_io_uring() {
 
 bool SendBatch::reap(unsigned submitted) {
   unsigned answered = 0;
+  int failed_enters = 0;
   while (answered < submitted) {
     // Submits what the ring holds and waits for an answer; MSG_DONTWAIT sends answer at once.
     const int entered = io_uring_submit_and_wait(&io_uring_, 1);
-    if (entered < 0 && entered != -EINTR && entered != -EAGAIN && entered != -EBUSY) return false;
-    io_uring_cqe* cqe = nullptr;
-    unsigned head = 0;
-    unsigned ready = 0;
-    io_uring_for_each_cqe(&io_uring_, head, cqe) {
-      results_[io_uring_cqe_get_data64(cqe)] = cqe->res;
-      ++ready;
-    }
-    io_uring_cq_advance(&io_uring_, ready);
-    answered += ready;
+    answered += take_answers();  // even after a failed call: answers posted before it stand
+    if (entered >= 0 || answered == submitted) continue;
+    const bool transient = entered == -EINTR || entered == -EAGAIN || entered == -EBUSY;
+    if (!transient || ++failed_enters == kMaxFailedEnters) return false;
   }
   return true;
+}
+
+unsigned SendBatch::take_answers() {
+  io_uring_cqe* cqe = nullptr;
+  unsigned head = 0;
+  unsigned ready = 0;
+  io_uring_for_each_cqe(&io_uring_, head, cqe) {
+    results_[io_uring_cqe_get_data64(cqe)] = cqe->res;
+    ++ready;
+  }
+  io_uring_cq_advance(&io_uring_, ready);
+  return ready;
 }
 
 }  // namespace sluice::net

@@ -34,15 +34,15 @@ class SendBatch {
   // Set by the reactor while the turn has events left to serve after this one (any of the poll's): only then
   // can another send join a queued one. A turn with one event (a lone client) sends at once.
   void set_more_to_come(bool more) { more_to_come_ = more; }
-  // Whether `socket` may queue `size` bytes: it has bytes queued already (they stay in order), or
-  // more events are to come, the write is small and the batch has room. Otherwise it sends at once.
-  [[nodiscard]] bool takes(const PollSocket& socket, std::size_t size) const;
+  // Queues `bytes` for `socket` after what it queued before, when more events are to come, the
+  // write is small and the batch has room, or the socket has bytes queued and they and this write
+  // stay small. False when the caller must send them itself: the socket's queued bytes, if any, were
+  // sent first (what the kernel did not take is then its pending output).
+  [[nodiscard]] bool queue(PollSocket& socket, std::span<const std::uint8_t> bytes);
   // Makes the io_uring now, on the thread that runs the loop: made on another thread, its
   // teardown interrupted that thread's next blocking system call (EINTR). A turn makes it at its
   // first use otherwise. False when the kernel refuses it.
   bool make_ring();
-  // Queues `bytes` for `socket` (takes() said yes), after what it queued before.
-  void queue(PollSocket& socket, std::span<const std::uint8_t> bytes);
   // Makes the queued sends and tells each socket what the kernel took.
   void flush() {
     if (!entries_.empty()) send_all();
@@ -55,7 +55,11 @@ class SendBatch {
   // Sockets with bytes queued at most: a turn with more would hold the first clients' replies back
   // while it serves the rest, so the rest send at once. Also the ring's size.
   static constexpr unsigned kMaxSockets = 16;
-  static constexpr std::size_t kMaxQueuedWrite = std::size_t{16} * 1024;  // larger writes send at once
+  // A socket's bytes queued at most: past them it sends at once. Also bounds what a socket's
+  // bytes cost to move behind another's (queue).
+  static constexpr std::size_t kMaxQueuedBytes = std::size_t{16} * 1024;
+  // Failed io_uring_enter calls (EINTR, EAGAIN, EBUSY) a flush retries before it gives the ring up.
+  static constexpr int kMaxFailedEnters = 8;
 
   struct Entry {
     PollSocket* socket;  // null once its bytes were taken out
@@ -73,6 +77,11 @@ class SendBatch {
   void send_one_by_one();
   // Waits for the answers to `submitted` sends and records them; false when the ring failed.
   bool reap(unsigned submitted);
+  // Records the answers the completion queue holds; returns how many.
+  unsigned take_answers();
+  // After the ring failed: makes the sends it never took, fails those it took without an answer,
+  // and leaves the ring for plain sends.
+  void give_up_ring();
 
   std::vector<Entry> entries_;
   std::string bytes_;

@@ -2,18 +2,27 @@
 // left to serve leaves once it has served them, each socket's bytes in the order written; the last
 // event's writes leave at once; what the kernel does not take waits for
 // the socket to be writable; a peer gone is a socket error; a socket closed with bytes queued
-// sends them first; a full batch and a large write do not wait.
+// sends them first; a full batch and a large write do not wait; where the kernel refuses
+// io_uring, at once or later, the sends go one by one.
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -251,6 +260,124 @@ TEST_F(SendBatchTest, AFullBatchAndALargeWriteDoNotWait) {
     EXPECT_EQ(queued.front()->received(), "");
   });
   for (Batched* s : queued) EXPECT_EQ(s->received(), "q");
+}
+
+// `got` is `want`; long strings are not printed whole.
+::testing::AssertionResult same(const std::string& got, const std::string& want) {
+  if (got == want) return ::testing::AssertionSuccess();
+  std::size_t at = 0;
+  while (at < got.size() && at < want.size() && got[at] == want[at]) ++at;
+  return ::testing::AssertionFailure()
+         << "got " << got.size() << " bytes, not " << want.size() << "; they differ from byte " << at;
+}
+
+// A socket with bytes queued whose next write would take them past the batch's bound sends them at
+// once, and the write after them: nothing large waits, nor is copied again behind others' bytes.
+TEST_F(SendBatchTest, AWritePastTheQueuedBoundSendsTheQueuedBytesFirst) {
+  Batched& a = socket();
+  Batched& b = socket();
+  const std::string half(10000, 'h');
+  const std::string big(20000, 'L');
+  in_a_turn([&] {
+    a.write("q");
+    b.write("b");
+    a.write(big);  // too large to queue: "q" leaves first
+    EXPECT_TRUE(same(a.received(), "q" + big));
+    a.write(half);
+    a.write(half);  // 20,000 bytes queued would be too many
+    EXPECT_TRUE(same(a.received(), half + half));
+    a.write("tail");
+  });
+  EXPECT_EQ(a.received(), "tail");
+  EXPECT_EQ(b.received(), "b");
+}
+
+// The same, with the kernel's buffer full: the queued bytes and the write wait, in order, for the
+// socket to be writable.
+TEST_F(SendBatchTest, AWritePastTheBoundFollowsTheQueuedBytesItsSocketBackedUp) {
+  Batched& full = socket();
+  Batched& other = socket();
+  const std::string filler = fill(full);
+  const std::string big(20000, 'L');
+  in_a_turn([&] {
+    full.write("q");
+    other.write("o");
+    full.write(big);
+    EXPECT_TRUE(full.socket->backed_up());
+  });
+  EXPECT_EQ(other.received(), "o");
+  expect_after(drain(*reactor_, full), filler, "q" + big);
+  EXPECT_FALSE(full.socket->has_pending_output());
+}
+
+// Makes the calling thread's system call `number` fail with `error`, as a seccomp profile refusing
+// it does (Docker's default refuses io_uring's). Other threads are not affected.
+bool refuse_in_this_thread(long number, int error) {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<__u32>(number), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<__u32>(error) & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  const sock_fprog program{static_cast<unsigned short>(std::size(filter)), filter};
+  return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
+}
+
+// The io_urings this process holds open.
+int open_rings() {
+  int rings = 0;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code unlinked;  // the directory's own descriptor, gone by now
+    if (std::filesystem::read_symlink(fd.path(), unlinked) == "anon_inode:[io_uring]") ++rings;
+  }
+  return rings;
+}
+
+TEST_F(SendBatchTest, WhereIoUringIsRefusedTheSendsGoOneByOne) {
+  Batched& a = socket();
+  Batched& b = socket();
+  std::thread refused([&] {
+    ASSERT_TRUE(refuse_in_this_thread(SYS_io_uring_setup, ENOSYS));
+    in_a_turn([&] {
+      a.write("a1");
+      b.write("b1");
+      a.write("a2");
+      EXPECT_EQ(a.received(), "");
+    });
+  });
+  refused.join();
+  EXPECT_EQ(a.received(), "a1a2");
+  EXPECT_EQ(b.received(), "b1");
+  EXPECT_EQ(open_rings(), 0);
+  EXPECT_EQ(a.recorder.error, 0);
+}
+
+// A ring that worked and then fails (io_uring_enter refused): the sends it never took go plain,
+// and later turns send one by one.
+TEST_F(SendBatchTest, ARingThatFailsLeavesItsSendsToPlainOnes) {
+  Batched& a = socket();
+  Batched& b = socket();
+  std::thread failing([&] {
+    in_a_turn([&] {
+      a.write("1");
+      b.write("1");
+    });
+    EXPECT_EQ(open_rings(), 1) << "the batch did not make its ring";
+    ASSERT_TRUE(refuse_in_this_thread(SYS_io_uring_enter, EPERM));
+    for (const char* round : {"2", "3"}) {
+      in_a_turn([&] {
+        a.write(round);
+        b.write(round);
+      });
+    }
+  });
+  failing.join();
+  EXPECT_EQ(open_rings(), 0) << "the failed ring was kept";
+  EXPECT_EQ(a.received(), "123");
+  EXPECT_EQ(b.received(), "123");
+  EXPECT_EQ(a.recorder.error, 0);
+  EXPECT_EQ(b.recorder.error, 0);
 }
 
 }  // namespace
