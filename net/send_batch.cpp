@@ -52,7 +52,10 @@ bool SendBatch::make_ring() {
 
 bool SendBatch::queue(PollSocket& socket, std::span<const std::uint8_t> bytes) {
   if (!socket.queued_) {
-    if (!more_to_come_ || bytes.size() > kMaxQueuedBytes || sockets_ == kMaxSockets) return false;
+    // Behind a remainder the kernel refused, bytes wait in the socket's pending output, in order.
+    if (!more_to_come_ || !socket.pending_.empty() || bytes.size() > kMaxQueuedBytes ||
+        sockets_ == kMaxSockets)
+      return false;
     entries_.push_back({&socket, bytes_.size(), 0});
     socket.queued_ = true;
     ++sockets_;

@@ -32,12 +32,13 @@ class SendBatch {
   SendBatch& operator=(const SendBatch&) = delete;
 
   // Set by the reactor while the turn has events left to serve after this one (any of the poll's): only then
-  // can another send join a queued one. A turn with one event (a lone client) sends at once.
+  // can a socket start queuing. A turn with one event (a lone client) sends at once.
   void set_more_to_come(bool more) { more_to_come_ = more; }
-  // Queues `bytes` for `socket` after what it queued before, when more events are to come, the
-  // write is small and the batch has room, or the socket has bytes queued and they and this write
-  // stay small. False when the caller must send them itself: the socket's queued bytes, if any, were
-  // sent first (what the kernel did not take is then its pending output).
+  // Queues `bytes` for `socket` after what it queued before: when more events are to come, the
+  // socket has no pending output, the write is small and the batch has room; or when the socket
+  // has bytes queued and they and this write stay small. False when the caller must send them
+  // itself: the socket's queued bytes, if any, were sent first (what the kernel did not take is
+  // then its pending output).
   [[nodiscard]] bool queue(PollSocket& socket, std::span<const std::uint8_t> bytes);
   // Makes the io_uring now, on the thread that runs the loop: made on another thread, its
   // teardown interrupted that thread's next blocking system call (EINTR). A turn makes it at its
