@@ -59,7 +59,8 @@ class SendBatch {
   // A socket's bytes queued at most: past them it sends at once. Also bounds what a socket's
   // bytes cost to move behind another's (queue).
   static constexpr std::size_t kMaxQueuedBytes = std::size_t{16} * 1024;
-  // Failed io_uring_enter calls (EINTR, EAGAIN, EBUSY) a flush retries before it gives the ring up.
+  // A flush gives the ring up at this many failed io_uring_enter calls (EINTR, EAGAIN, EBUSY; any
+  // other error at once).
   static constexpr int kMaxFailedEnters = 8;
 
   struct Entry {
