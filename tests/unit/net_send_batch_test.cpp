@@ -68,7 +68,8 @@ struct Batched {
   PollSocket::Ptr socket;
 };
 
-// A watcher made readable at once; the first of a turn's two runs the work, inside the turn.
+// A watcher made readable at once; the first of a turn's triggers to be served runs the work, inside the
+// turn.
 struct Trigger final : SocketReactor::Watcher {
   Trigger(SocketReactor& reactor, std::shared_ptr<std::function<void()>> work)
       : reactor_(reactor), work_(std::move(work)) {
