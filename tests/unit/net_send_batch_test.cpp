@@ -68,8 +68,7 @@ struct Batched {
   PollSocket::Ptr socket;
 };
 
-// A watcher made readable at once; the first of a turn's triggers to be served runs the work, inside the
-// turn.
+// A watcher made readable at once; whichever of a turn's triggers is served first runs the work.
 struct Trigger final : SocketReactor::Watcher {
   Trigger(SocketReactor& reactor, std::shared_ptr<std::function<void()>> work)
       : reactor_(reactor), work_(std::move(work)) {
