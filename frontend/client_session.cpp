@@ -62,7 +62,8 @@ ClientSession::ClientSession(Worker& worker, std::uint64_t id, int fd, Transport
       id_(id),
       transport_(transport),
       connected_at_(state_since_) {
-  // Replies to several clients in one turn leave in one system call (net/send_batch.h).
+  // Replies to several clients in one turn leave in one system call with the queries to servers
+  // (net/send_batch.h).
   if (socket_) socket_->batch_sends();
 }
 
@@ -458,7 +459,7 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
       // All answered here (a lone Close, say): no reply will come to end the scope.
       if (sent_nothing && server.idle_clean() && !server.has_pending_output()) return on_server_ready();
     }
-    if (server.has_pending_output()) socket_->set_reading(false);  // resume in on_server_drained
+    if (server.backed_up()) socket_->set_reading(false);  // resume in on_server_drained
     return;
   }
   // The stopping message is not forwarded: what came before it is, and the
@@ -477,8 +478,13 @@ void ClientSession::forward_to_server(protocol::Bytes chunk) {
        "invalid frontend message type " + std::to_string(static_cast<unsigned char>(stop->type)));
 }
 
+void ClientSession::on_server_backed_up() {
+  if (state_ == ClientState::active) socket_->set_reading(false);  // resume in on_server_drained
+}
+
 void ClientSession::on_server_drained() {
-  if (state_ == ClientState::active) socket_->set_reading(true);
+  // Every batched send to the server ends here: reading paused for held bytes stays paused.
+  if (state_ == ClientState::active && held_.size() < kMaxHeldBytes) socket_->set_reading(true);
   move_if_at_rest();
 }
 

@@ -120,6 +120,7 @@ class ClientSession final : net::PollSocket::Handler,
   void on_server_answered() override;
   void on_server_lost(const std::string& reason) override;
   void on_server_drained() override;
+  void on_server_backed_up() override;
   void on_own_query_done(std::optional<std::vector<protocol::QueryReply>> replies) override;
   // pool::SettingsReceiver
   void on_settings_captured(std::optional<pool::SessionSettings> settings,

@@ -130,6 +130,7 @@ class SecretLookup::Query final : pool::ScopeWaiter, pool::ServerUser {
   void on_server_ready() override {}
   void on_server_answered() override {}  // the lookup's own query: not a client request to time
   void on_server_drained() override {}
+  void on_server_backed_up() override {}
   void on_server_lost(const std::string& reason) override {
     scope_.discard(reason);
     finish({std::nullopt, "auth.query's server connection was lost: " + reason, true});

@@ -113,7 +113,9 @@ bool PollSocket::write(std::span<const std::uint8_t> bytes) {
   if (encrypted_) [[unlikely]]
     return write_tls(bytes);
   // Refused, the batch has sent this socket's queued bytes first; a remainder of theirs is pending_.
-  if (batched_ && reactor_.send_batch().queue(*this, bytes)) return true;
+  // The batch's first test is made here, inline: a lone client's turn makes no call.
+  SendBatch& batch = reactor_.send_batch();
+  if (batched_ && (queued_ || batch.more_to_come()) && batch.queue(*this, bytes)) return true;
   if (pending_.empty()) {
     while (!bytes.empty()) {
       const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);

@@ -80,6 +80,10 @@ class PollSocket final : SocketReactor::Watcher {
   void set_handler(Handler* handler) { handler_ = handler; }
   // Small writes go out with the loop turn's other batched sends (net/send_batch.h).
   void batch_sends() { batched_ = true; }
+  // Sends what waits in the turn's batch now; what the kernel does not take becomes pending output.
+  void send_queued_now() {
+    if (queued_) reactor_.send_batch().send_now(*this);
+  }
 
   // Server-side TLS from now on; the handshake runs inside read(). False when OpenSSL cannot
   // start one, or output is still pending (the 'S' that answers an SSLRequest goes in plain text).

@@ -1,12 +1,12 @@
-// The sends that client sockets write while a loop turn serves the events of one poll, made together
-// once it has served them.
+// The sends that sockets write while a loop turn serves the events of one poll, made together once
+// it has served them: the replies to clients and the queries to servers.
 // With two or more queued, one io_uring_enter makes them all: on a kernel with page-table isolation
 // a system call costs about a microsecond of entry and exit alone (bench/syscall_cost.c), and at 50
-// clients a turn writes replies to several. Each is a MSG_DONTWAIT send, which io_uring makes at
-// once and answers with EAGAIN rather than waiting: a flush never blocks and leaves no send in
-// flight, and what the kernel did not take becomes the socket's pending output, as a plain send's
-// remainder does. Without io_uring (an older kernel, a seccomp filter refusing io_uring_setup) the
-// queued sends are made one by one.
+// clients a turn writes to a dozen clients and as many servers. Each is a MSG_DONTWAIT send, which
+// io_uring makes at once and answers with EAGAIN rather than waiting: a flush never blocks and
+// leaves no send in flight, and what the kernel did not take becomes the socket's pending output,
+// as a plain send's remainder does. Without io_uring (an older kernel, a seccomp filter refusing
+// io_uring_setup) the queued sends are made one by one.
 #pragma once
 
 #include <liburing.h>
@@ -26,6 +26,12 @@ enum class BatchResult : std::uint8_t { sent, backed_up, failed };
 
 class SendBatch {
  public:
+  // Sockets with bytes queued at most: a turn with more would hold the first sends back while it
+  // serves the rest, so the rest go at once. At 50 clients a turn writes, for each transaction it
+  // ends, a reply and the next client's query: 16 were full in three turns of four. Also the
+  // ring's size.
+  static constexpr unsigned kMaxSockets = 64;
+
   SendBatch() = default;
   ~SendBatch();
   SendBatch(const SendBatch&) = delete;
@@ -34,6 +40,7 @@ class SendBatch {
   // Set by the reactor while the turn has events left to serve after this one (any of the poll's): only then
   // can a socket start queuing. A turn with one event (a lone client) sends at once.
   void set_more_to_come(bool more) { more_to_come_ = more; }
+  [[nodiscard]] bool more_to_come() const { return more_to_come_; }
   // Queues `bytes` for `socket` after what it queued before: when more events are to come, the
   // socket has no pending output, the write is small and the batch has room; or when the socket
   // has bytes queued and they and this write stay small. False when the caller must send them
@@ -53,9 +60,6 @@ class SendBatch {
   void send_now(PollSocket& socket);
 
  private:
-  // Sockets with bytes queued at most: a turn with more would hold the first clients' replies back
-  // while it serves the rest, so the rest send at once. Also the ring's size.
-  static constexpr unsigned kMaxSockets = 16;
   // A socket's bytes queued at most: past them it sends at once. Also bounds what a socket's
   // bytes cost to move behind another's (queue).
   static constexpr std::size_t kMaxQueuedBytes = std::size_t{16} * 1024;

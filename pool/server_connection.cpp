@@ -209,8 +209,8 @@ void ServerConnection::connected(int fd, bool owns_fd, const std::string& user,
   transaction_status_ = 'I';
   if (!cancel_key_)
     log::warning("server ", id_, ": its cancel key cannot be read; queries on it cannot be cancelled");
-  socket_ = net::PollSocket::open(pool_.loop(), fd, owns_fd, this);
-  if (!socket_) return connect_failed("cannot watch the server socket");  // an owned fd went with it
+  // An owned fd goes with a socket that could not be watched.
+  if (!watch_socket(fd, owns_fd)) return connect_failed("cannot watch the server socket");
   if (tls && !socket_->use_tls(std::move(tls)))
     return connect_failed("cannot carry the server's TLS session");
   pool_.connect_succeeded(*this);
@@ -248,6 +248,8 @@ void ServerConnection::attach(ServerUser* user) {
 
 void ServerConnection::detach() {
   user_ = nullptr;
+  // The client's last bytes (a Flush, say, that nothing answers) go before the server is judged.
+  if (socket_) socket_->send_queued_now();
   cancel_after_read_.reset();  // a cancel still waiting was its client's: never the next one's
   ledger_.abandon();
   filters_replies_ = tracks_statements_;
@@ -285,6 +287,14 @@ void ServerConnection::deliver_ready_replies() {
 bool ServerConnection::send(protocol::Bytes bytes) { return socket_ && socket_->write(bytes); }
 
 bool ServerConnection::has_pending_output() const { return socket_ && socket_->has_pending_output(); }
+
+bool ServerConnection::backed_up() const { return socket_ && socket_->backed_up(); }
+
+bool ServerConnection::watch_socket(int fd, bool owns_fd) {
+  socket_ = net::PollSocket::open(pool_.loop(), fd, owns_fd, this);
+  if (socket_) socket_->batch_sends();
+  return socket_ != nullptr;
+}
 
 void ServerConnection::set_reading(bool reading) {
   if (socket_) socket_->set_reading(reading);
@@ -436,6 +446,10 @@ void ServerConnection::idle_server_spoke(protocol::Bytes chunk) {
 
 void ServerConnection::on_drained() {
   if (state_ == ServerState::active && user_ != nullptr) user_->on_server_drained();
+}
+
+void ServerConnection::on_backed_up() {
+  if (state_ == ServerState::active && user_ != nullptr) user_->on_server_backed_up();
 }
 
 void ServerConnection::on_socket_error(int uv_status) {

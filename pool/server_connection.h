@@ -44,6 +44,9 @@ class ServerUser {
   virtual void on_server_answered() = 0;
   virtual void on_server_lost(const std::string& reason) = 0;
   virtual void on_server_drained() = 0;  // buffered client bytes reached the server
+  // The kernel took only part of a batched send (net/send_batch.h): the server reads slower than
+  // the client writes; on_server_drained follows once the rest is in the kernel.
+  virtual void on_server_backed_up() = 0;
   // sluiced's own query, sent alone for the client (its settings' restore, a
   // look at its backend state), has been answered: one reply per Query, nullopt
   // when they cannot be read. Nothing the client sent behind it has run.
@@ -142,7 +145,10 @@ class ServerConnection final : net::PollSocket::Handler {
   [[nodiscard]] BatchReplay& batch_replay() { return ledger_.batch_replay(); }
   // Replies sluiced answered with nothing owed before them go to the client now.
   void deliver_ready_replies();
+  // Written and not yet in the kernel: queued with the loop turn's other sends, or refused by it.
   [[nodiscard]] bool has_pending_output() const;
+  // The kernel refused a part: the server reads slower than it is written to.
+  [[nodiscard]] bool backed_up() const;
   void set_reading(bool reading);
 
   // The server's state as its messages tell it.
@@ -251,7 +257,12 @@ class ServerConnection final : net::PollSocket::Handler {
   // net::PollSocket::Handler
   void on_readable() override;
   void on_drained() override;
+  void on_backed_up() override;
   void on_socket_error(int uv_status) override;
+  // Watches `fd` with a socket whose small writes go out with the loop turn's other sends (the
+  // turn's queries to servers and replies to clients leave in one system call); false when it
+  // cannot be watched.
+  bool watch_socket(int fd, bool owns_fd);
 
   // Live upgrade: a duplicate of its socket for the new process, this process's hold on the socket
   // given up without a goodbye (the backend's session goes on there); -1 when that cannot be done,

@@ -54,7 +54,7 @@ int ServerConnection::release_for_handover() {
   ::close(null);
   if (!replaced) {
     ::close(copy);
-    socket_ = net::PollSocket::open(pool_.loop(), socket, /*owns_fd=*/false, this);
+    watch_socket(socket, /*owns_fd=*/false);
     return -1;
   }
   PQfinish(conn_);
@@ -79,8 +79,7 @@ bool ServerConnection::adopt(int fd, const MovedServer& moved) {
   session_changed_ = moved.session_changed;
   functions_changed_ = moved.functions_changed;
   library_loaded_ = moved.library_loaded;
-  socket_ = net::PollSocket::open(pool_.loop(), fd, /*owns_fd=*/true, this);
-  return socket_ != nullptr;
+  return watch_socket(fd, /*owns_fd=*/true);
 }
 
 int Pool::hand_over_server(ServerConnection& server, std::uint64_t client_id) {

@@ -2,8 +2,11 @@
 // must leave the client's connection (and the pooled server) usable.
 #include <gtest/gtest.h>
 
+#include <exception>
 #include <string>
+#include <thread>
 #include <utility>
+#include <vector>
 
 #include "tests/integration/harness.h"
 #include "tests/integration/test_tables.h"
@@ -52,6 +55,72 @@ TEST(PoolerCopyTest, CopyFromStdinLoadsEveryRow) {
 
   // The connection (and pool_size 1's only server) goes on.
   EXPECT_EQ(scalar(conn, "SELECT max(id) FROM " + table.name()), std::to_string(kRows));
+}
+
+// Clients copying at once through two servers that stop reading now and then (a trigger sleeps):
+// sends to a server back up, its client is held back until they drain, and the servers' writes
+// share the loop turn's batch with the others' (net/send_batch.h). Every row of every client
+// arrives, once.
+TEST(PoolerCopyTest, ConcurrentCopiesThroughTwoServersLoadEveryRow) {
+  const Table table("pooler_copy_concurrent", "client int, n int, padding text, PRIMARY KEY (client, n)");
+  exec_ok(table.direct(),
+          "CREATE OR REPLACE FUNCTION pooler_copy_pause() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+          "IF NEW.n % 2000 = 0 THEN PERFORM pg_sleep(0.01); END IF; RETURN NEW; END $$");
+  exec_ok(table.direct(), "CREATE TRIGGER pause BEFORE INSERT ON " + table.name() +
+                              " FOR EACH ROW EXECUTE FUNCTION pooler_copy_pause()");
+  Sluiced sluiced({.pool_size = 2});
+  constexpr int kClients = 8;
+  constexpr int kRows = 10000;
+  const std::string padding(100, 'p');
+
+  std::vector<std::string> failures(kClients);
+  std::vector<std::thread> clients;
+  clients.reserve(kClients);
+  for (int client = 0; client < kClients; ++client) {
+    clients.emplace_back([&, client] {
+      try {
+        const PgConn conn = connect(sluiced.conninfo());
+        std::string data;
+        for (int n = 1; n <= kRows; ++n) {
+          data += std::to_string(client) + "\t" + std::to_string(n) + "\t" + padding + "\n";
+        }
+        const PgResult start = exec(conn, "COPY " + table.name() + " FROM STDIN");
+        if (PQresultStatus(start.get()) != PGRES_COPY_IN) {
+          failures[client] = PQresultErrorMessage(start.get());
+          return;
+        }
+        for (std::size_t at = 0; at < data.size(); at += 1000) {
+          const std::string piece = data.substr(at, 1000);
+          if (PQputCopyData(conn.get(), piece.data(), static_cast<int>(piece.size())) != 1) {
+            failures[client] = PQerrorMessage(conn.get());
+            return;
+          }
+        }
+        const PgResult done(PQputCopyEnd(conn.get(), nullptr) == 1 ? PQgetResult(conn.get()) : nullptr);
+        if (PQresultStatus(done.get()) != PGRES_COMMAND_OK ||
+            PQcmdTuples(done.get()) != std::to_string(kRows)) {
+          failures[client] = std::string("COPY ended with: ") + PQerrorMessage(conn.get());
+          return;
+        }
+        if (scalar(conn, "SELECT 'usable'") != "usable")
+          failures[client] = "the connection is not usable after";
+      } catch (const std::exception& e) {
+        failures[client] = e.what();
+      }
+    });
+  }
+  for (std::thread& client : clients) client.join();
+  for (int client = 0; client < kClients; ++client) EXPECT_EQ(failures[client], "") << "client " << client;
+
+  // Checked directly in PostgreSQL: every client's rows, each once.
+  EXPECT_EQ(scalar(table.direct(), "SELECT count(*) FROM " + table.name()), std::to_string(kClients * kRows));
+  EXPECT_EQ(scalar(table.direct(), "SELECT count(*) FROM (SELECT client FROM " + table.name() +
+                                       " GROUP BY client HAVING count(*) = " + std::to_string(kRows) +
+                                       " AND sum(n) = " + std::to_string(kRows * (kRows + 1) / 2) +
+                                       " AND bool_and(padding = '" + padding + "')) whole_clients"),
+            std::to_string(kClients));
+  exec_ok(table.direct(), "DROP TRIGGER pause ON " + table.name());
+  exec_ok(table.direct(), "DROP FUNCTION pooler_copy_pause()");
 }
 
 TEST(PoolerCopyTest, CopyFromStdinInsideATransaction) {

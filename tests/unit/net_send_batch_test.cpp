@@ -247,15 +247,15 @@ TEST_F(SendBatchTest, ASocketClosedWithBytesQueuedSendsThemFirst) {
 
 TEST_F(SendBatchTest, AFullBatchAndALargeWriteDoNotWait) {
   std::vector<Batched*> queued;
-  for (int i = 0; i < 16; ++i) queued.push_back(&socket());
-  Batched& seventeenth = socket();
+  for (unsigned i = 0; i < SendBatch::kMaxSockets; ++i) queued.push_back(&socket());
+  Batched& one_more = socket();
   Batched& large = socket();
   const std::string big(20000, 'L');
   in_a_turn([&] {
     for (Batched* s : queued) s->write("q");
-    seventeenth.write("at once");
+    one_more.write("at once");
     large.write(big);
-    EXPECT_EQ(seventeenth.received(), "at once");
+    EXPECT_EQ(one_more.received(), "at once");
     EXPECT_EQ(large.received(), big);
     EXPECT_EQ(queued.front()->received(), "");
   });
