@@ -99,7 +99,9 @@ void SendBatch::send_now(PollSocket& socket) {
     if (n <= 0) break;
     sent += static_cast<std::size_t>(n);
   }
+  if (sent == bytes.size()) return;
   socket.pending_.append(bytes, sent);
+  socket.update_events();  // the rest goes when the socket is writable (nothing, once it is closing)
 }
 
 void SendBatch::send_all() {

@@ -43,7 +43,9 @@ class ServerUser {
   // Everything the client sent is answered inside a transaction (ReadyForQuery 'T' or 'E').
   virtual void on_server_answered() = 0;
   virtual void on_server_lost(const std::string& reason) = 0;
-  virtual void on_server_drained() = 0;  // buffered client bytes reached the server
+  // All that was written to the server is in the kernel: a send it refused in part, or one the
+  // loop turn batched.
+  virtual void on_server_drained() = 0;
   // The kernel took only part of a batched send (net/send_batch.h): the server reads slower than
   // the client writes; on_server_drained follows once the rest is in the kernel.
   virtual void on_server_backed_up() = 0;
@@ -260,8 +262,8 @@ class ServerConnection final : net::PollSocket::Handler {
   void on_backed_up() override;
   void on_socket_error(int uv_status) override;
   // Watches `fd` with a socket whose small writes go out with the loop turn's other sends (the
-  // turn's queries to servers and replies to clients leave in one system call); false when it
-  // cannot be watched.
+  // turn's queries to servers and replies to clients leave in one system call; a TLS session's
+  // writes go through OpenSSL, at once); false when it cannot be watched.
   bool watch_socket(int fd, bool owns_fd);
 
   // Live upgrade: a duplicate of its socket for the new process, this process's hold on the socket

@@ -311,6 +311,24 @@ TEST_F(SendBatchTest, AWritePastTheBoundFollowsTheQueuedBytesItsSocketBackedUp) 
   EXPECT_FALSE(full.socket->has_pending_output());
 }
 
+// Queued bytes sent before the turn's end (send_queued_now: a server's at its release) that the
+// kernel refuses wait for the socket to be writable, as a plain write's remainder does.
+TEST_F(SendBatchTest, QueuedBytesSentEarlyThatTheKernelRefusesWaitForTheSocket) {
+  Batched& full = socket();
+  Batched& other = socket();
+  std::string filler;
+  in_a_turn([&] {
+    full.write("queued");
+    other.write("o");
+    filler = fill(full);
+    full.socket->send_queued_now();
+    EXPECT_TRUE(full.socket->backed_up());
+  });
+  EXPECT_EQ(other.received(), "o");
+  expect_after(drain(*reactor_, full), filler, "queued");
+  EXPECT_FALSE(full.socket->has_pending_output());
+}
+
 // A socket backed up in an earlier turn: its next write, in a turn of several events, follows
 // what waits for the socket to be writable.
 TEST_F(SendBatchTest, AWriteToASocketBackedUpFollowsItsPendingOutput) {
