@@ -37,7 +37,7 @@ void PollSocket::close() {
   if (closing_) return;
   closing_ = true;
   handler_ = nullptr;
-  if (queued_) reactor_.send_batch().send_now(*this);  // as a write before the close would have
+  send_queued_now();  // as a write before the close would have
   if (tls_) tls_->shutdown();
   // Out of the epoll before the close, always: a close takes it out only with the last reference
   // to its file, and others may hold one (a live upgrade's other process; for a moment, whoever
@@ -49,7 +49,7 @@ void PollSocket::close() {
 }
 
 bool PollSocket::start_tls(std::shared_ptr<const config::TlsContext> context, TlsChannel::Start start) {
-  if (queued_) reactor_.send_batch().send_now(*this);  // the 'S' goes first, in plain text
+  send_queued_now();  // the 'S' goes first, in plain text
   if (closing_ || tls_ || !pending_.empty()) return false;
   tls_ = TlsChannel::accept(fd_, std::move(context), start);
   encrypted_ = tls_ != nullptr;
